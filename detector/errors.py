@@ -1,0 +1,51 @@
+"""The library's error tree.
+
+Every error a user can cause or fix is one of these, with a message that says what to do. The HTTP layer maps
+them to status codes in one place (`api/errors.py`); the CLI prints the message and exits non-zero.
+"""
+
+from __future__ import annotations
+
+
+class DetectorError(Exception):
+    """Base of every error this project raises on purpose."""
+
+
+class ConfigError(DetectorError):
+    """A configuration file or override is malformed, names an unknown key, or holds a bad value."""
+
+
+class DatasetError(DetectorError):
+    """A dataset is missing, incomplete or malformed (the message names the file and line)."""
+
+
+class ModelLoadError(DetectorError):
+    """A model file is missing, unreadable, corrupt, or not usable by the chosen backend."""
+
+
+class MissingMetadataError(ModelLoadError):
+    """An ONNX file carries neither this project's metadata nor Ultralytics' (class names, input size)."""
+
+
+class MissingDependencyError(DetectorError):
+    """An optional package needed for the requested feature is not installed (the message names the extra)."""
+
+
+class BackendUnavailableError(DetectorError):
+    """A backend cannot run here (no GPU, library missing, incompatible engine); `auto` falls back past it."""
+
+
+class InvalidInputError(DetectorError):
+    """Input data is not usable: wrong array shape or dtype, out-of-range parameter."""
+
+
+class InvalidImageError(InvalidInputError):
+    """Image bytes cannot be decoded, are truncated, or use an unsupported format."""
+
+
+class ImageTooLargeError(InvalidInputError):
+    """An image (or upload) exceeds the configured byte or pixel limits."""
+
+
+class UnsupportedImageFormatError(InvalidImageError):
+    """The image is in a format the service does not accept."""

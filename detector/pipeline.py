@@ -1,0 +1,153 @@
+"""The DVC stages as functions: data -> train -> export -> evaluate. `dvc.yaml` runs them through the CLI."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from detector.config import Config
+from detector.errors import DatasetError, ModelLoadError
+
+log = logging.getLogger(__name__)
+
+METRICS_OUT = Path("reports/metrics.json")
+TRAIN_REPORT = Path("reports/train.json")
+
+
+def stage_data(config: Config) -> dict[str, Any]:
+    """Generate the configured dataset version (or validate a user dataset) and report its summary."""
+    from detector.data import check_dataset, dataset_hash, generate_dataset
+
+    if config.data.source != "generated":
+        names = check_dataset(config.data.dataset_dir)
+        return {
+            "dataset": str(config.data.dataset_dir),
+            "names": names,
+            "sha256": dataset_hash(config.data.dataset_dir),
+        }
+    summary = generate_dataset(config.data)
+    check_dataset(config.data.dataset_dir)
+    return {"dataset": str(summary.root), "version": summary.version, "counts": summary.counts}
+
+
+def stage_train(config: Config) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    from detector.training.train import train
+
+    return asdict(train(config))
+
+
+def stage_export(config: Config, weights: str = "models/best.pt", out: str | None = None) -> dict[str, Any]:
+    from export.onnx import export_onnx
+
+    report = _read_json(TRAIN_REPORT) if TRAIN_REPORT.exists() else {}
+    arch = report.get("architecture", Path(config.train.model).stem)
+    data_version = report.get("dataset_version", config.data.version)
+    sha = report.get("weights_sha256", "")
+    metadata = export_onnx(
+        weights,
+        out or config.export.onnx_path,
+        imgsz=config.onnx_imgsz,
+        opset=config.export.opset,
+        dynamic=config.export.dynamic,
+        simplify=config.export.simplify,
+        half=config.export.half,
+        version=f"{arch}-{data_version}-{sha[:8]}" if sha else "",
+        source_run_id=report.get("run_id", ""),
+        dataset_version=data_version,
+    )
+    return _read_json_text(metadata.to_json())
+
+
+def stage_evaluate(config: Config, register: bool = True) -> dict[str, Any]:
+    """mAP of the exported ONNX through our runtime, beside Ultralytics' validation of the .pt; register it."""
+    from detector.evaluation import evaluate_split
+    from detector.runtime import Detector
+
+    onnx_path = Path(config.export.onnx_path)
+    if not onnx_path.exists():
+        raise ModelLoadError(f"{onnx_path} not found: run the export stage first (dvc repro export)")
+    dataset_dir = config.data.dataset_dir
+    results: dict[str, Any] = {}
+    with Detector.load(onnx_path, backend="onnxruntime") as detector:
+        for split in ("val", "test"):
+            try:
+                results[split] = evaluate_split(detector, dataset_dir, split).as_dict()
+            except DatasetError:
+                if split == "val":
+                    raise
+                log.info("no %s split in %s; skipping it", split, dataset_dir)
+        model_info = detector.describe()
+    results["ultralytics_val_pt"] = _ultralytics_val(config, Path("models/best.pt"))
+    results["model"] = {k: model_info[k] for k in ("name", "version", "input_size", "dataset_version")}
+    train_report = _read_json(TRAIN_REPORT) if TRAIN_REPORT.exists() else {}
+    mlcfg = config.train.mlflow
+    if register and mlcfg.enabled and train_report.get("run_id"):
+        from detector.training.tracking import register_champion
+
+        results["registry"] = register_champion(
+            mlcfg, train_report["run_id"], onnx_path, results["val"]["mAP50-95"], json.dumps(model_info)
+        )
+        import mlflow
+
+        with mlflow.start_run(run_id=train_report["run_id"]):
+            mlflow.log_metrics(
+                {
+                    f"onnx_{s}_{k}": v
+                    for s in ("val", "test")
+                    for k, v in results.get(s, {}).items()
+                    if isinstance(v, int | float)
+                }
+            )
+    METRICS_OUT.parent.mkdir(parents=True, exist_ok=True)
+    staged = METRICS_OUT.with_suffix(".partial")
+    staged.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    os.replace(staged, METRICS_OUT)
+    if register and results.get("registry") and train_report.get("run_id"):
+        import mlflow
+
+        with mlflow.start_run(run_id=train_report["run_id"]):
+            mlflow.log_artifact(str(METRICS_OUT), artifact_path="reports")
+    return results
+
+
+def _ultralytics_val(config: Config, weights: Path) -> dict[str, float]:
+    """Ultralytics' own validation of the .pt on the same split (the number our runtime's mAP is checked against)."""
+    import tempfile
+
+    from detector.data import load_names
+    from detector.training.train import _prepare_ultralytics, _write_data_yaml
+
+    if not weights.exists():
+        return {}
+    YOLO = _prepare_ultralytics()
+    dataset_dir = config.data.dataset_dir
+    with tempfile.TemporaryDirectory(prefix="val-") as tmp:
+        data_yaml = _write_data_yaml(dataset_dir, load_names(dataset_dir), Path(tmp) / "data.yaml")
+        metrics = YOLO(str(weights)).val(
+            data=str(data_yaml),
+            imgsz=config.onnx_imgsz,
+            batch=16,
+            conf=0.001,
+            iou=0.7,
+            device="cpu",
+            plots=False,
+            verbose=False,
+            project=tmp,
+            name="val",
+        )
+    box = metrics.box
+    return {"mAP50": float(box.map50), "mAP50-95": float(box.map), "precision": float(box.mp), "recall": float(box.mr)}
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return _read_json_text(path.read_text())
+
+
+def _read_json_text(text: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(text)
+    return data

@@ -1,0 +1,78 @@
+"""What a backend is: load a model file, report its input/output spec, run a batch. Nothing else.
+
+Pre-processing, post-processing and thresholds live in `Detector`, shared by every backend, so a new backend is one
+file plus one registry entry (`detector.runtime.backends.REGISTRY`).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    shape: tuple[int, ...]  # -1 marks a dynamic dimension
+    dtype: np.dtype[Any]
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    """Knobs a backend may honour; each backend documents which it reads."""
+
+    device: str = "auto"  # "cpu", "cuda", "cuda:1", "auto"
+    threads: int = 0  # intra-op threads; 0 lets the library decide
+    precision: str = "fp32"  # TensorRT engines: fp32 | fp16
+    engine_dir: str = "models/engines"  # TensorRT engine cache (engines are code: loaded only from here)
+    max_batch: int = 8  # TensorRT optimisation profile's max batch
+    workspace_gb: float = 2.0
+
+
+class Backend(ABC):
+    """One loaded model on one inference library.
+
+    Contract for `run`: input is a contiguous `(B, 3, H, W)` array of `input_spec.dtype` holding RGB pixels scaled
+    to [0, 1]; output is the model's first output as float32, batch first. `thread_safe` tells `Detector` whether
+    `run` may be called from several threads at once; if not, `Detector` serialises calls.
+    """
+
+    name: ClassVar[str]
+    thread_safe: ClassVar[bool] = True
+
+    def __init__(self, model_path: Path, options: BackendOptions) -> None:
+        self.model_path = model_path
+        self.options = options
+
+    @classmethod
+    def is_available(cls) -> tuple[bool, str]:
+        """Whether this backend can run on this machine, and if not, why (for `auto` and error messages)."""
+        return True, ""
+
+    @property
+    @abstractmethod
+    def input_spec(self) -> TensorSpec: ...
+
+    @property
+    @abstractmethod
+    def output_specs(self) -> list[TensorSpec]: ...
+
+    @property
+    def max_batch(self) -> int | None:
+        """Largest batch one `run` accepts; None when unbounded. Larger batches are split by `Detector`."""
+        return None
+
+    @property
+    def device_name(self) -> str:
+        return "cpu"
+
+    @abstractmethod
+    def run(self, batch: npt.NDArray[Any]) -> npt.NDArray[np.float32]: ...
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most backends free on garbage collection
+        """Release native resources. Idempotent."""

@@ -1,0 +1,62 @@
+"""The one result type every backend and every caller shares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+
+@dataclass(frozen=True)
+class Detections:
+    """Detections for one image.
+
+    Attributes:
+        xyxy: `(n, 4)` float32 boxes, corners in pixels of the original image.
+        confidence: `(n,)` float32 scores in [0, 1].
+        class_id: `(n,)` int64 class indices.
+        names: class index -> class name of the model that produced them.
+    """
+
+    xyxy: npt.NDArray[np.float32]
+    confidence: npt.NDArray[np.float32]
+    class_id: npt.NDArray[np.int64]
+    names: dict[int, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.xyxy)
+        if self.xyxy.shape != (n, 4):
+            raise ValueError(f"xyxy must have shape (n, 4), got {self.xyxy.shape}")
+        if self.confidence.shape != (n,) or self.class_id.shape != (n,):
+            raise ValueError(
+                f"confidence {self.confidence.shape} and class_id {self.class_id.shape} must both be ({n},)"
+            )
+
+    @classmethod
+    def empty(cls, names: dict[int, str] | None = None) -> Detections:
+        return cls(
+            xyxy=np.zeros((0, 4), np.float32),
+            confidence=np.zeros((0,), np.float32),
+            class_id=np.zeros((0,), np.int64),
+            names=dict(names or {}),
+        )
+
+    def __len__(self) -> int:
+        return len(self.xyxy)
+
+    def class_names(self) -> list[str]:
+        return [self.names.get(int(c), str(int(c))) for c in self.class_id]
+
+    def to_list(self) -> list[dict[str, Any]]:
+        """JSON-ready list in the `/predict` response's `detections` shape."""
+        return [
+            {
+                "class_id": int(c),
+                "class_name": name,
+                "confidence": round(float(s), 5),
+                "box": {k: round(float(v), 2) for k, v in zip(("x1", "y1", "x2", "y2"), box, strict=True)},
+            }
+            for box, s, c, name in zip(self.xyxy, self.confidence, self.class_id, self.class_names(), strict=True)
+        ]

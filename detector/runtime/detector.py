@@ -1,0 +1,199 @@
+"""`Detector` = shared pre-processing -> a backend -> shared post-processing, for one image or a batch.
+
+Thread-safety: `predict*` may be called from several threads at once. Backends that declare `thread_safe = False`
+are serialised by a lock here; the service instead gives each worker its own context (see api/batching.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from detector.errors import InvalidInputError, ModelLoadError
+from detector.runtime import backends
+from detector.runtime.backends.base import Backend, BackendOptions
+from detector.runtime.detections import Detections
+from detector.runtime.metadata import ModelMetadata, read_onnx_metadata
+from detector.runtime.postprocess import postprocess
+from detector.runtime.preprocess import preprocess_batch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Timings:
+    """Milliseconds spent per stage of the last call (summed over backend chunks)."""
+
+    preprocess_ms: float = 0.0
+    inference_ms: float = 0.0
+    postprocess_ms: float = 0.0
+    extra: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "preprocess": round(self.preprocess_ms, 3),
+            "inference": round(self.inference_ms, 3),
+            "postprocess": round(self.postprocess_ms, 3),
+            **{k: round(v, 3) for k, v in self.extra.items()},
+        }
+
+
+class Detector:
+    def __init__(
+        self,
+        backend: Backend,
+        metadata: ModelMetadata,
+        conf: float = 0.25,
+        iou: float = 0.7,
+        max_det: int = 300,
+    ) -> None:
+        self.backend = backend
+        self.metadata = metadata
+        self.conf, self.iou, self.max_det = _check_thresholds(conf, iou, max_det)
+        self.input_shape = self._resolve_input_shape()
+        self.input_dtype = backend.input_spec.dtype
+        self.max_batch = self._resolve_max_batch()
+        self._lock = None if backend.thread_safe else threading.Lock()
+
+    @classmethod
+    def load(
+        cls,
+        model_path: str | Path,
+        backend: str = "auto",
+        options: BackendOptions | None = None,
+        conf: float = 0.25,
+        iou: float = 0.7,
+        max_det: int = 300,
+    ) -> Detector:
+        """Read the model's metadata, load it on `backend` (or the fastest available with "auto")."""
+        path = Path(model_path)
+        metadata = read_onnx_metadata(path)
+        loaded = backends.create(backend, path, options)
+        log.info("loaded %s on %s (%s)", path, loaded.name, loaded.device_name)
+        return cls(loaded, metadata, conf=conf, iou=iou, max_det=max_det)
+
+    @property
+    def backend_name(self) -> str:
+        return self.backend.name
+
+    def _resolve_input_shape(self) -> tuple[int, int]:
+        shape = self.backend.input_spec.shape
+        if len(shape) != 4 or shape[1] not in (3, -1):
+            raise ModelLoadError(f"model input must be (B, 3, H, W), got {shape}")
+        h, w = shape[2], shape[3]
+        if h > 0 and w > 0 and (h, w) != self.metadata.imgsz:
+            raise ModelLoadError(
+                f"model input size {(h, w)} disagrees with its metadata imgsz {self.metadata.imgsz}; re-export it"
+            )
+        return self.metadata.imgsz
+
+    def _resolve_max_batch(self) -> int | None:
+        static = self.backend.input_spec.shape[0]
+        limits = [b for b in (self.backend.max_batch, static if static > 0 else None) if b]
+        return min(limits) if limits else None
+
+    def warmup(self, runs: int = 2) -> None:
+        """Run dummy images so lazy allocation and kernel selection happen before the first real request."""
+        dummy = np.full((*self.input_shape, 3), 114, np.uint8)
+        for _ in range(runs):
+            self.predict_batch([dummy])
+
+    def predict(
+        self,
+        image: npt.NDArray[np.uint8],
+        conf: float | None = None,
+        iou: float | None = None,
+        max_det: int | None = None,
+    ) -> Detections:
+        """Detect objects in one RGB `(H, W, 3)` uint8 image."""
+        return self.predict_batch([image], conf=conf, iou=iou, max_det=max_det)[0]
+
+    def predict_batch(
+        self,
+        images: Sequence[npt.NDArray[np.uint8]],
+        conf: float | None = None,
+        iou: float | None = None,
+        max_det: int | None = None,
+        multi_label: bool = False,
+        timings: Timings | None = None,
+    ) -> list[Detections]:
+        """Detect objects in RGB uint8 images of any sizes; one `Detections` per image, in order.
+
+        Batches larger than the backend accepts are split. `multi_label` lets one box carry several classes
+        (used for mAP evaluation, as Ultralytics' validator does). `timings`, when given, receives stage times.
+        """
+        conf, iou, max_det = _check_thresholds(
+            self.conf if conf is None else conf,
+            self.iou if iou is None else iou,
+            self.max_det if max_det is None else max_det,
+        )
+        if len(images) == 0:
+            return []
+        timings = timings if timings is not None else Timings()
+        step = self.max_batch or len(images)
+        results: list[Detections] = []
+        for start in range(0, len(images), step):
+            chunk = images[start : start + step]
+            t0 = time.perf_counter()
+            batch, infos = preprocess_batch(chunk, self.input_shape, self.input_dtype)
+            t1 = time.perf_counter()
+            output = self._run(batch)
+            t2 = time.perf_counter()
+            results += postprocess(
+                output, infos, self.metadata.names, self.metadata.head, conf, iou, max_det, multi_label
+            )
+            t3 = time.perf_counter()
+            timings.preprocess_ms += (t1 - t0) * 1e3
+            timings.inference_ms += (t2 - t1) * 1e3
+            timings.postprocess_ms += (t3 - t2) * 1e3
+        return results
+
+    def _run(self, batch: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
+        if self._lock is None:
+            return self.backend.run(batch)
+        with self._lock:
+            return self.backend.run(batch)
+
+    def describe(self) -> dict[str, Any]:
+        """What `/model` and `detector predict` report about the loaded model."""
+        m = self.metadata
+        return {
+            "name": m.architecture or Path(self.backend.model_path).stem,
+            "version": m.version,
+            "backend": self.backend.name,
+            "device": self.backend.device_name,
+            "precision": m.precision if self.backend.name != "tensorrt" else self.backend.options.precision,
+            "input_size": list(self.input_shape),
+            "names": {str(k): v for k, v in m.names.items()},
+            "head": m.head,
+            "max_batch": self.max_batch,
+            "dataset_version": m.dataset_version,
+            "source_run_id": m.source_run_id,
+        }
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> Detector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _check_thresholds(conf: float, iou: float, max_det: int) -> tuple[float, float, int]:
+    if not 0.0 <= conf <= 1.0:
+        raise InvalidInputError(f"conf must be in [0, 1], got {conf}")
+    if not 0.0 <= iou <= 1.0:
+        raise InvalidInputError(f"iou must be in [0, 1], got {iou}")
+    if int(max_det) < 1:
+        raise InvalidInputError(f"max_det must be >= 1, got {max_det}")
+    return float(conf), float(iou), int(max_det)

@@ -1,0 +1,120 @@
+"""Post-processing shared by every backend: decode the head, class-aware NMS, map boxes to original pixels.
+
+Two head formats exist: raw YOLO heads `(B, 4+nc, N)` (xywh in input pixels + per-class scores; needs NMS) and
+end-to-end heads `(B, K, 6)` (x1, y1, x2, y2, score, class; already suppressed, e.g. YOLO26/YOLOv10). Numerics
+follow Ultralytics' `non_max_suppression` (same candidate rule, class offset, IoU definition, max_nms cap) so
+results match its predictions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from detector.errors import InvalidInputError
+from detector.runtime.detections import Detections
+from detector.runtime.metadata import HeadFormat
+from detector.runtime.preprocess import LetterboxInfo
+
+MAX_NMS = 30_000  # candidates kept before NMS (Ultralytics' cap)
+MAX_WH = 7680.0  # per-class box offset that makes one NMS pass class-aware
+
+
+def nms(boxes: npt.NDArray[Any], scores: npt.NDArray[Any], iou_threshold: float) -> npt.NDArray[np.int64]:
+    """Greedy NMS. Returns kept indices, highest score first; a box is dropped when IoU > threshold."""
+    order = np.argsort(-scores, kind="stable")
+    if order.size == 0:
+        return order.astype(np.int64)
+    x1, y1, x2, y2 = (boxes[:, k].astype(np.float64) for k in range(4))
+    areas = (x2 - x1).clip(0) * (y2 - y1).clip(0)
+    keep: list[int] = []
+    while order.size:
+        i = int(order[0])
+        keep.append(i)
+        rest = order[1:]
+        if rest.size == 0:
+            break
+        w = (np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest])).clip(0)
+        h = (np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest])).clip(0)
+        inter = w * h
+        iou = inter / (areas[i] + areas[rest] - inter + 1e-12)
+        order = rest[iou <= iou_threshold]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def _decode_raw(
+    pred: npt.NDArray[np.float32], conf: float, iou: float, max_det: int, multi_label: bool, agnostic: bool
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    """One image of a raw head, `(4+nc, N)` -> boxes xyxy (input pixels), scores, classes after NMS."""
+    nc = pred.shape[0] - 4
+    cls_scores = pred[4:]
+    candidates = np.flatnonzero(cls_scores.max(axis=0) > conf)
+    x = pred[:, candidates].T  # (n, 4+nc), only the candidates are transposed
+    boxes = np.empty((len(x), 4), np.float32)
+    half_w, half_h = x[:, 2] / 2, x[:, 3] / 2
+    boxes[:, 0], boxes[:, 1] = x[:, 0] - half_w, x[:, 1] - half_h
+    boxes[:, 2], boxes[:, 3] = x[:, 0] + half_w, x[:, 1] + half_h
+    if multi_label and nc > 1:
+        rows, cols = np.nonzero(x[:, 4:] > conf)
+        boxes, scores, classes = boxes[rows], x[rows, 4 + cols], cols.astype(np.int64)
+    else:
+        classes = x[:, 4:].argmax(axis=1)
+        scores = x[np.arange(len(x)), 4 + classes]
+        keep = scores > conf
+        boxes, scores, classes = boxes[keep], scores[keep], classes[keep].astype(np.int64)
+    if len(scores) > MAX_NMS:
+        top = np.argsort(-scores, kind="stable")[:MAX_NMS]
+        boxes, scores, classes = boxes[top], scores[top], classes[top]
+    offsets = 0.0 if agnostic else classes[:, None].astype(np.float32) * MAX_WH
+    keep_idx = nms(boxes + offsets, scores, iou)[:max_det]
+    return boxes[keep_idx], scores[keep_idx].astype(np.float32), classes[keep_idx]
+
+
+def _decode_end2end(
+    pred: npt.NDArray[np.float32], conf: float, max_det: int
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    """One image of an end-to-end head, `(K, 6)` -> boxes, scores, classes above `conf`."""
+    rows = pred[pred[:, 4] > conf][:max_det]
+    return rows[:, :4].astype(np.float32), rows[:, 4].astype(np.float32), rows[:, 5].astype(np.int64)
+
+
+def scale_boxes(boxes: npt.NDArray[np.float32], info: LetterboxInfo) -> npt.NDArray[np.float32]:
+    """Map xyxy boxes from network-input pixels back to original-image pixels, clipped to the image."""
+    out = boxes.astype(np.float32, copy=True)
+    (gx, gy), (left, top) = info.gain, info.pad
+    out[:, [0, 2]] = (out[:, [0, 2]] - left) / gx
+    out[:, [1, 3]] = (out[:, [1, 3]] - top) / gy
+    h, w = info.orig_shape
+    out[:, [0, 2]] = out[:, [0, 2]].clip(0, w)
+    out[:, [1, 3]] = out[:, [1, 3]].clip(0, h)
+    return out
+
+
+def postprocess(
+    output: npt.NDArray[np.float32],
+    infos: list[LetterboxInfo],
+    names: dict[int, str],
+    head: HeadFormat,
+    conf: float = 0.25,
+    iou: float = 0.7,
+    max_det: int = 300,
+    multi_label: bool = False,
+    agnostic: bool = False,
+) -> list[Detections]:
+    """Turn a batch of model output into one `Detections` per image (boxes in original pixels)."""
+    if output.ndim != 3 or output.shape[0] != len(infos):
+        raise InvalidInputError(f"model output shape {output.shape} does not match a batch of {len(infos)} images")
+    if head == "end2end" and output.shape[2] != 6:
+        raise InvalidInputError(f"end-to-end head must be (B, K, 6), got {output.shape}")
+    if head == "raw" and output.shape[1] != 4 + len(names) and names:
+        raise InvalidInputError(f"raw head has {output.shape[1] - 4} classes but the model metadata names {len(names)}")
+    results = []
+    for pred, info in zip(output, infos, strict=True):
+        if head == "end2end":
+            boxes, scores, classes = _decode_end2end(pred, conf, max_det)
+        else:
+            boxes, scores, classes = _decode_raw(pred, conf, iou, max_det, multi_label, agnostic)
+        results.append(Detections(scale_boxes(boxes, info), scores, classes, names))
+    return results

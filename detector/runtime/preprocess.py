@@ -1,0 +1,85 @@
+"""Letterbox pre-processing shared by every backend.
+
+Matches Ultralytics' `LetterBox(auto=False, center=True)` bit for bit (same rounding, same padding value, same
+interpolation), so a model sees exactly what it saw in Ultralytics' own validation and prediction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from detector.errors import InvalidInputError
+
+PAD_VALUE = 114
+_SCALE = np.float32(1.0 / 255.0)
+
+
+@dataclass(frozen=True)
+class LetterboxInfo:
+    """How one original image maps into the network input: `input = original * gain + pad`."""
+
+    orig_shape: tuple[int, int]  # (height, width) of the original image
+    gain: tuple[float, float]  # (gain_x, gain_y) from per-side rounding of the resized size
+    pad: tuple[int, int]  # (left, top) padding in input pixels
+
+
+def letterbox_params(
+    orig_shape: tuple[int, int], input_shape: tuple[int, int]
+) -> tuple[tuple[int, int], LetterboxInfo]:
+    """Resized (width, height) and the mapping, for an image of `orig_shape` into `input_shape` (both (h, w))."""
+    h0, w0 = orig_shape
+    h1, w1 = input_shape
+    r = min(h1 / h0, w1 / w0)
+    new_w, new_h = max(round(w0 * r), 1), max(round(h0 * r), 1)
+    dw, dh = (w1 - new_w) / 2, (h1 - new_h) / 2
+    left, top = round(dw - 0.1), round(dh - 0.1)
+    return (new_w, new_h), LetterboxInfo(orig_shape=(h0, w0), gain=(new_w / w0, new_h / h0), pad=(left, top))
+
+
+def check_image(image: Any) -> npt.NDArray[np.uint8]:
+    """Validate an image array: `(H, W, 3)` uint8 RGB. Raise InvalidInputError saying what is wrong."""
+    if not isinstance(image, np.ndarray):
+        raise InvalidInputError(f"image must be a numpy array, got {type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise InvalidInputError(f"image must be uint8 (0-255), got dtype {image.dtype}")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise InvalidInputError(f"image must have shape (H, W, 3) in RGB order, got {image.shape}")
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise InvalidInputError(f"image is empty: shape {image.shape}")
+    return image
+
+
+def letterbox_into(image: npt.NDArray[np.uint8], out: npt.NDArray[Any]) -> LetterboxInfo:
+    """Letterbox an RGB `(H, W, 3)` uint8 image into `out`, a `(3, h, w)` float array slot, scaled to [0, 1]."""
+    input_shape = (out.shape[1], out.shape[2])
+    (new_w, new_h), info = letterbox_params((image.shape[0], image.shape[1]), input_shape)
+    if (new_w, new_h) != (image.shape[1], image.shape[0]):
+        image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)  # type: ignore[assignment]
+    left, top = info.pad
+    # Fill only the borders, then write the resized image once, converting HWC uint8 -> CHW float on the way.
+    pad_value = PAD_VALUE * _SCALE
+    out[:, :top, :] = pad_value
+    out[:, top + new_h :, :] = pad_value
+    out[:, top : top + new_h, :left] = pad_value
+    out[:, top : top + new_h, left + new_w :] = pad_value
+    np.multiply(image.transpose(2, 0, 1), _SCALE, out=out[:, top : top + new_h, left : left + new_w], casting="unsafe")
+    return info
+
+
+def preprocess_batch(
+    images: Sequence[npt.NDArray[np.uint8]], input_shape: tuple[int, int], dtype: npt.DTypeLike = np.float32
+) -> tuple[npt.NDArray[Any], list[LetterboxInfo]]:
+    """Letterbox RGB uint8 images into one contiguous `(B, 3, h, w)` array of `dtype` in [0, 1]."""
+    if len(images) == 0:
+        raise InvalidInputError("no images to process")
+    batch = np.empty((len(images), 3, *input_shape), dtype=np.float32)
+    infos = [letterbox_into(check_image(img), batch[i]) for i, img in enumerate(images)]
+    if np.dtype(dtype) != np.float32:
+        batch = batch.astype(dtype)
+    return batch, infos

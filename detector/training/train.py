@@ -1,0 +1,191 @@
+"""Training: Ultralytics on a validated dataset, every run an MLflow run.
+
+Outputs (DVC stage `train`): `models/best.pt`, `reports/train.json` (final validation metrics and the MLflow run
+id), `reports/train_curves.csv` (per-epoch metrics, a DVC plot).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from detector.config import Config, config_to_flat_dict
+from detector.data import check_dataset, dataset_hash
+from detector.errors import DatasetError, MissingDependencyError
+from detector.runtime.metadata import sha256_file
+from detector.training import tracking
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_OUT = Path("models/best.pt")
+TRAIN_REPORT = Path("reports/train.json")
+CURVES_OUT = Path("reports/train_curves.csv")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    weights: str
+    weights_sha256: str
+    run_id: str
+    metrics: dict[str, float]
+    dataset_version: str
+    dataset_sha256: str
+    architecture: str
+
+
+def _prepare_ultralytics() -> Any:
+    # Keep Ultralytics' settings inside the project (its global file is the user's), never reach the network,
+    # and switch off its own MLflow callback: this module logs the run itself, with more context.
+    os.environ.setdefault("YOLO_CONFIG_DIR", str(Path(".cache/ultralytics").resolve()))
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    try:
+        from ultralytics import YOLO, settings
+    except ImportError as exc:
+        raise MissingDependencyError(f"training needs the `train` extra (uv sync --extra train): {exc}") from exc
+    if settings.get("mlflow") or settings.get("dvc"):
+        settings.update({"mlflow": False, "dvc": False})
+    return YOLO
+
+
+def _write_data_yaml(dataset_dir: Path, names: dict[int, str], dest: Path) -> Path:
+    """An Ultralytics data file with an absolute path, so the dataset can live anywhere."""
+    import yaml
+
+    splits = {s: f"images/{s}" for s in ("train", "val", "test") if (dataset_dir / "images" / s).is_dir()}
+    dest.write_text(yaml.safe_dump({"path": str(dataset_dir.resolve()), **splits, "names": names}, sort_keys=False))
+    return dest
+
+
+def train(config: Config) -> TrainResult:
+    """Validate the dataset, train, log everything to MLflow, write the stage outputs atomically."""
+    dataset_dir = config.data.dataset_dir
+    names = check_dataset(dataset_dir)  # raises DatasetError listing every problem with file and line
+    data_hash = dataset_hash(dataset_dir)
+    YOLO = _prepare_ultralytics()
+    tc = config.train
+    mlflow = tracking.setup(tc.mlflow) if tc.mlflow.enabled else None
+
+    with tempfile.TemporaryDirectory(prefix="train-") as tmp:
+        data_yaml = _write_data_yaml(dataset_dir, names, Path(tmp) / "data.yaml")
+        run_ctx = (
+            mlflow.start_run(run_name=f"{tc.architecture}-{config.data.version}-e{tc.epochs}-{tc.imgsz}")
+            if mlflow
+            else None
+        )
+        run_id = run_ctx.info.run_id if run_ctx else ""
+        try:
+            if mlflow:
+                mlflow.log_params(_loggable(config_to_flat_dict(config), exclude=("inference.",)))
+                mlflow.set_tags(
+                    {
+                        "git_commit": tracking.git_commit(),
+                        "data.version": config.data.version,
+                        "data.sha256": data_hash,
+                        "architecture": tc.architecture,
+                        "dvc_exp_name": os.environ.get("DVC_EXP_NAME", ""),
+                    }
+                )
+            model = YOLO(tc.model)
+            if mlflow:
+                model.add_callback("on_fit_epoch_end", _epoch_logger(mlflow))
+            model.train(
+                data=str(data_yaml),
+                epochs=tc.epochs,
+                imgsz=tc.imgsz,
+                batch=tc.batch,
+                lr0=tc.lr0,
+                optimizer=tc.optimizer,
+                patience=tc.patience,
+                workers=tc.workers,
+                seed=tc.seed,
+                device=tc.device,
+                project=str(Path(tc.project).resolve()),
+                name=tc.name,
+                exist_ok=True,
+                plots=False,
+                deterministic=True,
+                verbose=False,
+                **tc.ultralytics,
+            )
+            trainer = model.trainer
+            best = Path(trainer.best if Path(trainer.best).exists() else trainer.last)
+            final = {tracking.mlflow_metric_name(k): float(v) for k, v in (trainer.metrics or {}).items()}
+            if not final:
+                raise DatasetError("training produced no validation metrics; is the val split empty?")
+            result = TrainResult(
+                weights=str(WEIGHTS_OUT),
+                weights_sha256=sha256_file(best),
+                run_id=run_id,
+                metrics=final,
+                dataset_version=config.data.version,
+                dataset_sha256=data_hash,
+                architecture=tc.architecture,
+            )
+            curves = _write_outputs(best, Path(trainer.save_dir) / "results.csv", result)
+            if mlflow:
+                mlflow.log_metrics({f"final_{k}": v for k, v in final.items()})
+                mlflow.log_artifact(str(WEIGHTS_OUT), artifact_path="weights")
+                mlflow.log_artifact(str(curves), artifact_path="reports")
+                mlflow.log_artifact(str(TRAIN_REPORT), artifact_path="reports")
+        finally:
+            if mlflow:
+                mlflow.end_run()
+    return result
+
+
+def _epoch_logger(mlflow: Any) -> Any:
+    def on_fit_epoch_end(trainer: Any) -> None:
+        values = {
+            **trainer.label_loss_items(trainer.tloss, prefix="train"),
+            **(trainer.metrics or {}),
+            **{f"lr/{k}": v for k, v in (trainer.lr or {}).items()},
+        }
+        metrics = {tracking.mlflow_metric_name(k): float(v) for k, v in values.items()}
+        mlflow.log_metrics(metrics, step=trainer.epoch + 1)
+
+    return on_fit_epoch_end
+
+
+def _loggable(flat: dict[str, Any], exclude: tuple[str, ...]) -> dict[str, Any]:
+    return {k: ("" if v is None else v) for k, v in flat.items() if not k.startswith(exclude)}
+
+
+def _write_outputs(best: Path, results_csv: Path, result: TrainResult) -> Path:
+    """Write the stage outputs; each appears complete or not at all."""
+    for path in (WEIGHTS_OUT, TRAIN_REPORT, CURVES_OUT):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_copy(best, WEIGHTS_OUT)
+    rows = _read_curves(results_csv)
+    staged = CURVES_OUT.with_suffix(".partial")
+    with staged.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["epoch"])
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(staged, CURVES_OUT)
+    staged = TRAIN_REPORT.with_suffix(".partial")
+    staged.write_text(json.dumps(asdict(result), indent=2, sort_keys=True) + "\n")
+    os.replace(staged, TRAIN_REPORT)
+    return CURVES_OUT
+
+
+def _read_curves(results_csv: Path) -> list[dict[str, str]]:
+    """Ultralytics' results.csv with MLflow-style column names (DVC plots read them)."""
+    if not results_csv.exists():
+        return []
+    with results_csv.open() as fh:
+        return [
+            {tracking.mlflow_metric_name(k.strip()): v.strip() for k, v in row.items()} for row in csv.DictReader(fh)
+        ]
+
+
+def _atomic_copy(src: Path, dest: Path) -> None:
+    staged = dest.with_name(f".{dest.name}.partial")
+    shutil.copy2(src, staged)
+    os.replace(staged, dest)
