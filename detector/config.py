@@ -66,7 +66,7 @@ class TrainConfig(_Strict):
     model: str = "yolov8n.yaml"
     epochs: int = Field(20, ge=1, le=10_000)
     imgsz: int = Field(256, ge=32, le=4096)
-    batch: int = Field(32, ge=1, le=4096)
+    batch: int = Field(16, ge=1, le=4096)
     lr0: float = Field(0.01, gt=0, le=1)
     optimizer: str = "auto"
     patience: int = Field(100, ge=0)
@@ -106,6 +106,8 @@ class ExportConfig(_Strict):
     dynamic: bool = True
     simplify: bool = True
     half: bool = False
+    # Export the NMS-free (end-to-end) head when the architecture has one (YOLO26, YOLOv10): `(B, K, 6)` outputs.
+    end2end: bool = True
     engine: EngineConfig = EngineConfig()
 
 
@@ -220,3 +222,7 @@ def config_to_flat_dict(config: Config) -> dict[str, Any]:
 
     walk("", config.model_dump())
     return flat
+
+
+# Every leaf key of the schema; the shipped configs/ files spell out each one (checked by the tests).
+REPO_CONFIG_KEYS: tuple[str, ...] = tuple(config_to_flat_dict(Config()))

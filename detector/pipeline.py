@@ -59,6 +59,8 @@ def stage_export(config: Config, weights: str = "models/best.pt", out: str | Non
         version=f"{arch}-{data_version}-{sha[:8]}" if sha else "",
         source_run_id=report.get("run_id", ""),
         dataset_version=data_version,
+        architecture=arch,
+        end2end=config.export.end2end,
     )
     return _read_json_text(metadata.to_json())
 
@@ -128,8 +130,11 @@ def _ultralytics_val(config: Config, weights: Path) -> dict[str, float]:
     dataset_dir = config.data.dataset_dir
     with tempfile.TemporaryDirectory(prefix="val-") as tmp:
         data_yaml = _write_data_yaml(dataset_dir, load_names(dataset_dir), Path(tmp) / "data.yaml")
+        # rect=False: `Model.val` defaults to rectangular batches padded by half a stride (a 128 px image becomes a
+        # 160 px input), which is not the fixed letterboxed input the exported model is served with.
         metrics = YOLO(str(weights)).val(
             data=str(data_yaml),
+            rect=False,
             imgsz=config.onnx_imgsz,
             batch=16,
             conf=0.001,

@@ -32,6 +32,8 @@ def export_onnx(
     version: str = "",
     source_run_id: str = "",
     dataset_version: str = "",
+    architecture: str = "",
+    end2end: bool = True,
 ) -> ModelMetadata:
     """Export `weights` (an Ultralytics .pt) to `out` with embedded metadata; return that metadata.
 
@@ -56,13 +58,17 @@ def export_onnx(
         except Exception as exc:  # Ultralytics raises assorted errors for bad checkpoints
             raise ModelLoadError(f"cannot load Ultralytics weights {weights}: {exc}") from exc
         options = {"format": "onnx", "imgsz": imgsz, "opset": opset, "dynamic": dynamic, "simplify": simplify}
+        if end2end:  # nms=False selects the NMS-free head where one exists; heads without one are unaffected
+            options["nms"] = False
         if half:  # Ultralytics warns when `half` is passed at all, even as False
             options["half"] = True
         produced = Path(model.export(**options))
         proto = onnx.load(str(produced))
         names = {int(k): str(v) for k, v in model.names.items()}
         stride = int(max(getattr(model.model, "stride", [32])))
-        architecture = Path(str(getattr(model.model, "yaml_file", "") or weights.stem)).stem
+        # The checkpoint remembers the architecture YAML it was built from (e.g. yolov8n.yaml).
+        yaml_file = (getattr(model.model, "yaml", None) or {}).get("yaml_file", "")
+        architecture = architecture or Path(str(yaml_file or weights.stem)).stem
         metadata = ModelMetadata(
             names=names,
             imgsz=(imgsz, imgsz),

@@ -17,8 +17,9 @@ working directory, not against data.yaml.) Training code should pass the data.ya
 rewrite the file, or the content hash changes.
 
 Determinism: every image is drawn from its own numpy Generator seeded with (seed, version, split, index), so
-the same config gives byte-identical files (JPEG via `cv2.imencode`, quality 95, 4:4:4 chroma, for a given OpenCV build) and
-changing one split's size never changes another split's images (or the first images of the same split).
+the same config gives byte-identical files (JPEG via `cv2.imencode`, quality 95, 4:4:4 chroma, for a given
+OpenCV build) and changing one split's size never changes another split's images (nor the first images of the
+same split).
 
 Version presets (see `PRESETS`; DATASET_CARD.md cites this table):
 
@@ -69,7 +70,12 @@ from detector.errors import DatasetError
 SPLITS = ("train", "val", "test")
 JPEG_QUALITY = 95
 # Full-resolution chroma (4:4:4): the default 4:2:0 smears colour 1-2 px past a shape's edge, past its box.
-_JPEG_PARAMS = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY, cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
+_JPEG_PARAMS = [
+    cv2.IMWRITE_JPEG_QUALITY,
+    JPEG_QUALITY,
+    cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
+    cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444,
+]
 _SHIFT = 4  # cv2 fixed-point bits: polygons are drawn with 1/16 px precision
 _PLACEMENT_TRIES = 40
 
@@ -442,8 +448,9 @@ def _photometric(preset: Preset, img: Image, rng: np.random.Generator) -> Image:
         return img
     out = img.astype(np.float32)
     if rng.random() < preset.blur_prob:
-        out = cv2.GaussianBlur(out, (0, 0), float(rng.uniform(0.5, 1.3)))
+        out = np.asarray(cv2.GaussianBlur(out, (0, 0), float(rng.uniform(0.5, 1.3))), dtype=np.float32)
     j = preset.brightness_jitter
-    out = out * np.float32(rng.uniform(1 - j / 100, 1 + j / 100)) + np.float32(rng.uniform(-j, j))
+    out *= np.float32(rng.uniform(1 - j / 100, 1 + j / 100))
+    out += np.float32(rng.uniform(-j, j))
     out += _gaussian_noise(rng, out.shape, rng.uniform(*preset.noise_std))
     return _to_uint8(out)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from detector.errors import DatasetError
 
@@ -60,7 +60,7 @@ def _parse_names(raw: Any, path: Path) -> dict[int, str]:
             idx = int(key)  # YAML may give "0" for quoted keys
         except (TypeError, ValueError):
             raise DatasetError(f"{path}: class id {key!r} in `names` is not an integer") from None
-        if isinstance(key, bool) or isinstance(key, float) or value is None or isinstance(value, dict | list):
+        if isinstance(key, bool | float) or value is None or isinstance(value, dict | list):
             raise DatasetError(f"{path}: bad `names` entry {key!r}: {value!r}")
         names[idx] = str(value)
     if sorted(names) != list(range(len(names))):
@@ -140,8 +140,8 @@ def _image_error(path: Path) -> str | None:
             im.load()
             if im.width < 1 or im.height < 1:
                 return "image has zero size"
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        return f"unreadable or corrupt image ({exc})"
+    except Exception as exc:  # any decoder failure means unusable (Ultralytics patches Image.open, too)
+        return f"unreadable or corrupt image ({type(exc).__name__}: {exc})"
     # PIL decodes a truncated JPEG without complaint when ImageFile.LOAD_TRUNCATED_IMAGES is set (some
     # libraries set it globally), so also check for the end-of-image marker, as Ultralytics does.
     if path.suffix.lower() in {".jpg", ".jpeg"}:

@@ -179,7 +179,7 @@ class DetectionMetrics:
         self._tp.append(tp)
         # Ultralytics stores float32 confidences but a float64 `np.zeros(0)` for images without predictions, which
         # promotes the concatenation; mirrored so the confidence sort (and its tie-breaking) sees the same dtype.
-        self._conf.append(conf.astype(np.float32) if len(conf) else np.zeros(0, np.float32))
+        self._conf.append(conf.astype(np.float32) if len(conf) else np.zeros(0))
         self._pred_cls.append(cls)
         self._target_cls.append(gt_cls)
 

@@ -63,7 +63,6 @@ def register_champion(
 
     setup(cfg)
     with mlflow.start_run(run_id=run_id):
-        mlflow.log_metric(cfg.champion_metric, metric_value)
         info = mlflow.onnx.log_model(
             onnx.load(str(onnx_path)),
             name="model",

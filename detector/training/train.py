@@ -142,6 +142,8 @@ def train(config: Config) -> TrainResult:
 
 def _epoch_logger(mlflow: Any) -> Any:
     def on_fit_epoch_end(trainer: Any) -> None:
+        if trainer.epoch >= trainer.epochs:
+            return  # Ultralytics' final evaluation of best.pt fires this again; it is logged as final_* metrics
         values = {
             **trainer.label_loss_items(trainer.tloss, prefix="train"),
             **(trainer.metrics or {}),

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageFile
 
 from detector.data import DatasetProblem, check_dataset, dataset_hash, load_names, validate_dataset
 from detector.errors import DatasetError
@@ -85,7 +85,7 @@ def empty_split(root: Path) -> None:
         (set_line("0 0.95 0.5 0.2 0.2"), "labels/train/a.txt:2: box (cx=0.95, cy=0.5, w=0.2, h=0.2) extends outside"),
         (set_line("0 0.5 0.5 0 0.2"), "labels/train/a.txt:2: box width and height must be positive"),
         (write("labels/train/orphan.txt", b"0 0.5 0.5 0.1 0.1\n"), "labels/train/orphan.txt: label file without"),
-        (truncate_image, "images/val/b.jpg: truncated JPEG"),
+        (truncate_image, "images/val/b.jpg: unreadable or corrupt image"),
         (write("images/train/a.jpg", b"\xff\xd8 not really a jpeg"), "images/train/a.jpg: unreadable or corrupt"),
         (empty_split, "images/val: split 'val' has no images"),
         (remove("images/val"), "images/val: missing split folder for 'val'"),
@@ -96,15 +96,21 @@ def empty_split(root: Path) -> None:
         (write("data.yaml", b"train: images/train\nnames: {0: a, 2: c}\n"), "data.yaml: class ids in `names`"),
     ],
 )
-def test_each_problem_is_reported_with_file_and_line(
-    ds: Path, breakage: Callable[[Path], None], expected: str
-) -> None:
+def test_each_problem_is_reported_with_file_and_line(ds: Path, breakage: Callable[[Path], None], expected: str) -> None:
     assert validate_dataset(ds) == []
     breakage(ds)
     problems = [str(p) for p in validate_dataset(ds)]
     assert any(p.startswith(expected) for p in problems), problems
     with pytest.raises(DatasetError, match="problem"):
         check_dataset(ds)
+
+
+def test_truncated_jpeg_is_caught_even_when_pil_tolerates_truncation(ds: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Some libraries flip this PIL-wide switch, after which load() silently pads a truncated JPEG.
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    path = ds / "images" / "val" / "b.jpg"
+    path.write_bytes(path.read_bytes()[:-10])
+    assert [str(p) for p in validate_dataset(ds)] == ["images/val/b.jpg: truncated JPEG (no end-of-image marker)"]
 
 
 def test_problem_str_and_range_from_names(ds: Path) -> None:
@@ -152,7 +158,7 @@ def test_load_names_forms(tmp_path: Path, yaml_text: str, names: dict[int, str])
 @pytest.mark.parametrize("yaml_text", ["train: x\n", "names: []\n", "names: {a: cat}\n", "- just\n- a list\n"])
 def test_load_names_rejects_malformed(tmp_path: Path, yaml_text: str) -> None:
     (tmp_path / "data.yaml").write_text(yaml_text)
-    with pytest.raises(DatasetError, match="data.yaml"):
+    with pytest.raises(DatasetError, match=r"data\.yaml"):
         load_names(tmp_path)
 
 

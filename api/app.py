@@ -1,0 +1,64 @@
+"""The app factory. Nothing is loaded at import: `create_app` wires routes and middleware; the lifespan creates the
+Service, starts loading the model in a thread (so /health answers "loading" meanwhile), and on shutdown drains
+admitted requests before closing the model."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.errors import install_error_handlers
+from api.limits import BodySizeLimitMiddleware
+from api.metrics import Metrics, MetricsMiddleware
+from api.routes import admin, health, metrics, model, predict
+from api.service import DetectorFactory, Service, default_detector_factory
+from detector.config import Config
+
+log = logging.getLogger("api")
+
+DESCRIPTION = """\
+Object detection over HTTP. `POST /predict` takes an image (multipart `file` or JSON `image_base64`) and returns
+boxes in pixels of the image as sent. Errors are `{"detail": "..."}` with a 4xx status saying what to fix;
+overload is 503 with `Retry-After`.
+"""
+
+
+def create_app(config: Config | None = None, detector_factory: DetectorFactory | None = None) -> FastAPI:
+    """Build the app for `config` (default: `configs/` + environment); `detector_factory(path, backend)` loads
+    models (default: `Detector.load` with the configured backend options)."""
+    if config is None:
+        from detector.config import load_config
+
+        config = load_config()
+    factory = detector_factory or default_detector_factory(config)
+    app_metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        service = Service(config, factory, app_metrics)
+        app.state.service = service
+        loading = asyncio.create_task(asyncio.to_thread(service.load_initial))
+        try:
+            yield
+        finally:
+            service.status = "shutting_down"
+            await loading  # a load cannot be interrupted; wait so its model gets closed, not leaked
+            await asyncio.to_thread(service.close)
+            log.info("shutdown complete")
+
+    app = FastAPI(title="YOLO detector", version="1", description=DESCRIPTION, lifespan=lifespan)
+    app.state.metrics = app_metrics
+    app.state.service = None
+    install_error_handlers(app)
+    # Added last = outermost: metrics also count what the size limit refuses.
+    app.add_middleware(
+        BodySizeLimitMiddleware, max_image_bytes=int(config.inference.server.max_upload_mb * 1024 * 1024)
+    )
+    app.add_middleware(MetricsMiddleware, metrics=app_metrics)
+    for module in (health, predict, model, metrics, admin):
+        app.include_router(module.router)
+    return app

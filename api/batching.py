@@ -1,0 +1,245 @@
+"""Dynamic micro-batching: concurrent requests share one `predict_batch` call.
+
+Requests are admitted by `reserve()` *before* their body is read, against a bound of `queue_size` waiting requests;
+past it they get 503 + Retry-After at once (no body buffered, no thread used). An admitted request is decoded
+elsewhere, then `submit()`s its image to a FIFO served by `workers` model threads. A worker takes the oldest job,
+waits up to `max_wait_ms` for up to `max_batch - 1` more, and runs them as one batch. Thresholds are applied in
+post-processing per call, so jobs are grouped by (conf, iou, max_det): one backend call per distinct group (in the
+common case, every request uses the defaults and the whole batch is one call).
+
+Inference runs only in these worker threads, never on the event loop; the loop awaits a future.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections import defaultdict
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from api.errors import GatewayTimeoutError, ServiceUnavailableError
+from api.metrics import Metrics
+from api.model_slot import ModelSlot
+from detector.runtime import Detections, Timings
+
+log = logging.getLogger("api.batching")
+
+GroupKey = tuple[float, float, int]  # (conf, iou, max_det)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One request's result and what it cost."""
+
+    detections: Detections
+    model: dict[str, Any]  # describe() of the model that actually ran (matters during a reload)
+    batch_size: int
+    timings_ms: dict[str, float]  # queue_wait, preprocess, inference, postprocess (the latter three per batch)
+
+
+class Reservation:
+    """A place in the queue, held from admission until the response is built; release() is idempotent."""
+
+    def __init__(self, batcher: MicroBatcher) -> None:
+        self._batcher = batcher
+        self.waiting = True  # counted in the queue depth until a worker picks the job up
+        self.active = True  # counted until the request is done (shutdown waits for these)
+
+    def release(self) -> None:
+        self._batcher._release(self, picked_only=False)
+
+
+@dataclass(eq=False)
+class _Job:
+    image: npt.NDArray[np.uint8]
+    key: GroupKey
+    reservation: Reservation
+    future: Future[Outcome] = field(default_factory=Future)
+    enqueued_at: float = field(default_factory=time.perf_counter)
+
+
+_STOP = None  # queue sentinel: one per worker at shutdown
+
+
+class MicroBatcher:
+    def __init__(
+        self,
+        slot: ModelSlot,
+        *,
+        max_batch: int,
+        max_wait_ms: float,
+        queue_size: int,
+        workers: int,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.slot = slot
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_ms / 1000.0
+        self.queue_size = queue_size
+        self.metrics = metrics
+        self._queue: queue.Queue[_Job | None] = queue.Queue()  # bounded by reservations, not by the Queue itself
+        self._lock = threading.Condition()
+        self._waiting = 0
+        self._active = 0
+        self._closing = False
+        self._stopped = False
+        self._threads = [
+            threading.Thread(target=self._worker, name=f"model-worker-{i}", daemon=True) for i in range(workers)
+        ]
+        for t in self._threads:
+            t.start()
+        if metrics is not None:
+            metrics.set_queue_depth_source(lambda: self._waiting)
+
+    @property
+    def depth(self) -> int:
+        """Requests admitted and not yet picked up by a worker."""
+        return self._waiting
+
+    # -- request side (event loop) ------------------------------------------------------------------------------
+
+    def reserve(self) -> Reservation:
+        """Admit one request or refuse at once with 503 + Retry-After (never blocks)."""
+        with self._lock:
+            if self._closing:
+                self._reject("shutdown")
+                raise ServiceUnavailableError("the server is shutting down; retry on another instance", 5)
+            if self._waiting >= self.queue_size:
+                self._reject("queue_full")
+                raise ServiceUnavailableError(
+                    f"server is busy: {self._waiting} requests are already queued (limit {self.queue_size}); "
+                    "retry after the delay in the Retry-After header"
+                )
+            self._waiting += 1
+            self._active += 1
+            return Reservation(self)
+
+    async def submit(
+        self,
+        reservation: Reservation,
+        image: npt.NDArray[np.uint8],
+        key: GroupKey,
+        timeout_s: float,
+    ) -> Outcome:
+        if self._stopped:
+            raise ServiceUnavailableError("the server is shutting down; retry on another instance", 5)
+        job = _Job(image, key, reservation)
+        self._queue.put(job)
+        try:
+            # Cancelling the awaited wrapper (on timeout) cancels the job's future; a worker skips cancelled jobs.
+            return await asyncio.wait_for(asyncio.wrap_future(job.future), timeout_s)
+        except TimeoutError:
+            raise GatewayTimeoutError(
+                f"inference did not finish within the request timeout of {timeout_s:g} s (server overloaded); "
+                "retry later"
+            ) from None
+
+    def _reject(self, reason: str) -> None:
+        if self.metrics is not None:
+            self.metrics.rejected.labels(reason=reason).inc()
+
+    def _release(self, reservation: Reservation, picked_only: bool) -> None:
+        with self._lock:
+            if reservation.waiting:
+                reservation.waiting = False
+                self._waiting -= 1
+            if not picked_only and reservation.active:
+                reservation.active = False
+                self._active -= 1
+                self._lock.notify_all()
+
+    # -- worker side (threads) ----------------------------------------------------------------------------------
+
+    def _worker(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is _STOP:
+                return
+            batch, stop = self._collect(first)
+            try:
+                self._run(batch)
+            except Exception:  # a bug here must not kill the worker and hang every later request
+                log.exception("model worker failed on a batch of %d", len(batch))
+                for job in batch:
+                    if not job.future.done():
+                        job.future.set_exception(RuntimeError("inference failed"))
+            if stop:
+                return
+
+    def _collect(self, first: _Job) -> tuple[list[_Job], bool]:
+        """The first job plus whatever arrives within max_wait_ms, up to max_batch; True if a stop was seen."""
+        batch = [first]
+        deadline = time.perf_counter() + self.max_wait_s
+        while len(batch) < self.max_batch:
+            remaining = deadline - time.perf_counter()
+            try:
+                job = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is _STOP:
+                return batch, True
+            batch.append(job)
+        return batch, False
+
+    def _run(self, batch: list[_Job]) -> None:
+        groups: dict[GroupKey, list[_Job]] = defaultdict(list)
+        for job in batch:
+            self._release(job.reservation, picked_only=True)
+            # False when the request already timed out and cancelled its future: skip the wasted work.
+            if job.future.set_running_or_notify_cancel():
+                groups[job.key].append(job)
+        for (conf, iou, max_det), jobs in groups.items():
+            started = time.perf_counter()
+            timings = Timings()
+            try:
+                with self.slot.use() as model:
+                    results = model.detector.predict_batch(
+                        [j.image for j in jobs], conf=conf, iou=iou, max_det=max_det, timings=timings
+                    )
+            except Exception as exc:  # the route maps it (DetectorError -> 4xx, anything else -> logged 500)
+                for job in jobs:
+                    job.future.set_exception(exc)
+                continue
+            if self.metrics is not None:
+                self.metrics.batch_size.observe(len(jobs))
+                self.metrics.inference.observe(time.perf_counter() - started)
+            stage = timings.as_dict()
+            for job, detections in zip(jobs, results, strict=True):
+                wait_ms = (started - job.enqueued_at) * 1e3
+                if self.metrics is not None:
+                    self.metrics.queue_wait.observe(wait_ms / 1e3)
+                job.future.set_result(
+                    Outcome(detections, model.info, len(jobs), {"queue_wait": round(wait_ms, 3), **stage})
+                )
+
+    # -- shutdown -----------------------------------------------------------------------------------------------
+
+    def close(self, drain_timeout_s: float) -> None:
+        """Refuse new requests, let admitted ones finish (up to the timeout), then stop the workers."""
+        with self._lock:
+            self._closing = True
+            if not self._lock.wait_for(lambda: self._active == 0, timeout=drain_timeout_s):
+                log.warning(
+                    "shutdown: %d requests still running after %.1f s; stopping anyway", self._active, drain_timeout_s
+                )
+            self._stopped = True
+        for _ in self._threads:
+            self._queue.put(_STOP)
+        for t in self._threads:
+            t.join(timeout=drain_timeout_s)
+        # Jobs submitted after the stop (only possible if the drain timed out) must not hang their requests.
+        while True:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None and job.future.set_running_or_notify_cancel():
+                job.future.set_exception(ServiceUnavailableError("the server is shutting down", 5))

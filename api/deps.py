@@ -1,0 +1,46 @@
+"""FastAPI dependencies: the app's Service, readiness, and the admin key check."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader
+
+from api.errors import NotFoundError, ServiceUnavailableError, UnauthorizedError
+from api.service import Service
+
+# auto_error=False: we answer 401 with our own message (and 404 when admin is disabled) instead of FastAPI's 403.
+_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="inference.server.admin_api_key")
+
+
+def get_service(request: Request) -> Service:
+    service: Service | None = getattr(request.app.state, "service", None)
+    if service is None:  # only between app creation and lifespan start
+        raise ServiceUnavailableError("the service is starting")
+    return service
+
+
+ServiceDep = Annotated[Service, Depends(get_service)]
+
+
+def ready_service(service: ServiceDep) -> Service:
+    """The service, if its model is loaded and warmed up; 503 + Retry-After otherwise."""
+    if not service.ready:
+        if service.status == "failed":
+            raise ServiceUnavailableError(f"no model is loaded: {service.error}", 30)
+        raise ServiceUnavailableError(f"the model is not ready ({service.status}); retry shortly", 5)
+    return service
+
+
+ReadyServiceDep = Annotated[Service, Depends(ready_service)]
+
+
+def require_admin(service: ServiceDep, api_key: Annotated[str | None, Depends(_api_key_header)]) -> None:
+    expected = service.config.inference.server.admin_api_key
+    if not expected:
+        raise NotFoundError("admin endpoints are disabled: set inference.server.admin_api_key to enable them")
+    # compare_digest: no timing side channel on the key.
+    if not api_key or not secrets.compare_digest(api_key.encode(), expected.encode()):
+        raise UnauthorizedError("missing or wrong X-API-Key header", {"WWW-Authenticate": "ApiKey"})

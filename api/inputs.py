@@ -1,0 +1,104 @@
+"""Getting the image bytes out of a /predict request: multipart field `file` or JSON `{"image_base64": ...}`.
+
+Parsed by hand rather than by FastAPI parameters because the endpoint accepts two content types, must reserve a
+queue slot *before* the body is read, and must say precisely what is wrong with a bad request.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from typing import Literal
+
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+
+from api.errors import BadRequestError, PayloadTooLargeError, UnsupportedMediaTypeError
+
+BodyKind = Literal["multipart", "json"]
+HOW = 'send the image as multipart/form-data field \'file\', or as JSON {"image_base64": "..."}'
+_DATA_URL = re.compile(r"^data:[\w.+-]+/[\w.+-]+(?:;[\w=.+-]+)*;base64,", re.IGNORECASE)
+
+
+def body_kind(request: Request) -> BodyKind:
+    """Classify by Content-Type (cheap: no body read); 400/415 when it cannot be an image request."""
+    ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if ctype == "multipart/form-data":
+        return "multipart"
+    if ctype == "application/json" or ctype.endswith("+json"):
+        return "json"
+    if not ctype:
+        raise BadRequestError(f"missing Content-Type header: {HOW}")
+    raise UnsupportedMediaTypeError(f"unsupported Content-Type {ctype!r}: {HOW}")
+
+
+async def read_image_bytes(request: Request, kind: BodyKind, max_bytes: int) -> bytes:
+    data = await (_from_multipart(request, max_bytes) if kind == "multipart" else _from_json(request))
+    if not data:
+        raise BadRequestError("the image is empty (0 bytes)")
+    if len(data) > max_bytes:
+        raise PayloadTooLargeError(f"the image is {len(data)} bytes; the limit is {max_bytes} bytes")
+    return data
+
+
+async def _from_multipart(request: Request, max_bytes: int) -> bytes:
+    if "boundary=" not in request.headers.get("content-type", ""):
+        raise BadRequestError("multipart/form-data Content-Type has no boundary parameter")
+    # max_files=1: a second file is refused by the parser (400) before it is spooled.
+    form = await request.form(max_files=1, max_fields=16)
+    try:
+        upload = form.get("file")
+        others = sorted(k for k in form if k != "file")
+        if "image_base64" in form and upload is not None:
+            raise BadRequestError("send either a 'file' upload or 'image_base64', not both")
+        if upload is None:
+            found = f" (found fields: {', '.join(others)})" if others else " (the form is empty)"
+            raise BadRequestError(f"multipart body has no field named 'file'{found}: {HOW}")
+        if not isinstance(upload, UploadFile):
+            raise BadRequestError("field 'file' must be a file upload (filename=...), not a text field")
+        if upload.size is not None and upload.size > max_bytes:
+            raise PayloadTooLargeError(f"the image is {upload.size} bytes; the limit is {max_bytes} bytes")
+        return await upload.read()
+    finally:
+        await form.close()
+
+
+async def _from_json(request: Request) -> bytes:
+    raw = await request.body()
+    if not raw.strip():
+        raise BadRequestError(f"empty request body: {HOW}")
+    try:
+        payload = json.loads(raw)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise BadRequestError(f"malformed JSON body: {exc}") from None
+    if not isinstance(payload, dict):
+        raise BadRequestError(
+            f'JSON body must be an object like {{"image_base64": "..."}}, got {type(payload).__name__}'
+        )
+    extra = sorted(k for k in payload if k != "image_base64")
+    if extra:
+        hint = " (conf, iou and max_det are query parameters)" if {"conf", "iou", "max_det"} & set(extra) else ""
+        raise BadRequestError(f"unexpected JSON field(s): {', '.join(extra)}{hint}; expected only 'image_base64'")
+    if "image_base64" not in payload:
+        raise BadRequestError(f"JSON body has no 'image_base64' field: {HOW}")
+    value = payload["image_base64"]
+    if not isinstance(value, str):
+        raise BadRequestError(f"'image_base64' must be a string, got {type(value).__name__}")
+    return decode_base64(value)
+
+
+def decode_base64(value: str) -> bytes:
+    """Standard base64, optionally behind a data-URL prefix; whitespace (line breaks) is ignored."""
+    text = value.strip()
+    if text[:5].lower() == "data:":  # URL schemes are case-insensitive
+        match = _DATA_URL.match(text)
+        if match is None:
+            raise BadRequestError("'image_base64' data URL must look like data:image/png;base64,<data>")
+        text = text[match.end() :]
+    text = "".join(text.split())
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise BadRequestError(f"'image_base64' is not valid base64: {exc}") from None

@@ -1,0 +1,93 @@
+"""Request-body size limits as a pure ASGI middleware.
+
+It runs before any body is read: a `Content-Length` over the limit is refused at once (the body is never read);
+without one (chunked uploads) the bytes are counted as they stream and the request is cut off with 413 as soon as
+the limit is passed. Working at the ASGI level (not in a route) is what makes both guarantees hold for every route
+and every body parser.
+
+The limit depends on the body type so that the *image* limit (`max_upload_mb`) is the same whichever way it is sent:
+base64 in JSON is 4/3 larger, and multipart adds boundaries and part headers. The exact image-byte limit is checked
+again by the predict route once the image bytes are extracted.
+"""
+
+from __future__ import annotations
+
+import math
+
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.errors import error_response
+
+ENVELOPE_BYTES = 64 * 1024  # multipart boundaries, part headers, JSON punctuation, a data-URL prefix
+
+
+class BodyTooLarge(HTTPException):
+    """Raised from `receive` when a streamed body passes the limit.
+
+    An HTTPException on purpose: FastAPI's own body parsing re-raises those (it turns any other exception into a
+    400), so the app's exception handler renders the 413. The middleware below catches it as a fallback.
+    """
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(413, detail, {"Connection": "close"})
+
+
+def body_limit(max_image_bytes: int, content_type: str) -> int:
+    """Most body bytes accepted for a request carrying an image of at most `max_image_bytes`."""
+    ctype = content_type.split(";", 1)[0].strip().lower()
+    if ctype == "application/json" or ctype.endswith("+json"):
+        return math.ceil(max_image_bytes * 4 / 3) + ENVELOPE_BYTES
+    if ctype == "multipart/form-data":
+        return max_image_bytes + ENVELOPE_BYTES
+    return max_image_bytes
+
+
+class BodySizeLimitMiddleware:
+    def __init__(self, app: ASGIApp, max_image_bytes: int) -> None:
+        self.app = app
+        self.max_image_bytes = max_image_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        limit = body_limit(self.max_image_bytes, headers.get(b"content-type", b"").decode("latin-1"))
+        message = f"request body is larger than the limit of {limit} bytes (image limit {self.max_image_bytes} bytes)"
+        declared = headers.get(b"content-length")
+        if declared is not None:
+            try:
+                too_big = int(declared) > limit
+            except ValueError:
+                await error_response(400, "Content-Length header is not a number")(scope, receive, send)
+                return
+            if too_big:
+                # Refused before reading: `receive` is never called for this request. The client may still be
+                # sending; uvicorn closes the connection after the response instead of reading the rest.
+                await error_response(413, message, {"Connection": "close"})(scope, receive, send)
+                return
+
+        received = 0
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            msg = await receive()
+            if msg["type"] == "http.request":
+                received += len(msg.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge(message)
+            return msg
+
+        async def tracking_send(msg: Message) -> None:
+            nonlocal started
+            if msg["type"] == "http.response.start":
+                started = True
+            await send(msg)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except BodyTooLarge:
+            if not started:
+                await error_response(413, message, {"Connection": "close"})(scope, receive, send)

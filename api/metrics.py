@@ -1,0 +1,91 @@
+"""Prometheus metrics, one registry per app (tests build many apps in one process; the global registry would
+refuse duplicate names) and a pure ASGI middleware that counts and times every request by route template."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+# Latency buckets from 1 ms to 10 s: the 128-px model answers in a few ms, a big model on CPU in seconds.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64, 128, 256)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "detector_http_requests",
+            "HTTP requests by route template, method and status",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "detector_http_request_duration_seconds",
+            "Time from request start to response end, by route template",
+            ["route", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.inference = Histogram(
+            "detector_inference_seconds",
+            "Backend time of one batch call (pre+infer+post)",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queue_wait = Histogram(
+            "detector_queue_wait_seconds",
+            "Time a request waited for a model worker",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram("detector_batch_size", "Images per backend call", buckets=BATCH_BUCKETS, registry=r)
+        self.queue_depth = Gauge("detector_queue_depth", "Requests admitted and waiting for a model worker", registry=r)
+        self.rejected = Counter(
+            "detector_rejected_requests", "Requests refused with 503, by reason", ["reason"], registry=r
+        )
+        self.reloads = Counter("detector_model_reloads", "Model reload attempts by outcome", ["outcome"], registry=r)
+        self.model_info = Gauge(
+            "detector_model_info", "The model being served (value 1)", ["version", "backend"], registry=r
+        )
+
+    def set_queue_depth_source(self, source: Callable[[], int]) -> None:
+        self.queue_depth.set_function(lambda: float(source()))
+
+    def set_model(self, version: str, backend: str) -> None:
+        self.model_info.clear()
+        self.model_info.labels(version=version, backend=backend).set(1)
+
+
+class MetricsMiddleware:
+    """Counts requests by the *route template* (`/predict`), never the raw path, so fuzzers and scanners hitting
+    random URLs cannot blow up label cardinality (unmatched paths are all `<unmatched>`)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500  # if the app raises before answering, ServerErrorMiddleware (outside us) answers 500
+
+        async def send_wrapper(msg: Message) -> None:
+            nonlocal status
+            if msg["type"] == "http.response.start":
+                status = int(msg["status"])
+            await send(msg)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or "<unmatched>"
+            method = scope.get("method", "")
+            self.metrics.requests.labels(route=route, method=method, status=str(status)).inc()
+            self.metrics.latency.labels(route=route, method=method).observe(time.perf_counter() - start)

@@ -1,0 +1,197 @@
+"""Response and request models. They document the API (Swagger's examples come from here); the predict payload
+itself is built by `detector.runtime.payload.prediction_payload`, the one JSON shape shared with the CLI, and a
+unit test checks that it validates against `PredictionResponse`."""
+
+from __future__ import annotations
+
+import base64
+import io
+from functools import cache
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+BACKENDS = Literal["auto", "onnxruntime", "openvino", "tensorrt"]
+
+
+@cache
+def example_image_base64() -> str:
+    """A real 64x64 PNG (a magenta circle and a dark square on the training data's mint background), ~0.5 KB, so
+    "Try it out" in /docs works without a file at hand."""
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", (64, 64), (146, 219, 190))
+    draw = ImageDraw.Draw(img)
+    draw.ellipse((30, 30, 58, 58), fill=(208, 40, 249))
+    draw.rectangle((6, 8, 26, 28), fill=(40, 60, 20))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", optimize=True)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+class Box(BaseModel):
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+
+
+class Detection(BaseModel):
+    class_id: int
+    class_name: str
+    confidence: float = Field(ge=0, le=1)
+    box: Box = Field(description="Corners in pixels of the image as sent (EXIF orientation applied)")
+
+
+class ImageSize(BaseModel):
+    width: int
+    height: int
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+    backend: str
+
+
+class PredictionResponse(BaseModel):
+    model_config = ConfigDict(
+        protected_namespaces=(),
+        json_schema_extra={
+            "examples": [
+                {
+                    "detections": [
+                        {
+                            "class_id": 0,
+                            "class_name": "circle",
+                            "confidence": 0.93,
+                            "box": {"x1": 30.1, "y1": 29.8, "x2": 58.2, "y2": 58.0},
+                        }
+                    ],
+                    "image": {"width": 64, "height": 64},
+                    "model": {"name": "yolov8n", "version": "yolov8n-v1-529085f7", "backend": "onnxruntime"},
+                    "timings_ms": {
+                        "read": 0.05,
+                        "decode": 0.2,
+                        "queue_wait": 1.1,
+                        "preprocess": 0.3,
+                        "inference": 3.2,
+                        "postprocess": 0.4,
+                        "total": 5.6,
+                    },
+                }
+            ]
+        },
+    )
+
+    detections: list[Detection]
+    image: ImageSize
+    model: ModelRef
+    timings_ms: dict[str, float] = Field(
+        description="Per stage: read, decode, queue_wait, then preprocess/inference/postprocess of the batch the "
+        "request ran in (shared by the batch), and total"
+    )
+
+
+class Base64ImageRequest(BaseModel):
+    """The JSON alternative to a multipart upload."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image_base64: str = Field(
+        description="JPEG/PNG/BMP/WebP bytes, base64-encoded; a data-URL prefix (data:image/png;base64,) is accepted",
+        min_length=1,
+    )
+
+
+class HealthResponse(BaseModel):
+    model_config = ConfigDict(
+        protected_namespaces=(),
+        json_schema_extra={
+            "examples": [{"status": "ok", "backend": "onnxruntime", "model_version": "yolov8n-v1-529085f7"}]
+        },
+    )
+
+    status: Literal["ok", "loading", "failed", "shutting_down"]
+    backend: str | None = None
+    model_version: str | None = None
+    detail: str | None = Field(None, description="Why the service is not ready (when it is not)")
+
+
+class ModelInfo(BaseModel):
+    model_config = ConfigDict(
+        protected_namespaces=(),
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "yolov8n",
+                    "version": "yolov8n-v1-529085f7",
+                    "backend": "onnxruntime",
+                    "device": "cpu",
+                    "precision": "fp32",
+                    "input_size": [128, 128],
+                    "names": {"0": "circle", "1": "square", "2": "triangle"},
+                    "head": "raw",
+                    "max_batch": 8,
+                    "backend_max_batch": None,
+                    "dataset_version": "v1",
+                    "source_run_id": "b68a16c7fe004909a15e03adbc6c15c3",
+                }
+            ]
+        },
+    )
+
+    name: str
+    version: str
+    backend: str
+    device: str
+    precision: str
+    input_size: list[int] = Field(description="(height, width) of the network input")
+    names: dict[str, str] = Field(description="class id -> class name")
+    head: str
+    max_batch: int = Field(description="Most images the service puts in one backend call (micro-batch size)")
+    backend_max_batch: int | None = Field(description="The backend's own batch limit (None: unbounded)")
+    dataset_version: str
+    source_run_id: str
+
+
+class ReloadRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        protected_namespaces=(),
+        json_schema_extra={"examples": [{"model_path": "models/model.onnx", "backend": "auto"}]},
+    )
+
+    model_path: str = Field(min_length=1, description="Model file on the server's filesystem")
+    backend: BACKENDS | None = Field(None, description="Default: the configured inference.backend")
+
+
+class ReloadResponse(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    status: Literal["reloaded"]
+    previous_version: str | None
+    model: ModelInfo
+    load_s: float = Field(description="Seconds spent loading and warming up the new model")
+
+
+class ErrorResponse(BaseModel):
+    detail: str = Field(examples=["image format GIF is not accepted; send one of: JPEG, PNG, BMP, WEBP"])
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` entries documenting `{"detail": ...}` bodies for these status codes."""
+    return {code: {"model": ErrorResponse, "description": _ERROR_TEXT.get(code, "Error")} for code in codes}
+
+
+_ERROR_TEXT = {
+    400: "Malformed request (bad JSON or base64, missing or conflicting fields, empty body)",
+    401: "Missing or wrong X-API-Key",
+    404: "Admin endpoints are disabled (no admin_api_key configured)",
+    409: "A reload is already in progress",
+    413: "Body, image bytes or image pixels over the limit",
+    415: "Unsupported Content-Type or image format",
+    422: "Out-of-range parameter, undecodable image, or a model that cannot be loaded",
+    503: "Not ready, overloaded (see Retry-After) or shutting down",
+    504: "Inference did not finish within the request timeout",
+}

@@ -1,0 +1,61 @@
+"""`detector serve`: run the app under uvicorn. CLI arguments override the configuration.
+
+Graceful shutdown (SIGINT/SIGTERM): uvicorn stops accepting connections and waits for in-flight requests (up to
+the request timeout), then the app's lifespan drains the batcher and closes the model.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+
+from api.app import create_app
+from api.service import model_file_problem
+from detector.config import Config
+from detector.errors import ModelLoadError
+
+log = logging.getLogger("api")
+
+
+def effective_config(
+    config: Config,
+    host: str | None = None,
+    port: int | None = None,
+    model: str | None = None,
+    backend: str | None = None,
+) -> Config:
+    """`config` with the CLI's overrides applied (None: keep the configured value); re-validated."""
+    inf = config.inference
+    data = config.model_dump()
+    data["inference"]["model_path"] = model or inf.model_path
+    data["inference"]["backend"] = backend or inf.backend
+    data["inference"]["server"]["host"] = host or inf.server.host
+    data["inference"]["server"]["port"] = port if port is not None else inf.server.port
+    return Config.model_validate(data)
+
+
+def serve(
+    config: Config,
+    host: str | None = None,
+    port: int | None = None,
+    model: str | None = None,
+    backend: str | None = None,
+) -> None:
+    config = effective_config(config, host, port, model, backend)
+    inf = config.inference
+    problem = model_file_problem(inf.model_path)
+    if problem:
+        raise ModelLoadError(problem)
+    app = create_app(config)
+    server = inf.server
+    log.info("serving %s on http://%s:%d (docs at /docs)", inf.model_path, server.host, server.port)
+    uvicorn.run(
+        app,
+        host=server.host,
+        port=server.port,
+        timeout_graceful_shutdown=int(server.request_timeout_s) + 1,
+        log_config=None,  # keep the CLI's logging setup
+        access_log=False,  # /metrics counts requests; per-request log lines cost throughput
+        server_header=False,
+    )

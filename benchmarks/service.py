@@ -1,0 +1,55 @@
+"""Start the project's own service for `run all` when no `--url` is given, and stop it afterwards."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from benchmarks.errors import BenchmarkInputError
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def local_service(model: Path, backend: str, threads: int, startup_s: float = 120.0) -> Iterator[str]:
+    """`detector serve` on `model` with `backend` on a free local port; yields its base URL once /health is 200."""
+    port = free_port()
+    env = {**os.environ, "DETECTOR_INFERENCE__THREADS": str(threads)}
+    cmd = [sys.executable, "-m", "detector.cli", "serve", "--model", str(model), "--backend", backend,
+           "--host", "127.0.0.1", "--port", str(port)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + startup_s
+        while True:
+            if proc.poll() is not None:
+                err = (proc.stderr.read() if proc.stderr else "").strip().splitlines()
+                raise BenchmarkInputError(f"the service exited with {proc.returncode}: {err[-1] if err else '?'}")
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise BenchmarkInputError(f"the service did not become healthy within {startup_s:.0f} s")
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()  # SIGTERM: graceful shutdown
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -1,0 +1,179 @@
+"""TensorRT engine cache: where engines live, what they were built for, and when one may be loaded.
+
+An engine is executable code tied to one TensorRT version and one GPU model, so every engine file has a JSON
+sidecar recording what it was built from and for. An engine is loaded only when
+  * it lies inside the configured engine_dir (symlinks resolved), and
+  * its bytes hash to the sidecar's `engine_sha256`, and
+  * the sidecar's TensorRT version, GPU and compute capability match this machine.
+Anything else is refused with the reason; the cache (`export.tensorrt.resolve_engine`) then rebuilds.
+
+This module needs neither TensorRT nor a GPU: it is plain files and hashes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from detector.errors import BackendUnavailableError, InvalidInputError, ModelLoadError
+from detector.runtime.metadata import ModelMetadata
+
+SIDECAR_SUFFIX = ".json"
+ENGINE_SUFFIX = ".engine"
+SIDECAR_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class EngineTarget:
+    """What an engine is specific to: the TensorRT version and the GPU model that built it."""
+
+    trt_version: str
+    gpu_name: str
+    compute_capability: str  # "8.9"
+
+
+@dataclass(frozen=True)
+class BatchProfile:
+    """The optimisation profile's batch range (height and width are fixed at the model's input size)."""
+
+    min_batch: int = 1
+    opt_batch: int = 4
+    max_batch: int = 8
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_batch <= self.opt_batch <= self.max_batch:
+            raise InvalidInputError(
+                f"engine batches must satisfy 1 <= min <= opt <= max, got {self.min_batch}/{self.opt_batch}/"
+                f"{self.max_batch}"
+            )
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """The sidecar of one engine file."""
+
+    engine_path: str
+    key: str
+    precision: str
+    target: EngineTarget
+    profile: BatchProfile
+    onnx_sha256: str
+    engine_sha256: str
+    names: dict[int, str]
+    imgsz: tuple[int, int]
+    metadata: str  # the source ONNX's ModelMetadata JSON, so an engine file alone is self-describing
+    created_at: str
+    format: int = SIDECAR_FORMAT
+
+    @property
+    def path(self) -> Path:
+        return Path(self.engine_path)
+
+    @property
+    def model_metadata(self) -> ModelMetadata:
+        return ModelMetadata.from_json(self.metadata)
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["names"] = {str(k): v for k, v in self.names.items()}
+        data["imgsz"] = list(self.imgsz)
+        return json.dumps(data, indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> EngineInfo:
+        data: dict[str, Any] = json.loads(text)
+        if data.get("format") != SIDECAR_FORMAT:
+            raise ValueError(f"unknown sidecar format {data.get('format')!r}")
+        data["target"] = EngineTarget(**data["target"])
+        data["profile"] = BatchProfile(**data["profile"])
+        data["names"] = {int(k): str(v) for k, v in data["names"].items()}
+        h, w = data["imgsz"]
+        data["imgsz"] = (int(h), int(w))
+        return cls(**data)
+
+
+def engine_key(onnx_sha256: str, target: EngineTarget, precision: str, profile: BatchProfile) -> str:
+    """Cache key: everything an engine depends on. Readable prefix for humans, digest for uniqueness."""
+    identity = json.dumps(
+        {"onnx": onnx_sha256, "target": asdict(target), "precision": precision, "profile": asdict(profile)},
+        sort_keys=True,
+    )
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
+    gpu = re.sub(r"[^A-Za-z0-9]+", "-", target.gpu_name).strip("-").lower() or "gpu"
+    return f"{gpu}-sm{target.compute_capability.replace('.', '')}-trt{target.trt_version}-{precision}-{digest}"
+
+
+def engine_path(engine_dir: str | Path, key: str) -> Path:
+    return Path(engine_dir) / f"{key}{ENGINE_SUFFIX}"
+
+
+def sidecar_path(engine: str | Path) -> Path:
+    return Path(engine).with_suffix(SIDECAR_SUFFIX)
+
+
+def confine(path: str | Path, engine_dir: str | Path) -> Path:
+    """`path` with symlinks resolved, or ModelLoadError when it lies outside `engine_dir` (engines are code)."""
+    root = Path(engine_dir).resolve()
+    resolved = Path(path).resolve()
+    if not resolved.is_relative_to(root):
+        raise ModelLoadError(
+            f"refusing to load engine {path}: it resolves to {resolved}, outside the engine directory {root}. "
+            "Engines are executable code; put them in inference engine_dir (export.engine.engine_dir)."
+        )
+    return resolved
+
+
+def read_sidecar(engine: str | Path) -> EngineInfo:
+    side = sidecar_path(engine)
+    try:
+        return EngineInfo.from_json(side.read_text())
+    except FileNotFoundError as exc:
+        raise ModelLoadError(f"engine {engine} has no sidecar {side}; rebuild it with `detector export engine`") from exc
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelLoadError(f"engine sidecar {side} is malformed ({exc}); rebuild the engine") from exc
+
+
+def check_compatible(info: EngineInfo, target: EngineTarget) -> None:
+    """BackendUnavailableError when the engine was built for another TensorRT version or GPU."""
+    built = info.target
+    if built.trt_version != target.trt_version:
+        raise BackendUnavailableError(
+            f"engine {info.engine_path} was built with TensorRT {built.trt_version}, this machine has "
+            f"{target.trt_version}; engines do not move between TensorRT versions: rebuild it"
+        )
+    if (built.gpu_name, built.compute_capability) != (target.gpu_name, target.compute_capability):
+        raise BackendUnavailableError(
+            f"engine {info.engine_path} was built for {built.gpu_name} (sm {built.compute_capability}), this GPU is "
+            f"{target.gpu_name} (sm {target.compute_capability}); rebuild it on this GPU"
+        )
+
+
+def load_verified(engine: str | Path, engine_dir: str | Path, target: EngineTarget) -> tuple[EngineInfo, bytes]:
+    """The engine's sidecar and bytes, after every check above. The bytes returned are the bytes hashed, so the file
+    cannot change between the check and deserialisation."""
+    resolved = confine(engine, engine_dir)
+    if not resolved.is_file():
+        raise ModelLoadError(f"engine file not found: {engine}")
+    info = read_sidecar(resolved)
+    check_compatible(info, target)
+    data = resolved.read_bytes()
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != info.engine_sha256:
+        raise ModelLoadError(
+            f"engine {engine} does not match its sidecar (sha256 {actual[:12]}..., expected "
+            f"{info.engine_sha256[:12]}...): corrupt or modified; refusing to load it"
+        )
+    return info, data
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Readers never see a half-written engine or sidecar (and a crashed build leaves no valid-looking file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staged = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    staged.write_bytes(data)
+    os.replace(staged, path)

@@ -1,0 +1,89 @@
+"""Shared fixtures. The model every runtime/API test uses is trained for real, once per session, by the project's
+own pipeline on the quick profile (generate -> train -> export -> evaluate), so tests exercise real artifacts.
+
+Set DETECTOR_TEST_CACHE=/some/dir to keep that pipeline's output between local runs (CI always starts fresh).
+Markers follow folders: tests/e2e -> slow, tests/gpu -> gpu.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+# The quick profile: small enough to train in about a minute on 2 CPU cores, good enough to find objects.
+QUICK_OVERRIDES = [
+    "data.splits.train=200",
+    "data.splits.val=40",
+    "data.splits.test=20",
+    "data.imgsz=128",
+    "train.imgsz=128",
+    "train.epochs=15",
+    "train.batch=16",
+]
+STAGES = (["data", "generate"], ["train"], ["export", "onnx"], ["evaluate"])
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        parts = Path(str(item.fspath)).relative_to(REPO / "tests").parts
+        if parts[0] == "e2e":
+            item.add_marker(pytest.mark.slow)
+        if parts[0] == "gpu":
+            item.add_marker(pytest.mark.gpu)
+
+
+def run_cli(args: list[str], cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    """Run `detector ...` as a user would, from `cwd`, against the repo's configs."""
+    env = {**os.environ, "YOLO_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "detector.cli", "--config-dir", str(REPO / "configs"), *args]
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def quick_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder where the real quick pipeline ran: data/v1, models/{best.pt,model.onnx}, reports/, mlflow.db."""
+    cache = os.environ.get("DETECTOR_TEST_CACHE")
+    workdir = Path(cache) if cache else tmp_path_factory.mktemp("pipeline")
+    workdir.mkdir(parents=True, exist_ok=True)
+    if (workdir / "reports/metrics.json").exists():
+        return workdir
+    overrides = [*QUICK_OVERRIDES, f"train.mlflow.tracking_uri=sqlite:///{workdir / 'mlflow.db'}"]
+    for stage in STAGES:
+        proc = run_cli([*stage, *overrides], cwd=workdir)
+        if proc.returncode != 0:
+            pytest.fail(f"pipeline stage {' '.join(stage)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return workdir
+
+
+@pytest.fixture(scope="session")
+def model_path(quick_pipeline: Path) -> Path:
+    """A real trained ONNX model (3 classes, 128 px input) exported by the project."""
+    return quick_pipeline / "models" / "model.onnx"
+
+
+@pytest.fixture(scope="session")
+def weights_path(quick_pipeline: Path) -> Path:
+    return quick_pipeline / "models" / "best.pt"
+
+
+@pytest.fixture(scope="session")
+def dataset_dir(quick_pipeline: Path) -> Path:
+    return quick_pipeline / "data" / "v1"
+
+
+@pytest.fixture(scope="session")
+def sample_photos() -> list[Path]:
+    """The two real photos that ship inside the Ultralytics package (nothing is downloaded)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("ultralytics")
+    if spec is None or spec.origin is None:
+        pytest.skip("ultralytics is not installed (install the train extra)")
+    assets = Path(spec.origin).parent / "assets"
+    return [assets / "bus.jpg", assets / "zidane.jpg"]

@@ -1,0 +1,150 @@
+"""The real pipeline on the quick profile: artifacts, metrics, MLflow run contents, the champion rule, the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from detector.runtime import Detector
+from detector.runtime.metadata import read_onnx_metadata, sha256_file
+from tests.conftest import run_cli
+
+mlflow = pytest.importorskip("mlflow")
+
+
+def _json(path: Path) -> dict:  # type: ignore[type-arg]
+    return json.loads(path.read_text())  # type: ignore[no-any-return]
+
+
+def test_artifacts_exist_and_the_onnx_carries_provenance(quick_pipeline: Path) -> None:
+    for rel in (
+        "models/best.pt",
+        "models/model.onnx",
+        "reports/train.json",
+        "reports/metrics.json",
+        "reports/train_curves.csv",
+        "data/v1/data.yaml",
+        "data/v1/manifest.json",
+    ):
+        assert (quick_pipeline / rel).is_file(), rel
+    train = _json(quick_pipeline / "reports/train.json")
+    meta = read_onnx_metadata(quick_pipeline / "models/model.onnx")
+    assert meta.names == {0: "circle", 1: "square", 2: "triangle"}
+    assert meta.imgsz == (128, 128) and meta.head == "raw" and meta.dataset_version == "v1"
+    assert meta.source_run_id == train["run_id"] != ""
+    assert meta.weights_sha256 == train["weights_sha256"] == sha256_file(quick_pipeline / "models/best.pt")
+    assert meta.version.startswith("yolov8n-v1-")
+    with Detector.load(quick_pipeline / "models/model.onnx", backend="onnxruntime") as det:
+        assert det.input_shape == (128, 128)
+
+
+def test_metrics_are_in_range_and_match_ultralytics(quick_pipeline: Path) -> None:
+    metrics = _json(quick_pipeline / "reports/metrics.json")
+    for split in ("val", "test", "ultralytics_val_pt"):
+        for key in ("mAP50", "mAP50-95", "precision", "recall"):
+            assert 0.0 <= metrics[split][key] <= 1.0, (split, key)
+    assert metrics["val"]["mAP50"] >= metrics["val"]["mAP50-95"]
+    assert metrics["val"]["mAP50"] > 0.05, "the quick model learned nothing"
+    # mAP through our runtime (ONNX) vs Ultralytics' own validation of the .pt it was exported from.
+    assert abs(metrics["val"]["mAP50-95"] - metrics["ultralytics_val_pt"]["mAP50-95"]) <= 0.005
+    assert abs(metrics["val"]["mAP50"] - metrics["ultralytics_val_pt"]["mAP50"]) <= 0.005
+
+
+def test_mlflow_run_holds_config_data_and_artifacts(quick_pipeline: Path) -> None:
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{quick_pipeline / 'mlflow.db'}")
+    run = client.get_run(_json(quick_pipeline / "reports/train.json")["run_id"])
+    assert run.data.params["train.epochs"] == "15" and run.data.params["data.version"] == "v1"
+    assert "inference.conf" not in run.data.params  # serving config is not a training parameter
+    tags = run.data.tags
+    assert tags["data.version"] == "v1" and len(tags["data.sha256"]) == 64 and tags["git_commit"]
+    history = client.get_metric_history(run.info.run_id, "val_mAP50-95")
+    assert [m.step for m in history] == list(range(1, 16))
+    assert "final_val_mAP50-95" in run.data.metrics and "onnx_val_mAP50-95" in run.data.metrics
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"weights", "reports"} <= artifacts
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "reports")} >= {
+        "reports/metrics.json",
+        "reports/train_curves.csv",
+        "reports/train.json",
+    }
+    champion = client.get_model_version_by_alias("yolo-detector", "champion")
+    assert champion.run_id == run.info.run_id or float(champion.tags["val_mAP50-95"]) >= 0
+
+
+def test_champion_alias_moves_only_on_improvement(tmp_path: Path, model_path: Path) -> None:
+    from detector.config import MlflowConfig
+    from detector.training.tracking import register_champion
+
+    cfg = MlflowConfig(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", experiment="t", registered_model="m")
+    mlflow.set_tracking_uri(cfg.tracking_uri)
+    mlflow.set_experiment("t")
+    run_ids = []
+    for _ in range(3):
+        with mlflow.start_run() as run:
+            run_ids.append(run.info.run_id)
+    first = register_champion(cfg, run_ids[0], model_path, 0.50, "{}")
+    worse = register_champion(cfg, run_ids[1], model_path, 0.40, "{}")
+    better = register_champion(cfg, run_ids[2], model_path, 0.60, "{}")
+    assert (first["promoted"], worse["promoted"], better["promoted"]) == (True, False, True)
+    assert worse["previous_value"] == 0.50
+    holder = mlflow.MlflowClient().get_model_version_by_alias("m", "champion")
+    assert holder.version == better["version"] == "3"
+
+
+def test_cli_predict_prints_one_result_per_image_in_order(quick_pipeline: Path, sample_photos: list[Path]) -> None:
+    val = sorted((quick_pipeline / "data/v1/images/val").glob("*.jpg"))[:2]
+    images = [val[0], sample_photos[0], val[1]]
+    proc = run_cli(
+        [
+            "predict",
+            *map(str, images),
+            "--model",
+            str(quick_pipeline / "models/model.onnx"),
+            "--backend",
+            "onnxruntime",
+            "--conf",
+            "0.1",
+        ],
+        cwd=quick_pipeline,
+    )
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(proc.stdout)
+    assert [r["file"] for r in results] == [str(p) for p in images]
+    assert results[1]["image"] == {"width": 810, "height": 1080}
+    first = results[0]
+    assert set(first) == {"file", "detections", "image", "model", "timings_ms"}
+    assert first["model"]["backend"] == "onnxruntime" and first["detections"]
+    det = first["detections"][0]
+    assert det["class_name"] in {"circle", "square", "triangle"} and 0 < det["confidence"] <= 1
+    assert 0 <= det["box"]["x1"] < det["box"]["x2"] <= 128
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "train.epochz=1"], "train.epochz: unknown key"),
+        (["data", "validate", "--path", "no/such/dataset"], "no/such/dataset"),
+        (["predict", "missing.jpg", "--model", "models/model.onnx"], "missing.jpg"),
+        (["predict", "x.jpg", "--model", "no_model.onnx"], "model file not found"),
+        (["evaluate", "export.onnx_path=none.onnx"], "run the export stage first"),
+    ],
+)
+def test_cli_errors_are_one_clear_line(quick_pipeline: Path, args: list[str], message: str) -> None:
+    proc = run_cli(args, cwd=quick_pipeline)
+    assert proc.returncode == 2
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_training_refuses_a_broken_dataset(tmp_path: Path, dataset_dir: Path) -> None:
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(dataset_dir, broken)
+    label = sorted((broken / "labels/train").glob("*.txt"))[0]
+    label.write_text("7 0.5 0.5 0.2 0.2\n")
+    proc = run_cli(["train", f"data.source={broken}", "train.mlflow.enabled=false"], cwd=tmp_path)
+    assert proc.returncode == 2
+    assert f"{label.name}:1" in proc.stderr and "out of range" in proc.stderr
+    assert not (tmp_path / "models/best.pt").exists()

@@ -1,0 +1,190 @@
+"""`detector serve` as users run it: a real uvicorn process on a free port, spoken to over HTTP."""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from detector.runtime import Detector
+from detector.runtime.images import decode_image
+
+REPO = Path(__file__).resolve().parents[2]
+KEY = "e2e-admin-key"
+
+
+@dataclass
+class Server:
+    url: str
+    proc: subprocess.Popen[str]
+    log: Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(model: Path, cwd: Path, *extra: str, env: dict[str, str] | None = None) -> Server:
+    port = free_port()
+    log = cwd / f"server-{port}.log"
+    cmd = [sys.executable, "-m", "detector.cli", "--config-dir", str(REPO / "configs"), "serve", "--port", str(port)]
+    cmd += ["--model", str(model), *extra]
+    full_env = {**os.environ, "YOLO_OFFLINE": "1", "PYTHONPATH": str(REPO), **(env or {})}
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=full_env, stdout=fh, stderr=subprocess.STDOUT, text=True)
+    return Server(f"http://127.0.0.1:{port}", proc, log)
+
+
+def wait_ready(server: Server, timeout: float = 90) -> list[str]:
+    """Poll /health; returns the statuses seen (so a test can check "loading" came before "ok")."""
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            raise AssertionError(f"server exited with {server.proc.returncode}:\n{server.log.read_text()[-3000:]}")
+        try:
+            r = httpx.get(server.url + "/health", timeout=2)
+        except httpx.TransportError:
+            time.sleep(0.05)
+            continue
+        seen.append(r.json()["status"])
+        if r.status_code == 200:
+            return seen
+        time.sleep(0.05)
+    raise AssertionError(f"not ready after {timeout} s:\n{server.log.read_text()[-3000:]}")
+
+
+def stop(server: Server) -> int:
+    if server.proc.poll() is None:
+        server.proc.send_signal(signal.SIGTERM)
+        try:
+            return server.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.proc.kill()
+            server.proc.wait()
+    return server.proc.returncode
+
+
+@pytest.fixture(scope="module")
+def server(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    # Environment overrides reach the server: the admin key and a small upload limit come from there.
+    env = {"DETECTOR_INFERENCE__SERVER__ADMIN_API_KEY": KEY, "DETECTOR_INFERENCE__SERVER__MAX_UPLOAD_MB": "1"}
+    srv = start_server(model_path, tmp_path_factory.mktemp("serve"), env=env)
+    try:
+        wait_ready(srv)
+        yield srv
+    finally:
+        stop(srv)
+
+
+def test_predict_over_http_matches_the_library(server: Server, model_path: Path, sample_photos: list[Path]) -> None:
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        backend = http.get("/model").json()["backend"]
+        with Detector.load(model_path, backend=backend) as det:
+            for path in sample_photos:
+                data = path.read_bytes()
+                want = det.predict(decode_image(data), conf=0.01, max_det=20).to_list()
+                multipart = http.post("/predict?conf=0.01&max_det=20", files={"file": (path.name, data, "image/jpeg")})
+                as_json = http.post("/predict?conf=0.01&max_det=20", json={"image_base64": base64.b64encode(data).decode()})
+                for r in (multipart, as_json):
+                    assert r.status_code == 200, r.text
+                    got = r.json()["detections"]
+                    assert [d["class_id"] for d in got] == [d["class_id"] for d in want]
+                    for g, w in zip(got, want, strict=True):
+                        assert g["confidence"] == pytest.approx(w["confidence"], abs=1e-4)
+                        assert g["box"] == pytest.approx(w["box"], abs=0.011)
+
+
+def test_docs_and_health(server: Server) -> None:
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        docs = http.get("/docs")
+        assert docs.status_code == 200 and "swagger-ui" in docs.text
+        assert http.get("/health").json()["status"] == "ok"
+        assert "detector_http_requests_total" in http.get("/metrics").text
+
+
+def test_content_length_over_the_limit_is_refused_before_the_body_is_sent(server: Server) -> None:
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        # Headers only: a server that tried to read the 100 MB body would wait until the socket timeout.
+        sock.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+            b"Content-Length: 100000000\r\n\r\n"
+        )
+        started = time.perf_counter()
+        reply = sock.recv(65536).decode("latin-1")
+    assert reply.startswith("HTTP/1.1 413"), reply
+    assert "larger than the limit" in reply
+    assert time.perf_counter() - started < 2
+
+
+def test_chunked_upload_over_the_limit_is_cut_off(server: Server) -> None:
+    def body() -> Iterator[bytes]:
+        for _ in range(64):  # 4 MB against a 1 MB limit, without Content-Length
+            yield b"\0" * 65536
+
+    r = httpx.post(
+        server.url + "/predict", content=body(), headers={"content-type": "multipart/form-data; boundary=b"}, timeout=30
+    )
+    assert r.status_code == 413, r.text
+    assert "larger than the limit" in r.json()["detail"]
+
+
+def test_reload_over_http(server: Server, model_path: Path) -> None:
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        assert http.post("/admin/reload", json={"model_path": str(model_path)}).status_code == 401
+        r = http.post("/admin/reload", json={"model_path": str(model_path)}, headers={"X-API-Key": KEY})
+        assert r.status_code == 200, r.text
+        assert r.json()["status"] == "reloaded"
+        assert http.get("/health").status_code == 200
+
+
+def test_sigterm_drains_in_flight_requests(model_path: Path, tmp_path: Path, dataset_dir: Path) -> None:
+    srv = start_server(model_path, tmp_path)
+    try:
+        wait_ready(srv)
+        images = [p.read_bytes() for p in sorted((dataset_dir / "images" / "val").glob("*.jpg"))[:16]]
+        outcomes: list[int | str] = []
+
+        def client(data: bytes) -> None:
+            try:
+                r = httpx.post(srv.url + "/predict", files={"file": ("a.jpg", data, "image/jpeg")}, timeout=30)
+                outcomes.append(r.status_code)
+            except httpx.TransportError as exc:  # connections opened after the listener closed
+                outcomes.append(type(exc).__name__)
+
+        threads = [threading.Thread(target=client, args=(img,)) for img in images * 2]
+        for t in threads:
+            t.start()
+        time.sleep(0.05)
+        srv.proc.send_signal(signal.SIGTERM)
+        for t in threads:
+            t.join()
+        code = srv.proc.wait(timeout=30)
+    finally:
+        stop(srv)
+    assert code == 0, srv.log.read_text()[-3000:]
+    assert "shutdown complete" in srv.log.read_text()
+    # Every request that reached the app was answered normally: no 5xx from the shutdown.
+    assert not [o for o in outcomes if isinstance(o, int) and o >= 500], outcomes
+    assert 200 in outcomes
+
+
+def test_missing_model_fails_fast(tmp_path: Path) -> None:
+    srv = start_server(tmp_path / "nope.onnx", tmp_path)
+    code = srv.proc.wait(timeout=60)
+    assert code == 2
+    assert "model file not found" in srv.log.read_text()

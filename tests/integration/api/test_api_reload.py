@@ -1,0 +1,150 @@
+"""POST /admin/reload: swap models while requests stream, keep serving on failure, guard with the API key."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+from fastapi.testclient import TestClient
+
+from api.model_slot import DetectorLike
+from api.service import default_detector_factory
+from detector.runtime import Detections
+
+KEY = "s3cret-test-key"
+
+
+class Tracked:
+    """Records which model file served each call and when it was closed."""
+
+    def __init__(self, inner: DetectorLike, path: str, log: list[str]) -> None:
+        self.inner, self.path, self.log = inner, path, log
+        self.max_batch = inner.max_batch
+        self.closed = False
+
+    def predict_batch(self, images: Sequence[npt.NDArray[np.uint8]], *args: Any, **kwargs: Any) -> list[Detections]:
+        assert not self.closed, "a batch ran on a closed model"
+        self.log.append(self.path)
+        return self.inner.predict_batch(images, *args, **kwargs)
+
+    def warmup(self, runs: int = 2) -> None:
+        self.inner.warmup(runs)
+
+    def describe(self) -> dict[str, Any]:
+        return self.inner.describe()
+
+    def close(self) -> None:
+        assert not self.closed, "closed twice"
+        self.closed = True
+        self.log.append(f"closed {self.path}")
+        self.inner.close()
+
+
+@pytest.fixture(scope="module")
+def admin(make_config: Any, run_app: Any) -> Iterator[tuple[TestClient, list[str]]]:
+    config = make_config(f"inference.server.admin_api_key={KEY}")
+    real = default_detector_factory(config)
+    log: list[str] = []
+    with run_app(config, lambda path, backend: Tracked(real(path, backend), path, log)) as client:
+        yield client, log
+
+
+def reload(client: TestClient, body: dict[str, Any], key: str | None = KEY) -> Any:
+    return client.post("/admin/reload", json=body, headers={"X-API-Key": key} if key is not None else {})
+
+
+def test_swap_while_requests_stream(
+    admin: tuple[TestClient, list[str]], model_path: Path, tmp_path: Path, dataset_dir: Path
+) -> None:
+    client, log = admin
+    copy = tmp_path / "model-v2.onnx"
+    shutil.copy(model_path, copy)
+    images = [p.read_bytes() for p in sorted((dataset_dir / "images" / "val").glob("*.jpg"))[:8]]
+    statuses: list[int] = []
+    stop = threading.Event()
+
+    def stream() -> None:
+        i = 0
+        while not stop.is_set() or i < 20:
+            r = client.post("/predict", files={"file": ("a.jpg", images[i % len(images)], "image/jpeg")})
+            statuses.append(r.status_code)
+            i += 1
+
+    workers = [threading.Thread(target=stream) for _ in range(4)]
+    for w in workers:
+        w.start()
+    r = reload(client, {"model_path": str(copy), "backend": "onnxruntime"})
+    stop.set()
+    for w in workers:
+        w.join()
+
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["status"] == "reloaded"
+    assert body["model"]["backend"] == "onnxruntime"
+    assert body["previous_version"] == body["model"]["version"]  # same weights, new file
+    assert statuses and set(statuses) == {200}, statuses
+    # The old model served until the swap, was closed once after its last batch, and the new one took over.
+    closed_at = log.index(f"closed {model_path}")
+    assert str(model_path) in log[:closed_at]
+    assert all(entry == str(copy) for entry in log[closed_at + 1 :])
+    assert client.get("/model").json()["backend"] == "onnxruntime"
+    r = client.post("/predict", files={"file": ("a.jpg", images[0], "image/jpeg")})
+    assert r.status_code == 200 and log[-1] == str(copy)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"model_path": "/nonexistent/model.onnx"}, "model file not found"),
+        ({"model_path": "__CORRUPT__"}, "not a readable ONNX file"),
+    ],
+)
+def test_failed_reload_keeps_the_old_model(
+    admin: tuple[TestClient, list[str]], tmp_path: Path, dataset_dir: Path, body: dict[str, Any], message: str
+) -> None:
+    client, _ = admin
+    if body["model_path"] == "__CORRUPT__":
+        corrupt = tmp_path / "corrupt.onnx"
+        corrupt.write_bytes(b"this is not a protobuf" * 10)
+        body = {"model_path": str(corrupt)}
+    before = client.get("/model").json()
+    r = reload(client, body)
+    assert r.status_code == 422, r.text
+    assert message in r.json()["detail"]
+    assert f"still serving version {before['version']}" in r.json()["detail"]
+    assert client.get("/health").status_code == 200
+    assert client.get("/model").json() == before
+    image = next((dataset_dir / "images" / "val").glob("*.jpg")).read_bytes()
+    assert client.post("/predict", files={"file": ("a.jpg", image, "image/jpeg")}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("key", "body", "status", "message"),
+    [
+        (None, {"model_path": "x.onnx"}, 401, "X-API-Key"),
+        ("wrong", {"model_path": "x.onnx"}, 401, "X-API-Key"),
+        ("", {"model_path": "x.onnx"}, 401, "X-API-Key"),
+        (KEY, {"model_path": "x.onnx", "backend": "cuda-magic"}, 422, "backend"),
+        (KEY, {"path": "x.onnx"}, 422, "model_path"),
+    ],
+)
+def test_reload_auth_and_validation(
+    admin: tuple[TestClient, list[str]], key: str | None, body: dict[str, Any], status: int, message: str
+) -> None:
+    client, _ = admin
+    r = reload(client, body, key)
+    assert r.status_code == status, r.text
+    assert message in r.json()["detail"]
+
+
+def test_admin_is_disabled_without_a_key(client: TestClient) -> None:
+    r = reload(client, {"model_path": "x.onnx"})
+    assert r.status_code == 404
+    assert "admin_api_key" in r.json()["detail"]

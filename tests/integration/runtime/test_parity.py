@@ -1,0 +1,123 @@
+"""Our runtime vs Ultralytics on the same trained model: same boxes, same scores, batch = singles, threads = serial.
+
+The model is the real one the quick pipeline trained and exported (see tests/conftest.py).
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pytest
+
+from detector.evaluation import read_rgb
+from detector.runtime import Detections, Detector
+from detector.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+from detector.runtime.metadata import read_onnx_metadata
+
+BACKENDS = ["onnxruntime", "openvino"]
+CONF = 0.1  # low enough that the quick model produces plenty of boxes to compare
+
+
+def _images(dataset_dir: Path, n: int = 12) -> list[np.ndarray]:
+    return [read_rgb(p) for p in sorted((dataset_dir / "images" / "val").glob("*.jpg"))[:n]]
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod((rb - lt).clip(0), axis=2)
+    area = lambda x: np.prod(x[:, 2:] - x[:, :2], axis=1)  # noqa: E731
+    return inter / (area(a)[:, None] + area(b)[None, :] - inter + 1e-9)
+
+
+def assert_same_detections(ours: Detections, ref_xyxy, ref_conf, ref_cls, iou_min=0.99, conf_tol=0.01) -> None:
+    assert len(ours) == len(ref_xyxy), f"{len(ours)} boxes vs {len(ref_xyxy)} in the reference"
+    if len(ours) == 0:
+        return
+    ious = _iou(np.asarray(ref_xyxy, np.float64), ours.xyxy.astype(np.float64))
+    for i in range(len(ref_xyxy)):
+        candidates = np.flatnonzero((ious[i] >= iou_min) & (ours.class_id == ref_cls[i]))
+        assert candidates.size, f"reference box {ref_xyxy[i]} (class {ref_cls[i]}) has no match at IoU>={iou_min}"
+        assert np.min(np.abs(ours.confidence[candidates] - ref_conf[i])) <= conf_tol
+
+
+@pytest.fixture(scope="module")
+def ultralytics_reference(weights_path: Path, dataset_dir: Path) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    YOLO = pytest.importorskip("ultralytics").YOLO
+    model = YOLO(str(weights_path))
+    imgsz = read_onnx_metadata(weights_path.with_name("model.onnx")).imgsz[0]
+    out = []
+    for image in _images(dataset_dir):
+        # Ultralytics takes BGR arrays; ours take RGB.
+        (r,) = model.predict(image[..., ::-1], imgsz=imgsz, conf=CONF, iou=0.7, device="cpu", verbose=False)
+        out.append((r.boxes.xyxy.numpy(), r.boxes.conf.numpy(), r.boxes.cls.numpy().astype(int)))
+    assert sum(len(x[0]) for x in out) >= 10, "the reference model found too few boxes for a meaningful comparison"
+    return out
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_matches_ultralytics_predict(backend: str, model_path: Path, dataset_dir: Path, ultralytics_reference) -> None:
+    with Detector.load(model_path, backend=backend) as det:
+        assert det.backend_name == backend
+        results = det.predict_batch(_images(dataset_dir), conf=CONF, iou=0.7)
+    for ours, (xyxy, conf, cls) in zip(results, ultralytics_reference, strict=True):
+        assert_same_detections(ours, xyxy, conf, cls)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_batch_equals_single_images(backend: str, model_path: Path, dataset_dir: Path) -> None:
+    images = _images(dataset_dir, 6)
+    images[2] = images[2][:100, :]  # mixed sizes in one batch
+    with Detector.load(model_path, backend=backend, conf=CONF) as det:
+        batched = det.predict_batch(images)
+        single = [det.predict(im) for im in images]
+    for b, s in zip(batched, single, strict=True):
+        assert_same_detections(b, s.xyxy, s.confidence, s.class_id, iou_min=0.999, conf_tol=1e-4)
+
+
+def test_large_batches_are_split(model_path: Path, dataset_dir: Path) -> None:
+    class TwoAtATime(OnnxRuntimeBackend):
+        calls: ClassVar[list[int]] = []
+
+        @property
+        def max_batch(self) -> int | None:
+            return 2
+
+        def run(self, batch):  # type: ignore[no-untyped-def]
+            self.calls.append(len(batch))
+            return super().run(batch)
+
+    from detector.runtime import BackendOptions
+
+    backend = TwoAtATime(model_path, BackendOptions())
+    det = Detector(backend, read_onnx_metadata(model_path), conf=CONF)
+    images = _images(dataset_dir, 5)
+    results = det.predict_batch(images)
+    assert TwoAtATime.calls == [2, 2, 1]
+    reference = [det.predict(im) for im in images]
+    for r, s in zip(results, reference, strict=True):
+        assert_same_detections(r, s.xyxy, s.confidence, s.class_id, iou_min=0.999, conf_tol=1e-4)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_concurrent_calls_equal_sequential(backend: str, model_path: Path, dataset_dir: Path) -> None:
+    images = _images(dataset_dir, 16)
+    with Detector.load(model_path, backend=backend, conf=CONF) as det:
+        sequential = [det.predict(im) for im in images]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            concurrent = list(pool.map(det.predict, images))
+    for c, s in zip(concurrent, sequential, strict=True):
+        np.testing.assert_allclose(c.xyxy, s.xyxy, atol=1e-3)
+        np.testing.assert_array_equal(c.class_id, s.class_id)
+
+
+def test_auto_picks_a_backend_and_says_which(model_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="detector.runtime.backends"):
+        det = Detector.load(model_path, backend="auto")
+    assert det.backend_name in ("tensorrt", "openvino", "onnxruntime")
+    assert f"picked {det.backend_name}" in caplog.text

@@ -1,0 +1,193 @@
+"""MicroBatcher with a fake model: batching, grouping by thresholds, admission, timeouts, draining."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from api.batching import MicroBatcher
+from api.errors import GatewayTimeoutError, ServiceUnavailableError
+from api.model_slot import LoadedModel, ModelSlot
+from detector.runtime import Detections, Timings
+
+
+class FakeDetector:
+    """Returns one box whose score encodes the image's fill value, so results can be matched to requests."""
+
+    max_batch: int | None = None
+
+    def __init__(self, delay_s: float = 0.0, gate: threading.Event | None = None) -> None:
+        self.calls: list[tuple[int, float, float, int]] = []
+        self.delay_s, self.gate = delay_s, gate
+        self.closed = False
+
+    def predict_batch(
+        self,
+        images: Sequence[npt.NDArray[np.uint8]],
+        conf: float | None = None,
+        iou: float | None = None,
+        max_det: int | None = None,
+        multi_label: bool = False,
+        timings: Timings | None = None,
+    ) -> list[Detections]:
+        if self.gate is not None:
+            self.gate.wait(5)
+        time.sleep(self.delay_s)
+        self.calls.append((len(images), conf or 0, iou or 0, max_det or 0))
+        return [
+            Detections(
+                np.zeros((1, 4), np.float32), np.array([img[0, 0, 0] / 255], np.float32), np.zeros(1, np.int64)
+            )
+            for img in images
+        ]
+
+    def warmup(self, runs: int = 2) -> None:
+        pass
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": "fake", "version": "1", "backend": "fake"}
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def image(value: int) -> npt.NDArray[np.uint8]:
+    return np.full((4, 4, 3), value, np.uint8)
+
+
+def make(det: FakeDetector, **kw: Any) -> MicroBatcher:
+    slot = ModelSlot()
+    slot.swap(LoadedModel(det, "fake.onnx"))
+    opts: dict[str, Any] = {"max_batch": 8, "max_wait_ms": 50, "queue_size": 64, "workers": 1}
+    return MicroBatcher(slot, **(opts | kw))
+
+
+async def one(b: MicroBatcher, value: int, key: tuple[float, float, int] = (0.25, 0.7, 300), timeout: float = 5) -> Any:
+    r = b.reserve()
+    try:
+        return await b.submit(r, image(value), key, timeout)
+    finally:
+        r.release()
+
+
+def test_concurrent_requests_share_one_call_and_get_their_own_result() -> None:
+    det = FakeDetector()
+    b = make(det)
+
+    async def main() -> list[Any]:
+        return await asyncio.gather(*(one(b, v) for v in range(8)))
+
+    results = asyncio.run(main())
+    b.close(1)
+    assert [round(float(r.detections.confidence[0]) * 255) for r in results] == list(range(8))
+    assert det.calls == [(8, 0.25, 0.7, 300)]
+    assert {r.batch_size for r in results} == {8}
+    assert all(r.model["name"] == "fake" for r in results)
+
+
+def test_different_thresholds_are_grouped_not_mixed() -> None:
+    det = FakeDetector()
+    b = make(det)
+    keys = [(0.25, 0.7, 300), (0.5, 0.7, 300), (0.25, 0.5, 10)]
+
+    async def main() -> list[Any]:
+        return await asyncio.gather(*(one(b, v, keys[v % 3]) for v in range(6)))
+
+    asyncio.run(main())
+    b.close(1)
+    assert sorted(det.calls) == sorted((2, *k) for k in keys)
+
+
+def test_max_batch_caps_a_call() -> None:
+    det = FakeDetector()
+    b = make(det, max_batch=3)
+
+    async def main() -> None:
+        await asyncio.gather(*(one(b, v) for v in range(7)))
+
+    asyncio.run(main())
+    b.close(1)
+    assert sorted(n for n, *_ in det.calls) == [1, 3, 3]
+
+
+def test_admission_is_bounded_and_released() -> None:
+    b = make(FakeDetector(), queue_size=2)
+    r1, r2 = b.reserve(), b.reserve()
+    with pytest.raises(ServiceUnavailableError) as exc:
+        b.reserve()
+    assert exc.value.headers == {"Retry-After": "1"} and "busy" in exc.value.detail
+    assert b.depth == 2
+    r1.release()
+    r1.release()  # idempotent
+    assert b.depth == 1
+    b.reserve().release()
+    r2.release()
+    assert b.depth == 0
+    b.close(1)
+
+
+def test_timeout_is_a_504_and_the_job_is_skipped() -> None:
+    gate = threading.Event()
+    det = FakeDetector(gate=gate)
+    b = make(det, max_wait_ms=0)
+
+    async def main() -> None:
+        first = asyncio.ensure_future(one(b, 1))  # occupies the worker until the gate opens
+        await asyncio.sleep(0.05)
+        with pytest.raises(GatewayTimeoutError, match="request timeout of 0.1 s"):
+            await one(b, 2, timeout=0.1)
+        gate.set()
+        await first
+
+    asyncio.run(main())
+    b.close(1)
+    assert det.calls == [(1, 0.25, 0.7, 300)]  # the timed-out job never reached the model
+
+
+def test_model_errors_reach_the_caller() -> None:
+    class Broken(FakeDetector):
+        def predict_batch(self, *a: Any, **k: Any) -> list[Detections]:
+            raise ValueError("boom")
+
+    b = make(Broken())
+    with pytest.raises(ValueError, match="boom"):
+        asyncio.run(one(b, 1))
+    b.close(1)
+
+
+def test_close_drains_admitted_requests_then_refuses() -> None:
+    det = FakeDetector(delay_s=0.2)
+    b = make(det, max_wait_ms=0)
+    results: list[Any] = []
+
+    def client() -> None:
+        results.append(asyncio.run(one(b, 7)))
+
+    t = threading.Thread(target=client)
+    t.start()
+    time.sleep(0.05)  # admitted and running
+    b.close(drain_timeout_s=5)
+    t.join()
+    assert len(results) == 1 and det.calls
+    with pytest.raises(ServiceUnavailableError, match="shutting down"):
+        b.reserve()
+
+
+def test_swapped_model_is_closed_after_its_last_borrower() -> None:
+    old, new = FakeDetector(), FakeDetector()
+    slot = ModelSlot()
+    slot.swap(LoadedModel(old, "old"))
+    with slot.use() as borrowed:
+        slot.swap(LoadedModel(new, "new"))
+        assert not old.closed  # still in use
+        assert borrowed.detector is old
+    assert old.closed and not new.closed
+    with slot.use() as current:
+        assert current.detector is new

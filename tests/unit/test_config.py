@@ -1,0 +1,79 @@
+"""Configuration: the shipped files load; unknown keys, wrong types and out-of-range values name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from detector.config import REPO_CONFIG_KEYS, Config, config_to_flat_dict, load_config
+from detector.errors import ConfigError
+
+REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def test_shipped_configs_load_and_match_the_schema_defaults() -> None:
+    config = load_config(config_dir=REPO_CONFIGS, environ={})
+    assert config.data.version == "v1" and config.inference.backend == "auto"
+    # Every section file spells out every key, so users see the full reference in configs/.
+    assert set(config_to_flat_dict(config)) == set(REPO_CONFIG_KEYS)
+
+
+def test_sections_are_independent_files() -> None:
+    for section in ("data", "train", "export", "inference"):
+        assert (REPO_CONFIGS / f"{section}.yaml").read_text().startswith("#")
+
+
+def test_dotlist_overrides() -> None:
+    config = load_config(["train.epochs=5", "inference.server.port=9001"], config_dir=REPO_CONFIGS, environ={})
+    assert config.train.epochs == 5 and config.inference.server.port == 9001
+
+
+def test_environment_overrides_then_dotlist_wins() -> None:
+    env = {"DETECTOR_INFERENCE__BACKEND": "openvino", "DETECTOR_INFERENCE__SERVER__PORT": "9100", "OTHER": "x"}
+    config = load_config(config_dir=REPO_CONFIGS, environ=env)
+    assert config.inference.backend == "openvino" and config.inference.server.port == 9100
+    config = load_config(["inference.server.port=9200"], config_dir=REPO_CONFIGS, environ=env)
+    assert config.inference.server.port == 9200
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["train.epochz=3"], "train.epochz: unknown key"),
+        (["train.epochs=abc"], "train.epochs: Input should be a valid integer"),
+        (["train.epochs=0"], "train.epochs: Input should be greater than or equal to 1"),
+        (["inference.conf=1.5"], "inference.conf: Input should be less than or equal to 1"),
+        (["inference.backend=tflite"], "inference.backend"),
+        (["inference.server.port=70000"], "inference.server.port"),
+        (["export.engine.min_batch=16"], "min_batch <= opt_batch <= max_batch"),
+        (["data.version=../etc"], "data.version: String should match pattern"),
+        (["nonsense.key=1"], "nonsense: unknown key"),
+        (["train.epochs"], "must look like section.key=value"),
+    ],
+)
+def test_rejections_name_the_key(overrides: list[str], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(overrides, config_dir=REPO_CONFIGS, environ={})
+    assert message in str(info.value)
+
+
+def test_malformed_yaml_names_the_file(tmp_path: Path) -> None:
+    (tmp_path / "train.yaml").write_text("train:\n  epochs: [1, 2\n")
+    with pytest.raises(ConfigError, match=r"train\.yaml: cannot parse YAML"):
+        load_config(config_dir=tmp_path, environ={})
+
+
+def test_non_mapping_yaml(tmp_path: Path) -> None:
+    (tmp_path / "data.yaml").write_text("- just\n- a list\n")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_config(config_dir=tmp_path, environ={})
+
+
+def test_missing_config_dir(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config directory not found"):
+        load_config(config_dir=tmp_path / "missing", environ={})
+
+
+def test_defaults_without_files_equal_schema_defaults(tmp_path: Path) -> None:
+    assert load_config(config_dir=tmp_path, environ={}) == Config()
