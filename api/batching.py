@@ -3,7 +3,8 @@
 Requests are admitted by `reserve()` *before* their body is read, against a bound of `queue_size` waiting requests;
 past it they get 503 + Retry-After at once (no body buffered, no thread used). An admitted request is decoded
 elsewhere, then `submit()`s its image to a FIFO served by `workers` model threads. A worker takes the oldest job,
-waits up to `max_wait_ms` for up to `max_batch - 1` more, and runs them as one batch. Thresholds are applied in
+waits up to `max_wait_ms` for up to `max_batch - 1` more (only while more admitted requests are on their way, so a
+lone request never waits), and runs them as one batch. Thresholds are applied in
 post-processing per call, so jobs are grouped by (conf, iou, max_det): one backend call per distinct group (in the
 common case, every request uses the defaults and the whole batch is one call).
 
@@ -175,10 +176,15 @@ class MicroBatcher:
                 return
 
     def _collect(self, first: _Job) -> tuple[list[_Job], bool]:
-        """The first job plus whatever arrives within max_wait_ms, up to max_batch; True if a stop was seen."""
+        """The first job plus whatever arrives within max_wait_ms, up to max_batch; True if a stop was seen.
+
+        The window is only spent while other admitted requests are on their way (being read or decoded, or
+        queued): a lone request runs at once instead of paying max_wait_ms for company that cannot come.
+        """
+        self._release(first.reservation, picked_only=True)
         batch = [first]
         deadline = time.perf_counter() + self.max_wait_s
-        while len(batch) < self.max_batch:
+        while len(batch) < self.max_batch and self._waiting > 0:
             remaining = deadline - time.perf_counter()
             try:
                 job = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
@@ -186,13 +192,13 @@ class MicroBatcher:
                 break
             if job is _STOP:
                 return batch, True
+            self._release(job.reservation, picked_only=True)
             batch.append(job)
         return batch, False
 
     def _run(self, batch: list[_Job]) -> None:
         groups: dict[GroupKey, list[_Job]] = defaultdict(list)
         for job in batch:
-            self._release(job.reservation, picked_only=True)
             # False when the request already timed out and cancelled its future: skip the wasted work.
             if job.future.set_running_or_notify_cancel():
                 groups[job.key].append(job)

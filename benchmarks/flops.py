@@ -108,4 +108,3 @@ def count_flops(model_path: str | Path, batch: int, height: int, width: int) -> 
         "uncounted": uncounted,
         "input": [batch, 3, height, width],
     }
-

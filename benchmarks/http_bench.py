@@ -7,6 +7,7 @@ and every non-2xx status and client-side exception is counted. Throughput = succ
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import threading
 import time
@@ -61,7 +62,9 @@ def _request_kwargs(kind: str, jpegs: list[bytes]) -> list[dict[str, Any]]:
     raise BenchmarkInputError(f"unknown input kind {kind!r}; choose from: {', '.join(INPUT_KINDS)}")
 
 
-def run_cell(client: httpx.Client, url: str, bodies: list[dict[str, Any]], concurrency: int, plan: HttpPlan) -> dict[str, Any]:
+def run_cell(
+    client: httpx.Client, url: str, bodies: list[dict[str, Any]], concurrency: int, plan: HttpPlan
+) -> dict[str, Any]:
     """`concurrency` threads sending requests until `plan.requests` are sent or `plan.max_seconds` pass."""
     latencies: list[float] = []
     statuses: Counter[str] = Counter()
@@ -122,10 +125,8 @@ def run_http(plan: HttpPlan, jpegs: list[bytes]) -> list[dict[str, Any]]:
         for kind in plan.inputs:
             bodies = _request_kwargs(kind, jpegs)
             for i in range(plan.warmup):  # first requests pay connection setup and the server's lazy paths
-                try:
+                with contextlib.suppress(httpx.HTTPError):  # counted in the timed cells if it persists
                     client.post(url, **bodies[i % len(bodies)])
-                except httpx.HTTPError:
-                    pass  # counted in the timed cells if it persists
             for concurrency in plan.concurrency:
                 log.info("HTTP %s, concurrency %d", kind, concurrency)
                 cell = {"input": kind, "concurrency": concurrency, **run_cell(client, url, bodies, concurrency, plan)}

@@ -73,7 +73,9 @@ def prepare_models(path: Path, sizes: list[int] | None, weights: Path | None, ca
             )
             continue
         try:
-            models.variants.append(ModelVariant(size, export_variant(weights, size, cache_dir), f"exported from {weights}"))
+            models.variants.append(
+                ModelVariant(size, export_variant(weights, size, cache_dir), f"exported from {weights}")
+            )
         except Exception as exc:  # export failures come from torch/ultralytics/onnx in many types
             models.errors.append(f"size {size}: export from {weights} failed: {type(exc).__name__}: {exc}")
     return models

@@ -69,6 +69,10 @@ def _fmt(value: Any, digits: int = 1) -> str:
     return str(value)
 
 
+def _pct(fraction: float | None) -> str:
+    return "–" if fraction is None else f"{100 * fraction:.1f}%"
+
+
 def markdown(report: dict[str, Any]) -> str:
     m, lib, model, s = report["machine"], report["libraries"], report.get("model") or {}, report["settings"]
     lines = [
@@ -83,32 +87,40 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     if model:
         lines.append(
-            f"- Model: `{model['path']}` version {model['version']}, {model['imgsz']} px, sha256 {model['sha256'][:16]}…"
+            f"- Model: `{model['path']}` version {model['version']}, {model['imgsz']} px, "
+            f"sha256 {model['sha256'][:16]}…"
         )
     peak = report.get("gemm_peak") or {}
     if peak.get("gflops"):
-        lines.append(f"- fp32 GEMM peak (numpy matmul {int(peak['n'])}², {int(peak['threads'])} threads): "
-                     f"{peak['gflops']:.1f} GFLOP/s")
+        lines.append(
+            f"- fp32 GEMM peak (numpy matmul {int(peak['n'])}², {int(peak['threads'])} threads): "
+            f"{peak['gflops']:.1f} GFLOP/s"
+        )
     cells = report.get("backends", {}).get("cells", [])
     if cells:
         lines += [
             "",
-            "## In-process, per backend (ms; speed-up = Ultralytics ONNX p50 / p50, same size and batch)",
+            "## In-process, per backend",
             "",
-            "| runner | size | batch | e2e p50 | p90 | p99 | per image | img/s | backend p50 | overhead | "
-            "speed-up vs Ultralytics | GFLOP/s | % of peak |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "Milliseconds per call. Speed-up = Ultralytics ONNX e2e p50 / e2e p50 at the same size and batch. "
+            "Overhead = share of each e2e call spent outside inference (median over calls); 'loops' = "
+            "(e2e p50 - backend-only p50) / e2e p50 from separate calls, noisier. GFLOP/s = model FLOPs / "
+            "backend-only p50 (Ultralytics: its profiler's inference time).",
+            "",
+            "| runner | size | batch | e2e p50 | p90 | p99 | per image | img/s | backend p50 | overhead "
+            "| overhead (loops) | speed-up vs Ultralytics | GFLOP/s | % of peak |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for c in sorted(cells, key=lambda c: (c["size"], c["batch"], c["runner"])):
             e, b = c.get("end_to_end") or {}, c.get("backend_only") or {}
             if c.get("error"):
-                lines.append(f"| {c['runner']} | {c['size']} | {c['batch']} | error: {c['error'][:120]} |||||||||||")
+                lines.append(f"| {c['runner']} | {c['size']} | {c['batch']} | error: {c['error'][:120]} ||||||||||||")
                 continue
-            oh = c.get("overhead_fraction")
+            oh, loops = c.get("overhead_fraction"), c.get("overhead_fraction_separate_loops")
             lines.append(
                 f"| {c['runner']} | {c['size']} | {c['batch']} | {_fmt(e.get('p50_ms'))} | {_fmt(e.get('p90_ms'))} "
                 f"| {_fmt(e.get('p99_ms'))} | {_fmt(e.get('per_item_p50_ms'))} | {_fmt(e.get('throughput_per_s'))} "
-                f"| {_fmt(b.get('p50_ms'))} | {_fmt(None if oh is None else 100 * oh)}% "
+                f"| {_fmt(b.get('p50_ms'))} | {_pct(oh)} | {_pct(loops)} "
                 f"| {_fmt(c.get('speedup_vs_ultralytics'), 2)}× | {_fmt(c.get('gflops_per_s'))} "
                 f"| {_fmt(c.get('pct_of_peak'))} |"
             )
@@ -158,8 +170,13 @@ def plot(report: dict[str, Any], path: Path) -> None:
         for runner in sorted({c["runner"] for c in cells if c["size"] == size}):
             rows = sorted((c for c in cells if c["size"] == size and c["runner"] == runner), key=lambda c: c["batch"])
             style = "--" if runner in BASELINES else "-"
-            ax.plot([c["batch"] for c in rows], [c["end_to_end"]["per_item_p50_ms"] for c in rows], style, marker="o",
-                    label=runner)
+            ax.plot(
+                [c["batch"] for c in rows],
+                [c["end_to_end"]["per_item_p50_ms"] for c in rows],
+                style,
+                marker="o",
+                label=runner,
+            )
         ax.set(title=f"{size} px: end-to-end p50 per image", xlabel="batch size", ylabel="ms per image")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -173,14 +190,17 @@ def plot(report: dict[str, Any], path: Path) -> None:
         ax.legend(fontsize=8)
     if panels == 0:
         axes[0][0].text(0.5, 0.5, "no successful cells", ha="center", va="center")
-    fig.suptitle(("" if report["complete"] else "INCOMPLETE - ") + f"{report['machine']['cpu']}, "
-                 f"{report['settings']['threads']} threads", fontsize=10)
+    fig.suptitle(
+        ("" if report["complete"] else "INCOMPLETE - ") + f"{report['machine']['cpu']}, "
+        f"{report['settings']['threads']} threads",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110, format="png")  # the temporary name has no .png suffix to infer it from
     plt.close(fig)
 
 
-def _atomic(path: Path, write: Callable[[Path], None]) -> None:
+def _atomic(path: Path, write: Callable[[Path], object]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     os.close(fd)

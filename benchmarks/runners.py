@@ -1,20 +1,21 @@
 """The things being timed, behind one interface: our `Detector` on each backend, and Ultralytics' predictor.
 
-A runner is loaded once per model file and then timed at several batch sizes. `end_to_end` is what a caller sees
-(pre-process + inference + post-process); `backend_only` is the raw inference call, so overhead = e2e - backend.
+A runner is loaded once per model file, then `prepare`d per batch: it returns the calls to time. End-to-end is what
+a caller sees (pre-process + inference + post-process); backend-only is the raw inference call on a ready batch,
+so overhead = e2e - backend.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from benchmarks.stats import Budget, measure
-from detector.runtime import BackendOptions, Detector
+from detector.runtime import BackendOptions, Detector, Timings
 from detector.runtime.preprocess import preprocess_batch
 
 Images = list[npt.NDArray[np.uint8]]
@@ -22,12 +23,20 @@ ULTRALYTICS_ONNX = "ultralytics-onnx"
 ULTRALYTICS_PT = "ultralytics-pt"
 
 
+@dataclass(frozen=True)
+class Calls:
+    """`end_to_end()` returns the inference time measured inside that same call (ms), by our `Timings` or by
+    Ultralytics' profiler. `backend_only` times the bare backend call on a ready batch; None where there is no
+    public way to make that call (Ultralytics)."""
+
+    end_to_end: Callable[[], float]
+    backend_only: Callable[[], object] | None
+
+
 class Runner(Protocol):
     name: str
 
-    def end_to_end(self, images: Images, budget: Budget) -> list[float]: ...
-
-    def backend_only(self, images: Images, budget: Budget) -> list[float]: ...
+    def prepare(self, images: Images) -> Calls: ...
 
     def close(self) -> None: ...
 
@@ -38,26 +47,28 @@ class DetectorRunner:
     def __init__(self, backend: str, model: Path, threads: int) -> None:
         self.name = backend
         self.detector = Detector.load(model, backend, options=BackendOptions(threads=threads, device="cpu"))
-        self.device = self.detector.backend.device_name
 
-    def end_to_end(self, images: Images, budget: Budget) -> list[float]:
-        return measure(lambda: self.detector.predict_batch(images), budget)
+    def prepare(self, images: Images) -> Calls:
+        detector = self.detector
+        # The same batch the e2e path builds, made once: only the backend call is inside the backend-only loop.
+        batch, _ = preprocess_batch(images, detector.input_shape, detector.input_dtype)
 
-    def backend_only(self, images: Images, budget: Budget) -> list[float]:
-        # The same batch the e2e path would build, made once: only the backend call is inside the loop.
-        batch, _ = preprocess_batch(images, self.detector.input_shape, self.detector.input_dtype)
-        batch = np.ascontiguousarray(batch)
-        return measure(lambda: self.detector.backend.run(batch), budget)
+        def end_to_end() -> float:
+            timings = Timings()
+            detector.predict_batch(images, timings=timings)
+            return timings.inference_ms
+
+        return Calls(end_to_end, lambda: detector.backend.run(batch))
 
     def close(self) -> None:
         self.detector.close()
 
 
 class UltralyticsRunner:
-    """The baseline: `YOLO(path).predict(list_of_images)`, Ultralytics' own pre/post-processing and session.
+    """The baseline: `YOLO(path).predict(list_of_images)`, with Ultralytics' own pre/post-processing and session.
 
-    Backend-only time is Ultralytics' own profiler reading (`Results.speed["inference"]`, per image, so x batch),
-    collected during the end-to-end loop: its predictor has no public way to call the bare model on a ready batch.
+    Its in-call inference time is its own profiler's reading (`Results.speed["inference"]`, per image, so x batch),
+    which also stands in for backend-only time: the predictor has no public way to call the bare model.
     """
 
     def __init__(self, name: str, model: Path, size: int, threads: int) -> None:
@@ -65,32 +76,21 @@ class UltralyticsRunner:
         from ultralytics import YOLO
 
         # The .pt model runs on torch's intra-op pool: give it the same thread count as the other runners.
-        # (The ONNX baseline's session uses ONNX Runtime's default, which is one thread per physical core.)
+        # (The ONNX baseline's session keeps ONNX Runtime's default: one thread per physical core.)
         torch.set_num_threads(threads)
         self.name = name
         self.size = size
-        self.model = YOLO(str(model), task="detect")
-        self._inference_ms: list[float] = []
-        self._by_batch: dict[int, list[float]] = {}
+        self.model: Any = YOLO(str(model), task="detect")
 
-    def _predict(self, bgr: list[Any]) -> None:
-        results = self.model.predict(bgr, imgsz=self.size, conf=0.25, iou=0.7, device="cpu", verbose=False)
-        self._inference_ms.append(float(results[0].speed["inference"]) * len(bgr))
-
-    def end_to_end(self, images: Images, budget: Budget) -> list[float]:
-        # Ultralytics takes numpy images as BGR (OpenCV order): convert outside the timed loop.
+    def prepare(self, images: Images) -> Calls:
+        # Ultralytics takes numpy images as BGR (OpenCV order): converted once, outside the timed calls.
         bgr = [np.ascontiguousarray(img[..., ::-1]) for img in images]
-        self._inference_ms = []
-        samples = measure(lambda: self._predict(bgr), budget)
-        self._by_batch[len(images)] = self._inference_ms[-len(samples) :]
-        return samples
 
-    def backend_only(self, images: Images, budget: Budget) -> list[float]:
-        if len(images) not in self._by_batch:
-            self.end_to_end(images, budget)
-        return self._by_batch[len(images)]
+        def end_to_end() -> float:
+            results = self.model.predict(bgr, imgsz=self.size, conf=0.25, iou=0.7, device="cpu", verbose=False)
+            return float(results[0].speed["inference"]) * len(bgr)
+
+        return Calls(end_to_end, None)
 
     def close(self) -> None:
         self.model = None
-
-

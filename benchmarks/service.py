@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,15 +28,30 @@ def local_service(model: Path, backend: str, threads: int, startup_s: float = 12
     """`detector serve` on `model` with `backend` on a free local port; yields its base URL once /health is 200."""
     port = free_port()
     env = {**os.environ, "DETECTOR_INFERENCE__THREADS": str(threads)}
-    cmd = [sys.executable, "-m", "detector.cli", "serve", "--model", str(model), "--backend", backend,
-           "--host", "127.0.0.1", "--port", str(port)]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "detector.cli",
+        "serve",
+        "--model",
+        str(model),
+        "--backend",
+        backend,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    # A file, not a pipe, for the server's log: nobody reads a pipe while it serves, and a full one would block it.
+    log_file = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed in the finally below, after the child
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log_file, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + startup_s
         while True:
             if proc.poll() is not None:
-                err = (proc.stderr.read() if proc.stderr else "").strip().splitlines()
+                log_file.seek(0)
+                err = log_file.read().strip().splitlines()
                 raise BenchmarkInputError(f"the service exited with {proc.returncode}: {err[-1] if err else '?'}")
             try:
                 if httpx.get(f"{url}/health", timeout=2).status_code == 200:
@@ -53,3 +69,4 @@ def local_service(model: Path, backend: str, threads: int, startup_s: float = 12
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        log_file.close()

@@ -64,7 +64,7 @@ def cmd_predict(args: argparse.Namespace, config: Config) -> None:
     inf = config.inference
     model = args.model or inf.model_path
     backend = args.backend or inf.backend
-    options = BackendOptions(device=inf.device, threads=inf.threads)
+    options = BackendOptions.from_config(config)
     out = []
     with Detector.load(model, backend=backend, options=options, conf=inf.conf, iou=inf.iou, max_det=inf.max_det) as det:
         info = det.describe()

@@ -133,7 +133,9 @@ def read_sidecar(engine: str | Path) -> EngineInfo:
     try:
         return EngineInfo.from_json(side.read_text())
     except FileNotFoundError as exc:
-        raise ModelLoadError(f"engine {engine} has no sidecar {side}; rebuild it with `detector export engine`") from exc
+        raise ModelLoadError(
+            f"engine {engine} has no sidecar {side}; rebuild it with `detector export engine`"
+        ) from exc
     except (ValueError, KeyError, TypeError) as exc:
         raise ModelLoadError(f"engine sidecar {side} is malformed ({exc}); rebuild the engine") from exc
 

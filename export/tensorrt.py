@@ -15,6 +15,7 @@ registers `detector export engine` everywhere and explains what is missing when 
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import logging
@@ -77,7 +78,9 @@ def current_target(device_index: int = 0) -> EngineTarget:
         raise BackendUnavailableError(f"GPU {device_index} requested, {count} visible")
     device = cuda.Device(device_index)
     major, minor = device.compute_capability()
-    return EngineTarget(trt_version=str(trt.__version__), gpu_name=str(device.name()), compute_capability=f"{major}.{minor}")
+    return EngineTarget(
+        trt_version=str(trt.__version__), gpu_name=str(device.name()), compute_capability=f"{major}.{minor}"
+    )
 
 
 def _onnx_bytes(onnx_path: Path, precision: str, model_precision: str) -> bytes:
@@ -245,7 +248,8 @@ def _cmd_engine(args: argparse.Namespace, config: Config) -> None:
     if args.force:
         info = build_engine(onnx_path, engine_dir, timing_cache=not args.no_timing_cache, **kwargs)
     else:
-        info, _ = resolve_engine(onnx_path, engine_dir, **kwargs)
+        build = functools.partial(build_engine, timing_cache=not args.no_timing_cache)
+        info, _ = resolve_engine(onnx_path, engine_dir, build=build, **kwargs)
     print(json.dumps(json.loads(info.to_json()) | {"sidecar": str(sidecar_path(info.path))}, indent=2))
 
 

@@ -25,8 +25,8 @@ import importlib.util
 import json
 import keyword
 import os
-import re
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -95,7 +95,9 @@ def _download(package: str, version: str, dest: Path) -> Path:
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     wheels = sorted(dest.glob("*.whl"))
     if proc.returncode != 0 or not wheels:
-        raise RegistryUnreachable(f"pip download {package}=={version} failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+        raise RegistryUnreachable(
+            f"pip download {package}=={version} failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}"
+        )
     return wheels[0]
 
 

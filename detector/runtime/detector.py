@@ -75,7 +75,7 @@ class Detector:
     ) -> Detector:
         """Read the model's metadata, load it on `backend` (or the fastest available with "auto")."""
         path = Path(model_path)
-        metadata = read_onnx_metadata(path)
+        metadata = _read_metadata(path)
         loaded = backends.create(backend, path, options)
         log.info("loaded %s on %s (%s)", path, loaded.name, loaded.device_name)
         return cls(loaded, metadata, conf=conf, iou=iou, max_det=max_det)
@@ -187,6 +187,15 @@ class Detector:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _read_metadata(path: Path) -> ModelMetadata:
+    """From the ONNX itself, or for a TensorRT `.engine` from its verified sidecar (engines carry no metadata)."""
+    if path.suffix.lower() != ".engine":
+        return read_onnx_metadata(path)
+    from export.engine_cache import read_sidecar  # needs neither TensorRT nor a GPU
+
+    return read_sidecar(path).model_metadata
 
 
 def _check_thresholds(conf: float, iou: float, max_det: int) -> tuple[float, float, int]:

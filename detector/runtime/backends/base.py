@@ -14,6 +14,8 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
+from detector.config import Config
+
 
 @dataclass(frozen=True)
 class TensorSpec:
@@ -30,8 +32,25 @@ class BackendOptions:
     threads: int = 0  # intra-op threads; 0 lets the library decide
     precision: str = "fp32"  # TensorRT engines: fp32 | fp16
     engine_dir: str = "models/engines"  # TensorRT engine cache (engines are code: loaded only from here)
-    max_batch: int = 8  # TensorRT optimisation profile's max batch
+    min_batch: int = 1  # TensorRT optimisation profile: min / opt / max batch
+    opt_batch: int = 4
+    max_batch: int = 8
     workspace_gb: float = 2.0
+
+    @classmethod
+    def from_config(cls, config: Config) -> BackendOptions:
+        """Serving options from `inference.*`, engine options from `export.engine.*` (one source for both)."""
+        inf, engine = config.inference, config.export.engine
+        return cls(
+            device=inf.device,
+            threads=inf.threads,
+            precision=engine.precision,
+            engine_dir=engine.engine_dir,
+            min_batch=engine.min_batch,
+            opt_batch=engine.opt_batch,
+            max_batch=engine.max_batch,
+            workspace_gb=engine.workspace_gb,
+        )
 
 
 class Backend(ABC):

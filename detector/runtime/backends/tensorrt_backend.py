@@ -85,8 +85,8 @@ class TensorRTBackend(Backend):
 
     def __init__(self, model_path: Path, options: BackendOptions) -> None:
         super().__init__(model_path, options)
-        from export.tensorrt import current_target, require_tensorrt, resolve_engine
         from export.engine_cache import load_verified
+        from export.tensorrt import current_target, require_tensorrt, resolve_engine
 
         self._index = _device_index(options.device)
         require_tensorrt()
@@ -97,9 +97,10 @@ class TensorRTBackend(Backend):
                 options.engine_dir,
                 precision=options.precision,
                 workspace_gb=options.workspace_gb,
-                min_batch=1,
-                # Same opt batch as `export.engine` defaults, so an engine built by the CLI is found by the runtime.
-                opt_batch=min(4, options.max_batch),
+                # The profile comes from `export.engine` (BackendOptions.from_config), so an engine built by
+                # `detector export engine` is the one the runtime finds in the cache.
+                min_batch=options.min_batch,
+                opt_batch=options.opt_batch,
                 max_batch=options.max_batch,
                 device_index=self._index,
             )
@@ -233,7 +234,9 @@ class TensorRTBackend(Backend):
         if self._closed:
             raise BackendUnavailableError("the TensorRT backend is closed")
         if batch.ndim != 4 or tuple(batch.shape[1:]) != self._sample_shape:
-            raise InvalidInputError(f"expected a (B, {', '.join(map(str, self._sample_shape))}) batch, got {batch.shape}")
+            raise InvalidInputError(
+                f"expected a (B, {', '.join(map(str, self._sample_shape))}) batch, got {batch.shape}"
+            )
         batch = np.ascontiguousarray(batch, dtype=self._input.dtype)
         n = batch.shape[0]
         if n == 0:

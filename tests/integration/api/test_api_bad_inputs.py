@@ -29,7 +29,9 @@ def png_header(width: int, height: int) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
+    )
 
 
 def encoded(fmt: str, size: tuple[int, int] = (32, 24)) -> bytes:
@@ -66,7 +68,8 @@ def text_form(fields: dict[str, str]) -> dict[str, Any]:
 
 
 def chunks(total: int, size: int = 64 * 1024) -> Iterator[bytes]:
-    """A generator body: httpx sends it chunked, without Content-Length."""
+    """A generator body: httpx sends it chunked, without Content-Length (a file part that never ends)."""
+    yield b'--x\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n\r\n'
     while total > 0:
         yield b"\xff" * min(size, total)
         total -= size
@@ -80,11 +83,31 @@ CASES = [
     Bad("text-sent-as-jpeg", 422, "cannot identify image", kwargs=multipart("file", b"hello, I am not a JPEG")),
     Bad("truncated-jpeg", 422, "corrupt or truncated", kwargs=multipart("file", encoded("JPEG", (300, 200))[:700])),
     Bad("png-claims-30000x30000", 413, "30000x30000", kwargs=multipart("file", png_header(30000, 30000), "image/png")),
-    Bad("oversize-with-content-length", 413, "larger than the limit", kwargs=multipart("file", b"\0" * (MAX_BYTES + ENVELOPE_BYTES + 1))),
-    Bad("oversize-chunked", 413, "larger than the limit", kwargs=raw(chunks(MAX_BYTES * 2), "multipart/form-data; boundary=x")),
-    Bad("oversize-image-in-json", 413, "limit is", kwargs={"json": {"image_base64": base64.b64encode(b"\xff" * (MAX_BYTES + 10)).decode()}}),
+    Bad(
+        "oversize-with-content-length",
+        413,
+        "larger than the limit",
+        kwargs=multipart("file", b"\0" * (MAX_BYTES + ENVELOPE_BYTES + 1)),
+    ),
+    Bad(
+        "oversize-chunked",
+        413,
+        "larger than the limit",
+        kwargs=raw(chunks(MAX_BYTES * 2), "multipart/form-data; boundary=x"),
+    ),
+    Bad(
+        "oversize-image-in-json",
+        413,
+        "limit is",
+        kwargs={"json": {"image_base64": base64.b64encode(b"\xff" * (MAX_BYTES + 10)).decode()}},
+    ),
     Bad("bad-base64", 400, "not valid base64", kwargs={"json": {"image_base64": "this is *not* base64!"}}),
-    Bad("base64-of-text", 422, "cannot identify image", kwargs={"json": {"image_base64": base64.b64encode(b"plain text").decode()}}),
+    Bad(
+        "base64-of-text",
+        422,
+        "cannot identify image",
+        kwargs={"json": {"image_base64": base64.b64encode(b"plain text").decode()}},
+    ),
     Bad("malformed-json", 400, "malformed JSON", kwargs=raw(b'{"image_base64": ', "application/json")),
     Bad("json-not-an-object", 400, "must be an object", kwargs={"json": [B64]}),
     Bad("json-wrong-field", 400, "unexpected JSON field(s): image", kwargs={"json": {"image": B64}}),
@@ -96,10 +119,21 @@ CASES = [
     Bad("conf-not-a-number", 422, "conf", query="conf=high", kwargs=multipart("file", JPEG)),
     Bad("iou-negative", 422, "iou", query="iou=-0.1", kwargs=multipart("file", JPEG)),
     Bad("max-det-zero", 422, "max_det", query="max_det=0", kwargs=multipart("file", JPEG)),
-    Bad("max-det-over-limit", 422, f"at most {MAX_DET_LIMIT}", query=f"max_det={MAX_DET_LIMIT + 1}", kwargs=multipart("file", JPEG)),
+    Bad(
+        "max-det-over-limit",
+        422,
+        f"at most {MAX_DET_LIMIT}",
+        query=f"max_det={MAX_DET_LIMIT + 1}",
+        kwargs=multipart("file", JPEG),
+    ),
     Bad("gif-unsupported", 415, "GIF", kwargs=multipart("file", encoded("GIF"), "image/gif")),
     Bad("tiff-unsupported", 415, "TIFF", kwargs=multipart("file", encoded("TIFF"), "image/tiff")),
-    Bad("both-file-and-base64", 400, "not both", kwargs={"files": {"file": ("a.jpg", JPEG)}, "data": {"image_base64": B64}}),
+    Bad(
+        "both-file-and-base64",
+        400,
+        "not both",
+        kwargs={"files": {"file": ("a.jpg", JPEG)}, "data": {"image_base64": B64}},
+    ),
     Bad("zero-byte-file", 400, "empty (0 bytes)", kwargs=multipart("file", b"")),
     Bad("file-as-text-field", 400, "must be a file upload", kwargs=text_form({"file": "not a file"})),
     Bad("text-field-only", 400, "no field named 'file' (found fields: note)", kwargs=text_form({"note": "hi"})),

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from api.model_slot import DetectorLike
 from api.service import DetectorFactory, default_detector_factory
 from detector.config import Config
-from detector.runtime import Detections, Timings
+from detector.runtime import Detections
 
 
 def post_file(client: TestClient, data: bytes, query: str = "") -> Any:
@@ -34,7 +34,9 @@ def test_concurrent_requests_share_batches_and_match_sequential(
     make_config: Any, run_app: Any, dataset_dir: Path
 ) -> None:
     # A generous wait window so that batches form even on a slow, busy CI machine.
-    config = make_config("inference.server.max_wait_ms=20", "inference.server.max_batch=8", "inference.server.workers=2")
+    config = make_config(
+        "inference.server.max_wait_ms=20", "inference.server.max_batch=8", "inference.server.workers=2"
+    )
     images = [p.read_bytes() for p in sorted((dataset_dir / "images" / "val").glob("*.jpg"))[:32]]
     with run_app(config) as client:
         # Half the requests use other thresholds: they must be batched only with their own kind.
@@ -76,9 +78,7 @@ class SlowDetector:
         self.inner, self.delay_s = inner, delay_s
         self.max_batch = inner.max_batch
 
-    def predict_batch(
-        self, images: Sequence[npt.NDArray[np.uint8]], *args: Any, **kwargs: Any
-    ) -> list[Detections]:
+    def predict_batch(self, images: Sequence[npt.NDArray[np.uint8]], *args: Any, **kwargs: Any) -> list[Detections]:
         time.sleep(self.delay_s)
         return self.inner.predict_batch(images, *args, **kwargs)
 
@@ -101,7 +101,9 @@ def test_overload_gets_fast_503_with_retry_after_while_health_answers(
     make_config: Any, run_app: Any, dataset_dir: Path
 ) -> None:
     config = make_config(
-        "inference.server.queue_size=2", "inference.server.max_batch=1", "inference.server.workers=1",
+        "inference.server.queue_size=2",
+        "inference.server.max_batch=1",
+        "inference.server.workers=1",
         "inference.server.max_wait_ms=0",
     )
     data = next((dataset_dir / "images" / "val").glob("*.jpg")).read_bytes()
@@ -135,8 +137,8 @@ def test_overload_gets_fast_503_with_retry_after_while_health_answers(
     ok = [t for t in timings if t[0] == 200]
     busy = [t for t in timings if t[0] == 503]
     assert len(ok) + len(busy) == 12, timings
-    # One in the worker + two queued can be admitted at a time; 12 at once must overflow.
-    assert len(ok) >= 3 and len(busy) >= 3, timings
+    # At most two wait in the queue (plus one in the worker, once it has picked one up): most of 12 must overflow.
+    assert len(ok) >= 2 and len(busy) >= 6, timings
     assert all(retry == "1" for _, _, retry in busy)
     busy_latency = sorted(t for _, t, _ in busy)
     assert busy_latency[len(busy_latency) // 2] < 0.05, busy_latency  # median 503 well under 50 ms

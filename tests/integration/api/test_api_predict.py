@@ -148,8 +148,13 @@ def test_model_health_metrics_docs(client: TestClient) -> None:
     assert health == {"status": "ok", "backend": info.backend, "model_version": info.version}
     metrics = client.get("/metrics")
     assert metrics.headers["content-type"].startswith("text/plain")
-    for name in ("detector_http_requests_total", "detector_http_request_duration_seconds_bucket",
-                 "detector_inference_seconds_bucket", "detector_batch_size_bucket", "detector_queue_depth"):
+    for name in (
+        "detector_http_requests_total",
+        "detector_http_request_duration_seconds_bucket",
+        "detector_inference_seconds_bucket",
+        "detector_batch_size_bucket",
+        "detector_queue_depth",
+    ):
         assert name in metrics.text
     assert 'route="/model"' in metrics.text
     assert client.get("/docs").status_code == 200

@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from api.batching import MicroBatcher
+from api.batching import MicroBatcher, Reservation
 from api.errors import GatewayTimeoutError, ServiceUnavailableError
 from api.model_slot import LoadedModel, ModelSlot
 from detector.runtime import Detections, Timings
@@ -42,9 +42,7 @@ class FakeDetector:
         time.sleep(self.delay_s)
         self.calls.append((len(images), conf or 0, iou or 0, max_det or 0))
         return [
-            Detections(
-                np.zeros((1, 4), np.float32), np.array([img[0, 0, 0] / 255], np.float32), np.zeros(1, np.int64)
-            )
+            Detections(np.zeros((1, 4), np.float32), np.array([img[0, 0, 0] / 255], np.float32), np.zeros(1, np.int64))
             for img in images
         ]
 
@@ -69,8 +67,14 @@ def make(det: FakeDetector, **kw: Any) -> MicroBatcher:
     return MicroBatcher(slot, **(opts | kw))
 
 
-async def one(b: MicroBatcher, value: int, key: tuple[float, float, int] = (0.25, 0.7, 300), timeout: float = 5) -> Any:
-    r = b.reserve()
+async def one(
+    b: MicroBatcher,
+    value: int,
+    key: tuple[float, float, int] = (0.25, 0.7, 300),
+    timeout: float = 5,
+    reservation: Reservation | None = None,
+) -> Any:
+    r = reservation or b.reserve()
     try:
         return await b.submit(r, image(value), key, timeout)
     finally:
@@ -82,7 +86,8 @@ def test_concurrent_requests_share_one_call_and_get_their_own_result() -> None:
     b = make(det)
 
     async def main() -> list[Any]:
-        return await asyncio.gather(*(one(b, v) for v in range(8)))
+        rs = [b.reserve() for _ in range(8)]  # as HTTP requests arriving together: admitted before any is queued
+        return await asyncio.gather(*(one(b, v, reservation=rs[v]) for v in range(8)))
 
     results = asyncio.run(main())
     b.close(1)
@@ -98,11 +103,22 @@ def test_different_thresholds_are_grouped_not_mixed() -> None:
     keys = [(0.25, 0.7, 300), (0.5, 0.7, 300), (0.25, 0.5, 10)]
 
     async def main() -> list[Any]:
-        return await asyncio.gather(*(one(b, v, keys[v % 3]) for v in range(6)))
+        rs = [b.reserve() for _ in range(6)]
+        return await asyncio.gather(*(one(b, v, keys[v % 3], reservation=rs[v]) for v in range(6)))
 
     asyncio.run(main())
     b.close(1)
     assert sorted(det.calls) == sorted((2, *k) for k in keys)
+
+
+def test_a_lone_request_does_not_wait_for_company() -> None:
+    det = FakeDetector()
+    b = make(det, max_wait_ms=1000)
+    started = time.perf_counter()
+    asyncio.run(one(b, 1))
+    assert time.perf_counter() - started < 0.5  # not the 1 s window: nobody else was admitted
+    b.close(1)
+    assert det.calls == [(1, 0.25, 0.7, 300)]
 
 
 def test_max_batch_caps_a_call() -> None:
@@ -110,7 +126,8 @@ def test_max_batch_caps_a_call() -> None:
     b = make(det, max_batch=3)
 
     async def main() -> None:
-        await asyncio.gather(*(one(b, v) for v in range(7)))
+        rs = [b.reserve() for _ in range(7)]
+        await asyncio.gather(*(one(b, v, reservation=rs[v]) for v in range(7)))
 
     asyncio.run(main())
     b.close(1)
@@ -141,7 +158,7 @@ def test_timeout_is_a_504_and_the_job_is_skipped() -> None:
     async def main() -> None:
         first = asyncio.ensure_future(one(b, 1))  # occupies the worker until the gate opens
         await asyncio.sleep(0.05)
-        with pytest.raises(GatewayTimeoutError, match="request timeout of 0.1 s"):
+        with pytest.raises(GatewayTimeoutError, match=r"request timeout of 0\.1 s"):
             await one(b, 2, timeout=0.1)
         gate.set()
         await first

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# GPU image entry point: build (or reuse) the TensorRT engine for THIS GPU, then serve.
+#
+#   entrypoint.sh serve        default: engine, then `detector serve` on 0.0.0.0:$PORT
+#   entrypoint.sh <cmd> [...]  anything else runs as is (e.g. `detector backends`, `bash`)
+#
+# TensorRT engines are specific to a GPU model and TensorRT version, so they cannot ship in the image. The engine
+# is cached in $DETECTOR_EXPORT__ENGINE__ENGINE_DIR (mount a volume there), keyed by the ONNX's sha256, the GPU,
+# the TensorRT version, the precision and the batch profile: a restart with the same model reuses it, a new model
+# gets a new engine. The service's TensorRT backend reads the same configuration keys, so it loads exactly the
+# engine built here.
+#
+# If the engine cannot be built (no GPU visible, unsupported layer, ...), the service still starts, with
+# `backend=auto` (it then runs on ONNX Runtime), and says so in the log: a slower service beats no service.
+#
+# Environment (all optional):
+#   DETECTOR_INFERENCE__MODEL_PATH        ONNX model                      (default models/model.onnx)
+#   DETECTOR_INFERENCE__BACKEND           tensorrt | auto | onnxruntime   (default tensorrt; only tensorrt builds)
+#   DETECTOR_EXPORT__ENGINE__ENGINE_DIR   engine cache                    (default models/engines)
+#   DETECTOR_EXPORT__ENGINE__PRECISION    fp16 | fp32                     (default fp16)
+#   DETECTOR_INFERENCE__SERVER__PORT      port                            (default 8000)
+#   DETECTOR                              the detector CLI                (default detector; tests use a fake)
+set -euo pipefail
+
+DETECTOR="${DETECTOR:-detector}"
+MODEL="${DETECTOR_INFERENCE__MODEL_PATH:-models/model.onnx}"
+BACKEND="${DETECTOR_INFERENCE__BACKEND:-tensorrt}"
+ENGINE_DIR="${DETECTOR_EXPORT__ENGINE__ENGINE_DIR:-models/engines}"
+PRECISION="${DETECTOR_EXPORT__ENGINE__PRECISION:-fp16}"
+PORT="${DETECTOR_INFERENCE__SERVER__PORT:-8000}"
+
+log() { echo "entrypoint: $*" >&2; }
+
+if [[ $# -gt 0 && "$1" != "serve" ]]; then
+    exec "$@"
+fi
+[[ $# -gt 0 ]] && shift  # drop "serve"; anything after it is passed on to `detector serve`
+
+if [[ ! -f "$MODEL" ]]; then
+    log "model $MODEL not found: mount the folder holding model.onnx at /app/models (docker run -v \$PWD/models:/app/models:ro ...)"
+    exit 2
+fi
+
+if [[ "$BACKEND" == "tensorrt" ]]; then
+    log "TensorRT engine for $MODEL ($PRECISION) in $ENGINE_DIR: reusing the cached one or building it (first start only)"
+    start=$SECONDS
+    if "$DETECTOR" export engine --onnx "$MODEL" --precision "$PRECISION" --engine-dir "$ENGINE_DIR"; then
+        log "engine ready in $((SECONDS - start)) s"
+    else
+        log "WARNING: no TensorRT engine (see the error above); serving with backend=auto instead"
+        BACKEND=auto
+    fi
+fi
+
+export DETECTOR_INFERENCE__BACKEND="$BACKEND"
+exec "$DETECTOR" serve --host 0.0.0.0 --port "$PORT" "$@"

@@ -1,0 +1,46 @@
+"""STAND-IN for TensorRT and pycuda, for CPU-only test machines. Not TensorRT: nothing here is fast or on a GPU.
+
+It implements exactly the TensorRT builder/runtime and pycuda driver surface that `export/tensorrt.py` and
+`detector/runtime/backends/tensorrt_backend.py` use, and runs the network with ONNX Runtime on host memory, so the
+whole TensorRT code path (engine cache, buffers, profiles, batching, threading) executes in the normal test suite.
+That the names and signatures exist in real TensorRT 10 and 11 is checked separately, by mypy against stubs generated
+from the real bindings (tests/unit/tensorrt/test_api_conformance.py).
+
+It is strict where real CUDA/TensorRT are strict, so bugs that would only show on a GPU fail here too:
+  * a CUDA context is current only on the thread that created/pushed it; every context-bound call (allocation,
+    copies, streams, deserialisation, execution) from another thread raises `LogicError(... invalid device context)`;
+  * an execution context used by two threads at once raises;
+  * `execute_async_v3` requires an input shape inside the optimisation profile and addresses for every IO tensor,
+    each pointing at a live allocation large enough for that tensor;
+  * a serialized "engine" is a small container (magic, JSON header with the TensorRT version and profile, ONNX bytes);
+    a runtime of another version refuses it, as real TensorRT does.
+
+`install(monkeypatch)` puts it in `sys.modules` as `tensorrt`, `pycuda` and `pycuda.driver`.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from typing import Any
+
+from tensorrt_standin import cuda, trt
+
+__all__ = ["cuda", "install", "reset", "trt"]
+
+
+def reset(devices: list[tuple[str, tuple[int, int]]] | None = None, version: str = "10.16.1.11") -> None:
+    """Fresh state: the given GPUs (default: one stand-in GPU), TensorRT `version`, no allocations or contexts."""
+    cuda.reset(devices)
+    trt.reset(version)
+
+
+def install(monkeypatch: Any) -> None:
+    """Make `import tensorrt` and `import pycuda.driver` resolve to the stand-ins for one test."""
+    pycuda = types.ModuleType("pycuda")
+    pycuda.__path__ = []
+    pycuda.driver = cuda  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    monkeypatch.setitem(sys.modules, "pycuda", pycuda)
+    monkeypatch.setitem(sys.modules, "pycuda.driver", cuda)
+    reset()

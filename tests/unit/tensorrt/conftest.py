@@ -1,0 +1,22 @@
+"""Fixtures for the TensorRT tests: the CPU stand-in for TensorRT/pycuda (tests/standin/tensorrt_standin)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+STANDIN_DIR = Path(__file__).resolve().parents[2] / "standin"
+if str(STANDIN_DIR) not in sys.path:
+    sys.path.insert(0, str(STANDIN_DIR))
+
+import tensorrt_standin  # noqa: E402 - needs the path above
+
+
+@pytest.fixture
+def standin(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """`tensorrt` and `pycuda.driver` are the stand-ins for this test (one stand-in GPU, TensorRT 10.16)."""
+    tensorrt_standin.install(monkeypatch)
+    return tensorrt_standin

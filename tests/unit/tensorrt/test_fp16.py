@@ -1,0 +1,39 @@
+"""The minimal FP32 -> FP16 ONNX converter (export/fp16.py) that FP16 TensorRT engines are built from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from export.fp16 import convert_to_fp16
+
+FLOAT16 = 10
+
+
+def test_fp16_model_has_fp16_weights_fp32_io_and_close_outputs(model_path: Path, dataset_dir: Path) -> None:
+    from detector.runtime.images import read_image
+    from detector.runtime.metadata import read_onnx_metadata
+    from detector.runtime.preprocess import preprocess_batch
+
+    model = onnx.load(str(model_path))
+    half = convert_to_fp16(model)
+    assert model.graph.initializer[0].data_type == 1, "the caller's model must not be modified"
+    weights = [i for i in half.graph.initializer if i.data_type in (1, FLOAT16)]
+    assert sum(i.data_type == FLOAT16 for i in weights) >= 0.9 * len(weights)
+    assert all(v.type.tensor_type.elem_type == 1 for v in [*half.graph.input, *half.graph.output])
+    assert {p.key for p in half.metadata_props} == {p.key for p in model.metadata_props}
+
+    imgsz = read_onnx_metadata(model_path).imgsz
+    paths = sorted((dataset_dir / "images" / "val").glob("*.jpg"))[:4]
+    batch, _ = preprocess_batch([read_image(p) for p in paths], imgsz, np.dtype(np.float32))
+    run = lambda m: ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(  # noqa: E731
+        None, {"images": batch}
+    )[0]
+    ref, out = run(model), run(half)
+    assert out.dtype == np.float32 and out.shape == ref.shape
+    # Rows 0-3 are box coordinates in pixels (128 px input), the rest class scores in [0, 1].
+    assert np.abs(out[:, :4] - ref[:, :4]).max() < 1.0
+    assert np.abs(out[:, 4:] - ref[:, 4:]).max() < 0.01
