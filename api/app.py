@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from api.docs import install_offline_docs
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimitMiddleware
 from api.metrics import Metrics, MetricsMiddleware
@@ -50,7 +51,10 @@ def create_app(config: Config | None = None, detector_factory: DetectorFactory |
             await asyncio.to_thread(service.close)
             log.info("shutdown complete")
 
-    app = FastAPI(title="YOLO detector", version="1", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="YOLO detector", version="1", description=DESCRIPTION, lifespan=lifespan, docs_url=None, redoc_url=None
+    )
+    install_offline_docs(app)
     app.state.metrics = app_metrics
     app.state.service = None
     install_error_handlers(app)

@@ -98,7 +98,7 @@ class MicroBatcher:
         for t in self._threads:
             t.start()
         if metrics is not None:
-            metrics.set_queue_depth_source(lambda: self._waiting)
+            metrics.set_sources(queue_depth=lambda: self._waiting, in_flight=lambda: self._active)
 
     @property
     def depth(self) -> int:

@@ -45,6 +45,9 @@ class Metrics:
         )
         self.batch_size = Histogram("detector_batch_size", "Images per backend call", buckets=BATCH_BUCKETS, registry=r)
         self.queue_depth = Gauge("detector_queue_depth", "Requests admitted and waiting for a model worker", registry=r)
+        self.in_flight = Gauge(
+            "detector_predict_in_flight", "Predict requests admitted and not yet answered", registry=r
+        )
         self.rejected = Counter(
             "detector_rejected_requests", "Requests refused with 503, by reason", ["reason"], registry=r
         )
@@ -53,8 +56,9 @@ class Metrics:
             "detector_model_info", "The model being served (value 1)", ["version", "backend"], registry=r
         )
 
-    def set_queue_depth_source(self, source: Callable[[], int]) -> None:
-        self.queue_depth.set_function(lambda: float(source()))
+    def set_sources(self, queue_depth: Callable[[], int], in_flight: Callable[[], int]) -> None:
+        self.queue_depth.set_function(lambda: float(queue_depth()))
+        self.in_flight.set_function(lambda: float(in_flight()))
 
     def set_model(self, version: str, backend: str) -> None:
         self.model_info.clear()

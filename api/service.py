@@ -34,23 +34,6 @@ DetectorFactory = Callable[[str, str], DetectorLike]
 Status = Literal["loading", "ok", "failed", "shutting_down"]
 
 
-def backend_options(config: Config, backend: str) -> BackendOptions:
-    """The options `detector predict` uses (so /predict returns what the CLI prints), plus the engine settings.
-
-    `precision` is passed only for an explicit `tensorrt` backend: OpenVINO also reads it (as its inference
-    precision hint) and fp16 there would make the service disagree with the CLI and the evaluation.
-    """
-    inf, engine = config.inference, config.export.engine
-    return BackendOptions(
-        device=inf.device,
-        threads=inf.threads,
-        precision=engine.precision if backend == "tensorrt" else BackendOptions.precision,
-        engine_dir=engine.engine_dir,
-        max_batch=max(engine.max_batch, inf.server.max_batch),
-        workspace_gb=engine.workspace_gb,
-    )
-
-
 def default_detector_factory(config: Config) -> DetectorFactory:
     """`Detector.load` with the thresholds and backend options of `config`."""
 
@@ -61,7 +44,7 @@ def default_detector_factory(config: Config) -> DetectorFactory:
         return Detector.load(
             model_path,
             backend=backend,
-            options=backend_options(config, backend),
+            options=BackendOptions.from_config(config),  # the same options as `detector predict`
             conf=inf.conf,
             iou=inf.iou,
             max_det=inf.max_det,

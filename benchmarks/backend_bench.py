@@ -49,6 +49,7 @@ class BackendPlan:
     budget: Budget
     ultralytics_onnx: bool = True
     ultralytics_pt: bool = True
+    precision: str = "fp32"  # TensorRT engines only; the CPU backends compute in fp32
 
 
 def resolve_backends(requested: list[str] | None) -> tuple[list[str], dict[str, str]]:
@@ -79,10 +80,10 @@ def _cell(runner: str, size: int, batch: int) -> dict[str, Any]:
     }
 
 
-def _load(name: str, path: Path, size: int, threads: int) -> Runner:
+def _load(name: str, path: Path, size: int, plan: BackendPlan) -> Runner:
     if name in (ULTRALYTICS_ONNX, ULTRALYTICS_PT):
-        return UltralyticsRunner(name, path, size, threads)
-    return DetectorRunner(name, path, threads)
+        return UltralyticsRunner(name, path, size, plan.threads)
+    return DetectorRunner(name, path, plan.threads, plan.precision)
 
 
 def interleave(calls: dict[str, Calls], budget: Budget) -> tuple[dict[str, Samples], dict[str, str]]:
@@ -158,7 +159,7 @@ def run_backends(models: ModelSet, images: Images, plan: BackendPlan, weights: P
         load_errors: dict[str, str] = {}
         for name, path in wanted:
             try:
-                runners.append(_load(name, path, variant.size, plan.threads))
+                runners.append(_load(name, path, variant.size, plan))
             except Exception as exc:  # load errors: every cell of this runner says why it is empty
                 load_errors[name] = f"load: {type(exc).__name__}: {exc}"
         try:

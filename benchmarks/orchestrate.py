@@ -81,7 +81,7 @@ def _fastest_backend(cells: list[dict[str, Any]], size: int, fallback: str) -> s
 def _peak_meter(threads: int, quick: bool, notes: list[str]) -> Callable[[], dict[str, float] | None]:
     def measure() -> dict[str, float] | None:
         try:
-            return measure_gemm_peak(threads, n=1024 if quick else 2048, reps=3 if quick else 8)
+            return measure_gemm_peak(threads, n=2048, reps=3 if quick else 8)
         except Exception as exc:  # a peak we cannot measure costs the % column, not the run
             notes.append(f"GEMM peak not measured: {exc}")
             return None
@@ -117,8 +117,11 @@ def run(args: argparse.Namespace, budget: Budget, threads: int) -> dict[str, Any
             budget=budget,
             ultralytics_onnx=has_ultralytics,
             ultralytics_pt=has_ultralytics and not args.no_ultralytics_pt,
+            precision=args.precision,
         )
-        report["settings"].update(batches=args.batches, sizes=[v.size for v in models.variants], backends=names)
+        report["settings"].update(
+            batches=args.batches, sizes=[v.size for v in models.variants], backends=names, precision=args.precision
+        )
         report["variants"] = [{"size": v.size, "path": str(v.path), "origin": v.origin} for v in models.variants]
         measure_peak = _peak_meter(threads, args.quick, report["notes"]) if not args.no_peak else None
         before = measure_peak() if measure_peak else None
@@ -144,6 +147,9 @@ def run(args: argparse.Namespace, budget: Budget, threads: int) -> dict[str, Any
         ]
     if mode in ("http", "all"):
         jpegs = [encode_jpeg(img) for img in images]
+        report["settings"]["http"] = {
+            k: v for k, v in asdict(_http_plan(args, url or "")).items() if k not in ("url", "warmup")
+        }
         if url:
             report["http"] = {"url": url, "model": served_info, "cells": run_http(_http_plan(args, url), jpegs)}
         else:

@@ -81,8 +81,11 @@ def markdown(report: dict[str, Any]) -> str:
         f"- Machine: {m['cpu']}, {m['cores']} usable cores, GPU: {', '.join(m['gpus']) or 'none'}, "
         f"load average {m.get('load_avg_1m')} at start",
         "- Libraries: " + ", ".join(f"{k} {v}" for k, v in lib.items() if v != "absent"),
-        f"- Threads per runner: {s['threads']}; precision {model.get('precision', 'fp32')}; "
-        f"budget per cell: {s['budget']}",
+        f"- Threads per runner: {s['threads']}; model precision {model.get('precision', 'fp32')}"
+        + (f", TensorRT engines {s['precision']}" if "tensorrt" in s.get("backends", []) else "")
+        + "; "
+        f"in-process budget per cell: {s['budget']}"
+        + (f"; HTTP budget per cell: {s['http']}" if s.get("http") else ""),
         f"- Images: {s.get('images', '–')}",
     ]
     if model:

@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     model_args.add_argument("--backends", type=_names, help="comma-separated (default: every available one)")
     model_args.add_argument("--batches", type=_ints, default=[1, 4, 8])
     model_args.add_argument("--sizes", type=_ints, help="input sizes (default: the model's own and 640)")
+    model_args.add_argument("--precision", choices=["fp32", "fp16"], default="fp32", help="TensorRT engines only")
     model_args.add_argument("--no-ultralytics-pt", action="store_true", help="skip the YOLO(best.pt) runner")
     model_args.add_argument("--no-peak", action="store_true", help="skip the GEMM peak measurement")
     model_args.add_argument("--cache-dir", type=Path, default=Path(".cache/benchmarks"), help="re-exported sizes")
@@ -92,6 +93,7 @@ def _budget(args: argparse.Namespace) -> Budget:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request would drown the progress
     try:
         report = run(args, _budget(args), args.threads or usable_cores())
     except BenchmarkInputError as exc:

@@ -44,9 +44,13 @@ class Runner(Protocol):
 class DetectorRunner:
     """This project's runtime on one backend."""
 
-    def __init__(self, backend: str, model: Path, threads: int) -> None:
+    def __init__(self, backend: str, model: Path, threads: int, precision: str = "fp32") -> None:
         self.name = backend
-        self.detector = Detector.load(model, backend, options=BackendOptions(threads=threads, device="cpu"))
+        # CPU backends are pinned to the CPU (ONNX Runtime would otherwise pick CUDA where installed, against a
+        # CPU baseline); TensorRT runs on the GPU by definition. `precision` only matters to TensorRT engines.
+        device = "auto" if backend == "tensorrt" else "cpu"
+        options = BackendOptions(threads=threads, device=device, precision=precision)
+        self.detector = Detector.load(model, backend, options=options)
 
     def prepare(self, images: Images) -> Calls:
         detector = self.detector

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import io
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -15,7 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
+from PIL import Image
 
 from detector.runtime import Detector
 from detector.runtime.images import decode_image
@@ -159,11 +163,24 @@ def test_reload_over_http(server: Server, model_path: Path) -> None:
         assert http.get("/health").status_code == 200
 
 
-def test_sigterm_drains_in_flight_requests(model_path: Path, tmp_path: Path, dataset_dir: Path) -> None:
-    # A long batching window holds every request in the queue for a second: they are surely in flight at SIGTERM.
-    env = {"DETECTOR_INFERENCE__SERVER__MAX_WAIT_MS": "1000", "DETECTOR_INFERENCE__SERVER__MAX_BATCH": "64"}
-    srv = start_server(model_path, tmp_path, env=env)
-    images = [p.read_bytes() for p in sorted((dataset_dir / "images" / "val").glob("*.jpg"))[:16]]
+def gauge(metrics: str, name: str) -> float:
+    match = re.search(rf"^{name} ([0-9.e+-]+)$", metrics, re.MULTILINE)
+    assert match, f"{name} missing from /metrics"
+    return float(match.group(1))
+
+
+def big_jpeg(seed: int) -> bytes:
+    """A 4000x3000 photo-sized JPEG: decoding and letterboxing it keeps a request busy for a while."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 255, (30, 40, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(small).resize((4000, 3000), Image.Resampling.BICUBIC).save(buf, format="JPEG", quality=85)
+    return buf.getvalue()
+
+
+def test_sigterm_drains_in_flight_requests(model_path: Path, tmp_path: Path) -> None:
+    srv = start_server(model_path, tmp_path)
+    images = [big_jpeg(i) for i in range(16)]
     outcomes: list[int | str] = []
     try:
         wait_ready(srv)
@@ -178,10 +195,10 @@ def test_sigterm_drains_in_flight_requests(model_path: Path, tmp_path: Path, dat
             threads = [threading.Thread(target=client, args=(img,)) for img in images]
             for t in threads:
                 t.start()
-            deadline = time.monotonic() + 10
-            while "detector_queue_depth 16.0" not in http.get("/metrics").text:
-                assert time.monotonic() < deadline, "the requests never queued up"
-                time.sleep(0.01)
+            deadline = time.monotonic() + 20
+            while (in_flight := gauge(http.get("/metrics").text, "detector_predict_in_flight")) < 6:
+                assert time.monotonic() < deadline, "the requests never got in flight together"
+                time.sleep(0.005)
             srv.proc.send_signal(signal.SIGTERM)
             for t in threads:
                 t.join()
@@ -191,7 +208,10 @@ def test_sigterm_drains_in_flight_requests(model_path: Path, tmp_path: Path, dat
     # uvicorn re-raises the signal once its graceful shutdown is done, so the exit status says "terminated".
     assert code in (0, -signal.SIGTERM), srv.log.read_text()[-3000:]
     assert "shutdown complete" in srv.log.read_text()
-    assert outcomes == [200] * 16  # every admitted request was answered before the process exited
+    # Every request in flight at SIGTERM was answered normally; later ones may have found the listener closed.
+    answered = [o for o in outcomes if isinstance(o, int)]
+    assert set(answered) == {200}, outcomes
+    assert len(answered) >= in_flight, outcomes
 
 
 def test_missing_model_fails_fast(tmp_path: Path) -> None:

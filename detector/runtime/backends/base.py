@@ -30,7 +30,7 @@ class BackendOptions:
 
     device: str = "auto"  # "cpu", "cuda", "cuda:1", "auto"
     threads: int = 0  # intra-op threads; 0 lets the library decide
-    precision: str = "fp32"  # TensorRT engines: fp32 | fp16
+    precision: str = "fp32"  # the TensorRT engine's precision, fp32 | fp16 (CPU backends always compute in fp32)
     engine_dir: str = "models/engines"  # TensorRT engine cache (engines are code: loaded only from here)
     min_batch: int = 1  # TensorRT optimisation profile: min / opt / max batch
     opt_batch: int = 4

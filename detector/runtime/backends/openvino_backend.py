@@ -37,11 +37,9 @@ class OpenVinoBackend(Backend):
         if not model_path.is_file():
             raise ModelLoadError(f"model file not found: {model_path}")
         core = ov.Core()
-        # f32 keeps results equal to other backends: on CPUs with bf16/AMX OpenVINO would otherwise drop precision.
-        config: dict[str, Any] = {
-            "PERFORMANCE_HINT": "LATENCY",
-            "INFERENCE_PRECISION_HINT": "f16" if options.precision == "fp16" else "f32",
-        }
+        # Always f32: on CPUs with bf16/AMX OpenVINO would otherwise lower precision on its own, and results would
+        # drift from the other backends and from the evaluation. (`options.precision` is the TensorRT engine's.)
+        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
         if options.threads:
             config["INFERENCE_NUM_THREADS"] = options.threads
         try:
