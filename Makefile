@@ -47,5 +47,8 @@ lint: install-dev  ## ruff + mypy
 experiments: install-train  ## three dvc experiments: architecture, image size, data version
 	bash scripts/experiments.sh
 
+bench: install-dev  ## latency of every backend + the HTTP service vs Ultralytics -> reports/benchmark.{json,md,png}
+	$(RUN) python -m benchmarks.run all --model models/model.onnx
+
 clean:  ## remove generated data, models, runs (keeps MLflow history)
 	rm -rf data models runs reports/*.partial

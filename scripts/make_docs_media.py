@@ -255,7 +255,7 @@ class Browser:
 
             page.route("https://cdn.jsdelivr.net/**", fulfil)
             page.route("https://fastapi.tiangolo.com/**", lambda route: route.abort())
-        page.goto(url, wait_until="networkidle", timeout=60_000)
+        page.goto(url, wait_until="load", timeout=60_000)
         if wait_for:
             page.wait_for_selector(wait_for, timeout=30_000)
         if click:
