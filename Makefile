@@ -5,8 +5,11 @@ UV := $(PYTHON) -m uv
 RUN := $(UV) run --frozen --no-sync
 export YOLO_OFFLINE := 1
 export UV_LINK_MODE ?= copy
+IMAGE_CPU ?= yolo-detector:cpu
+IMAGE_GPU ?= yolo-detector:gpu
 
-.PHONY: help uv install-serve install-train install-dev demo pipeline serve test test-fast lint experiments bench clean
+.PHONY: help uv install-serve install-train install-dev demo pipeline serve test test-fast lint experiments bench \
+	docker-cpu docker-gpu deploy docs-media cards clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -44,11 +47,28 @@ lint: install-dev  ## ruff + mypy
 	$(RUN) ruff format --check .
 	$(RUN) mypy
 
-experiments: install-train  ## three dvc experiments: architecture, image size, data version
+experiments: install-train  ## five dvc experiments (10 epochs each): architecture x3, input size, data version
 	bash scripts/experiments.sh
 
 bench: install-dev  ## latency of every backend + the HTTP service vs Ultralytics -> reports/benchmark.{json,md,png}
 	$(RUN) python -m benchmarks.run all --model models/model.onnx
+
+docker-cpu:  ## build + run the CPU image (OpenVINO/ONNX Runtime) on http://127.0.0.1:8000, models/ mounted
+	docker build -t $(IMAGE_CPU) -f Dockerfile .
+	docker run --rm -p 8000:8000 -v "$(CURDIR)/models:/app/models:ro" $(IMAGE_CPU)
+
+docker-gpu:  ## build + run the GPU image: TensorRT engine built on first start, cached in the trt-engines volume
+	docker build -t $(IMAGE_GPU) -f Dockerfile.gpu .
+	docker run --rm --gpus all -p 8000:8000 -v "$(CURDIR)/models:/app/models:ro" -v trt-engines:/app/engines $(IMAGE_GPU)
+
+deploy:  ## redeploy IMAGE=... with a health check and automatic rollback
+	bash scripts/deploy.sh $(IMAGE)
+
+docs-media:  ## screenshots (MLflow, Swagger, a prediction) + docs/demo.mp4 from the running apps
+	bash scripts/make_docs_media.sh
+
+cards:  ## fill MODEL_CARD.md / DATASET_CARD.md tables from reports/, mlflow.db and the data manifests
+	$(RUN) python scripts/render_cards.py
 
 clean:  ## remove generated data, models, runs (keeps MLflow history)
 	rm -rf data models runs reports/*.partial

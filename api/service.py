@@ -48,6 +48,7 @@ def default_detector_factory(config: Config) -> DetectorFactory:
             conf=inf.conf,
             iou=inf.iou,
             max_det=inf.max_det,
+            rect=inf.rect,
         )
 
     return load

@@ -87,7 +87,7 @@ def _load(name: str, path: Path, size: int, plan: BackendPlan) -> Runner:
 
 
 def interleave(calls: dict[str, Calls], budget: Budget) -> tuple[dict[str, Samples], dict[str, str]]:
-    """Time every runner's calls round-robin: one call of each per round, the order rotating every round.
+    """Time every runner's calls round-robin: a turn of `budget.block` calls each per round, order rotating.
 
     On a shared machine the load drifts over seconds; timing runners in turn exposes them all to the same drift,
     which keeps their ratios honest where back-to-back loops would not. A runner that raises is dropped (its error
@@ -120,7 +120,10 @@ def interleave(calls: dict[str, Calls], budget: Budget) -> tuple[dict[str, Sampl
             if name in errors:
                 continue
             try:
-                one(name, record)
+                if budget.settle:
+                    one(name, record=False)
+                for _ in range(budget.block):
+                    one(name, record)
             except Exception as exc:  # a backend's own error types vary; the cell records it
                 errors[name] = f"{type(exc).__name__}: {exc}"
 
@@ -128,10 +131,11 @@ def interleave(calls: dict[str, Calls], budget: Budget) -> tuple[dict[str, Sampl
         step(record=False, offset=i)
     start = time.perf_counter()
     rounds = 0
-    while rounds < budget.max_iters and len(errors) < len(names):
+    while rounds * budget.block < budget.max_iters and len(errors) < len(names):
         step(record=True, offset=rounds)
         rounds += 1
-        if rounds >= budget.min_iters and time.perf_counter() - start >= budget.max_seconds * len(names):
+        done = rounds * budget.block
+        if done >= budget.min_iters and time.perf_counter() - start >= budget.max_seconds * len(names):
             break
     return samples, errors
 

@@ -21,7 +21,7 @@ from benchmarks.stats import QUICK, Budget
 
 log = logging.getLogger("benchmarks")
 
-DEFAULT_BUDGET = Budget(warmup=1, min_iters=3, max_iters=100, max_seconds=1.5)
+DEFAULT_BUDGET = Budget(warmup=1, min_iters=3, max_iters=100, max_seconds=1.5, block=5, settle=True)
 
 
 def _ints(text: str) -> list[int]:
@@ -85,6 +85,8 @@ def _budget(args: argparse.Namespace) -> Budget:
             min_iters=base.min_iters if args.min_iters is None else args.min_iters,
             max_iters=base.max_iters if args.max_iters is None else args.max_iters,
             max_seconds=base.max_seconds if args.max_seconds is None else args.max_seconds,
+            block=base.block,
+            settle=base.settle,
         )
     except ValueError as exc:
         raise BenchmarkInputError(str(exc)) from exc

@@ -23,10 +23,17 @@ class Budget:
     min_iters: int = 5
     max_iters: int = 200
     max_seconds: float = 3.0
+    # Interleaved runners take turns of `block` calls each. `settle` adds one untimed call at the start of every
+    # turn: thread pools of the runner that just ran (ONNX Runtime, OpenVINO) keep spinning for a moment after a
+    # call and would otherwise slow the next runner's first call, an artefact no single-backend service sees.
+    block: int = 1
+    settle: bool = False
 
     def __post_init__(self) -> None:
         if self.warmup < 0 or self.min_iters < 1 or self.max_iters < self.min_iters or self.max_seconds <= 0:
             raise ValueError(f"invalid budget {self}: need warmup >= 0, 1 <= min_iters <= max_iters, max_seconds > 0")
+        if self.block < 1:
+            raise ValueError(f"invalid budget {self}: block must be >= 1")
 
 
 QUICK = Budget(warmup=1, min_iters=2, max_iters=5, max_seconds=0.5)

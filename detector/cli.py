@@ -66,7 +66,8 @@ def cmd_predict(args: argparse.Namespace, config: Config) -> None:
     backend = args.backend or inf.backend
     options = BackendOptions.from_config(config)
     out = []
-    with Detector.load(model, backend=backend, options=options, conf=inf.conf, iou=inf.iou, max_det=inf.max_det) as det:
+    loaded = Detector.load(model, backend, options, conf=inf.conf, iou=inf.iou, max_det=inf.max_det, rect=inf.rect)
+    with loaded as det:
         info = det.describe()
         for path in args.images:
             image = read_image(path, inf.server.max_pixels)
@@ -112,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default="models/best.pt")
     p.add_argument("--out", default=None, help="default: export.onnx_path")
     _add_engine_command(export, add)
+    _add_triton_command(export, add)
     p = add("evaluate", cmd_evaluate, "mAP of the exported ONNX through this project's runtime; registers it")
     p.add_argument("--no-register", action="store_true", help="do not touch the MLflow model registry")
     p = sub.add_parser("predict", help="detect objects in images; prints a JSON list, one result per image")
@@ -129,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model")
     p.add_argument("--backend", choices=["auto", "onnxruntime", "openvino", "tensorrt"])
     add("backends", cmd_backends, "list inference backends and whether each can run here")
+    _add_ui_command(sub, add)
     return parser
 
 
@@ -139,6 +142,22 @@ def _add_engine_command(export: Any, add: Callable[..., argparse.ArgumentParser]
     except ImportError:
         return
     add_engine_command(export, add)
+
+
+def _add_triton_command(export: Any, add: Callable[..., argparse.ArgumentParser]) -> None:
+    """`detector export triton`, provided by export/triton.py."""
+    from export.triton import add_triton_command
+
+    add_triton_command(export, add)
+
+
+def _add_ui_command(sub: Any, add: Callable[..., argparse.ArgumentParser]) -> None:
+    """`detector ui`, provided by ui/app.py (the `ui` extra); absent when its client library is not installed."""
+    try:
+        from ui.app import add_ui_command
+    except ImportError:
+        return
+    add_ui_command(sub, add)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

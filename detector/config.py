@@ -133,6 +133,8 @@ class InferenceConfig(_Strict):
     conf: float = Field(0.25, ge=0, le=1)
     iou: float = Field(0.7, ge=0, le=1)
     max_det: int = Field(300, ge=1, le=100_000)
+    # Letterbox each batch to the smallest stride-multiple rectangle (where the model allows any height/width).
+    rect: bool = True
     server: ServerConfig = ServerConfig()
 
 

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 # Experiments run in a temp folder: point MLflow at this checkout's database by absolute path.
 export DETECTOR_TRAIN__MLFLOW__TRACKING_URI="${DETECTOR_TRAIN__MLFLOW__TRACKING_URI:-sqlite:///$PWD/mlflow.db}"
 export YOLO_OFFLINE=1
-DVC=(${DVC:-dvc})
+read -r -a DVC <<<"${DVC:-dvc}"
 COMMON=(-S "configs/train.yaml:train.epochs=10" "$@")
 
 run() {
@@ -27,6 +27,5 @@ run e10-yolo26n-v1-256  -S "configs/train.yaml:train.model=yolo26n.yaml"   # arc
 run e10-yolov8n-v1-192  -S "configs/train.yaml:train.imgsz=192"            # hyperparameter: input size
 run e10-yolov8n-v2-256  -S "configs/data.yaml:data.version=v2"             # data version
 
-"${DVC[@]}" exp show --no-pager --md --drop 'Created|State|Executor' \
-  --keep 'Experiment|train.model|train.imgsz|train.epochs|data.version|reports/metrics.json:val.mAP50-95|reports/metrics.json:val.mAP50$|reports/metrics.json:test.mAP50-95' \
-  | tee reports/experiments.md
+# All commits (-A): experiments started from earlier commits are listed too.
+"${DVC[@]}" exp show --json -A | python scripts/experiments_table.py --only-named e10- | tee reports/experiments.md

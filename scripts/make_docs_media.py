@@ -13,9 +13,7 @@ Nothing is staged or invented: the terminal slides of the video show the command
 output they printed (service log, HTTP responses), trimmed to fit the frame.
 
 Browsers: Playwright drives the system Chromium (`/usr/bin/chromium`, headless); its own browser download is not
-used. FastAPI's /docs page loads Swagger UI's JavaScript and CSS from a CDN; on a machine without internet access the
-page would stay blank, so those two files are answered from a local copy of swagger-ui-dist 5 (the same files the
-CDN serves, packaged on PyPI in drf-spectacular-sidecar). The HTML page and the OpenAPI schema are the service's own.
+used. The service serves Swagger UI's assets itself (api/docs.py), so /docs renders without internet access.
 """
 
 from __future__ import annotations
@@ -26,6 +24,7 @@ import importlib.util
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -72,18 +71,30 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def running(cmd: list[str], log_path: Path, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
-    """Run `cmd` (stdout+stderr to `log_path`) for the duration of the block; stop it with SIGTERM, then SIGKILL."""
+    """Run `cmd` (stdout+stderr to `log_path`) for the duration of the block, in its own process group.
+
+    The whole group is stopped afterwards (SIGTERM, then SIGKILL): `mlflow ui` starts uvicorn workers and job
+    consumers that would otherwise outlive it.
+    """
     with log_path.open("wb") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+        proc = subprocess.Popen(
+            cmd,
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
         try:
             yield proc
         finally:
-            proc.terminate()
-            try:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # stragglers of the group, if any
+            proc.wait()
 
 
 def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float) -> bool:
@@ -207,14 +218,6 @@ def title_frame(lines: list[str], out: Path) -> Path:
 # --- screenshots -----------------------------------------------------------------------------------------------------
 
 
-def swagger_dist() -> Path | None:
-    spec = importlib.util.find_spec("drf_spectacular_sidecar")  # locates the package without importing Django
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(next(iter(spec.submodule_search_locations))) / "static" / "drf_spectacular_sidecar" / "swagger-ui-dist"
-    return path if (path / "swagger-ui-bundle.js").is_file() else None
-
-
 @dataclass
 class Browser:
     chromium: str
@@ -239,25 +242,15 @@ class Browser:
         wait_for: str | None = None,
         settle_s: float = 2.0,
         click: str | None = None,
-        offline_swagger: Path | None = None,
+        close: tuple[str, ...] = (),
     ) -> None:
         page = self.browser.new_page(viewport={"width": 1400, "height": 900}, device_scale_factor=1)
-        if offline_swagger is not None:
-
-            def fulfil(route: Any) -> None:
-                name = route.request.url.rsplit("/", 1)[-1]
-                local = offline_swagger / name
-                if local.is_file():
-                    kind = "text/css" if name.endswith(".css") else "application/javascript"
-                    route.fulfill(status=200, body=local.read_bytes(), headers={"content-type": kind})
-                else:
-                    route.abort()
-
-            page.route("https://cdn.jsdelivr.net/**", fulfil)
-            page.route("https://fastapi.tiangolo.com/**", lambda route: route.abort())
         page.goto(url, wait_until="load", timeout=60_000)
         if wait_for:
-            page.wait_for_selector(wait_for, timeout=30_000)
+            page.wait_for_selector(wait_for, timeout=90_000)
+        for selector in close:  # side panels that would hide the content
+            with contextlib.suppress(Exception):
+                page.locator(selector).first.click(timeout=3_000)
         if click:
             page.click(click)
         time.sleep(settle_s)
@@ -287,10 +280,15 @@ class Media:
 def pick_image(requested: Path | None) -> Path | None:
     if requested:
         return requested
-    for version in ("v2", "v1"):
-        candidates = sorted((REPO / "data" / version / "images" / "test").glob("*.jpg"))
+    for version in ("v1", "v2"):
+        candidates = sorted((REPO / "data" / version / "images" / "test").glob("*.jpg"))[:50]
         if candidates:
-            return candidates[min(3, len(candidates) - 1)]
+            # The busiest of the first test images (most labelled objects) makes the clearest demo.
+            def objects(image: Path) -> int:
+                label = image.parents[2] / "labels" / "test" / f"{image.stem}.txt"
+                return len(label.read_text().splitlines()) if label.is_file() else 0
+
+            return max(candidates, key=objects)
     return None
 
 
@@ -351,16 +349,12 @@ def service_part(args: argparse.Namespace, media: Media, browser: Browser | None
         )
         if browser is not None:
             swagger = IMAGES / "swagger.png"
-            dist = swagger_dist()
-            if dist is None:
-                log("note: drf-spectacular-sidecar not installed; /docs needs internet access for Swagger UI's assets")
             try:
                 browser.screenshot(
                     f"{base}/docs",
                     swagger,
                     wait_for=".opblock",
                     click=".opblock-post .opblock-summary",
-                    offline_swagger=dist,
                 )
                 log(f"wrote {swagger.relative_to(REPO)}")
                 caption = "3. Swagger UI at /docs: every endpoint, with examples"
@@ -372,13 +366,20 @@ def service_part(args: argparse.Namespace, media: Media, browser: Browser | None
             return
         body, content_type = multipart("file", image)
         response = http_json(f"{base}/predict", data=body, headers={"Content-Type": content_type})
-        shown = {**response, "detections": response["detections"][:4]}
-        more = len(response["detections"]) - len(shown["detections"])
+        # One detection per line, so the whole response fits the frame.
+        rest = {k: v for k, v in response.items() if k != "detections"}
         media.add_terminal(
             [
                 f"$ curl -F file=@{image.relative_to(REPO)} http://127.0.0.1:8000/predict",
-                *json.dumps(shown, indent=1).splitlines(),
-                *([f"# ... and {more} more detections"] if more > 0 else []),
+                '{"detections": [',
+                *(f"  {json.dumps(det)}," for det in response["detections"][:-1]),
+                *(f"  {json.dumps(det)}" for det in response["detections"][-1:]),
+                " ],",
+                *(
+                    f' "{key}": {json.dumps(value)}' + ("," if i < len(rest) - 1 else "")
+                    for i, (key, value) in enumerate(rest.items())
+                ),
+                "}",
             ],
             "4. POST /predict with an image",
             "predict",
@@ -430,13 +431,22 @@ def mlflow_part(args: argparse.Namespace, media: Media, browser: Browser | None)
         ).get("runs", [])
         finished = [r["info"]["run_id"] for r in runs if r["info"]["status"] == "FINISHED"]
         runs_png, compare_png = IMAGES / "mlflow_runs.png", IMAGES / "mlflow_compare.png"
-        browser.screenshot(f"{base}/#/experiments/{exp_id}", runs_png, settle_s=6)
+        first_run = runs[0]["info"]["run_name"] if runs else None
+        wait_for = f"text={first_run}" if first_run else None
+        # MLflow 3 opens an "Assistant" side panel on first visit; close it so the runs table gets the width.
+        close = ('[aria-label="Close"]', 'button:has-text("Close")')
+        browser.screenshot(f"{base}/#/experiments/{exp_id}/runs", runs_png, wait_for=wait_for, settle_s=4, close=close)
         log(f"wrote {runs_png.relative_to(REPO)} ({len(runs)} runs)")
         caption = f"6. every training run is tracked in MLflow ({len(runs)} runs)"
         media.add(caption_frame(runs_png, caption, media.work / "runs_c.png"), 9)
         if len(finished) >= 2:
             url = f"{base}/#/compare-runs?runs={json.dumps(finished)}&experiments={json.dumps([exp_id])}"
-            browser.screenshot(url, compare_png, settle_s=6)
+            first_finished = next(r["info"]["run_name"] for r in runs if r["info"]["status"] == "FINISHED")
+            try:
+                browser.screenshot(url, compare_png, wait_for=f"text={first_finished}", settle_s=4, close=close)
+            except Exception as exc:  # optional piece: say why and go on to the video
+                log(f"no MLflow comparison screenshot: {exc}")
+                return
             log(f"wrote {compare_png.relative_to(REPO)}")
             caption = "7. runs compared: architecture, image size, data version -> mAP"
             media.add(caption_frame(compare_png, caption, media.work / "compare_c.png"), 9)
@@ -475,6 +485,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--experiment", default="yolo-detector")
     parser.add_argument("--image", type=Path, help="image for the prediction (default: a generated test image)")
     parser.add_argument("--no-video", action="store_true")
+    parser.add_argument("--skip-service", action="store_true", help="no service screenshots or prediction")
+    parser.add_argument("--skip-mlflow", action="store_true", help="no MLflow screenshots")
     args = parser.parse_args(argv)
 
     browser: Browser | None = None
@@ -488,8 +500,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="docs-media-") as tmp:
         media = Media(Path(tmp))
         with browser if browser is not None else contextlib.nullcontext():
-            service_part(args, media, browser)
-            mlflow_part(args, media, browser)
+            if not args.skip_service:
+                service_part(args, media, browser)
+            if not args.skip_mlflow:
+                mlflow_part(args, media, browser)
         if not args.no_video:
             write_video(media, DOCS / "demo.mp4")
     return 0

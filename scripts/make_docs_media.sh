@@ -5,8 +5,8 @@
 #
 # Needs: the project environment (make install-train: detector, mlflow), models/model.onnx, ./mlflow.db with runs,
 # Chromium and ffmpeg (Debian/Ubuntu: apt-get install -y chromium ffmpeg fonts-dejavu-core). The screenshot tools
-# (Playwright, Pillow, a local copy of Swagger UI's assets) go into their own venv under .cache/, not into the
-# project's environment. Re-runnable: every output is overwritten; missing pieces are skipped with a message.
+# (Playwright, Pillow) go into their own venv under .cache/, not into the project's environment.
+# Re-runnable: every output is overwritten; missing pieces are skipped with a message.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,9 +16,6 @@ if [[ ! -x "$TOOLS/bin/python" ]] || ! "$TOOLS/bin/python" -c "import playwright
     python3 -m venv "$TOOLS"
     "$TOOLS/bin/python" -m pip install --quiet --disable-pip-version-check \
         "playwright==1.65.2" "pillow>=10.4"
-    # Swagger UI 5 assets (swagger-ui-dist), for /docs screenshots on machines without internet access.
-    # --no-deps: only its static files are used, never Django.
-    "$TOOLS/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps "drf-spectacular-sidecar==2026.10.1"
 fi
 
 # Playwright must not try to download its own browsers: the system Chromium is used (--chromium).

@@ -23,7 +23,7 @@ from detector.runtime.backends.base import Backend, BackendOptions
 from detector.runtime.detections import Detections
 from detector.runtime.metadata import ModelMetadata, read_onnx_metadata
 from detector.runtime.postprocess import postprocess
-from detector.runtime.preprocess import preprocess_batch
+from detector.runtime.preprocess import check_image, letterbox_params, preprocess_batch
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +54,17 @@ class Detector:
         conf: float = 0.25,
         iou: float = 0.7,
         max_det: int = 300,
+        rect: bool = True,
     ) -> None:
         self.backend = backend
         self.metadata = metadata
         self.conf, self.iou, self.max_det = _check_thresholds(conf, iou, max_det)
         self.input_shape = self._resolve_input_shape()
+        # Rectangular inference (as Ultralytics' predict does): where the model accepts any height and width, a
+        # batch is letterboxed to the smallest stride-multiple rectangle holding it, not the full square. Same
+        # scale, less padding: a 4:3 photo at 640 px runs on 640x480, about 25% less compute.
+        spec = backend.input_spec.shape
+        self.rect = rect and spec[2] < 0 and spec[3] < 0
         self.input_dtype = backend.input_spec.dtype
         self.max_batch = self._resolve_max_batch()
         self._lock = None if backend.thread_safe else threading.Lock()
@@ -72,13 +78,14 @@ class Detector:
         conf: float = 0.25,
         iou: float = 0.7,
         max_det: int = 300,
+        rect: bool = True,
     ) -> Detector:
         """Read the model's metadata, load it on `backend` (or the fastest available with "auto")."""
         path = Path(model_path)
         metadata = _read_metadata(path)
         loaded = backends.create(backend, path, options)
         log.info("loaded %s on %s (%s)", path, loaded.name, loaded.device_name)
-        return cls(loaded, metadata, conf=conf, iou=iou, max_det=max_det)
+        return cls(loaded, metadata, conf=conf, iou=iou, max_det=max_det, rect=rect)
 
     @property
     def backend_name(self) -> str:
@@ -143,7 +150,8 @@ class Detector:
         for start in range(0, len(images), step):
             chunk = images[start : start + step]
             t0 = time.perf_counter()
-            batch, infos = preprocess_batch(chunk, self.input_shape, self.input_dtype)
+            shape = self.batch_shape(chunk) if self.rect else self.input_shape
+            batch, infos = preprocess_batch(chunk, shape, self.input_dtype)
             t1 = time.perf_counter()
             output = self._run(batch)
             t2 = time.perf_counter()
@@ -155,6 +163,19 @@ class Detector:
             timings.inference_ms += (t2 - t1) * 1e3
             timings.postprocess_ms += (t3 - t2) * 1e3
         return results
+
+    def batch_shape(self, images: Sequence[npt.NDArray[np.uint8]]) -> tuple[int, int]:
+        """The network input (h, w) for `images` in rect mode: each image's letterboxed size rounded up to the
+        stride, maximised over the batch (never more than the model's square input)."""
+        height, width = self.input_shape
+        stride = self.metadata.stride
+        rows, cols = 0, 0
+        for image in images:
+            h0, w0 = check_image(image).shape[:2]
+            (new_w, new_h), _ = letterbox_params((h0, w0), (height, width))
+            rows = max(rows, new_h + (height - new_h) % stride)
+            cols = max(cols, new_w + (width - new_w) % stride)
+        return rows, cols
 
     def _run(self, batch: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
         if self._lock is None:
@@ -174,6 +195,7 @@ class Detector:
             "input_size": list(self.input_shape),
             "names": {str(k): v for k, v in m.names.items()},
             "head": m.head,
+            "rect": self.rect,
             "max_batch": self.max_batch,
             "dataset_version": m.dataset_version,
             "source_run_id": m.source_run_id,

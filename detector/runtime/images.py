@@ -27,7 +27,9 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> npt.NDArr
         raise InvalidImageError("image is empty (0 bytes)")
     try:
         img = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError as exc:
+    except (UnidentifiedImageError, ImportError) as exc:
+        # ImportError: an opener plugin registered by another library (Ultralytics adds a HEIF one) tried to import
+        # its decoder while PIL probed bytes no format recognised. Either way, the bytes are not an image we read.
         raise InvalidImageError("cannot identify image: the bytes are not a JPEG, PNG, BMP or WebP image") from exc
     except (OSError, ValueError) as exc:
         raise InvalidImageError(f"cannot read image header: {exc}") from exc

@@ -121,3 +121,35 @@ def test_auto_picks_a_backend_and_says_which(model_path: Path, caplog: pytest.Lo
         det = Detector.load(model_path, backend="auto")
     assert det.backend_name in ("tensorrt", "openvino", "onnxruntime")
     assert f"picked {det.backend_name}" in caplog.text
+
+
+def test_rect_inference_uses_the_smallest_stride_rectangle(model_path: Path) -> None:
+    with Detector.load(model_path, backend="onnxruntime") as det:
+        assert det.rect and det.input_shape == (128, 128)
+        wide, tall = np.zeros((720, 1280, 3), np.uint8), np.zeros((1080, 810, 3), np.uint8)
+        assert det.batch_shape([wide]) == (96, 128)  # 128x72 content, height rounded up to the stride (32)
+        assert det.batch_shape([tall]) == (128, 96)
+        assert det.batch_shape([wide, tall]) == (128, 128)  # a mixed batch takes the max of each side
+    with Detector.load(model_path, backend="onnxruntime", rect=False) as square:
+        assert not square.rect
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_matches_ultralytics_predict_on_photos(
+    backend: str, model_path: Path, weights_path: Path, sample_photos: list[Path]
+) -> None:
+    """Non-square photos: Ultralytics' predict letterboxes them to a rectangle (rect=True); so do we."""
+    from detector.runtime.images import read_image
+
+    YOLO = pytest.importorskip("ultralytics").YOLO
+    model = YOLO(str(weights_path))
+    conf = 0.01  # the shapes model sees little in real photos; a low threshold still gives boxes to compare
+    images = [read_image(p) for p in sample_photos]
+    with Detector.load(model_path, backend=backend) as det:
+        ours = [det.predict(im, conf=conf) for im in images]
+    total = 0
+    for image, mine in zip(images, ours, strict=True):
+        (r,) = model.predict(image[..., ::-1], imgsz=128, conf=conf, iou=0.7, device="cpu", verbose=False)
+        assert_same_detections(mine, r.boxes.xyxy.numpy(), r.boxes.conf.numpy(), r.boxes.cls.numpy().astype(int))
+        total += len(mine)
+    assert total > 0, "no boxes on either photo: the comparison would prove nothing"

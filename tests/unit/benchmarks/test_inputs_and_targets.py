@@ -89,3 +89,21 @@ def test_in_call_overhead_is_the_median_share_outside_inference() -> None:
     samples = Samples(end_to_end=[100.0, 200.0, 50.0], inference_in_call=[90.0, 150.0, 45.0])
     assert in_call_overhead(samples) == pytest.approx(0.10)  # shares 0.10, 0.25, 0.10
     assert in_call_overhead(Samples()) is None
+
+
+def test_interleave_in_settled_blocks() -> None:
+    order: list[str] = []
+
+    def ok(name: str) -> Calls:
+        def call() -> float:
+            order.append(name)
+            return 1.0
+
+        return Calls(call, None)
+
+    budget = Budget(warmup=0, min_iters=4, max_iters=4, max_seconds=60, block=2, settle=True)
+    samples, errors = interleave({"a": ok("a"), "b": ok("b")}, budget)
+    assert not errors
+    # Each turn: one untimed settling call, then a block of 2 timed calls; the starting runner rotates.
+    assert order == ["a"] * 3 + ["b"] * 3 + ["b"] * 3 + ["a"] * 3
+    assert len(samples["a"].end_to_end) == len(samples["b"].end_to_end) == 4

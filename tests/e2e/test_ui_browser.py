@@ -1,0 +1,116 @@
+"""The web UI as a person uses it: a real `detector serve`, the real Gradio UI in front of it, and headless Chromium
+clicking through the page. Also checks the page fetches nothing outside its own origin (it must work offline), and
+saves the README screenshot docs/images/ui.png."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOT = REPO / "docs" / "images" / "ui.png"
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (dev extra)")
+if not CHROMIUM.exists():
+    pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
+pytest.importorskip("gradio", reason="gradio is not installed (ui extra)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start(cmd: list[str], log: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "YOLO_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONPATH": str(REPO)}
+    with open(log, "wb") as fh:
+        return subprocess.Popen([sys.executable, *cmd], cwd=log.parent, env=env, stdout=fh, stderr=subprocess.STDOUT)
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"{url}: process exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"{url} not ready after {timeout} s:\n{log.read_text()[-3000:]}")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def ui_url(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    work = tmp_path_factory.mktemp("ui")
+    api_port, ui_port = free_port(), free_port()
+    api_url, ui_url = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{ui_port}"
+    cli = ["-m", "detector.cli", "--config-dir", str(REPO / "configs")]
+    api = start([*cli, "serve", "--port", str(api_port), "--model", str(model_path)], work / "api.log")
+    ui = start(["-m", "ui.app", "--api-url", api_url, "--port", str(ui_port)], work / "ui.log")
+    try:
+        wait_http(api_url + "/health", api, work / "api.log")
+        wait_http(ui_url, ui, work / "ui.log")
+        yield ui_url
+    finally:
+        stop(ui)
+        stop(api)
+
+
+def test_upload_detect_and_screenshot(ui_url: str) -> None:
+    outside: list[str] = []
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.on(
+                "request",
+                lambda r: outside.append(r.url) if not r.url.startswith((ui_url, "data:", "blob:")) else None,
+            )
+            page.goto(ui_url, wait_until="networkidle")
+            # The model line is filled by the page's load event from GET /model of the API.
+            sync_api.expect(page.locator("#model-info")).to_contain_text("circle", timeout=20_000)
+            page.locator("#image-in input[type=file]").set_input_files(str(REPO / "ui/examples/shapes_2.jpg"))
+            page.locator("#image-in img").wait_for(timeout=10_000)
+            page.click("#detect")
+            sync_api.expect(page.locator("#response-json")).to_contain_text("class_name", timeout=20_000)
+            sync_api.expect(page.locator("#status")).to_contain_text("Found", timeout=5_000)
+            assert "Found 0 object" not in page.locator("#status").inner_text()
+            sync_api.expect(page.locator("#timings")).to_contain_text("inference")
+            page.locator("#image-out img").wait_for(timeout=10_000)
+            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SCREENSHOT), full_page=True)
+        finally:
+            browser.close()
+    assert outside == [], f"the page fetched resources outside its origin (breaks offline use): {outside}"

@@ -1,0 +1,259 @@
+"""`detector ui`: a Gradio front end for `POST /predict` of a running `detector serve`.
+
+Design choices:
+  * HTTP only (httpx): the UI holds no model, so it is light and can sit in front of any replica of the API.
+  * The image is sent as PNG encoded from the very PIL image that is drawn on, so the returned pixel boxes always
+    line up with what is shown (Gradio has already applied EXIF orientation when it hands us the image).
+  * Every failure (connection refused, timeout, 4xx `{"detail": ...}`, 503 with Retry-After) becomes a readable
+    message in the page instead of a traceback.
+  * Offline: analytics off, no share links, no server-side rendering (no Node process), and the default theme's fonts
+    are `LocalFont`s that Gradio serves itself, so the page makes no request outside the UI's own origin (the
+    browser test checks this).
+
+Gradio is imported inside the functions that need it: `detector --help` must work without the `ui` extra.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from PIL import Image, ImageDraw, ImageFont
+
+if TYPE_CHECKING:
+    import gradio as gr
+
+EXAMPLES_DIR = Path(__file__).parent / "examples"
+DEFAULT_API_URL = "http://127.0.0.1:8000"
+# The service's own defaults (configs/inference.yaml); the UI cannot read the config without importing `detector`.
+DEFAULT_CONF = 0.25
+DEFAULT_IOU = 0.7
+# One colour per class id (cycled), readable on light and dark images.
+PALETTE = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240)]
+
+
+class ApiError(Exception):
+    """A failed call to the detection API, with a message meant for the person using the UI."""
+
+
+def error_message(exc: Exception, api_url: str) -> str:
+    """A one-paragraph explanation of why a call to the API failed."""
+    if isinstance(exc, httpx.ConnectError):
+        return f"Cannot reach the detection API at {api_url} (connection refused). Is `detector serve` running there?"
+    if isinstance(exc, httpx.TimeoutException):
+        return f"The detection API at {api_url} did not answer in time ({type(exc).__name__}). Try again."
+    if isinstance(exc, httpx.HTTPStatusError):
+        response = exc.response
+        detail = _detail(response)
+        if response.status_code == 503:
+            retry = response.headers.get("retry-after")
+            hint = f" Retry after {retry} s." if retry else " Try again in a moment."
+            return f"The service is busy or not ready (503): {detail}.{hint}"
+        if 400 <= response.status_code < 500:
+            return f"The API refused the request ({response.status_code}): {detail}"
+        return f"The API failed ({response.status_code}): {detail}"
+    if isinstance(exc, httpx.HTTPError):
+        return f"HTTP error talking to {api_url}: {exc}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _detail(response: httpx.Response) -> str:
+    """The `detail` of an error body (the API's contract), else the body's first 300 characters."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:300] or response.reason_phrase
+    if isinstance(body, dict) and "detail" in body:
+        detail = body["detail"]
+        # FastAPI's own validation errors carry a list of {loc, msg}; show the messages.
+        if isinstance(detail, list):
+            return "; ".join(str(d.get("msg", d)) if isinstance(d, dict) else str(d) for d in detail)
+        return str(detail)
+    return json.dumps(body)[:300]
+
+
+def encode_png(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def predict(client: httpx.Client, image: Image.Image, conf: float, iou: float) -> dict[str, Any]:
+    """POST the image to /predict; the parsed JSON on 200, ApiError with a readable message otherwise."""
+    try:
+        response = client.post(
+            "/predict",
+            params={"conf": conf, "iou": iou},
+            files={"file": ("image.png", encode_png(image), "image/png")},
+        )
+        response.raise_for_status()
+    except httpx.HTTPError as exc:
+        raise ApiError(error_message(exc, str(client.base_url))) from exc
+    try:
+        payload: dict[str, Any] = response.json()
+    except ValueError as exc:
+        raise ApiError(
+            f"{client.base_url} answered {response.status_code} but not with JSON: does --api-url point at "
+            "`detector serve`?"
+        ) from exc
+    return payload
+
+
+def model_summary(client: httpx.Client) -> str:
+    """One Markdown line about the served model (or why it is unavailable), shown at the top of the page."""
+    try:
+        response = client.get("/model")
+        response.raise_for_status()
+        info = response.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        return f"**API:** {client.base_url} - {error_message(exc, str(client.base_url))}"
+    names = ", ".join(str(v) for v in info.get("names", {}).values())
+    return (
+        f"**API:** {client.base_url} - model `{info.get('version', '?')}` on `{info.get('backend', '?')}` "
+        f"({info.get('device', '?')}, input {info.get('input_size')}); classes: {names}"
+    )
+
+
+def draw_detections(image: Image.Image, detections: Sequence[dict[str, Any]]) -> Image.Image:
+    """A copy of `image` with each detection's box and "name score" label drawn (PIL's built-in bitmap font, so
+    nothing is downloaded or looked up on the system)."""
+    out = image.convert("RGB")
+    draw = ImageDraw.Draw(out)
+    font = ImageFont.load_default()
+    width = max(1, round(max(out.size) / 300))  # visible on small (128 px) and large (4000 px) images alike
+    for det in detections:
+        box = det["box"]
+        xy = (box["x1"], box["y1"], box["x2"], box["y2"])
+        colour = PALETTE[int(det["class_id"]) % len(PALETTE)]
+        draw.rectangle(xy, outline=colour, width=width)
+        label = f"{det['class_name']} {det['confidence']:.2f}"
+        left, top, right, bottom = draw.textbbox((0, 0), label, font=font)
+        text_w, text_h = right - left, bottom - top
+        # Label above the box, or inside it when the box touches the top edge.
+        y = xy[1] - text_h - 2 if xy[1] - text_h - 2 >= 0 else xy[1]
+        x = max(0, min(xy[0], out.width - text_w - 2))  # keep the label inside the image near the right edge
+        draw.rectangle((x, y, x + text_w + 2, y + text_h + 2), fill=colour)
+        draw.text((x + 1, y + 1 - top), label, fill=(255, 255, 255), font=font)
+    return out
+
+
+def timings_rows(timings_ms: dict[str, float]) -> list[list[Any]]:
+    """[[stage, milliseconds], ...] in the order the API reports them, `total` last."""
+    rows = [[stage, round(float(ms), 2)] for stage, ms in timings_ms.items() if stage != "total"]
+    if "total" in timings_ms:
+        rows.append(["total", round(float(timings_ms["total"]), 2)])
+    return rows
+
+
+def summary(payload: dict[str, Any]) -> str:
+    """A short Markdown status line for a successful prediction."""
+    dets = payload.get("detections", [])
+    counts: dict[str, int] = {}
+    for det in dets:
+        counts[det["class_name"]] = counts.get(det["class_name"], 0) + 1
+    found = ", ".join(f"{n} x {name}" for name, n in sorted(counts.items())) or "nothing above the threshold"
+    total = payload.get("timings_ms", {}).get("total")
+    took = f" in {total:.1f} ms" if isinstance(total, int | float) else ""
+    return f"Found {len(dets)} object(s){took}: {found}."
+
+
+Outputs = tuple[Image.Image | None, dict[str, Any] | None, list[list[Any]], str]
+
+
+def make_handler(client: httpx.Client) -> Callable[[Image.Image | None, float, float], Outputs]:
+    """The button's callback: (image, conf, iou) -> (annotated image, JSON, timings rows, status Markdown)."""
+
+    def handle(image: Image.Image | None, conf: float, iou: float) -> Outputs:
+        if image is None:
+            return None, None, [], "Upload an image or pick an example first."
+        try:
+            payload = predict(client, image, conf, iou)
+        except ApiError as exc:
+            return None, None, [], f"**Error:** {exc}"
+        return (
+            draw_detections(image, payload["detections"]),
+            payload,
+            timings_rows(payload["timings_ms"]),
+            summary(payload),
+        )
+
+    return handle
+
+
+def build_app(api_url: str, timeout: float = 30.0, transport: httpx.BaseTransport | None = None) -> gr.Blocks:
+    """The Gradio page, bound to one API base URL. `transport` lets tests swap the network for a fake."""
+    import gradio as gr
+
+    client = httpx.Client(base_url=api_url, timeout=timeout, transport=transport)
+    handle = make_handler(client)
+    examples = sorted(str(p) for p in EXAMPLES_DIR.glob("*.jpg"))
+    app = gr.Blocks(title="YOLO detector", analytics_enabled=False)
+    with app:
+        gr.Markdown("# YOLO detector\nUpload an image (or pick an example), then press **Detect**.")
+        model_info = gr.Markdown(elem_id="model-info")
+        with gr.Row():
+            with gr.Column():
+                image_in = gr.Image(type="pil", label="Image", sources=["upload", "clipboard"], elem_id="image-in")
+                conf = gr.Slider(0.0, 1.0, value=DEFAULT_CONF, step=0.01, label="Confidence threshold")
+                iou = gr.Slider(0.0, 1.0, value=DEFAULT_IOU, step=0.01, label="NMS IoU threshold")
+                button = gr.Button("Detect", variant="primary", elem_id="detect")
+                if examples:
+                    gr.Examples(examples=examples, inputs=[image_in], label="Examples (generated shapes)")
+            with gr.Column():
+                image_out = gr.Image(type="pil", label="Detections", format="png", elem_id="image-out")
+                status = gr.Markdown(elem_id="status")
+                timings = gr.Dataframe(
+                    headers=["stage", "ms"], datatype=["str", "number"], label="Timings (ms)", elem_id="timings"
+                )
+        response_json = gr.JSON(label="Response JSON", elem_id="response-json")
+        button.click(handle, inputs=[image_in, conf, iou], outputs=[image_out, response_json, timings, status])
+        app.load(lambda: model_summary(client), outputs=[model_info])
+    return app
+
+
+def launch(api_url: str, host: str = "127.0.0.1", port: int = 7860) -> None:
+    # Before Gradio is imported: it reads this at import time (analytics and the version check call home).
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    app = build_app(api_url)
+    # ssr_mode=False: no Node.js server; share=False: no tunnel to gradio.live.
+    app.launch(server_name=host, server_port=port, share=False, ssr_mode=False, show_error=True)
+
+
+def _cmd_ui(args: argparse.Namespace, config: Any) -> None:
+    try:
+        import gradio  # noqa: F401
+    except ImportError as exc:
+        from detector.errors import MissingDependencyError
+
+        raise MissingDependencyError("the web UI needs Gradio: install the `ui` extra (uv sync --extra ui)") from exc
+    launch(args.api_url, host=args.host, port=args.port)
+
+
+def add_ui_command(subparsers: Any, add: Callable[..., argparse.ArgumentParser]) -> None:
+    """Register `detector ui` (called from detector/cli.py's build_parser)."""
+    p = add("ui", _cmd_ui, "web UI (Gradio) for a running `detector serve`", subparsers)
+    p.add_argument(
+        "--api-url", default=DEFAULT_API_URL, help=f"base URL of the detection API (default {DEFAULT_API_URL})"
+    )
+    p.add_argument("--host", default="127.0.0.1", help="interface the UI listens on (0.0.0.0 for all)")
+    p.add_argument("--port", type=int, default=7860)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """`python -m ui.app --api-url ...`: the same as `detector ui`, without the CLI's config loading."""
+    parser = argparse.ArgumentParser(prog="python -m ui.app", description="web UI for a running `detector serve`")
+    parser.add_argument("--api-url", default=DEFAULT_API_URL)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=7860)
+    args = parser.parse_args(argv)
+    launch(args.api_url, host=args.host, port=args.port)
+
+
+if __name__ == "__main__":
+    main()
