@@ -55,7 +55,8 @@ class DetectorRunner:
     def prepare(self, images: Images) -> Calls:
         detector = self.detector
         # The same batch the e2e path builds, made once: only the backend call is inside the backend-only loop.
-        batch, _ = preprocess_batch(images, detector.input_shape, detector.input_dtype)
+        shape = detector.batch_shape(images) if detector.rect else detector.input_shape
+        batch, _ = preprocess_batch(images, shape, detector.input_dtype)
 
         def end_to_end() -> float:
             timings = Timings()
