@@ -73,13 +73,17 @@ class Backend(ABC):
         """Whether this backend can run on this machine, and if not, why (for `auto` and error messages)."""
         return True, ""
 
-    @property
-    @abstractmethod
-    def input_spec(self) -> TensorSpec: ...
+    # Set by each backend's loader: what the loaded model takes and returns.
+    _input: TensorSpec
+    _outputs: list[TensorSpec]
 
     @property
-    @abstractmethod
-    def output_specs(self) -> list[TensorSpec]: ...
+    def input_spec(self) -> TensorSpec:
+        return self._input
+
+    @property
+    def output_specs(self) -> list[TensorSpec]:
+        return self._outputs
 
     @property
     def max_batch(self) -> int | None:

@@ -49,14 +49,6 @@ class OnnxRuntimeBackend(Backend):
         self._output_names = [self._outputs[0].name]
 
     @property
-    def input_spec(self) -> TensorSpec:
-        return self._input
-
-    @property
-    def output_specs(self) -> list[TensorSpec]:
-        return self._outputs
-
-    @property
     def device_name(self) -> str:
         return "cuda" if self.session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
 

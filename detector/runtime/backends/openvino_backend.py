@@ -51,14 +51,6 @@ class OpenVinoBackend(Backend):
         self._outputs = [_spec(o) for o in self.compiled.outputs]
         self._local = threading.local()
 
-    @property
-    def input_spec(self) -> TensorSpec:
-        return self._input
-
-    @property
-    def output_specs(self) -> list[TensorSpec]:
-        return self._outputs
-
     def _request(self) -> Any:
         request = getattr(self._local, "request", None)
         if request is None:

@@ -215,14 +215,6 @@ class TensorRTBackend(Backend):
     # --- any thread --------------------------------------------------------------------------------------------------
 
     @property
-    def input_spec(self) -> TensorSpec:
-        return self._input
-
-    @property
-    def output_specs(self) -> list[TensorSpec]:
-        return self._outputs
-
-    @property
     def max_batch(self) -> int | None:
         return self._max_batch
 
