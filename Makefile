@@ -1,7 +1,8 @@
 # User entry points. A fresh machine needs only python3 (3.11), pip and make: uv is installed from the registry.
 SHELL := /bin/bash
 PYTHON ?= python3
-UV := $(PYTHON) -m uv
+# uv from PATH when installed; otherwise the copy `make uv` installs into this Python.
+UV ?= $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 RUN := $(UV) run --frozen --no-sync
 export YOLO_OFFLINE := 1
 export UV_LINK_MODE ?= copy
