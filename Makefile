@@ -24,8 +24,8 @@ install-serve: uv  ## serving only: runtime + API + OpenVINO (no torch)
 install-train: uv  ## everything the pipeline needs (torch, ultralytics, dvc, mlflow)
 	$(UV) sync --frozen --extra serve --extra openvino --extra train
 
-install-dev: uv  ## pipeline + test and lint tools
-	$(UV) sync --frozen --extra serve --extra openvino --extra train --extra dev
+install-dev: uv  ## pipeline + UI + test and lint tools
+	$(UV) sync --frozen --extra serve --extra openvino --extra train --extra ui --extra dev
 
 demo: install-train  ## run the pipeline if no model exists yet, then serve on http://127.0.0.1:8000
 	@if [ ! -f models/model.onnx ]; then $(RUN) dvc repro; fi
