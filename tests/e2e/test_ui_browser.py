@@ -1,6 +1,8 @@
 """The web UI as a person uses it: a real `detector serve`, the real Gradio UI in front of it, and headless Chromium
-clicking through the page. Also checks the page fetches nothing outside its own origin (it must work offline), and
-saves the README screenshot docs/images/ui.png."""
+clicking through the page. Also checks the page fetches nothing outside its own origin (it must work offline).
+
+The screenshot goes to a temporary folder; to refresh the README's, run with DETECTOR_DOCS_SCREENSHOT=1 (and
+DETECTOR_UI_MODEL=models/model.onnx to show the default model instead of the tests' quick one)."""
 
 from __future__ import annotations
 
@@ -68,7 +70,8 @@ def ui_url(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     api_port, ui_port = free_port(), free_port()
     api_url, ui_url = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{ui_port}"
     cli = ["-m", "detector.cli", "--config-dir", str(REPO / "configs")]
-    api = start([*cli, "serve", "--port", str(api_port), "--model", str(model_path)], work / "api.log")
+    model = os.environ.get("DETECTOR_UI_MODEL", str(model_path))
+    api = start([*cli, "serve", "--port", str(api_port), "--model", model], work / "api.log")
     ui = start(["-m", "ui.app", "--api-url", api_url, "--port", str(ui_port)], work / "ui.log")
     try:
         wait_http(api_url + "/health", api, work / "api.log")
@@ -79,7 +82,8 @@ def ui_url(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         stop(api)
 
 
-def test_upload_detect_and_screenshot(ui_url: str) -> None:
+def test_upload_detect_and_screenshot(ui_url: str, tmp_path: Path) -> None:
+    screenshot = SCREENSHOT if os.environ.get("DETECTOR_DOCS_SCREENSHOT") else tmp_path / "ui.png"
     outside: list[str] = []
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(
@@ -109,8 +113,8 @@ def test_upload_detect_and_screenshot(ui_url: str) -> None:
             assert "Found 0 object" not in page.locator("#status").inner_text()
             sync_api.expect(page.locator("#timings")).to_contain_text("inference")
             page.locator("#image-out img").wait_for(timeout=10_000)
-            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(SCREENSHOT), full_page=True)
+            screenshot.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(screenshot), full_page=True)
         finally:
             browser.close()
     assert outside == [], f"the page fetched resources outside its origin (breaks offline use): {outside}"
