@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 from detector.config import Config
 from detector.errors import DatasetError, ModelLoadError
+from detector.files import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -94,25 +94,13 @@ def stage_evaluate(config: Config, register: bool = True) -> dict[str, Any]:
         results["registry"] = register_champion(
             mlcfg, train_report["run_id"], onnx_path, results["val"]["mAP50-95"], json.dumps(model_info)
         )
+    write_atomic(METRICS_OUT, json.dumps(results, indent=2, sort_keys=True) + "\n")
+    if "registry" in results:
         import mlflow
 
         with mlflow.start_run(run_id=train_report["run_id"]):
-            mlflow.log_metrics(
-                {
-                    f"onnx_{s}_{k}": v
-                    for s in ("val", "test")
-                    for k, v in results.get(s, {}).items()
-                    if isinstance(v, int | float)
-                }
-            )
-    METRICS_OUT.parent.mkdir(parents=True, exist_ok=True)
-    staged = METRICS_OUT.with_suffix(".partial")
-    staged.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
-    os.replace(staged, METRICS_OUT)
-    if register and results.get("registry") and train_report.get("run_id"):
-        import mlflow
-
-        with mlflow.start_run(run_id=train_report["run_id"]):
+            metrics = {f"onnx_{s}_{k}": v for s in ("val", "test") for k, v in results.get(s, {}).items()}
+            mlflow.log_metrics(metrics)
             mlflow.log_artifact(str(METRICS_OUT), artifact_path="reports")
     return results
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -171,11 +170,3 @@ def load_verified(engine: str | Path, engine_dir: str | Path, target: EngineTarg
             f"{info.engine_sha256[:12]}...): corrupt or modified; refusing to load it"
         )
     return info, data
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Readers never see a half-written engine or sidecar (and a crashed build leaves no valid-looking file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staged = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    staged.write_bytes(data)
-    os.replace(staged, path)

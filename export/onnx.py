@@ -6,12 +6,12 @@ from it) reads class names, input size and provenance from its `detector.metadat
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from pathlib import Path
 
 from detector.errors import MissingDependencyError, ModelLoadError
+from detector.files import write_atomic
 from detector.runtime.metadata import METADATA_KEY, ModelMetadata, sha256_file
 
 
@@ -87,8 +87,5 @@ def export_onnx(
         for key, value in props.items():
             proto.metadata_props.add(key=key, value=value)
         onnx.checker.check_model(proto)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        staged = out.with_name(f".{out.name}.partial")
-        onnx.save(proto, str(staged))
-        os.replace(staged, out)
+        write_atomic(out, proto.SerializeToString())
     return metadata

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from detector.errors import BackendUnavailableError, InvalidInputError, MissingDependencyError, ModelLoadError
+from detector.files import write_atomic
 from detector.runtime.metadata import read_onnx_metadata, sha256_file
 from export.engine_cache import (
     BatchProfile,
@@ -36,7 +37,6 @@ from export.engine_cache import (
     engine_path,
     load_verified,
     sidecar_path,
-    write_atomic,
 )
 
 if TYPE_CHECKING:

@@ -7,10 +7,10 @@ id), `reports/train_curves.csv` (per-epoch metrics, a DVC plot).
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import os
-import shutil
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,6 +19,7 @@ from typing import Any
 from detector.config import Config, config_to_flat_dict
 from detector.data import check_dataset, dataset_hash
 from detector.errors import DatasetError, MissingDependencyError
+from detector.files import write_atomic
 from detector.runtime.metadata import sha256_file
 from detector.training import tracking
 
@@ -161,19 +162,14 @@ def _loggable(flat: dict[str, Any], exclude: tuple[str, ...]) -> dict[str, Any]:
 
 def _write_outputs(best: Path, results_csv: Path, result: TrainResult) -> Path:
     """Write the stage outputs; each appears complete or not at all."""
-    for path in (WEIGHTS_OUT, TRAIN_REPORT, CURVES_OUT):
-        path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_copy(best, WEIGHTS_OUT)
+    write_atomic(WEIGHTS_OUT, best.read_bytes())
     rows = _read_curves(results_csv)
-    staged = CURVES_OUT.with_suffix(".partial")
-    with staged.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["epoch"])
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(staged, CURVES_OUT)
-    staged = TRAIN_REPORT.with_suffix(".partial")
-    staged.write_text(json.dumps(asdict(result), indent=2, sort_keys=True) + "\n")
-    os.replace(staged, TRAIN_REPORT)
+    curves = io.StringIO(newline="")
+    writer = csv.DictWriter(curves, fieldnames=list(rows[0]) if rows else ["epoch"])
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic(CURVES_OUT, curves.getvalue())
+    write_atomic(TRAIN_REPORT, json.dumps(asdict(result), indent=2, sort_keys=True) + "\n")
     return CURVES_OUT
 
 
@@ -185,9 +181,3 @@ def _read_curves(results_csv: Path) -> list[dict[str, str]]:
         return [
             {tracking.mlflow_metric_name(k.strip()): v.strip() for k, v in row.items()} for row in csv.DictReader(fh)
         ]
-
-
-def _atomic_copy(src: Path, dest: Path) -> None:
-    staged = dest.with_name(f".{dest.name}.partial")
-    shutil.copy2(src, staged)
-    os.replace(staged, dest)
