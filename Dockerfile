@@ -27,6 +27,7 @@ RUN uv sync --frozen --no-dev --extra serve --extra openvino --no-install-projec
 COPY detector ./detector
 COPY export ./export
 COPY api ./api
+COPY cli ./cli
 RUN uv sync --frozen --no-dev --extra serve --extra openvino --no-editable --python /usr/local/bin/python3.11
 
 # --- runtime: the venv, the configs, a non-root user -----------------------------------------------------------------

@@ -18,14 +18,18 @@ help:  ## list targets
 uv:
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet "uv>=0.5"
 
+# --inexact: add what a target needs and remove nothing, so `make demo`, `make test` and `make experiments` in any
+# order never uninstall what another target installed.
+SYNC := $(UV) sync --frozen --inexact
+
 install-serve: uv  ## serving only: runtime + API + OpenVINO (no torch)
-	$(UV) sync --frozen --extra serve --extra openvino
+	$(SYNC) --extra serve --extra openvino
 
 install-train: uv  ## everything the pipeline needs (torch, ultralytics, dvc, mlflow)
-	$(UV) sync --frozen --extra serve --extra openvino --extra train
+	$(SYNC) --extra serve --extra openvino --extra train
 
 install-dev: uv  ## pipeline + UI + test and lint tools
-	$(UV) sync --frozen --extra serve --extra openvino --extra train --extra ui --extra dev
+	$(SYNC) --extra serve --extra openvino --extra train --extra ui --extra dev
 
 demo: install-train  ## run the pipeline if no model exists yet, then serve on http://127.0.0.1:8000
 	@if [ ! -f models/model.onnx ]; then $(RUN) dvc repro; fi
@@ -40,16 +44,17 @@ serve: install-serve  ## serve the existing models/model.onnx
 test: install-dev  ## the whole test suite (unit, integration, e2e)
 	$(RUN) pytest
 
-test-fast: install-dev  ## tests that do not train or start servers
+test-fast: install-dev  ## tests that train nothing and start no server (tests needing the trained model are `slow`)
 	$(RUN) pytest -m "not slow"
 
 lint: install-dev  ## ruff + mypy
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 	$(RUN) mypy
+	$(RUN) lint-imports
 
 experiments: install-train  ## five dvc experiments (10 epochs each): architecture x3, input size, data version
-	bash scripts/experiments.sh
+	$(RUN) bash scripts/experiments.sh
 
 bench: install-dev  ## latency of every backend + the HTTP service vs Ultralytics -> reports/benchmark.{json,md,png}
 	$(RUN) python -m benchmarks.run all --model models/model.onnx

@@ -18,6 +18,7 @@ from api.metrics import Metrics, MetricsMiddleware
 from api.routes import admin, health, metrics, model, predict
 from api.service import DetectorFactory, Service, default_detector_factory
 from detector.config import Config
+from detector.runtime.engines import EngineBuilder
 
 log = logging.getLogger("api")
 
@@ -28,14 +29,18 @@ overload is 503 with `Retry-After`.
 """
 
 
-def create_app(config: Config | None = None, detector_factory: DetectorFactory | None = None) -> FastAPI:
+def create_app(
+    config: Config | None = None,
+    detector_factory: DetectorFactory | None = None,
+    engine_builder: EngineBuilder | None = None,
+) -> FastAPI:
     """Build the app for `config` (default: `configs/` + environment); `detector_factory(path, backend)` loads
-    models (default: `Detector.load` with the configured backend options)."""
+    models (default: `Detector.load` with the configured backend options and the injected `engine_builder`)."""
     if config is None:
         from detector.config import load_config
 
         config = load_config()
-    factory = detector_factory or default_detector_factory(config)
+    factory = detector_factory or default_detector_factory(config, engine_builder)
     app_metrics = Metrics()
 
     @asynccontextmanager

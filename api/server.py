@@ -14,6 +14,7 @@ from api.app import create_app
 from api.service import model_file_problem
 from detector.config import Config
 from detector.errors import ModelLoadError
+from detector.runtime.engines import EngineBuilder
 
 log = logging.getLogger("api")
 
@@ -41,13 +42,15 @@ def serve(
     port: int | None = None,
     model: str | None = None,
     backend: str | None = None,
+    engine_builder: EngineBuilder | None = None,
 ) -> None:
+    """Run the service; `engine_builder` is handed to the TensorRT backend (see `api.app.create_app`)."""
     config = effective_config(config, host, port, model, backend)
     inf = config.inference
     problem = model_file_problem(inf.model_path)
     if problem:
         raise ModelLoadError(problem)
-    app = create_app(config)
+    app = create_app(config, engine_builder=engine_builder)
     server = inf.server
     log.info("serving %s on http://%s:%d (docs at /docs)", inf.model_path, server.host, server.port)
     uvicorn.run(

@@ -25,6 +25,7 @@ from api.model_slot import DetectorLike, LoadedModel, ModelSlot
 from detector.config import Config
 from detector.errors import DetectorError, ModelLoadError
 from detector.runtime.backends.base import BackendOptions
+from detector.runtime.engines import EngineBuilder
 from detector.runtime.images import decode_image
 
 log = logging.getLogger("api")
@@ -34,8 +35,9 @@ DetectorFactory = Callable[[str, str], DetectorLike]
 Status = Literal["loading", "ok", "failed", "shutting_down"]
 
 
-def default_detector_factory(config: Config) -> DetectorFactory:
-    """`Detector.load` with the thresholds and backend options of `config`."""
+def default_detector_factory(config: Config, engine_builder: EngineBuilder | None = None) -> DetectorFactory:
+    """`Detector.load` with the thresholds and backend options of `config`. `engine_builder` (injected by the CLI)
+    lets the TensorRT backend build a missing engine; without it only cached engines load."""
 
     def load(model_path: str, backend: str) -> DetectorLike:
         from detector.runtime import Detector  # the backends' libraries load only here
@@ -44,7 +46,7 @@ def default_detector_factory(config: Config) -> DetectorFactory:
         return Detector.load(
             model_path,
             backend=backend,
-            options=BackendOptions.from_config(config),  # the same options as `detector predict`
+            options=BackendOptions.from_config(config, engine_builder),  # the same options as `detector predict`
             conf=inf.conf,
             iou=inf.iou,
             max_det=inf.max_det,

@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from detector.runtime import BackendOptions, Detector, Timings
+from detector.runtime.engines import EngineSpec
 from detector.runtime.preprocess import preprocess_batch
 
 Images = list[npt.NDArray[np.uint8]]
@@ -49,7 +50,10 @@ class DetectorRunner:
         # CPU backends are pinned to the CPU (ONNX Runtime would otherwise pick CUDA where installed, against a
         # CPU baseline); TensorRT runs on the GPU by definition. `precision` only matters to TensorRT engines.
         device = "auto" if backend == "tensorrt" else "cpu"
-        options = BackendOptions(threads=threads, device=device, precision=precision)
+        from export.tensorrt import build_engine  # the benchmark builds missing engines, as `detector serve` does
+
+        engine = EngineSpec(precision=precision)
+        options = BackendOptions(threads=threads, device=device, engine=engine, engine_builder=build_engine)
         self.detector = Detector.load(model, backend, options=options)
 
     def prepare(self, images: Images) -> Calls:

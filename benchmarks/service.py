@@ -31,7 +31,7 @@ def local_service(model: Path, backend: str, threads: int, startup_s: float = 12
     cmd = [
         sys.executable,
         "-m",
-        "detector.cli",
+        "cli",
         "serve",
         "--model",
         str(model),

@@ -15,13 +15,17 @@ from typing import Any, Literal
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from detector.errors import ConfigError
 
 CONFIG_DIR = Path("configs")
 SECTIONS = ("data", "train", "export", "inference")
 ENV_PREFIX = "DETECTOR_"
+# The inference backends, fastest first (the order `auto` tries them). `detector.runtime.backends.REGISTRY` maps each
+# to its class; a test keeps the two in step. "auto" picks the first that runs here.
+BACKEND_NAMES: tuple[str, ...] = ("tensorrt", "openvino", "onnxruntime")
+BACKEND_CHOICES: tuple[str, ...] = ("auto", *BACKEND_NAMES)
 
 
 class _Strict(BaseModel):
@@ -127,7 +131,7 @@ class ServerConfig(_Strict):
 
 class InferenceConfig(_Strict):
     model_path: str = "models/model.onnx"
-    backend: Literal["auto", "onnxruntime", "openvino", "tensorrt"] = "auto"
+    backend: str = "auto"  # one of BACKEND_CHOICES
     device: str = "auto"
     threads: int = Field(0, ge=0, le=256)
     conf: float = Field(0.25, ge=0, le=1)
@@ -136,6 +140,13 @@ class InferenceConfig(_Strict):
     # Letterbox each batch to the smallest stride-multiple rectangle (where the model allows any height/width).
     rect: bool = True
     server: ServerConfig = ServerConfig()
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        if value not in BACKEND_CHOICES:
+            raise ValueError(f"unknown backend {value!r}; choose one of {', '.join(BACKEND_CHOICES)}")
+        return value
 
 
 class Config(_Strict):

@@ -26,13 +26,11 @@ must have been built by the same TensorRT version as the server's, with a batch 
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from detector.errors import InvalidInputError, ModelLoadError
 from detector.runtime.metadata import ModelMetadata, read_onnx_metadata
@@ -161,36 +159,3 @@ def write_repository(
         config.write_text(text, encoding="utf-8")
         written.append(config)
     return written
-
-
-def _cmd_triton(args: argparse.Namespace, config: Any) -> None:
-    onnx_path = Path(args.model or config.export.onnx_path)
-    written = write_repository(
-        onnx_path,
-        Path(args.out),
-        name=args.name,
-        max_batch=args.max_batch,
-        instances=args.instances,
-        kind="KIND_CPU" if args.cpu else "KIND_GPU",
-        plan=Path(args.plan) if args.plan else None,
-        max_queue_delay_us=args.max_queue_delay_us,
-    )
-    print(json.dumps({"repository": str(args.out), "configs": [str(p) for p in written]}, indent=2))
-
-
-def add_triton_command(export_subparsers: Any, add: Callable[..., argparse.ArgumentParser]) -> None:
-    """Register `detector export triton`."""
-    p = add(
-        "triton",
-        _cmd_triton,
-        "write an NVIDIA Triton model repository for the ONNX (and a TensorRT plan)",
-        export_subparsers,
-    )
-    p.add_argument("--model", help="ONNX model (default: export.onnx_path)")
-    p.add_argument("--out", required=True, help="model repository folder (created)")
-    p.add_argument("--name", default="detector", help="Triton model name (default: detector)")
-    p.add_argument("--max-batch", type=int, default=8, help="max_batch_size (default 8)")
-    p.add_argument("--instances", type=int, default=1, help="model instances per device (default 1)")
-    p.add_argument("--cpu", action="store_true", help="KIND_CPU instances for the ONNX model (default KIND_GPU)")
-    p.add_argument("--plan", help="a TensorRT engine (from `detector export engine`): adds the <name>_trt model")
-    p.add_argument("--max-queue-delay-us", type=int, default=2000, help="dynamic batching wait (default 2000)")

@@ -2,7 +2,8 @@
 own pipeline on the quick profile (generate -> train -> export -> evaluate), so tests exercise real artifacts.
 
 Set DETECTOR_TEST_CACHE=/some/dir to keep that pipeline's output between local runs (CI always starts fresh).
-Markers follow folders: tests/e2e -> slow, tests/gpu -> gpu.
+Markers follow folders (tests/e2e -> slow, tests/gpu -> gpu), and every test that needs the trained model (the
+`quick_pipeline` fixture, directly or through another fixture) is `slow` too, so `pytest -m "not slow"` trains nothing.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ STAGES = (["data", "generate"], ["train"], ["export", "onnx"], ["evaluate"])
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         parts = Path(str(item.fspath)).relative_to(REPO / "tests").parts
-        if parts[0] == "e2e":
+        if parts[0] == "e2e" or "quick_pipeline" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
         if parts[0] == "gpu":
             item.add_marker(pytest.mark.gpu)
@@ -41,7 +42,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def run_cli(args: list[str], cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess[str]:
     """Run `detector ...` as a user would, from `cwd`, against the repo's configs."""
     env = {**os.environ, "YOLO_OFFLINE": "1", "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "detector.cli", "--config-dir", str(REPO / "configs"), *args]
+    cmd = [sys.executable, "-m", "cli", "--config-dir", str(REPO / "configs"), *args]
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 

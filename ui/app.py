@@ -225,26 +225,6 @@ def launch(api_url: str, host: str = "127.0.0.1", port: int = 7860) -> None:
     app.launch(server_name=host, server_port=port, share=False, ssr_mode=False, show_error=True)
 
 
-def _cmd_ui(args: argparse.Namespace, config: Any) -> None:
-    try:
-        import gradio  # noqa: F401
-    except ImportError as exc:
-        from detector.errors import MissingDependencyError
-
-        raise MissingDependencyError("the web UI needs Gradio: install the `ui` extra (uv sync --extra ui)") from exc
-    launch(args.api_url, host=args.host, port=args.port)
-
-
-def add_ui_command(subparsers: Any, add: Callable[..., argparse.ArgumentParser]) -> None:
-    """Register `detector ui` (called from detector/cli.py's build_parser)."""
-    p = add("ui", _cmd_ui, "web UI (Gradio) for a running `detector serve`", subparsers)
-    p.add_argument(
-        "--api-url", default=DEFAULT_API_URL, help=f"base URL of the detection API (default {DEFAULT_API_URL})"
-    )
-    p.add_argument("--host", default="127.0.0.1", help="interface the UI listens on (0.0.0.0 for all)")
-    p.add_argument("--port", type=int, default=7860)
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     """`python -m ui.app --api-url ...`: the same as `detector ui`, without the CLI's config loading."""
     parser = argparse.ArgumentParser(prog="python -m ui.app", description="web UI for a running `detector serve`")

@@ -65,9 +65,9 @@ from numpy.typing import NDArray
 
 from detector.config import DataConfig
 from detector.data.hashing import dataset_hash
+from detector.data.yolo_format import SPLITS, write_data_yaml
 from detector.errors import DatasetError
 
-SPLITS = ("train", "val", "test")
 JPEG_QUALITY = 95
 # Full-resolution chroma (4:4:4): the default 4:2:0 smears colour 1-2 px past a shape's edge, past its box.
 _JPEG_PARAMS = [
@@ -185,7 +185,7 @@ def generate_dataset(config: DataConfig, out_dir: Path | None = None) -> Dataset
         for split, n in counts.items():
             if n > 0:
                 objects[split] = _write_split(tmp, preset, config, split, n)
-        _write_data_yaml(tmp, names, [s for s in SPLITS if counts[s] > 0])
+        write_data_yaml(tmp / "data.yaml", names, [s for s in SPLITS if counts[s] > 0])
         digest = dataset_hash(tmp)
         manifest = {
             "version": preset.version,
@@ -268,18 +268,6 @@ def _rng(seed: int, version: str, split: str, index: int) -> np.random.Generator
     # crc32 (not hash()) so the stream is stable across processes; seed % 2**64 accepts negative seeds.
     key = [seed % 2**64, zlib.crc32(version.encode()), SPLITS.index(split), index]
     return np.random.default_rng(np.random.SeedSequence(key))
-
-
-def _write_data_yaml(root: Path, names: dict[int, str], splits: list[str]) -> None:
-    lines = [
-        "# Written by detector.data.generator. No `path:` key on purpose: Ultralytics then resolves the",
-        "# splits relative to this file's folder, so the dataset survives being moved or dvc-pulled.",
-        *(f"{s}: images/{s}" for s in splits),
-        f"nc: {len(names)}",
-        "names:",
-        *(f"  {k}: {v}" for k, v in names.items()),
-    ]
-    (root / "data.yaml").write_text("\n".join(lines) + "\n")
 
 
 def _replace_dir(src: Path, dst: Path) -> None:

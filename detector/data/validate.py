@@ -7,7 +7,6 @@ file and, for label files, the line, so a broken dataset can be fixed in one pas
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,11 +15,9 @@ from typing import Any
 import yaml
 from PIL import Image
 
+from detector.data.yolo_format import IMAGE_SUFFIXES, LabelError, list_split_images, parse_label_line
 from detector.errors import DatasetError
 
-# The image suffixes Ultralytics loads (its IMG_FORMATS), lower case.
-IMG_SUFFIXES = frozenset({".bmp", ".dng", ".jpeg", ".jpg", ".mpo", ".png", ".tif", ".tiff", ".webp", ".pfm", ".heic"})
-BOX_TOLERANCE = 1e-6  # rounding to 6 decimals may push an edge a hair past 0 or 1
 MAX_LISTED_PROBLEMS = 50
 
 
@@ -110,8 +107,16 @@ def _check_split(root: Path, split: str, num_classes: int | None) -> list[Datase
     img_dir, lbl_dir = root / "images" / split, root / "labels" / split
     if not img_dir.is_dir():
         return [DatasetProblem(f"images/{split}", None, f"missing split folder for '{split}'")]
-    images = sorted(p for p in img_dir.iterdir() if p.is_file() and p.suffix.lower() in IMG_SUFFIXES)
+    images = list_split_images(root, split)
     problems: list[DatasetProblem] = []
+    for other in sorted(p for p in img_dir.iterdir() if p.is_file() and p not in images and p.name[0] != "."):
+        problems.append(
+            DatasetProblem(
+                f"images/{split}/{other.name}",
+                None,
+                f"not an image this project reads (use one of {', '.join(sorted(IMAGE_SUFFIXES))})",
+            )
+        )
     if not images:
         problems.append(DatasetProblem(f"images/{split}", None, f"split '{split}' has no images"))
     for img in images:
@@ -160,31 +165,8 @@ def _check_label_file(path: Path, rel: str, num_classes: int | None) -> list[Dat
     problems = []
     for n, line in enumerate(text.splitlines(), start=1):
         if line.strip():
-            message = _line_error(line.split(), num_classes)
-            if message:
-                problems.append(DatasetProblem(rel, n, message))
+            try:
+                parse_label_line(line, num_classes)
+            except LabelError as exc:
+                problems.append(DatasetProblem(rel, n, str(exc)))
     return problems
-
-
-def _line_error(fields: list[str], num_classes: int | None) -> str | None:
-    if len(fields) != 5:
-        return f"expected 5 fields 'class cx cy w h', got {len(fields)}"
-    try:
-        cls = int(fields[0])
-    except ValueError:
-        return f"class id {fields[0]!r} is not an integer"
-    if cls < 0 or (num_classes is not None and cls >= num_classes):
-        bound = "" if num_classes is None else f" [0, {num_classes})"
-        return f"class id {cls} out of range{bound}"
-    try:
-        cx, cy, w, h = (float(v) for v in fields[1:])
-    except ValueError:
-        return f"non-numeric box value in {' '.join(fields[1:])!r}"
-    if not all(math.isfinite(v) for v in (cx, cy, w, h)):
-        return f"non-finite box value in {' '.join(fields[1:])!r}"
-    if w <= 0 or h <= 0:
-        return f"box width and height must be positive, got w={w} h={h}"
-    lo, hi = -BOX_TOLERANCE, 1 + BOX_TOLERANCE
-    if not (lo <= cx - w / 2 and cx + w / 2 <= hi and lo <= cy - h / 2 and cy + h / 2 <= hi):
-        return f"box (cx={cx}, cy={cy}, w={w}, h={h}) extends outside the image [0, 1]"
-    return None

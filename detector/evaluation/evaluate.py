@@ -9,8 +9,9 @@ tail that a serving threshold (e.g. 0.25) would cut off; with the same settings 
 (`metrics.py`) the numbers are directly comparable with `yolo val` / training-time mAP, and a drop after export
 or quantisation shows up as a real difference rather than a change of protocol.
 
-Layout read: `<dataset>/images/<split>/*.{jpg,jpeg,png,bmp,webp}` and `<dataset>/labels/<split>/<stem>.txt`
-with one `class cx cy w h` row per object (normalised to [0, 1]); a missing label file means no objects.
+Layout read (`detector.data.yolo_format`, the same rules as the validator): `<dataset>/images/<split>/` and
+`<dataset>/labels/<split>/<stem>.txt` with one `class cx cy w h` row per object (normalised to [0, 1]); a missing
+label file means no objects.
 """
 
 from __future__ import annotations
@@ -23,13 +24,12 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from detector.data.yolo_format import IMAGE_SUFFIXES, labels_to_arrays, list_split_images, read_label_file
 from detector.errors import DatasetError
 from detector.evaluation.metrics import DetectionMetrics, MetricsResult
 from detector.runtime.detector import Detector
 
 log = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 
 
 def evaluate_split(
@@ -65,7 +65,7 @@ def list_images(dataset_dir: Path, split: str) -> list[Path]:
     folder = dataset_dir / "images" / split
     if not folder.is_dir():
         raise DatasetError(f"split {split!r} not found: {folder} is not a directory")
-    images = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    images = list_split_images(dataset_dir, split)
     if not images:
         raise DatasetError(f"split {split!r} is empty: no {'/'.join(sorted(IMAGE_SUFFIXES))} files in {folder}")
     return images
@@ -86,43 +86,14 @@ def read_labels(
     """YOLO label file -> `(m, 4)` xyxy boxes in pixels of a `width` x `height` image and `(m,)` classes.
 
     A missing file means an image without objects. `num_classes > 0` rejects class ids the model cannot predict.
+    An invalid line is a DatasetError naming the file and line: scoring around it would give a wrong mAP.
     """
-    if not path.is_file():
-        return np.zeros((0, 4), np.float32), np.zeros(0, np.int64)
-    rows: list[list[float]] = []
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        rows.append(_parse_row(path, lineno, line, num_classes))
-    if not rows:
-        return np.zeros((0, 4), np.float32), np.zeros(0, np.int64)
-    labels = np.asarray(rows, dtype=np.float32)
-    # Ultralytics' dataset loader drops exact duplicate rows before validating; do the same so counts agree.
-    _, first = np.unique(labels, axis=0, return_index=True)
-    if len(first) < len(labels):
-        log.warning("%s: %d duplicate labels removed", path, len(labels) - len(first))
-        labels = labels[np.sort(first)]
-    cx, cy, w, h = (labels[:, k] for k in range(1, 5))
-    xyxy = np.stack([(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height], 1)
-    return xyxy.astype(np.float32), labels[:, 0].astype(np.int64)
-
-
-def _parse_row(path: Path, lineno: int, line: str, num_classes: int) -> list[float]:
-    where = f"{path}:{lineno}"
-    parts = line.split()
-    if len(parts) != 5:
-        raise DatasetError(f"{where}: expected 5 values 'class cx cy w h', got {len(parts)}: {line.strip()!r}")
-    try:
-        values = [float(v) for v in parts]
-    except ValueError as exc:
-        raise DatasetError(f"{where}: non-numeric value in {line.strip()!r}") from exc
-    cls = values[0]
-    if cls != int(cls) or cls < 0 or (num_classes and cls >= num_classes):
-        raise DatasetError(f"{where}: class {parts[0]!r} is not an integer in [0, {num_classes or 'nc'})")
-    if not all(np.isfinite(values[1:])) or min(values[1:]) < 0 or max(values[1:]) > 1.01:
-        # 1.01 and the non-negative check follow Ultralytics' label verification tolerance.
-        raise DatasetError(f"{where}: coordinates must be normalised to [0, 1], got {line.strip()!r}")
-    return values
+    labels, problems = read_label_file(path, num_classes or None)
+    if problems:
+        line, message = problems[0]
+        more = f" (and {len(problems) - 1} more; run `detector data validate`)" if len(problems) > 1 else ""
+        raise DatasetError(f"{path}:{line}: {message}{more}")
+    return labels_to_arrays(labels, width, height)
 
 
 def _chunks(items: Sequence[Path], size: int) -> Iterator[Sequence[Path]]:

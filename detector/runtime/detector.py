@@ -21,6 +21,7 @@ from detector.errors import InvalidInputError, ModelLoadError
 from detector.runtime import backends
 from detector.runtime.backends.base import Backend, BackendOptions
 from detector.runtime.detections import Detections
+from detector.runtime.engines import read_sidecar
 from detector.runtime.metadata import ModelMetadata, read_onnx_metadata
 from detector.runtime.postprocess import postprocess
 from detector.runtime.preprocess import check_image, letterbox_params, preprocess_batch
@@ -191,7 +192,7 @@ class Detector:
             "version": m.version,
             "backend": self.backend.name,
             "device": self.backend.device_name,
-            "precision": m.precision if self.backend.name != "tensorrt" else self.backend.options.precision,
+            "precision": m.precision if self.backend.name != "tensorrt" else self.backend.options.engine.precision,
             "input_size": list(self.input_shape),
             "names": {str(k): v for k, v in m.names.items()},
             "head": m.head,
@@ -215,8 +216,6 @@ def _read_metadata(path: Path) -> ModelMetadata:
     """From the ONNX itself, or for a TensorRT `.engine` from its verified sidecar (engines carry no metadata)."""
     if path.suffix.lower() != ".engine":
         return read_onnx_metadata(path)
-    from export.engine_cache import read_sidecar  # needs neither TensorRT nor a GPU
-
     return read_sidecar(path).model_metadata
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from detector.config import Config, config_to_flat_dict
 from detector.data import check_dataset, dataset_hash
+from detector.data.yolo_format import present_splits, write_data_yaml
 from detector.errors import DatasetError, MissingDependencyError
 from detector.files import write_atomic
 from detector.runtime.metadata import sha256_file
@@ -41,7 +42,7 @@ class TrainResult:
     architecture: str
 
 
-def _prepare_ultralytics() -> Any:
+def prepare_ultralytics() -> Any:
     # Keep Ultralytics' settings inside the project (its global file is the user's), never reach the network,
     # and switch off its own MLflow callback: this module logs the run itself, with more context.
     os.environ.setdefault("YOLO_CONFIG_DIR", str(Path(".cache/ultralytics").resolve()))
@@ -55,26 +56,17 @@ def _prepare_ultralytics() -> Any:
     return YOLO
 
 
-def _write_data_yaml(dataset_dir: Path, names: dict[int, str], dest: Path) -> Path:
-    """An Ultralytics data file with an absolute path, so the dataset can live anywhere."""
-    import yaml
-
-    splits = {s: f"images/{s}" for s in ("train", "val", "test") if (dataset_dir / "images" / s).is_dir()}
-    dest.write_text(yaml.safe_dump({"path": str(dataset_dir.resolve()), **splits, "names": names}, sort_keys=False))
-    return dest
-
-
 def train(config: Config) -> TrainResult:
     """Validate the dataset, train, log everything to MLflow, write the stage outputs atomically."""
     dataset_dir = config.data.dataset_dir
     names = check_dataset(dataset_dir)  # raises DatasetError listing every problem with file and line
     data_hash = dataset_hash(dataset_dir)
-    YOLO = _prepare_ultralytics()
+    YOLO = prepare_ultralytics()
     tc = config.train
     mlflow = tracking.setup(tc.mlflow) if tc.mlflow.enabled else None
 
     with tempfile.TemporaryDirectory(prefix="train-") as tmp:
-        data_yaml = _write_data_yaml(dataset_dir, names, Path(tmp) / "data.yaml")
+        data_yaml = write_data_yaml(Path(tmp) / "data.yaml", names, present_splits(dataset_dir), dataset_dir)
         run_ctx = (
             mlflow.start_run(run_name=f"{tc.architecture}-{config.data.version}-e{tc.epochs}-{tc.imgsz}")
             if mlflow

@@ -44,7 +44,7 @@ def free_port() -> int:
 def start_server(model: Path, cwd: Path, *extra: str, env: dict[str, str] | None = None) -> Server:
     port = free_port()
     log = cwd / f"server-{port}.log"
-    cmd = [sys.executable, "-m", "detector.cli", "--config-dir", str(REPO / "configs"), "serve", "--port", str(port)]
+    cmd = [sys.executable, "-m", "cli", "--config-dir", str(REPO / "configs"), "serve", "--port", str(port)]
     cmd += ["--model", str(model), *extra]
     full_env = {**os.environ, "YOLO_OFFLINE": "1", "PYTHONPATH": str(REPO), **(env or {})}
     with open(log, "w") as fh:

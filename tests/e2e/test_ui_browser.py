@@ -69,7 +69,7 @@ def ui_url(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     work = tmp_path_factory.mktemp("ui")
     api_port, ui_port = free_port(), free_port()
     api_url, ui_url = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{ui_port}"
-    cli = ["-m", "detector.cli", "--config-dir", str(REPO / "configs")]
+    cli = ["-m", "cli", "--config-dir", str(REPO / "configs")]
     model = os.environ.get("DETECTOR_UI_MODEL", str(model_path))
     api = start([*cli, "serve", "--port", str(api_port), "--model", model], work / "api.log")
     ui = start(["-m", "ui.app", "--api-url", api_url, "--port", str(ui_port)], work / "ui.log")

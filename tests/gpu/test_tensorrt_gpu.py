@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 
 from detector.runtime import BackendOptions, Detections, Detector
+from detector.runtime.engines import BatchProfile, EngineSpec
 from detector.runtime.images import read_image
+from export.tensorrt import build_engine
 
 CONF = 0.1
 
@@ -79,7 +81,8 @@ def test_engine_matches_onnxruntime(
     rate: float,
 ) -> None:
     engine_dir = tmp_path_factory.mktemp(f"engines-{precision}")
-    options = BackendOptions(device="cuda:0", precision=precision, engine_dir=str(engine_dir), max_batch=4)
+    spec = EngineSpec(precision=precision, profile=BatchProfile(1, 4, 4), engine_dir=str(engine_dir))
+    options = BackendOptions(device="cuda:0", engine=spec, engine_builder=build_engine)
     with Detector.load(model_path, backend="tensorrt", options=options, conf=CONF) as det:
         assert det.backend_name == "tensorrt"
         ours = det.predict_batch(images)  # 16 images through a max-batch-4 profile: split

@@ -6,6 +6,7 @@ import importlib
 import logging
 from pathlib import Path
 
+from detector.config import BACKEND_NAMES
 from detector.errors import BackendUnavailableError, InvalidInputError, MissingDependencyError, ModelLoadError
 from detector.runtime.backends.base import Backend, BackendOptions, TensorSpec
 
@@ -20,7 +21,9 @@ REGISTRY: dict[str, str] = {
     "tensorrt": "detector.runtime.backends.tensorrt_backend:TensorRTBackend",
 }
 # `auto` tries these in order: fastest first where it can run.
-AUTO_ORDER: tuple[str, ...] = ("tensorrt", "openvino", "onnxruntime")
+AUTO_ORDER: tuple[str, ...] = BACKEND_NAMES
+if set(REGISTRY) != set(BACKEND_NAMES):  # pragma: no cover - a programming error, caught at import by every test
+    raise RuntimeError(f"backend registry {sorted(REGISTRY)} and config BACKEND_NAMES {BACKEND_NAMES} disagree")
 
 
 def get(name: str) -> type[Backend]:

@@ -7,7 +7,7 @@ file plus one registry entry (`detector.runtime.backends.REGISTRY`).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from detector.config import Config
+from detector.runtime.engines import EngineBuilder, EngineSpec
 
 
 @dataclass(frozen=True)
@@ -30,26 +31,20 @@ class BackendOptions:
 
     device: str = "auto"  # "cpu", "cuda", "cuda:1", "auto"
     threads: int = 0  # intra-op threads; 0 lets the library decide
-    precision: str = "fp32"  # the TensorRT engine's precision, fp32 | fp16 (CPU backends always compute in fp32)
-    engine_dir: str = "models/engines"  # TensorRT engine cache (engines are code: loaded only from here)
-    min_batch: int = 1  # TensorRT optimisation profile: min / opt / max batch
-    opt_batch: int = 4
-    max_batch: int = 8
-    workspace_gb: float = 2.0
+    # The TensorRT engine's precision, profile and cache folder (CPU backends always compute in fp32).
+    engine: EngineSpec = field(default_factory=EngineSpec)
+    # Builds a missing engine (`export.tensorrt.build_engine`), injected by the composition root (the CLI). None: the
+    # TensorRT backend loads cached engines only and says how to build one.
+    engine_builder: EngineBuilder | None = None
 
     @classmethod
-    def from_config(cls, config: Config) -> BackendOptions:
+    def from_config(cls, config: Config, engine_builder: EngineBuilder | None = None) -> BackendOptions:
         """Serving options from `inference.*`, engine options from `export.engine.*` (one source for both)."""
-        inf, engine = config.inference, config.export.engine
         return cls(
-            device=inf.device,
-            threads=inf.threads,
-            precision=engine.precision,
-            engine_dir=engine.engine_dir,
-            min_batch=engine.min_batch,
-            opt_batch=engine.opt_batch,
-            max_batch=engine.max_batch,
-            workspace_gb=engine.workspace_gb,
+            device=config.inference.device,
+            threads=config.inference.threads,
+            engine=EngineSpec.from_config(config.export.engine),
+            engine_builder=engine_builder,
         )
 
 

@@ -1,10 +1,11 @@
 """TensorRT backend (TensorRT 10 and 11): a serialized engine run through pycuda buffers on an owner thread.
 
 Model path:
-  * `model.onnx`: the engine comes from the cache in `options.engine_dir`, keyed by the ONNX's sha256, GPU,
-    TensorRT version, precision and batch profile (`export.tensorrt.resolve_engine`); it is built, and logged, when
-    missing or when the cached one is refused (corrupt, modified, other TensorRT or GPU).
-  * `name.engine`: must lie inside `options.engine_dir` (symlinks resolved) and match its sidecar (sha256, TensorRT
+  * `model.onnx`: the engine comes from the cache in `options.engine.engine_dir`, keyed by the ONNX's sha256, GPU,
+    TensorRT version, precision and batch profile (`detector.runtime.engines.resolve_engine`); when missing or
+    refused (corrupt, modified, other TensorRT or GPU) it is built by the injected `options.engine_builder`, or, with
+    none, the backend is unavailable with the command that builds it.
+  * `name.engine`: must lie inside the engine directory (symlinks resolved) and match its sidecar (sha256, TensorRT
     version, GPU). Engines are executable code: nothing else is ever deserialised.
 
 Threading: one `CudaOwner` thread per backend owns the pycuda context; deserialisation, buffer allocation,
@@ -32,6 +33,7 @@ import numpy.typing as npt
 from detector.errors import BackendUnavailableError, InvalidInputError, ModelLoadError
 from detector.runtime.backends.base import Backend, BackendOptions, TensorSpec
 from detector.runtime.backends.cuda_owner import CudaOwner
+from detector.runtime.engines import current_target, load_verified, require_tensorrt, resolve_engine
 
 log = logging.getLogger(__name__)
 
@@ -85,27 +87,16 @@ class TensorRTBackend(Backend):
 
     def __init__(self, model_path: Path, options: BackendOptions) -> None:
         super().__init__(model_path, options)
-        from export.engine_cache import load_verified
-        from export.tensorrt import current_target, require_tensorrt, resolve_engine
-
         self._index = _device_index(options.device)
         require_tensorrt()
         suffix = model_path.suffix.lower()
         if suffix == ".onnx":
             self.engine_info, engine_bytes = resolve_engine(
-                model_path,
-                options.engine_dir,
-                precision=options.precision,
-                workspace_gb=options.workspace_gb,
-                # The profile comes from `export.engine` (BackendOptions.from_config), so an engine built by
-                # `detector export engine` is the one the runtime finds in the cache.
-                min_batch=options.min_batch,
-                opt_batch=options.opt_batch,
-                max_batch=options.max_batch,
-                device_index=self._index,
+                model_path, options.engine, self._index, build=options.engine_builder
             )
         elif suffix == ".engine":
-            self.engine_info, engine_bytes = load_verified(model_path, options.engine_dir, current_target(self._index))
+            target = current_target(self._index)
+            self.engine_info, engine_bytes = load_verified(model_path, options.engine.engine_dir, target)
         else:
             raise ModelLoadError(f"TensorRT backend loads .onnx or .engine files, got {model_path}")
         self._owner = CudaOwner(self._index, name="tensorrt")

@@ -141,11 +141,12 @@ def test_unreadable_image_raises_with_its_path(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("line", "error"),
     [
-        ("0 0.5 0.5 0.2", "expected 5 values"),
+        ("0 0.5 0.5 0.2", "expected 5 fields"),
         ("0 0.5 0.5 0.2 x", "non-numeric"),
         ("1.5 0.5 0.5 0.2 0.2", "not an integer"),
-        ("3 0.5 0.5 0.2 0.2", "not an integer"),  # only 3 classes
-        ("0 0.5 0.5 2.0 0.2", "normalised"),
+        ("3 0.5 0.5 0.2 0.2", "out of range"),  # only 3 classes
+        ("0 0.5 0.5 2.0 0.2", "outside the image"),
+        ("0 0.5 0.5 0.0 0.2", "must be positive"),
     ],
 )
 def test_malformed_label_raises_with_file_and_line(tmp_path: Path, line: str, error: str) -> None:

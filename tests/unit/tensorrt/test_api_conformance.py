@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[3]
 PYCUDA_STUBS = Path(__file__).resolve().parent / "pycuda_stubs"
 CHECKED = [
     "export/tensorrt.py",
-    "export/engine_cache.py",
+    "detector/runtime/engines.py",
     "export/fp16.py",
     "detector/runtime/backends/tensorrt_backend.py",
     "detector/runtime/backends/cuda_owner.py",

@@ -20,10 +20,18 @@ from detector.errors import BackendUnavailableError, InvalidInputError, ModelLoa
 from detector.runtime import BackendOptions, Detections, Detector, backends
 from detector.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
 from detector.runtime.backends.tensorrt_backend import TensorRTBackend
+from detector.runtime.engines import (
+    BatchProfile,
+    EngineSpec,
+    EngineTarget,
+    engine_key,
+    read_sidecar,
+    resolve_engine,
+    sidecar_path,
+)
 from detector.runtime.images import read_image
 from detector.runtime.metadata import read_onnx_metadata
-from export.engine_cache import BatchProfile, EngineTarget, engine_key, read_sidecar, sidecar_path
-from export.tensorrt import build_engine, resolve_engine
+from export.tensorrt import build_engine
 
 CONF = 0.1  # low, so the quick model yields plenty of boxes to compare
 
@@ -41,10 +49,15 @@ def reference(model_path: Path, images: list[np.ndarray]) -> list[Detections]:
     return ref
 
 
-def _options(engine_dir: Path, **kw: object) -> BackendOptions:
-    if "max_batch" in kw and "opt_batch" not in kw:  # keep min <= opt <= max for small profiles
-        kw["opt_batch"] = min(4, int(kw["max_batch"]))  # type: ignore[call-overload]
-    return BackendOptions(device="cuda:0", engine_dir=str(engine_dir), **kw)  # type: ignore[arg-type]
+def _spec(engine_dir: Path, precision: str = "fp32", min_batch: int = 1, max_batch: int = 8) -> EngineSpec:
+    profile = BatchProfile(min_batch, max(min_batch, min(4, max_batch)), max_batch)  # keep min <= opt <= max
+    return EngineSpec(precision=precision, profile=profile, engine_dir=str(engine_dir))
+
+
+def _options(engine_dir: Path, precision: str = "fp16", min_batch: int = 1, max_batch: int = 8) -> BackendOptions:
+    """Options as the CLI builds them: the engine spec plus the injected builder."""
+    spec = _spec(engine_dir, precision, min_batch, max_batch)
+    return BackendOptions(device="cuda:0", engine=spec, engine_builder=build_engine)
 
 
 def _trt_detector(model_path: Path, engine_dir: Path, **kw: object) -> Detector:
@@ -172,8 +185,8 @@ def test_engine_key_depends_on_everything_an_engine_depends_on() -> None:
 def test_cache_reuses_a_valid_engine_and_builds_per_version_and_gpu(
     standin: ModuleType, model_path: Path, tmp_path: Path
 ) -> None:
-    first, _ = resolve_engine(model_path, tmp_path, precision="fp32")
-    again, _ = resolve_engine(model_path, tmp_path, precision="fp32")
+    first, _ = resolve_engine(model_path, _spec(tmp_path), 0, build=build_engine)
+    again, _ = resolve_engine(model_path, _spec(tmp_path), 0, build=build_engine)
     assert again.path == first.path and standin.trt.stats["builds"] == 1
     sidecar = json.loads(sidecar_path(first.path).read_text())
     assert sidecar["target"]["trt_version"] == "10.16.1.11"
@@ -181,9 +194,9 @@ def test_cache_reuses_a_valid_engine_and_builds_per_version_and_gpu(
     assert {"onnx_sha256", "engine_sha256", "profile", "created_at", "precision", "imgsz"} <= set(sidecar)
 
     standin.reset(version="11.4.0.106")
-    newer, _ = resolve_engine(model_path, tmp_path, precision="fp32")
+    newer, _ = resolve_engine(model_path, _spec(tmp_path), 0, build=build_engine)
     standin.reset(devices=[("NVIDIA A100", (8, 0))])
-    other_gpu, _ = resolve_engine(model_path, tmp_path, precision="fp32")
+    other_gpu, _ = resolve_engine(model_path, _spec(tmp_path), 0, build=build_engine)
     assert len({first.path, newer.path, other_gpu.path}) == 3
     assert len(list(tmp_path.glob("*.engine"))) == 3
 
@@ -192,7 +205,7 @@ def test_cache_reuses_a_valid_engine_and_builds_per_version_and_gpu(
 def test_cache_refuses_bad_engines_and_rebuilds(
     standin: ModuleType, model_path: Path, tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    info = build_engine(model_path, tmp_path, precision="fp32")
+    info = build_engine(model_path, _spec(tmp_path))
     side = sidecar_path(info.path)
     data = json.loads(side.read_text())
     if damage == "corrupt":
@@ -209,7 +222,7 @@ def test_cache_refuses_bad_engines_and_rebuilds(
         damage, "malformed"
     )
     with caplog.at_level(logging.WARNING):
-        rebuilt, _ = resolve_engine(model_path, tmp_path, precision="fp32")
+        rebuilt, _ = resolve_engine(model_path, _spec(tmp_path), 0, build=build_engine)
     assert "refusing cached engine" in caplog.text and reason in caplog.text
     assert standin.trt.stats["builds"] == 2 and rebuilt.path == info.path
     # And the backend loads through the same path, ending with a working engine.
@@ -221,7 +234,7 @@ def test_engine_file_loads_only_from_engine_dir_and_when_verified(
     standin: ModuleType, model_path: Path, tmp_path: Path, images: list[np.ndarray], reference: list[Detections]
 ) -> None:
     engine_dir = tmp_path / "engines"
-    info = build_engine(model_path, engine_dir, precision="fp32")
+    info = build_engine(model_path, _spec(engine_dir))
     # A valid engine file loads, and its sidecar carries the metadata Detector needs.
     backend = TensorRTBackend(info.path, _options(engine_dir, precision="fp32"))
     with Detector(backend, read_sidecar(info.path).model_metadata, conf=CONF) as det:
@@ -248,7 +261,7 @@ def test_engine_file_loads_only_from_engine_dir_and_when_verified(
 
 
 def test_engine_from_another_tensorrt_version_is_refused(standin: ModuleType, model_path: Path, tmp_path: Path) -> None:
-    info = build_engine(model_path, tmp_path, precision="fp32")
+    info = build_engine(model_path, _spec(tmp_path))
     standin.reset(version="11.4.0.106")
     with pytest.raises(BackendUnavailableError, match=r"built with TensorRT 10\.16\.1\.11.*11\.4\.0\.106"):
         TensorRTBackend(info.path, _options(tmp_path))
@@ -258,9 +271,9 @@ def test_engine_the_runtime_cannot_deserialize_is_a_load_error(
     standin: ModuleType, model_path: Path, tmp_path: Path
 ) -> None:
     # Sidecar and hash agree, but the plan itself is from another build: TensorRT returns None, we raise.
-    info = build_engine(model_path, tmp_path, precision="fp32")
+    info = build_engine(model_path, _spec(tmp_path))
     standin.trt.reset("10.99")
-    forged = build_engine(model_path, tmp_path / "other", precision="fp32")
+    forged = build_engine(model_path, _spec(tmp_path / "other"))
     standin.trt.reset("10.16.1.11")
     info.path.write_bytes(forged.path.read_bytes())
     side = json.loads(sidecar_path(info.path).read_text())
@@ -273,7 +286,7 @@ def test_engine_the_runtime_cannot_deserialize_is_a_load_error(
 
 def test_bad_batch_profile_is_a_typed_error(standin: ModuleType, model_path: Path, tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match="min <= opt <= max"):
-        build_engine(model_path, tmp_path, min_batch=4, opt_batch=2, max_batch=8)
+        EngineSpec(profile=BatchProfile(4, 2, 8))
 
 
 # --- availability and fallback -----------------------------------------------------------------------------------
@@ -313,7 +326,7 @@ def test_tensorrt_missing_is_unavailable_and_auto_falls_back(
 
 def test_cpu_device_is_refused(standin: ModuleType, model_path: Path, tmp_path: Path) -> None:
     with pytest.raises(BackendUnavailableError, match="NVIDIA GPUs only"):
-        TensorRTBackend(model_path, BackendOptions(device="cpu", engine_dir=str(tmp_path)))
+        TensorRTBackend(model_path, BackendOptions(device="cpu", engine=_spec(tmp_path)))
 
 
 def test_importing_the_runtime_does_not_import_tensorrt() -> None:
@@ -321,7 +334,7 @@ def test_importing_the_runtime_does_not_import_tensorrt() -> None:
     import sys
 
     code = (
-        "import sys, detector.runtime, detector.runtime.backends.tensorrt_backend, export.tensorrt, detector.cli;"
+        "import sys, detector.runtime, detector.runtime.backends.tensorrt_backend, export.tensorrt, cli.main;"
         "assert 'tensorrt' not in sys.modules and 'pycuda' not in sys.modules, sorted(sys.modules)"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[3])
@@ -330,7 +343,7 @@ def test_importing_the_runtime_does_not_import_tensorrt() -> None:
 def test_cli_builds_an_engine(
     standin: ModuleType, model_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from detector.cli import main
+    from cli.main import main
 
     configs = Path(__file__).resolve().parents[3] / "configs"
     args = ["--config-dir", str(configs), "export", "engine", "--onnx", str(model_path)]

@@ -110,14 +110,16 @@ def _ultralytics_val(config: Config, weights: Path) -> dict[str, float]:
     import tempfile
 
     from detector.data import load_names
-    from detector.training.train import _prepare_ultralytics, _write_data_yaml
+    from detector.data.yolo_format import present_splits, write_data_yaml
+    from detector.training.train import prepare_ultralytics
 
     if not weights.exists():
         return {}
-    YOLO = _prepare_ultralytics()
+    YOLO = prepare_ultralytics()
     dataset_dir = config.data.dataset_dir
     with tempfile.TemporaryDirectory(prefix="val-") as tmp:
-        data_yaml = _write_data_yaml(dataset_dir, load_names(dataset_dir), Path(tmp) / "data.yaml")
+        names = load_names(dataset_dir)
+        data_yaml = write_data_yaml(Path(tmp) / "data.yaml", names, present_splits(dataset_dir), dataset_dir)
         # rect=False: `Model.val` defaults to rectangular batches padded by half a stride (a 128 px image becomes a
         # 160 px input), which is not the fixed letterboxed input the exported model is served with.
         metrics = YOLO(str(weights)).val(

@@ -1,30 +1,41 @@
-"""TensorRT engine cache: where engines live, what they were built for, and when one may be loaded.
+"""TensorRT engine lookup and verification: where engines live, what they were built for, when one may be loaded.
 
 An engine is executable code tied to one TensorRT version and one GPU model, so every engine file has a JSON
 sidecar recording what it was built from and for. An engine is loaded only when
   * it lies inside the configured engine_dir (symlinks resolved), and
   * its bytes hash to the sidecar's `engine_sha256`, and
   * the sidecar's TensorRT version, GPU and compute capability match this machine.
-Anything else is refused with the reason; the cache (`export.tensorrt.resolve_engine`) then rebuilds.
+Anything else is refused with the reason; `resolve_engine` then asks the injected builder (`export.tensorrt`, wired
+in by the CLI) for a new one, or says how to build it when no builder was given. *Building* lives in `export/`; this
+module only finds and checks, so the serving runtime never imports the build code.
 
-This module needs neither TensorRT nor a GPU: it is plain files and hashes.
+Files and hashes need neither TensorRT nor a GPU; `current_target` imports TensorRT and pycuda lazily.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from detector.errors import BackendUnavailableError, InvalidInputError, ModelLoadError
-from detector.runtime.metadata import ModelMetadata
+from detector.errors import BackendUnavailableError, InvalidInputError, MissingDependencyError, ModelLoadError
+from detector.runtime.metadata import ModelMetadata, sha256_file
+
+if TYPE_CHECKING:
+    from detector.config import EngineConfig
+
+log = logging.getLogger(__name__)
 
 SIDECAR_SUFFIX = ".json"
 ENGINE_SUFFIX = ".engine"
 SIDECAR_FORMAT = 1
+PRECISIONS = ("fp32", "fp16")
+INSTALL_HINT = "install TensorRT and pycuda on a machine with an NVIDIA GPU (pip install tensorrt-cu12 pycuda)"
 
 
 @dataclass(frozen=True)
@@ -50,6 +61,31 @@ class BatchProfile:
                 f"engine batches must satisfy 1 <= min <= opt <= max, got {self.min_batch}/{self.opt_batch}/"
                 f"{self.max_batch}"
             )
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """Everything an engine is built with, carried as one value from `export.engine` to the builder and the cache."""
+
+    precision: str = "fp16"
+    workspace_gb: float = 2.0
+    profile: BatchProfile = field(default_factory=BatchProfile)
+    engine_dir: str = "models/engines"  # engines are code: loaded only from here
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise InvalidInputError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.workspace_gb <= 0:
+            raise InvalidInputError(f"workspace_gb must be > 0, got {self.workspace_gb}")
+
+    @classmethod
+    def from_config(cls, engine: EngineConfig) -> EngineSpec:
+        return cls(
+            precision=engine.precision,
+            workspace_gb=engine.workspace_gb,
+            profile=BatchProfile(engine.min_batch, engine.opt_batch, engine.max_batch),
+            engine_dir=engine.engine_dir,
+        )
 
 
 @dataclass(frozen=True)
@@ -170,3 +206,70 @@ def load_verified(engine: str | Path, engine_dir: str | Path, target: EngineTarg
             f"{info.engine_sha256[:12]}...): corrupt or modified; refusing to load it"
         )
     return info, data
+
+
+# What `export.tensorrt.build_engine` is to the runtime: (onnx_path, spec, device_index) -> the new engine's sidecar.
+EngineBuilder = Callable[[Path, EngineSpec, int], EngineInfo]
+
+
+def require_tensorrt() -> None:
+    """MissingDependencyError unless `tensorrt` and `pycuda.driver` import. Callers then import them locally: a
+    plain `import tensorrt as trt` keeps the module's real type, so mypy checks every call against TensorRT's API."""
+    try:
+        import tensorrt  # noqa: F401
+    except Exception as exc:  # ImportError, or OSError when libnvinfer is missing
+        raise MissingDependencyError(f"TensorRT is not installed or cannot load ({exc}); {INSTALL_HINT}") from exc
+    try:
+        import pycuda.driver  # noqa: F401
+    except Exception as exc:  # ImportError, or the driver library failing to load
+        raise MissingDependencyError(f"pycuda cannot be imported ({exc}); {INSTALL_HINT}") from exc
+
+
+def current_target(device_index: int = 0) -> EngineTarget:
+    """This machine's TensorRT version and GPU `device_index` (no CUDA context is created)."""
+    require_tensorrt()
+    import pycuda.driver as cuda
+    import tensorrt as trt
+
+    try:
+        cuda.init()
+        count = cuda.Device.count()
+    except Exception as exc:  # pycuda.driver.Error: no driver, no device
+        raise BackendUnavailableError(f"no usable NVIDIA GPU ({exc})") from exc
+    if not 0 <= device_index < count:
+        raise BackendUnavailableError(f"GPU {device_index} requested, {count} visible")
+    device = cuda.Device(device_index)
+    major, minor = device.compute_capability()
+    return EngineTarget(
+        trt_version=str(trt.__version__), gpu_name=str(device.name()), compute_capability=f"{major}.{minor}"
+    )
+
+
+def resolve_engine(
+    onnx_path: str | Path, spec: EngineSpec, device_index: int = 0, build: EngineBuilder | None = None
+) -> tuple[EngineInfo, bytes]:
+    """A valid cached engine for `onnx_path` on this machine (sidecar and verified bytes).
+
+    A cached engine that fails verification (corrupt, modified, other TensorRT or GPU) is refused with a logged
+    reason. A missing or refused engine is built by `build` when one was injected; without a builder (the serving
+    image ships no build code) the error says which command builds it, and `auto` falls back to another backend.
+    """
+    onnx_path = Path(onnx_path)
+    if not onnx_path.is_file():
+        raise ModelLoadError(f"model file not found: {onnx_path}")
+    target = current_target(device_index)
+    key = engine_key(sha256_file(onnx_path), target, spec.precision, spec.profile)
+    cached = engine_path(spec.engine_dir, key)
+    if cached.exists():
+        try:
+            return load_verified(cached, spec.engine_dir, target)
+        except (ModelLoadError, BackendUnavailableError) as exc:
+            log.warning("refusing cached engine %s: %s", cached, exc)
+    if build is None:
+        raise BackendUnavailableError(
+            f"no valid TensorRT {spec.precision} engine for {onnx_path} in {spec.engine_dir} (key {key}); build it "
+            f"with `detector export engine --onnx {onnx_path}`"
+        )
+    log.info("no usable TensorRT engine for %s (key %s); building it (this takes a while, once)", onnx_path, key)
+    info = build(onnx_path, spec, device_index)
+    return load_verified(info.path, spec.engine_dir, target)

@@ -1,0 +1,96 @@
+"""`detector export engine` (TensorRT) and `detector export triton`. `export onnx` is a pipeline stage."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from cli.main import Commands
+from detector.config import Config
+from detector.runtime.engines import (
+    PRECISIONS,
+    BatchProfile,
+    EngineInfo,
+    EngineSpec,
+    resolve_engine,
+    sidecar_path,
+)
+
+
+def engine_spec(args: argparse.Namespace, config: Config) -> EngineSpec:
+    """`export.engine` from the config, with the flags given on the command line on top."""
+    eng = config.export.engine
+    return EngineSpec(
+        precision=args.precision or eng.precision,
+        workspace_gb=args.workspace_gb or eng.workspace_gb,
+        profile=BatchProfile(
+            args.min_batch or eng.min_batch, args.opt_batch or eng.opt_batch, args.max_batch or eng.max_batch
+        ),
+        engine_dir=args.engine_dir or eng.engine_dir,
+    )
+
+
+def cmd_engine(args: argparse.Namespace, config: Config) -> None:
+    from export.tensorrt import build_engine
+
+    spec = engine_spec(args, config)
+    onnx_path = Path(args.onnx or config.export.onnx_path)
+    timing_cache = not args.no_timing_cache
+    if args.force:
+        info = build_engine(onnx_path, spec, args.device, timing_cache=timing_cache)
+    else:
+
+        def build(path: Path, spec: EngineSpec, device: int) -> EngineInfo:
+            return build_engine(path, spec, device, timing_cache=timing_cache)
+
+        info, _ = resolve_engine(onnx_path, spec, args.device, build=build)
+    print(json.dumps(json.loads(info.to_json()) | {"sidecar": str(sidecar_path(info.path))}, indent=2))
+
+
+def cmd_triton(args: argparse.Namespace, config: Config) -> None:
+    from export.triton import write_repository
+
+    onnx_path = Path(args.model or config.export.onnx_path)
+    written = write_repository(
+        onnx_path,
+        Path(args.out),
+        name=args.name,
+        max_batch=args.max_batch,
+        instances=args.instances,
+        kind="KIND_CPU" if args.cpu else "KIND_GPU",
+        plan=Path(args.plan) if args.plan else None,
+        max_queue_delay_us=args.max_queue_delay_us,
+    )
+    print(json.dumps({"repository": str(args.out), "configs": [str(p) for p in written]}, indent=2))
+
+
+def register(commands: Commands) -> None:
+    p = commands.add(
+        "engine",
+        cmd_engine,
+        "build (or reuse from the cache) a TensorRT engine for this GPU from an ONNX model",
+        "export",
+    )
+    p.add_argument("--onnx", help="ONNX model (default: export.onnx_path)")
+    p.add_argument("--precision", choices=PRECISIONS, help="default: export.engine.precision")
+    p.add_argument("--engine-dir", help="default: export.engine.engine_dir")
+    p.add_argument("--workspace-gb", type=float)
+    p.add_argument("--min-batch", type=int)
+    p.add_argument("--opt-batch", type=int)
+    p.add_argument("--max-batch", type=int)
+    p.add_argument("--device", type=int, default=0, help="GPU index")
+    p.add_argument("--force", action="store_true", help="rebuild even when a valid cached engine exists")
+    p.add_argument("--no-timing-cache", action="store_true")
+
+    p = commands.add(
+        "triton", cmd_triton, "write an NVIDIA Triton model repository for the ONNX (and a TensorRT plan)", "export"
+    )
+    p.add_argument("--model", help="ONNX model (default: export.onnx_path)")
+    p.add_argument("--out", required=True, help="model repository folder (created)")
+    p.add_argument("--name", default="detector", help="Triton model name (default: detector)")
+    p.add_argument("--max-batch", type=int, default=8, help="max_batch_size (default 8)")
+    p.add_argument("--instances", type=int, default=1, help="model instances per device (default 1)")
+    p.add_argument("--cpu", action="store_true", help="KIND_CPU instances for the ONNX model (default KIND_GPU)")
+    p.add_argument("--plan", help="a TensorRT engine (from `detector export engine`): adds the <name>_trt model")
+    p.add_argument("--max-queue-delay-us", type=int, default=2000, help="dynamic batching wait (default 2000)")

@@ -1,0 +1,39 @@
+"""`detector train`, `detector export onnx`, `detector evaluate`: the DVC stages (see cli/stages.py)."""
+
+from __future__ import annotations
+
+import argparse
+
+from cli.main import Commands, require
+from cli.output import print_json
+from detector.config import Config
+
+
+def cmd_train(args: argparse.Namespace, config: Config) -> None:
+    require("ultralytics", "train")
+    from cli.stages import stage_train
+
+    print_json(stage_train(config))
+
+
+def cmd_export_onnx(args: argparse.Namespace, config: Config) -> None:
+    require("ultralytics", "train")
+    from cli.stages import stage_export
+
+    print_json(stage_export(config, weights=args.weights, out=args.out))
+
+
+def cmd_evaluate(args: argparse.Namespace, config: Config) -> None:
+    from cli.stages import stage_evaluate
+
+    print_json(stage_evaluate(config, register=not args.no_register))
+
+
+def register(commands: Commands) -> None:
+    commands.add("train", cmd_train, "train with Ultralytics; the run is logged to MLflow")
+    commands.group("export", "export models: ONNX, TensorRT engines, a Triton repository")
+    p = commands.add("onnx", cmd_export_onnx, "export Ultralytics weights to ONNX with embedded metadata", "export")
+    p.add_argument("--weights", default="models/best.pt")
+    p.add_argument("--out", default=None, help="default: export.onnx_path")
+    p = commands.add("evaluate", cmd_evaluate, "mAP of the exported ONNX through this project's runtime; registers it")
+    p.add_argument("--no-register", action="store_true", help="do not touch the MLflow model registry")
