@@ -241,8 +241,19 @@ def makefile_sync_extras(target: str) -> set[str]:
     text = (REPO / "Makefile").read_text()
     block = re.search(rf"^{re.escape(target)}:.*?\n((?:\t.*\n)+)", text, re.M)
     assert block, f"Makefile target {target} not found"
-    sync = next(line for line in block.group(1).splitlines() if " sync " in line)
+    sync = next(line for line in block.group(1).splitlines() if " sync " in line or "$(SYNC)" in line)
     return option_values(shlex.split(sync), "--extra")
+
+
+def test_make_targets_never_uninstall_each_other() -> None:
+    """`uv sync` is exact by default: a target syncing fewer extras would remove the others' packages (after
+    `make experiments`, pytest was gone). Every install target syncs inexactly."""
+    text = (REPO / "Makefile").read_text()
+    definition = re.search(r"^SYNC := (.*)$", text, re.M)
+    assert definition and "--inexact" in definition.group(1).split()
+    for target in ("install-serve", "install-train", "install-dev"):
+        block = re.search(rf"^{target}:.*?\n((?:\t.*\n)+)", text, re.M)
+        assert block and "$(SYNC)" in block.group(1), f"{target} must use $(SYNC)"
 
 
 def test_image_extras_are_installed_by_the_test_environment() -> None:

@@ -1,0 +1,63 @@
+"""The `detector` command: every subcommand is registered whatever is installed, and a missing extra says what to
+install instead of hiding the command."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from cli.main import build_parser, main
+
+COMMANDS = [
+    ["data", "generate"],
+    ["data", "validate"],
+    ["train"],
+    ["export", "onnx"],
+    ["export", "engine"],
+    ["export", "triton", "--out", "repo"],
+    ["evaluate"],
+    ["predict", "x.jpg"],
+    ["serve"],
+    ["backends"],
+    ["ui"],
+]
+
+
+@pytest.mark.parametrize("argv", COMMANDS, ids=lambda a: " ".join(a))
+def test_every_command_is_registered(argv: list[str]) -> None:
+    args = build_parser().parse_args(argv)
+    assert callable(args.handler)
+
+
+def test_ui_flags_parse() -> None:
+    args = build_parser().parse_args(["ui", "--api-url", "http://x:1", "--port", "9999"])
+    assert (args.api_url, args.host, args.port) == ("http://x:1", "127.0.0.1", 9999)
+
+
+@pytest.mark.parametrize(
+    ("argv", "missing", "hint"),
+    [
+        (["ui"], "gradio", "make install-dev"),
+        (["serve"], "uvicorn", "make install-serve"),
+        (["train"], "ultralytics", "make install-train"),
+    ],
+)
+def test_missing_extra_prints_what_to_install(
+    argv: list[str], missing: str, hint: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # What `import <missing>` raises when the package is not installed. The command must still exist (parse) and
+    # fail with exit code 2 and the install hint, not a traceback or "invalid choice".
+    monkeypatch.setitem(sys.modules, missing, None)
+    for module in [m for m in sys.modules if m.startswith(("api.server", "ui.app"))]:
+        monkeypatch.delitem(sys.modules, module)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert hint in err and "extra" in err
+
+
+def test_serve_wires_the_engine_builder() -> None:
+    from cli.wiring import engine_builder
+    from export.tensorrt import build_engine
+
+    assert engine_builder() is build_engine
