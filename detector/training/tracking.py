@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import math
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -30,15 +29,6 @@ def mlflow_metric_name(key: str) -> str:
     if key in _RENAMES:
         return _RENAMES[key]
     return re.sub(r"[^A-Za-z0-9_\-. ]", "_", key.replace("/", "_"))
-
-
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def setup(cfg: MlflowConfig) -> Any:

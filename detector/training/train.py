@@ -21,6 +21,7 @@ from detector.data import check_dataset, dataset_hash
 from detector.data.yolo_format import present_splits, write_data_yaml
 from detector.errors import DatasetError, MissingDependencyError
 from detector.files import write_atomic
+from detector.provenance import git_commit
 from detector.runtime.metadata import sha256_file
 from detector.training import tracking
 
@@ -78,7 +79,7 @@ def train(config: Config) -> TrainResult:
                 mlflow.log_params(_loggable(config_to_flat_dict(config), exclude=("inference.",)))
                 mlflow.set_tags(
                     {
-                        "git_commit": tracking.git_commit(),
+                        "git_commit": git_commit(),
                         "data.version": config.data.version,
                         "data.sha256": data_hash,
                         "architecture": tc.architecture,
