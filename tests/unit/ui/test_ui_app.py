@@ -3,7 +3,6 @@ with httpx.MockTransport standing in for the network."""
 
 from __future__ import annotations
 
-import argparse
 import io
 from collections.abc import Callable
 from typing import Any
@@ -16,7 +15,6 @@ from ui.app import (
     EXAMPLES_DIR,
     PALETTE,
     ApiError,
-    add_ui_command,
     draw_detections,
     make_handler,
     model_summary,
@@ -155,16 +153,10 @@ def test_examples_ship_with_the_package() -> None:
 
 
 def test_cli_registration() -> None:
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers(dest="command")
+    """`detector ui` parses without gradio installed (the command imports it only when run)."""
+    from cli.main import build_parser
 
-    def add(name: str, handler: Any, help_: str, parent: Any) -> argparse.ArgumentParser:
-        p: argparse.ArgumentParser = parent.add_parser(name, help=help_)
-        p.set_defaults(handler=handler)
-        return p
-
-    add_ui_command(sub, add)
-    args = parser.parse_args(["ui", "--api-url", "http://x:1", "--port", "9999"])
+    args = build_parser().parse_args(["ui", "--api-url", "http://x:1", "--port", "9999"])
     assert (args.api_url, args.host, args.port) == ("http://x:1", "127.0.0.1", 9999)
 
 
