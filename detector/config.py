@@ -59,14 +59,28 @@ class DataConfig(_Strict):
         return Path(self.root) / self.version
 
 
+# What `train.mlflow.champion_metric` may name: `<split>_<metric>` of the evaluate stage's results
+# (reports/metrics.json, the ONNX through our runtime), all higher-is-better.
+CHAMPION_METRICS: tuple[str, ...] = tuple(
+    f"{split}_{metric}" for split in ("val", "test") for metric in ("mAP50", "mAP50-95", "precision", "recall")
+)
+
+
 class MlflowConfig(_Strict):
     tracking_uri: str = "sqlite:///mlflow.db"
     experiment: str = "yolo-detector"
     registered_model: str = "yolo-detector"
     champion_alias: str = "champion"
-    # The validation metric the champion alias is awarded on (higher is better).
+    # The evaluate-stage metric the champion alias is awarded on (one of CHAMPION_METRICS; higher is better).
     champion_metric: str = "val_mAP50-95"
     enabled: bool = True
+
+    @field_validator("champion_metric")
+    @classmethod
+    def _known_metric(cls, value: str) -> str:
+        if value not in CHAMPION_METRICS:
+            raise ValueError(f"unknown champion metric {value!r}; choose one of {', '.join(CHAMPION_METRICS)}")
+        return value
 
 
 class TrainConfig(_Strict):
