@@ -1,4 +1,4 @@
-"""The DVC stages as functions: data -> train -> export -> evaluate. `dvc.yaml` runs them through the CLI."""
+"""The DVC stages as functions: data -> train -> export -> evaluate -> benchmark (`dvc.yaml` runs them via the CLI)."""
 
 from __future__ import annotations
 

@@ -13,6 +13,7 @@ from cli.stages import champion_value, export_provenance
 from detector.config import CHAMPION_METRICS, load_config
 from detector.errors import ConfigError
 
+CONFIGS = Path(__file__).resolve().parents[3] / "configs"
 REPORT = {"architecture": "yolov8n", "dataset_version": "v2", "run_id": "abc123", "weights_sha256": ""}
 
 
@@ -72,4 +73,4 @@ def test_every_allowed_champion_metric_is_a_result_of_evaluate() -> None:
 
 def test_unknown_champion_metric_is_rejected_when_the_config_loads() -> None:
     with pytest.raises(ConfigError, match=r"train\.mlflow\.champion_metric: .*unknown champion metric 'mAP'"):
-        load_config(["train.mlflow.champion_metric=mAP"], config_dir=Path("configs"), environ={})
+        load_config(["train.mlflow.champion_metric=mAP"], config_dir=CONFIGS, environ={})
