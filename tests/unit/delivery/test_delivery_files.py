@@ -176,6 +176,6 @@ def test_shell_script_syntax(script: Path) -> None:
 @pytest.mark.parametrize("script", DELIVERY_SCRIPTS, ids=lambda p: str(p.relative_to(REPO)))
 def test_shellcheck(script: Path) -> None:
     if shutil.which("shellcheck") is None:
-        pytest.skip("shellcheck is not installed (apt-get install shellcheck; GitHub's runners have it)")
+        pytest.skip("shellcheck is not installed (apt-get install shellcheck; CI's test job installs it)")
     proc = subprocess.run(["shellcheck", "--severity=warning", str(script)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout
