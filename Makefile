@@ -47,7 +47,7 @@ test: install-dev  ## the whole test suite (unit, integration, e2e)
 test-fast: install-dev  ## tests that train nothing and start no server (tests needing the trained model are `slow`)
 	$(RUN) pytest -m "not slow"
 
-lint: install-dev  ## ruff + mypy
+lint: install-dev  ## ruff, mypy and the import contracts (import-linter)
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 	$(RUN) mypy

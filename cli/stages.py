@@ -1,4 +1,4 @@
-"""The DVC stages as functions: data -> train -> export -> evaluate. `dvc.yaml` runs them through the CLI."""
+"""The DVC stages as functions: data -> train -> export -> evaluate -> benchmark (`dvc.yaml` runs them via the CLI)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from detector.config import Config
-from detector.errors import DatasetError, ModelLoadError
+from detector.errors import ConfigError, DatasetError, ModelLoadError
 from detector.files import write_atomic
+from detector.runtime.metadata import read_onnx_metadata, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +45,7 @@ def stage_train(config: Config) -> dict[str, Any]:
 def stage_export(config: Config, weights: str = "models/best.pt", out: str | None = None) -> dict[str, Any]:
     from export.onnx import export_onnx
 
-    report = _read_json(TRAIN_REPORT) if TRAIN_REPORT.exists() else {}
-    arch = report.get("architecture", Path(config.train.model).stem)
-    data_version = report.get("dataset_version", config.data.version)
-    sha = report.get("weights_sha256", "")
+    provenance = export_provenance(Path(weights), _read_json(TRAIN_REPORT) if TRAIN_REPORT.exists() else {})
     metadata = export_onnx(
         weights,
         out or config.export.onnx_path,
@@ -56,13 +54,39 @@ def stage_export(config: Config, weights: str = "models/best.pt", out: str | Non
         dynamic=config.export.dynamic,
         simplify=config.export.simplify,
         half=config.export.half,
-        version=f"{arch}-{data_version}-{sha[:8]}" if sha else "",
-        source_run_id=report.get("run_id", ""),
-        dataset_version=data_version,
-        architecture=arch,
         end2end=config.export.end2end,
+        **provenance,
     )
     return _read_json_text(metadata.to_json())
+
+
+def export_provenance(weights: Path, train_report: dict[str, Any]) -> dict[str, str]:
+    """Version, run id, dataset and architecture for the ONNX made from `weights`, taken from those weights.
+
+    `reports/train.json` describes the weights the train stage wrote; it applies only when `weights` is that very
+    file (same sha256). Other weights (`--weights other.pt`) get a version derived from their own sha256 and the
+    architecture stored in the checkpoint, and no run id or dataset: nothing says which run or data produced them.
+    """
+    if not weights.is_file():
+        return {}  # export_onnx reports the missing file
+    sha = sha256_file(weights)
+    if train_report.get("weights_sha256") == sha:
+        arch = str(train_report.get("architecture", ""))
+        data_version = str(train_report.get("dataset_version", ""))
+        return {
+            "version": f"{arch}-{data_version}-{sha[:8]}",
+            "source_run_id": str(train_report.get("run_id", "")),
+            "dataset_version": data_version,
+            "architecture": arch,
+        }
+    log.info(
+        "%s (sha256 %s) is not the model %s describes: exporting it without a run id or dataset version, "
+        "versioned by its own sha256",
+        weights,
+        sha[:12],
+        TRAIN_REPORT,
+    )
+    return {"version": "", "source_run_id": "", "dataset_version": "", "architecture": ""}
 
 
 def stage_evaluate(config: Config, register: bool = True) -> dict[str, Any]:
@@ -86,23 +110,48 @@ def stage_evaluate(config: Config, register: bool = True) -> dict[str, Any]:
         model_info = detector.describe()
     results["ultralytics_val_pt"] = _ultralytics_val(config, Path("models/best.pt"))
     results["model"] = {k: model_info[k] for k in ("name", "version", "input_size", "dataset_version")}
-    train_report = _read_json(TRAIN_REPORT) if TRAIN_REPORT.exists() else {}
     mlcfg = config.train.mlflow
-    if register and mlcfg.enabled and train_report.get("run_id"):
+    run_id = model_info.get("source_run_id") or ""
+    if register and mlcfg.enabled and run_id:
         from detector.training.tracking import register_champion
 
         results["registry"] = register_champion(
-            mlcfg, train_report["run_id"], onnx_path, results["val"]["mAP50-95"], json.dumps(model_info)
+            mlcfg, run_id, onnx_path, champion_value(results, mlcfg.champion_metric), json.dumps(model_info)
         )
     write_atomic(METRICS_OUT, json.dumps(results, indent=2, sort_keys=True) + "\n")
     if "registry" in results:
         import mlflow
 
-        with mlflow.start_run(run_id=train_report["run_id"]):
+        with mlflow.start_run(run_id=run_id):
             metrics = {f"onnx_{s}_{k}": v for s in ("val", "test") for k, v in results.get(s, {}).items()}
             mlflow.log_metrics(metrics)
             mlflow.log_artifact(str(METRICS_OUT), artifact_path="reports")
     return results
+
+
+def stage_benchmark(config: Config) -> int:
+    """The DVC `benchmark` stage: quick latency of every backend on the exported model at its own input size (not
+    `train.imgsz`: `export.imgsz` may differ), so `dvc exp show` lists latency beside mAP. `make bench` runs the full
+    benchmark (640 px too, batches, HTTP) into the same files. Returns the benchmark's exit status."""
+    from benchmarks.run import main as benchmark
+
+    onnx_path = Path(config.export.onnx_path)
+    size = max(read_onnx_metadata(onnx_path).imgsz)
+    log.info("benchmarking %s at its input size %d px", onnx_path, size)
+    argv = ["backends", "--model", str(onnx_path), "--sizes", str(size), "--batches", "1", "--max-seconds", "1"]
+    return benchmark([*argv, "--no-ultralytics-pt"])
+
+
+def champion_value(results: dict[str, Any], metric: str) -> float:
+    """The value of `train.mlflow.champion_metric` (`<split>_<metric>`, e.g. `val_mAP50-95`) in the results."""
+    split, _, key = metric.partition("_")
+    if key not in results.get(split, {}):
+        evaluated = ", ".join(s for s in ("val", "test") if s in results)
+        raise ConfigError(
+            f"train.mlflow.champion_metric={metric} needs the {split!r} split, which this dataset does not have "
+            f"(evaluated: {evaluated})"
+        )
+    return float(results[split][key])
 
 
 def _ultralytics_val(config: Config, weights: Path) -> dict[str, float]:

@@ -3,19 +3,23 @@
 Sections: `data`, `train`, `export`, `inference`. Training and serving read disjoint sections, so each is
 configured independently. Every key is validated by a pydantic model that forbids unknown keys; errors name the key.
 
-Precedence, lowest first: the YAML files, then `DETECTOR_<SECTION>__<KEY>[__<SUBKEY>]` environment variables,
-then dotlist overrides (`train.epochs=5`).
+Precedence, lowest first: the YAML files, then `DETECTOR_<SECTION>__<KEY>[__<SUBKEY>]` environment variables
+(read by pydantic-settings, so values stay strings where the schema says str), then dotlist overrides
+(`train.epochs=5`).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict, SettingsError
 
 from detector.errors import ConfigError
 
@@ -55,14 +59,28 @@ class DataConfig(_Strict):
         return Path(self.root) / self.version
 
 
+# What `train.mlflow.champion_metric` may name: `<split>_<metric>` of the evaluate stage's results
+# (reports/metrics.json, the ONNX through our runtime), all higher-is-better.
+CHAMPION_METRICS: tuple[str, ...] = tuple(
+    f"{split}_{metric}" for split in ("val", "test") for metric in ("mAP50", "mAP50-95", "precision", "recall")
+)
+
+
 class MlflowConfig(_Strict):
     tracking_uri: str = "sqlite:///mlflow.db"
     experiment: str = "yolo-detector"
     registered_model: str = "yolo-detector"
     champion_alias: str = "champion"
-    # The validation metric the champion alias is awarded on (higher is better).
+    # The evaluate-stage metric the champion alias is awarded on (one of CHAMPION_METRICS; higher is better).
     champion_metric: str = "val_mAP50-95"
     enabled: bool = True
+
+    @field_validator("champion_metric")
+    @classmethod
+    def _known_metric(cls, value: str) -> str:
+        if value not in CHAMPION_METRICS:
+            raise ValueError(f"unknown champion metric {value!r}; choose one of {', '.join(CHAMPION_METRICS)}")
+        return value
 
 
 class TrainConfig(_Strict):
@@ -160,16 +178,50 @@ class Config(_Strict):
         return self.export.imgsz or self.train.imgsz
 
 
-def _env_overrides(environ: dict[str, str]) -> list[str]:
-    """`DETECTOR_INFERENCE__SERVER__PORT=9000` -> `inference.server.port=9000`."""
-    out = []
-    for key, value in environ.items():
-        if not key.startswith(ENV_PREFIX) or "__" not in key:
-            continue
-        path = key[len(ENV_PREFIX) :].lower().split("__")
-        if path[0] in SECTIONS:
-            out.append(".".join(path) + "=" + value)
-    return out
+class _EnvSchema(BaseSettings):
+    """Where pydantic-settings looks: `DETECTOR_<SECTION>__<KEY>[__<SUBKEY>]`, case-insensitive, `null` for None."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", case_sensitive=False, env_parse_none_str="null"
+    )
+    data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig()
+    export: ExportConfig = ExportConfig()
+    inference: InferenceConfig = InferenceConfig()
+
+
+class _EnvSource(EnvSettingsSource):
+    """pydantic-settings' environment source reading a given mapping instead of `os.environ` (tests, Dockerfiles)."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(_EnvSchema)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        # What the base class does with os.environ (see DotEnvSettingsSource): fold the case, `null` -> None.
+        return {k.lower(): (None if v == "null" else v) for k, v in self._environ.items()}
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """`DETECTOR_INFERENCE__SERVER__PORT=9000` -> `{"inference": {"server": {"port": "9000"}}}`.
+
+    pydantic-settings splits the names on the nested delimiter and leaves every value a string unless the schema
+    field is complex (a JSON value for a mapping), so `ADMIN_API_KEY=12345678` stays the string "12345678" and
+    pydantic converts `PORT=9000` to an int where the schema says int. OmegaConf's dotlist parsing, used before,
+    turned such values into YAML scalars first (an int), which then failed validation as a str.
+    """
+    try:
+        values = _EnvSource(environ)()
+    except SettingsError as exc:
+        raise ConfigError(f"environment override: {exc} (a mapping must be given as JSON)") from exc
+    # `train.ultralytics` passes any Ultralytics argument through untyped: parse its values as YAML scalars, as the
+    # dotlist `train.ultralytics.mosaic=0.5` does, so Ultralytics gets 0.5 and not "0.5".
+    ultralytics = values.get("train", {}).get("ultralytics")
+    if isinstance(ultralytics, dict):
+        values["train"]["ultralytics"] = {
+            k: yaml.safe_load(v) if isinstance(v, str) else v for k, v in ultralytics.items()
+        }
+    return values
 
 
 def _format_validation_error(exc: ValidationError) -> str:
@@ -198,21 +250,20 @@ def load_config(
                 continue
             try:
                 loaded = OmegaConf.load(path)
-            except (OmegaConfBaseException, OSError, ValueError) as exc:
-                raise ConfigError(f"{path}: cannot parse YAML: {exc}") from exc
-            except Exception as exc:  # yaml.YAMLError and friends
+            except (OmegaConfBaseException, OSError, ValueError, yaml.YAMLError) as exc:
                 raise ConfigError(f"{path}: cannot parse YAML: {exc}") from exc
             if not isinstance(loaded, DictConfig):
                 raise ConfigError(f"{path}: expected a mapping at the top level")
             merged = OmegaConf.merge(merged, loaded)  # type: ignore[assignment]
     elif config_dir != CONFIG_DIR:
         raise ConfigError(f"config directory not found: {config_dir}")
-    dotlist = _env_overrides(dict(os.environ if environ is None else environ)) + list(overrides or [])
+    env = _env_overrides(os.environ if environ is None else environ)
+    dotlist = list(overrides or [])
     for item in dotlist:
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like section.key=value (e.g. train.epochs=5)")
     try:
-        merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(dotlist))  # type: ignore[assignment]
+        merged = OmegaConf.merge(merged, OmegaConf.create(env), OmegaConf.from_dotlist(dotlist))  # type: ignore[assignment]
         raw = OmegaConf.to_container(merged, resolve=True)
     except OmegaConfBaseException as exc:
         raise ConfigError(f"invalid override or interpolation: {exc}") from exc

@@ -21,41 +21,22 @@ import argparse
 import json
 import re
 import sqlite3
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # `python scripts/render_cards.py` from a checkout: the project's own modules
+
+from detector.provenance import git_commit, short_commit  # noqa: E402  (standard library only)
+
 MARKER = "<!-- {name}:{edge} -->"
 METRIC_KEYS = ("mAP50", "mAP50-95", "precision", "recall")
 
 
 def fmt(value: Any, digits: int = 3) -> str:
     return f"{value:.{digits}f}" if isinstance(value, int | float) else "n/a"
-
-
-def git_commit(repo: Path) -> str:
-    """HEAD's short hash, with `-dirty` when tracked files differ from it (the numbers then came from edits)."""
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!*.md", ":!reports"],
-            cwd=repo,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return sha + ("-dirty" if dirty else "")
-
-
-def short_commit(commit: str) -> str:
-    return commit[:12] + ("-dirty" if commit.endswith("-dirty") else "")
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
@@ -89,7 +70,7 @@ def metrics_section(repo: Path) -> str | None:
         f"input {'x'.join(map(str, size)) if size else 'n/a'} px)",
         f"- dataset: `{model.get('dataset_version', train.get('dataset_version', 'n/a'))}`, "
         f"content sha256 `{str(train.get('dataset_sha256', 'n/a'))[:16]}…`",
-        f"- MLflow run: `{train.get('run_id', 'n/a')}`; code commit: `{git_commit(repo)}`",
+        f"- MLflow run: `{train.get('run_id', 'n/a')}`; code commit: `{short_commit(git_commit(repo))}`",
         "- source: `reports/metrics.json` (DVC stage `evaluate`) and `reports/train.json` (stage `train`); "
         "rendered by `scripts/render_cards.py`",
     ]

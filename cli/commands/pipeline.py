@@ -1,4 +1,5 @@
-"""`detector train`, `detector export onnx`, `detector evaluate`: the DVC stages (see cli/stages.py)."""
+"""`detector train`, `detector export onnx`, `detector evaluate`, `detector benchmark`: the DVC stages (see
+cli/stages.py)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,14 @@ def cmd_evaluate(args: argparse.Namespace, config: Config) -> None:
     print_json(stage_evaluate(config, register=not args.no_register))
 
 
+def cmd_benchmark(args: argparse.Namespace, config: Config) -> None:
+    from cli.stages import stage_benchmark
+
+    status = stage_benchmark(config)
+    if status:
+        raise SystemExit(status)  # the benchmark printed why; DVC must see the stage fail
+
+
 def register(commands: Commands) -> None:
     commands.add("train", cmd_train, "train with Ultralytics; the run is logged to MLflow")
     commands.group("export", "export models: ONNX, TensorRT engines, a Triton repository")
@@ -37,3 +46,8 @@ def register(commands: Commands) -> None:
     p.add_argument("--out", default=None, help="default: export.onnx_path")
     p = commands.add("evaluate", cmd_evaluate, "mAP of the exported ONNX through this project's runtime; registers it")
     p.add_argument("--no-register", action="store_true", help="do not touch the MLflow model registry")
+    commands.add(
+        "benchmark",
+        cmd_benchmark,
+        "quick latency of every backend on the exported model at its input size (DVC stage; `make bench`: full)",
+    )

@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +36,12 @@ class Timings:
     preprocess_ms: float = 0.0
     inference_ms: float = 0.0
     postprocess_ms: float = 0.0
-    extra: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, float]:
         return {
             "preprocess": round(self.preprocess_ms, 3),
             "inference": round(self.inference_ms, 3),
             "postprocess": round(self.postprocess_ms, 3),
-            **{k: round(v, 3) for k, v in self.extra.items()},
         }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,13 +26,11 @@ class ModelMetadata:
     stride: int = 32
     head: HeadFormat = "raw"  # raw: (B, 4+nc, N) needs NMS; end2end: (B, K, 6) already suppressed
     version: str = "unversioned"
-    task: str = "detect"
     architecture: str = ""
     source_run_id: str = ""
     weights_sha256: str = ""
     dataset_version: str = ""
     precision: str = "fp32"
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
@@ -74,7 +72,6 @@ class ModelMetadata:
                 stride=stride,
                 head="end2end" if end2end else "raw",
                 version=props.get("version", "unversioned"),
-                task=props.get("task", "detect"),
             )
         raise MissingMetadataError(
             f"{source} has no model metadata (class names, input size). Export it with "

@@ -6,16 +6,21 @@ MLFLOW_TRACKING_URI) to an MLflow server to share runs. Importing this module do
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import re
-import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from detector.config import MlflowConfig
+from detector.runtime.metadata import sha256_file
 
 log = logging.getLogger(__name__)
+
+# The model-version tag holding the registered ONNX file's sha256: how a re-evaluation finds the version it made.
+ONNX_SHA_TAG = "onnx_sha256"
 
 # Ultralytics metric keys -> MLflow-safe names (MLflow rejects parentheses).
 _RENAMES = {
@@ -32,15 +37,6 @@ def mlflow_metric_name(key: str) -> str:
     return re.sub(r"[^A-Za-z0-9_\-. ]", "_", key.replace("/", "_"))
 
 
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def setup(cfg: MlflowConfig) -> Any:
     """Point mlflow at the configured tracking store and experiment; return the mlflow module."""
     import mlflow
@@ -50,28 +46,76 @@ def setup(cfg: MlflowConfig) -> Any:
     return mlflow
 
 
+@contextlib.contextmanager
+def active_run(mlflow: Any | None, run_name: str) -> Iterator[str]:
+    """An MLflow run (its id; "" when tracking is off) whose status tells the truth: FINISHED when the block
+    completes, FAILED when it raises (the error is kept as the `error` tag), KILLED on Ctrl-C."""
+    if mlflow is None:
+        yield ""
+        return
+    run = mlflow.start_run(run_name=run_name)
+    try:
+        yield run.info.run_id
+    except KeyboardInterrupt:
+        mlflow.end_run(status="KILLED")
+        raise
+    except BaseException as exc:
+        with contextlib.suppress(Exception):  # never let bookkeeping hide the real error
+            mlflow.set_tag("error", f"{type(exc).__name__}: {exc}"[:5000])
+        mlflow.end_run(status="FAILED")
+        raise
+    mlflow.end_run(status="FINISHED")
+
+
+def _registered_version(client: Any, name: str, run_id: str, onnx_sha256: str) -> Any | None:
+    """The version of `name` already registered from this run for this exact ONNX file, if any."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        versions = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+    except MlflowException:  # the registered model does not exist yet
+        return None
+    for version in versions:
+        if version.tags.get(ONNX_SHA_TAG) == onnx_sha256:
+            return version
+    return None
+
+
 def register_champion(
     cfg: MlflowConfig, run_id: str, onnx_path: Path, metric_value: float, metadata_json: str
 ) -> dict[str, Any]:
     """Log the ONNX model to `run_id`, register it, and move the champion alias if it beats the holder.
 
-    Returns what happened: the new version, the metric, the previous champion and whether the alias moved.
+    `metric_value` is the value of `cfg.champion_metric` (higher is better). Evaluating the same ONNX file of the
+    same run again (an unchanged model, `dvc repro -f evaluate`) reuses the version registered the first time, found
+    by its run and its `onnx_sha256` tag, instead of registering a copy.
+    Returns what happened: the version, whether it was reused, the metric, the previous champion and whether the
+    alias moved.
     """
     import mlflow
     import onnx
     from mlflow import MlflowClient
 
     setup(cfg)
-    with mlflow.start_run(run_id=run_id):
-        info = mlflow.onnx.log_model(
-            onnx.load(str(onnx_path)),
-            name="model",
-            registered_model_name=cfg.registered_model,
-            pip_requirements=["onnxruntime"],
-            metadata={"detector": metadata_json},
-        )
     client = MlflowClient()
-    version = str(info.registered_model_version)
+    onnx_sha = sha256_file(onnx_path)
+    existing = _registered_version(client, cfg.registered_model, run_id, onnx_sha)
+    if existing is not None:
+        version = str(existing.version)
+        log.info(
+            "model %s v%s already holds this ONNX (sha256 %s): reusing it", cfg.registered_model, version, onnx_sha[:12]
+        )
+    else:
+        with mlflow.start_run(run_id=run_id):
+            info = mlflow.onnx.log_model(
+                onnx.load(str(onnx_path)),
+                name="model",
+                registered_model_name=cfg.registered_model,
+                pip_requirements=["onnxruntime"],
+                metadata={"detector": metadata_json},
+            )
+        version = str(info.registered_model_version)
+        client.set_model_version_tag(cfg.registered_model, version, ONNX_SHA_TAG, onnx_sha)
     client.set_model_version_tag(cfg.registered_model, version, cfg.champion_metric, str(metric_value))
     previous_version, previous_value = None, None
     try:
@@ -94,6 +138,7 @@ def register_champion(
     return {
         "registered_model": cfg.registered_model,
         "version": version,
+        "reused": existing is not None,
         "metric": cfg.champion_metric,
         "value": metric_value,
         "previous_champion": previous_version,

@@ -21,6 +21,7 @@ from detector.data import check_dataset, dataset_hash
 from detector.data.yolo_format import present_splits, write_data_yaml
 from detector.errors import DatasetError, MissingDependencyError
 from detector.files import write_atomic
+from detector.provenance import git_commit
 from detector.runtime.metadata import sha256_file
 from detector.training import tracking
 
@@ -65,71 +66,63 @@ def train(config: Config) -> TrainResult:
     tc = config.train
     mlflow = tracking.setup(tc.mlflow) if tc.mlflow.enabled else None
 
-    with tempfile.TemporaryDirectory(prefix="train-") as tmp:
+    run_name = f"{tc.architecture}-{config.data.version}-e{tc.epochs}-{tc.imgsz}"
+    # The run ends FAILED (KILLED on Ctrl-C) when anything below raises, Ultralytics' own errors included.
+    with tempfile.TemporaryDirectory(prefix="train-") as tmp, tracking.active_run(mlflow, run_name) as run_id:
         data_yaml = write_data_yaml(Path(tmp) / "data.yaml", names, present_splits(dataset_dir), dataset_dir)
-        run_ctx = (
-            mlflow.start_run(run_name=f"{tc.architecture}-{config.data.version}-e{tc.epochs}-{tc.imgsz}")
-            if mlflow
-            else None
+        if mlflow:
+            mlflow.log_params(_loggable(config_to_flat_dict(config), exclude=("inference.",)))
+            mlflow.set_tags(
+                {
+                    "git_commit": git_commit(),
+                    "data.version": config.data.version,
+                    "data.sha256": data_hash,
+                    "architecture": tc.architecture,
+                    "dvc_exp_name": os.environ.get("DVC_EXP_NAME", ""),
+                }
+            )
+        model = YOLO(tc.model)
+        if mlflow:
+            model.add_callback("on_fit_epoch_end", _epoch_logger(mlflow))
+        model.train(
+            data=str(data_yaml),
+            epochs=tc.epochs,
+            imgsz=tc.imgsz,
+            batch=tc.batch,
+            lr0=tc.lr0,
+            optimizer=tc.optimizer,
+            patience=tc.patience,
+            workers=tc.workers,
+            seed=tc.seed,
+            device=tc.device,
+            project=str(Path(tc.project).resolve()),
+            name=tc.name,
+            exist_ok=True,
+            plots=False,
+            deterministic=True,
+            verbose=False,
+            **tc.ultralytics,
         )
-        run_id = run_ctx.info.run_id if run_ctx else ""
-        try:
-            if mlflow:
-                mlflow.log_params(_loggable(config_to_flat_dict(config), exclude=("inference.",)))
-                mlflow.set_tags(
-                    {
-                        "git_commit": tracking.git_commit(),
-                        "data.version": config.data.version,
-                        "data.sha256": data_hash,
-                        "architecture": tc.architecture,
-                        "dvc_exp_name": os.environ.get("DVC_EXP_NAME", ""),
-                    }
-                )
-            model = YOLO(tc.model)
-            if mlflow:
-                model.add_callback("on_fit_epoch_end", _epoch_logger(mlflow))
-            model.train(
-                data=str(data_yaml),
-                epochs=tc.epochs,
-                imgsz=tc.imgsz,
-                batch=tc.batch,
-                lr0=tc.lr0,
-                optimizer=tc.optimizer,
-                patience=tc.patience,
-                workers=tc.workers,
-                seed=tc.seed,
-                device=tc.device,
-                project=str(Path(tc.project).resolve()),
-                name=tc.name,
-                exist_ok=True,
-                plots=False,
-                deterministic=True,
-                verbose=False,
-                **tc.ultralytics,
-            )
-            trainer = model.trainer
-            best = Path(trainer.best if Path(trainer.best).exists() else trainer.last)
-            final = {tracking.mlflow_metric_name(k): float(v) for k, v in (trainer.metrics or {}).items()}
-            if not final:
-                raise DatasetError("training produced no validation metrics; is the val split empty?")
-            result = TrainResult(
-                weights=str(WEIGHTS_OUT),
-                weights_sha256=sha256_file(best),
-                run_id=run_id,
-                metrics=final,
-                dataset_version=config.data.version,
-                dataset_sha256=data_hash,
-                architecture=tc.architecture,
-            )
-            curves = _write_outputs(best, Path(trainer.save_dir) / "results.csv", result)
-            if mlflow:
-                mlflow.log_metrics({f"final_{k}": v for k, v in final.items()})
-                mlflow.log_artifact(str(WEIGHTS_OUT), artifact_path="weights")
-                mlflow.log_artifact(str(curves), artifact_path="reports")
-                mlflow.log_artifact(str(TRAIN_REPORT), artifact_path="reports")
-        finally:
-            if mlflow:
-                mlflow.end_run()
+        trainer = model.trainer
+        best = Path(trainer.best if Path(trainer.best).exists() else trainer.last)
+        final = {tracking.mlflow_metric_name(k): float(v) for k, v in (trainer.metrics or {}).items()}
+        if not final:
+            raise DatasetError("training produced no validation metrics; is the val split empty?")
+        result = TrainResult(
+            weights=str(WEIGHTS_OUT),
+            weights_sha256=sha256_file(best),
+            run_id=run_id,
+            metrics=final,
+            dataset_version=config.data.version,
+            dataset_sha256=data_hash,
+            architecture=tc.architecture,
+        )
+        curves = _write_outputs(best, Path(trainer.save_dir) / "results.csv", result)
+        if mlflow:
+            mlflow.log_metrics({f"final_{k}": v for k, v in final.items()})
+            mlflow.log_artifact(str(WEIGHTS_OUT), artifact_path="weights")
+            mlflow.log_artifact(str(curves), artifact_path="reports")
+            mlflow.log_artifact(str(TRAIN_REPORT), artifact_path="reports")
     return result
 
 

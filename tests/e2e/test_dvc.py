@@ -48,6 +48,7 @@ def test_dvc_repro_from_a_clean_clone(tmp_path: Path) -> None:
     (clone / "dvc.lock").unlink(missing_ok=True)
     _set(clone / "configs/data.yaml", "data", {"imgsz": 96, "splits.train": 48, "splits.val": 12, "splits.test": 8})
     _set(clone / "configs/train.yaml", "train", {"imgsz": 96, "epochs": 1, "batch": 16})
+    _set(clone / "configs/export.yaml", "export", {"imgsz": 64})  # exported at another size than trained
     _run(["git", "init", "-q"], clone)
     _run(["git", "add", "-A"], clone)
     _run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "clone"], clone)
@@ -61,6 +62,25 @@ def test_dvc_repro_from_a_clean_clone(tmp_path: Path) -> None:
     assert "reports/metrics.json" in json.dumps(metrics)
     status = _run(["dvc", "status"], clone).stdout
     assert "up to date" in status
+    # The benchmark stage measured the model it benchmarks at that model's size, not at train.imgsz.
+    assert json.loads((clone / "reports/benchmark.json").read_text())["settings"]["sizes"] == [64]
+
+    # Each stage declares the code it runs: editing a file makes exactly the stages that read it out of date.
+    expected = {
+        "cli/stages.py": {"data", "train", "export", "evaluate", "benchmark"},
+        "detector/data/yolo_format.py": {"data", "train", "evaluate"},
+        "export/onnx.py": {"export"},
+        "detector/runtime/preprocess.py": {"evaluate", "benchmark"},
+        "api/app.py": set(),  # the service is no stage's code
+    }
+    for rel, stages in expected.items():
+        original = (clone / rel).read_bytes()
+        (clone / rel).write_bytes(original + b"\n# edited\n")
+        try:
+            stale = set(json.loads(_run(["dvc", "status", "--json"], clone).stdout or "{}"))
+        finally:
+            (clone / rel).write_bytes(original)
+        assert stale == stages, rel
 
     # The embedded remote: push everything, delete the outputs, pull them back bit-identical.
     onnx_bytes = (clone / "models/model.onnx").read_bytes()

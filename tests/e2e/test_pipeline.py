@@ -148,3 +148,73 @@ def test_training_refuses_a_broken_dataset(tmp_path: Path, dataset_dir: Path) ->
     assert proc.returncode == 2
     assert f"{label.name}:1" in proc.stderr and "out of range" in proc.stderr
     assert not (tmp_path / "models/best.pt").exists()
+
+
+def test_export_of_other_weights_does_not_claim_the_train_run(tmp_path: Path, quick_pipeline: Path) -> None:
+    """`detector export onnx --weights other.pt` beside a reports/train.json that describes best.pt."""
+    import shutil
+
+    import torch
+
+    (tmp_path / "reports").mkdir()
+    shutil.copy(quick_pipeline / "reports/train.json", tmp_path / "reports/train.json")
+    ckpt = torch.load(quick_pipeline / "models/best.pt", map_location="cpu", weights_only=False)
+    ckpt["date"] = "2000-01-01T00:00:00"  # the same network saved again: other bytes, another checkpoint
+    other = tmp_path / "other.pt"
+    torch.save(ckpt, other)
+    out = tmp_path / "other.onnx"
+    proc = run_cli(["export", "onnx", "--weights", str(other), "--out", str(out), "train.imgsz=128"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    meta = read_onnx_metadata(out)
+    sha = sha256_file(other)
+    train = _json(quick_pipeline / "reports/train.json")
+    assert sha != train["weights_sha256"]
+    assert meta.weights_sha256 == sha and meta.version == f"yolov8n-{sha[:8]}"
+    assert meta.source_run_id == "" and meta.dataset_version == ""
+    assert "without a run id" in proc.stderr
+
+
+def test_reevaluating_an_unchanged_model_keeps_one_registry_version(
+    tmp_path: Path, quick_pipeline: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`detector evaluate` twice on the same ONNX: one registered version; the configured metric is compared."""
+    import onnx
+
+    from cli.stages import stage_evaluate
+    from detector.config import load_config
+    from detector.runtime.metadata import METADATA_KEY, ModelMetadata
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment("reeval")
+    with mlflow.start_run() as run:
+        run_id = run.info.run_id
+    # The trained model, stamped with this store's run (the cached pipeline's store stays untouched).
+    proto = onnx.load(str(quick_pipeline / "models/model.onnx"))
+    props = {p.key: p.value for p in proto.metadata_props}
+    meta = ModelMetadata.from_json(props[METADATA_KEY])
+    props[METADATA_KEY] = ModelMetadata(**{**meta.__dict__, "source_run_id": run_id}).to_json()
+    del proto.metadata_props[:]
+    for key, value in props.items():
+        proto.metadata_props.add(key=key, value=value)
+    onnx.save(proto, str(tmp_path / "model.onnx"))
+
+    monkeypatch.chdir(tmp_path)  # reports/metrics.json goes here; no models/best.pt, so no Ultralytics val
+    config = load_config(
+        [
+            f"data.root={quick_pipeline / 'data'}",
+            f"export.onnx_path={tmp_path / 'model.onnx'}",
+            f"train.mlflow.tracking_uri={uri}",
+            "train.mlflow.experiment=reeval",
+            "train.mlflow.champion_metric=val_mAP50",
+        ],
+        config_dir=Path(__file__).resolve().parents[2] / "configs",
+        environ={},
+    )
+    first = stage_evaluate(config)
+    second = stage_evaluate(config)
+    assert (first["registry"]["reused"], second["registry"]["reused"]) == (False, True)
+    assert first["registry"]["version"] == second["registry"]["version"]
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    assert len(client.search_model_versions("name = 'yolo-detector'")) == 1
+    assert first["registry"]["metric"] == "val_mAP50" and first["registry"]["value"] == first["val"]["mAP50"]

@@ -77,3 +77,56 @@ def test_missing_config_dir(tmp_path: Path) -> None:
 
 def test_defaults_without_files_equal_schema_defaults(tmp_path: Path) -> None:
     assert load_config(config_dir=tmp_path, environ={}) == Config()
+
+
+def test_environment_values_stay_strings_where_the_schema_says_str() -> None:
+    """An all-digit API key is a str; OmegaConf's dotlist parsing made it an int, which failed validation."""
+    env = {"DETECTOR_INFERENCE__SERVER__ADMIN_API_KEY": "12345678", "DETECTOR_DATA__VERSION": "2024"}
+    config = load_config(config_dir=REPO_CONFIGS, environ=env)
+    assert config.inference.server.admin_api_key == "12345678"
+    assert config.data.version == "2024"
+
+
+def test_environment_values_are_converted_where_the_schema_is_typed() -> None:
+    env = {
+        "DETECTOR_INFERENCE__CONF": "0.4",
+        "DETECTOR_TRAIN__MLFLOW__ENABLED": "false",
+        "DETECTOR_EXPORT__IMGSZ": "320",
+        "DETECTOR_TRAIN__ULTRALYTICS__FLIPLR": "0.25",  # untyped pass-through: parsed as a YAML scalar
+        "detector_inference__threads": "3",  # names are case-insensitive
+    }
+    config = load_config(config_dir=REPO_CONFIGS, environ=env)
+    assert config.inference.conf == 0.4 and config.train.mlflow.enabled is False
+    assert config.export.imgsz == 320 and config.onnx_imgsz == 320
+    assert config.train.ultralytics == {"fliplr": 0.25}
+    assert config.inference.threads == 3
+    assert load_config(config_dir=REPO_CONFIGS, environ={"DETECTOR_EXPORT__IMGSZ": "null"}).export.imgsz is None
+
+
+def test_environment_mapping_as_json_and_other_variables_ignored() -> None:
+    env = {"DETECTOR_TRAIN__ULTRALYTICS": '{"mosaic": 0.0, "close_mosaic": 2}', "DETECTOR_TEST_CACHE": "/x"}
+    assert load_config(config_dir=REPO_CONFIGS, environ=env).train.ultralytics == {"mosaic": 0.0, "close_mosaic": 2}
+
+
+def test_precedence_yaml_then_environment_then_dotlist(tmp_path: Path) -> None:
+    (tmp_path / "inference.yaml").write_text("inference:\n  server:\n    admin_api_key: from-yaml\n    port: 8100\n")
+    env = {"DETECTOR_INFERENCE__SERVER__ADMIN_API_KEY": "00042"}
+    config = load_config(config_dir=tmp_path, environ=env)
+    assert config.inference.server.admin_api_key == "00042" and config.inference.server.port == 8100
+    config = load_config(["inference.server.admin_api_key=from-cli"], config_dir=tmp_path, environ=env)
+    assert config.inference.server.admin_api_key == "from-cli"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"DETECTOR_INFERENCE__SERVER__PORTT": "1"}, "inference.server.portt: unknown key"),
+        ({"DETECTOR_INFERENCE__SERVER__PORT": "abc"}, "inference.server.port: Input should be a valid integer"),
+        ({"DETECTOR_TRAIN__EPOCHS": "0"}, "train.epochs: Input should be greater than or equal to 1"),
+        ({"DETECTOR_TRAIN__ULTRALYTICS": "{not json"}, 'field "train"'),
+    ],
+)
+def test_environment_rejections_name_the_key(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(config_dir=REPO_CONFIGS, environ=env)
+    assert message in str(info.value)

@@ -241,6 +241,7 @@ def makefile_sync_extras(target: str) -> set[str]:
     text = (REPO / "Makefile").read_text()
     block = re.search(rf"^{re.escape(target)}:.*?\n((?:\t.*\n)+)", text, re.M)
     assert block, f"Makefile target {target} not found"
+    # Targets sync through `$(SYNC)` (`uv sync --frozen --inexact`, defined once at the top of the Makefile).
     sync = next(line for line in block.group(1).splitlines() if " sync " in line or "$(SYNC)" in line)
     return option_values(shlex.split(sync), "--extra")
 
