@@ -20,7 +20,9 @@ COCO_FIRST_ID = 1  # COCO numbers categories from 1; the importer must not assum
 
 
 def small_v1(out: Path, train: int = 20, val: int = 8, test: int = 4, imgsz: int = 96) -> Path:
-    cfg = DataConfig.model_validate({"version": "v1", "imgsz": imgsz, "splits": {"train": train, "val": val, "test": test}})
+    cfg = DataConfig.model_validate(
+        {"version": "v1", "imgsz": imgsz, "splits": {"train": train, "val": val, "test": test}}
+    )
     return generate_dataset(cfg, out).root
 
 
