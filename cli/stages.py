@@ -20,9 +20,8 @@ TRAIN_REPORT = Path("reports/train.json")
 def stage_data(config: Config) -> dict[str, Any]:
     """Generate the configured dataset version (or validate a user dataset) and report its summary.
 
-    A version `detector data import` wrote is left as it is: it is checked (valid, content hash as at import) and
-    reported, so `dvc exp run -S data.version=<imported>` tracks it as this stage's output instead of generating.
-    (dvc.yaml marks the output `persist` so DVC does not delete it before running this.)"""
+    A version `detector data import` wrote is never generated over: it is checked (valid, content hash as at
+    import) and reported. (DVC tracks imported versions with their own `data/<name>.dvc`, not with this stage.)"""
     from detector.data import VERSIONS, check_dataset, dataset_hash, generate_dataset
     from detector.data.importers import imported_manifest, verify_imported
 

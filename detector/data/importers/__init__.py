@@ -49,7 +49,7 @@ class ImportRequest:
     seed: int = 0
     keep_difficult: bool = False
     force: bool = False
-    reserved: tuple[str, ...] = ()  # version names only `force` may take (the generator's)
+    reserved: tuple[str, ...] = ()  # version names an import may not take (the generator's)
 
 
 def _read(req: ImportRequest) -> Source:
@@ -78,8 +78,10 @@ def import_dataset(req: ImportRequest) -> dict[str, Any]:
     if not _VERSION.match(req.version):
         raise DatasetError(f"--version {req.version!r}: use letters, digits, '_', '.' and '-' (e.g. my-data-v1)")
     dest = req.root / req.version
-    if req.version in req.reserved and not req.force:
-        raise DatasetError(f"--version {req.version} is a generator version; choose another name (or --force)")
+    if req.version in req.reserved:
+        # Not even with --force: the pipeline's data@<version> stage owns data/<version>, so DVC could not track it.
+        stage = f"data@{req.version}"
+        raise DatasetError(f"--version {req.version} is a generator version (dvc.yaml: {stage}); use another name")
     if dest.exists() and not req.force:
         raise DatasetError(f"{dest} already exists; pass --force to replace it")
     check_fractions(req.val_fraction, req.test_fraction)

@@ -8,11 +8,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 from cli.main import main
 from cli.stages import stage_data
 from detector.config import load_config
-from detector.data import dataset_hash
+from detector.data import VERSIONS, dataset_hash
 from detector.errors import DatasetError
 from tests.conftest import REPO
 from tests.unit.data.importers.exporters import export_coco
@@ -101,3 +102,13 @@ def test_data_stage_keeps_an_imported_version(
     shutil.rmtree(root / "mine")
     with pytest.raises(DatasetError, match=r"not a generator version \(v1, v2\).*dvc pull"):
         stage_data(config)
+
+
+def test_dvc_yaml_tracks_every_generator_version_and_no_other() -> None:
+    """data@<version> for each generator version; train/evaluate read data/${data.version}, which for an imported
+    version is its own data/<name>.dvc (a stage output at that path would overlap it)."""
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    assert stages["data"]["foreach"] == list(VERSIONS)
+    assert stages["data"]["do"]["outs"] == ["data/${item}"]
+    assert "data.version=${item}" in stages["data"]["do"]["cmd"]
+    assert "data/${data.version}" in stages["train"]["deps"] and "data/${data.version}" in stages["evaluate"]["deps"]
