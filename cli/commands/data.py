@@ -56,8 +56,8 @@ def register(commands: Commands) -> None:
     p = commands.add(
         "import",
         cmd_import,
-        "import COCO JSON, Pascal VOC XML or a YOLO folder as the dataset version data/<NAME>/ (then DVC-tracked by "
-        "the data stage: dvc exp run -S data.version=NAME)",
+        "import COCO JSON, Pascal VOC XML or a YOLO folder as the dataset version data/<NAME>/ (then: dvc add "
+        "data/NAME; dvc exp run -S configs/data.yaml:data.version=NAME)",
         "data",
     )
     p.add_argument("--format", required=True, choices=("coco", "voc", "yolo"), help="the source's format")

@@ -100,7 +100,7 @@ def imported_manifest(root: Path) -> dict[str, Any] | None:
 
 def verify_imported(root: Path) -> dict[str, Any]:
     """Check an imported version is intact (valid, and its content hash still the one recorded at import); return
-    its summary. The data stage calls this instead of generating when `data.version` names an imported version."""
+    its summary. `detector data generate` calls this instead of generating when `data.version` names one."""
     manifest = imported_manifest(root)
     if manifest is None:
         raise DatasetError(f"{root}: not an imported dataset (no {MANIFEST} written by `detector data import`)")
