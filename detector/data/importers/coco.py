@@ -50,7 +50,7 @@ def read_coco(images_dir: Path | None, paths: list[Path]) -> Source:
     files = annotation_files(paths)
     if images_dir is not None and not images_dir.is_dir():
         raise DatasetError(f"--images {images_dir}: folder not found")
-    splits = {f: split_of(f.name) or split_of(f.parent.name) for f in files}
+    splits = {f: split_of(f.name) or split_of(f.parent.name, exact=True) for f in files}
     if len(files) > 1 and (None in splits.values() or len(set(splits.values())) < len(files)):
         named = ", ".join(f"{f.name} -> {splits[f] or '?'}" for f in files)
         raise DatasetError(
@@ -110,15 +110,18 @@ def _read_categories(source: Source, path: Path, data: dict[str, Any], categorie
     return ids
 
 
-def _resolve(images_dir: Path | None, ann_file: Path, file_name: str, split: str | None) -> Path:
-    candidates: list[Path] = []
+def _image_dirs(images_dir: Path | None, ann_file: Path, split: str | None) -> list[Path]:
+    """Where `file_name`s are looked up, in order (listed once per annotation file, not once per image)."""
+    dirs: list[Path] = []
     if images_dir is not None:
-        candidates.append(images_dir / file_name)
+        dirs.append(images_dir)
         if split is not None:
-            candidates += [
-                d / file_name for d in sorted(images_dir.iterdir()) if d.is_dir() and split_of(d.name) == split
-            ]
-    candidates.append(ann_file.parent / file_name)
+            dirs += sorted(d for d in images_dir.iterdir() if d.is_dir() and split_of(d.name) == split)
+    return [*dirs, ann_file.parent]
+
+
+def _resolve(dirs: list[Path], file_name: str) -> Path:
+    candidates = [d / file_name for d in dirs]
     return next((c for c in candidates if c.is_file()), candidates[0]).resolve()
 
 
@@ -129,6 +132,7 @@ def _read_file(
     if data is None:
         return
     known_categories = _read_categories(source, path, data, categories)
+    dirs = _image_dirs(images_dir, path, split)
     images: dict[Any, tuple[SourceImage, tuple[int, int] | None]] = {}
     names: dict[str, Any] = {}
     for i, entry in enumerate(data["images"]):
@@ -146,7 +150,7 @@ def _read_file(
             source.problem(where, f"duplicate file name {base!r} (also image id {names[base]})")
             continue
         names[base] = img_id
-        image_path = _resolve(images_dir, path, file_name, split)
+        image_path = _resolve(dirs, file_name)
         size, error = check_image(image_path)
         if error:
             source.problem(f"{where} ({file_name!r})", error)

@@ -81,8 +81,11 @@ def raise_if_problems(problems: list[str], what: str) -> None:
     raise DatasetError(f"{what} has {len(problems)} problem(s); nothing was imported:\n" + "\n".join(shown))
 
 
-def split_of(name: str) -> str | None:
-    """The split a file or folder name spells ("instances_val2017.json" -> "val", "valid" -> "val"), or None."""
+def split_of(name: str, exact: bool = False) -> str | None:
+    """The split a file or folder name spells ("instances_val2017.json" -> "val", "valid" -> "val"), or None.
+    `exact`: the whole name must be a split name (for folders above the dataset, such as `test_project/`)."""
+    if exact:
+        return _SPLIT_ALIASES.get(name.lower())
     found = {_SPLIT_ALIASES[m] for m in _SPLIT_TOKEN.findall(Path(name).stem.lower())}
     return found.pop() if len(found) == 1 else None
 

@@ -34,12 +34,13 @@ def _names(root: Path) -> list[str]:
 def _folders(root: Path) -> list[tuple[str | None, Path, Path]]:
     """(split, images folder, labels folder) of every split the source has."""
     found: dict[str, tuple[Path, Path]] = {}
-    for images, labels in (
-        *[(d, root / "labels" / d.name) for d in sorted((root / "images").glob("*")) if d.is_dir()],
-        *[(d / "images", d / "labels") for d in sorted(root.iterdir()) if (d / "images").is_dir()],
-    ):
-        split = split_of(images.name if images.name != "images" else images.parent.name)
-        if split is not None and split not in found:
+    # (split, images, labels): Ultralytics' images/<split>/ ("train2017" counts), then Roboflow's <split>/images/.
+    candidates = [
+        *[(split_of(d.name), d, root / "labels" / d.name) for d in sorted((root / "images").glob("*")) if d.is_dir()],
+        *[(split_of(d.name, exact=True), d / "images", d / "labels") for d in sorted(root.iterdir()) if d.is_dir()],
+    ]
+    for split, images, labels in candidates:
+        if split is not None and images.is_dir() and split not in found:
             found[split] = (images, labels)
     if found:
         return [(s, *found[s]) for s in ("train", "val", "test") if s in found]

@@ -171,3 +171,21 @@ def test_empty_dataset_and_missing_paths(tmp_path: Path) -> None:
         _import(tmp_path / "data", tmp_path, [tmp_path / "missing.json"])
     with pytest.raises(DatasetError, match=r"--images .*: folder not found"):
         _import(tmp_path / "data", tmp_path / "nope", [path])
+
+
+def test_roboflow_layout_a_folder_of_split_folders(v1: Path, tmp_path: Path) -> None:
+    rf = tmp_path / "rf"
+    for split, folder in (("train", "train"), ("val", "valid")):
+        shutil.copytree(v1 / "images" / split, rf / folder)
+        (rf / folder / "_annotations.coco.json").write_text(json.dumps(coco_dict(v1, split)))
+    report = import_dataset(ImportRequest("coco", "rf", root=tmp_path / "data", annotations=[rf]))
+    assert report["counts"] == {"train": 20, "val": 8, "test": 0} and report["splits"]["from"] == "source"
+    out = tmp_path / "data" / "rf"
+    np.testing.assert_allclose(labels_of(out, "val", "img_00003"), labels_of(v1, "val", "img_00003"), atol=1e-4)
+
+
+def test_split_files_must_name_distinct_splits(v1: Path, tmp_path: Path) -> None:
+    for name in ("a.json", "b.json"):
+        (tmp_path / name).write_text(json.dumps(coco_dict(v1, "val")))
+    with pytest.raises(DatasetError, match=r"several COCO files need one split each.*a\.json -> \?"):
+        _import(tmp_path / "data", v1 / "images" / "val", [tmp_path / "a.json", tmp_path / "b.json"])

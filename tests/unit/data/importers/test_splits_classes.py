@@ -61,6 +61,7 @@ def test_split_names() -> None:
     assert split_of("instances_val2017.json") == "val"
     assert split_of("valid") == "val" and split_of("train") == "train" and split_of("test.txt") == "test"
     assert split_of("_annotations.coco.json") is None and split_of("trainval") is None
+    assert split_of("test_project", exact=True) is None and split_of("Valid", exact=True) == "val"
 
 
 def test_class_selection() -> None:
