@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 from cli.main import Commands
@@ -43,7 +44,17 @@ def cmd_import(args: argparse.Namespace, config: Config) -> None:
         force=args.force,
         reserved=VERSIONS,
     )
-    print_json(import_dataset(request))
+    report = import_dataset(request)
+    print_json(report)
+    dest = report["dataset"]
+    logging.getLogger(__name__).info(
+        "imported %s; version it with: uv run dvc add %s && git add %s.dvc, then train on it with: "
+        "uv run dvc exp run -S configs/data.yaml:data.version=%s",
+        dest,
+        dest,
+        dest,
+        report["version"],
+    )
 
 
 def register(commands: Commands) -> None:
