@@ -1,5 +1,5 @@
 """An imported dataset version is DVC-tracked like a generated one: in a clean copy of the project, import a COCO
-export, `dvc add` it, train on it with `dvc exp run -S configs/data.yaml:data.version=NAME`, check `dvc status`,
+export, `dvc add` it, train on it with `dvc exp run --temp -S configs/data.yaml:data.version=NAME`, check `dvc status`,
 push to the local remote, delete data and cache, pull, and get the same bytes back."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
-import yaml
 
 from detector.data import dataset_hash
 from tests.conftest import REPO
@@ -38,6 +38,22 @@ def _files(root: Path) -> dict[str, bytes]:
     }
 
 
+def _experiment(shown: object, name: str) -> dict[str, Any]:
+    """The `data` of experiment `name` in `dvc exp show --json` output."""
+    if isinstance(shown, dict):
+        if shown.get("name") == name and isinstance(shown.get("data"), dict):
+            data: dict[str, Any] = shown["data"]
+            return data
+        shown = list(shown.values())
+    if isinstance(shown, list):
+        for item in shown:
+            try:
+                return _experiment(item, name)
+            except LookupError:
+                pass
+    raise LookupError(name)
+
+
 def test_imported_version_is_tracked_pushed_and_pulled(tmp_path: Path) -> None:
     clone = tmp_path / "clone"
     files = subprocess.run(
@@ -59,23 +75,25 @@ def test_imported_version_is_tracked_pushed_and_pulled(tmp_path: Path) -> None:
     assert report["dataset"] == "data/mine"
     imported = _files(clone / "data" / "mine")
 
-    # Tracked as the README says: dvc add, then the pointer file goes to git (autostage stages it).
+    # Tracked as the README says: dvc add, then the pointer file goes to git (autostage stages it and data/.gitignore).
     _run(["dvc", "add", "data/mine"], clone)
     staged = _run(["git", "diff", "--cached", "--name-only"], clone).stdout.split()
-    assert "data/mine.dvc" in staged
+    assert {"data/mine.dvc", "data/.gitignore"} <= set(staged)
+    assert "/mine" in (clone / "data" / ".gitignore").read_text().split()
     _run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "data: import mine"], clone)
     assert "up to date" in _run(["dvc", "status", "data/mine.dvc"], clone).stdout
 
     # An experiment on it: train reads data/mine (a tiny run: 1 epoch at 64 px), nothing is generated over it.
+    # --temp, as scripts/experiments.sh runs them: a fresh copy of the commit, so data/mine must come from the cache.
     tiny = [f"configs/train.yaml:train.{k}" for k in ("epochs=1", "imgsz=64", "batch=8", "workers=0")]
-    exp = ["dvc", "exp", "run", "train", "-n", "on-mine", "-S", "configs/data.yaml:data.version=mine"]
+    exp = ["dvc", "exp", "run", "--temp", "train", "-n", "on-mine", "-S", "configs/data.yaml:data.version=mine"]
     _run([*exp, *[a for t in tiny for a in ("-S", t)]], clone)
     assert _files(clone / "data" / "mine") == imported
-    assert json.loads((clone / "reports/train.json").read_text())["dataset_version"] == "mine"
-    lock = yaml.safe_load((clone / "dvc.lock").read_text())
-    assert lock["stages"]["train"]["deps"][0]["path"] == "data/mine"
-    shown = json.loads(_run(["dvc", "exp", "show", "--json"], clone).stdout)
-    assert "on-mine" in json.dumps(shown)
+    shown = _experiment(json.loads(_run(["dvc", "exp", "show", "--json"], clone).stdout), "on-mine")
+    assert shown["params"]["configs/data.yaml"]["data"]["data"]["version"] == "mine"
+    trained = shown["metrics"]["reports/train.json"]["data"]
+    assert trained["dataset_version"] == "mine" and trained["dataset_sha256"] == report["sha256"]
+    assert "data/mine" in shown["deps"]
 
     # The local remote round trip: push, lose the data and the cache, pull the same bytes back.
     _run(["dvc", "push", "data/mine.dvc"], clone)
