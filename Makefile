@@ -76,5 +76,5 @@ docs-media:  ## screenshots (MLflow, Swagger, a prediction) + docs/demo.mp4 from
 cards:  ## fill MODEL_CARD.md / DATASET_CARD.md tables from reports/, mlflow.db and the data manifests
 	$(RUN) python scripts/render_cards.py
 
-clean:  ## remove generated data, models, runs (keeps MLflow history)
-	rm -rf data models runs reports/*.partial
+clean:  ## remove datasets, models, runs (keeps MLflow history and the git-tracked data/*.dvc pointers)
+	rm -rf data/*/ models runs reports/*.partial

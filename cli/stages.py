@@ -19,8 +19,12 @@ TRAIN_REPORT = Path("reports/train.json")
 
 
 def stage_data(config: Config) -> dict[str, Any]:
-    """Generate the configured dataset version (or validate a user dataset) and report its summary."""
-    from detector.data import check_dataset, dataset_hash, generate_dataset
+    """Generate the configured dataset version (or validate a user dataset) and report its summary.
+
+    A version `detector data import` wrote is never generated over: it is checked (valid, content hash as at
+    import) and reported. (DVC tracks imported versions with their own `data/<name>.dvc`, not with this stage.)"""
+    from detector.data import VERSIONS, check_dataset, dataset_hash, generate_dataset
+    from detector.data.importers import imported_manifest, verify_imported
 
     if config.data.source != "generated":
         names = check_dataset(config.data.dataset_dir)
@@ -29,6 +33,14 @@ def stage_data(config: Config) -> dict[str, Any]:
             "names": names,
             "sha256": dataset_hash(config.data.dataset_dir),
         }
+    if imported_manifest(config.data.dataset_dir) is not None:
+        return verify_imported(config.data.dataset_dir)
+    if config.data.version not in VERSIONS:
+        raise DatasetError(
+            f"data.version={config.data.version}: not a generator version ({', '.join(VERSIONS)}) and "
+            f"{config.data.dataset_dir} is not an imported dataset; import it with `detector data import ... "
+            f"--version {config.data.version}`, or fetch it with `dvc pull`"
+        )
     summary = generate_dataset(config.data)
     check_dataset(config.data.dataset_dir)
     return {"dataset": str(summary.root), "version": summary.version, "counts": summary.counts}

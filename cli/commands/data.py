@@ -1,8 +1,9 @@
-"""`detector data generate|validate`."""
+"""`detector data generate|validate|import`."""
 
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 from cli.main import Commands
@@ -24,10 +25,66 @@ def cmd_validate(args: argparse.Namespace, config: Config) -> None:
     print(f"{root}: OK ({len(names)} classes: {', '.join(names.values())})")
 
 
+def cmd_import(args: argparse.Namespace, config: Config) -> None:
+    from detector.data import VERSIONS
+    from detector.data.importers import ImportRequest, import_dataset
+
+    request = ImportRequest(
+        format=args.format,
+        version=args.version,
+        root=Path(config.data.root),
+        images=Path(args.images) if args.images else None,
+        annotations=[Path(a) for a in args.annotations],
+        source=Path(args.source) if args.source else None,
+        classes=args.classes,
+        val_fraction=args.val_fraction,
+        test_fraction=args.test_fraction,
+        seed=args.seed,
+        keep_difficult=args.keep_difficult,
+        force=args.force,
+        reserved=VERSIONS,
+    )
+    report = import_dataset(request)
+    print_json(report)
+    dest = report["dataset"]
+    logging.getLogger(__name__).info(
+        "imported %s; version it with: uv run dvc add %s && git add %s.dvc, then train on it with: "
+        "uv run dvc exp run -S configs/data.yaml:data.version=%s",
+        dest,
+        dest,
+        dest,
+        report["version"],
+    )
+
+
 def register(commands: Commands) -> None:
-    commands.group("data", "generate or validate datasets")
+    commands.group("data", "generate, import or validate datasets")
     commands.add("generate", cmd_generate, "generate the configured dataset version under data/<version>/", "data")
     p = commands.add(
         "validate", cmd_validate, "check a YOLO dataset; every problem is reported with file and line", "data"
     )
     p.add_argument("--path", help="dataset folder (default: the configured one)")
+    p = commands.add(
+        "import",
+        cmd_import,
+        "import COCO JSON, Pascal VOC XML or a YOLO folder as the dataset version data/<NAME>/ (then: dvc add "
+        "data/NAME; dvc exp run -S configs/data.yaml:data.version=NAME)",
+        "data",
+    )
+    p.add_argument("--format", required=True, choices=("coco", "voc", "yolo"), help="the source's format")
+    p.add_argument("--version", required=True, metavar="NAME", help="the new dataset version: data/NAME/")
+    p.add_argument("--images", metavar="DIR", help="coco, voc: the images folder")
+    p.add_argument(
+        "--annotations",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="coco: a JSON file (repeat it for one file per split) or a folder of them; voc: the folder of .xml files",
+    )
+    p.add_argument("--source", metavar="DIR", help="yolo: the dataset folder (with data.yaml or classes.txt)")
+    p.add_argument("--classes", metavar="A,B,C", help="keep only these classes, in this order (default: all)")
+    p.add_argument("--val-fraction", type=float, default=0.2, help="when the source has no splits (default 0.2)")
+    p.add_argument("--test-fraction", type=float, default=0.1, help="when the source has no splits (default 0.1)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the made splits (default 0)")
+    p.add_argument("--keep-difficult", action="store_true", help="voc: keep difficult objects (default: dropped)")
+    p.add_argument("--force", action="store_true", help="replace an existing data/NAME")

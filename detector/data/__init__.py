@@ -1,4 +1,5 @@
-"""Datasets: the bundled procedural generator, the YOLO-format validator and the content hash."""
+"""Datasets: the bundled procedural generator, the importers of COCO/VOC/YOLO exports (`detector.data.importers`),
+the YOLO-format validator and the content hash."""
 
 from detector.data.generator import VERSIONS, DatasetSummary, generate_dataset
 from detector.data.hashing import dataset_hash

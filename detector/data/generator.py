@@ -67,6 +67,7 @@ from detector.config import DataConfig
 from detector.data.hashing import dataset_hash
 from detector.data.yolo_format import SPLITS, write_data_yaml
 from detector.errors import DatasetError
+from detector.files import replace_dir
 
 JPEG_QUALITY = 95
 # Full-resolution chroma (4:4:4): the default 4:2:0 smears colour 1-2 px past a shape's edge, past its box.
@@ -200,7 +201,7 @@ def generate_dataset(config: DataConfig, out_dir: Path | None = None) -> Dataset
             "sha256": digest,
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        _replace_dir(tmp, out)
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -268,23 +269,6 @@ def _rng(seed: int, version: str, split: str, index: int) -> np.random.Generator
     # crc32 (not hash()) so the stream is stable across processes; seed % 2**64 accepts negative seeds.
     key = [seed % 2**64, zlib.crc32(version.encode()), SPLITS.index(split), index]
     return np.random.default_rng(np.random.SeedSequence(key))
-
-
-def _replace_dir(src: Path, dst: Path) -> None:
-    """Move `src` to `dst`, replacing any existing `dst`; `dst` is never a mix of old and new files."""
-    if not dst.exists():
-        os.replace(src, dst)
-        return
-    # Two renames: a directory cannot atomically replace a non-empty one. In between, `dst` is briefly
-    # absent (never half-written); if the second rename fails the previous dataset is put back.
-    old = dst.parent / f".{dst.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
-    os.replace(dst, old)
-    try:
-        os.replace(src, dst)
-    except BaseException:
-        os.replace(old, dst)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 # --- drawing -------------------------------------------------------------------------------------------------

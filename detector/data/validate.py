@@ -120,7 +120,7 @@ def _check_split(root: Path, split: str, num_classes: int | None) -> list[Datase
     if not images:
         problems.append(DatasetProblem(f"images/{split}", None, f"split '{split}' has no images"))
     for img in images:
-        error = _image_error(img)
+        error = image_error(img)
         if error:
             problems.append(DatasetProblem(f"images/{split}/{img.name}", None, error))
     labels = sorted(lbl_dir.glob("*.txt")) if lbl_dir.is_dir() else []
@@ -136,8 +136,8 @@ def _check_split(root: Path, split: str, num_classes: int | None) -> list[Datase
     return problems
 
 
-def _image_error(path: Path) -> str | None:
-    """Why the image cannot be used, or None. `verify()` catches corrupt headers, `load()` truncated data."""
+def image_error(path: Path) -> str | None:
+    """Why the image file cannot be used, or None. `verify()` catches corrupt headers, `load()` truncated data."""
     try:
         with Image.open(path) as im:
             im.verify()

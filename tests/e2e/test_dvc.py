@@ -56,7 +56,7 @@ def test_dvc_repro_from_a_clean_clone(tmp_path: Path) -> None:
     _run(["dvc", "repro"], clone)
     assert (clone / "models/model.onnx").is_file() and (clone / "dvc.lock").is_file()
     lock = yaml.safe_load((clone / "dvc.lock").read_text())
-    assert set(lock["stages"]) == {"data", "train", "export", "evaluate", "benchmark"}
+    assert set(lock["stages"]) == {"data@v1", "data@v2", "train", "export", "evaluate", "benchmark"}
     assert "summary" in json.loads((clone / "reports/benchmark.json").read_text())
     metrics = json.loads(_run(["dvc", "metrics", "show", "--json"], clone).stdout)
     assert "reports/metrics.json" in json.dumps(metrics)
