@@ -21,10 +21,12 @@ router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(requir
     description=(
         "Loads and warms up the new model in a background thread while the current one keeps serving, then swaps "
         "them atomically: batches already running finish on the old model, which is closed afterwards. If the new "
-        "model cannot be loaded the old one keeps serving and the answer (422) says why. Needs the `X-API-Key` "
-        "header; disabled (404) when no `admin_api_key` is configured."
+        "model cannot be loaded the old one keeps serving and the answer (422) says why. Only `.onnx`/`.engine` "
+        "files inside `inference.server.model_dir` (default: the initial model's folder) of at most `max_model_mb` "
+        "are loaded; other paths get the same 422 whether or not they exist. Needs the `X-API-Key` header; "
+        "disabled (404) when no `admin_api_key` is configured."
     ),
-    responses=error_responses(401, 404, 409, 422),
+    responses=error_responses(401, 404, 409, 413, 415, 422, 503),
 )
 async def reload_model(body: ReloadRequest, service: ServiceDep) -> ReloadResponse:
     started = time.perf_counter()
