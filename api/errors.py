@@ -59,6 +59,12 @@ class ApiError(Exception):
         self.detail = detail
         self.headers = dict(headers or {})
 
+    @classmethod
+    def with_status(cls, status: int, detail: str) -> ApiError:
+        error = cls(detail)
+        error.status = status
+        return error
+
 
 class BadRequestError(ApiError):
     status = 400

@@ -81,7 +81,7 @@ async def _from_json(request: Request) -> bytes:
     if extra:
         hint = " (conf, iou and max_det are query parameters)" if {"conf", "iou", "max_det"} & set(extra) else ""
         raise BadRequestError(
-            f"{len(extra)} unexpected JSON field(s): {few_names(extra)}{hint}; expected only 'image_base64'"
+            f"unexpected JSON field(s): {few_names(extra)}{hint}; expected only 'image_base64'"
         )
     if "image_base64" not in payload:
         raise BadRequestError(f"JSON body has no 'image_base64' field: {HOW}")
@@ -94,8 +94,8 @@ async def _from_json(request: Request) -> bytes:
 def few_names(names: list[str], shown: int = 5, width: int = 40) -> str:
     """The first `shown` names, each cut to `width` characters: a body with 100,000 keys (or one 1 MB key) must
     not come back in the error message."""
-    cut = [repr(n if len(n) <= width else n[:width] + "...") for n in names[:shown]]
-    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    cut = [n if len(n) <= width else n[:width] + "..." for n in names[:shown]]
+    more = f" and {len(names) - shown} more ({len(names)} in all)" if len(names) > shown else ""
     return ", ".join(cut) + more
 
 

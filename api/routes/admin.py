@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import ServiceDep, require_admin
-from api.errors import UnprocessableError
+from api.errors import ApiError
 from api.routes.model import model_info
 from api.schemas import ReloadRequest, ReloadResponse, error_responses
 from detector.errors import DetectorError
@@ -33,10 +33,14 @@ async def reload_model(body: ReloadRequest, service: ServiceDep) -> ReloadRespon
     backend = body.backend or service.config.inference.backend
     try:
         old, _ = await run_in_threadpool(service.reload, body.model_path, backend)
-    except DetectorError as exc:
+    except (DetectorError, ApiError) as exc:
+        if isinstance(exc, ApiError) and exc.status in (409, 503):  # busy or shutting down: as they are
+            raise
         current = service.slot.current
         serving = f"still serving version {current.info.get('version')}" if current else "no model is serving"
-        raise UnprocessableError(f"reload failed ({serving}): {exc}") from exc
+        # The file is the client's choice here, so a model that fails to load is its 422, not a server fault.
+        status = exc.status if isinstance(exc, ApiError) else 422
+        raise ApiError.with_status(status, f"reload failed ({serving}): {exc}") from exc
     return ReloadResponse(
         status="reloaded",
         previous_version=str(old["version"]) if old else None,
