@@ -85,6 +85,7 @@ class _Job:
 
 
 _STOP = None  # queue sentinel: one per worker at shutdown
+_NO_IMAGE: npt.NDArray[np.uint8] = np.zeros((0, 0, 3), np.uint8)
 
 
 class MicroBatcher:
@@ -242,6 +243,9 @@ class MicroBatcher:
             for job in jobs:
                 job.future.set_exception(server_fault(exc))
             return
+        finally:
+            for job in jobs:  # the pixels are counted in the request's budget: do not keep them alive here
+                job.image = _NO_IMAGE
         if self.metrics is not None:
             self.metrics.batch_size.observe(len(jobs))
             self.metrics.inference.observe(time.perf_counter() - started)

@@ -93,6 +93,7 @@ async def predict(
         async with service.decoded(data) as image:
             t_decode = time.perf_counter()
             outcome = await service.batcher.submit(reservation, image.pixels, key, inf.server.request_timeout_s)
+            detections = to_sent_image(outcome.detections, image)
     finally:
         reservation.release()
     timings = {
@@ -101,6 +102,5 @@ async def predict(
         **outcome.timings_ms,
         "total": round((time.perf_counter() - started) * 1e3, 3),
     }
-    detections = to_sent_image(outcome.detections, image)
     payload = prediction_payload(detections, (image.height, image.width), outcome.model, timings)
     return JSONResponse(payload, headers={"X-Batch-Size": str(outcome.batch_size)})

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import simplejpeg
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 from detector.errors import ImageTooLargeError, InvalidImageError, UnsupportedImageFormatError
 
@@ -55,9 +55,12 @@ class ImageProbe:
     decoded_pixels: int  # pixels the decode will produce (fewer than width*height for a reduced JPEG)
 
 
-@dataclass(frozen=True)
+@dataclass
 class DecodedImage:
-    """Decoded pixels plus the size of the image as sent: `pixels` may be smaller (a reduced JPEG decode)."""
+    """Decoded pixels plus the size of the image as sent: `pixels` may be smaller (a reduced JPEG decode).
+
+    Not frozen: a holder that accounts for the pixels' memory (the service's pixel budget) drops them when done.
+    """
 
     pixels: npt.NDArray[np.uint8]  # (h, w, 3) RGB, display orientation
     width: int  # of the image as sent, display orientation
@@ -99,7 +102,7 @@ def decode_image_scaled(
                     pixels = _decode_jpeg(data, img, reduce_to)
                 else:  # PNG, BMP, WebP, and CMYK/YCCK JPEGs (PIL's own colour conversion, as before)
                     img.load()
-                    pixels = _to_rgb(ImageOps.exif_transpose(img))
+                    pixels = _to_rgb(_upright(img))
         except (OSError, ValueError, SyntaxError) as exc:
             # PIL raises OSError("image file is truncated ...") for cut-off files, SyntaxError for broken PNG
             # chunks; simplejpeg raises ValueError("Corrupt JPEG data: ...") for missing or damaged scan data.
@@ -171,6 +174,13 @@ def _jpeg_minimum(img: Image.Image, reduce_to: tuple[int, int] | None) -> tuple[
     return math.ceil(stored_h * ratio), math.ceil(stored_w * ratio)
 
 
+def _upright(img: Image.Image) -> Image.Image:
+    """`img` in display orientation; itself when already upright (ImageOps.exif_transpose copies it then, a
+    full-size copy for nothing)."""
+    method = _ORIENT.get(_orientation(img))
+    return img if method is None else img.transpose(method)
+
+
 def _decode_jpeg(data: bytes, img: Image.Image, reduce_to: tuple[int, int] | None) -> npt.NDArray[np.uint8]:
     minimum = _jpeg_minimum(img, reduce_to) or (0, 0)
     pixels: npt.NDArray[np.uint8] = simplejpeg.decode_jpeg(
@@ -202,16 +212,18 @@ def _gray16_to_rgb(img: Image.Image) -> npt.NDArray[np.uint8]:
     made a 6300x6300 PNG of 77 KB cost 1.7 GB with four at once). 16-bit: v // 257 maps 0..65535 onto 0..255
     exactly as floor(v * 255 / 65535).
     """
-    arr = np.asarray(img)
-    out = np.empty((*arr.shape, 3), np.uint8)
-    if arr.dtype.itemsize == 2:  # I;16 (any byte order): uint16
-        for top in range(0, arr.shape[0], _ROW_CHUNK):
-            out[top : top + _ROW_CHUNK] = (arr[top : top + _ROW_CHUNK] // 257).astype(np.uint8)[:, :, None]
-        return out
-    peak = max(int(arr.max()), 1)  # mode "I" (int32): stretch to its own maximum
-    for top in range(0, arr.shape[0], _ROW_CHUNK):
-        rows = np.clip(arr[top : top + _ROW_CHUNK].astype(np.int64) * 255 // peak, 0, 255)
-        out[top : top + _ROW_CHUNK] = rows.astype(np.uint8)[:, :, None]
+    width, height = img.size
+    out = np.empty((height, width, 3), np.uint8)
+    sixteen = img.mode.startswith("I;16")
+    peak = 65535 if sixteen else max(int(img.getextrema()[1]), 1)  # mode "I" (int32): stretch to its own maximum
+    for top in range(0, height, _ROW_CHUNK):
+        # A band at a time, also out of PIL: np.asarray(img) would first copy the whole image to bytes.
+        rows = np.asarray(img.crop((0, top, width, min(top + _ROW_CHUNK, height))))
+        if sixteen:
+            gray = (rows // 257).astype(np.uint8)
+        else:
+            gray = np.clip(rows.astype(np.int64) * 255 // peak, 0, 255).astype(np.uint8)
+        out[top : top + len(rows)] = gray[:, :, None]
     return out
 
 
