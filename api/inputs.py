@@ -80,9 +80,7 @@ async def _from_json(request: Request) -> bytes:
     extra = [k for k in payload if k != "image_base64"]
     if extra:
         hint = " (conf, iou and max_det are query parameters)" if {"conf", "iou", "max_det"} & set(extra) else ""
-        raise BadRequestError(
-            f"unexpected JSON field(s): {few_names(extra)}{hint}; expected only 'image_base64'"
-        )
+        raise BadRequestError(f"unexpected JSON field(s): {few_names(extra)}{hint}; expected only 'image_base64'")
     if "image_base64" not in payload:
         raise BadRequestError(f"JSON body has no 'image_base64' field: {HOW}")
     value = payload["image_base64"]

@@ -12,6 +12,7 @@ import asyncio
 import io
 import json
 import re
+import select
 import socket
 import statistics
 import subprocess
@@ -103,7 +104,7 @@ def reset_peak(pid: int) -> bool:
 def statuses(metrics_text: str, route: str = "/predict") -> dict[str, float]:
     """status -> count of detector_http_requests_total for `route`."""
     found: dict[str, float] = {}
-    pattern = r'detector_http_requests_total\{([^}]*)\} ([0-9.e+]+)'
+    pattern = r"detector_http_requests_total\{([^}]*)\} ([0-9.e+]+)"
     for labels, value in re.findall(pattern, metrics_text):
         parts = dict(re.findall(r'(\w+)="([^"]*)"', labels))
         if parts.get("route") == route:
@@ -123,6 +124,7 @@ def _address(url: str) -> tuple[str, int]:
 class SlowResult:
     opened: int
     answers: list[str] = field(default_factory=list)  # first status line each slow client got back ("" = none)
+    closed: list[bool] = field(default_factory=list)  # whether the server then closed the connection
 
 
 @contextmanager
@@ -142,12 +144,18 @@ def slow_uploaders(url: str, n: int, interval_s: float = 0.5) -> Iterator[SlowRe
 
     def trickle() -> None:
         offset = 0
+        answered: set[socket.socket] = set()
         while not stop.is_set() and offset < len(body):
+            # Stop sending to a socket the server has answered: bytes sent after its close would draw a reset
+            # that can discard the answer before we read it.
+            answered.update(select.select(socks, [], [], 0)[0])
             for s in socks:
+                if s in answered:
+                    continue
                 try:
                     s.send(body[offset : offset + 1])
                 except OSError:
-                    pass  # the server closed it (the read timeout): expected
+                    answered.add(s)
             offset += 1
             stop.wait(interval_s)
 
@@ -160,6 +168,7 @@ def slow_uploaders(url: str, n: int, interval_s: float = 0.5) -> Iterator[SlowRe
         thread.join()
         for s in socks:
             result.answers.append(_first_line(s))
+            result.closed.append(wait_closed(s, 2))
             s.close()
 
 
