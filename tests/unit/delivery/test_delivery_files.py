@@ -40,7 +40,11 @@ def test_compose_services() -> None:
         dockerfile = REPO / build.get("context", ".") / build.get("dockerfile", "Dockerfile")
         assert dockerfile.is_file(), f"{name}: {dockerfile} does not exist"
         for port in service.get("ports", []):
-            assert re.fullmatch(r"(\$\{\w+:-\d+\}|\d+):\d+", str(port)), f"{name}: port {port!r}"
+            bind = r"(\$\{\w+:-[\d.]+\}:)?"  # an optional host address, e.g. ${MLFLOW_BIND:-127.0.0.1}:
+            assert re.fullmatch(bind + r"(\$\{\w+:-\d+\}|\d+):\d+", str(port)), f"{name}: port {port!r}"
+    # MLflow has no authentication: it must not be published on every interface by default.
+    assert str(services["mlflow"]["ports"][0]).startswith("${MLFLOW_BIND:-127.0.0.1}:")
+    assert all("mem_limit" in services[n] for n in ("api", "api-gpu"))
 
 
 def test_compose_gpu_reservation_and_volumes() -> None:
