@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -216,10 +216,8 @@ def predict_all(url: str, images: list[bytes], query: str = "", concurrency: int
 
         def one(data: bytes) -> httpx.Response:
             if barrier is not None:
-                try:
+                with suppress(threading.BrokenBarrierError):
                     barrier.wait(10)
-                except threading.BrokenBarrierError:
-                    pass
             return http.post(f"/predict{query}", files={"file": ("a.img", data, "application/octet-stream")})
 
         if concurrency == 1:
