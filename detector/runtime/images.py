@@ -215,7 +215,9 @@ def _gray16_to_rgb(img: Image.Image) -> npt.NDArray[np.uint8]:
     width, height = img.size
     out = np.empty((height, width, 3), np.uint8)
     sixteen = img.mode.startswith("I;16")
-    peak = 65535 if sixteen else max(int(img.getextrema()[1]), 1)  # mode "I" (int32): stretch to its own maximum
+    extrema = img.getextrema()  # (min, max) for a single-band image
+    top_value = extrema[1] if isinstance(extrema[1], int | float) else 1
+    peak = 65535 if sixteen else max(int(top_value), 1)  # mode "I" (int32): stretch to its own maximum
     for top in range(0, height, _ROW_CHUNK):
         # A band at a time, also out of PIL: np.asarray(img) would first copy the whole image to bytes.
         rows = np.asarray(img.crop((0, top, width, min(top + _ROW_CHUNK, height))))
