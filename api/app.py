@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from api.docs import install_offline_docs
 from api.errors import install_error_handlers
-from api.limits import BodySizeLimitMiddleware
+from api.limits import BodySizeLimitMiddleware, ReadTimeoutMiddleware
 from api.metrics import Metrics, MetricsMiddleware
 from api.routes import admin, health, metrics, model, predict
 from api.service import DetectorFactory, Service, default_detector_factory
@@ -63,7 +63,8 @@ def create_app(
     app.state.metrics = app_metrics
     app.state.service = None
     install_error_handlers(app)
-    # Added last = outermost: metrics also count what the size limit refuses.
+    # Added last = outermost: metrics also count what the size limit and the read timeout refuse.
+    app.add_middleware(ReadTimeoutMiddleware, timeout_s=config.inference.server.read_timeout_s)
     app.add_middleware(
         BodySizeLimitMiddleware, max_image_bytes=int(config.inference.server.max_upload_mb * 1024 * 1024)
     )

@@ -1,12 +1,21 @@
 """Dynamic micro-batching: concurrent requests share one `predict_batch` call.
 
-Requests are admitted by `reserve()` *before* their body is read, against a bound of `queue_size` waiting requests;
-past it they get 503 + Retry-After at once (no body buffered, no thread used). An admitted request is decoded
-elsewhere, then `submit()`s its image to a FIFO served by `workers` model threads. A worker takes the oldest job,
-waits up to `max_wait_ms` for up to `max_batch - 1` more (only while more admitted requests are on their way, so a
-lone request never waits), and runs them as one batch. Thresholds are applied in
-post-processing per call, so jobs are grouped by (conf, iou, max_det): one backend call per distinct group (in the
-common case, every request uses the defaults and the whole batch is one call).
+Requests are admitted by `reserve()` once their body has arrived (uploads are bounded separately, api/uploads.py,
+so slow uploaders never hold these places), against a bound of `queue_size` requests being decoded or waiting;
+past it they get 503 + Retry-After at once. An admitted request is decoded elsewhere, then `submit()`s its image to
+a FIFO served by `workers` model threads. A worker takes the oldest job, waits up to `max_wait_ms` for up to
+`max_batch - 1` more (only while more admitted requests are on their way, so a lone request never waits), and runs
+them as one batch.
+
+An answer must not depend on what else is in flight, so one backend call only takes images that get the same
+network input shape: in rect mode the letterbox rectangle is the max over the batch, and a companion of another
+aspect ratio would change the padding (and the detections). Jobs are grouped by (letterbox shape, conf, iou,
+max_det); same-sized camera frames, the common case, still share one call. Within a call each image's input is
+exactly what it would be alone, and the backends compute batch items independently (a test checks that 64
+concurrent requests over 8 shapes equal the same requests one by one, exactly).
+
+Library errors raised at inference are the server's fault (the image was already accepted): they reach the caller
+as 503 (`ModelUnavailableError`: model/backend unusable) or 500 (`InferenceFailedError`), never as 4xx.
 
 Inference runs only in these worker threads, never on the event loop; the loop awaits a future.
 """
@@ -26,14 +35,22 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from api.errors import GatewayTimeoutError, ServiceUnavailableError
+from api.errors import (
+    ApiError,
+    GatewayTimeoutError,
+    InferenceFailedError,
+    ModelUnavailableError,
+    ServiceUnavailableError,
+)
 from api.metrics import Metrics
-from api.model_slot import ModelSlot
+from api.model_slot import LoadedModel, ModelSlot
+from detector.errors import BackendUnavailableError, DetectorError, MissingDependencyError, ModelLoadError
 from detector.runtime import Detections, Timings
 
 log = logging.getLogger("api.batching")
 
 GroupKey = tuple[float, float, int]  # (conf, iou, max_det)
+CallKey = tuple[tuple[int, ...], GroupKey]  # (network input shape of the image, thresholds): one backend call each
 
 
 @dataclass(frozen=True)
@@ -68,6 +85,7 @@ class _Job:
 
 
 _STOP = None  # queue sentinel: one per worker at shutdown
+_NO_IMAGE: npt.NDArray[np.uint8] = np.zeros((0, 0, 3), np.uint8)
 
 
 class MicroBatcher:
@@ -197,34 +215,48 @@ class MicroBatcher:
         return batch, False
 
     def _run(self, batch: list[_Job]) -> None:
-        groups: dict[GroupKey, list[_Job]] = defaultdict(list)
-        for job in batch:
-            # False when the request already timed out and cancelled its future: skip the wasted work.
-            if job.future.set_running_or_notify_cancel():
-                groups[job.key].append(job)
-        for (conf, iou, max_det), jobs in groups.items():
-            started = time.perf_counter()
-            timings = Timings()
-            try:
-                with self.slot.use() as model:
-                    results = model.detector.predict_batch(
-                        [j.image for j in jobs], conf=conf, iou=iou, max_det=max_det, timings=timings
-                    )
-            except Exception as exc:  # the route maps it (DetectorError -> 4xx, anything else -> logged 500)
-                for job in jobs:
-                    job.future.set_exception(exc)
-                continue
+        # False when the request already timed out and cancelled its future: skip the wasted work.
+        live = [job for job in batch if job.future.set_running_or_notify_cancel()]
+        if not live:
+            return
+        try:
+            with self.slot.use() as model:
+                groups: dict[CallKey, list[_Job]] = defaultdict(list)
+                for job in live:
+                    groups[(input_shape(model, job.image), job.key)].append(job)
+                for (_, key), jobs in groups.items():
+                    self._call(model, key, jobs)
+        except Exception as exc:  # no model in the slot (a bug guard) or a shape check that failed
+            for job in live:
+                if not job.future.done():
+                    job.future.set_exception(server_fault(exc))
+
+    def _call(self, model: LoadedModel, key: GroupKey, jobs: list[_Job]) -> None:
+        conf, iou, max_det = key
+        started = time.perf_counter()
+        timings = Timings()
+        try:
+            results = model.detector.predict_batch(
+                [j.image for j in jobs], conf=conf, iou=iou, max_det=max_det, timings=timings
+            )
+        except Exception as exc:
+            for job in jobs:
+                job.future.set_exception(server_fault(exc))
+            return
+        finally:
+            for job in jobs:  # the pixels are counted in the request's budget: do not keep them alive here
+                job.image = _NO_IMAGE
+        if self.metrics is not None:
+            self.metrics.batch_size.observe(len(jobs))
+            self.metrics.inference.observe(time.perf_counter() - started)
+        stage = timings.as_dict()
+        for job, detections in zip(jobs, results, strict=True):
+            wait_ms = (started - job.enqueued_at) * 1e3
             if self.metrics is not None:
-                self.metrics.batch_size.observe(len(jobs))
-                self.metrics.inference.observe(time.perf_counter() - started)
-            stage = timings.as_dict()
-            for job, detections in zip(jobs, results, strict=True):
-                wait_ms = (started - job.enqueued_at) * 1e3
-                if self.metrics is not None:
-                    self.metrics.queue_wait.observe(wait_ms / 1e3)
-                job.future.set_result(
-                    Outcome(detections, model.info, len(jobs), {"queue_wait": round(wait_ms, 3), **stage})
-                )
+                self.metrics.queue_wait.observe(wait_ms / 1e3)
+            job.future.set_result(
+                Outcome(detections, model.info, len(jobs), {"queue_wait": round(wait_ms, 3), **stage})
+            )
 
     # -- shutdown -----------------------------------------------------------------------------------------------
 
@@ -249,3 +281,33 @@ class MicroBatcher:
                 break
             if job is not None and job.future.set_running_or_notify_cancel():
                 job.future.set_exception(ServiceUnavailableError("the server is shutting down", 5))
+
+
+def input_shape(model: LoadedModel, image: npt.NDArray[np.uint8]) -> tuple[int, ...]:
+    """The network input (h, w) this image gets alone (its letterbox rectangle in rect mode, else the square).
+
+    Models that cannot say (test wrappers) fall back to the image's own shape: equal shapes letterbox equally.
+    """
+    batch_shape = getattr(model.detector, "batch_shape", None)
+    rect = model.info.get("rect", True)
+    if batch_shape is None:
+        return tuple(image.shape[:2])
+    if not rect:
+        return ()  # every image gets the model's square input: any companions are fine
+    return tuple(batch_shape([image]))
+
+
+def server_fault(exc: Exception) -> Exception:
+    """What an exception raised while running an accepted image means for its client."""
+    if isinstance(exc, ModelLoadError | BackendUnavailableError | MissingDependencyError):
+        log.error("the model failed at inference: %s", exc)
+        return ModelUnavailableError(f"the model cannot run right now ({type(exc).__name__}: {exc}); retry later", 5)
+    if isinstance(exc, DetectorError):  # e.g. an output shape the post-processing cannot read
+        log.error("inference failed: %s: %s", type(exc).__name__, exc)
+        return InferenceFailedError(f"inference failed on the server ({type(exc).__name__}: {exc})")
+    if isinstance(exc, ApiError):
+        return exc
+    # Anything else (a closed backend's AttributeError, a library's own error type): logged with its traceback,
+    # answered without its text, which may carry internals.
+    log.error("inference failed", exc_info=exc)
+    return InferenceFailedError(f"inference failed on the server ({type(exc).__name__}); the incident was logged")

@@ -77,16 +77,24 @@ async def _from_json(request: Request) -> bytes:
         raise BadRequestError(
             f'JSON body must be an object like {{"image_base64": "..."}}, got {type(payload).__name__}'
         )
-    extra = sorted(k for k in payload if k != "image_base64")
+    extra = [k for k in payload if k != "image_base64"]
     if extra:
         hint = " (conf, iou and max_det are query parameters)" if {"conf", "iou", "max_det"} & set(extra) else ""
-        raise BadRequestError(f"unexpected JSON field(s): {', '.join(extra)}{hint}; expected only 'image_base64'")
+        raise BadRequestError(f"unexpected JSON field(s): {few_names(extra)}{hint}; expected only 'image_base64'")
     if "image_base64" not in payload:
         raise BadRequestError(f"JSON body has no 'image_base64' field: {HOW}")
     value = payload["image_base64"]
     if not isinstance(value, str):
         raise BadRequestError(f"'image_base64' must be a string, got {type(value).__name__}")
     return decode_base64(value)
+
+
+def few_names(names: list[str], shown: int = 5, width: int = 40) -> str:
+    """The first `shown` names, each cut to `width` characters: a body with 100,000 keys (or one 1 MB key) must
+    not come back in the error message."""
+    cut = [n if len(n) <= width else n[:width] + "..." for n in names[:shown]]
+    more = f" and {len(names) - shown} more ({len(names)} in all)" if len(names) > shown else ""
+    return ", ".join(cut) + more
 
 
 def decode_base64(value: str) -> bytes:

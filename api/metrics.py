@@ -48,8 +48,15 @@ class Metrics:
         self.in_flight = Gauge(
             "detector_predict_in_flight", "Predict requests admitted and not yet answered", registry=r
         )
+        self.uploads = Gauge("detector_uploads_in_flight", "Request bodies being received now", registry=r)
+        self.pixels_held = Gauge(
+            "detector_decode_pixels_held", "Decoded pixels held by requests (the shared pixel budget)", registry=r
+        )
         self.rejected = Counter(
-            "detector_rejected_requests", "Requests refused with 503, by reason", ["reason"], registry=r
+            "detector_rejected_requests",
+            "Requests refused with 503, by reason (queue_full, uploads_full, pixel_budget, shutdown)",
+            ["reason"],
+            registry=r,
         )
         self.reloads = Counter("detector_model_reloads", "Model reload attempts by outcome", ["outcome"], registry=r)
         self.model_info = Gauge(

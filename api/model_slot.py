@@ -3,12 +3,18 @@
 Workers borrow the current model for one backend call (`slot.use()`); `swap` installs a new one atomically and
 retires the old one, which is closed only when the last borrower gives it back. So a reload never interrupts a
 batch, and no batch ever runs on a closed model.
+
+Closing happens on the slot's own "model-closer" thread, never on the thread that gave the model back: the last
+borrower is a model worker, and closing a TensorRT engine (freeing device memory, joining its CUDA owner thread)
+there would stall every request queued behind it.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, Protocol
 
@@ -16,6 +22,9 @@ import numpy as np
 import numpy.typing as npt
 
 from detector.runtime import Detections, Timings
+
+log = logging.getLogger("api")
+Runner = Callable[[Callable[[], None]], object]  # runs a close somewhere (the closer thread's submit)
 
 
 class DetectorLike(Protocol):
@@ -49,6 +58,8 @@ class LoadedModel:
         self.source = source  # the path it was loaded from (logged, not exposed over HTTP)
         self._refs = 0
         self._retired = False
+        self._closed = False
+        self._runner: Runner | None = None
         self._lock = threading.Lock()
 
     def _borrow(self) -> None:
@@ -60,21 +71,43 @@ class LoadedModel:
             self._refs -= 1
             close = self._retired and self._refs == 0
         if close:
-            self.detector.close()
+            self._schedule_close()
 
-    def retire(self) -> None:
-        """No new borrowers will come; close now if idle, else when the last borrower is done."""
+    def retire(self, runner: Runner | None = None) -> None:
+        """No new borrowers will come; close when idle (now, or when the last borrower is done), through `runner`
+        (default: on the calling thread)."""
         with self._lock:
             self._retired = True
+            self._runner = runner
             close = self._refs == 0
         if close:
+            self._schedule_close()
+
+    def _schedule_close(self) -> None:
+        if self._runner is not None:
+            try:
+                self._runner(self._close)
+                return
+            except RuntimeError:  # the closer already shut down (process exit): close here rather than leak
+                pass
+        self._close()
+
+    def _close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        try:
             self.detector.close()
+        except Exception:  # a failing close must not take the closer thread (or a reload) down with it
+            log.exception("closing the retired model %s failed", self.source)
 
 
 class ModelSlot:
     def __init__(self) -> None:
         self._current: LoadedModel | None = None
         self._lock = threading.Lock()
+        self._closer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-closer")
 
     @property
     def current(self) -> LoadedModel | None:
@@ -98,5 +131,14 @@ class ModelSlot:
         with self._lock:
             old, self._current = self._current, new
         if old is not None:
-            old.retire()
+            old.retire(self._closer.submit)
         return old
+
+    def wait_closed(self) -> None:
+        """Block until every close handed to the closer so far has run (tests; shutdown)."""
+        self._closer.submit(lambda: None).result()
+
+    def shutdown(self) -> None:
+        """Empty the slot and wait for the retired models to be closed."""
+        self.swap(None)
+        self._closer.shutdown(wait=True)

@@ -162,7 +162,11 @@ class ReloadRequest(BaseModel):
         json_schema_extra={"examples": [{"model_path": "models/model.onnx", "backend": "auto"}]},
     )
 
-    model_path: str = Field(min_length=1, description="Model file on the server's filesystem")
+    model_path: str = Field(
+        min_length=1,
+        max_length=4096,
+        description="A .onnx or .engine file inside inference.server.model_dir (absolute, or relative to it)",
+    )
     backend: BACKENDS | None = Field(None, description="Default: the configured inference.backend")
 
 
@@ -188,10 +192,12 @@ _ERROR_TEXT = {
     400: "Malformed request (bad JSON or base64, missing or conflicting fields, empty body)",
     401: "Missing or wrong X-API-Key",
     404: "Admin endpoints are disabled (no admin_api_key configured)",
-    409: "A reload is already in progress",
+    408: "The request body did not arrive within read_timeout_s (the connection is closed)",
+    409: "A model load or reload is already in progress",
     413: "Body, image bytes or image pixels over the limit",
     415: "Unsupported Content-Type or image format",
-    422: "Out-of-range parameter, undecodable image, or a model that cannot be loaded",
-    503: "Not ready, overloaded (see Retry-After) or shutting down",
+    422: "Out-of-range parameter, undecodable or truncated image, or a reload model that cannot be loaded",
+    500: "A server-side failure (inference failed); the detail says what, the client did nothing wrong",
+    503: "Not ready, model unusable, overloaded (queue, uploads or pixel budget; see Retry-After) or shutting down",
     504: "Inference did not finish within the request timeout",
 }

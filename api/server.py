@@ -7,6 +7,7 @@ the request timeout), then the app's lifespan drains the batcher and closes the 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import uvicorn
 
@@ -53,12 +54,25 @@ def serve(
     app = create_app(config, engine_builder=engine_builder)
     server = inf.server
     log.info("serving %s on http://%s:%d (docs at /docs)", inf.model_path, server.host, server.port)
-    uvicorn.run(
-        app,
-        host=server.host,
-        port=server.port,
-        timeout_graceful_shutdown=int(server.request_timeout_s) + 1,
-        log_config=None,  # keep the CLI's logging setup
-        access_log=False,  # /metrics counts requests; per-request log lines cost throughput
-        server_header=False,
-    )
+    uvicorn.run(app, **uvicorn_options(config), log_config=None)  # log_config=None: keep the CLI's logging
+
+
+def uvicorn_options(config: Config) -> dict[str, Any]:
+    """The HTTP server's limits, set on purpose rather than left at uvicorn's defaults.
+
+    h11, not httptools: h11 bounds the request line plus headers (`max_header_bytes`; a bigger one gets 400 and the
+    connection closes), httptools buffers headers of any size (a 1 MB header was answered 200). Parsing costs a
+    little more CPU per request, which is small beside decoding and inference.
+    """
+    server = config.inference.server
+    return {
+        "host": server.host,
+        "port": server.port,
+        "http": "h11",
+        "h11_max_incomplete_event_size": server.max_header_bytes,
+        "timeout_keep_alive": max(1, round(server.keep_alive_s)),
+        "limit_concurrency": server.max_connections,  # beyond: uvicorn answers 503 before the app sees it
+        "timeout_graceful_shutdown": int(server.request_timeout_s) + 1,
+        "access_log": False,  # /metrics counts requests; per-request log lines cost throughput
+        "server_header": False,
+    }

@@ -10,8 +10,10 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,14 +21,18 @@ import numpy as np
 import numpy.typing as npt
 
 from api.batching import MicroBatcher
-from api.errors import ConflictError
+from api.decode_budget import PixelBudget
+from api.errors import ConflictError, ServiceUnavailableError
 from api.metrics import Metrics
+from api.model_files import checked_model_path, model_dir
 from api.model_slot import DetectorLike, LoadedModel, ModelSlot
+from api.uploads import UploadGate
 from detector.config import Config
 from detector.errors import DetectorError, ModelLoadError
+from detector.runtime import Detections
 from detector.runtime.backends.base import BackendOptions
 from detector.runtime.engines import EngineBuilder
-from detector.runtime.images import decode_image
+from detector.runtime.images import DecodedImage, decode_image, decode_image_scaled, probe_image
 
 log = logging.getLogger("api")
 
@@ -73,14 +79,19 @@ class Service:
             workers=server.workers,
             metrics=metrics,
         )
+        self.uploads = UploadGate(server.max_uploads, metrics)
+        self.pixels = PixelBudget(server.decode_pixel_budget, metrics)
         # Decoding is CPU work that releases the GIL in PIL's C code: its own pool keeps it off the event loop and
-        # away from the default pool that Starlette uses for file I/O.
+        # away from the default pool that Starlette uses for file I/O. Its memory is bounded by `self.pixels`.
         self.decode_pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 2), thread_name_prefix="decode")
-        self._reload_lock = threading.Lock()
+        # One model load at a time, initial or reload: otherwise a slow initial load could finish after a reload
+        # and replace the newer model, or mark the service "failed" while a model serves.
+        self._load_lock = threading.Lock()
+        self._state_lock = threading.Lock()  # status and slot change together
 
     @property
     def ready(self) -> bool:
-        return self.status == "ok"
+        return self.status == "ok" and self.slot.current is not None
 
     @property
     def max_image_bytes(self) -> int:
@@ -100,10 +111,10 @@ class Service:
             raise ModelLoadError(f"cannot load {model_path} on {backend}: {type(exc).__name__}: {exc}") from exc
         try:
             detector.warmup()
+            model = LoadedModel(detector, source=model_path)
         except Exception as exc:
             detector.close()
             raise ModelLoadError(f"{model_path} loaded but failed its warm-up run: {exc}") from exc
-        model = LoadedModel(detector, source=model_path)
         log.info(
             "model %s (version %s) ready on %s in %.2f s",
             model_path,
@@ -116,55 +127,105 @@ class Service:
     def load_initial(self) -> None:
         """Blocking; run in a thread from the lifespan so /health answers "loading" meanwhile."""
         inf = self.config.inference
-        try:
-            model = self._load(inf.model_path, inf.backend)
-        except Exception as exc:
-            self.status, self.error = "failed", str(exc)
-            log.error("the model could not be loaded; /health reports 503 until a reload succeeds: %s", exc)
-            return
-        if self.status == "shutting_down":  # shut down while we were loading
-            model.retire()
-            return
-        self._install(model)
-        self.status = "ok"
+        with self._load_lock:
+            try:
+                model = self._load(inf.model_path, inf.backend)
+            except Exception as exc:
+                with self._state_lock:
+                    if self.status == "loading":
+                        self.status, self.error = "failed", str(exc)
+                log.error("the model could not be loaded; /health reports 503 until a reload succeeds: %s", exc)
+                return
+            self._install(model)
 
     def reload(self, model_path: str, backend: str) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-        """Blocking. Load + warm up the new model while the old one serves, then swap; returns (old, new) info."""
-        if not self._reload_lock.acquire(blocking=False):
-            raise ConflictError("a model reload is already in progress; wait for it to finish")
+        """Blocking. Load + warm up the new model while the old one serves, then swap; returns (old, new) info.
+
+        `model_path` must be inside the model directory (see api/model_files.py); checked before anything is read.
+        """
+        server = self.config.inference.server
+        path = checked_model_path(
+            model_path,
+            model_dir(server.model_dir, self.config.inference.model_path),
+            int(server.max_model_mb * 1024 * 1024),
+        )
+        if not self._load_lock.acquire(blocking=False):
+            raise ConflictError("a model load or reload is already in progress; wait for it to finish")
         try:
             try:
-                model = self._load(model_path, backend)
+                model = self._load(str(path), backend)
             except Exception:
                 self.metrics.reloads.labels(outcome="failed").inc()
                 raise
             old = self._install(model)
-            if self.status in ("loading", "failed"):
-                self.status, self.error = "ok", ""
+            if old is None and self.status != "ok":
+                raise ServiceUnavailableError("the server is shutting down; the reloaded model was not installed")
             self.metrics.reloads.labels(outcome="ok").inc()
             return (old.info if old else None), model.info
         finally:
-            self._reload_lock.release()
+            self._load_lock.release()
 
     def _install(self, model: LoadedModel) -> LoadedModel | None:
-        old = self.slot.swap(model)
+        """Serve `model` and mark the service ready, together; during shutdown the model is closed instead."""
+        with self._state_lock:
+            if self.status == "shutting_down":
+                model.retire()
+                return None
+            old = self.slot.swap(model)
+            self.status, self.error = "ok", ""
         self.metrics.set_model(str(model.info.get("version")), str(model.info.get("backend")))
         return old
 
     # -- per request --------------------------------------------------------------------------------------------
 
+    def reduce_to(self) -> tuple[int, int] | None:
+        """The size decoding may reduce JPEGs to: the served model's input, in `decode_mode: reduced`."""
+        model = self.slot.current
+        if self.config.inference.server.decode_mode != "reduced" or model is None:
+            return None
+        size = model.info.get("input_size")
+        return (int(size[0]), int(size[1])) if size else None
+
+    @asynccontextmanager
+    async def decoded(self, data: bytes) -> AsyncIterator[DecodedImage]:
+        """Decode within the shared pixel budget; the pixels stay counted until the `with` block ends (the
+        decoded array lives that long). 4xx for bad images, 503 + Retry-After when the budget stays full."""
+        server = self.config.inference.server
+        loop = asyncio.get_running_loop()
+        reduce_to = self.reduce_to()
+        probe = await loop.run_in_executor(self.decode_pool, probe_image, data, server.max_pixels, reduce_to)
+        async with self.pixels.hold(probe.decoded_pixels, server.decode_wait_s):
+            yield await loop.run_in_executor(self.decode_pool, decode_image_scaled, data, server.max_pixels, reduce_to)
+
     async def decode(self, data: bytes) -> npt.NDArray[np.uint8]:
+        """Full-size decode (exact), within the pixel budget while it runs."""
         max_pixels = self.config.inference.server.max_pixels
-        return await asyncio.get_running_loop().run_in_executor(self.decode_pool, decode_image, data, max_pixels)
+        loop = asyncio.get_running_loop()
+        probe = await loop.run_in_executor(self.decode_pool, probe_image, data, max_pixels, None)
+        async with self.pixels.hold(probe.decoded_pixels, self.config.inference.server.decode_wait_s):
+            return await loop.run_in_executor(self.decode_pool, decode_image, data, max_pixels)
 
     # -- shutdown -----------------------------------------------------------------------------------------------
 
     def close(self) -> None:
         """Blocking: drain admitted requests, stop workers, close the model."""
-        self.status = "shutting_down"
+        with self._state_lock:
+            self.status = "shutting_down"
         self.batcher.close(drain_timeout_s=self.config.inference.server.request_timeout_s)
-        self.slot.swap(None)
+        self.slot.shutdown()
         self.decode_pool.shutdown(wait=True, cancel_futures=True)
+
+
+def to_sent_image(detections: Detections, image: DecodedImage) -> Detections:
+    """Boxes from the decoded pixels' coordinates to those of the image as sent (they differ after a reduced
+    decode), clipped to it."""
+    sx, sy = image.scale
+    if (sx, sy) == (1.0, 1.0) or len(detections) == 0:
+        return detections
+    xyxy = detections.xyxy * np.array([sx, sy, sx, sy], np.float32)
+    np.clip(xyxy[:, 0::2], 0, image.width, out=xyxy[:, 0::2])
+    np.clip(xyxy[:, 1::2], 0, image.height, out=xyxy[:, 1::2])
+    return replace(detections, xyxy=xyxy.astype(np.float32))
 
 
 def model_file_problem(path: str) -> str | None:

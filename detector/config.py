@@ -145,6 +145,26 @@ class ServerConfig(_Strict):
     request_timeout_s: float = Field(30.0, gt=0)
     admin_api_key: str = ""  # empty disables the admin (reload) endpoint
     max_det_limit: int = Field(1000, ge=1)
+    # Hostile and unlucky clients (see the README's "Limits" section for what each bounds).
+    read_timeout_s: float = Field(20.0, gt=0)  # the whole body must arrive within this (408 + close otherwise)
+    max_uploads: int = Field(256, ge=1, le=100_000)  # bodies being received at once; beyond: 503 + Retry-After
+    decode_pixel_budget: int = Field(48_000_000, ge=1)  # decoded pixels held by all requests together
+    decode_wait_s: float = Field(10.0, ge=0)  # how long a request waits for the pixel budget before 503
+    decode_mode: Literal["reduced", "exact"] = "reduced"  # reduced: JPEGs decode at the size the model needs
+    max_header_bytes: int = Field(16384, ge=1024, le=1_048_576)  # request line + headers; beyond: 400
+    keep_alive_s: float = Field(5.0, gt=0, le=300)  # idle keep-alive connections are closed after this
+    max_connections: int = Field(1024, ge=1)  # open connections + tasks; beyond: 503 from the HTTP server
+    model_dir: str = ""  # /admin/reload loads only files under it; empty: the folder of inference.model_path
+    max_model_mb: float = Field(2048.0, gt=0)  # /admin/reload refuses larger files before reading them
+
+    @model_validator(mode="after")
+    def _budget_holds_one_image(self) -> ServerConfig:
+        if self.decode_pixel_budget < self.max_pixels:
+            raise ValueError(
+                f"decode_pixel_budget ({self.decode_pixel_budget}) must be at least max_pixels ({self.max_pixels}):"
+                " otherwise an image within the limit could never be decoded"
+            )
+        return self
 
 
 class InferenceConfig(_Strict):

@@ -11,6 +11,7 @@ from api.deps import ReadyServiceDep
 from api.errors import UnprocessableError
 from api.inputs import body_kind, read_image_bytes
 from api.schemas import Base64ImageRequest, PredictionResponse, error_responses, example_image_base64
+from api.service import to_sent_image
 from detector.runtime.payload import prediction_payload
 
 router = APIRouter(tags=["inference"])
@@ -30,7 +31,7 @@ def _openapi_body() -> dict[str, Any]:
                             "file": {
                                 "type": "string",
                                 "format": "binary",
-                                "description": "A JPEG, PNG, BMP or WebP image",
+                                "description": "A JPEG (MPO: its first frame), PNG, BMP or WebP image",
                             }
                         },
                     }
@@ -62,7 +63,7 @@ def _openapi_body() -> dict[str, Any]:
         "of the image as sent, after applying its EXIF orientation. Concurrent requests are micro-batched."
     ),
     openapi_extra=_openapi_body(),
-    responses=error_responses(400, 413, 415, 422, 503, 504),
+    responses=error_responses(400, 408, 413, 415, 422, 500, 503, 504),
 )
 async def predict(
     request: Request,
@@ -81,15 +82,18 @@ async def predict(
         inf.iou if iou is None else iou,
         inf.max_det if max_det is None else max_det,
     )
-    kind = body_kind(request)  # 400/415 from the headers alone, before taking a queue slot
+    kind = body_kind(request)  # 400/415 from the headers alone, before taking any place
 
+    with service.uploads.place():  # uploads are bounded apart from the queue: slow senders never hold queue places
+        data = await read_image_bytes(request, kind, service.max_image_bytes)
+    t_read = time.perf_counter()
     reservation = service.batcher.reserve()  # 503 + Retry-After at once when the queue is full
     try:
-        data = await read_image_bytes(request, kind, service.max_image_bytes)
-        t_read = time.perf_counter()
-        image = await service.decode(data)  # thread pool: decoding never blocks the event loop
-        t_decode = time.perf_counter()
-        outcome = await service.batcher.submit(reservation, image, key, inf.server.request_timeout_s)
+        # Thread pool, within the shared pixel budget: decoding never blocks the event loop nor grows without bound.
+        async with service.decoded(data) as image:
+            t_decode = time.perf_counter()
+            outcome = await service.batcher.submit(reservation, image.pixels, key, inf.server.request_timeout_s)
+            detections = to_sent_image(outcome.detections, image)
     finally:
         reservation.release()
     timings = {
@@ -98,5 +102,5 @@ async def predict(
         **outcome.timings_ms,
         "total": round((time.perf_counter() - started) * 1e3, 3),
     }
-    payload = prediction_payload(outcome.detections, image.shape, outcome.model, timings)
+    payload = prediction_payload(detections, (image.height, image.width), outcome.model, timings)
     return JSONResponse(payload, headers={"X-Batch-Size": str(outcome.batch_size)})

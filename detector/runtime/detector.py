@@ -83,8 +83,14 @@ class Detector:
         path = Path(model_path)
         metadata = _read_metadata(path)
         loaded = backends.create(backend, path, options)
-        log.info("loaded %s on %s (%s)", path, loaded.name, loaded.device_name)
-        return cls(loaded, metadata, conf=conf, iou=iou, max_det=max_det, rect=rect)
+        try:
+            log.info("loaded %s on %s (%s)", path, loaded.name, loaded.device_name)
+            return cls(loaded, metadata, conf=conf, iou=iou, max_det=max_det, rect=rect)
+        except BaseException:
+            # The backend exists but the Detector will not (input shape vs metadata, bad thresholds): release what
+            # it holds now. For TensorRT that is an owner thread, a CUDA context and device memory.
+            loaded.close()
+            raise
 
     @property
     def backend_name(self) -> str:

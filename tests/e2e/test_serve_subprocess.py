@@ -85,7 +85,12 @@ def stop(server: Server) -> int:
 @pytest.fixture(scope="module")
 def server(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     # Environment overrides reach the server: the admin key and a small upload limit come from there.
-    env = {"DETECTOR_INFERENCE__SERVER__ADMIN_API_KEY": KEY, "DETECTOR_INFERENCE__SERVER__MAX_UPLOAD_MB": "1"}
+    # Exact decoding too: the first test compares with the library, which decodes full size (as Ultralytics does).
+    env = {
+        "DETECTOR_INFERENCE__SERVER__ADMIN_API_KEY": KEY,
+        "DETECTOR_INFERENCE__SERVER__MAX_UPLOAD_MB": "1",
+        "DETECTOR_INFERENCE__SERVER__DECODE_MODE": "exact",
+    }
     srv = start_server(model_path, tmp_path_factory.mktemp("serve"), env=env)
     try:
         wait_ready(srv)

@@ -21,6 +21,14 @@ LOW_CONF = 0.05  # the quick model is weak; a low threshold gives every image se
 
 
 @pytest.fixture(scope="module")
+def client(make_config: Any, run_app: Any) -> Iterator[TestClient]:
+    """Exact decoding (full-size JPEGs), as the library and Ultralytics decode: these tests compare with them.
+    The default `decode_mode: reduced` is tested in tests/integration/api/test_hostile_clients.py."""
+    with run_app(make_config("inference.server.decode_mode=exact")) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
 def reference(client: TestClient, model_path: Path) -> Iterator[Detector]:
     """The library's Detector on the same backend the service picked."""
     backend = client.get("/model").json()["backend"]

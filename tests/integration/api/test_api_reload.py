@@ -47,8 +47,14 @@ class Tracked:
 
 
 @pytest.fixture(scope="module")
-def admin(make_config: Any, run_app: Any) -> Iterator[tuple[TestClient, list[str]]]:
-    config = make_config(f"inference.server.admin_api_key={KEY}")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The only folder /admin/reload loads from (inference.server.model_dir)."""
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="module")
+def admin(make_config: Any, run_app: Any, models_dir: Path) -> Iterator[tuple[TestClient, list[str]]]:
+    config = make_config(f"inference.server.admin_api_key={KEY}", f"inference.server.model_dir={models_dir}")
     real = default_detector_factory(config)
     log: list[str] = []
     with run_app(config, lambda path, backend: Tracked(real(path, backend), path, log)) as client:
@@ -60,10 +66,10 @@ def reload(client: TestClient, body: dict[str, Any], key: str | None = KEY) -> A
 
 
 def test_swap_while_requests_stream(
-    admin: tuple[TestClient, list[str]], model_path: Path, tmp_path: Path, dataset_dir: Path
+    admin: tuple[TestClient, list[str]], model_path: Path, models_dir: Path, dataset_dir: Path
 ) -> None:
     client, log = admin
-    copy = tmp_path / "model-v2.onnx"
+    copy = models_dir / "model-v2.onnx"
     shutil.copy(model_path, copy)
     images = [p.read_bytes() for p in sorted((dataset_dir / "images" / "val").glob("*.jpg"))[:8]]
     statuses: list[int] = []
@@ -102,16 +108,16 @@ def test_swap_while_requests_stream(
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ({"model_path": "/nonexistent/model.onnx"}, "model file not found"),
+        ({"model_path": "missing.onnx"}, "model file not found"),
         ({"model_path": "__CORRUPT__"}, "not a readable ONNX file"),
     ],
 )
 def test_failed_reload_keeps_the_old_model(
-    admin: tuple[TestClient, list[str]], tmp_path: Path, dataset_dir: Path, body: dict[str, Any], message: str
+    admin: tuple[TestClient, list[str]], models_dir: Path, dataset_dir: Path, body: dict[str, Any], message: str
 ) -> None:
     client, _ = admin
     if body["model_path"] == "__CORRUPT__":
-        corrupt = tmp_path / "corrupt.onnx"
+        corrupt = models_dir / "corrupt.onnx"
         corrupt.write_bytes(b"this is not a protobuf" * 10)
         body = {"model_path": str(corrupt)}
     before = client.get("/model").json()
@@ -148,3 +154,23 @@ def test_admin_is_disabled_without_a_key(client: TestClient) -> None:
     r = reload(client, {"model_path": "x.onnx"})
     assert r.status_code == 404
     assert "admin_api_key" in r.json()["detail"]
+
+
+def test_reload_loads_only_model_files_inside_the_model_directory(
+    admin: tuple[TestClient, list[str]], models_dir: Path, tmp_path: Path
+) -> None:
+    client, _ = admin
+    outside = tmp_path / "model.onnx"
+    outside.write_bytes(b"x")
+    (models_dir / "escape.onnx").symlink_to(outside)
+    # Existing and missing files outside get the same answer: the endpoint cannot probe the filesystem.
+    answers = [
+        reload(client, {"model_path": p})
+        for p in (str(outside), str(tmp_path / "absent.onnx"), "../x.onnx", "escape.onnx", "/etc/passwd")
+    ]
+    assert [r.status_code for r in answers] == [422] * 5, [r.text for r in answers]
+    assert len({r.json()["detail"] for r in answers}) == 1
+    (models_dir / "notes.txt").write_text("hi")
+    r = reload(client, {"model_path": "notes.txt"})
+    assert r.status_code == 415 and ".onnx" in r.json()["detail"]
+    assert client.get("/health").status_code == 200

@@ -13,7 +13,7 @@ import numpy.typing as npt
 import pytest
 
 from api.batching import MicroBatcher, Reservation
-from api.errors import GatewayTimeoutError, ServiceUnavailableError
+from api.errors import GatewayTimeoutError, InferenceFailedError, ServiceUnavailableError
 from api.model_slot import LoadedModel, ModelSlot
 from detector.runtime import Detections, Timings
 
@@ -168,14 +168,15 @@ def test_timeout_is_a_504_and_the_job_is_skipped() -> None:
     assert det.calls == [(1, 0.25, 0.7, 300)]  # the timed-out job never reached the model
 
 
-def test_model_errors_reach_the_caller() -> None:
+def test_model_errors_reach_the_caller_as_server_errors() -> None:
     class Broken(FakeDetector):
         def predict_batch(self, *a: Any, **k: Any) -> list[Detections]:
             raise ValueError("boom")
 
     b = make(Broken())
-    with pytest.raises(ValueError, match="boom"):
+    with pytest.raises(InferenceFailedError, match="ValueError") as info:
         asyncio.run(one(b, 1))
+    assert info.value.status == 500 and "boom" not in info.value.detail  # an unknown error's text may leak internals
     b.close(1)
 
 
@@ -205,6 +206,7 @@ def test_swapped_model_is_closed_after_its_last_borrower() -> None:
         slot.swap(LoadedModel(new, "new"))
         assert not old.closed  # still in use
         assert borrowed.detector is old
+    slot.wait_closed()
     assert old.closed and not new.closed
     with slot.use() as current:
         assert current.detector is new

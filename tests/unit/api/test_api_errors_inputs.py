@@ -18,9 +18,12 @@ from detector import errors as e
         (e.ImageTooLargeError("big"), 413),
         (e.InvalidImageError("bad"), 422),
         (e.InvalidInputError("conf"), 422),
-        (e.MissingMetadataError("no names"), 422),
-        (e.ModelLoadError("missing"), 422),
-        (e.BackendUnavailableError("no gpu"), 422),
+        # Server-side faults are never 4xx (a GPU failure must not look like a client mistake).
+        (e.MissingMetadataError("no names"), 503),
+        (e.ModelLoadError("missing"), 503),
+        (e.BackendUnavailableError("no gpu"), 503),
+        (e.MissingDependencyError("no tensorrt"), 500),
+        (e.ConfigError("bad key"), 500),
         (e.DatasetError("server-side"), 500),
         (e.DetectorError("unknown"), 500),
     ],
@@ -59,3 +62,15 @@ def test_decode_base64_accepts(text: str) -> None:
 def test_decode_base64_rejects(text: str, message: str) -> None:
     with pytest.raises(BadRequestError, match=message):
         decode_base64(text)
+
+
+def test_many_unexpected_names_are_counted_not_echoed() -> None:
+    from api.inputs import few_names
+
+    text = few_names([f"key{i}" for i in range(10_000)] + ["x" * 1_000_000])
+    assert text.startswith("key0, key1, key2, key3, key4 and 9996 more (10001 in all)")
+    assert len(text) < 100
+    assert few_names(["y" * 1000]) == "y" * 40 + "..."
+    errors = [{"loc": ("body", f"k{i}"), "msg": "Extra inputs are not permitted", "input": 1} for i in range(500)]
+    line = format_validation_errors(errors)
+    assert line.count("Extra inputs") == 5 and "and 495 more problems (500 in all)" in line

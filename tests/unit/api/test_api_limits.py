@@ -11,7 +11,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import Message, Receive, Scope, Send
 
-from api.limits import ENVELOPE_BYTES, BodySizeLimitMiddleware, body_limit
+from api.errors import ServiceUnavailableError
+from api.limits import ENVELOPE_BYTES, BodySizeLimitMiddleware, ReadTimeoutMiddleware, body_limit
+from api.uploads import UploadGate
 
 LIMIT = 1000
 
@@ -95,3 +97,52 @@ def test_non_http_scopes_pass_through(scope_type: str) -> None:
 
     asyncio.run(BodySizeLimitMiddleware(app, LIMIT)({"type": scope_type}, None, None))  # type: ignore[arg-type]
     assert seen == [scope_type]
+
+
+# -- the read timeout and the upload bound (issue 13) -----------------------------------------------------------------
+
+
+def run_slow(timeout_s: float, chunks: list[bytes], gap_s: float) -> tuple[int, dict[str, str], dict[str, Any]]:
+    """A body arriving in `chunks` with `gap_s` between them, through ReadTimeoutMiddleware(timeout_s)."""
+    sent: list[Message] = []
+
+    async def main() -> None:
+        queue = list(chunks)
+
+        async def receive() -> Message:
+            await asyncio.sleep(gap_s)
+            body = queue.pop(0)
+            return {"type": "http.request", "body": body, "more_body": bool(queue)}
+
+        async def send(msg: Message) -> None:
+            sent.append(msg)
+
+        scope = {"type": "http", "method": "POST", "path": "/", "headers": [], "query_string": b""}
+        await ReadTimeoutMiddleware(echo_length, timeout_s=timeout_s)(scope, receive, send)
+
+    asyncio.run(main())
+    headers = {k.decode(): v.decode() for k, v in sent[0]["headers"]}
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return sent[0]["status"], headers, json.loads(body)
+
+
+def test_a_body_slower_than_the_read_timeout_is_408_and_closes() -> None:
+    status, headers, body = run_slow(0.2, [b"a"] * 10, gap_s=0.05)  # 0.5 s of trickle against 0.2 s
+    assert status == 408 and headers["connection"] == "close"
+    assert "read timeout of 0.2 s" in body["detail"]
+
+
+def test_a_body_within_the_read_timeout_passes() -> None:
+    status, _, body = run_slow(2, [b"ab"] * 5, gap_s=0.01)
+    assert status == 200 and body == {"length": 10}
+
+
+def test_uploads_are_bounded_with_503_and_retry_after() -> None:
+    gate = UploadGate(2)
+    with gate.place(), gate.place():
+        with pytest.raises(ServiceUnavailableError, match="2 uploads are in progress") as info, gate.place():
+            pass
+        assert info.value.headers["Retry-After"]
+    assert gate.active == 0
+    with gate.place():
+        assert gate.active == 1

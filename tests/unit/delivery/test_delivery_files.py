@@ -43,6 +43,12 @@ def test_compose_services_build_from_files_that_exist_and_publish_the_service_po
         build = service["build"]
         dockerfile = REPO / build.get("context", ".") / build.get("dockerfile", "Dockerfile")
         assert dockerfile.is_file(), f"{name}: {dockerfile} does not exist"
+        for port in service.get("ports", []):
+            bind = r"(\$\{\w+:-[\d.]+\}:)?"  # an optional host address, e.g. ${MLFLOW_BIND:-127.0.0.1}:
+            assert re.fullmatch(bind + r"(\$\{\w+:-\d+\}|\d+):\d+", str(port)), f"{name}: port {port!r}"
+    # MLflow has no authentication: it must not be published on every interface by default.
+    assert str(services["mlflow"]["ports"][0]).startswith("${MLFLOW_BIND:-127.0.0.1}:")
+    assert all("mem_limit" in services[n] for n in ("api", "api-gpu"))
     config = load_config(config_dir=REPO / "configs", environ={})
     for name in ("api", "api-gpu"):
         (published,) = services[name]["ports"]

@@ -98,6 +98,10 @@ elif command == "rename":
         fail("cannot rename %s to %s" % (old, new))
     containers[new] = containers.pop(old)
     save()
+elif command == "port":
+    if args[1] not in containers:
+        fail("no such container: " + args[1])
+    print("127.0.0.1:%s" % containers[args[1]]["port"])
 elif command == "logs":
     print("fake log line of " + args[-1])
 else:
@@ -277,3 +281,58 @@ def test_leftover_candidate_is_replaced(host: FakeHost) -> None:
     proc = host.deploy("app:v2")
     assert proc.returncode == 0, proc.stderr
     assert host.containers() == {"api": {"image": "app:v2", "port": host.port, "running": True}}
+
+
+def test_old_container_drains_longer_than_the_app(host: FakeHost) -> None:
+    """The app drains for request_timeout_s + 1 = 31 s; Docker's default stop timeout (10 s) would cut that short."""
+    running_v1(host)
+    proc = host.deploy("app:v2")
+    assert proc.returncode == 0, proc.stderr
+    stops = [call for call in host.calls() if call[0] == "stop"]
+    assert stops == [["stop", "--time", "45", "api"]]
+    proc = host.deploy("app:v1", STOP_TIMEOUT="90")
+    assert ["stop", "--time", "90", "api"] in host.calls()
+
+
+def switch_cmd(host: FakeHost) -> tuple[str, Path]:
+    """A SWITCH_CMD that records the URL it was given and checks the new container already answers there."""
+    record = host.tmp / "switched.txt"
+    script = host.tmp / "switch"
+    script.write_text(
+        f"#!{sys.executable}\nimport sys, urllib.request\n"
+        "urllib.request.urlopen(sys.argv[1] + '/health', timeout=5)\n"
+        f"open({str(record)!r}, 'a').write(sys.argv[1] + '\\n')\n"
+    )
+    script.chmod(0o755)
+    return str(script), record
+
+
+def test_switch_mode_starts_beside_switches_then_stops_the_old(host: FakeHost) -> None:
+    running_v1(host)
+    command, record = switch_cmd(host)
+    proc = host.deploy("app:v2", SWITCH_CMD=command)
+    assert proc.returncode == 0, proc.stderr
+    # The new container runs on the other port; the traffic was switched to it while the old one still ran.
+    assert host.containers() == {"api": {"image": "app:v2", "port": host.candidate_port, "running": True}}
+    assert record.read_text().split() == [f"http://127.0.0.1:{host.candidate_port}"]
+    commands = [call[0] for call in host.calls()]
+    assert commands.index("run") < commands.index("stop")  # the old one is stopped only after the switch
+    assert ["stop", "--time", "45", "api"] in host.calls()
+    # The next deploy alternates back to the first port: blue/green, never a port shared by two containers.
+    proc = host.deploy("app:v1", SWITCH_CMD=command)
+    assert proc.returncode == 0, proc.stderr
+    assert host.containers() == {"api": {"image": "app:v1", "port": host.port, "running": True}}
+
+
+def test_switch_mode_unhealthy_or_failed_switch_leaves_the_old_one_serving(host: FakeHost) -> None:
+    running_v1(host)
+    command, record = switch_cmd(host)
+    host.bad.add("app:v2")
+    proc = host.deploy("app:v2", SWITCH_CMD=command)
+    assert proc.returncode == 1
+    assert host.containers() == {"api": {"image": "app:v1", "port": host.port, "running": True}}
+    assert not record.exists()
+    host.bad.clear()
+    proc = host.deploy("app:v2", SWITCH_CMD="false")
+    assert proc.returncode == 1 and "switch command failed" in proc.stderr
+    assert host.containers() == {"api": {"image": "app:v1", "port": host.port, "running": True}}

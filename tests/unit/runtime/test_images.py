@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from detector.errors import ImageTooLargeError, InvalidImageError, UnsupportedImageFormatError
-from detector.runtime.images import decode_image, read_image
+from detector.runtime.images import decode_image, decode_image_scaled, probe_image, read_image
 
 
 def _encode(img: Image.Image, fmt: str, **kw: object) -> bytes:
@@ -111,3 +111,68 @@ def test_read_image_names_the_file(tmp_path) -> None:  # type: ignore[no-untyped
         read_image(path)
     with pytest.raises(InvalidImageError, match="cannot read"):
         read_image(tmp_path / "missing.jpg")
+
+
+# -- strict and reduced decoding (issue 13) ---------------------------------------------------------------------------
+
+
+def _jpeg(width: int, height: int, **save: object) -> bytes:
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 255, (max(2, height // 16), max(2, width // 16), 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(small).resize((width, height)).save(buf, "JPEG", **save)
+    return buf.getvalue()
+
+
+def test_jpeg_with_missing_scan_data_is_refused() -> None:
+    full = _jpeg(640, 480)
+    sos = full.index(b"\xff\xda")
+    header = full[: sos + 2 + int.from_bytes(full[sos + 2 : sos + 4], "big")]
+    for broken in (header + b"\xff\xd9", full[: len(full) // 2] + b"\xff\xd9"):
+        with pytest.raises(InvalidImageError, match="corrupt or truncated"):
+            decode_image(broken)
+
+
+def test_jpeg_decode_is_bit_identical_to_pil() -> None:
+    data = _jpeg(333, 211, quality=90)
+    assert np.array_equal(decode_image(data), np.asarray(Image.open(io.BytesIO(data)).convert("RGB")))
+
+
+def test_reduced_jpeg_decode_covers_the_model_input_and_keeps_the_sent_size() -> None:
+    data = _jpeg(4000, 3000)
+    probe = probe_image(data, reduce_to=(640, 640))
+    image = decode_image_scaled(data, reduce_to=(640, 640))
+    h, w = image.pixels.shape[:2]
+    assert (w, h) == (1000, 750)  # 1/4: the smallest DCT scale still at least 640 x 480 (the letterboxed size)
+    assert probe.decoded_pixels == w * h and (probe.width, probe.height) == (4000, 3000)
+    assert (image.width, image.height) == (4000, 3000) and image.scale == (4.0, 4.0)
+    small = _jpeg(900, 700)  # less than twice the input: decoded exactly
+    assert decode_image_scaled(small, reduce_to=(640, 640)).pixels.shape == (700, 900, 3)
+
+
+def test_reduced_decode_applies_exif_orientation() -> None:
+    img = Image.fromarray(np.zeros((1200, 3000, 3), np.uint8))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", exif=exif)
+    image = decode_image_scaled(buf.getvalue(), reduce_to=(128, 128))
+    assert (image.width, image.height) == (1200, 3000)
+    assert image.pixels.shape[0] > image.pixels.shape[1]  # upright: taller than wide
+
+
+def test_mpo_reads_its_first_frame() -> None:
+    first = Image.fromarray(np.full((60, 80, 3), 200, np.uint8))
+    buf = io.BytesIO()
+    first.save(buf, format="MPO", save_all=True, append_images=[Image.new("RGB", (80, 60))])
+    decoded = decode_image(buf.getvalue())
+    assert decoded.shape == (60, 80, 3) and abs(int(decoded.mean()) - 200) <= 2
+
+
+def test_16bit_grayscale_rescales_exactly_in_integers() -> None:
+    values = (np.arange(300 * 200).reshape(300, 200) * 7 % 65536).astype(np.uint16)
+    buf = io.BytesIO()
+    Image.fromarray(values).save(buf, "PNG")
+    decoded = decode_image(buf.getvalue())
+    assert np.array_equal(decoded[:, :, 0], (values // 257).astype(np.uint8))
+    assert np.array_equal(decoded[:, :, 0], decoded[:, :, 2])

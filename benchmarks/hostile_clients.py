@@ -1,0 +1,387 @@
+"""Probes of a live `detector serve` as hostile or unlucky clients behave (loopback only, bounded in count/time).
+
+Each probe is one row of issue 13's table; tests/integration/api/test_hostile_clients.py asserts on them, and
+`python -m benchmarks.hostile_clients --url http://127.0.0.1:8000 --pid PID` prints the table for any server
+(PID: the server process, for its memory in /proc/PID/status).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import re
+import select
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import numpy as np
+from PIL import Image
+
+BOUNDARY = "hostileboundary"
+
+
+# -- images ----------------------------------------------------------------------------------------------------------
+
+
+def jpeg_bomb(side: int = 6000) -> bytes:
+    """A ~1 KB JPEG whose header declares side x side pixels, with its scan data cut out (EOI right after SOS)."""
+    buf = io.BytesIO()
+    Image.new("RGB", (side, side), (90, 120, 30)).save(buf, "JPEG", quality=50)
+    full = buf.getvalue()
+    sos = full.index(b"\xff\xda")
+    header_len = int.from_bytes(full[sos + 2 : sos + 4], "big")
+    return full[: sos + 2 + header_len] + b"\xff\xd9"
+
+
+def png16(side: int = 6300) -> bytes:
+    """A 16-bit grayscale PNG of side x side pixels that compresses to ~80 KB (a gradient band, then flat)."""
+    arr = np.zeros((side, side), np.uint16)
+    arr[: side // 64] = np.linspace(0, 65535, side, dtype=np.uint16)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, "PNG", compress_level=9)
+    return buf.getvalue()
+
+
+def photo(width: int, height: int, seed: int = 0, fmt: str = "JPEG") -> bytes:
+    """A photo-like image (smooth noise) of the given size."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 255, (max(2, height // 40), max(2, width // 40), 3), dtype=np.uint8)
+    img = Image.fromarray(small).resize((width, height), Image.Resampling.BICUBIC)
+    buf = io.BytesIO()
+    img.save(buf, fmt, **({"quality": 85} if fmt == "JPEG" else {}))
+    return buf.getvalue()
+
+
+def mpo_photo(source: bytes) -> bytes:
+    """An MPO (multi-picture JPEG, as phone cameras write): `source` as the first frame, a grey second frame."""
+    first = Image.open(io.BytesIO(source)).convert("RGB")
+    second = Image.new("RGB", first.size, (128, 128, 128))
+    buf = io.BytesIO()
+    first.save(buf, format="MPO", save_all=True, append_images=[second])
+    return buf.getvalue()
+
+
+def multipart(data: bytes, filename: str = "a.jpg") -> tuple[bytes, str]:
+    head = (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
+    return head + data + f"\r\n--{BOUNDARY}--\r\n".encode(), f"multipart/form-data; boundary={BOUNDARY}"
+
+
+# -- server facts ----------------------------------------------------------------------------------------------------
+
+
+def memory_kb(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM (peak RSS) of a process, in kB, from /proc/PID/status."""
+    text = Path(f"/proc/{pid}/status").read_text()
+    return {k: int(v) for k, v in re.findall(r"^(VmRSS|VmHWM):\s+(\d+) kB", text, re.MULTILINE)}
+
+
+def reset_peak(pid: int) -> bool:
+    """Reset VmHWM to the current RSS (Linux: write 5 to clear_refs); False where not permitted."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def statuses(metrics_text: str, route: str = "/predict") -> dict[str, float]:
+    """status -> count of detector_http_requests_total for `route`."""
+    found: dict[str, float] = {}
+    pattern = r"detector_http_requests_total\{([^}]*)\} ([0-9.e+]+)"
+    for labels, value in re.findall(pattern, metrics_text):
+        parts = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+        if parts.get("route") == route:
+            found[parts["status"]] = found.get(parts["status"], 0) + float(value)
+    return found
+
+
+def _address(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or 80
+
+
+# -- probes ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SlowResult:
+    opened: int
+    answers: list[str] = field(default_factory=list)  # first status line each slow client got back ("" = none)
+    closed: list[bool] = field(default_factory=list)  # whether the server then closed the connection
+
+
+@contextmanager
+def slow_uploaders(url: str, n: int, interval_s: float = 0.5) -> Iterator[SlowResult]:
+    """`n` clients that send headers for a 10 KB multipart upload, then trickle it at 1 byte per `interval_s`.
+    Inside the `with` they are trickling; on exit each one's answer (if any) is collected."""
+    host, port = _address(url)
+    body, ctype = multipart(b"\xff\xd8" + b"\0" * 10_000)
+    head = f"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n\r\n"
+    socks = []
+    for _ in range(n):
+        s = socket.create_connection((host, port), timeout=5)
+        s.sendall(head.encode())
+        socks.append(s)
+    result = SlowResult(len(socks))
+    stop = threading.Event()
+
+    def trickle() -> None:
+        offset = 0
+        answered: set[socket.socket] = set()
+        while not stop.is_set() and offset < len(body):
+            # Stop sending to a socket the server has answered: bytes sent after its close would draw a reset
+            # that can discard the answer before we read it.
+            answered.update(select.select(socks, [], [], 0)[0])
+            for s in socks:
+                if s in answered:
+                    continue
+                try:
+                    s.send(body[offset : offset + 1])
+                except OSError:
+                    answered.add(s)
+            offset += 1
+            stop.wait(interval_s)
+
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    try:
+        yield result
+    finally:
+        stop.set()
+        thread.join()
+        for s in socks:
+            result.answers.append(_first_line(s))
+            result.closed.append(wait_closed(s, 2))
+            s.close()
+
+
+def _first_line(s: socket.socket, timeout_s: float = 5) -> str:
+    s.settimeout(timeout_s)
+    data = b""
+    try:
+        while b"\r\n" not in data:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    except OSError:
+        pass
+    return data.split(b"\r\n", 1)[0].decode("latin-1")
+
+
+def wait_closed(s: socket.socket, timeout_s: float = 5) -> bool:
+    """True once the server has closed the connection (recv returns EOF or a reset)."""
+    s.settimeout(timeout_s)
+    try:
+        while s.recv(65536):
+            pass
+        return True
+    except ConnectionResetError:
+        return True
+    except OSError:
+        return False
+
+
+def timed_predicts(url: str, data: bytes, n: int, query: str = "") -> list[tuple[int, float]]:
+    """`n` sequential normal requests: (status, seconds) each."""
+    out = []
+    with httpx.Client(base_url=url, timeout=30) as http:
+        for _ in range(n):
+            t0 = time.perf_counter()
+            r = http.post(f"/predict{query}", files={"file": ("a.png", data, "application/octet-stream")})
+            out.append((r.status_code, time.perf_counter() - t0))
+    return out
+
+
+def predict_all(url: str, images: list[bytes], query: str = "", concurrency: int = 1) -> list[httpx.Response]:
+    with httpx.Client(base_url=url, timeout=60, limits=httpx.Limits(max_connections=max(concurrency, 1))) as http:
+        barrier = threading.Barrier(concurrency) if concurrency > 1 else None
+
+        def one(data: bytes) -> httpx.Response:
+            if barrier is not None:
+                with suppress(threading.BrokenBarrierError):
+                    barrier.wait(10)
+            return http.post(f"/predict{query}", files={"file": ("a.img", data, "application/octet-stream")})
+
+        if concurrency == 1:
+            return [one(d) for d in images]
+        with ThreadPoolExecutor(concurrency) as pool:
+            return list(pool.map(one, images))
+
+
+def mixed_shapes(url: str, images: list[bytes], query: str = "?conf=0.05") -> tuple[int, list[int]]:
+    """Send `images` one by one, then all at once: (answers that differ, batch sizes seen concurrently)."""
+    sequential = [r.json()["detections"] for r in predict_all(url, images, query)]
+    concurrent = predict_all(url, images, query, concurrency=len(images))
+    assert all(r.status_code == 200 for r in concurrent), [r.status_code for r in concurrent]
+    differ = sum(r.json()["detections"] != want for r, want in zip(concurrent, sequential, strict=True))
+    return differ, [int(r.headers.get("X-Batch-Size", "1")) for r in concurrent]
+
+
+def disconnect_storm(url: str, n: int, body_bytes: int = 200_000) -> None:
+    """`n` clients that declare a body, send a part of it, and hang up."""
+    host, port = _address(url)
+    body, ctype = multipart(b"\xff\xd8" + b"\0" * body_bytes)
+    head = f"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n\r\n"
+
+    def one(_: int) -> None:
+        with socket.create_connection((host, port), timeout=5) as s:
+            s.sendall(head.encode() + body[: len(body) // 3])
+            time.sleep(0.05)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")  # reset: the rudest hang-up
+
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(one, range(n)))
+
+
+def header_bomb(url: str, size: int = 1_000_000) -> str:
+    """A GET /health with one `size`-byte header: the status line of the answer ("" if none came back)."""
+    host, port = _address(url)
+    with socket.create_connection((host, port), timeout=10) as s:
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        sent = 0
+        line = ""
+        s.settimeout(0.01)
+        try:
+            s.sendall(b"X-Filler: ")
+            while sent < size:
+                s.sendall(b"a" * 16384)
+                sent += 16384
+                try:
+                    data = s.recv(4096)  # answered early (the limit) or closed
+                    line = data.split(b"\r\n", 1)[0].decode("latin-1")
+                    break
+                except TimeoutError:
+                    continue
+            else:
+                s.sendall(b"\r\n\r\n")
+        except OSError:
+            pass
+        return line or _first_line(s)
+
+
+BURST_SCRIPT = r"""
+import asyncio, json, sys, httpx
+url, n, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+data = open(path, "rb").read()
+async def main():
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=httpx.Limits(max_connections=n)) as http:
+        async def one():
+            try:
+                r = await http.post("/predict", files={"file": ("a.jpg", data, "image/jpeg")})
+                return [r.status_code, r.headers.get("Retry-After")]
+            except httpx.HTTPError as exc:
+                return [type(exc).__name__, None]
+        print(json.dumps(await asyncio.gather(*[one() for _ in range(n)])))
+asyncio.run(main())
+"""
+
+
+def health_during_burst(url: str, image_path: Path, n: int = 256) -> tuple[list[float], list[list[Any]]]:
+    """`n` concurrent uploads of `image_path` from another process while this one polls /health:
+    (health latencies in ms, [status, Retry-After] of every upload)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", BURST_SCRIPT, url, str(n), str(image_path)], stdout=subprocess.PIPE, text=True
+    )
+    latencies: list[float] = []
+    with httpx.Client(base_url=url, timeout=10) as http:
+        while proc.poll() is None:
+            t0 = time.perf_counter()
+            r = http.get("/health")
+            latencies.append((time.perf_counter() - t0) * 1e3)
+            assert r.status_code == 200, r.text
+            time.sleep(0.01)
+    out, _ = proc.communicate(timeout=120)
+    return latencies, json.loads(out)
+
+
+def p99(values: list[float]) -> float:
+    return float(np.percentile(values, 99)) if values else float("nan")
+
+
+# -- the table -------------------------------------------------------------------------------------------------------
+
+
+async def _concurrent(url: str, data: bytes, n: int, name: str) -> list[int]:
+    async with httpx.AsyncClient(base_url=url, timeout=120) as http:
+        rs = await asyncio.gather(
+            *[http.post("/predict", files={"file": (name, data, "application/octet-stream")}) for _ in range(n)]
+        )
+    return [r.status_code for r in rs]
+
+
+def growth_mb(url: str, pid: int, data: bytes, n: int, name: str) -> tuple[float, list[int]]:
+    """Peak RSS growth (MB) of the server while `n` copies of `data` are posted at once, and their statuses."""
+    reset_peak(pid)
+    before = memory_kb(pid)["VmRSS"]
+    codes = asyncio.run(_concurrent(url, data, n, name))
+    return (memory_kb(pid)["VmHWM"] - before) / 1024, codes
+
+
+def main() -> None:  # pragma: no cover - a manual probe; the test module runs the same functions
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--url", default="http://127.0.0.1:8000")
+    parser.add_argument("--pid", type=int, required=True)
+    parser.add_argument("--slow", type=int, default=80)
+    args = parser.parse_args()
+    url, pid = args.url, args.pid
+    rows: list[tuple[str, str]] = []
+    normal = photo(640, 480, seed=1, fmt="PNG")
+    with slow_uploaders(url, args.slow):
+        time.sleep(1)
+        got = timed_predicts(url, normal, 10)
+        health = httpx.get(url + "/health").status_code
+    codes = [c for c, _ in got]
+    rows.append(
+        (
+            f"{args.slow} slow uploaders",
+            f"normal /predict: {codes.count(200)}/10 200 (median {statistics.median(t for _, t in got) * 1e3:.0f} ms), "
+            f"/health {health}",
+        )
+    )
+    shapes = [(128, 128), (160, 96), (96, 160), (200, 120), (120, 200), (256, 144), (144, 256), (300, 100)]
+    images = [photo(w, h, seed=i, fmt="PNG") for i in range(8) for w, h in shapes]
+    differ, sizes = mixed_shapes(url, images)
+    rows.append(("64 concurrent over 8 shapes", f"{differ}/64 differ from sequential; max batch {max(sizes)}"))
+    mb, codes = growth_mb(url, pid, jpeg_bomb(), 4, "bomb.jpg")
+    rows.append(("4 JPEG bombs 6000x6000", f"statuses {sorted(set(codes))}, peak RSS growth {mb:.0f} MB"))
+    mb, codes = growth_mb(url, pid, png16(), 4, "big.png")
+    rows.append(("4 16-bit PNGs 6300x6300", f"statuses {sorted(set(codes))}, peak RSS growth {mb:.0f} MB"))
+    before = statuses(httpx.get(url + "/metrics").text)
+    disconnect_storm(url, 100)
+    time.sleep(1)
+    after = statuses(httpx.get(url + "/metrics").text)
+    delta = {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
+    rows.append(("100 disconnects mid-upload", f"/metrics delta {delta}"))
+    rows.append(("1 MB header", header_bomb(url)))
+    mpo = mpo_photo(photo(800, 600, seed=3))
+    r = httpx.post(url + "/predict", files={"file": ("a.jpg", mpo, "image/jpeg")}, timeout=30)
+    rows.append(("MPO JPEG", f"{r.status_code} {r.text[:80] if r.status_code != 200 else ''}"))
+    path = Path("/tmp/hostile-1080p.jpg")
+    path.write_bytes(photo(1920, 1080, seed=4))
+    lat, answers = health_during_burst(url, path)
+    kinds = sorted({str(a[0]) for a in answers})
+    rows.append(("256-request 1080p burst", f"/health p99 {p99(lat):.0f} ms over {len(lat)} probes; uploads {kinds}"))
+    for probe, result in rows:
+        print(f"| {probe} | {result} |")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
