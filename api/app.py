@@ -15,9 +15,10 @@ from api.docs import install_offline_docs
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimitMiddleware
 from api.metrics import Metrics, MetricsMiddleware
-from api.routes import admin, health, metrics, model, predict
+from api.routes import admin, annotated, batch, health, metrics, model, predict, video
 from api.service import DetectorFactory, Service, default_detector_factory
 from detector.config import Config
+from detector.runtime.draw import preload as preload_drawing
 from detector.runtime.engines import EngineBuilder
 
 log = logging.getLogger("api")
@@ -48,9 +49,12 @@ def create_app(
         service = Service(config, factory, app_metrics)
         app.state.service = service
         loading = asyncio.create_task(asyncio.to_thread(service.load_initial))
+        # The drawing/tracking libraries take seconds to import (scipy): pay that at start-up, not on a request.
+        preloading = asyncio.create_task(asyncio.to_thread(preload_drawing))
         try:
             yield
         finally:
+            await preloading
             service.status = "shutting_down"
             await loading  # a load cannot be interrupted; wait so its model gets closed, not leaked
             await asyncio.to_thread(service.close)
@@ -68,6 +72,6 @@ def create_app(
         BodySizeLimitMiddleware, max_image_bytes=int(config.inference.server.max_upload_mb * 1024 * 1024)
     )
     app.add_middleware(MetricsMiddleware, metrics=app_metrics)
-    for module in (health, predict, model, metrics, admin):
+    for module in (health, predict, annotated, batch, video, model, metrics, admin):
         app.include_router(module.router)
     return app

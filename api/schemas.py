@@ -102,6 +102,9 @@ class Base64ImageRequest(BaseModel):
         description="JPEG/PNG/BMP/WebP bytes, base64-encoded; a data-URL prefix (data:image/png;base64,) is accepted",
         min_length=1,
     )
+    classes: str | list[str | int] | None = Field(
+        None, description="Optional class filter (names or ids), like the `classes` query parameter"
+    )
 
 
 class HealthResponse(BaseModel):

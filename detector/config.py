@@ -127,6 +127,11 @@ class ServerConfig(_Strict):
     request_timeout_s: float = Field(30.0, gt=0)
     admin_api_key: str = ""  # empty disables the admin (reload) endpoint
     max_det_limit: int = Field(1000, ge=1)
+    max_batch_files: int = Field(16, ge=1, le=1024)  # most `files` parts in one POST /predict/batch
+    # POST /predict/video: the clip's size is bounded by max_upload_mb like every body; these bound its length.
+    max_video_seconds: float = Field(60.0, gt=0)
+    max_video_frames: int = Field(1800, ge=1)
+    video_tmp_dir: str = ""  # where uploaded clips are spooled while they are processed ("": the system's temp dir)
 
 
 class InferenceConfig(_Strict):
