@@ -15,11 +15,13 @@ from api.docs import install_offline_docs
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimitMiddleware
 from api.metrics import Metrics, MetricsMiddleware
+from api.model_source import registry_aware
 from api.routes import admin, annotated, batch, health, metrics, model, predict, video
 from api.service import DetectorFactory, Service, default_detector_factory
 from detector.config import Config
 from detector.runtime.draw import preload as preload_drawing
 from detector.runtime.engines import EngineBuilder
+from detector.runtime.model_source import ModelResolver
 
 log = logging.getLogger("api")
 
@@ -34,14 +36,16 @@ def create_app(
     config: Config | None = None,
     detector_factory: DetectorFactory | None = None,
     engine_builder: EngineBuilder | None = None,
+    model_resolver: ModelResolver | None = None,
 ) -> FastAPI:
     """Build the app for `config` (default: `configs/` + environment); `detector_factory(path, backend)` loads
-    models (default: `Detector.load` with the configured backend options and the injected `engine_builder`)."""
+    models (default: `Detector.load` with the configured backend options and the injected `engine_builder`);
+    `model_resolver` (injected by the CLI) turns `models:/name@alias` registry URIs into local files."""
     if config is None:
         from detector.config import load_config
 
         config = load_config()
-    factory = detector_factory or default_detector_factory(config, engine_builder)
+    factory = registry_aware(detector_factory or default_detector_factory(config, engine_builder), model_resolver)
     app_metrics = Metrics()
 
     @asynccontextmanager

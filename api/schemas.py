@@ -121,6 +121,14 @@ class HealthResponse(BaseModel):
     detail: str | None = Field(None, description="Why the service is not ready (when it is not)")
 
 
+class RegistrySource(BaseModel):
+    uri: str = Field(examples=["models:/yolo-detector@champion"])
+    name: str
+    version: str
+    alias: str | None
+    run_id: str | None
+
+
 class ModelInfo(BaseModel):
     model_config = ConfigDict(
         protected_namespaces=(),
@@ -156,6 +164,7 @@ class ModelInfo(BaseModel):
     backend_max_batch: int | None = Field(description="The backend's own batch limit (None: unbounded)")
     dataset_version: str
     source_run_id: str
+    registry: RegistrySource | None = Field(None, description="Set when the model was served from the MLflow registry")
 
 
 class ReloadRequest(BaseModel):
@@ -165,7 +174,10 @@ class ReloadRequest(BaseModel):
         json_schema_extra={"examples": [{"model_path": "models/model.onnx", "backend": "auto"}]},
     )
 
-    model_path: str = Field(min_length=1, description="Model file on the server's filesystem")
+    model_path: str = Field(
+        min_length=1,
+        description="Model file on the server's filesystem, or an MLflow registry URI (models:/yolo-detector@champion)",
+    )
     backend: BACKENDS | None = Field(None, description="Default: the configured inference.backend")
 
 

@@ -135,7 +135,9 @@ class ServerConfig(_Strict):
 
 
 class InferenceConfig(_Strict):
+    # A file, or an MLflow registry URI (models:/yolo-detector@champion) resolved through train.mlflow.tracking_uri.
     model_path: str = "models/model.onnx"
+    registry_cache_dir: str = "models/registry"  # registry downloads, one folder per <name>/<version>
     backend: str = "auto"  # one of BACKEND_CHOICES
     device: str = "auto"
     threads: int = Field(0, ge=0, le=256)
