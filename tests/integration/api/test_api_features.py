@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from tests.integration.api.clips import confident_scene, write_moving_clip
+from tests.clips import confident_scene, write_moving_clip
 from tests.integration.api.conftest import MakeConfig, RunApp
 
 
