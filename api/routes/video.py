@@ -68,6 +68,8 @@ class _VideoJob:
         self.reading: Future[Any] | asyncio.Future[Any] | None = None
         self.pending: deque[tuple[int, asyncio.Task[Any]]] = deque()
         self.closed = False
+        self.lines = 0  # NDJSON lines handed to the server so far
+        self.finished = False  # the stream reached its end (or its error line)
 
     def close(self) -> None:
         if self.closed:
@@ -104,6 +106,8 @@ class _NDJSONResponse(StreamingResponse):
         try:
             await super().__call__(scope, receive, send)
         finally:
+            if not self.job.finished:
+                log.info("video stream stopped after %d lines: the client went away", self.job.lines)
             self.job.close()
 
 
@@ -299,14 +303,18 @@ async def _stream(
                 job.pending.append((index, asyncio.ensure_future(_detect(service, frame, key))))
             while job.pending and (len(job.pending) >= window or job.pending[0][1].done()):
                 index0, task = job.pending.popleft()
+                job.lines += 1
                 yield emit(index0, await task)
         while job.pending:
             index0, task = job.pending.popleft()
+            job.lines += 1
             yield emit(index0, await task)
+        job.finished = True
     except (ApiError, DetectorError) as exc:
         status = exc.status if isinstance(exc, ApiError) else status_for(exc)
         detail = exc.detail if isinstance(exc, ApiError) else str(exc)
         log.warning("video stream ended early (%d): %s", status, detail)
+        job.finished = True
         yield (json.dumps({"error": {"status": status, "detail": detail}}) + "\n").encode()
     finally:
         job.close()

@@ -5,6 +5,7 @@ Server-Timing, and a video stream whose client goes away mid-stream (its tempora
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -84,6 +85,10 @@ def test_serve_by_alias_then_reload_when_it_moves(
         while list((work / "spool").iterdir()) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert list((work / "spool").iterdir()) == []
+        while "the client went away" not in server.log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stopped = re.search(r"video stream stopped after (\d+) lines", server.log.read_text())
+        assert stopped and int(stopped[1]) < 120, "the server kept decoding frames for a client that had left"
         assert httpx.get(server.url + "/health").status_code == 200
 
         MlflowClient(tracking_uri=uri, registry_uri=uri).set_registered_model_alias(NAME, "champion", "2")
