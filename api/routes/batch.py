@@ -24,7 +24,6 @@ from api.batching import Reservation
 from api.deps import ReadyServiceDep
 from api.errors import (
     BadRequestError,
-    ServiceUnavailableError,
     UnprocessableError,
     UnsupportedMediaTypeError,
     status_for,
@@ -140,8 +139,6 @@ async def predict_batch(
                 for data, reservation in zip(datas, reservations, strict=True)
             )
         )
-    except ServiceUnavailableError:
-        raise
     finally:
         for reservation in reservations:
             reservation.release()
