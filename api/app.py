@@ -15,10 +15,13 @@ from api.docs import install_offline_docs
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimitMiddleware, ReadTimeoutMiddleware
 from api.metrics import Metrics, MetricsMiddleware
-from api.routes import admin, health, metrics, model, predict
+from api.model_source import registry_aware
+from api.routes import admin, annotated, batch, health, metrics, model, predict, video
 from api.service import DetectorFactory, Service, default_detector_factory
 from detector.config import Config
+from detector.runtime.draw import preload as preload_drawing
 from detector.runtime.engines import EngineBuilder
+from detector.runtime.model_source import ModelResolver
 
 log = logging.getLogger("api")
 
@@ -33,14 +36,16 @@ def create_app(
     config: Config | None = None,
     detector_factory: DetectorFactory | None = None,
     engine_builder: EngineBuilder | None = None,
+    model_resolver: ModelResolver | None = None,
 ) -> FastAPI:
     """Build the app for `config` (default: `configs/` + environment); `detector_factory(path, backend)` loads
-    models (default: `Detector.load` with the configured backend options and the injected `engine_builder`)."""
+    models (default: `Detector.load` with the configured backend options and the injected `engine_builder`);
+    `model_resolver` (injected by the CLI) turns `models:/name@alias` registry URIs into local files."""
     if config is None:
         from detector.config import load_config
 
         config = load_config()
-    factory = detector_factory or default_detector_factory(config, engine_builder)
+    factory = registry_aware(detector_factory or default_detector_factory(config, engine_builder), model_resolver)
     app_metrics = Metrics()
 
     @asynccontextmanager
@@ -48,9 +53,12 @@ def create_app(
         service = Service(config, factory, app_metrics)
         app.state.service = service
         loading = asyncio.create_task(asyncio.to_thread(service.load_initial))
+        # The drawing/tracking libraries take seconds to import (scipy): pay that at start-up, not on a request.
+        preloading = asyncio.create_task(asyncio.to_thread(preload_drawing))
         try:
             yield
         finally:
+            await preloading
             service.status = "shutting_down"
             await loading  # a load cannot be interrupted; wait so its model gets closed, not leaked
             await asyncio.to_thread(service.close)
@@ -69,6 +77,6 @@ def create_app(
         BodySizeLimitMiddleware, max_image_bytes=int(config.inference.server.max_upload_mb * 1024 * 1024)
     )
     app.add_middleware(MetricsMiddleware, metrics=app_metrics)
-    for module in (health, predict, model, metrics, admin):
+    for module in (health, predict, annotated, batch, video, model, metrics, admin):
         app.include_router(module.router)
     return app

@@ -10,7 +10,8 @@ import base64
 import binascii
 import json
 import re
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
@@ -34,16 +35,37 @@ def body_kind(request: Request) -> BodyKind:
     raise UnsupportedMediaTypeError(f"unsupported Content-Type {ctype!r}: {HOW}")
 
 
+@dataclass(frozen=True)
+class ImageInput:
+    """The image bytes plus the options a body may carry besides them (the class filter)."""
+
+    data: bytes
+    classes: str | list[Any] | None = None  # JSON `classes` or multipart field `classes`; None when absent
+
+
+async def read_image_input(request: Request, kind: BodyKind, max_bytes: int) -> ImageInput:
+    """`read_image_bytes` that also returns the body's `classes` option."""
+    options: dict[str, Any] = {}
+    reader = _from_multipart(request, max_bytes, options) if kind == "multipart" else _from_json(request, options)
+    data = await reader
+    _check_size(data, max_bytes)
+    return ImageInput(data, options.get("classes"))
+
+
 async def read_image_bytes(request: Request, kind: BodyKind, max_bytes: int) -> bytes:
     data = await (_from_multipart(request, max_bytes) if kind == "multipart" else _from_json(request))
+    _check_size(data, max_bytes)
+    return data
+
+
+def _check_size(data: bytes, max_bytes: int) -> None:
     if not data:
         raise BadRequestError("the image is empty (0 bytes)")
     if len(data) > max_bytes:
         raise PayloadTooLargeError(f"the image is {len(data)} bytes; the limit is {max_bytes} bytes")
-    return data
 
 
-async def _from_multipart(request: Request, max_bytes: int) -> bytes:
+async def _from_multipart(request: Request, max_bytes: int, options: dict[str, Any] | None = None) -> bytes:
     if "boundary=" not in request.headers.get("content-type", ""):
         raise BadRequestError("multipart/form-data Content-Type has no boundary parameter")
     # max_files=1: a second file is refused by the parser (400) before it is spooled.
@@ -51,6 +73,11 @@ async def _from_multipart(request: Request, max_bytes: int) -> bytes:
     try:
         upload = form.get("file")
         others = sorted(k for k in form if k != "file")
+        if options is not None and "classes" in form:
+            value = form.get("classes")
+            if not isinstance(value, str):
+                raise BadRequestError("field 'classes' must be a text field like circle,square")
+            options["classes"] = value
         if "image_base64" in form and upload is not None:
             raise BadRequestError("send either a 'file' upload or 'image_base64', not both")
         if upload is None:
@@ -65,7 +92,7 @@ async def _from_multipart(request: Request, max_bytes: int) -> bytes:
         await form.close()
 
 
-async def _from_json(request: Request) -> bytes:
+async def _from_json(request: Request, options: dict[str, Any] | None = None) -> bytes:
     raw = await request.body()
     if not raw.strip():
         raise BadRequestError(f"empty request body: {HOW}")
@@ -77,12 +104,21 @@ async def _from_json(request: Request) -> bytes:
         raise BadRequestError(
             f'JSON body must be an object like {{"image_base64": "..."}}, got {type(payload).__name__}'
         )
-    extra = [k for k in payload if k != "image_base64"]
+    allowed = {"image_base64"} if options is None else {"image_base64", "classes"}
+    extra = [k for k in payload if k not in allowed]
     if extra:
         hint = " (conf, iou and max_det are query parameters)" if {"conf", "iou", "max_det"} & set(extra) else ""
-        raise BadRequestError(f"unexpected JSON field(s): {few_names(extra)}{hint}; expected only 'image_base64'")
+        expected = " and ".join(map(repr, sorted(allowed)))
+        raise BadRequestError(f"unexpected JSON field(s): {few_names(extra)}{hint}; expected only {expected}")
     if "image_base64" not in payload:
         raise BadRequestError(f"JSON body has no 'image_base64' field: {HOW}")
+    if options is not None and "classes" in payload:
+        classes = payload["classes"]
+        if not isinstance(classes, str | list) or (
+            isinstance(classes, list) and not all(isinstance(c, str | int) and not isinstance(c, bool) for c in classes)
+        ):
+            raise BadRequestError("'classes' must be a string like \"circle,square\" or a list of names or ids")
+        options["classes"] = classes
     value = payload["image_base64"]
     if not isinstance(value, str):
         raise BadRequestError(f"'image_base64' must be a string, got {type(value).__name__}")

@@ -11,13 +11,19 @@ from __future__ import annotations
 from pathlib import Path
 
 from api.errors import PayloadTooLargeError, UnprocessableError, UnsupportedMediaTypeError
+from detector.runtime.model_source import is_registry_uri
 
 MODEL_SUFFIXES = (".onnx", ".engine")
 
 
-def model_dir(configured: str, model_path: str) -> Path:
-    """The directory reloads may load from: `configured`, or the folder of the initial model."""
-    return Path(configured or Path(model_path).parent).resolve()
+def model_dir(configured: str, model_path: str, registry_cache_dir: str = "models/registry") -> Path:
+    """The directory reloads may load from: `configured`, or the folder of the initial model (for a registry URI,
+    which names no folder: the folder above the registry cache, `models/` by default)."""
+    if configured:
+        return Path(configured).resolve()
+    if is_registry_uri(model_path):
+        return Path(registry_cache_dir).resolve().parent
+    return Path(model_path).parent.resolve()
 
 
 def checked_model_path(requested: str, directory: Path, max_bytes: int) -> Path:

@@ -102,6 +102,9 @@ class Base64ImageRequest(BaseModel):
         description="JPEG/PNG/BMP/WebP bytes, base64-encoded; a data-URL prefix (data:image/png;base64,) is accepted",
         min_length=1,
     )
+    classes: str | list[str | int] | None = Field(
+        None, description="Optional class filter (names or ids), like the `classes` query parameter"
+    )
 
 
 class HealthResponse(BaseModel):
@@ -116,6 +119,14 @@ class HealthResponse(BaseModel):
     backend: str | None = None
     model_version: str | None = None
     detail: str | None = Field(None, description="Why the service is not ready (when it is not)")
+
+
+class RegistrySource(BaseModel):
+    uri: str = Field(examples=["models:/yolo-detector@champion"])
+    name: str
+    version: str
+    alias: str | None
+    run_id: str | None
 
 
 class ModelInfo(BaseModel):
@@ -153,6 +164,7 @@ class ModelInfo(BaseModel):
     backend_max_batch: int | None = Field(description="The backend's own batch limit (None: unbounded)")
     dataset_version: str
     source_run_id: str
+    registry: RegistrySource | None = Field(None, description="Set when the model was served from the MLflow registry")
 
 
 class ReloadRequest(BaseModel):
@@ -165,7 +177,10 @@ class ReloadRequest(BaseModel):
     model_path: str = Field(
         min_length=1,
         max_length=4096,
-        description="A .onnx or .engine file inside inference.server.model_dir (absolute, or relative to it)",
+        description=(
+            "A .onnx or .engine file inside inference.server.model_dir (absolute, or relative to it), or an MLflow "
+            "registry URI (models:/yolo-detector@champion)"
+        ),
     )
     backend: BACKENDS | None = Field(None, description="Default: the configured inference.backend")
 

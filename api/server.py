@@ -16,6 +16,7 @@ from api.service import model_file_problem
 from detector.config import Config
 from detector.errors import ModelLoadError
 from detector.runtime.engines import EngineBuilder
+from detector.runtime.model_source import ModelResolver, is_registry_uri
 
 log = logging.getLogger("api")
 
@@ -44,14 +45,23 @@ def serve(
     model: str | None = None,
     backend: str | None = None,
     engine_builder: EngineBuilder | None = None,
+    model_resolver: ModelResolver | None = None,
 ) -> None:
-    """Run the service; `engine_builder` is handed to the TensorRT backend (see `api.app.create_app`)."""
+    """Run the service; `engine_builder` is handed to the TensorRT backend and `model_resolver` resolves
+    `models:/name@alias` (see `api.app.create_app`)."""
     config = effective_config(config, host, port, model, backend)
     inf = config.inference
-    problem = model_file_problem(inf.model_path)
-    if problem:
-        raise ModelLoadError(problem)
-    app = create_app(config, engine_builder=engine_builder)
+    if is_registry_uri(inf.model_path):
+        if model_resolver is None:
+            raise ModelLoadError(f"{inf.model_path}: serving from the MLflow registry needs a registry resolver")
+        # Fail the start now (exit 2 with the reason) when the alias is missing or the registry is unreachable;
+        # the lifespan's load then finds the download in the cache.
+        model_resolver(inf.model_path)
+    else:
+        problem = model_file_problem(inf.model_path)
+        if problem:
+            raise ModelLoadError(problem)
+    app = create_app(config, engine_builder=engine_builder, model_resolver=model_resolver)
     server = inf.server
     log.info("serving %s on http://%s:%d (docs at /docs)", inf.model_path, server.host, server.port)
     uvicorn.run(app, **uvicorn_options(config), log_config=None)  # log_config=None: keep the CLI's logging

@@ -33,6 +33,7 @@ from detector.runtime import Detections
 from detector.runtime.backends.base import BackendOptions
 from detector.runtime.engines import EngineBuilder
 from detector.runtime.images import DecodedImage, decode_image, decode_image_scaled, probe_image
+from detector.runtime.model_source import is_registry_uri
 
 log = logging.getLogger("api")
 
@@ -141,14 +142,15 @@ class Service:
     def reload(self, model_path: str, backend: str) -> tuple[dict[str, Any] | None, dict[str, Any]]:
         """Blocking. Load + warm up the new model while the old one serves, then swap; returns (old, new) info.
 
-        `model_path` must be inside the model directory (see api/model_files.py); checked before anything is read.
+        `model_path` is a registry URI (resolved by the injected resolver into the registry cache) or a file inside
+        the model directory (see api/model_files.py), checked before anything is read.
         """
-        server = self.config.inference.server
-        path = checked_model_path(
-            model_path,
-            model_dir(server.model_dir, self.config.inference.model_path),
-            int(server.max_model_mb * 1024 * 1024),
-        )
+        server, inf = self.config.inference.server, self.config.inference
+        if is_registry_uri(model_path):
+            path: str | Path = model_path
+        else:
+            directory = model_dir(server.model_dir, inf.model_path, inf.registry_cache_dir)
+            path = checked_model_path(model_path, directory, int(server.max_model_mb * 1024 * 1024))
         if not self._load_lock.acquire(blocking=False):
             raise ConflictError("a model load or reload is already in progress; wait for it to finish")
         try:

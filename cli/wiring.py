@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 
+from detector.config import Config
 from detector.runtime.engines import EngineBuilder
+from detector.runtime.model_source import ModelResolver
 
 log = logging.getLogger(__name__)
 
@@ -18,3 +20,11 @@ def engine_builder() -> EngineBuilder | None:
         log.debug("no TensorRT engine builder here (%s): cached engines only", exc)
         return None
     return build_engine
+
+
+def model_resolver(config: Config) -> ModelResolver:
+    """`models:/name@alias` -> a local ONNX, through the registry at `train.mlflow.tracking_uri`, cached in
+    `inference.registry_cache_dir` (mlflow is imported only when a registry URI is actually served)."""
+    from detector.registry import registry_resolver
+
+    return registry_resolver(config.train.mlflow.tracking_uri, config.inference.registry_cache_dir)

@@ -157,6 +157,12 @@ class ServerConfig(_Strict):
     model_dir: str = ""  # /admin/reload loads only files under it; empty: the folder of inference.model_path
     max_model_mb: float = Field(2048.0, gt=0)  # /admin/reload refuses larger files before reading them
 
+    max_batch_files: int = Field(16, ge=1, le=1024)  # most `files` parts in one POST /predict/batch
+    # POST /predict/video: the clip's size is bounded by max_upload_mb like every body; these bound its length.
+    max_video_seconds: float = Field(60.0, gt=0)
+    max_video_frames: int = Field(1800, ge=1)
+    video_tmp_dir: str = ""  # where uploaded clips are spooled while they are processed ("": the system's temp dir)
+
     @model_validator(mode="after")
     def _budget_holds_one_image(self) -> ServerConfig:
         if self.decode_pixel_budget < self.max_pixels:
@@ -168,7 +174,9 @@ class ServerConfig(_Strict):
 
 
 class InferenceConfig(_Strict):
+    # A file, or an MLflow registry URI (models:/yolo-detector@champion) resolved through train.mlflow.tracking_uri.
     model_path: str = "models/model.onnx"
+    registry_cache_dir: str = "models/registry"  # registry downloads, one folder per <name>/<version>
     backend: str = "auto"  # one of BACKEND_CHOICES
     device: str = "auto"
     threads: int = Field(0, ge=0, le=256)

@@ -2,8 +2,9 @@
 
 Design choices:
   * HTTP only (httpx): the UI holds no model, so it is light and can sit in front of any replica of the API.
-  * The image is sent as PNG encoded from the very PIL image that is drawn on, so the returned pixel boxes always
-    line up with what is shown (Gradio has already applied EXIF orientation when it hands us the image).
+  * The service draws the result: one call to `POST /predict/annotated?include=json` returns the detections and
+    the drawn JPEG, so the UI, the API and the CLI's videos all look alike (the UI draws nothing itself). The image
+    is sent as PNG (Gradio has already applied EXIF orientation when it hands it to us).
   * Every failure (connection refused, timeout, 4xx `{"detail": ...}`, 503 with Retry-After) becomes a readable
     message in the page instead of a traceback.
   * Offline: analytics off, no share links, no server-side rendering (no Node process), and the default theme's fonts
@@ -16,6 +17,8 @@ Gradio is imported inside the functions that need it: `detector --help` must wor
 from __future__ import annotations
 
 import argparse
+import base64
+import binascii
 import io
 import json
 import os
@@ -24,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, UnidentifiedImageError
 
 if TYPE_CHECKING:
     import gradio as gr
@@ -34,8 +37,6 @@ DEFAULT_API_URL = "http://127.0.0.1:8000"
 # The service's own defaults (configs/inference.yaml); the UI cannot read the config without importing `detector`.
 DEFAULT_CONF = 0.25
 DEFAULT_IOU = 0.7
-# One colour per class id (cycled), readable on light and dark images.
-PALETTE = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240)]
 
 
 class ApiError(Exception):
@@ -85,11 +86,12 @@ def encode_png(image: Image.Image) -> bytes:
 
 
 def predict(client: httpx.Client, image: Image.Image, conf: float, iou: float) -> dict[str, Any]:
-    """POST the image to /predict; the parsed JSON on 200, ApiError with a readable message otherwise."""
+    """POST the image to /predict/annotated?include=json: the `/predict` JSON plus `annotated_image` (the drawn
+    JPEG, base64) on 200; ApiError with a readable message otherwise."""
     try:
         response = client.post(
-            "/predict",
-            params={"conf": conf, "iou": iou},
+            "/predict/annotated",
+            params={"conf": conf, "iou": iou, "include": "json"},
             files={"file": ("image.png", encode_png(image), "image/png")},
         )
         response.raise_for_status()
@@ -120,27 +122,17 @@ def model_summary(client: httpx.Client) -> str:
     )
 
 
-def draw_detections(image: Image.Image, detections: Sequence[dict[str, Any]]) -> Image.Image:
-    """A copy of `image` with each detection's box and "name score" label drawn (PIL's built-in bitmap font, so
-    nothing is downloaded or looked up on the system)."""
-    out = image.convert("RGB")
-    draw = ImageDraw.Draw(out)
-    font = ImageFont.load_default()
-    width = max(1, round(max(out.size) / 300))  # visible on small (128 px) and large (4000 px) images alike
-    for det in detections:
-        box = det["box"]
-        xy = (box["x1"], box["y1"], box["x2"], box["y2"])
-        colour = PALETTE[int(det["class_id"]) % len(PALETTE)]
-        draw.rectangle(xy, outline=colour, width=width)
-        label = f"{det['class_name']} {det['confidence']:.2f}"
-        left, top, right, bottom = draw.textbbox((0, 0), label, font=font)
-        text_w, text_h = right - left, bottom - top
-        # Label above the box, or inside it when the box touches the top edge.
-        y = xy[1] - text_h - 2 if xy[1] - text_h - 2 >= 0 else xy[1]
-        x = max(0, min(xy[0], out.width - text_w - 2))  # keep the label inside the image near the right edge
-        draw.rectangle((x, y, x + text_w + 2, y + text_h + 2), fill=colour)
-        draw.text((x + 1, y + 1 - top), label, fill=(255, 255, 255), font=font)
-    return out
+def annotated_image(payload: dict[str, Any]) -> Image.Image:
+    """The drawn image the service sent back (`annotated_image.base64`, a JPEG)."""
+    try:
+        data = base64.b64decode(payload["annotated_image"]["base64"], validate=True)
+        out = Image.open(io.BytesIO(data))
+        out.load()
+    except (KeyError, TypeError, binascii.Error, UnidentifiedImageError, OSError) as exc:
+        raise ApiError(
+            "The API answered without a drawn image: is it a `detector serve` with /predict/annotated?"
+        ) from exc
+    return out.convert("RGB")
 
 
 def timings_rows(timings_ms: dict[str, float]) -> list[list[Any]]:
@@ -171,14 +163,11 @@ def make_handler(client: httpx.Client) -> Callable[[Image.Image | None, float, f
             return None, None, [], "Upload an image or pick an example first."
         try:
             payload = predict(client, image, conf, iou)
+            drawn = annotated_image(payload)
         except ApiError as exc:
             return None, None, [], f"**Error:** {exc}"
-        return (
-            draw_detections(image, payload["detections"]),
-            payload,
-            timings_rows(payload["timings_ms"]),
-            summary(payload),
-        )
+        shown = {k: v for k, v in payload.items() if k != "annotated_image"}  # the JSON panel: no base64 blob
+        return drawn, shown, timings_rows(payload["timings_ms"]), summary(payload)
 
     return handle
 

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -8,11 +7,10 @@ from fastapi.responses import JSONResponse
 from starlette.requests import Request
 
 from api.deps import ReadyServiceDep
-from api.errors import UnprocessableError
-from api.inputs import body_kind, read_image_bytes
+from api.params import ClassesQuery
+from api.pipeline import group_key, predict_image
 from api.schemas import Base64ImageRequest, PredictionResponse, error_responses, example_image_base64
-from api.service import to_sent_image
-from detector.runtime.payload import prediction_payload
+from api.timing import timing_headers
 
 router = APIRouter(tags=["inference"])
 
@@ -32,7 +30,8 @@ def _openapi_body() -> dict[str, Any]:
                                 "type": "string",
                                 "format": "binary",
                                 "description": "A JPEG (MPO: its first frame), PNG, BMP or WebP image",
-                            }
+                            },
+                            "classes": {"type": "string", "description": "Optional class filter, e.g. circle,0"},
                         },
                     }
                 },
@@ -60,7 +59,8 @@ def _openapi_body() -> dict[str, Any]:
     summary="Detect objects in one image",
     description=(
         'Send the image as multipart field `file` **or** as JSON `{"image_base64": "..."}`. Boxes are in pixels '
-        "of the image as sent, after applying its EXIF orientation. Concurrent requests are micro-batched."
+        "of the image as sent, after applying its EXIF orientation. Concurrent requests are micro-batched. "
+        "`classes=` keeps only those classes. The `Server-Timing` header repeats `timings_ms`."
     ),
     openapi_extra=_openapi_body(),
     responses=error_responses(400, 408, 413, 415, 422, 500, 503, 504),
@@ -71,36 +71,8 @@ async def predict(
     conf: Annotated[float | None, Query(ge=0, le=1, description="Confidence threshold (default: config)")] = None,
     iou: Annotated[float | None, Query(ge=0, le=1, description="NMS IoU threshold (default: config)")] = None,
     max_det: Annotated[int | None, Query(ge=1, description="Most boxes returned (default: config)")] = None,
+    classes: ClassesQuery = None,
 ) -> JSONResponse:
-    started = time.perf_counter()
-    inf = service.config.inference
-    limit = inf.server.max_det_limit
-    if max_det is not None and max_det > limit:
-        raise UnprocessableError(f"query parameter max_det: must be at most {limit} (got {max_det})")
-    key = (
-        inf.conf if conf is None else conf,
-        inf.iou if iou is None else iou,
-        inf.max_det if max_det is None else max_det,
-    )
-    kind = body_kind(request)  # 400/415 from the headers alone, before taking any place
-
-    with service.uploads.place():  # uploads are bounded apart from the queue: slow senders never hold queue places
-        data = await read_image_bytes(request, kind, service.max_image_bytes)
-    t_read = time.perf_counter()
-    reservation = service.batcher.reserve()  # 503 + Retry-After at once when the queue is full
-    try:
-        # Thread pool, within the shared pixel budget: decoding never blocks the event loop nor grows without bound.
-        async with service.decoded(data) as image:
-            t_decode = time.perf_counter()
-            outcome = await service.batcher.submit(reservation, image.pixels, key, inf.server.request_timeout_s)
-            detections = to_sent_image(outcome.detections, image)
-    finally:
-        reservation.release()
-    timings = {
-        "read": round((t_read - started) * 1e3, 3),
-        "decode": round((t_decode - t_read) * 1e3, 3),
-        **outcome.timings_ms,
-        "total": round((time.perf_counter() - started) * 1e3, 3),
-    }
-    payload = prediction_payload(detections, (image.height, image.width), outcome.model, timings)
-    return JSONResponse(payload, headers={"X-Batch-Size": str(outcome.batch_size)})
+    prediction = await predict_image(request, service, group_key(service, conf, iou, max_det), classes)
+    headers = timing_headers(prediction.timings_ms, **{"X-Batch-Size": str(prediction.outcome.batch_size)})
+    return JSONResponse(prediction.payload(), headers=headers)

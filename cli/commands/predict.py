@@ -1,47 +1,131 @@
-"""`detector predict IMAGE...`: detections as JSON, one result per image."""
+"""`detector predict IMAGE...` (JSON, one result per image) and `detector predict CLIP.mp4 --save out.mp4`
+(annotated video, optional tracking, one JSON line per processed frame)."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from pathlib import Path
+from typing import Any
 
 from cli.main import Commands
 from cli.output import print_json
 from cli.wiring import engine_builder
 from detector.config import BACKEND_CHOICES, Config
+from detector.errors import InvalidInputError
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 
 
 def cmd_predict(args: argparse.Namespace, config: Config) -> None:
-    from detector.runtime import BackendOptions, Detector, Timings
-    from detector.runtime.images import read_image
-    from detector.runtime.payload import prediction_payload
+    from detector.runtime import BackendOptions, Detector
 
     inf = config.inference
     model = args.model or inf.model_path
     backend = args.backend or inf.backend
+    videos = [p for p in args.images if p.suffix.lower() in VIDEO_SUFFIXES]
+    if videos and len(args.images) > 1:
+        raise InvalidInputError("give one video at a time (or only images)")
+    if not videos and (args.save or args.jsonl or args.track or args.vid_stride != 1):
+        raise InvalidInputError("--save, --jsonl, --track and --vid-stride apply to a video input (.mp4, .avi, ...)")
+    if args.vid_stride < 1:
+        raise InvalidInputError(f"--vid-stride must be at least 1 (got {args.vid_stride})")
     options = BackendOptions.from_config(config, engine_builder=engine_builder())
-    out = []
     loaded = Detector.load(model, backend, options, conf=inf.conf, iou=inf.iou, max_det=inf.max_det, rect=inf.rect)
     with loaded as det:
-        info = det.describe()
-        for path in args.images:
-            image = read_image(path, inf.server.max_pixels)
-            timings = Timings()
-            (result,) = det.predict_batch([image], conf=args.conf, iou=args.iou, max_det=args.max_det, timings=timings)
-            out.append({"file": str(path), **prediction_payload(result, image.shape, info, timings.as_dict())})
-    print_json(out)
+        if videos:
+            print_json(_predict_video(det, videos[0], args))
+        else:
+            print_json(_predict_images(det, args, inf.server.max_pixels))
+
+
+def _predict_images(det: Any, args: argparse.Namespace, max_pixels: int) -> list[dict[str, Any]]:
+    from detector.runtime import Timings
+    from detector.runtime.classes import filter_classes, parse_classes
+    from detector.runtime.images import read_image
+    from detector.runtime.payload import prediction_payload
+
+    info = det.describe()
+    wanted = parse_classes(args.classes, det.metadata.names) if args.classes is not None else None
+    out = []
+    for path in args.images:
+        image = read_image(path, max_pixels)
+        timings = Timings()
+        (result,) = det.predict_batch([image], conf=args.conf, iou=args.iou, max_det=args.max_det, timings=timings)
+        result = filter_classes(result, wanted)
+        out.append({"file": str(path), **prediction_payload(result, image.shape, info, timings.as_dict())})
+    return out
+
+
+def _predict_video(det: Any, path: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Every frame is written to --save (same fps and count); every --vid-stride-th is detected (the frames in
+    between show the last detections, as Ultralytics' vid_stride does), tracked with --track, and logged."""
+    from tqdm import tqdm
+
+    from detector.runtime.classes import filter_classes, parse_classes
+    from detector.runtime.draw import draw_detections
+    from detector.runtime.video import Tracker, VideoWriter, frame_record, probe_video, read_frames
+
+    if not path.is_file():
+        raise InvalidInputError(f"video not found: {path}")
+    info = probe_video(path)
+    wanted = parse_classes(args.classes, det.metadata.names) if args.classes is not None else None
+    tracker = Tracker(info.fps / args.vid_stride) if args.track else None
+    writer = VideoWriter(args.save, info.fps, info.width, info.height) if args.save else None
+    jsonl = open(args.jsonl, "w", encoding="utf-8") if args.jsonl else None  # noqa: SIM115 (closed below)
+    processed, frames = 0, 0
+    last = None
+    try:
+        bar = tqdm(total=info.frames or None, unit="frame", desc=path.name, file=sys.stderr, disable=args.no_progress)
+        with bar:
+            for index, frame, run in read_frames(path, args.vid_stride):
+                if run:
+                    (dets,) = det.predict_batch([frame], conf=args.conf, iou=args.iou, max_det=args.max_det)
+                    dets = filter_classes(dets, wanted)
+                    track_ids = tracker.update(dets) if tracker else None
+                    last = (dets, track_ids)
+                    processed += 1
+                    if jsonl:
+                        jsonl.write(json.dumps(frame_record(index, info.fps, dets, track_ids)) + "\n")
+                if writer:
+                    writer.write(draw_detections(frame, *last) if last else frame)
+                frames += 1
+                bar.update(1)
+    finally:
+        if writer:
+            writer.close()
+        if jsonl:
+            jsonl.close()
+    return {
+        "file": str(path),
+        "frames": frames,
+        "processed_frames": processed,
+        "fps": info.fps,
+        "width": info.width,
+        "height": info.height,
+        "saved": str(args.save) if args.save else None,
+        "jsonl": str(args.jsonl) if args.jsonl else None,
+        "tracked": bool(args.track),
+    }
 
 
 def register(commands: Commands) -> None:
     p = commands.add(
         "predict",
         cmd_predict,
-        "detect objects in images; prints a JSON list, one result per image",
+        "detect objects in images (prints a JSON list, one result per image) or in a video (--save, --jsonl)",
         positional_overrides=False,  # the images are positional
     )
-    p.add_argument("images", nargs="+", type=Path)
+    p.add_argument("images", nargs="+", type=Path, help="image files, or one video file (.mp4, .avi, .mov, ...)")
     p.add_argument("--model", help="ONNX file (default: inference.model_path)")
     p.add_argument("--backend", choices=BACKEND_CHOICES)
     p.add_argument("--conf", type=float)
     p.add_argument("--iou", type=float)
     p.add_argument("--max-det", type=int)
+    p.add_argument("--classes", help="only these classes: names or ids, comma-separated (e.g. circle,square or 0,1)")
+    p.add_argument("--save", type=Path, help="video: write the annotated video here (.mp4 or .avi)")
+    p.add_argument("--jsonl", type=Path, help='video: one JSON line per processed frame {"frame", "time_s", ...}')
+    p.add_argument("--track", action="store_true", help="video: give each detection a stable track_id (ByteTrack)")
+    p.add_argument("--vid-stride", type=int, default=1, help="video: detect every N-th frame (default 1)")
+    p.add_argument("--no-progress", action="store_true", help="video: no progress bar on stderr")

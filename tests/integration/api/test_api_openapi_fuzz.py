@@ -49,7 +49,16 @@ def api_schema(make_config: Any, run_app: Any) -> Iterator[Any]:
         yield schemathesis.openapi.from_asgi("/openapi.json", started(client.app))
 
 
-OPERATIONS = ["GET /health", "GET /model", "GET /metrics", "POST /predict", "POST /admin/reload"]
+OPERATIONS = [
+    "GET /health",
+    "GET /model",
+    "GET /metrics",
+    "POST /predict",
+    "POST /predict/annotated",
+    "POST /predict/batch",
+    "POST /predict/video",
+    "POST /admin/reload",
+]
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 

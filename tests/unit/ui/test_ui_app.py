@@ -3,6 +3,7 @@ with httpx.MockTransport standing in for the network."""
 
 from __future__ import annotations
 
+import base64
 import io
 from collections.abc import Callable
 from typing import Any
@@ -13,9 +14,8 @@ from PIL import Image
 
 from ui.app import (
     EXAMPLES_DIR,
-    PALETTE,
     ApiError,
-    draw_detections,
+    annotated_image,
     make_handler,
     model_summary,
     predict,
@@ -35,6 +35,18 @@ PAYLOAD: dict[str, Any] = {
 }
 
 
+def _jpeg_b64(colour: tuple[int, int, int]) -> str:
+    buf = io.BytesIO()
+    Image.new("RGB", (100, 80), colour).save(buf, format="JPEG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+DRAWN = {
+    **PAYLOAD,
+    "annotated_image": {"media_type": "image/jpeg", "width": 100, "height": 80, "base64": _jpeg_b64((255, 0, 0))},
+}
+
+
 def client(handler: Callable[[httpx.Request], httpx.Response]) -> httpx.Client:
     return httpx.Client(base_url=URL, transport=httpx.MockTransport(handler))
 
@@ -48,12 +60,12 @@ def test_predict_sends_png_and_thresholds() -> None:
 
     def api(request: httpx.Request) -> httpx.Response:
         seen.append(request)
-        return httpx.Response(200, json=PAYLOAD)
+        return httpx.Response(200, json=DRAWN)
 
-    assert predict(client(api), image(), conf=0.4, iou=0.5) == PAYLOAD
+    assert predict(client(api), image(), conf=0.4, iou=0.5) == DRAWN
     (req,) = seen
-    assert req.url.path == "/predict"
-    assert dict(req.url.params) == {"conf": "0.4", "iou": "0.5"}
+    assert req.url.path == "/predict/annotated"  # the service draws; the UI does not
+    assert dict(req.url.params) == {"conf": "0.4", "iou": "0.5", "include": "json"}
     body = req.read()
     assert b'name="file"; filename="image.png"' in body and b"\x89PNG" in body
 
@@ -101,15 +113,13 @@ def test_connection_refused_for_real() -> None:
         predict(httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5), image(), 0.25, 0.7)
 
 
-def test_draw_detections_draws_boxes_in_class_colours() -> None:
-    src = image()
-    out = draw_detections(src, PAYLOAD["detections"])
-    assert out is not src and out.size == src.size
-    assert src.getpixel((10, 40)) == (200, 200, 200)  # the input is left untouched
-    assert out.getpixel((10, 40)) == PALETTE[0]  # left edge of the circle's box
-    assert out.getpixel((50, 40)) == PALETTE[0]  # right edge
-    assert PALETTE[2] in {out.getpixel((x, 2)) for x in range(30)}  # label of the box at the top edge, drawn inside
-    assert draw_detections(src, []).tobytes() == src.tobytes()
+def test_annotated_image_is_the_services_drawing() -> None:
+    out = annotated_image(DRAWN)
+    assert out.size == (100, 80)
+    r, g, b = out.getpixel((50, 40))
+    assert r > 200 and g < 60 and b < 60  # the red JPEG the "service" sent, not something drawn here
+    with pytest.raises(ApiError, match="without a drawn image"):
+        annotated_image(PAYLOAD)
 
 
 def test_timings_rows_keep_order_with_total_last() -> None:
@@ -122,10 +132,10 @@ def test_summary_counts_classes() -> None:
 
 
 def test_handler_outputs_and_errors() -> None:
-    handle = make_handler(client(lambda _: httpx.Response(200, json=PAYLOAD)))
+    handle = make_handler(client(lambda _: httpx.Response(200, json=DRAWN)))
     annotated, payload, rows, status = handle(image(), 0.25, 0.7)
     assert annotated is not None and annotated.size == (100, 80)
-    assert payload == PAYLOAD and rows[-1] == ["total", 5.6] and status.startswith("Found 2")
+    assert payload == PAYLOAD and rows[-1] == ["total", 5.6] and status.startswith("Found 2")  # no base64 shown
     assert handle(None, 0.25, 0.7) == (None, None, [], "Upload an image or pick an example first.")
     failing = make_handler(client(lambda _: httpx.Response(413, json={"detail": "image is too large"})))
     assert failing(image(), 0.25, 0.7) == (

@@ -1,0 +1,112 @@
+"""One image through the service: the steps `/predict`, `/predict/annotated` and `/predict/batch` share.
+
+Thresholds and the class filter are checked before the body is read; then the image is read, decoded in the decode
+pool and run through the micro-batcher, like every other request. The class filter is applied to the result (after
+NMS), so it never splits a micro-batch.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from starlette.requests import Request
+
+from api.batching import GroupKey, Outcome
+from api.errors import BadRequestError, UnprocessableError
+from api.inputs import body_kind, read_image_input
+from api.service import Service, to_sent_image
+from detector.runtime import Detections
+from detector.runtime.classes import filter_classes, parse_classes
+from detector.runtime.payload import prediction_payload
+
+
+@dataclass(frozen=True)
+class Prediction:
+    image: npt.NDArray[np.uint8] | None  # the decoded pixels at full size; None after a reduced decode
+    size: tuple[int, int]  # (height, width) of the image as sent
+    detections: Detections  # in pixels of the image as sent, class filter applied
+    outcome: Outcome
+    timings_ms: dict[str, float]
+
+    def payload(self) -> dict[str, Any]:
+        """The `/predict` response body."""
+        return prediction_payload(self.detections, self.size, self.outcome.model, self.timings_ms)
+
+
+def group_key(service: Service, conf: float | None, iou: float | None, max_det: int | None) -> GroupKey:
+    """The thresholds for this request (config defaults filled in); 422 for a max_det over the server's limit."""
+    inf = service.config.inference
+    limit = inf.server.max_det_limit
+    if max_det is not None and max_det > limit:
+        raise UnprocessableError(f"query parameter max_det: must be at most {limit} (got {max_det})")
+    return (
+        inf.conf if conf is None else conf,
+        inf.iou if iou is None else iou,
+        inf.max_det if max_det is None else max_det,
+    )
+
+
+def model_names(service: Service) -> dict[int, str]:
+    model = service.slot.current
+    names = model.info.get("names", {}) if model is not None else {}
+    return {int(k): str(v) for k, v in names.items()}
+
+
+def class_filter(service: Service, spec: str | list[Any] | None) -> frozenset[int] | None:
+    """Parsed `classes` (names or ids) against the served model; None for no filter; 422 when unknown or empty."""
+    return None if spec is None else parse_classes(spec, model_names(service))
+
+
+async def predict_image(
+    request: Request,
+    service: Service,
+    key: GroupKey,
+    classes: str | None,
+    full_size: bool = False,
+) -> Prediction:
+    """Read, decode and detect the one image of this request (multipart `file` or JSON `image_base64`).
+
+    The body is received under an upload place (bounded apart from the queue, so slow senders never hold queue
+    places); a queue place is reserved once it has arrived. Decoding shares the server's pixel budget and, in
+    `decode_mode: reduced`, may decode big JPEGs at the model's size; `full_size=True` (drawing on the image)
+    always decodes every pixel and keeps them in `Prediction.image`.
+    """
+    started = time.perf_counter()
+    wanted = class_filter(service, classes)  # 422 before anything is read
+    kind = body_kind(request)  # 400/415 from the headers alone, before taking any place
+    with service.uploads.place():
+        body = await read_image_input(request, kind, service.max_image_bytes)
+    if body.classes is not None:
+        if classes is not None:
+            raise BadRequestError("give the class filter once: in the query or in the body, not both")
+        wanted = class_filter(service, body.classes)
+    t_read = time.perf_counter()
+    timeout = service.config.inference.server.request_timeout_s
+    reservation = service.batcher.reserve()  # 503 + Retry-After at once when the queue is full
+    try:
+        if full_size:
+            pixels = await service.decode(body.data)
+            t_decode = time.perf_counter()
+            outcome = await service.batcher.submit(reservation, pixels, key, timeout)
+            image: npt.NDArray[np.uint8] | None = pixels
+            size = (int(pixels.shape[0]), int(pixels.shape[1]))
+            detections = outcome.detections
+        else:
+            async with service.decoded(body.data) as decoded:
+                t_decode = time.perf_counter()
+                outcome = await service.batcher.submit(reservation, decoded.pixels, key, timeout)
+                detections = to_sent_image(outcome.detections, decoded)
+                image, size = None, (decoded.height, decoded.width)
+    finally:
+        reservation.release()
+    timings = {
+        "read": round((t_read - started) * 1e3, 3),
+        "decode": round((t_decode - t_read) * 1e3, 3),
+        **outcome.timings_ms,
+        "total": round((time.perf_counter() - started) * 1e3, 3),
+    }
+    return Prediction(image, size, filter_classes(detections, wanted), outcome, timings)
