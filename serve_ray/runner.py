@@ -1,0 +1,106 @@
+"""Run the Serve application from a Serve config file on a Ray cluster (`detector serve --engine ray`).
+
+The file is Ray's own format (what `serve run` reads); this applies the CLI's choices on top of it: the resolved
+project configuration, a fixed replica count instead of autoscaling, and the HTTP host/port.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import ray
+import yaml
+from ray import serve
+from ray.serve.schema import ServeDeploySchema
+
+from detector.config import Config
+from detector.errors import ConfigError
+from serve_ray.app import application
+
+log = logging.getLogger("serve_ray")
+
+DEFAULT_SERVE_CONFIG = Path("deploy/ray/serve_config.yaml")
+
+
+def load_serve_config(path: Path) -> ServeDeploySchema:
+    try:
+        raw = yaml.safe_load(path.read_text())
+        return ServeDeploySchema.model_validate(raw)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"Serve config file not found: {path} (pass --serve-config)") from exc
+    except Exception as exc:  # YAML or schema errors: say which file
+        raise ConfigError(f"{path}: not a valid Ray Serve config: {exc}") from exc
+
+
+def deployment_options(schema: ServeDeploySchema, replicas: int | None) -> dict[str, Any]:
+    """The first application's deployment entry as `Deployment.options()` keywords; `replicas` fixes the count."""
+    apps = schema.applications
+    if len(apps) != 1 or len(apps[0].deployments) > 1:
+        raise ConfigError("the Serve config must hold one application with (at most) one deployment entry")
+    options: dict[str, Any] = {}
+    if apps[0].deployments:
+        options = apps[0].deployments[0].model_dump(exclude_unset=True)
+        options.pop("name", None)
+    if replicas is not None:
+        options.pop("autoscaling_config", None)
+        options["num_replicas"] = replicas
+    return options
+
+
+def deploy(config: Config, schema: ServeDeploySchema, replicas: int | None = None) -> None:
+    """Start Serve's proxy on config's host/port (on a connected Ray) and deploy the app; returns once every replica
+    has loaded its model (or raises when the deployment fails)."""
+    app = schema.applications[0]
+    server = config.inference.server
+    http = {**schema.http_options.model_dump(exclude_unset=True), "host": server.host, "port": server.port}
+    serve.start(http_options=http, proxy_location=schema.proxy_location)
+    serve.run(
+        application(config, deployment_options(schema, replicas)),
+        name=app.name,
+        route_prefix=app.route_prefix or "/",
+        blocking=False,
+    )
+
+
+@contextmanager
+def ray_cluster(address: str | None, num_cpus: int | None = None) -> Iterator[None]:
+    """Connect to (or, with address "local" or none running, start) a Ray cluster; shut Serve and Ray down after."""
+    ray.init(
+        address=address,
+        num_cpus=num_cpus if address == "local" else None,  # a running cluster has its own size
+        include_dashboard=False,
+        log_to_driver=True,
+    )
+    try:
+        yield
+    finally:
+        try:
+            serve.shutdown()  # graceful: each replica finishes its requests, then its lifespan drains the batcher
+        finally:
+            ray.shutdown()
+
+
+def serve_forever(
+    config: Config,
+    serve_config: Path = DEFAULT_SERVE_CONFIG,
+    replicas: int | None = None,
+    address: str | None = None,
+    num_cpus: int | None = None,
+) -> None:
+    """Blocking: deploy, then serve until SIGINT/SIGTERM, then drain and shut down."""
+    schema = load_serve_config(serve_config)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with ray_cluster(address, num_cpus):
+        deploy(config, schema, replicas)
+        server = config.inference.server
+        log.info("serving on Ray Serve at http://%s:%d (docs at /docs)", server.host, server.port)
+        stop.wait()
+        log.info("shutting down: draining replicas")
