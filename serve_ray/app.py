@@ -9,10 +9,10 @@ as a plain dict.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from pydantic import BaseModel, ConfigDict, Field
-from ray.serve import Application
+from ray.serve import Application, Deployment
 
 from detector.config import Config, load_config
 from serve_ray.deployment import DetectorDeployment
@@ -52,7 +52,8 @@ def resolve_config(args: AppArgs) -> Config:
 def application(config: Config, options: Mapping[str, Any] | None = None) -> Application:
     """The deployment bound to `config`; `options` (a Serve config file's deployment entry) override the defaults."""
     server = config.inference.server
-    deployment = DetectorDeployment.options(
+    # `@serve.deployment` turned the class into a Deployment; mypy does not apply class decorators' types.
+    deployment = cast(Deployment, DetectorDeployment).options(
         **{
             **request_bounds(config),
             # Long enough for every admitted request to finish (each is bounded by request_timeout_s) before the
@@ -61,7 +62,8 @@ def application(config: Config, options: Mapping[str, Any] | None = None) -> App
             **(options or {}),
         }
     )
-    return deployment.bind(config.model_dump())
+    app: Application = deployment.bind(config.model_dump())
+    return app
 
 
 def build_app(args: dict[str, Any]) -> Application:
