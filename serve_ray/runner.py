@@ -69,11 +69,16 @@ def deploy(config: Config, schema: ServeDeploySchema, replicas: int | None = Non
 
 
 @contextmanager
-def ray_cluster(address: str | None, num_cpus: int | None = None) -> Iterator[None]:
-    """Connect to (or, with address "local" or none running, start) a Ray cluster; shut Serve and Ray down after."""
+def ray_cluster(
+    address: str | None, num_cpus: int | None = None, object_store_memory: int | None = None
+) -> Iterator[None]:
+    """Connect to (or, with address "local", start) a Ray cluster; shut Serve and Ray down after. A local cluster
+    can be sized (`num_cpus`, `object_store_memory`); a running one has its own size."""
+    local = address == "local"
     ray.init(
         address=address,
-        num_cpus=num_cpus if address == "local" else None,  # a running cluster has its own size
+        num_cpus=num_cpus if local else None,
+        object_store_memory=object_store_memory if local else None,
         include_dashboard=False,
         log_to_driver=True,
     )
