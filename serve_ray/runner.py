@@ -53,17 +53,23 @@ def deployment_options(schema: ServeDeploySchema, replicas: int | None) -> dict[
     return options
 
 
-def deploy(config: Config, schema: ServeDeploySchema, replicas: int | None = None) -> None:
-    """Start Serve's proxy on config's host/port (on a connected Ray) and deploy the app; returns once every replica
-    has loaded its model (or raises when the deployment fails)."""
+def deploy(
+    config: Config,
+    schema: ServeDeploySchema,
+    replicas: int | None = None,
+    name: str | None = None,
+    route_prefix: str | None = None,
+) -> None:
+    """Start Serve's proxy on config's host/port (on a connected Ray) and deploy the app (`name` and `route_prefix`
+    default to the file's); returns once every replica has loaded its model (or raises when the deployment fails)."""
     app = schema.applications[0]
     server = config.inference.server
     http = {**schema.http_options.model_dump(exclude_unset=True), "host": server.host, "port": server.port}
     serve.start(http_options=http, proxy_location=schema.proxy_location)
     serve.run(
         application(config, deployment_options(schema, replicas)),
-        name=app.name,
-        route_prefix=app.route_prefix or "/",
+        name=name or app.name,
+        route_prefix=route_prefix or app.route_prefix or "/",
         blocking=False,
     )
 
