@@ -60,7 +60,6 @@ def ray_servers(args: argparse.Namespace) -> Iterator[dict[str, str]]:
         config_dir=args.config_dir,
     )
     schema = load_serve_config(args.serve_config)
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     # 3 logical CPUs for 3 one-CPU replicas: they share the machine's cores, and only one app is loaded at a time.
     with ray_cluster("local", num_cpus=3, object_store_memory=100 * 1024**2):
         deploy(config, schema, replicas=1, name="r1", route_prefix="/r1")

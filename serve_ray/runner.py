@@ -7,6 +7,7 @@ project configuration, a fixed replica count instead of autoscaling, and the HTT
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -81,6 +82,11 @@ def ray_cluster(
     """Connect to (or, with address "local", start) a Ray cluster; shut Serve and Ray down after. A local cluster
     can be sized (`num_cpus`, `object_store_memory`); a running one has its own size."""
     local = address == "local"
+    if local:
+        # Serve gives its HTTP proxy 5 s to report ready, three times; on a small, busy machine it can take longer,
+        # and the deploy then fails. The variables reach the cluster's processes, which start from this one.
+        os.environ.setdefault("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "30")
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report to Ray's servers
     ray.init(
         address=address,
         num_cpus=num_cpus if local else None,

@@ -64,7 +64,6 @@ def cluster(model_path: Path) -> Iterator[Cluster]:
         ],
         config_dir=REPO / "configs",
     )
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     started = time.perf_counter()
     with ray_cluster("local", num_cpus=2, object_store_memory=100 * 1024**2):
         deploy(config, load_serve_config(REPO / "deploy/ray/serve_config.yaml"), replicas=2)
