@@ -98,9 +98,25 @@ def ray_cluster(
         yield
     finally:
         try:
-            serve.shutdown()  # graceful: each replica finishes its requests, then its lifespan drains the batcher
+            shutdown_serve()
         finally:
             ray.shutdown()
+
+
+def shutdown_serve() -> None:
+    """Drain, then stop Serve. Applications are deleted first, while the proxies still run: each replica stops
+    taking requests, finishes the ones it has (their responses still flow back through the proxy), then its
+    lifespan drains the batcher and closes the model. `serve.shutdown()` alone stops the proxies at the same time
+    and cuts the connections of requests still in flight. Safe to call when Serve is not running."""
+    try:
+        names = list(serve.status().applications)
+    except Exception as exc:  # Serve never started (e.g. the deploy failed early): nothing to drain
+        log.debug("no Serve applications to drain: %s", exc)
+        names = []
+    for name in names:
+        log.info("draining application %s", name)
+        serve.delete(name)  # blocks until its replicas have finished their requests and stopped
+    serve.shutdown()
 
 
 def serve_forever(
@@ -113,9 +129,11 @@ def serve_forever(
     """Blocking: deploy, then serve until SIGINT/SIGTERM, then drain and shut down."""
     schema = load_serve_config(serve_config)
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
     with ray_cluster(address, num_cpus):
+        # After ray.init, which installs its own SIGTERM handler: a signal ends the wait below, and the way out of
+        # ray_cluster shuts Serve down gracefully.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
         deploy(config, schema, replicas)
         server = config.inference.server
         log.info("serving on Ray Serve at http://%s:%d (docs at /docs)", server.host, server.port)

@@ -33,7 +33,7 @@ from detector.config import Config, load_config
 from detector.runtime import Detector
 from detector.runtime.images import decode_image
 from serve_ray.deployment import REPLICA_HEADER
-from serve_ray.runner import deploy, load_serve_config, ray_cluster
+from serve_ray.runner import deploy, load_serve_config, ray_cluster, shutdown_serve
 
 REPO = Path(__file__).resolve().parents[2]
 APP, DEPLOYMENT = "detector", "DetectorDeployment"
@@ -216,6 +216,6 @@ def test_shutdown_drains_in_flight_requests(cluster: Cluster) -> None:
         futures = [pool.submit(post, http, data) for _ in range(n)]
         time.sleep(0.3)  # they are on the replicas now
         assert not all(f.done() for f in futures), "the requests finished before the shutdown started"
-        serve.delete(APP)  # blocks until the replicas have drained and stopped
+        shutdown_serve()  # what the CLI does on SIGTERM; blocks until the replicas have drained and stopped
         statuses = [f.result().status_code for f in futures]
     assert statuses == [200] * n
