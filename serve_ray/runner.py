@@ -87,13 +87,23 @@ def ray_cluster(
         # and the deploy then fails. The variables reach the cluster's processes, which start from this one.
         os.environ.setdefault("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "30")
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report to Ray's servers
-    ray.init(
-        address=address,
-        num_cpus=num_cpus if local else None,
-        object_store_memory=object_store_memory if local else None,
-        include_dashboard=False,
-        log_to_driver=True,
-    )
+    for attempt in (1, 2):
+        try:
+            ray.init(
+                address=address,
+                num_cpus=num_cpus if local else None,
+                object_store_memory=object_store_memory if local else None,
+                include_dashboard=False,
+                log_to_driver=True,
+            )
+            break
+        except Exception as exc:
+            # Ray waits a fixed 30 s for a new node's processes to register (its metrics agent is the slow one);
+            # on a small machine busy with other work that can run out. Once is bad luck; twice is a real problem.
+            if not local or attempt == 2 or "timed out during startup" not in str(exc):
+                raise
+            log.warning("the local Ray node did not start in time (a busy machine?); trying once more")
+            ray.shutdown()
     try:
         yield
     finally:
