@@ -9,7 +9,7 @@ export UV_LINK_MODE ?= copy
 IMAGE_CPU ?= yolo-detector:cpu
 IMAGE_GPU ?= yolo-detector:gpu
 
-.PHONY: help uv install-serve install-train install-dev demo pipeline serve test test-fast lint experiments bench \
+.PHONY: help uv install-serve install-train install-ray install-dev demo pipeline serve serve-ray test test-fast lint experiments bench \
 	docker-cpu docker-gpu deploy docs-media cards clean
 
 help:  ## list targets
@@ -28,8 +28,11 @@ install-serve: uv  ## serving only: runtime + API + OpenVINO (no torch)
 install-train: uv  ## everything the pipeline needs (torch, ultralytics, dvc, mlflow)
 	$(SYNC) --extra serve --extra openvino --extra train
 
-install-dev: uv  ## pipeline + UI + test and lint tools
-	$(SYNC) --extra serve --extra openvino --extra train --extra ui --extra dev
+install-ray: uv  ## serving on Ray Serve (replicas, autoscaling): serve + ray
+	$(SYNC) --extra serve --extra openvino --extra ray
+
+install-dev: uv  ## pipeline + UI + Ray + test and lint tools
+	$(SYNC) --extra serve --extra openvino --extra train --extra ui --extra ray --extra dev
 
 demo: install-train  ## run the pipeline if no model exists yet, then serve on http://127.0.0.1:8000
 	@if [ ! -f models/model.onnx ]; then $(RUN) dvc repro; fi
@@ -40,6 +43,10 @@ pipeline: install-train  ## dvc repro: data -> train -> export -> evaluate
 
 serve: install-serve  ## serve the existing models/model.onnx
 	$(RUN) detector serve
+
+REPLICAS ?= 2
+serve-ray: install-ray  ## the same service on a local Ray Serve cluster with $(REPLICAS) replicas
+	$(RUN) detector serve --engine ray --replicas $(REPLICAS)
 
 test: install-dev  ## the whole test suite (unit, integration, e2e)
 	$(RUN) pytest

@@ -26,6 +26,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "train": ("train", "make install-train"),
     "openvino": ("openvino", "make install-serve"),
     "ui": ("ui", "make install-dev"),
+    "ray": ("ray", "make install-ray"),
 }
 
 

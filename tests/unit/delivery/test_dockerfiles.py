@@ -38,7 +38,7 @@ ALLOWED_BASES = (
     re.compile(r"ubuntu:[a-z0-9.-]+"),
     re.compile(r"nvidia/cuda:\d+(\.\d+)*-runtime-ubuntu20\.04"),
 )
-EXPECTED_EXTRAS = {"cpu": {"serve", "openvino"}, "gpu": {"serve"}}
+EXPECTED_EXTRAS = {"cpu": {"serve", "openvino"}, "gpu": {"serve", "ray"}}  # gpu: also the KubeRay image
 NEVER_IN_SERVING = {"torch", "torchvision", "ultralytics", "mlflow", "dvc", "gradio"}
 
 
