@@ -137,7 +137,12 @@ class Context:
             _state.primary.pop(self.device.number, None)
         _state.live_contexts.discard(self.id)
 
-    def synchronize(self) -> None:
+    @property
+    def handle(self) -> int:
+        return self.id
+
+    @staticmethod
+    def synchronize() -> None:  # pycuda: a static method, synchronising the current context
         current_context("cuCtxSynchronize")
 
     @staticmethod

@@ -226,3 +226,44 @@ def test_addresses_set_once_and_shapes_only_on_change(standin: ModuleType, model
         assert stats["set_tensor_address"] == backend.slots * io, "tensor addresses set per call"
     finally:
         backend.close()
+
+
+def test_int8_qdq_onnx_builds_strongly_typed_as_is(
+    standin: ModuleType, model_path: Path, tmp_path: Path, dataset_dir: Path
+) -> None:
+    """A Q/DQ ONNX is built as it is (no FP16 conversion, no INT8 flag or calibrator) and reported as int8."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    from detector.runtime.images import read_image
+    from detector.runtime.preprocess import preprocess_batch
+
+    paths = sorted((dataset_dir / "images" / "val").glob("*.jpg"))[:4]
+    batch, _ = preprocess_batch([read_image(p) for p in paths], (128, 128), np.dtype(np.float32))
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.items = iter([{"images": batch[i : i + 1]} for i in range(len(batch))])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.items, None)
+
+    qdq = tmp_path / "model.int8.onnx"
+    quantize_static(str(model_path), str(qdq), Reader(), quant_format=QuantFormat.QDQ, weight_type=QuantType.QInt8)
+    onnx.save(_with_metadata(onnx.load(str(qdq)), onnx.load(str(model_path))), str(qdq))
+    info = build_engine(qdq, _spec(tmp_path / "engines", precision="fp16"))
+    assert info.precision == "int8"
+    import onnxruntime as ort
+
+    expected = ort.InferenceSession(str(qdq), providers=["CPUExecutionProvider"]).run(None, {"images": batch})[0]
+    backend = TensorRTBackend(qdq, _options(tmp_path / "engines", precision="fp16"))
+    try:
+        assert backend.precision == "int8"
+        np.testing.assert_array_equal(backend.run(batch), expected)  # the very graph that was quantized
+    finally:
+        backend.close()
+
+
+def _with_metadata(model: onnx.ModelProto, source: onnx.ModelProto) -> onnx.ModelProto:
+    if not model.metadata_props:
+        model.metadata_props.extend(source.metadata_props)
+    return model
