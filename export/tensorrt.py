@@ -8,8 +8,8 @@ scripts/trt_stubs.py and tests/unit/tensorrt/test_api_conformance.py):
     Q/DQ ONNX builds as is (its Q/DQ nodes fix the INT8 regions; no INT8 flag, no calibrator);
   * FP32 engines clear `BuilderFlag.TF32` (on by default in both versions), so FP32 means FP32;
   * the workspace is `set_memory_pool_limit(MemoryPoolType.WORKSPACE, ...)`;
-  * one optimisation profile over the batch dimension (exactly the ONNX's batch when it is static), height and width
-    fixed at the model's input size;
+  * one optimisation profile over the batch dimension (exactly the ONNX's batch when it is static), and, when the
+    ONNX's height and width are dynamic, over H, W from one stride up to the model's input size (rectangular inputs);
   * a timing cache per TensorRT version and GPU lives in the engine directory, so rebuilds are fast. Every result
     is checked: an unreadable or foreign cache is moved aside and the build continues with an empty one.
 
@@ -182,9 +182,13 @@ def _build(onnx_path: Path, spec: EngineSpec, device_index: int, timing_cache: b
     for i in range(network.num_inputs):
         tensor = network.get_input(i)
         channels = int(tensor.shape[1])
+        # Dynamic H, W in the ONNX: a rectangular profile from one stride up to imgsz (optimised for imgsz), so a
+        # 4:3 image letterboxed to 640x480 does not pay for 640x640. Static H, W: exactly imgsz.
+        rect = int(tensor.shape[2]) < 0 and int(tensor.shape[3]) < 0
+        lo_h, lo_w = (min(metadata.stride, h), min(metadata.stride, w)) if rect else (h, w)
         opt_profile.set_shape(
             tensor.name,
-            trt.Dims([profile.min_batch, channels, h, w]),
+            trt.Dims([profile.min_batch, channels, lo_h, lo_w]),
             trt.Dims([profile.opt_batch, channels, h, w]),
             trt.Dims([profile.max_batch, channels, h, w]),
         )

@@ -207,9 +207,10 @@ class TensorRTBackend(Backend):
         self._output_names = outputs
         lo, _, hi = (_dims(d) for d in engine.get_tensor_profile_shape(self._input_name, 0))
         self._min_batch, self._max_batch = int(lo[0]), int(hi[0])
-        self._sample_shape = hi[1:]  # (C, H, W), fixed by the profile
-        if lo[1:] != self._sample_shape:
-            raise ModelLoadError(f"engine profile must fix C, H, W; it spans {lo} .. {hi}")
+        self._sample_shape = hi[1:]  # (C, H, W) at most; buffers are sized for it
+        self._min_sample = lo[1:]  # smaller H, W when the profile is rectangular (an ONNX with dynamic H, W)
+        if lo[1] != hi[1]:
+            raise ModelLoadError(f"engine profile must fix the channels; it spans {lo} .. {hi}")
         # Our own table rather than `trt.nptype`: that helper is untyped, and these are the types YOLO engines use.
         numpy_types = {
             trt.DataType.FLOAT: np.float32,
@@ -253,25 +254,32 @@ class TensorRTBackend(Backend):
                 raise ModelLoadError(f"TensorRT refused the address of tensor {name}")
         slot.output_shape = _dims(context.get_tensor_shape(self._output_names[0]))
         if not self._slots:  # the first slot's view is the backend's public spec
-            self._input = TensorSpec(self._input_name, (-1, *self._sample_shape), self._dtypes[self._input_name])
+            c, h, w = self._sample_shape
+            hw = (h, w) if self._min_sample == self._sample_shape else (-1, -1)  # -1, -1: Detector letterboxes rect
+            self._input = TensorSpec(self._input_name, (-1, c, *hw), self._dtypes[self._input_name])
             self._outputs = [
                 TensorSpec(n, (-1, *slot.bindings[n].shape[1:]), self._dtypes[n]) for n in self._output_names
             ]
         return slot
 
     def _warmup(self, slot: _Slot) -> None:
-        n = self._min_batch
-        slot.bindings[self._input_name].host[:n] = 0
-        self._enqueue(slot, n)
+        shape = (self._min_batch, *self._sample_shape)
+        self._host_input(slot, shape)[...] = 0
+        self._enqueue(slot, shape)
 
-    def _enqueue(self, slot: _Slot, n: int) -> npt.NDArray[Any]:
-        """Upload the first `n` samples of the slot's host input, run, download; returns a view of the host output."""
+    def _host_input(self, slot: _Slot, shape: tuple[int, ...]) -> npt.NDArray[Any]:
+        """The contiguous front of the slot's page-locked input buffer, viewed as `shape` (what gets uploaded)."""
+        host: npt.NDArray[Any] = slot.bindings[self._input_name].host
+        return host.reshape(-1)[: int(np.prod(shape))].reshape(shape)
+
+    def _enqueue(self, slot: _Slot, shape: tuple[int, ...]) -> npt.NDArray[Any]:
+        """Upload the slot's host input as `shape`, run, download; returns a view of the host output."""
         import pycuda.driver as cuda
 
+        n = shape[0]
         if not self._min_batch <= n <= self._max_batch:  # callers split and pad; this guards the invariant
             raise InvalidInputError(f"batch {n} outside the engine profile {self._min_batch}..{self._max_batch}")
         context = slot.context
-        shape = (n, *self._sample_shape)
         if shape != slot.input_shape:  # re-planning costs: only when the batch size changes
             mark = error_mark()
             if not context.set_input_shape(self._input_name, shape):
@@ -279,7 +287,7 @@ class TensorRTBackend(Backend):
             slot.input_shape = shape
             slot.output_shape = _dims(context.get_tensor_shape(self._output_names[0]))
         src = slot.bindings[self._input_name]
-        cuda.memcpy_htod_async(src.device, src.host[:n], slot.stream)
+        cuda.memcpy_htod_async(src.device, self._host_input(slot, shape), slot.stream)
         mark = error_mark()
         if not context.execute_async_v3(slot.stream.handle):
             raise ModelLoadError(f"TensorRT execute_async_v3 failed{describe_errors(mark)}")
@@ -323,24 +331,24 @@ class TensorRTBackend(Backend):
     def run(self, batch: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
         if self._closed:
             raise BackendUnavailableError("the TensorRT backend is closed")
-        if batch.ndim != 4 or tuple(batch.shape[1:]) != self._sample_shape:
-            raise InvalidInputError(
-                f"expected a (B, {', '.join(map(str, self._sample_shape))}) batch, got {batch.shape}"
-            )
+        lo, hi = self._min_sample, self._sample_shape
+        if batch.ndim != 4 or not all(a <= d <= b for a, d, b in zip(lo, batch.shape[1:], hi, strict=True)):
+            want = ", ".join(str(b) if a == b else f"{a}..{b}" for a, b in zip(lo, hi, strict=True))
+            raise InvalidInputError(f"expected a (B, {want}) batch, got {batch.shape}")
         n = batch.shape[0]
         if n == 0:
             raise InvalidInputError("empty batch")
         if n > self._max_batch:  # Detector already splits at max_batch; direct callers get the same behaviour
             parts = [self.run(batch[i : i + self._max_batch]) for i in range(0, n, self._max_batch)]
             return np.concatenate(parts)
-        size = max(n, self._min_batch)  # profiles starting above 1: zero-pad, drop the padding's outputs
+        shape = (max(n, self._min_batch), *batch.shape[1:])  # profiles starting above 1: zero-pad, drop the padding
         slot = self._free.get()
         try:
-            host = slot.bindings[self._input_name].host
+            host = self._host_input(slot, shape)
             host[:n] = batch  # the one host copy (and dtype cast), on the caller's thread, into page-locked memory
-            if size > n:
-                host[n:size] = 0
-            view = slot.owner.call(lambda: self._enqueue(slot, size))
+            if shape[0] > n:
+                host[n:] = 0
+            view = slot.owner.call(lambda: self._enqueue(slot, shape))
             return np.array(view[:n], dtype=np.float32)  # a copy: the slot's buffer is reused by the next call
         finally:
             self._free.put(slot)

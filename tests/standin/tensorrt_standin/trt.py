@@ -38,6 +38,7 @@ def reset(version: str) -> None:
     stats.update(
         execute_threads=set(),
         batches=[],
+        input_shapes=[],
         builds=0,
         build_devices=[],
         build_threads=set(),
@@ -515,6 +516,7 @@ class IExecutionContext:
                 raise RuntimeError(f"stand-in: input buffer of {name} holds {buf.size} bytes, needs {nbytes}")
             feeds[name] = buf[:nbytes].view(dtype).reshape(shape).copy()
             stats["batches"].append(int(shape[0]))
+            stats["input_shapes"].append(tuple(int(d) for d in shape))
         stats["execute_threads"].add(threading.get_ident())
         outs = self.engine.session.run(None, feeds)
         for o, value in zip(self.engine.session.get_outputs(), outs, strict=True):

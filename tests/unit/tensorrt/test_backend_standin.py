@@ -150,7 +150,7 @@ def test_standin_rejects_cuda_work_off_the_owner_thread(standin: ModuleType, mod
     try:
         batch = np.zeros((1, 3, 128, 128), np.float32)
         with pytest.raises(standin.cuda.LogicError, match="invalid device context"):
-            backend._enqueue(backend._slots[0], 1)  # called on this thread, not the owner's
+            backend._enqueue(backend._slots[0], (1, 3, 128, 128))  # called on this thread, not the owner's
         assert backend.run(batch).shape[0] == 1  # the public path works from the same thread
     finally:
         backend.close()
@@ -159,7 +159,9 @@ def test_standin_rejects_cuda_work_off_the_owner_thread(standin: ModuleType, mod
 def test_bad_input_shape_and_closed_backend(standin: ModuleType, model_path: Path, tmp_path: Path) -> None:
     backend = TensorRTBackend(model_path, _options(tmp_path, precision="fp32"))
     with pytest.raises(InvalidInputError, match="batch"):
-        backend.run(np.zeros((1, 3, 64, 64), np.float32))  # H, W outside the profile
+        backend.run(np.zeros((1, 3, 256, 256), np.float32))  # H, W above the profile's max (imgsz 128)
+    with pytest.raises(InvalidInputError, match="batch"):
+        backend.run(np.zeros((1, 4, 128, 128), np.float32))  # channels are fixed
     backend.close()
     backend.close()  # idempotent
     with pytest.raises(BackendUnavailableError, match="closed"):

@@ -267,3 +267,23 @@ def _with_metadata(model: onnx.ModelProto, source: onnx.ModelProto) -> onnx.Mode
     if not model.metadata_props:
         model.metadata_props.extend(source.metadata_props)
     return model
+
+
+def test_rectangular_inputs_run_at_their_own_size(
+    standin: ModuleType, model_path: Path, tmp_path: Path, dataset_dir: Path
+) -> None:
+    """The ONNX has dynamic H, W: the engine's profile spans them up to imgsz, so Detector letterboxes 4:3 images to
+    128x96 instead of 128x128, with the same boxes as ONNX Runtime doing the same."""
+    from detector.runtime.images import read_image
+
+    images = [read_image(p)[:96] for p in sorted((dataset_dir / "images" / "val").glob("*.jpg"))[:6]]  # 128 x 96
+    with Detector.load(model_path, backend="onnxruntime", options=BackendOptions(device="cpu"), conf=0.1) as ort:
+        reference = ort.predict_batch(images)
+    with Detector.load(model_path, backend="tensorrt", options=_options(tmp_path), conf=0.1) as det:
+        assert det.rect and det.backend.input_spec.shape == (-1, 3, -1, -1)
+        ours = det.predict_batch(images)
+    assert {s[2:] for s in standin.trt.stats["input_shapes"][-2:]} == {(96, 128)}
+    assert sum(len(r) for r in reference) > 0
+    for a, b in zip(ours, reference, strict=True):
+        np.testing.assert_allclose(a.xyxy, b.xyxy, atol=1e-2)
+        np.testing.assert_array_equal(a.class_id, b.class_id)
