@@ -72,10 +72,20 @@ def check(name: str) -> Iterator[None]:
 # --- fetching and building pycuda ---------------------------------------------------------------------------------
 
 
+def pip_command() -> list[str]:
+    """This Python's pip, or the first pip on PATH (uv-made virtualenvs have no pip module)."""
+    if importlib.util.find_spec("pip") is not None:
+        return [sys.executable, "-m", "pip"]
+    for name in ("pip3", "pip"):
+        if found := shutil.which(name):
+            return [found]
+    raise SystemExit("no pip here: run --fetch with a Python that has pip (python3 -m ensurepip)")
+
+
 def fetch(folder: Path) -> int:
     """Download what the GPU host needs (run where PyPI is reachable)."""
     folder.mkdir(parents=True, exist_ok=True)
-    pip = [sys.executable, "-m", "pip", "download", "--dest", str(folder)]
+    pip = [*pip_command(), "download", "--dest", str(folder)]
     subprocess.run([*pip, "--no-deps", "--no-binary", "pycuda", "pycuda"], check=True)
     # markupsafe and siphash24 have compiled wheels: one per Python the GPU host may have.
     for version in PYTHONS:
@@ -148,7 +158,7 @@ def build_pycuda(wheels: Path, scratch: Path, dry_run: bool) -> Path | None:
     src = next(scratch.glob("pycuda-*/"))
     deps = scratch / "site"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(deps), os.environ.get("PYTHONPATH", "")])}
-    pip = [sys.executable, "-m", "pip", "install", "--no-index", "--find-links", str(wheels.resolve())]
+    pip = [*pip_command(), "install", "--no-index", "--find-links", str(wheels.resolve())]
     pip += ["--target", str(deps)]
     configure = [sys.executable, "configure.py", f"--cuda-root={root}", f"--cuda-inc-dir={inc}"]
     configure += [f"--cudadrv-lib-dir={lib}", "--no-cuda-enable-curand"]  # curand: not needed, not always there
@@ -191,7 +201,7 @@ def load_cuda_owner() -> Any:
 
 def install_standin() -> None:
     sys.path.insert(0, str(STANDIN))
-    from tensorrt_standin import cuda  # type: ignore[import-not-found]
+    from tensorrt_standin import cuda
 
     pycuda = types.ModuleType("pycuda")
     pycuda.__path__ = []
