@@ -58,6 +58,9 @@ from detector.runtime.engines import (
 log = logging.getLogger(__name__)
 
 DEFAULT_SLOTS = 2  # two execution contexts: one batch on the GPU while the next is prepared
+# `inference.threads` means intra-op threads to CPU backends; here it is the number of execution contexts, capped:
+# beyond a few, contexts only cost GPU memory (a GPU has one or two copy engines and one compute queue to overlap).
+MAX_SLOTS = 4
 
 
 @dataclass
@@ -133,7 +136,7 @@ class TensorRTBackend(Backend):
         self._main = CudaOwner(self._index, name="tensorrt")
         try:
             self._main.call(lambda: self._open(model_path, options.engine))
-            for i in range(options.threads if options.threads > 0 else DEFAULT_SLOTS):
+            for i in range(min(options.threads, MAX_SLOTS) if options.threads > 0 else DEFAULT_SLOTS):
                 owner = self._main if i == 0 else CudaOwner(self._index, name=f"tensorrt-slot{i}")
                 try:
                     slot = owner.call(partial(self._make_slot, owner))
