@@ -145,8 +145,8 @@ class TensorRTBackend(Backend):
                         owner.close()
                     raise
                 self._slots.append(slot)
+                self._free.put(slot)  # before the warm-up: close() after a failed warm-up still finds it
                 slot.owner.call(partial(self._warmup, slot))
-                self._free.put(slot)
         except (cuda.Error, MemoryError) as exc:  # pycuda's LogicError/MemoryError/...: the GPU, not the model
             self.close()
             raise BackendUnavailableError(f"CUDA failed on GPU {self._index} while loading the engine: {exc}") from exc
@@ -241,21 +241,25 @@ class TensorRTBackend(Backend):
                 f"TensorRT could not create an execution context on GPU {self._index}{describe_errors(mark)}"
             )
         slot = _Slot(owner, context, cuda.Stream())
-        # Shapes at max batch: set the input, then TensorRT computes every output's shape.
-        max_shape = (self._max_batch, *self._sample_shape)
-        if not context.set_input_shape(self._input_name, max_shape):
-            raise ModelLoadError(f"engine refuses its own max input shape {max_shape}{describe_errors(mark)}")
-        slot.input_shape = max_shape
-        for name in [self._input_name, *self._output_names]:
-            shape = _dims(context.get_tensor_shape(name))
-            if any(d < 0 for d in shape):
-                raise ModelLoadError(f"tensor {name} has an unresolved shape {shape} at max batch")
-            host = cuda.pagelocked_empty(shape, self._dtypes[name])
-            binding = _Binding(name, self._dtypes[name], shape, host, cuda.mem_alloc(host.nbytes))
-            slot.bindings[name] = binding
-            if not context.set_tensor_address(name, int(binding.device)):  # once: the buffers never move
-                raise ModelLoadError(f"TensorRT refused the address of tensor {name}")
-        slot.output_shape = _dims(context.get_tensor_shape(self._output_names[0]))
+        try:
+            # Shapes at max batch: set the input, then TensorRT computes every output's shape.
+            max_shape = (self._max_batch, *self._sample_shape)
+            if not context.set_input_shape(self._input_name, max_shape):
+                raise ModelLoadError(f"engine refuses its own max input shape {max_shape}{describe_errors(mark)}")
+            slot.input_shape = max_shape
+            for name in [self._input_name, *self._output_names]:
+                shape = _dims(context.get_tensor_shape(name))
+                if any(d < 0 for d in shape):
+                    raise ModelLoadError(f"tensor {name} has an unresolved shape {shape} at max batch")
+                host = cuda.pagelocked_empty(shape, self._dtypes[name])
+                binding = _Binding(name, self._dtypes[name], shape, host, cuda.mem_alloc(host.nbytes))
+                slot.bindings[name] = binding
+                if not context.set_tensor_address(name, int(binding.device)):  # once: the buffers never move
+                    raise ModelLoadError(f"TensorRT refused the address of tensor {name}")
+            slot.output_shape = _dims(context.get_tensor_shape(self._output_names[0]))
+        except BaseException:  # free what this slot already allocated
+            self._release_slot(slot)
+            raise
         if not self._slots:  # the first slot's view is the backend's public spec
             c, h, w = self._sample_shape
             hw = (h, w) if self._min_sample == self._sample_shape else (-1, -1)  # -1, -1: Detector letterboxes rect

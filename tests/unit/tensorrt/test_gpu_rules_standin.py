@@ -134,7 +134,7 @@ def test_gpu_failures_are_backend_unavailable_and_auto_falls_back(
     arm()
     with pytest.raises(BackendUnavailableError, match=message):
         TensorRTBackend(model_path, _options(tmp_path / "a"))
-    assert standin.cuda.live_contexts() == 0
+    assert standin.cuda.live_contexts() == 0 and standin.cuda.live_allocations() == 0
     arm()
     backend = backends.create("auto", model_path, _options(tmp_path / "b"))
     try:
