@@ -10,8 +10,9 @@
 # gets a new engine. The service's TensorRT backend reads the same configuration keys, so it loads exactly the
 # engine built here.
 #
-# If the engine cannot be built (no GPU visible, unsupported layer, ...), the service still starts, with
-# `backend=auto` (it then runs on ONNX Runtime), and says so in the log: a slower service beats no service.
+# If the engine cannot be built (no GPU visible, unsupported layer, ...), the service still starts, on ONNX Runtime
+# (`backend=onnxruntime`, named explicitly: `auto` would try TensorRT again inside the server and fail the same way,
+# slowly), and says so in the log: a slower service beats no service.
 #
 # Environment (all optional):
 #   DETECTOR_INFERENCE__MODEL_PATH        ONNX model                      (default models/model.onnx)
@@ -47,8 +48,8 @@ if [[ "$BACKEND" == "tensorrt" ]]; then
     if "$DETECTOR" export engine --onnx "$MODEL" --precision "$PRECISION" --engine-dir "$ENGINE_DIR"; then
         log "engine ready in $((SECONDS - start)) s"
     else
-        log "WARNING: no TensorRT engine (see the error above); serving with backend=auto instead"
-        BACKEND=auto
+        BACKEND=onnxruntime
+        log "WARNING: no TensorRT engine (see the error above); serving on the CPU with backend=$BACKEND instead"
     fi
 fi
 

@@ -196,7 +196,7 @@ class Detector:
             "version": m.version,
             "backend": self.backend.name,
             "device": self.backend.device_name,
-            "precision": m.precision if self.backend.name != "tensorrt" else self.backend.options.engine.precision,
+            "precision": self.backend.precision or m.precision,
             "input_size": list(self.input_shape),
             "names": {str(k): v for k, v in m.names.items()},
             "head": m.head,

@@ -33,8 +33,13 @@ log = logging.getLogger(__name__)
 
 SIDECAR_SUFFIX = ".json"
 ENGINE_SUFFIX = ".engine"
-SIDECAR_FORMAT = 1
+SIDECAR_FORMAT = 2  # 2: target has cuda_major, sidecar has recipe; older sidecars are refused and rebuilt
 PRECISIONS = ("fp32", "fp16")
+# What the builder does to an ONNX before TensorRT sees it and which builder settings it uses (FP16 conversion, TF32
+# policy, profile derivation). Part of the cache key: bump it whenever export/tensorrt.py or export/fp16.py changes
+# what an engine computes, so no engine built by an older recipe is ever reused. It lives here, not in export/,
+# because the serving runtime must compute the same key without the build code.
+BUILDER_RECIPE = 2
 INSTALL_HINT = "install TensorRT and pycuda on a machine with an NVIDIA GPU (pip install tensorrt-cu12 pycuda)"
 
 
@@ -45,11 +50,13 @@ class EngineTarget:
     trt_version: str
     gpu_name: str
     compute_capability: str  # "8.9"
+    cuda_major: str = "unknown"  # the CUDA major version TensorRT was built for (tensorrt-cu12 / -cu13)
 
 
 @dataclass(frozen=True)
 class BatchProfile:
-    """The optimisation profile's batch range (height and width are fixed at the model's input size)."""
+    """The optimisation profile's batch range (height and width are fixed at the model's input size). For an ONNX
+    with a static batch dimension the profile is that batch exactly (`effective_profile`)."""
 
     min_batch: int = 1
     opt_batch: int = 4
@@ -103,6 +110,8 @@ class EngineInfo:
     imgsz: tuple[int, int]
     metadata: str  # the source ONNX's ModelMetadata JSON, so an engine file alone is self-describing
     created_at: str
+    recipe: int = BUILDER_RECIPE
+    tf32: bool = False  # whether FP32 layers may use TF32 (never for precision fp32)
     format: int = SIDECAR_FORMAT
 
     @property
@@ -132,15 +141,46 @@ class EngineInfo:
         return cls(**data)
 
 
-def engine_key(onnx_sha256: str, target: EngineTarget, precision: str, profile: BatchProfile) -> str:
-    """Cache key: everything an engine depends on. Readable prefix for humans, digest for uniqueness."""
+def engine_key(
+    onnx_sha256: str, target: EngineTarget, precision: str, profile: BatchProfile, recipe: int = BUILDER_RECIPE
+) -> str:
+    """Cache key: everything an engine depends on (ONNX, TensorRT version and its CUDA major, GPU, precision, batch
+    profile, builder recipe). Readable prefix for humans, digest for uniqueness."""
     identity = json.dumps(
-        {"onnx": onnx_sha256, "target": asdict(target), "precision": precision, "profile": asdict(profile)},
+        {
+            "onnx": onnx_sha256,
+            "target": asdict(target),
+            "precision": precision,
+            "profile": asdict(profile),
+            "recipe": recipe,
+        },
         sort_keys=True,
     )
     digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
     gpu = re.sub(r"[^A-Za-z0-9]+", "-", target.gpu_name).strip("-").lower() or "gpu"
-    return f"{gpu}-sm{target.compute_capability.replace('.', '')}-trt{target.trt_version}-{precision}-{digest}"
+    sm = target.compute_capability.replace(".", "")
+    return f"{gpu}-sm{sm}-trt{target.trt_version}-cu{target.cuda_major}-{precision}-{digest}"
+
+
+def effective_profile(onnx_path: str | Path, requested: BatchProfile) -> BatchProfile:
+    """The batch profile an engine for `onnx_path` can have: `requested` for a dynamic batch dimension; for a static
+    one (`export.dynamic: false`) exactly that batch, min = opt = max, because TensorRT rejects any profile that
+    spans a static dimension."""
+    import onnx  # core dependency; only the graph's input types are read, not external weights
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    initializers = {i.name for i in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in initializers]
+    if not inputs:
+        raise ModelLoadError(f"{onnx_path} has no graph input")
+    dims = inputs[0].type.tensor_type.shape.dim
+    if not dims or not dims[0].HasField("dim_value") or dims[0].dim_value <= 0:
+        return requested
+    batch = int(dims[0].dim_value)
+    fixed = BatchProfile(batch, batch, batch)
+    if fixed != requested:
+        log.info("%s has a static batch of %d: engine profile %s instead of %s", onnx_path, batch, fixed, requested)
+    return fixed
 
 
 def engine_path(engine_dir: str | Path, key: str) -> Path:
@@ -178,10 +218,11 @@ def read_sidecar(engine: str | Path) -> EngineInfo:
 def check_compatible(info: EngineInfo, target: EngineTarget) -> None:
     """BackendUnavailableError when the engine was built for another TensorRT version or GPU."""
     built = info.target
-    if built.trt_version != target.trt_version:
+    if built.trt_version != target.trt_version or built.cuda_major != target.cuda_major:
         raise BackendUnavailableError(
-            f"engine {info.engine_path} was built with TensorRT {built.trt_version}, this machine has "
-            f"{target.trt_version}; engines do not move between TensorRT versions: rebuild it"
+            f"engine {info.engine_path} was built with TensorRT {built.trt_version} (CUDA {built.cuda_major}), this "
+            f"machine has {target.trt_version} (CUDA {target.cuda_major}); engines do not move between TensorRT "
+            "builds: rebuild it"
         )
     if (built.gpu_name, built.compute_capability) != (target.gpu_name, target.compute_capability):
         raise BackendUnavailableError(
@@ -209,6 +250,9 @@ def load_verified(engine: str | Path, engine_dir: str | Path, target: EngineTarg
 
 
 # What `export.tensorrt.build_engine` is to the runtime: (onnx_path, spec, device_index) -> the new engine's sidecar.
+# Contract: it builds on GPU `device_index`. The TensorRT backend calls it on its CUDA owner thread, where that
+# device's primary context is current (so tactics are timed on the GPU that will run the engine); called anywhere
+# else, `build_engine` starts an owner thread for the device itself.
 EngineBuilder = Callable[[Path, EngineSpec, int], EngineInfo]
 
 
@@ -241,8 +285,24 @@ def current_target(device_index: int = 0) -> EngineTarget:
     device = cuda.Device(device_index)
     major, minor = device.compute_capability()
     return EngineTarget(
-        trt_version=str(trt.__version__), gpu_name=str(device.name()), compute_capability=f"{major}.{minor}"
+        trt_version=str(trt.__version__),
+        gpu_name=str(device.name()),
+        compute_capability=f"{major}.{minor}",
+        cuda_major=tensorrt_cuda_major(),
     )
+
+
+def tensorrt_cuda_major() -> str:
+    """The CUDA major version of the installed TensorRT build, from its wheel's name (tensorrt-cu12, tensorrt-cu13
+    and their -libs/-bindings). TensorRT's Python module does not expose it; "unknown" for other installs."""
+    from importlib import metadata
+
+    for dist in metadata.distributions():
+        name = (dist.metadata["Name"] or "").lower().replace("_", "-")
+        match = re.fullmatch(r"tensorrt-cu(\d+)(?:-libs|-bindings)?", name)
+        if match:
+            return match.group(1)
+    return "unknown"
 
 
 def resolve_engine(
@@ -258,7 +318,7 @@ def resolve_engine(
     if not onnx_path.is_file():
         raise ModelLoadError(f"model file not found: {onnx_path}")
     target = current_target(device_index)
-    key = engine_key(sha256_file(onnx_path), target, spec.precision, spec.profile)
+    key = engine_key(sha256_file(onnx_path), target, spec.precision, effective_profile(onnx_path, spec.profile))
     cached = engine_path(spec.engine_dir, key)
     if cached.exists():
         try:
@@ -273,3 +333,19 @@ def resolve_engine(
     log.info("no usable TensorRT engine for %s (key %s); building it (this takes a while, once)", onnx_path, key)
     info = build(onnx_path, spec, device_index)
     return load_verified(info.path, spec.engine_dir, target)
+
+
+def rebuild_engine(
+    onnx_path: str | Path, spec: EngineSpec, device_index: int, build: EngineBuilder | None, reason: str
+) -> tuple[EngineInfo, bytes]:
+    """Build `onnx_path`'s engine again because TensorRT refused the cached plan (`reason`), e.g. a driver or
+    TensorRT patch update that the sidecar cannot see. Callers do this once: a fresh plan that is refused too is an
+    error, not a loop."""
+    if build is None:
+        raise BackendUnavailableError(
+            f"TensorRT refused the cached engine for {onnx_path} ({reason}); rebuild it with "
+            f"`detector export engine --force --onnx {onnx_path}`"
+        )
+    log.warning("TensorRT refused the cached engine for %s (%s): rebuilding it once", onnx_path, reason)
+    info = build(Path(onnx_path), spec, device_index)
+    return load_verified(info.path, spec.engine_dir, current_target(device_index))

@@ -1,9 +1,10 @@
 """TensorRT on a real NVIDIA GPU: engines built from the trained model agree with ONNX Runtime, under concurrency.
 
 Always collected; skipped, with the reason, where TensorRT, pycuda or a GPU is missing (every CPU-only CI machine).
-Tolerances: FP32 engines match ONNX Runtime to IoU >= 0.99 and confidence within 0.01; FP16 engines to IoU >= 0.9
-and confidence within 0.05 for at least 95% of all boxes either side found (half precision moves boxes by fractions of a
-pixel and scores by ~1e-3, which occasionally pushes a borderline box across the confidence threshold).
+Tolerances: FP32 engines (built with TF32 off, so FP32 really is FP32) match ONNX Runtime to IoU >= 0.99 and
+confidence within 0.01; FP16 engines to IoU >= 0.9 and confidence within 0.05 for at least 95% of all boxes either
+side found (half precision moves boxes by fractions of a pixel and scores by ~1e-3, which occasionally pushes a
+borderline box across the confidence threshold).
 """
 
 from __future__ import annotations
@@ -67,6 +68,8 @@ def test_engine_matches_onnxruntime(
     options = BackendOptions(device="cuda:0", engine=spec, engine_builder=build_engine)
     with Detector.load(model_path, backend="tensorrt", options=options, conf=CONF) as det:
         assert det.backend_name == "tensorrt"
+        assert det.describe()["precision"] == precision
+        assert det.backend.engine_info.tf32 is (precision != "fp32")  # type: ignore[attr-defined]
         ours = det.predict_batch(images)  # 16 images through a max-batch-4 profile: split
         # Symmetric: a box only one side found (missed or extra) counts against the engine.
         result = match_all([_as_boxes(d) for d in ours], [_as_boxes(d) for d in reference], iou_min, conf_tol)

@@ -89,6 +89,12 @@ class Backend(ABC):
     def device_name(self) -> str:
         return "cpu"
 
+    @property
+    def precision(self) -> str | None:
+        """The precision the loaded model really computes in, where the backend knows it better than the model's
+        metadata (a TensorRT engine: its sidecar); None means the metadata's."""
+        return None
+
     @abstractmethod
     def run(self, batch: npt.NDArray[Any]) -> npt.NDArray[np.float32]: ...
 

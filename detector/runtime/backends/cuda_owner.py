@@ -1,14 +1,20 @@
-"""A thread that owns one CUDA context and runs every piece of work that needs it.
+"""A thread on which GPU `i`'s primary CUDA context is current, running every piece of work that needs it.
 
-Why: a pycuda context is current on the thread that created (or pushed) it and nowhere else, and a TensorRT
-execution context must not be used by two threads at once. Servers call `run` from a thread pool (FastAPI runs plain
-`def` endpoints in one), which without this fails with "invalid device context" or races on shared buffers.
+Why: a CUDA context is current only on the threads that pushed it, and a TensorRT execution context must not be
+used by two threads at once. Servers call `run` from a thread pool (FastAPI runs plain `def` endpoints in one), which
+without this fails with "invalid device context" or races on shared buffers.
 
-How: `CudaOwner` starts one daemon thread that creates the context (`Device(i).make_context()`, which also makes it
-current there), then executes submitted callables one at a time from a queue and hands results back through
+Which context: the device's PRIMARY context (`Device(i).retain_primary_context()`, then `push()`), the one the CUDA
+runtime API, and therefore TensorRT's builder and runtime, use on that device. A `make_context()` context per backend
+would put two contexts on the GPU during a hot reload (memory for both) and share nothing with TensorRT's own
+allocations. Several owners of one device (one per execution slot) share the primary context, so memory allocated
+on one owner is valid on the others. `close()` pops it on the owner thread and `detach()`es, releasing this owner's
+reference; the driver frees the primary context with its last reference.
+
+How: one daemon thread executes submitted callables one at a time from a queue and hands results back through
 futures. `call(fn)` may be used from any thread, including the owner itself (then it runs inline, so nested calls
-cannot deadlock). `close()` lets queued work finish, then pops and detaches the context on the owner thread. Work is
-serialised by construction, so everything touching CUDA or TensorRT state needs no further locks.
+cannot deadlock). `close()` lets queued work finish, then tears down on the owner thread. Work on one owner is
+serialised by construction, so state touched only there needs no further locks.
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ class CudaOwner:
             self._ready.result()
         except Exception as exc:
             self._thread.join()
-            raise BackendUnavailableError(f"cannot create a CUDA context on GPU {device_index}: {exc}") from exc
+            raise BackendUnavailableError(f"cannot use the CUDA context of GPU {device_index}: {exc}") from exc
 
     @property
     def thread_ident(self) -> int | None:
@@ -54,7 +60,8 @@ class CudaOwner:
             import pycuda.driver as cuda
 
             cuda.init()
-            context = cuda.Device(self.device_index).make_context()
+            context = cuda.Device(self.device_index).retain_primary_context()
+            context.push()
         except BaseException as exc:  # report any failure to the constructor instead of dying silently
             self._ready.set_exception(exc)
             return
@@ -71,7 +78,7 @@ class CudaOwner:
         finally:
             try:
                 context.pop()
-                context.detach()
+                context.detach()  # releases this owner's reference to the primary context
             except Exception as exc:  # teardown at exit must not raise; the driver frees the context with the process
                 log.warning("CUDA context teardown on GPU %d failed: %s", self.device_index, exc)
 

@@ -1,21 +1,30 @@
-"""TensorRT backend (TensorRT 10 and 11): a serialized engine run through pycuda buffers on an owner thread.
+"""TensorRT backend (TensorRT 10 and 11): a serialized engine run through pycuda buffers on CUDA owner threads.
 
 Model path:
   * `model.onnx`: the engine comes from the cache in `options.engine.engine_dir`, keyed by the ONNX's sha256, GPU,
-    TensorRT version, precision and batch profile (`detector.runtime.engines.resolve_engine`); when missing or
-    refused (corrupt, modified, other TensorRT or GPU) it is built by the injected `options.engine_builder`, or, with
-    none, the backend is unavailable with the command that builds it.
+    TensorRT version and CUDA major, precision, batch profile and builder recipe
+    (`detector.runtime.engines.resolve_engine`); when missing or refused it is built by the injected
+    `options.engine_builder` ON THE OWNER THREAD OF THE TARGET GPU (tactics are timed on the GPU that runs them), or,
+    with no builder, the backend is unavailable with the command that builds it. When TensorRT itself refuses a
+    verified plan (`deserialize_cuda_engine` returns None, e.g. after a driver update) it is rebuilt once.
   * `name.engine`: must lie inside the engine directory (symlinks resolved) and match its sidecar (sha256, TensorRT
     version, GPU). Engines are executable code: nothing else is ever deserialised.
 
-Threading: one `CudaOwner` thread per backend owns the pycuda context; deserialisation, buffer allocation,
-inference and teardown all run there, so `run` may be called from any thread (see cuda_owner.py) and the TensorRT
-execution context is never used by two threads at once. `thread_safe` is therefore True: the owner's queue is the
-serialisation point.
+Contexts and threads: every owner thread (`CudaOwner`) has the device's primary CUDA context current, the one
+TensorRT's builder and runtime use too. The engine is deserialised on the first owner. Inference runs in `slots`
+(`options.threads`, default 2): each slot is an execution context with its own owner thread, stream and buffers, so
+while one batch is on the GPU the next is copied in and the previous one post-processed. A slot is used by one
+request at a time (a free-slot queue), so no execution context is ever touched by two threads at once, and
+`thread_safe` is True.
 
-Buffers: page-locked host buffers and device buffers are allocated once, for the profile's max batch, and reused.
-Batches above the profile's max are split (`max_batch` reports the limit so `Detector` splits first; `run` splits
-too); batches below its min are zero-padded. A warm-up inference runs at load so the first request is not slow.
+Per slot, buffers (page-locked host, device) are allocated once for the profile's max batch, tensor addresses are
+set once, and `set_input_shape` is called only when the batch shape changes (each call makes TensorRT re-plan). The
+caller's thread copies the batch into the slot's page-locked buffer (the one host copy) and copies the output out,
+so the owner thread only enqueues the transfers and the inference and waits for the stream.
+
+Failures become the errors `backend=auto` falls back on: no GPU, CUDA init failing inside TensorRT (`TypeError`
+from pybind11), GPU memory exhausted (pycuda `MemoryError`, a None execution context) are BackendUnavailableError;
+a plan or ONNX that TensorRT refuses is ModelLoadError. Each message carries TensorRT's last logged errors.
 
 TensorRT and pycuda are imported lazily, never at `import detector.runtime`.
 """
@@ -23,7 +32,9 @@ TensorRT and pycuda are imported lazily, never at `import detector.runtime`.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import queue
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -33,9 +44,23 @@ import numpy.typing as npt
 from detector.errors import BackendUnavailableError, InvalidInputError, ModelLoadError
 from detector.runtime.backends.base import Backend, BackendOptions, TensorSpec
 from detector.runtime.backends.cuda_owner import CudaOwner
-from detector.runtime.engines import current_target, load_verified, require_tensorrt, resolve_engine
+from detector.runtime.backends.tensorrt_logger import describe_errors, error_mark, trt_logger
+from detector.runtime.engines import (
+    EngineInfo,
+    EngineSpec,
+    current_target,
+    load_verified,
+    rebuild_engine,
+    require_tensorrt,
+    resolve_engine,
+)
 
 log = logging.getLogger(__name__)
+
+DEFAULT_SLOTS = 2  # two execution contexts: one batch on the GPU while the next is prepared
+# `inference.threads` means intra-op threads to CPU backends; here it is the number of execution contexts, capped:
+# beyond a few, contexts only cost GPU memory (a GPU has one or two copy engines and one compute queue to overlap).
+MAX_SLOTS = 4
 
 
 @dataclass
@@ -47,6 +72,18 @@ class _Binding:
     shape: tuple[int, ...]  # at the profile's max batch
     host: Any  # page-locked numpy array of `shape`
     device: Any  # pycuda DeviceAllocation of host.nbytes
+
+
+@dataclass
+class _Slot:
+    """One execution context with everything it alone uses."""
+
+    owner: CudaOwner
+    context: Any  # tensorrt.IExecutionContext
+    stream: Any  # pycuda Stream
+    bindings: dict[str, _Binding] = field(default_factory=dict)
+    input_shape: tuple[int, ...] | None = None  # the shape last given to set_input_shape
+    output_shape: tuple[int, ...] = ()
 
 
 def _dims(dims: Any) -> tuple[int, ...]:
@@ -64,7 +101,7 @@ def _device_index(device: str) -> int:
 
 class TensorRTBackend(Backend):
     name: ClassVar[str] = "tensorrt"
-    thread_safe: ClassVar[bool] = True  # every call is funnelled through the single CUDA owner thread
+    thread_safe: ClassVar[bool] = True  # each slot is used by one caller at a time, on its own owner thread
 
     @classmethod
     def is_available(cls) -> tuple[bool, str]:
@@ -89,63 +126,94 @@ class TensorRTBackend(Backend):
         super().__init__(model_path, options)
         self._index = _device_index(options.device)
         require_tensorrt()
-        suffix = model_path.suffix.lower()
-        if suffix == ".onnx":
-            self.engine_info, engine_bytes = resolve_engine(
-                model_path, options.engine, self._index, build=options.engine_builder
-            )
-        elif suffix == ".engine":
-            target = current_target(self._index)
-            self.engine_info, engine_bytes = load_verified(model_path, options.engine.engine_dir, target)
-        else:
+        import pycuda.driver as cuda
+
+        if model_path.suffix.lower() not in (".onnx", ".engine"):
             raise ModelLoadError(f"TensorRT backend loads .onnx or .engine files, got {model_path}")
-        self._owner = CudaOwner(self._index, name="tensorrt")
         self._closed = False
+        self._slots: list[_Slot] = []
+        self._free: queue.Queue[_Slot] = queue.Queue()
+        self._main = CudaOwner(self._index, name="tensorrt")
         try:
-            self._owner.call(lambda: self._load(engine_bytes))
-            self._owner.call(self._warmup)
+            self._main.call(lambda: self._open(model_path, options.engine))
+            for i in range(min(options.threads, MAX_SLOTS) if options.threads > 0 else DEFAULT_SLOTS):
+                owner = self._main if i == 0 else CudaOwner(self._index, name=f"tensorrt-slot{i}")
+                try:
+                    slot = owner.call(partial(self._make_slot, owner))
+                except BaseException:
+                    if owner is not self._main:
+                        owner.close()
+                    raise
+                self._slots.append(slot)
+                self._free.put(slot)  # before the warm-up: close() after a failed warm-up still finds it
+                slot.owner.call(partial(self._warmup, slot))
+        except (cuda.Error, MemoryError) as exc:  # pycuda's LogicError/MemoryError/...: the GPU, not the model
+            self.close()
+            raise BackendUnavailableError(f"CUDA failed on GPU {self._index} while loading the engine: {exc}") from exc
         except BaseException:
             self.close()
             raise
         log.info(
-            "TensorRT %s engine %s on %s, batch %d..%d",
+            "TensorRT %s engine %s on %s, batch %d..%d, %d execution contexts",
             self.engine_info.precision,
             self.engine_info.path.name,
             self.device_name,
             self._min_batch,
             self._max_batch,
+            len(self._slots),
         )
 
-    # --- owner-thread only ----------------------------------------------------------------------------------------
+    # --- owner threads only -------------------------------------------------------------------------------------
 
-    def _load(self, engine_bytes: bytes) -> None:
+    def _deserialize(self, data: bytes) -> tuple[Any, str]:
+        mark = error_mark()
+        engine = self._runtime.deserialize_cuda_engine(data)
+        return engine, describe_errors(mark)
+
+    def _open(self, model_path: Path, spec: EngineSpec) -> None:
+        """Find, build if needed, verify and deserialise the engine. On the main owner: a build runs here too."""
         import pycuda.driver as cuda
         import tensorrt as trt
 
-        self._logger = trt.Logger(trt.Logger.WARNING)
-        self._runtime = trt.Runtime(self._logger)
-        self._engine = self._runtime.deserialize_cuda_engine(engine_bytes)
-        if self._engine is None:
-            raise ModelLoadError(f"TensorRT could not deserialize {self.engine_info.path} (see the TensorRT log)")
-        self._context = self._engine.create_execution_context()
-        self._stream = cuda.Stream()
+        builds: list[EngineInfo] = []
+        builder = self.options.engine_builder
+
+        def build(path: Path, spec: EngineSpec, device: int) -> EngineInfo:
+            assert builder is not None
+            builds.append(builder(path, spec, device))
+            return builds[-1]
+
+        if model_path.suffix.lower() == ".onnx":
+            info, data = resolve_engine(model_path, spec, self._index, build=build if builder else None)
+        else:
+            info, data = load_verified(model_path, spec.engine_dir, current_target(self._index))
+        try:
+            self._runtime = trt.Runtime(trt_logger())
+        except TypeError as exc:  # pybind11's "factory function returned nullptr": TensorRT could not init CUDA
+            raise BackendUnavailableError(f"TensorRT cannot create a runtime on GPU {self._index} ({exc})") from exc
+        engine, why = self._deserialize(data)
+        if engine is None and model_path.suffix.lower() == ".onnx" and not builds:
+            info, data = rebuild_engine(model_path, spec, self._index, build if builder else None, why.lstrip(": "))
+            engine, why = self._deserialize(data)
+        if engine is None:
+            raise ModelLoadError(f"TensorRT could not deserialize {info.path}{why}")
+        self.engine_info = info
+        self._engine = engine
         self._gpu_name = str(cuda.Device(self._index).name())
 
-        names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
-        inputs = [n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        outputs = [n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
         if len(inputs) != 1 or not outputs:
             raise ModelLoadError(f"expected one input and at least one output, engine has {inputs} -> {outputs}")
         self._input_name = inputs[0]
-        lo, _, hi = (_dims(d) for d in self._engine.get_tensor_profile_shape(self._input_name, 0))
+        self._output_names = outputs
+        lo, _, hi = (_dims(d) for d in engine.get_tensor_profile_shape(self._input_name, 0))
         self._min_batch, self._max_batch = int(lo[0]), int(hi[0])
-        self._sample_shape = hi[1:]  # (C, H, W), fixed by the profile
-        if lo[1:] != self._sample_shape:
-            raise ModelLoadError(f"engine profile must fix C, H, W; it spans {lo} .. {hi}")
-
-        # Shapes at max batch: set the input, then TensorRT computes every output's shape.
-        if not self._context.set_input_shape(self._input_name, (self._max_batch, *self._sample_shape)):
-            raise ModelLoadError(f"engine refuses its own max input shape {(self._max_batch, *self._sample_shape)}")
+        self._sample_shape = hi[1:]  # (C, H, W) at most; buffers are sized for it
+        self._min_sample = lo[1:]  # smaller H, W when the profile is rectangular (an ONNX with dynamic H, W)
+        if lo[1] != hi[1]:
+            raise ModelLoadError(f"engine profile must fix the channels; it spans {lo} .. {hi}")
         # Our own table rather than `trt.nptype`: that helper is untyped, and these are the types YOLO engines use.
         numpy_types = {
             trt.DataType.FLOAT: np.float32,
@@ -155,51 +223,96 @@ class TensorRTBackend(Backend):
             trt.DataType.BOOL: np.bool_,
             trt.DataType.UINT8: np.uint8,
         }
-        self._bindings: dict[str, _Binding] = {}
-        for name in [self._input_name, *outputs]:
-            trt_dtype = self._engine.get_tensor_dtype(name)
+        self._dtypes: dict[str, np.dtype[Any]] = {}
+        for name in names:
+            trt_dtype = engine.get_tensor_dtype(name)
             if trt_dtype not in numpy_types:
                 raise ModelLoadError(f"tensor {name} has type {trt_dtype}, which this backend does not handle")
-            dtype = np.dtype(numpy_types[trt_dtype])
-            shape = _dims(self._context.get_tensor_shape(name))
-            if any(d < 0 for d in shape):
-                raise ModelLoadError(f"tensor {name} has an unresolved shape {shape} at max batch")
-            host = cuda.pagelocked_empty(shape, dtype)
-            self._bindings[name] = _Binding(name, dtype, shape, host, cuda.mem_alloc(host.nbytes))
-        self._output_names = outputs
-        self._input = TensorSpec(self._input_name, (-1, *self._sample_shape), self._bindings[self._input_name].dtype)
-        self._outputs = [TensorSpec(n, (-1, *self._bindings[n].shape[1:]), self._bindings[n].dtype) for n in outputs]
+            self._dtypes[name] = np.dtype(numpy_types[trt_dtype])
 
-    def _warmup(self) -> None:
-        self._infer(np.zeros((self._min_batch, *self._sample_shape), self._input.dtype))
-
-    def _infer(self, batch: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
+    def _make_slot(self, owner: CudaOwner) -> _Slot:
+        """An execution context, stream and buffers, created on `owner` (primary context current there)."""
         import pycuda.driver as cuda
 
-        n = batch.shape[0]
+        mark = error_mark()
+        context = self._engine.create_execution_context()
+        if context is None:  # TensorRT could not allocate the context's activation memory
+            raise BackendUnavailableError(
+                f"TensorRT could not create an execution context on GPU {self._index}{describe_errors(mark)}"
+            )
+        slot = _Slot(owner, context, cuda.Stream())
+        try:
+            # Shapes at max batch: set the input, then TensorRT computes every output's shape.
+            max_shape = (self._max_batch, *self._sample_shape)
+            if not context.set_input_shape(self._input_name, max_shape):
+                raise ModelLoadError(f"engine refuses its own max input shape {max_shape}{describe_errors(mark)}")
+            slot.input_shape = max_shape
+            for name in [self._input_name, *self._output_names]:
+                shape = _dims(context.get_tensor_shape(name))
+                if any(d < 0 for d in shape):
+                    raise ModelLoadError(f"tensor {name} has an unresolved shape {shape} at max batch")
+                host = cuda.pagelocked_empty(shape, self._dtypes[name])
+                binding = _Binding(name, self._dtypes[name], shape, host, cuda.mem_alloc(host.nbytes))
+                slot.bindings[name] = binding
+                if not context.set_tensor_address(name, int(binding.device)):  # once: the buffers never move
+                    raise ModelLoadError(f"TensorRT refused the address of tensor {name}")
+            slot.output_shape = _dims(context.get_tensor_shape(self._output_names[0]))
+        except BaseException:  # free what this slot already allocated
+            self._release_slot(slot)
+            raise
+        if not self._slots:  # the first slot's view is the backend's public spec
+            c, h, w = self._sample_shape
+            hw = (h, w) if self._min_sample == self._sample_shape else (-1, -1)  # -1, -1: Detector letterboxes rect
+            self._input = TensorSpec(self._input_name, (-1, c, *hw), self._dtypes[self._input_name])
+            self._outputs = [
+                TensorSpec(n, (-1, *slot.bindings[n].shape[1:]), self._dtypes[n]) for n in self._output_names
+            ]
+        return slot
+
+    def _warmup(self, slot: _Slot) -> None:
+        shape = (self._min_batch, *self._sample_shape)
+        self._host_input(slot, shape)[...] = 0
+        self._enqueue(slot, shape)
+
+    def _host_input(self, slot: _Slot, shape: tuple[int, ...]) -> npt.NDArray[Any]:
+        """The contiguous front of the slot's page-locked input buffer, viewed as `shape` (what gets uploaded)."""
+        host: npt.NDArray[Any] = slot.bindings[self._input_name].host
+        return host.reshape(-1)[: int(np.prod(shape))].reshape(shape)
+
+    def _enqueue(self, slot: _Slot, shape: tuple[int, ...]) -> npt.NDArray[Any]:
+        """Upload the slot's host input as `shape`, run, download; returns a view of the host output."""
+        import pycuda.driver as cuda
+
+        n = shape[0]
         if not self._min_batch <= n <= self._max_batch:  # callers split and pad; this guards the invariant
             raise InvalidInputError(f"batch {n} outside the engine profile {self._min_batch}..{self._max_batch}")
-        if not self._context.set_input_shape(self._input_name, batch.shape):
-            raise InvalidInputError(f"input shape {batch.shape} is outside the engine's optimisation profile")
-        src = self._bindings[self._input_name]
-        src.host[:n] = batch
-        cuda.memcpy_htod_async(src.device, src.host[:n], self._stream)
-        for b in self._bindings.values():
-            self._context.set_tensor_address(b.name, int(b.device))
-        if not self._context.execute_async_v3(self._stream.handle):
-            raise ModelLoadError("TensorRT execute_async_v3 failed (see the TensorRT log)")
-        out = self._bindings[self._output_names[0]]
-        shape = _dims(self._context.get_tensor_shape(out.name))
-        view = out.host.reshape(-1)[: int(np.prod(shape))].reshape(shape)
-        cuda.memcpy_dtoh_async(view, out.device, self._stream)
-        self._stream.synchronize()
-        return np.array(view, dtype=np.float32)  # a copy: the host buffer is reused by the next call
+        context = slot.context
+        if shape != slot.input_shape:  # re-planning costs: only when the batch size changes
+            mark = error_mark()
+            if not context.set_input_shape(self._input_name, shape):
+                raise InvalidInputError(f"input shape {shape} is outside the engine's profile{describe_errors(mark)}")
+            slot.input_shape = shape
+            slot.output_shape = _dims(context.get_tensor_shape(self._output_names[0]))
+        src = slot.bindings[self._input_name]
+        cuda.memcpy_htod_async(src.device, self._host_input(slot, shape), slot.stream)
+        mark = error_mark()
+        if not context.execute_async_v3(slot.stream.handle):
+            raise ModelLoadError(f"TensorRT execute_async_v3 failed{describe_errors(mark)}")
+        out = slot.bindings[self._output_names[0]]
+        host: npt.NDArray[Any] = out.host
+        view = host.reshape(-1)[: int(np.prod(slot.output_shape))].reshape(slot.output_shape)
+        cuda.memcpy_dtoh_async(view, out.device, slot.stream)
+        slot.stream.synchronize()
+        return view
 
-    def _release(self) -> None:
-        for b in getattr(self, "_bindings", {}).values():
+    def _release_slot(self, slot: _Slot) -> None:
+        for b in slot.bindings.values():
             b.device.free()
-        # TensorRT objects must die before the context they were created in, and on its thread.
-        for attr in ("_bindings", "_context", "_engine", "_runtime", "_stream"):
+        slot.bindings.clear()
+        slot.context = slot.stream = None  # TensorRT objects die on their owner, before the engine
+
+    def _release_engine(self) -> None:
+        for attr in ("_engine", "_runtime"):  # engine before runtime, on the thread with the context current
             if hasattr(self, attr):
                 delattr(self, attr)
 
@@ -210,35 +323,56 @@ class TensorRTBackend(Backend):
         return self._max_batch
 
     @property
+    def precision(self) -> str | None:
+        """What the engine really computes in (from its sidecar: fp32 with TF32 off, fp16, or int8 for Q/DQ)."""
+        return self.engine_info.precision
+
+    @property
+    def slots(self) -> int:
+        return len(self._slots)
+
+    @property
     def device_name(self) -> str:
         return f"cuda:{self._index} ({getattr(self, '_gpu_name', '?')})"
 
     def run(self, batch: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
         if self._closed:
             raise BackendUnavailableError("the TensorRT backend is closed")
-        if batch.ndim != 4 or tuple(batch.shape[1:]) != self._sample_shape:
-            raise InvalidInputError(
-                f"expected a (B, {', '.join(map(str, self._sample_shape))}) batch, got {batch.shape}"
-            )
-        batch = np.ascontiguousarray(batch, dtype=self._input.dtype)
+        lo, hi = self._min_sample, self._sample_shape
+        if batch.ndim != 4 or not all(a <= d <= b for a, d, b in zip(lo, batch.shape[1:], hi, strict=True)):
+            want = ", ".join(str(b) if a == b else f"{a}..{b}" for a, b in zip(lo, hi, strict=True))
+            raise InvalidInputError(f"expected a (B, {want}) batch, got {batch.shape}")
         n = batch.shape[0]
         if n == 0:
             raise InvalidInputError("empty batch")
         if n > self._max_batch:  # Detector already splits at max_batch; direct callers get the same behaviour
             parts = [self.run(batch[i : i + self._max_batch]) for i in range(0, n, self._max_batch)]
             return np.concatenate(parts)
-        if n < self._min_batch:  # profiles starting above 1: pad with zeros, drop the padding's outputs
-            padded = np.zeros((self._min_batch, *self._sample_shape), batch.dtype)
-            padded[:n] = batch
-            return self._owner.call(lambda: self._infer(padded))[:n]
-        return self._owner.call(lambda: self._infer(batch))
+        shape = (max(n, self._min_batch), *batch.shape[1:])  # profiles starting above 1: zero-pad, drop the padding
+        slot = self._free.get()
+        try:
+            host = self._host_input(slot, shape)
+            host[:n] = batch  # the one host copy (and dtype cast), on the caller's thread, into page-locked memory
+            if shape[0] > n:
+                host[n:] = 0
+            view = slot.owner.call(lambda: self._enqueue(slot, shape))
+            return np.array(view[:n], dtype=np.float32)  # a copy: the slot's buffer is reused by the next call
+        finally:
+            self._free.put(slot)
 
     def close(self) -> None:
-        owner: CudaOwner | None = getattr(self, "_owner", None)
-        if owner is None or self._closed:
+        main: CudaOwner | None = getattr(self, "_main", None)
+        if main is None or self._closed:
             return
         self._closed = True
         try:
-            owner.call(self._release)
+            for _ in self._slots:  # wait for in-flight calls to hand their slots back
+                slot = self._free.get(timeout=60)
+                try:
+                    slot.owner.call(partial(self._release_slot, slot))
+                finally:
+                    if slot.owner is not main:
+                        slot.owner.close()
+            main.call(self._release_engine)
         finally:
-            owner.close()
+            main.close()

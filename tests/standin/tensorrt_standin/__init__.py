@@ -12,8 +12,18 @@ It is strict where real CUDA/TensorRT are strict, so bugs that would only show o
   * an execution context used by two threads at once raises;
   * `execute_async_v3` requires an input shape inside the optimisation profile and addresses for every IO tensor,
     each pointing at a live allocation large enough for that tensor;
-  * a serialized "engine" is a small container (magic, JSON header with the TensorRT version and profile, ONNX bytes);
-    a runtime of another version refuses it, as real TensorRT does.
+  * a serialized "engine" is a small container (magic, JSON header with the TensorRT version, GPU, TF32 flag and
+    profile, ONNX bytes); a runtime of another version or GPU refuses it (None), as real TensorRT does;
+  * primary contexts (`retain_primary_context`, shared between threads, reference counted) versus `make_context()`
+    contexts (counted); the builder works in the calling thread's context, else device 0's primary context, as the
+    CUDA runtime does, and records the device and thread it built on;
+  * one TensorRT logger per process (the first given; a freed one is a use-after-free error); `trt.Logger` prints
+    to stdout like the real default logger;
+  * `None`/`False` where TensorRT returns them: `create_execution_context`, `deserialize_cuda_engine`,
+    `create_timing_cache` (unreadable data), `set_timing_cache` (another GPU's cache), `get_timing_cache`;
+    `TypeError` from `Builder`/`Runtime` when CUDA init fails; pycuda `MemoryError` (injected via `faults`);
+  * profiles that span a static ONNX dimension are rejected at build; `set_input_shape`/`set_tensor_address`
+    calls and input shapes are counted in `trt.stats`.
 
 `install(monkeypatch)` puts it in `sys.modules` as `tensorrt`, `pycuda` and `pycuda.driver`.
 """

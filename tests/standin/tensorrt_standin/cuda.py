@@ -1,5 +1,15 @@
 """STAND-IN for `pycuda.driver` (see the package docstring): host memory posing as device memory, with CUDA's
-one-thread-per-current-context rule enforced."""
+context rules enforced.
+
+Modelled after the real driver (pycuda `src/wrapper/wrap_cudadrv.cpp`, CUDA's context-management docs):
+  * every thread has its own context stack; context-bound calls need a current context on the calling thread;
+  * `Device.retain_primary_context()` returns THE primary context of that device (the one the CUDA runtime, and so
+    TensorRT's builder, uses); it may be current on several threads at once and is reference counted (`detach`
+    releases one reference). `make_context()` creates a separate, non-primary context: counted in `stats` so tests
+    can prove the backend never makes one;
+  * memory belongs to the context it was allocated in; using it while another context is current fails;
+  * `faults` makes the next allocation raise `MemoryError` (pycuda's, a subclass of `Error`) like a full GPU.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +31,10 @@ class LogicError(Error):
     pass
 
 
+class MemoryError(Error):  # pycuda's own name: pycuda.driver.MemoryError derives from Error
+    pass
+
+
 class _State:
     def __init__(self, devices: list[tuple[str, tuple[int, int]]]) -> None:
         self.devices = devices
@@ -28,19 +42,30 @@ class _State:
         self.memory: dict[int, npt.NDArray[np.uint8]] = {}  # device pointer -> bytes
         self.owner_ctx: dict[int, Context] = {}  # device pointer -> context it was allocated in
         self.live_contexts: set[int] = set()
+        self.primary: dict[int, Context] = {}  # device ordinal -> its primary context (once retained)
         self.ids = itertools.count(0x10000, 0x10000)
 
 
 _state = _State(list(_DEFAULT_DEVICES))
 _tls = threading.local()
+# Counters tests assert on; `faults` injects failures the way a real GPU produces them.
+stats: dict[str, int] = {}
+faults: dict[str, int] = {}
 
 
 def reset(devices: list[tuple[str, tuple[int, int]]] | None = None) -> None:
     global _state
     _state = _State(list(_DEFAULT_DEVICES if devices is None else devices))
+    stats.clear()
+    stats.update(made_contexts=0, primary_retains=0)
+    faults.clear()
+
+
+reset()
 
 
 def live_contexts() -> int:
+    """Contexts not yet released: non-primary ones until detached, primary ones while any reference is held."""
     return len(_state.live_contexts)
 
 
@@ -63,16 +88,34 @@ def current_context(what: str) -> Context:
     return stack[-1]
 
 
+def current_or_none() -> Context | None:
+    stack = _stack()
+    return stack[-1] if stack else None
+
+
+def primary_context(number: int) -> Context:
+    """What the CUDA runtime API uses on a thread with no current context: the primary context of `number`,
+    created on first use (cudaSetDevice defaults to device 0)."""
+    if number not in _state.primary:
+        _state.primary[number] = Context(Device(number), primary=True)
+    return _state.primary[number]
+
+
 def init(flags: int = 0) -> None:
     if not _state.devices:
         raise Error("cuInit failed: no CUDA-capable device is detected")
 
 
+def get_driver_version() -> int:
+    return 13000
+
+
 class Context:
-    def __init__(self, device: Device) -> None:
+    def __init__(self, device: Device, primary: bool = False) -> None:
         self.device = device
+        self.primary = primary
+        self.refs = 0
         self.id = next(_state.ids)
-        self.thread = threading.get_ident()
         _state.live_contexts.add(self.id)
 
     def pop(self) -> None:
@@ -82,13 +125,33 @@ class Context:
         stack.pop()
 
     def push(self) -> None:
+        if self.id not in _state.live_contexts:
+            raise LogicError("cuCtxPushCurrent failed: invalid context (it was released)")
         _stack().append(self)
 
     def detach(self) -> None:
+        if self.primary:
+            self.refs -= 1
+            if self.refs > 0:
+                return
+            _state.primary.pop(self.device.number, None)
         _state.live_contexts.discard(self.id)
 
-    def synchronize(self) -> None:
+    @property
+    def handle(self) -> int:
+        return self.id
+
+    @staticmethod
+    def synchronize() -> None:  # pycuda: a static method, synchronising the current context
         current_context("cuCtxSynchronize")
+
+    @staticmethod
+    def get_device() -> Device:
+        return current_context("cuCtxGetDevice").device
+
+    @staticmethod
+    def get_current() -> Context | None:
+        return current_or_none()
 
 
 class Device:
@@ -96,6 +159,12 @@ class Device:
         if not 0 <= number < len(_state.devices):
             raise LogicError(f"cuDeviceGet failed: invalid device ordinal {number}")
         self.number = number
+
+    def __eq__(self, other: object) -> bool:  # pycuda: Devices compare equal when they are the same GPU
+        return isinstance(other, Device) and other.number == self.number
+
+    def __hash__(self) -> int:
+        return self.number
 
     @staticmethod
     def count() -> int:
@@ -108,9 +177,16 @@ class Device:
         return _state.devices[self.number][1]
 
     def make_context(self, flags: int = 0) -> Context:
+        stats["made_contexts"] += 1
         ctx = Context(self)
         ctx.push()
         return ctx
+
+    def retain_primary_context(self) -> Context:
+        stats["primary_retains"] += 1
+        ctx = primary_context(self.number)
+        ctx.refs += 1
+        return ctx  # not pushed: the caller pushes it (pycuda.autoprimaryctx does the same)
 
 
 class Stream:
@@ -130,6 +206,8 @@ class DeviceAllocation:
         return self.ptr
 
     def free(self) -> None:
+        if self.ptr not in _state.owner_ctx:
+            return  # pycuda: freeing twice is a no-op
         _check_same(_state.owner_ctx[self.ptr], "cuMemFree")
         _state.memory.pop(self.ptr, None)
         _state.owner_ctx.pop(self.ptr, None)
@@ -142,6 +220,9 @@ def _check_same(ctx: Context, what: str) -> None:
 
 def mem_alloc(nbytes: int) -> DeviceAllocation:
     ctx = current_context("cuMemAlloc")
+    if faults.get("mem_alloc", 0) > 0:
+        faults["mem_alloc"] -= 1
+        raise MemoryError("cuMemAlloc failed: out of memory")
     with _state.lock:
         ptr = next(_state.ids)
         _state.memory[ptr] = np.zeros(int(nbytes), np.uint8)
@@ -178,3 +259,11 @@ def memcpy_dtoh_async(dest: npt.NDArray[Any], src: Any, stream: Stream | None = 
     if out.size > buf.size:
         raise LogicError(f"cuMemcpyDtoHAsync failed: {out.size} bytes from a {buf.size}-byte allocation")
     out[:] = buf[: out.size]
+
+
+def memcpy_htod(dest: Any, src: npt.NDArray[Any]) -> None:
+    memcpy_htod_async(dest, src)
+
+
+def memcpy_dtoh(dest: npt.NDArray[Any], src: Any) -> None:
+    memcpy_dtoh_async(dest, src)

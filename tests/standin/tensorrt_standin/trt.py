@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import logging
 import struct
+import sys
 import threading
+import weakref
 from typing import Any
 
 import numpy as np
@@ -17,18 +19,44 @@ __version__ = "10.16.1.11"
 MAGIC = b"TRT-STANDIN-ENGINE\n"
 log = logging.getLogger("tensorrt_standin")
 
-# Everything execute_async_v3 saw, so tests can assert on threads, batch sizes and concurrency.
+# What the builder and execute_async_v3 saw, so tests can assert on threads, devices, batch sizes and shape changes.
 stats: dict[str, Any] = {}
+# Failures to inject, as counts: "builder" / "runtime" (constructor raises TypeError like a failed CUDA init),
+# "deserialize_none", "execution_context_none", "get_timing_cache_none".
+faults: dict[str, int] = {}
+# TensorRT keeps ONE logger per process: the first one given to a Builder/Runtime/Refitter (nvinfer1::getLogger()).
+# Later objects with another logger get a warning, and messages keep going to the first. pybind11 keeps a logger
+# alive only as long as the object it was given to, so a per-object logger that is then freed leaves TensorRT with a
+# dangling pointer: modelled by a weak reference that must still be alive when TensorRT logs.
+_process_logger: weakref.ReferenceType[ILogger] | None = None
 
 
 def reset(version: str) -> None:
-    global __version__
+    global __version__, _process_logger
     __version__ = version
     stats.clear()
-    stats.update(execute_threads=set(), batches=[], builds=0)
+    stats.update(
+        execute_threads=set(),
+        batches=[],
+        input_shapes=[],
+        builds=0,
+        build_devices=[],
+        build_threads=set(),
+        deserialize_threads=set(),
+        loggers=set(),
+        set_input_shape=0,
+        set_tensor_address=0,
+        execution_contexts=0,
+    )
+    faults.clear()
+    _process_logger = None
 
 
-reset(__version__)
+def _fault(name: str) -> bool:
+    if faults.get(name, 0) > 0:
+        faults[name] -= 1
+        return True
+    return False
 
 
 class _Enum:
@@ -48,11 +76,76 @@ class _Enum:
         return isinstance(other, _Enum) and other.name == self.name
 
 
-class Logger:
-    VERBOSE, INFO, WARNING, ERROR = (_Enum(n, i) for i, n in enumerate(["VERBOSE", "INFO", "WARNING", "ERROR"]))
+class _Severity(_Enum):
+    def __lt__(self, other: _Severity) -> bool:  # like TensorRT: a lower value is more severe
+        return self.value < other.value
 
-    def __init__(self, min_severity: _Enum = WARNING) -> None:
+    def __le__(self, other: _Severity) -> bool:
+        return self.value <= other.value
+
+
+class ILogger:
+    class Severity:
+        INTERNAL_ERROR, ERROR, WARNING, INFO, VERBOSE = (
+            _Severity(n, i) for i, n in enumerate(["INTERNAL_ERROR", "ERROR", "WARNING", "INFO", "VERBOSE"])
+        )
+
+    INTERNAL_ERROR, ERROR, WARNING, INFO, VERBOSE = (
+        Severity.INTERNAL_ERROR,
+        Severity.ERROR,
+        Severity.WARNING,
+        Severity.INFO,
+        Severity.VERBOSE,
+    )
+
+    def __init__(self) -> None:
+        pass
+
+    def log(self, severity: _Severity, msg: str) -> None:
+        raise NotImplementedError("ILogger.log must be overridden")
+
+
+class Logger(ILogger):
+    """TensorRT's default logger: prints to STDOUT (pyCore.cpp's DefaultLogger), which is what corrupts JSON output."""
+
+    def __init__(self, min_severity: _Severity = ILogger.WARNING) -> None:
+        super().__init__()
         self.min_severity = min_severity
+
+    def log(self, severity: _Severity, msg: str) -> None:
+        if severity <= self.min_severity:
+            sys.stdout.write(f"[TRT] [{severity.name[0]}] {msg}\n")
+
+
+def _attach_logger(logger: ILogger) -> None:
+    global _process_logger
+    if not isinstance(logger, ILogger):
+        raise TypeError("stand-in: a TensorRT logger must be a trt.ILogger")
+    stats["loggers"].add(id(logger))
+    if _process_logger is None:
+        _process_logger = weakref.ref(logger)
+    elif _process_logger() is not logger:
+        _emit(
+            ILogger.WARNING,
+            "The logger passed into createInferRuntime/createInferBuilder differs from one already provided for an "
+            "existing builder, runtime, or refitter. Uses of the global logger will return the existing value.",
+        )
+
+
+def _emit(severity: _Severity, msg: str) -> None:
+    """Log through the process-wide logger, as TensorRT does."""
+    if _process_logger is None:
+        return
+    logger = _process_logger()
+    if logger is None:
+        raise RuntimeError(
+            "stand-in: TensorRT logged through a freed logger (use-after-free on a GPU: keep one logger per process)"
+        )
+    logger.log(severity, msg)
+
+
+class BuilderFlag:
+    TF32 = _Enum("BuilderFlag.TF32", 0)
 
 
 class DataType:
@@ -92,6 +185,7 @@ class ITensor:
 
 class INetworkDefinition:
     def __init__(self, flags: int) -> None:
+        self.device = _builder_context().device
         if not flags & (1 << int(NetworkDefinitionCreationFlag.STRONGLY_TYPED)):
             raise TypeError("stand-in: networks must be created STRONGLY_TYPED (TensorRT 11 has no other kind)")
         self.onnx: bytes | None = None
@@ -115,7 +209,8 @@ def _tensors(values: Any) -> list[ITensor]:
 
 
 class OnnxParser:
-    def __init__(self, network: INetworkDefinition, logger: Logger) -> None:
+    def __init__(self, network: INetworkDefinition, logger: ILogger) -> None:
+        _attach_logger(logger)
         self.network = network
         self.errors: list[str] = []
 
@@ -134,6 +229,7 @@ class OnnxParser:
             onnx.checker.check_model(proto)
         except Exception as exc:
             self.errors.append(f"ModelImporter: {exc}")
+            _emit(ILogger.ERROR, f"ModelImporter: {exc}")
             return False
         self.network.onnx = bytes(model)
         self.network.inputs = _tensors(proto.graph.input)
@@ -152,12 +248,17 @@ class IOptimizationProfile:
         self.shapes[input] = (lo, mid, hi)
 
 
+TIMING_MAGIC = b"TRT-STANDIN-TIMING\n"
+
+
 class ITimingCache:
-    def __init__(self, data: bytes) -> None:
-        self.data = bytes(data)
+    """Records which GPU its timings were measured on; TensorRT refuses another GPU's cache (ignore_mismatch=False)."""
+
+    def __init__(self, gpu: str | None) -> None:
+        self.gpu = gpu
 
     def serialize(self) -> memoryview:
-        return memoryview(self.data or b"stand-in timing cache")
+        return memoryview(TIMING_MAGIC + json.dumps({"gpu": self.gpu}).encode())
 
 
 class IBuilderConfig:
@@ -165,6 +266,16 @@ class IBuilderConfig:
         self.pools: dict[_Enum, int] = {}
         self.profiles: list[IOptimizationProfile] = []
         self.timing_cache: ITimingCache | None = None
+        self.flags = {BuilderFlag.TF32}  # TensorRT's default: TF32 allowed for FP32 layers
+
+    def set_flag(self, flag: _Enum) -> None:
+        self.flags.add(flag)
+
+    def clear_flag(self, flag: _Enum) -> None:
+        self.flags.discard(flag)
+
+    def get_flag(self, flag: _Enum) -> bool:
+        return flag in self.flags
 
     def set_memory_pool_limit(self, pool: _Enum, pool_size: int) -> None:
         self.pools[pool] = int(pool_size)
@@ -173,19 +284,45 @@ class IBuilderConfig:
         self.profiles.append(profile)
         return len(self.profiles) - 1
 
-    def create_timing_cache(self, serialized_timing_cache: bytes) -> ITimingCache:
-        return ITimingCache(serialized_timing_cache)
+    def create_timing_cache(self, serialized_timing_cache: bytes) -> ITimingCache | None:
+        data = bytes(serialized_timing_cache)
+        if not data:
+            return ITimingCache(None)
+        if not data.startswith(TIMING_MAGIC):
+            _emit(ILogger.ERROR, "Error Code 1: Serialization (timing cache: unrecognised data)")
+            return None
+        return ITimingCache(json.loads(data[len(TIMING_MAGIC) :])["gpu"])
 
     def set_timing_cache(self, cache: ITimingCache, ignore_mismatch: bool) -> bool:
+        gpu = _builder_context().device.name()
+        if cache.gpu is not None and cache.gpu != gpu and not ignore_mismatch:
+            _emit(ILogger.ERROR, f"timing cache was created on {cache.gpu}, this device is {gpu}")
+            return False
         self.timing_cache = cache
         return True
 
-    def get_timing_cache(self) -> ITimingCache:
-        return self.timing_cache or ITimingCache(b"")
+    def get_timing_cache(self) -> ITimingCache | None:
+        if _fault("get_timing_cache_none"):
+            return None
+        return self.timing_cache
+
+
+def _builder_context() -> cuda.Context:
+    """The context TensorRT's builder works in: the calling thread's current one, else (CUDA runtime semantics)
+    the primary context of device 0, whatever device the caller meant."""
+    return cuda.current_or_none() or cuda.primary_context(0)
+
+
+def _cuda_init_or_type_error(what: str) -> None:
+    """pybind11 turns TensorRT's nullptr (CUDA init failed) into TypeError, not a TensorRT error."""
+    if not cuda._state.devices or _fault(what):
+        raise TypeError("pybind11::init(): factory function returned nullptr")
 
 
 class Builder:
-    def __init__(self, logger: Logger) -> None:
+    def __init__(self, logger: ILogger) -> None:
+        _cuda_init_or_type_error("builder")
+        _attach_logger(logger)
         self.logger = logger
 
     def create_network(self, flags: int = 0) -> INetworkDefinition:
@@ -206,9 +343,30 @@ class Builder:
         if missing or MemoryPoolType.WORKSPACE not in config.pools:
             log.error("stand-in build: profile lacks %s or no workspace limit", missing)
             return None
+        for t in network.inputs:  # a static dimension admits exactly its own value in every profile shape
+            lo, _, hi = profile.shapes[t.name]
+            for axis, d in enumerate(t.shape):
+                if d >= 0 and not lo[axis] == hi[axis] == d:
+                    _emit(
+                        ILogger.ERROR,
+                        f"IBuilder::buildSerializedNetwork: Error Code 4: profile for {t.name} has {lo}..{hi}, "
+                        f"which conflicts with its static dimension {axis} = {d}",
+                    )
+                    return None
+        ctx = _builder_context()
+        if network.device.number != ctx.device.number:
+            _emit(ILogger.ERROR, "network and build on different devices")
+            return None
         stats["builds"] += 1
+        stats["build_devices"].append(ctx.device.number)
+        stats["build_threads"].add(threading.get_ident())
+        _emit(ILogger.WARNING, f"stand-in build on {ctx.device.name()}: tactics timed on device {ctx.device.number}")
+        if config.timing_cache is not None:
+            config.timing_cache.gpu = ctx.device.name()
         header = {
             "version": __version__,
+            "gpu": ctx.device.name(),
+            "tf32": BuilderFlag.TF32 in config.flags,
             "profile": {k: [list(d) for d in v] for k, v in profile.shapes.items()},
             "inputs": [t.name for t in network.inputs],
             "outputs": [t.name for t in network.outputs],
@@ -221,19 +379,25 @@ class Builder:
 
 
 class Runtime:
-    def __init__(self, logger: Logger) -> None:
+    def __init__(self, logger: ILogger) -> None:
+        _cuda_init_or_type_error("runtime")
+        _attach_logger(logger)
         self.logger = logger
 
     def deserialize_cuda_engine(self, serialized_engine: bytes) -> ICudaEngine | None:
         context = cuda.current_context("deserialize_cuda_engine")  # engine memory lives in the current context
+        stats["deserialize_threads"].add(threading.get_ident())
         data = bytes(serialized_engine)
         if not data.startswith(MAGIC):
-            log.error("stand-in: engine deserialization failed: not an engine (magic mismatch)")
+            _emit(ILogger.ERROR, "stand-in: engine deserialization failed: not an engine (magic mismatch)")
             return None
         (size,) = struct.unpack("<Q", data[len(MAGIC) : len(MAGIC) + 8])
         header = json.loads(data[len(MAGIC) + 8 : len(MAGIC) + 8 + size])
         if header["version"] != __version__:
-            log.error("stand-in: version mismatch: engine plan %s, runtime %s", header["version"], __version__)
+            _emit(ILogger.ERROR, f"stand-in: version mismatch: engine plan {header['version']}, runtime {__version__}")
+            return None
+        if header["gpu"] != context.device.name() or _fault("deserialize_none"):
+            _emit(ILogger.ERROR, "stand-in: the engine plan is not compatible with this device or build")
             return None
         return ICudaEngine(header, data[len(MAGIC) + 8 + size :], context)
 
@@ -244,6 +408,7 @@ class ICudaEngine:
         import onnxruntime as ort
 
         self.context = context
+        self.tf32 = bool(header["tf32"])
         self.profile = {k: tuple(Dims(d) for d in v) for k, v in header["profile"].items()}
         proto = onnx.ModelProto.FromString(onnx_bytes)
         self.tensors = {t.name: (TensorIOMode.INPUT, t) for t in _tensors(proto.graph.input)}
@@ -278,8 +443,12 @@ class ICudaEngine:
             raise ValueError(f"stand-in: no profile {profile_index} for {name}")
         return list(self.profile[name])
 
-    def create_execution_context(self) -> IExecutionContext:
+    def create_execution_context(self) -> IExecutionContext | None:
         cuda._check_same(self.context, "create_execution_context")
+        if _fault("execution_context_none"):  # what TensorRT returns when it cannot allocate activation memory
+            _emit(ILogger.ERROR, "Error Code 2: OutOfMemory (requested size was 123456789 bytes)")
+            return None
+        stats["execution_contexts"] += 1
         return IExecutionContext(self)
 
 
@@ -292,10 +461,11 @@ class IExecutionContext:
         self._output_shapes: dict[tuple[Dims, ...], dict[str, Dims]] = {}
 
     def set_input_shape(self, name: str, shape: Any) -> bool:
+        stats["set_input_shape"] += 1  # each call re-plans the execution: tests count them
         dims = Dims(shape)
         lo, _, hi = self.engine.profile[name]
         if len(dims) != len(lo) or not all(a <= d <= b for a, d, b in zip(lo, dims, hi, strict=True)):
-            log.error("stand-in: input shape %s for %s outside the profile %s..%s", dims, name, lo, hi)
+            _emit(ILogger.ERROR, f"stand-in: input shape {dims} for {name} outside the profile {lo}..{hi}")
             return False
         self.input_shapes[name] = dims
         return True
@@ -317,6 +487,7 @@ class IExecutionContext:
     def set_tensor_address(self, name: str, memory: int) -> bool:
         if name not in self.engine.tensors:
             return False
+        stats["set_tensor_address"] += 1
         self.addresses[name] = int(memory)
         return True
 
@@ -345,6 +516,7 @@ class IExecutionContext:
                 raise RuntimeError(f"stand-in: input buffer of {name} holds {buf.size} bytes, needs {nbytes}")
             feeds[name] = buf[:nbytes].view(dtype).reshape(shape).copy()
             stats["batches"].append(int(shape[0]))
+            stats["input_shapes"].append(tuple(int(d) for d in shape))
         stats["execute_threads"].add(threading.get_ident())
         outs = self.engine.session.run(None, feeds)
         for o, value in zip(self.engine.session.get_outputs(), outs, strict=True):
@@ -354,3 +526,6 @@ class IExecutionContext:
                 raise RuntimeError(f"stand-in: output buffer of {o.name} holds {buf.size} bytes, needs {raw.size}")
             buf[: raw.size] = raw
         return True
+
+
+reset(__version__)

@@ -55,11 +55,12 @@ def test_builds_the_engine_then_serves_on_tensorrt(tmp_path: Path) -> None:
     assert serve == {"argv": ["serve", "--host", "0.0.0.0", "--port", "8000"], "backend": "tensorrt"}
 
 
-def test_engine_failure_falls_back_to_auto(tmp_path: Path) -> None:
+def test_engine_failure_falls_back_to_onnxruntime_explicitly(tmp_path: Path) -> None:
+    # Not `auto`: that would try TensorRT again inside the server, which just failed to build an engine.
     proc, calls = run(tmp_path, FAKE_ENGINE_RC="1", DETECTOR_INFERENCE__SERVER__PORT="9000")
     assert proc.returncode == 0, proc.stderr
-    assert "serving with backend=auto" in proc.stderr
-    assert calls[-1] == {"argv": ["serve", "--host", "0.0.0.0", "--port", "9000"], "backend": "auto"}
+    assert "serving on the CPU with backend=onnxruntime" in proc.stderr
+    assert calls[-1] == {"argv": ["serve", "--host", "0.0.0.0", "--port", "9000"], "backend": "onnxruntime"}
 
 
 @pytest.mark.parametrize("backend", ["onnxruntime", "auto"])

@@ -27,6 +27,7 @@ CHECKED = [
     "export/fp16.py",
     "detector/runtime/backends/tensorrt_backend.py",
     "detector/runtime/backends/cuda_owner.py",
+    "detector/runtime/backends/tensorrt_logger.py",
 ]
 REMOVED_IN_11 = """\
 import tensorrt as trt

@@ -139,8 +139,9 @@ def test_concurrent_calls_match_sequential_and_stay_on_one_thread(
             results = list(pool.map(lambda i: det.predict(images[i]), jobs))
         for i, r in zip(jobs, results, strict=True):
             _assert_same([r], [reference[i]])
-        owner = det.backend._owner.thread_ident  # type: ignore[attr-defined]
-    assert standin.trt.stats["execute_threads"] == {owner}, "TensorRT ran on a thread other than the CUDA owner"
+        owners = {slot.owner.thread_ident for slot in det.backend._slots}  # type: ignore[attr-defined]
+    assert len(owners) == 2, "expected two execution slots, each on its own owner thread"
+    assert standin.trt.stats["execute_threads"] == owners, "TensorRT ran off the slots' owner threads (or one idled)"
 
 
 def test_standin_rejects_cuda_work_off_the_owner_thread(standin: ModuleType, model_path: Path, tmp_path: Path) -> None:
@@ -149,7 +150,7 @@ def test_standin_rejects_cuda_work_off_the_owner_thread(standin: ModuleType, mod
     try:
         batch = np.zeros((1, 3, 128, 128), np.float32)
         with pytest.raises(standin.cuda.LogicError, match="invalid device context"):
-            backend._infer(batch)  # called on this thread, not the owner's
+            backend._enqueue(backend._slots[0], (1, 3, 128, 128))  # called on this thread, not the owner's
         assert backend.run(batch).shape[0] == 1  # the public path works from the same thread
     finally:
         backend.close()
@@ -158,7 +159,9 @@ def test_standin_rejects_cuda_work_off_the_owner_thread(standin: ModuleType, mod
 def test_bad_input_shape_and_closed_backend(standin: ModuleType, model_path: Path, tmp_path: Path) -> None:
     backend = TensorRTBackend(model_path, _options(tmp_path, precision="fp32"))
     with pytest.raises(InvalidInputError, match="batch"):
-        backend.run(np.zeros((1, 3, 64, 64), np.float32))  # H, W outside the profile
+        backend.run(np.zeros((1, 3, 256, 256), np.float32))  # H, W above the profile's max (imgsz 128)
+    with pytest.raises(InvalidInputError, match="batch"):
+        backend.run(np.zeros((1, 4, 128, 128), np.float32))  # channels are fixed
     backend.close()
     backend.close()  # idempotent
     with pytest.raises(BackendUnavailableError, match="closed"):
@@ -169,16 +172,18 @@ def test_bad_input_shape_and_closed_backend(standin: ModuleType, model_path: Pat
 
 
 def test_engine_key_depends_on_everything_an_engine_depends_on() -> None:
-    target = EngineTarget("10.16.1.11", "NVIDIA L4", "8.9")
+    target = EngineTarget("10.16.1.11", "NVIDIA L4", "8.9", "12")
     base = engine_key("abc", target, "fp16", BatchProfile(1, 4, 8))
     variants = [
+        engine_key("abc", EngineTarget("10.16.1.11", "NVIDIA L4", "8.9", "13"), "fp16", BatchProfile(1, 4, 8)),
+        engine_key("abc", target, "fp16", BatchProfile(1, 4, 8), recipe=999),
         engine_key("abd", target, "fp16", BatchProfile(1, 4, 8)),
         engine_key("abc", target, "fp32", BatchProfile(1, 4, 8)),
         engine_key("abc", EngineTarget("11.4.0.106", "NVIDIA L4", "8.9"), "fp16", BatchProfile(1, 4, 8)),
         engine_key("abc", EngineTarget("10.16.1.11", "NVIDIA A100", "8.0"), "fp16", BatchProfile(1, 4, 8)),
         engine_key("abc", target, "fp16", BatchProfile(1, 4, 16)),
     ]
-    assert len({base, *variants}) == 6
+    assert len({base, *variants}) == 8
     assert engine_key("abc", target, "fp16", BatchProfile(1, 4, 8)) == base
 
 
@@ -279,7 +284,7 @@ def test_engine_the_runtime_cannot_deserialize_is_a_load_error(
     side = json.loads(sidecar_path(info.path).read_text())
     side["engine_sha256"] = forged.engine_sha256
     sidecar_path(info.path).write_text(json.dumps(side))
-    with pytest.raises(ModelLoadError, match="could not deserialize"):
+    with pytest.raises(ModelLoadError, match=r"could not deserialize.*TensorRT said: .*version mismatch"):
         TensorRTBackend(info.path, _options(tmp_path))
     assert standin.cuda.live_contexts() == 0
 

@@ -1,4 +1,4 @@
-"""The minimal FP32 -> FP16 ONNX converter (export/fp16.py) that FP16 TensorRT engines are built from."""
+"""The FP32 -> FP16 ONNX conversion (export/fp16.py, ONNX Runtime's converter) that FP16 engines are built from."""
 
 from __future__ import annotations
 
@@ -37,3 +37,14 @@ def test_fp16_model_has_fp16_weights_fp32_io_and_close_outputs(model_path: Path,
     # Rows 0-3 are box coordinates in pixels (128 px input), the rest class scores in [0, 1].
     assert np.abs(out[:, :4] - ref[:, :4]).max() < 1.0
     assert np.abs(out[:, 4:] - ref[:, 4:]).max() < 0.01
+
+
+def test_fp16_model_is_topologically_sorted_and_keeps_resize_scales_fp32(model_path: Path) -> None:
+    half = convert_to_fp16(onnx.load(str(model_path)))
+    produced = {i.name for i in [*half.graph.input, *half.graph.initializer]}
+    for node in half.graph.node:  # TensorRT's parser reads nodes in order: every input must already exist
+        assert all(not name or name in produced for name in node.input), f"{node.name} reads a later tensor"
+        produced.update(node.output)
+    types = {i.name: i.data_type for i in half.graph.initializer}
+    scales = [n.input[2] for n in half.graph.node if n.op_type == "Resize" and len(n.input) > 2 and n.input[2]]
+    assert scales and all(types[s] == 1 for s in scales), "Resize scales must stay float32 (ONNX spec)"
