@@ -65,6 +65,20 @@ def stage_export(config: Config, weights: str = "models/best.pt", out: str | Non
     return _read_json_text(metadata.to_json())
 
 
+def stage_quantize(
+    config: Config, onnx: str | None = None, out: str | None = None, data: str | None = None
+) -> dict[str, Any]:
+    """INT8 Q/DQ ONNX from the exported FP32 model, calibrated on the train split, gated on val mAP50-95."""
+    from export.int8 import export_int8
+
+    return export_int8(
+        Path(onnx or config.export.onnx_path),
+        Path(out or config.export.int8.out_path),
+        Path(data) if data else config.data.dataset_dir,
+        config.export.int8,
+    )
+
+
 def stage_evaluate(config: Config, register: bool = True) -> dict[str, Any]:
     """mAP of the exported ONNX through our runtime, beside Ultralytics' validation of the .pt; register it."""
     from detector.evaluation import evaluate_split

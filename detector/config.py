@@ -103,6 +103,26 @@ class EngineConfig(_Strict):
         return self
 
 
+class Int8Config(_Strict):
+    """INT8 post-training quantization (`detector export int8`, the `quantize` stage): NNCF on the ONNX model."""
+
+    out_path: str = "models/model.int8.onnx"
+    # Calibration: a deterministic sample (seeded) of this split of the configured dataset.
+    calibration_split: str = "train"
+    subset_size: int = Field(300, ge=1, le=100_000)
+    seed: int = 0
+    # performance: symmetric activations and weights, zero points 0 (what TensorRT's explicit quantization needs).
+    # mixed: asymmetric activations (zero points != 0), OpenVINO/ONNX Runtime only.
+    preset: Literal["performance", "mixed"] = "performance"
+    fast_bias_correction: bool = True
+    # Keep the head's box decode (DFL softmax/conv, anchor arithmetic, sigmoid, concat) in float: quantizing it is
+    # the known cause of INT8 mAP collapsing to zero.
+    ignore_head_decode: bool = True
+    # The gate: the stage fails when val mAP50-95 (through our runtime) drops by more than this against FP32.
+    gate_split: str = "val"
+    max_map_drop: float = Field(0.01, le=1)
+
+
 class ExportConfig(_Strict):
     onnx_path: str = "models/model.onnx"
     imgsz: int | None = Field(None, ge=32, le=4096)  # None: the training image size
@@ -113,6 +133,7 @@ class ExportConfig(_Strict):
     # Export the NMS-free (end-to-end) head when the architecture has one (YOLO26, YOLOv10): `(B, K, 6)` outputs.
     end2end: bool = True
     engine: EngineConfig = EngineConfig()
+    int8: Int8Config = Int8Config()
 
 
 class ServerConfig(_Strict):
