@@ -166,7 +166,7 @@ def quantize_model(
             return {input_name: preprocess_batch([image], shape)[0]}
 
         patterns, types = head_ignored_scope(model) if options.ignore_head_decode else ([], [])
-        scope = nncf.IgnoredScope(patterns=patterns, types=types, validate=False) if options.ignore_head_decode else None
+        scope = nncf.IgnoredScope(patterns=patterns, types=types, validate=False) if patterns or types else None
         preset = {"performance": nncf.QuantizationPreset.PERFORMANCE, "mixed": nncf.QuantizationPreset.MIXED}
         started = time.perf_counter()
         quantized = nncf.quantize(
