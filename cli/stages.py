@@ -98,6 +98,9 @@ def stage_evaluate(config: Config, register: bool = True) -> dict[str, Any]:
                     raise
                 log.info("no %s split in %s; skipping it", split, dataset_dir)
         model_info = detector.describe()
+    int8_path = Path(config.export.int8.out_path)
+    if int8_path.exists():  # the quantize stage's INT8 twin, scored the same way
+        results["int8"] = _evaluate_model(int8_path, dataset_dir)
     results["ultralytics_val_pt"] = _ultralytics_val(config, Path("models/best.pt"))
     results["model"] = {k: model_info[k] for k in ("name", "version", "input_size", "dataset_version")}
     train_report = _read_json(TRAIN_REPORT) if TRAIN_REPORT.exists() else {}
@@ -114,9 +117,27 @@ def stage_evaluate(config: Config, register: bool = True) -> dict[str, Any]:
 
         with mlflow.start_run(run_id=train_report["run_id"]):
             metrics = {f"onnx_{s}_{k}": v for s in ("val", "test") for k, v in results.get(s, {}).items()}
+            metrics |= {
+                f"int8_{s}_{k}": v for s in ("val", "test") for k, v in results.get("int8", {}).get(s, {}).items()
+            }
             mlflow.log_metrics(metrics)
             mlflow.log_artifact(str(METRICS_OUT), artifact_path="reports")
     return results
+
+
+def _evaluate_model(path: Path, dataset_dir: Path) -> dict[str, Any]:
+    from detector.evaluation import evaluate_split
+    from detector.runtime import Detector
+
+    out: dict[str, Any] = {"model": str(path)}
+    with Detector.load(path, backend="onnxruntime") as detector:
+        for split in ("val", "test"):
+            try:
+                out[split] = evaluate_split(detector, dataset_dir, split).as_dict()
+            except DatasetError:
+                if split == "val":
+                    raise
+    return out
 
 
 def _ultralytics_val(config: Config, weights: Path) -> dict[str, float]:

@@ -150,6 +150,18 @@ class ServerConfig(_Strict):
     max_det_limit: int = Field(1000, ge=1)
 
 
+class OpenVinoConfig(_Strict):
+    """The OpenVINO backend's compile settings (CPU)."""
+
+    # f32 keeps results equal to the other backends and to the evaluation. bf16 (CPUs with AVX512_BF16/AMX) is
+    # faster there, at a measured mAP cost (README, Performance).
+    precision: Literal["f32", "bf16"] = "f32"
+    hint: Literal["latency", "throughput"] = "latency"
+    streams: int = Field(0, ge=0, le=64)  # 0: what the hint picks
+    # Compiled static-shape models kept (one per letterboxed input shape); 0 compiles the dynamic model once.
+    shape_cache: int = Field(8, ge=0, le=256)
+
+
 class InferenceConfig(_Strict):
     model_path: str = "models/model.onnx"
     backend: str = "auto"  # one of BACKEND_CHOICES
@@ -160,6 +172,7 @@ class InferenceConfig(_Strict):
     max_det: int = Field(300, ge=1, le=100_000)
     # Letterbox each batch to the smallest stride-multiple rectangle (where the model allows any height/width).
     rect: bool = True
+    openvino: OpenVinoConfig = OpenVinoConfig()
     server: ServerConfig = ServerConfig()
 
     @field_validator("backend")

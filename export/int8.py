@@ -11,12 +11,15 @@ written only after its val mAP50-95, measured through our runtime, is within `ma
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import random
 import re
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -169,14 +172,15 @@ def quantize_model(
         scope = nncf.IgnoredScope(patterns=patterns, types=types, validate=False) if patterns or types else None
         preset = {"performance": nncf.QuantizationPreset.PERFORMANCE, "mixed": nncf.QuantizationPreset.MIXED}
         started = time.perf_counter()
-        quantized = nncf.quantize(
-            model,
-            nncf.Dataset(images, transform),
-            preset=preset[options.preset],
-            subset_size=min(options.subset_size, len(images)),
-            fast_bias_correction=options.fast_bias_correction,
-            ignored_scope=scope,
-        )
+        with _nncf_output_on_stderr(nncf):
+            quantized = nncf.quantize(
+                model,
+                nncf.Dataset(images, transform),
+                preset=preset[options.preset],
+                subset_size=min(options.subset_size, len(images)),
+                fast_bias_correction=options.fast_bias_correction,
+                ignored_scope=scope,
+            )
         seconds = time.perf_counter() - started
     signed = signed_activation_quantizers(quantized)
     problems = tensorrt_qdq_problems(quantized)
@@ -205,6 +209,23 @@ def quantize_model(
     for key, value in props.items():
         quantized.metadata_props.add(key=key, value=value)
     return quantized, info
+
+
+@contextlib.contextmanager
+def _nncf_output_on_stderr(nncf: Any) -> Iterator[None]:
+    """NNCF logs and draws progress bars on stdout, which carries the command's JSON result: send them to stderr,
+    and keep its per-node INFO lines (hundreds) out unless asked for."""
+    from nncf.common.logging import nncf_logger
+
+    nncf.set_log_level(logging.INFO if log.isEnabledFor(logging.DEBUG) else logging.WARNING)
+    streams = [(h, h.setStream(sys.stderr)) for h in nncf_logger.handlers if isinstance(h, logging.StreamHandler)]
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        for handler, stream in streams:
+            if stream is not None:
+                handler.setStream(stream)
 
 
 def val_map(model_path: Path, dataset_dir: Path, split: str) -> dict[str, float]:

@@ -48,6 +48,7 @@ def test_dvc_repro_from_a_clean_clone(tmp_path: Path) -> None:
     (clone / "dvc.lock").unlink(missing_ok=True)
     _set(clone / "configs/data.yaml", "data", {"imgsz": 96, "splits.train": 48, "splits.val": 12, "splits.test": 8})
     _set(clone / "configs/train.yaml", "train", {"imgsz": 96, "epochs": 1, "batch": 16})
+    _set(clone / "configs/export.yaml", "export", {"int8.subset_size": 16})
     _run(["git", "init", "-q"], clone)
     _run(["git", "add", "-A"], clone)
     _run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "clone"], clone)
@@ -55,10 +56,11 @@ def test_dvc_repro_from_a_clean_clone(tmp_path: Path) -> None:
     _run(["dvc", "repro"], clone)
     assert (clone / "models/model.onnx").is_file() and (clone / "dvc.lock").is_file()
     lock = yaml.safe_load((clone / "dvc.lock").read_text())
-    assert set(lock["stages"]) == {"data", "train", "export", "evaluate", "benchmark"}
+    assert set(lock["stages"]) == {"data", "train", "export", "quantize", "evaluate", "benchmark"}
     assert "summary" in json.loads((clone / "reports/benchmark.json").read_text())
     metrics = json.loads(_run(["dvc", "metrics", "show", "--json"], clone).stdout)
     assert "reports/metrics.json" in json.dumps(metrics)
+    assert "int8" in json.loads((clone / "reports/metrics.json").read_text())  # both models are evaluated
     status = _run(["dvc", "status"], clone).stdout
     assert "up to date" in status
 
