@@ -9,7 +9,7 @@ export UV_LINK_MODE ?= copy
 IMAGE_CPU ?= yolo-detector:cpu
 IMAGE_GPU ?= yolo-detector:gpu
 
-.PHONY: help uv install-serve install-train install-dev demo pipeline serve test test-fast lint experiments bench \
+.PHONY: help uv install-serve install-train install-dev demo pipeline serve test test-fast lint experiments bench quantize bench-peers \
 	docker-cpu docker-gpu deploy docs-media cards clean
 
 help:  ## list targets
@@ -58,6 +58,12 @@ experiments: install-train  ## five dvc experiments (10 epochs each): architectu
 
 bench: install-dev  ## latency of every backend + the HTTP service vs Ultralytics -> reports/benchmark.{json,md,png}
 	$(RUN) python -m benchmarks.run all --model models/model.onnx
+
+quantize: install-train  ## INT8 Q/DQ ONNX (NNCF) of models/model.onnx, gated on val mAP -> models/model.int8.onnx
+	$(RUN) detector export int8
+
+bench-peers: install-dev  ## ours (FP32, INT8) vs Ultralytics' OpenVINO exports + the afternoon service, 640 px -> reports/peers.*
+	$(RUN) python -m benchmarks.peers --model models/model.onnx
 
 docker-cpu:  ## build + run the CPU image (OpenVINO/ONNX Runtime) on http://127.0.0.1:8000, models/ mounted
 	docker build -t $(IMAGE_CPU) -f Dockerfile .

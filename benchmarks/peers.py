@@ -95,7 +95,7 @@ def ultralytics_openvino(weights: Path, size: int, int8: bool, data_dir: Path, c
     from ultralytics import YOLO
 
     tag = f"{sha256_file(weights)[:12]}-{size}-{'int8' if int8 else 'fp32'}"
-    out = cache_dir / f"ultralytics-openvino-{tag}"
+    out = cache_dir / f"ultralytics-{tag}_openvino_model"  # Ultralytics recognises the format by this suffix
     if (out / "metadata.yaml").is_file():
         return out
     with tempfile.TemporaryDirectory(prefix="ov-export-") as tmp:

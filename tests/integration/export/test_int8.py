@@ -18,6 +18,7 @@ from cli.main import main
 from detector.evaluation import read_rgb
 from detector.runtime import Detector
 from detector.runtime.metadata import read_onnx_metadata
+from detector.runtime.preprocess import preprocess_batch
 from tests.conftest import run_cli
 
 SUBSET = ["export.int8.subset_size=16"]  # a small calibration set keeps the NNCF run to seconds
@@ -78,28 +79,30 @@ def test_qdq_graph_suits_tensorrt_explicit_quantization(int8_run: tuple[Path, di
 
 
 def test_onnxruntime_and_openvino_agree_on_the_int8_model(int8_run: tuple[Path, dict], dataset_dir: Path) -> None:
+    """Stated tolerance. Both runtimes compute int8 convolutions but round requantization differently, so scores move
+    by a few quantization steps: raw class scores within 0.05 everywhere, raw boxes within 1.5 input px wherever a
+    class scores over 0.1; every detection over 0.15 (away from the 0.1 threshold) has a twin on the other runtime
+    at IoU >= 0.9 with a score within 0.05 (the class may differ only where two classes tie within that)."""
     pytest.importorskip("openvino")
     images = [read_rgb(p) for p in sorted((dataset_dir / "images" / "val").glob("*.jpg"))[:12]]
     images[3] = images[3][:100]  # a second letterbox shape
     with Detector.load(int8_run[0], "onnxruntime", conf=0.1) as ort, Detector.load(int8_run[0], "openvino") as ov:
-        pairs = [(ort.predict(im), ov.predict(im, conf=0.1)) for im in images]
-    assert sum(len(a) for a, _ in pairs) >= 10, "too few boxes for a meaningful comparison"
-    # Stated tolerance: both runtimes compute int8 convolutions but round requantization differently, so scores
-    # move by a few quantization steps. Boxes: same count per image within 1, matched boxes IoU >= 0.9 and
-    # scores within 0.05.
-    for a, b in pairs:
-        assert abs(len(a) - len(b)) <= 1
-        for i in range(len(a)):
-            same = b.class_id == a.class_id[i]
-            if not same.any():
-                assert a.confidence[i] < 0.15  # only a box at the threshold may be missing on the other side
-                continue
-            ious = _iou(a.xyxy[i], b.xyxy[same])
-            j = int(np.argmax(ious))
-            if ious[j] < 0.9:
-                assert a.confidence[i] < 0.15
-                continue
-            assert abs(float(a.confidence[i]) - float(b.confidence[same][j])) <= 0.05
+        for image in images:
+            shape = ort.batch_shape([image])
+            batch, _ = preprocess_batch([image], shape)
+            raw_a, raw_b = ort.backend.run(batch), ov.backend.run(batch)
+            scores_a, scores_b = raw_a[:, 4:], raw_b[:, 4:]
+            assert np.abs(scores_a - scores_b).max() <= 0.05
+            live = np.maximum(scores_a, scores_b).max(axis=1) > 0.1
+            assert np.abs(raw_a[:, :4] - raw_b[:, :4]).transpose(0, 2, 1)[live].max(initial=0) <= 1.5
+            a, b = ort.predict(image), ov.predict(image, conf=0.1)
+            for side, other in ((a, b), (b, a)):
+                for i in np.flatnonzero(side.confidence >= 0.15):
+                    assert len(other), "a confident detection is missing on the other runtime"
+                    ious = _iou(side.xyxy[i], other.xyxy)
+                    j = int(np.argmax(ious))
+                    assert ious[j] >= 0.9
+                    assert abs(float(side.confidence[i]) - float(other.confidence[j])) <= 0.05
 
 
 def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
