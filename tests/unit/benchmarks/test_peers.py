@@ -68,3 +68,26 @@ def test_afternoon_service_answers_predict(model_path: Path, sample_photos: list
         response = client.post("/predict", files={"file": ("bus.jpg", sample_photos[0].read_bytes(), "image/jpeg")})
     assert response.status_code == 200
     assert isinstance(response.json()["detections"], list)
+
+
+def test_an_int8_model_is_not_silently_replaced_by_an_fp32_re_export(tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    from benchmarks.inputs import prepare_models
+    from detector.runtime.metadata import METADATA_KEY, ModelMetadata
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
+    model = helper.make_model(graph)
+    meta = ModelMetadata(names={0: "a"}, imgsz=(128, 128), precision="int8")
+    model.metadata_props.add(key=METADATA_KEY, value=meta.to_json())
+    path = tmp_path / "model.int8.onnx"
+    onnx.save(model, str(path))
+    models = prepare_models(path, [128, 640], weights=path, cache_dir=tmp_path / "cache")
+    assert [v.size for v in models.variants] == [128]
+    assert any("INT8" in note for note in models.notes) and not models.errors
