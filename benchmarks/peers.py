@@ -289,6 +289,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "ultralytics_openvino_int8": str(ov_int8),
         },
         "errors": [],
+        # Ultralytics compiles its OpenVINO models without a precision hint, so they compute in OpenVINO's default:
+        # bf16 on CPUs with AVX512_BF16/AMX. Ours is f32 unless `inference.openvino.precision=bf16`.
+        "openvino_default_precision": _openvino_default_precision(),
     }
     runners: dict[str, Runner] = {}
     for name, load in _runner_specs(fp32, int8, ov_fp32, ov_int8, args.size, threads).items():
@@ -312,6 +315,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
+def _openvino_default_precision() -> str:
+    try:
+        import openvino as ov
+
+        return str(ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT"))
+    except Exception:  # no OpenVINO here: nothing to report
+        return "n/a"
+
+
 def ratios(report: dict[str, Any]) -> dict[str, float | None]:
     p50 = {n: s["p50_ms"] for n, s in report.get("in_process", {}).items()}
     http = {(c["service"].split(",")[0], c["concurrency"]): c for c in report.get("http", [])}
@@ -324,6 +336,9 @@ def ratios(report: dict[str, Any]) -> dict[str, float | None]:
             p50.get("ours openvino fp32"), p50.get(ULTRALYTICS_OPENVINO)
         ),
         "ours ov int8 / ultralytics ov int8": r(p50.get("ours openvino int8"), p50.get(ULTRALYTICS_OPENVINO_INT8)),
+        "ours ov bf16 / ultralytics ov fp32 (same compute precision where the default is bf16)": r(
+            p50.get("ours openvino bf16"), p50.get(ULTRALYTICS_OPENVINO)
+        ),
         "ours ov fp32 static / dynamic": r(
             p50.get("ours openvino fp32"), p50.get("ours openvino fp32, dynamic shape (before)")
         ),
@@ -351,7 +366,8 @@ def to_markdown(report: dict[str, Any]) -> str:
         f"# Peers benchmark ({report['created']})",
         "",
         f"Machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores; threads {report['threads']}; "
-        f"{report['size']} px, batch 1; images: {', '.join(report['images'])}.",
+        f"{report['size']} px, batch 1; images: {', '.join(report['images'])}. OpenVINO's default CPU precision "
+        f"here (what Ultralytics' OpenVINO runners compute in): {report.get('openvino_default_precision', '?')}.",
         f"Command: `{' '.join(report['command'])}`",
         "",
         "| runner (in-process, same weights) | p50 ms | p90 ms | n |",
