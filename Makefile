@@ -9,8 +9,8 @@ export UV_LINK_MODE ?= copy
 IMAGE_CPU ?= yolo-detector:cpu
 IMAGE_GPU ?= yolo-detector:gpu
 
-.PHONY: help uv install-serve install-train install-ray install-dev demo pipeline serve serve-ray test test-fast lint experiments bench \
-	docker-cpu docker-gpu deploy docs-media cards clean
+.PHONY: help uv install-serve install-train install-ray install-dev demo pipeline serve serve-ray test test-fast lint experiments \
+	bench quantize bench-peers docker-cpu docker-gpu deploy docs-media cards clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -65,6 +65,12 @@ experiments: install-train  ## five dvc experiments (10 epochs each): architectu
 
 bench: install-dev  ## latency of every backend + the HTTP service vs Ultralytics -> reports/benchmark.{json,md,png}
 	$(RUN) python -m benchmarks.run all --model models/model.onnx
+
+quantize: install-train  ## INT8 Q/DQ ONNX (NNCF) of models/model.onnx, gated on val mAP -> models/model.int8.onnx
+	$(RUN) detector export int8
+
+bench-peers: install-dev  ## ours (FP32, INT8) vs Ultralytics' OpenVINO exports + the afternoon service, 640 px -> reports/peers.*
+	$(RUN) python -m benchmarks.peers --model models/model.onnx
 
 docker-cpu:  ## build + run the CPU image (OpenVINO/ONNX Runtime) on http://127.0.0.1:8000, models/ mounted
 	docker build -t $(IMAGE_CPU) -f Dockerfile .

@@ -66,6 +66,12 @@ def prepare_models(path: Path, sizes: list[int] | None, weights: Path | None, ca
         if size == native:
             models.variants.append(ModelVariant(size, path, "model"))
             continue
+        if metadata.precision == "int8":  # a re-export from the weights would be FP32, not this model
+            models.notes.append(
+                f"size {size} skipped: {path} is an INT8 model at {native} px; quantize a {size} px export "
+                "(`detector export int8`) and pass it, or run `python -m benchmarks.peers`"
+            )
+            continue
         if weights is None or not weights.is_file():
             models.notes.append(
                 f"size {size} skipped: the model is exported at {native} px and no weights ({weights}) exist to "

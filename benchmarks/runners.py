@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from detector.config import OpenVinoConfig
 from detector.runtime import BackendOptions, Detector, Timings
 from detector.runtime.engines import EngineSpec
 from detector.runtime.preprocess import preprocess_batch
@@ -22,6 +23,10 @@ from detector.runtime.preprocess import preprocess_batch
 Images = list[npt.NDArray[np.uint8]]
 ULTRALYTICS_ONNX = "ultralytics-onnx"
 ULTRALYTICS_PT = "ultralytics-pt"
+# Ultralytics' own OpenVINO exports of the same weights (`YOLO(pt).export(format="openvino"[, int8=True])`): the
+# strongest CPU path a user has without this project (benchmarks.peers).
+ULTRALYTICS_OPENVINO = "ultralytics-openvino"
+ULTRALYTICS_OPENVINO_INT8 = "ultralytics-openvino-int8"
 
 
 @dataclass(frozen=True)
@@ -45,15 +50,29 @@ class Runner(Protocol):
 class DetectorRunner:
     """This project's runtime on one backend."""
 
-    def __init__(self, backend: str, model: Path, threads: int, precision: str = "fp32") -> None:
-        self.name = backend
+    def __init__(
+        self,
+        backend: str,
+        model: Path,
+        threads: int,
+        precision: str = "fp32",
+        name: str | None = None,
+        openvino: OpenVinoConfig | None = None,
+    ) -> None:
+        self.name = name or backend
         # CPU backends are pinned to the CPU (ONNX Runtime would otherwise pick CUDA where installed, against a
         # CPU baseline); TensorRT runs on the GPU by definition. `precision` only matters to TensorRT engines.
         device = "auto" if backend == "tensorrt" else "cpu"
         from export.tensorrt import build_engine  # the benchmark builds missing engines, as `detector serve` does
 
         engine = EngineSpec(precision=precision)
-        options = BackendOptions(threads=threads, device=device, engine=engine, engine_builder=build_engine)
+        options = BackendOptions(
+            threads=threads,
+            device=device,
+            engine=engine,
+            engine_builder=build_engine,
+            openvino=openvino or OpenVinoConfig(),
+        )
         self.detector = Detector.load(model, backend, options=options)
 
     def prepare(self, images: Images) -> Calls:

@@ -101,6 +101,20 @@ def export_provenance(weights: Path, train_report: dict[str, Any]) -> dict[str, 
     return {"version": "", "source_run_id": "", "dataset_version": "", "architecture": ""}
 
 
+def stage_quantize(
+    config: Config, onnx: str | None = None, out: str | None = None, data: str | None = None
+) -> dict[str, Any]:
+    """INT8 Q/DQ ONNX from the exported FP32 model, calibrated on the train split, gated on val mAP50-95."""
+    from export.int8 import export_int8
+
+    return export_int8(
+        Path(onnx or config.export.onnx_path),
+        Path(out or config.export.int8.out_path),
+        Path(data) if data else config.data.dataset_dir,
+        config.export.int8,
+    )
+
+
 def stage_evaluate(config: Config, register: bool = True) -> dict[str, Any]:
     """mAP of the exported ONNX through our runtime, beside Ultralytics' validation of the .pt; register it."""
     from detector.evaluation import evaluate_split
@@ -120,6 +134,9 @@ def stage_evaluate(config: Config, register: bool = True) -> dict[str, Any]:
                     raise
                 log.info("no %s split in %s; skipping it", split, dataset_dir)
         model_info = detector.describe()
+    int8_path = Path(config.export.int8.out_path)
+    if int8_path.exists():  # the quantize stage's INT8 twin, scored the same way
+        results["int8"] = _evaluate_model(int8_path, dataset_dir)
     results["ultralytics_val_pt"] = _ultralytics_val(config, Path("models/best.pt"))
     results["model"] = {k: model_info[k] for k in ("name", "version", "input_size", "dataset_version")}
     mlcfg = config.train.mlflow
@@ -136,6 +153,9 @@ def stage_evaluate(config: Config, register: bool = True) -> dict[str, Any]:
 
         with mlflow.start_run(run_id=run_id):
             metrics = {f"onnx_{s}_{k}": v for s in ("val", "test") for k, v in results.get(s, {}).items()}
+            metrics |= {
+                f"int8_{s}_{k}": v for s in ("val", "test") for k, v in results.get("int8", {}).get(s, {}).items()
+            }
             mlflow.log_metrics(metrics)
             mlflow.log_artifact(str(METRICS_OUT), artifact_path="reports")
     return results
@@ -164,6 +184,21 @@ def champion_value(results: dict[str, Any], metric: str) -> float:
             f"(evaluated: {evaluated})"
         )
     return float(results[split][key])
+
+
+def _evaluate_model(path: Path, dataset_dir: Path) -> dict[str, Any]:
+    from detector.evaluation import evaluate_split
+    from detector.runtime import Detector
+
+    out: dict[str, Any] = {"model": str(path)}
+    with Detector.load(path, backend="onnxruntime") as detector:
+        for split in ("val", "test"):
+            try:
+                out[split] = evaluate_split(detector, dataset_dir, split).as_dict()
+            except DatasetError:
+                if split == "val":
+                    raise
+    return out
 
 
 def _ultralytics_val(config: Config, weights: Path) -> dict[str, float]:

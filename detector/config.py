@@ -121,6 +121,26 @@ class EngineConfig(_Strict):
         return self
 
 
+class Int8Config(_Strict):
+    """INT8 post-training quantization (`detector export int8`, the `quantize` stage): NNCF on the ONNX model."""
+
+    out_path: str = "models/model.int8.onnx"
+    # Calibration: a deterministic sample (seeded) of this split of the configured dataset.
+    calibration_split: str = "train"
+    subset_size: int = Field(300, ge=1, le=100_000)
+    seed: int = 0
+    # performance: symmetric activations and weights, zero points 0 (what TensorRT's explicit quantization needs).
+    # mixed: asymmetric activations (zero points != 0), OpenVINO/ONNX Runtime only.
+    preset: Literal["performance", "mixed"] = "performance"
+    fast_bias_correction: bool = True
+    # Keep the head's box decode (DFL softmax/conv, anchor arithmetic, sigmoid, concat) in float: quantizing it is
+    # the known cause of INT8 mAP collapsing to zero.
+    ignore_head_decode: bool = True
+    # The gate: the stage fails when val mAP50-95 (through our runtime) drops by more than this against FP32.
+    gate_split: str = "val"
+    max_map_drop: float = Field(0.01, le=1)
+
+
 class ExportConfig(_Strict):
     onnx_path: str = "models/model.onnx"
     imgsz: int | None = Field(None, ge=32, le=4096)  # None: the training image size
@@ -131,6 +151,7 @@ class ExportConfig(_Strict):
     # Export the NMS-free (end-to-end) head when the architecture has one (YOLO26, YOLOv10): `(B, K, 6)` outputs.
     end2end: bool = True
     engine: EngineConfig = EngineConfig()
+    int8: Int8Config = Int8Config()
 
 
 class ServerConfig(_Strict):
@@ -173,6 +194,18 @@ class ServerConfig(_Strict):
         return self
 
 
+class OpenVinoConfig(_Strict):
+    """The OpenVINO backend's compile settings (CPU)."""
+
+    # f32 keeps results equal to the other backends and to the evaluation. bf16 (CPUs with AVX512_BF16/AMX) is
+    # faster there, at a measured mAP cost (README, Performance).
+    precision: Literal["f32", "bf16"] = "f32"
+    hint: Literal["latency", "throughput"] = "latency"
+    streams: int = Field(0, ge=0, le=64)  # 0: what the hint picks
+    # Compiled static-shape models kept (one per letterboxed input shape); 0 compiles the dynamic model once.
+    shape_cache: int = Field(8, ge=0, le=256)
+
+
 class InferenceConfig(_Strict):
     # A file, or an MLflow registry URI (models:/yolo-detector@champion) resolved through train.mlflow.tracking_uri.
     model_path: str = "models/model.onnx"
@@ -185,6 +218,7 @@ class InferenceConfig(_Strict):
     max_det: int = Field(300, ge=1, le=100_000)
     # Letterbox each batch to the smallest stride-multiple rectangle (where the model allows any height/width).
     rect: bool = True
+    openvino: OpenVinoConfig = OpenVinoConfig()
     server: ServerConfig = ServerConfig()
 
     @field_validator("backend")

@@ -49,3 +49,7 @@ class ImageTooLargeError(InvalidInputError):
 
 class UnsupportedImageFormatError(InvalidImageError):
     """The image is in a format the service does not accept."""
+
+
+class AccuracyGateError(DetectorError):
+    """An optimised model (e.g. INT8) lost more accuracy than the configured gate allows; nothing was written."""

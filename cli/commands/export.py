@@ -6,7 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from cli.main import Commands
+from cli.main import Commands, require
+from cli.output import print_json
 from detector.config import Config
 from detector.runtime.engines import (
     PRECISIONS,
@@ -65,7 +66,24 @@ def cmd_triton(args: argparse.Namespace, config: Config) -> None:
     print(json.dumps({"repository": str(args.out), "configs": [str(p) for p in written]}, indent=2))
 
 
+def cmd_int8(args: argparse.Namespace, config: Config) -> None:
+    require("nncf", "train")
+    from cli.stages import stage_quantize
+
+    print_json(stage_quantize(config, onnx=args.onnx, out=args.out, data=args.data))
+
+
 def register(commands: Commands) -> None:
+    p = commands.add(
+        "int8",
+        cmd_int8,
+        "INT8 post-training quantization (NNCF) to a Q/DQ ONNX, gated on val mAP against the FP32 model",
+        "export",
+    )
+    p.add_argument("--onnx", help="FP32 ONNX model (default: export.onnx_path)")
+    p.add_argument("--out", help="INT8 ONNX to write (default: export.int8.out_path)")
+    p.add_argument("--data", help="YOLO dataset to calibrate and gate on (default: the configured data version)")
+
     p = commands.add(
         "engine",
         cmd_engine,

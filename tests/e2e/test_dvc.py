@@ -48,7 +48,9 @@ def test_dvc_repro_from_a_clean_clone(tmp_path: Path) -> None:
     (clone / "dvc.lock").unlink(missing_ok=True)
     _set(clone / "configs/data.yaml", "data", {"imgsz": 96, "splits.train": 48, "splits.val": 12, "splits.test": 8})
     _set(clone / "configs/train.yaml", "train", {"imgsz": 96, "epochs": 1, "batch": 16})
-    _set(clone / "configs/export.yaml", "export", {"imgsz": 64})  # exported at another size than trained
+    # Exported at another size than trained; a small INT8 calibration set. The gate is opened wide: a 1-epoch model
+    # has a near-zero mAP, so a drop limit would only measure noise (the gate itself is tested in test_int8.py).
+    _set(clone / "configs/export.yaml", "export", {"imgsz": 64, "int8.subset_size": 16, "int8.max_map_drop": 1.0})
     _run(["git", "init", "-q"], clone)
     _run(["git", "add", "-A"], clone)
     _run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "clone"], clone)
@@ -56,10 +58,11 @@ def test_dvc_repro_from_a_clean_clone(tmp_path: Path) -> None:
     _run(["dvc", "repro"], clone)
     assert (clone / "models/model.onnx").is_file() and (clone / "dvc.lock").is_file()
     lock = yaml.safe_load((clone / "dvc.lock").read_text())
-    assert set(lock["stages"]) == {"data@v1", "data@v2", "train", "export", "evaluate", "benchmark"}
+    assert set(lock["stages"]) == {"data@v1", "data@v2", "train", "export", "quantize", "evaluate", "benchmark"}
     assert "summary" in json.loads((clone / "reports/benchmark.json").read_text())
     metrics = json.loads(_run(["dvc", "metrics", "show", "--json"], clone).stdout)
     assert "reports/metrics.json" in json.dumps(metrics)
+    assert "int8" in json.loads((clone / "reports/metrics.json").read_text())  # both models are evaluated
     status = _run(["dvc", "status"], clone).stdout
     assert "up to date" in status
     # The benchmark stage measured the model it benchmarks at that model's size, not at train.imgsz.
@@ -67,10 +70,10 @@ def test_dvc_repro_from_a_clean_clone(tmp_path: Path) -> None:
 
     # Each stage declares the code it runs: editing a file makes exactly the stages that read it out of date.
     expected = {
-        "cli/stages.py": {"data", "train", "export", "evaluate", "benchmark"},
-        "detector/data/yolo_format.py": {"data", "train", "evaluate"},
+        "cli/stages.py": {"data@v1", "data@v2", "train", "export", "quantize", "evaluate", "benchmark"},
+        "detector/data/yolo_format.py": {"data@v1", "data@v2", "train", "quantize", "evaluate"},
         "export/onnx.py": {"export"},
-        "detector/runtime/preprocess.py": {"evaluate", "benchmark"},
+        "detector/runtime/preprocess.py": {"quantize", "evaluate", "benchmark"},
         "api/app.py": set(),  # the service is no stage's code
     }
     for rel, stages in expected.items():

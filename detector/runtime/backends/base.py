@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from detector.config import Config
+from detector.config import Config, OpenVinoConfig
 from detector.runtime.engines import EngineBuilder, EngineSpec
 
 
@@ -36,6 +36,7 @@ class BackendOptions:
     # Builds a missing engine (`export.tensorrt.build_engine`), injected by the composition root (the CLI). None: the
     # TensorRT backend loads cached engines only and says how to build one.
     engine_builder: EngineBuilder | None = None
+    openvino: OpenVinoConfig = field(default_factory=OpenVinoConfig)  # `inference.openvino`
 
     @classmethod
     def from_config(cls, config: Config, engine_builder: EngineBuilder | None = None) -> BackendOptions:
@@ -45,6 +46,7 @@ class BackendOptions:
             threads=config.inference.threads,
             engine=EngineSpec.from_config(config.export.engine),
             engine_builder=engine_builder,
+            openvino=config.inference.openvino,
         )
 
 

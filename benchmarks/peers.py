@@ -1,0 +1,410 @@
+"""`python -m benchmarks.peers`: this project against the strongest thing a user would run instead, at 640 px on
+real photos, FP32 and INT8, in-process and over HTTP; writes reports/peers.{json,md}.
+
+Peers, all from the same trained weights:
+- Ultralytics' own OpenVINO exports, FP32 and INT8 (`YOLO(pt).export(format="openvino", int8=True, data=...)`,
+  NNCF inside), and its ONNX Runtime predictor;
+- over HTTP, "the afternoon service" (`benchmarks/afternoon_service.py`: FastAPI + `YOLO(model).predict`), on
+  Ultralytics' OpenVINO INT8 export, against our `detector serve` on our INT8 model.
+
+Images: Ultralytics' bus.jpg (810x1080) and zidane.jpg (1280x720), plus a 1920x1080 JPEG made from zidane.jpg.
+In-process runners are timed interleaved (blocks of calls, rotating order: `backend_bench.interleave`), batch 1,
+one image per call cycling through the photos. HTTP pairs alternate in rounds; each cell's p50 is the median of its
+rounds. Everything is exported offline into a cache folder keyed by the weights' sha256.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import io
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import cv2
+import httpx
+import numpy as np
+import numpy.typing as npt
+from PIL import Image
+
+from benchmarks.backend_bench import Samples, interleave
+from benchmarks.errors import BenchmarkInputError
+from benchmarks.http_bench import HttpPlan, run_cell
+from benchmarks.inputs import export_variant, ultralytics_assets
+from benchmarks.machine import library_versions, machine_info, usable_cores
+from benchmarks.runners import (
+    ULTRALYTICS_ONNX,
+    ULTRALYTICS_OPENVINO,
+    ULTRALYTICS_OPENVINO_INT8,
+    Calls,
+    DetectorRunner,
+    Runner,
+    UltralyticsRunner,
+)
+from benchmarks.service import free_port, local_service
+from benchmarks.stats import Budget, summarize
+from detector.config import Int8Config, OpenVinoConfig
+from detector.data import load_names
+from detector.data.yolo_format import present_splits, write_data_yaml
+from detector.errors import DetectorError
+from detector.files import write_atomic
+from detector.runtime import backends
+from detector.runtime.metadata import read_onnx_metadata, sha256_file
+
+log = logging.getLogger("benchmarks")
+
+Image_ = npt.NDArray[np.uint8]
+
+
+def peer_photos() -> list[tuple[str, Image_, bytes]]:
+    """(name, RGB array, JPEG bytes) of bus.jpg, zidane.jpg and a 1920x1080 JPEG made from zidane.jpg."""
+    assets = {p.name: p for p in ultralytics_assets()}
+    if not {"bus.jpg", "zidane.jpg"} <= set(assets):
+        raise BenchmarkInputError("Ultralytics' bundled bus.jpg and zidane.jpg are needed (install the train extra)")
+    photos = []
+    for name in ("bus.jpg", "zidane.jpg"):
+        data = assets[name].read_bytes()
+        photos.append((name, _decode(data), data))
+    big = cv2.resize(photos[1][1], (1920, 1080), interpolation=cv2.INTER_CUBIC)
+    buffer = io.BytesIO()
+    Image.fromarray(big).save(buffer, format="JPEG", quality=90)
+    photos.append(("zidane-1920x1080.jpg", _decode(buffer.getvalue()), buffer.getvalue()))
+    return photos
+
+
+def _decode(data: bytes) -> Image_:
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise BenchmarkInputError("cannot decode a benchmark photo")
+    rgb: Image_ = np.ascontiguousarray(bgr[..., ::-1]).astype(np.uint8)
+    return rgb
+
+
+def ultralytics_openvino(weights: Path, size: int, int8: bool, data_dir: Path, cache_dir: Path) -> Path:
+    """Ultralytics' own OpenVINO export of `weights` (FP32, or INT8 calibrated on `data_dir`), cached."""
+    from ultralytics import YOLO
+
+    tag = f"{sha256_file(weights)[:12]}-{size}-{'int8' if int8 else 'fp32'}"
+    out = cache_dir / f"ultralytics-{tag}_openvino_model"  # Ultralytics recognises the format by this suffix
+    if (out / "metadata.yaml").is_file():
+        return out
+    with tempfile.TemporaryDirectory(prefix="ov-export-") as tmp:
+        local = Path(tmp) / "best.pt"
+        local.write_bytes(weights.read_bytes())
+        options: dict[str, Any] = {"format": "openvino", "imgsz": size}
+        if int8:
+            names = load_names(data_dir)
+            yaml = write_data_yaml(Path(tmp) / "data.yaml", names, present_splits(data_dir), data_dir)
+            options.update(int8=True, data=str(yaml))
+        produced = Path(YOLO(str(local)).export(**options))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(produced), str(out))  # the cache is usually on another filesystem than /tmp
+    return out
+
+
+def our_int8(fp32: Path, data_dir: Path, cache_dir: Path) -> Path:
+    """Our INT8 model of `fp32` (`detector export int8` with the default gate), cached by the FP32 file's hash."""
+    from export.int8 import export_int8
+
+    out = cache_dir / f"{fp32.stem}-{sha256_file(fp32)[:12]}.int8.onnx"
+    if not out.is_file():
+        report = export_int8(fp32, out, data_dir, Int8Config())
+        log.info("INT8 gate: %s", report["gate"])
+    return out
+
+
+@contextmanager
+def afternoon_service(model: Path, size: int, startup_s: float = 180.0) -> Iterator[str]:
+    """`uvicorn benchmarks.afternoon_service:app` on a free port (one worker, as an afternoon's service runs)."""
+    port = free_port()
+    env = {**os.environ, "AFTERNOON_MODEL": str(model), "AFTERNOON_IMGSZ": str(size)}
+    cmd = [sys.executable, "-m", "uvicorn", "benchmarks.afternoon_service:app", "--port", str(port)]
+    log_file = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed below, after the child
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log_file, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + startup_s
+        while True:
+            if proc.poll() is not None:
+                log_file.seek(0)
+                lines = log_file.read().strip().splitlines()
+                raise BenchmarkInputError(f"afternoon service exited with {proc.returncode}: {lines[-1:]}")
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise BenchmarkInputError(f"afternoon service not healthy within {startup_s:.0f} s")
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log_file.close()
+
+
+class _Cycle:
+    """Batch-1 calls that cycle through the photos, so every runner sees the same sequence of shapes."""
+
+    def __init__(self, runner: Runner, images: list[Image_]) -> None:
+        self.calls = [runner.prepare([image]) for image in images]
+        self.i = 0
+
+    def end_to_end(self) -> float:
+        self.i += 1
+        return self.calls[self.i % len(self.calls)].end_to_end()
+
+
+def in_process(
+    runners: dict[str, Runner], images: list[Image_], budget: Budget
+) -> tuple[dict[str, Samples], dict[str, str]]:
+    cycles = {name: _Cycle(r, images) for name, r in runners.items()}
+    calls = {name: Calls(c.end_to_end, None) for name, c in cycles.items()}
+    return interleave(calls, budget)
+
+
+def http_pairs(
+    services: dict[str, str], jpegs: list[bytes], rounds: int, requests: int, seconds: float
+) -> list[dict[str, Any]]:
+    """c=1 latency and c=4 throughput of each service, in alternating rounds (order rotating each round)."""
+    cells: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    bodies: list[dict[str, Any]] = [{"files": {"file": ("image.jpg", data, "image/jpeg")}} for data in jpegs]
+    names = list(services)
+    with httpx.Client(timeout=60, limits=httpx.Limits(max_connections=8, max_keepalive_connections=8)) as client:
+        for name in names:  # warm-up: connection setup, lazy compilation of every photo's shape
+            for body in bodies * 2:
+                client.post(f"{services[name]}/predict", **body)
+        for r in range(rounds):
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                for concurrency in (1, 4):
+                    plan = HttpPlan(url=services[name], concurrency=[concurrency], inputs=["multipart"])
+                    plan = HttpPlan(**{**plan.__dict__, "requests": requests, "max_seconds": seconds})
+                    cell = run_cell(client, f"{services[name]}/predict", bodies, concurrency, plan)
+                    cells.setdefault((name, concurrency), []).append(cell)
+    out = []
+    for (name, concurrency), got in cells.items():
+        p50s = [c["latency"]["p50_ms"] for c in got if c["latency"]]
+        rps = [c["throughput_rps"] for c in got if c["throughput_rps"]]
+        out.append(
+            {
+                "service": name,
+                "concurrency": concurrency,
+                "p50_ms": round(float(np.median(p50s)), 2) if p50s else None,
+                "throughput_rps": round(float(np.median(rps)), 2) if rps else None,
+                "errors": sum(c["errors"] for c in got),
+                "rounds": len(got),
+            }
+        )
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.peers", description=(__doc__ or "").splitlines()[0])
+    p.add_argument("--model", type=Path, default=Path("models/model.onnx"), help="our FP32 ONNX (any size)")
+    p.add_argument("--weights", type=Path, help="its Ultralytics .pt (default: best.pt beside the model)")
+    p.add_argument("--data", type=Path, help="YOLO dataset for INT8 calibration (default: data/<its version>)")
+    p.add_argument("--size", type=int, default=640)
+    p.add_argument("--threads", type=int, default=0, help="threads per runner (default: usable cores)")
+    p.add_argument("--max-seconds", type=float, default=6.0, help="per runner, in-process")
+    p.add_argument("--http-rounds", type=int, default=2)
+    p.add_argument("--http-requests", type=int, default=60, help="most requests per HTTP cell")
+    p.add_argument("--http-seconds", type=float, default=6.0, help="most seconds per HTTP cell")
+    p.add_argument("--no-http", action="store_true")
+    p.add_argument("--cache-dir", type=Path, default=Path(".cache/benchmarks"))
+    p.add_argument("--out-dir", type=Path, default=Path("reports"))
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def _runner_specs(fp32: Path, int8: Path, ov_fp32: Path, ov_int8: Path, size: int, threads: int) -> dict[str, Any]:
+    """name -> a function that loads the runner (loaded only when its backend runs here)."""
+    specs: dict[str, Any] = {
+        "ours openvino fp32": lambda: DetectorRunner("openvino", fp32, threads, name="ours openvino fp32"),
+        "ours openvino int8": lambda: DetectorRunner("openvino", int8, threads, name="ours openvino int8"),
+        "ours openvino fp32, dynamic shape (before)": lambda: DetectorRunner(
+            "openvino", fp32, threads, name="dynamic", openvino=OpenVinoConfig(shape_cache=0)
+        ),
+        "ours openvino bf16": lambda: DetectorRunner(
+            "openvino", fp32, threads, name="bf16", openvino=OpenVinoConfig(precision="bf16")
+        ),
+        "ours onnxruntime fp32": lambda: DetectorRunner("onnxruntime", fp32, threads, name="ort"),
+        "ours onnxruntime int8": lambda: DetectorRunner("onnxruntime", int8, threads, name="ort-int8"),
+        ULTRALYTICS_ONNX: lambda: UltralyticsRunner(ULTRALYTICS_ONNX, fp32, size, threads),
+        ULTRALYTICS_OPENVINO: lambda: UltralyticsRunner(ULTRALYTICS_OPENVINO, ov_fp32, size, threads),
+        ULTRALYTICS_OPENVINO_INT8: lambda: UltralyticsRunner(ULTRALYTICS_OPENVINO_INT8, ov_int8, size, threads),
+    }
+    status = backends.available()
+    if status.get("tensorrt") == "":  # a GPU host: TensorRT FP16 joins (INT8 engines: see README)
+        specs["ours tensorrt fp16"] = lambda: DetectorRunner("tensorrt", fp32, threads, "fp16", name="trt")
+    if status.get("openvino"):
+        specs = {k: v for k, v in specs.items() if "openvino" not in k}
+    return specs
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    threads = args.threads or usable_cores()
+    weights = args.weights or args.model.parent / "best.pt"
+    try:
+        meta = read_onnx_metadata(args.model)
+    except DetectorError as exc:
+        raise BenchmarkInputError(f"model {args.model}: {exc}") from exc
+    data_dir = args.data or Path("data") / (meta.dataset_version or "v1")
+    for path, what in ((weights, "weights"), (data_dir / "images" / "train", "calibration images")):
+        if not path.exists():
+            raise BenchmarkInputError(f"{what} not found: {path}")
+    photos = peer_photos()
+    images, jpegs = [p[1] for p in photos], [p[2] for p in photos]
+    log.info("preparing models at %d px in %s", args.size, args.cache_dir)
+    fp32 = args.model if meta.imgsz[0] == args.size else export_variant(weights, args.size, args.cache_dir)
+    int8 = our_int8(fp32, data_dir, args.cache_dir)
+    ov_fp32 = ultralytics_openvino(weights, args.size, False, data_dir, args.cache_dir)
+    ov_int8 = ultralytics_openvino(weights, args.size, True, data_dir, args.cache_dir)
+    report: dict[str, Any] = {
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "command": ["python", "-m", "benchmarks.peers", *sys.argv[1:]],
+        "machine": machine_info(),
+        "libraries": library_versions(),
+        "threads": threads,
+        "size": args.size,
+        "images": [f"{name} {img.shape[1]}x{img.shape[0]}" for name, img, _ in photos],
+        "models": {
+            "fp32": str(fp32),
+            "int8": str(int8),
+            "ultralytics_openvino": str(ov_fp32),
+            "ultralytics_openvino_int8": str(ov_int8),
+        },
+        "errors": [],
+        # Ultralytics compiles its OpenVINO models without a precision hint, so they compute in OpenVINO's default:
+        # bf16 on CPUs with AVX512_BF16/AMX. Ours is f32 unless `inference.openvino.precision=bf16`.
+        "openvino_default_precision": _openvino_default_precision(),
+    }
+    runners: dict[str, Runner] = {}
+    for name, load in _runner_specs(fp32, int8, ov_fp32, ov_int8, args.size, threads).items():
+        try:
+            runners[name] = load()
+        except Exception as exc:  # a runner that cannot load is reported, the others still run
+            report["errors"].append(f"{name}: load: {type(exc).__name__}: {exc}")
+    budget = Budget(warmup=2, min_iters=6, max_iters=400, max_seconds=args.max_seconds, block=3, settle=True)
+    try:
+        samples, errors = in_process(runners, images, budget)
+    finally:
+        for runner in runners.values():
+            runner.close()
+    report["errors"] += [f"{n}: {e}" for n, e in errors.items()]
+    report["in_process"] = {n: summarize(s.end_to_end, 1) for n, s in samples.items() if s.end_to_end}
+    if not args.no_http:
+        with local_service(int8, "openvino", threads) as ours, afternoon_service(ov_int8, args.size) as peer:
+            services = {"ours, INT8 model, openvino": ours, "afternoon service, Ultralytics OpenVINO INT8": peer}
+            report["http"] = http_pairs(services, jpegs, args.http_rounds, args.http_requests, args.http_seconds)
+    report["ratios"] = ratios(report)
+    return report
+
+
+def _openvino_default_precision() -> str:
+    try:
+        import openvino as ov
+
+        return str(ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT"))
+    except Exception:  # no OpenVINO here: nothing to report
+        return "n/a"
+
+
+def ratios(report: dict[str, Any]) -> dict[str, float | None]:
+    p50 = {n: s["p50_ms"] for n, s in report.get("in_process", {}).items()}
+    http = {(c["service"].split(",")[0], c["concurrency"]): c for c in report.get("http", [])}
+
+    def r(a: float | None, b: float | None) -> float | None:
+        return round(a / b, 3) if a and b else None
+
+    out = {
+        "ours ov fp32 / ultralytics ov fp32 (target <= 0.9)": r(
+            p50.get("ours openvino fp32"), p50.get(ULTRALYTICS_OPENVINO)
+        ),
+        "ours ov int8 / ultralytics ov int8": r(p50.get("ours openvino int8"), p50.get(ULTRALYTICS_OPENVINO_INT8)),
+        "ours ov bf16 / ultralytics ov fp32 (same compute precision where the default is bf16)": r(
+            p50.get("ours openvino bf16"), p50.get(ULTRALYTICS_OPENVINO)
+        ),
+        "ours ov fp32 static / dynamic": r(
+            p50.get("ours openvino fp32"), p50.get("ours openvino fp32, dynamic shape (before)")
+        ),
+    }
+    ours, peer = http.get(("ours", 1)), http.get(("afternoon service", 1))
+    if ours and peer:
+        out["http c=1 p50: ours int8 / ultralytics ov int8 in-process (target <= 1.0)"] = r(
+            ours["p50_ms"], p50.get(ULTRALYTICS_OPENVINO_INT8)
+        )
+        out["http c=1 p50: ours / afternoon service (target <= 1.0)"] = r(ours["p50_ms"], peer["p50_ms"])
+        ours4, peer4 = http.get(("ours", 4)), http.get(("afternoon service", 4))
+        if ours4 and peer4:
+            out["http c=4 throughput: ours / afternoon service (target >= 1.3)"] = r(
+                ours4["throughput_rps"], peer4["throughput_rps"]
+            )
+        out["http overhead c=1 ms: ours http - ours in-process int8 (target <= 2)"] = (
+            round(ours["p50_ms"] - p50["ours openvino int8"], 2) if "ours openvino int8" in p50 else None
+        )
+    return out
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    m = report["machine"]
+    lines = [
+        f"# Peers benchmark ({report['created']})",
+        "",
+        f"Machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores; threads {report['threads']}; "
+        f"{report['size']} px, batch 1; images: {', '.join(report['images'])}. OpenVINO's default CPU precision "
+        f"here (what Ultralytics' OpenVINO runners compute in): {report.get('openvino_default_precision', '?')}.",
+        f"Command: `{' '.join(report['command'])}`",
+        "",
+        "| runner (in-process, same weights) | p50 ms | p90 ms | n |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, s in sorted(report.get("in_process", {}).items(), key=lambda kv: kv[1]["p50_ms"]):
+        lines.append(f"| {name} | {s['p50_ms']:.1f} | {s.get('p90_ms', float('nan')):.1f} | {s.get('n', '')} |")
+    if report.get("http"):
+        lines += [
+            "",
+            "| service, HTTP `POST /predict` multipart | concurrency | p50 ms | req/s | errors |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for c in report["http"]:
+            lines.append(
+                f"| {c['service']} | {c['concurrency']} | {c['p50_ms']} | {c['throughput_rps']} | {c['errors']} |"
+            )
+    lines += ["", "| ratio | value |", "|---|---:|"]
+    lines += [f"| {k} | {v} |" for k, v in report["ratios"].items()]
+    if report["errors"]:
+        lines += ["", "Errors:", *[f"- {e}" for e in report["errors"]]]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        report = run(args)
+    except (BenchmarkInputError, DetectorError) as exc:
+        print(f"benchmark: error: {exc}", file=sys.stderr)
+        return 2
+    write_atomic(args.out_dir / "peers.json", json.dumps(report, indent=2) + "\n")
+    write_atomic(args.out_dir / "peers.md", to_markdown(report))
+    print((args.out_dir / "peers.md").read_text())
+    return 1 if report["errors"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

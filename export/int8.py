@@ -1,0 +1,265 @@
+"""INT8 post-training quantization of an exported ONNX model with NNCF, behind an accuracy gate.
+
+The result is one Q/DQ ONNX file for every backend: ONNX Runtime and OpenVINO run it as is, and its quantizers are
+what TensorRT's explicit quantization accepts (symmetric int8, zero points 0, per-output-channel weight scales,
+per-tensor activation scales; `tensorrt_qdq_problems` checks exactly that).
+
+Calibration images are a seeded sample of a dataset split, pre-processed by our runtime's own letterbox (the same
+rectangular input shape `Detector` would use), so the statistics match what the served model sees. The file is
+written only after its val mAP50-95, measured through our runtime, is within `max_map_drop` of the FP32 model's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import random
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from detector.config import Int8Config
+from detector.data.yolo_format import list_split_images
+from detector.errors import AccuracyGateError, DatasetError, MissingDependencyError, ModelLoadError
+from detector.evaluation import evaluate_split
+from detector.evaluation.evaluate import read_rgb
+from detector.files import write_atomic
+from detector.runtime import Detector
+from detector.runtime.metadata import METADATA_KEY, ModelMetadata, read_onnx_metadata, sha256_file
+from detector.runtime.preprocess import preprocess_batch
+
+log = logging.getLogger(__name__)
+
+_QUANT_OPS = frozenset(
+    {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger"}
+)
+# Ops of NMS-like end-to-end heads: never quantized (INT8 "with NMS" is a known build failure elsewhere).
+_NMS_OPS = ["TopK", "NonMaxSuppression", "GatherElements", "GatherND", "ArgMax", "ReduceMax"]
+# The evaluation runs through ONNX Runtime, the backend `detector evaluate` uses (OpenVINO agrees within the
+# tolerance the tests state).
+_GATE_BACKEND = "onnxruntime"
+
+
+def calibration_images(dataset_dir: Path, split: str, count: int, seed: int) -> list[Path]:
+    """A deterministic sample of `count` images of `split` (all of them when fewer), in file order."""
+    images = list_split_images(Path(dataset_dir), split)
+    if not images:
+        raise DatasetError(f"no calibration images: {Path(dataset_dir) / 'images' / split} has no image files")
+    if len(images) <= count:
+        return images
+    picked = random.Random(seed).sample(range(len(images)), count)
+    return [images[i] for i in sorted(picked)]
+
+
+def load_fp32_onnx(path: Path) -> tuple[Any, ModelMetadata]:
+    """The ONNX model and its metadata; ModelLoadError (one line) for a missing, non-ONNX or already-quantized file."""
+    import onnx
+
+    if not path.is_file():
+        raise ModelLoadError(f"ONNX model not found: {path}")
+    try:
+        model = onnx.load(str(path))
+    except Exception as exc:  # DecodeError, google.protobuf errors, OSError
+        raise ModelLoadError(f"{path} is not an ONNX file ({type(exc).__name__})") from exc
+    if not model.graph.node:  # protobuf parses many non-ONNX files as an empty model
+        raise ModelLoadError(f"{path} is not an ONNX model (no graph nodes)")
+    metadata = read_onnx_metadata(path)
+    quantized = sorted({n.op_type for n in model.graph.node} & _QUANT_OPS)
+    if quantized or metadata.precision == "int8":
+        raise ModelLoadError(
+            f"{path} is already quantized ({', '.join(quantized) or 'precision int8'}); quantize the FP32 model"
+        )
+    if metadata.precision != "fp32":
+        raise ModelLoadError(f"{path} is a {metadata.precision} model; quantize the FP32 export")
+    return model, metadata
+
+
+def head_ignored_scope(model: Any) -> tuple[list[str], list[str]]:
+    """NNCF ignored-scope patterns and types for the detection head's decode, found from Ultralytics' node names.
+
+    The head is the last `/model.N/` module. Its convolutions stay quantized (they are most of its compute); the
+    decode after them (DFL softmax + conv, anchor Add/Sub/Mul/Div, the class Sigmoid, the output Concat) stays
+    float: quantizing it puts box coordinates in pixels on an int8 grid, which is what collapses mAP.
+    """
+    indices = [int(m.group(1)) for n in model.graph.node if (m := re.match(r"^/model\.(\d+)/", n.name))]
+    types = ["Sigmoid", "Softmax", *_NMS_OPS]
+    if not indices:
+        return [], types
+    head = rf"/model\.{max(indices)}/"
+    return [rf"^{head}dfl/.*", rf"^{head}(Add|Sub|Mul|Div|Sigmoid|Softmax|Concat)(_\d+)?$"], types
+
+
+def signed_activation_quantizers(model: Any) -> int:
+    """Turn NNCF's unsigned quantizers (uint8, zero point 0: the [0, 1] image input) into signed int8 ones with
+    zero point 0 and twice the scale, in place; return how many. TensorRT only takes int8 Q/DQ with zero point 0,
+    and NNCF's `signedness_to_force` conflicts with its own hardware config on ONNX, so this is done afterwards.
+    The input then has 127 levels over [0, max] instead of 255 (the mAP effect is inside the gate's measurement)."""
+    from onnx import TensorProto, numpy_helper
+
+    inits = {i.name: i for i in model.graph.initializer}
+    infos = {v.name: v for v in model.graph.value_info}
+    changed = 0
+    for node in model.graph.node:
+        if node.op_type != "QuantizeLinear" or len(node.input) < 3:
+            continue
+        zp_init, scale_init = inits.get(node.input[2]), inits.get(node.input[1])
+        if zp_init is None or scale_init is None:
+            continue
+        zp = numpy_helper.to_array(zp_init)
+        if zp.dtype != np.uint8 or zp.any():
+            continue  # int8 already, or a genuinely asymmetric (mixed preset) quantizer
+        scale = numpy_helper.to_array(scale_init).astype(np.float32) * np.float32(255.0 / 127.0)
+        zp_init.CopyFrom(numpy_helper.from_array(np.zeros(zp.shape, np.int8), zp_init.name))
+        scale_init.CopyFrom(numpy_helper.from_array(scale, scale_init.name))
+        if node.output[0] in infos:  # the recorded type of the quantized tensor follows its zero point
+            infos[node.output[0]].type.tensor_type.elem_type = TensorProto.INT8
+        changed += 1  # the paired DequantizeLinear reads the same two initializers
+    return changed
+
+
+def tensorrt_qdq_problems(model: Any) -> list[str]:
+    """What stops TensorRT's explicit quantization from taking this Q/DQ graph as is ([] when nothing)."""
+    from onnx import numpy_helper
+
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    problems: list[str] = []
+    for node in model.graph.node:
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        zp = inits.get(node.input[2]) if len(node.input) > 2 else None
+        scale = inits.get(node.input[1])
+        if zp is None or zp.dtype != np.int8 or zp.any():
+            problems.append(f"{node.name}: zero point must be an int8 initializer of zeros")
+        if scale is None:
+            problems.append(f"{node.name}: scale must be an initializer")
+            continue
+        weight = inits.get(node.input[0])
+        if weight is not None:  # a weight: per output channel along axis 0
+            axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+            if scale.ndim != 1 or axis != 0 or scale.shape[0] != weight.shape[0]:
+                problems.append(f"{node.name}: weight scale must be 1-D per output channel (axis 0)")
+        elif scale.size != 1:
+            problems.append(f"{node.name}: activation scale must be per tensor (a scalar)")
+    return problems
+
+
+def quantize_model(
+    model: Any, metadata: ModelMetadata, fp32_path: Path, images: list[Path], options: Int8Config
+) -> tuple[Any, dict[str, Any]]:
+    """NNCF post-training quantization of `model` calibrated on `images`; returns the Q/DQ model and what was done."""
+    try:
+        import nncf
+    except ImportError as exc:
+        raise MissingDependencyError(f"INT8 quantization needs nncf (the `train` extra): {exc}") from exc
+
+    with Detector.load(fp32_path, backend=_GATE_BACKEND) as detector:
+        input_name = model.graph.input[0].name
+
+        def transform(path: Path) -> dict[str, npt.NDArray[Any]]:
+            image = read_rgb(path)
+            shape = detector.batch_shape([image]) if detector.rect else detector.input_shape
+            return {input_name: preprocess_batch([image], shape)[0]}
+
+        patterns, types = head_ignored_scope(model) if options.ignore_head_decode else ([], [])
+        scope = nncf.IgnoredScope(patterns=patterns, types=types, validate=False) if patterns or types else None
+        preset = {"performance": nncf.QuantizationPreset.PERFORMANCE, "mixed": nncf.QuantizationPreset.MIXED}
+        started = time.perf_counter()
+        with _nncf_output_on_stderr(nncf):
+            quantized = nncf.quantize(
+                model,
+                nncf.Dataset(images, transform),
+                preset=preset[options.preset],
+                subset_size=min(options.subset_size, len(images)),
+                fast_bias_correction=options.fast_bias_correction,
+                ignored_scope=scope,
+            )
+        seconds = time.perf_counter() - started
+    signed = signed_activation_quantizers(quantized)
+    problems = tensorrt_qdq_problems(quantized)
+    if problems and options.preset == "performance":
+        raise ModelLoadError(f"quantized graph is not TensorRT-compatible: {problems[0]} (+{len(problems) - 1})")
+    if problems:
+        log.warning("preset %s: %d quantizers are asymmetric (not for TensorRT)", options.preset, len(problems))
+    info = {
+        "tool": f"nncf {nncf.__version__}",
+        "preset": options.preset,
+        "subset_size": min(options.subset_size, len(images)),
+        "calibration_split": options.calibration_split,
+        "seed": options.seed,
+        "fast_bias_correction": options.fast_bias_correction,
+        "ignored_patterns": patterns,
+        "ignored_types": types,
+        "signed_input_quantizers": signed,
+        "quantize_linear_nodes": sum(n.op_type == "QuantizeLinear" for n in quantized.graph.node),
+        "tensorrt_compatible": not problems,
+        "fp32_sha256": sha256_file(fp32_path),
+        "seconds": round(seconds, 1),
+    }
+    meta = dataclasses.replace(metadata, precision="int8", extra={**metadata.extra, "quantization": info})
+    props = {p.key: p.value for p in model.metadata_props} | {METADATA_KEY: meta.to_json()}
+    del quantized.metadata_props[:]
+    for key, value in props.items():
+        quantized.metadata_props.add(key=key, value=value)
+    return quantized, info
+
+
+@contextlib.contextmanager
+def _nncf_output_on_stderr(nncf: Any) -> Iterator[None]:
+    """NNCF logs and draws progress bars on stdout, which carries the command's JSON result: send them to stderr,
+    and keep its per-node INFO lines (hundreds) out unless asked for."""
+    from nncf.common.logging import nncf_logger
+
+    nncf.set_log_level(logging.INFO if log.isEnabledFor(logging.DEBUG) else logging.WARNING)
+    streams = [(h, h.setStream(sys.stderr)) for h in nncf_logger.handlers if isinstance(h, logging.StreamHandler)]
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        for handler, stream in streams:
+            if stream is not None:
+                handler.setStream(stream)
+
+
+def val_map(model_path: Path, dataset_dir: Path, split: str) -> dict[str, float]:
+    with Detector.load(model_path, backend=_GATE_BACKEND) as detector:
+        return evaluate_split(detector, dataset_dir, split).as_dict()
+
+
+def export_int8(onnx_path: Path, out: Path, dataset_dir: Path, options: Int8Config) -> dict[str, Any]:
+    """Quantize `onnx_path` into `out` if the gate passes; AccuracyGateError (with both numbers) otherwise.
+
+    Nothing appears at `out` unless the gate passed; a stale file there is removed when it fails, so no INT8 model
+    that looks good is left behind."""
+    import onnx
+
+    onnx_path, out, dataset_dir = Path(onnx_path), Path(out), Path(dataset_dir)
+    model, metadata = load_fp32_onnx(onnx_path)
+    images = calibration_images(dataset_dir, options.calibration_split, options.subset_size, options.seed)
+    if not list_split_images(dataset_dir, options.gate_split):
+        raise DatasetError(f"no gate images: {dataset_dir / 'images' / options.gate_split} has no image files")
+    quantized, info = quantize_model(model, metadata, onnx_path, images, options)
+    data = quantized.SerializeToString()
+    with tempfile.TemporaryDirectory(prefix="int8-") as tmp:
+        candidate = Path(tmp) / out.name
+        candidate.write_bytes(data)
+        onnx.checker.check_model(str(candidate))
+        fp32 = val_map(onnx_path, dataset_dir, options.gate_split)
+        int8 = val_map(candidate, dataset_dir, options.gate_split)
+    drop = fp32["mAP50-95"] - int8["mAP50-95"]
+    gate = {"split": options.gate_split, "fp32": fp32, "int8": int8, "drop": drop, "max_drop": options.max_map_drop}
+    if drop > options.max_map_drop:
+        out.unlink(missing_ok=True)
+        raise AccuracyGateError(
+            f"INT8 gate failed: {options.gate_split} mAP50-95 {int8['mAP50-95']:.4f} (INT8) vs {fp32['mAP50-95']:.4f} "
+            f"(FP32), a drop of {drop:.4f} > export.int8.max_map_drop {options.max_map_drop}; {out} not written"
+        )
+    write_atomic(out, data)
+    return {"model": str(out), "source": str(onnx_path), "sha256": sha256_file(out), "quantization": info, "gate": gate}

@@ -1,0 +1,73 @@
+"""The OpenVINO backend's static-shape cache: one compiled model per letterboxed input shape, bounded, and the same
+detections as ONNX Runtime on images of mixed sizes, also from several threads at once."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from detector.config import OpenVinoConfig
+from detector.evaluation import read_rgb
+from detector.runtime import BackendOptions, Detector
+
+pytest.importorskip("openvino")
+
+CONF = 0.1
+
+
+def _mixed_images(dataset_dir: Path) -> list[np.ndarray]:
+    base = [read_rgb(p) for p in sorted((dataset_dir / "images" / "val").glob("*.jpg"))[:6]]
+    # Square, landscape, portrait, and a large one: four distinct letterbox shapes at 128 px.
+    return [base[0], base[1][:64], base[2][:, :80], np.ascontiguousarray(np.tile(base[3], (3, 5, 1))), *base[4:]]
+
+
+def _options(shape_cache: int) -> BackendOptions:
+    return BackendOptions(device="cpu", openvino=OpenVinoConfig(shape_cache=shape_cache))
+
+
+def _assert_same(a, b) -> None:  # type: ignore[no-untyped-def]
+    assert len(a) == len(b)
+    np.testing.assert_allclose(a.xyxy, b.xyxy, atol=0.05)
+    np.testing.assert_allclose(a.confidence, b.confidence, atol=1e-3)
+    np.testing.assert_array_equal(a.class_id, b.class_id)
+
+
+def test_static_shapes_match_onnxruntime_on_mixed_sizes(model_path: Path, dataset_dir: Path) -> None:
+    images = _mixed_images(dataset_dir)
+    with Detector.load(model_path, "onnxruntime", conf=CONF) as ref:
+        expected = [ref.predict(im) for im in images]
+    assert sum(len(e) for e in expected) >= 5
+    with Detector.load(model_path, "openvino", options=_options(8), conf=CONF) as det:
+        assert det.rect  # the backend still reports a dynamic input, so the runtime letterboxes per rectangle
+        got = [det.predict(im) for im in images]
+        shapes = det.backend.cached_shapes  # type: ignore[attr-defined]
+    for a, b in zip(expected, got, strict=True):
+        _assert_same(a, b)
+    assert len(shapes) == len(set(shapes)) >= 3
+    assert all(-1 not in s for s in shapes)
+
+
+def test_cache_is_bounded_and_stays_correct_under_threads(model_path: Path, dataset_dir: Path) -> None:
+    images = _mixed_images(dataset_dir)
+    with Detector.load(model_path, "onnxruntime", conf=CONF) as ref:
+        expected = [ref.predict(im) for im in images]
+    with Detector.load(model_path, "openvino", options=_options(2), conf=CONF) as det:
+        with ThreadPoolExecutor(4) as pool:
+            got = list(pool.map(det.predict, images * 3))
+        assert len(det.backend.cached_shapes) <= 2  # type: ignore[attr-defined]
+    for a, b in zip(expected * 3, got, strict=True):
+        _assert_same(a, b)
+
+
+def test_shape_cache_zero_compiles_the_dynamic_model_once(model_path: Path, dataset_dir: Path) -> None:
+    images = _mixed_images(dataset_dir)[:3]
+    with (
+        Detector.load(model_path, "onnxruntime", conf=CONF) as ref,
+        Detector.load(model_path, "openvino", options=_options(0), conf=CONF) as det,
+    ):
+        for im in images:
+            _assert_same(ref.predict(im), det.predict(im))
+        assert det.backend.cached_shapes == []  # type: ignore[attr-defined]

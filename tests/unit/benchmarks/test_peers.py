@@ -1,0 +1,93 @@
+"""The peers benchmark's parts: its photos, its ratios and table, and the afternoon service it starts."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.peers import peer_photos, ratios, to_markdown
+
+
+def test_photos_are_the_real_ones_plus_a_1920x1080_jpeg() -> None:
+    pytest.importorskip("ultralytics")
+    photos = peer_photos()
+    assert [(name, img.shape[:2]) for name, img, _ in photos] == [
+        ("bus.jpg", (1080, 810)),
+        ("zidane.jpg", (720, 1280)),
+        ("zidane-1920x1080.jpg", (1080, 1920)),
+    ]
+    assert all(data[:2] == b"\xff\xd8" for _, _, data in photos)  # JPEG bytes, as HTTP clients send them
+
+
+def _report() -> dict:
+    summary = {"p50_ms": 10.0, "p90_ms": 12.0, "n": 30.0}
+    return {
+        "created": "now",
+        "command": ["python", "-m", "benchmarks.peers"],
+        "machine": {"cpu": "test cpu", "cores": 2},
+        "threads": 2,
+        "size": 640,
+        "images": ["a.jpg 10x10"],
+        "errors": [],
+        "in_process": {
+            "ours openvino fp32": {**summary, "p50_ms": 9.0},
+            "ultralytics-openvino": {**summary, "p50_ms": 12.0},
+            "ours openvino int8": {**summary, "p50_ms": 6.0},
+            "ultralytics-openvino-int8": {**summary, "p50_ms": 8.0},
+        },
+        "http": [
+            {"service": "ours, INT8", "concurrency": 1, "p50_ms": 7.0, "throughput_rps": 100.0, "errors": 0},
+            {"service": "ours, INT8", "concurrency": 4, "p50_ms": 20.0, "throughput_rps": 150.0, "errors": 0},
+            {"service": "afternoon service, X", "concurrency": 1, "p50_ms": 14.0, "throughput_rps": 70.0, "errors": 0},
+            {"service": "afternoon service, X", "concurrency": 4, "p50_ms": 40.0, "throughput_rps": 100.0, "errors": 0},
+        ],
+    }
+
+
+def test_ratios_against_the_targets() -> None:
+    got = ratios(_report())
+    assert got["ours ov fp32 / ultralytics ov fp32 (target <= 0.9)"] == 0.75
+    assert got["http c=1 p50: ours / afternoon service (target <= 1.0)"] == 0.5
+    assert got["http c=4 throughput: ours / afternoon service (target >= 1.3)"] == 1.5
+    assert got["http overhead c=1 ms: ours http - ours in-process int8 (target <= 2)"] == 1.0
+    table = to_markdown({**_report(), "ratios": got})
+    assert "test cpu" in table and "| ours openvino int8 | 6.0 |" in table
+
+
+def test_afternoon_service_answers_predict(model_path: Path, sample_photos: list[Path], monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    testclient = pytest.importorskip("fastapi.testclient")
+    monkeypatch.setenv("AFTERNOON_MODEL", str(model_path))
+    monkeypatch.setenv("AFTERNOON_IMGSZ", "128")
+    sys.modules.pop("benchmarks.afternoon_service", None)
+    app = importlib.import_module("benchmarks.afternoon_service").app
+    with testclient.TestClient(app) as client:
+        assert client.get("/health").json() == {"status": "ok"}
+        response = client.post("/predict", files={"file": ("bus.jpg", sample_photos[0].read_bytes(), "image/jpeg")})
+    assert response.status_code == 200
+    assert isinstance(response.json()["detections"], list)
+
+
+def test_an_int8_model_is_not_silently_replaced_by_an_fp32_re_export(tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    from benchmarks.inputs import prepare_models
+    from detector.runtime.metadata import METADATA_KEY, ModelMetadata
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
+    model = helper.make_model(graph)
+    meta = ModelMetadata(names={0: "a"}, imgsz=(128, 128), precision="int8")
+    model.metadata_props.add(key=METADATA_KEY, value=meta.to_json())
+    path = tmp_path / "model.int8.onnx"
+    onnx.save(model, str(path))
+    models = prepare_models(path, [128, 640], weights=path, cache_dir=tmp_path / "cache")
+    assert [v.size for v in models.variants] == [128]
+    assert any("INT8" in note for note in models.notes) and not models.errors
