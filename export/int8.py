@@ -203,7 +203,7 @@ def quantize_model(
         "fp32_sha256": sha256_file(fp32_path),
         "seconds": round(seconds, 1),
     }
-    meta = dataclasses.replace(metadata, precision="int8", extra={**metadata.extra, "quantization": info})
+    meta = dataclasses.replace(metadata, precision="int8", quantization=info)
     props = {p.key: p.value for p in model.metadata_props} | {METADATA_KEY: meta.to_json()}
     del quantized.metadata_props[:]
     for key, value in props.items():

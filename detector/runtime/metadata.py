@@ -9,7 +9,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,6 +31,8 @@ class ModelMetadata:
     weights_sha256: str = ""
     dataset_version: str = ""
     precision: str = "fp32"
+    # How an INT8 model was made (`detector export int8`: tool, preset, calibration, gate); empty otherwise.
+    quantization: dict[str, Any] = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:

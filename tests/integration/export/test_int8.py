@@ -43,7 +43,7 @@ def test_writes_int8_model_with_metadata_and_gate_numbers(int8_run: tuple[Path, 
         fp32.version,
         fp32.weights_sha256,
     )
-    assert int8.extra["quantization"]["tool"].startswith("nncf ")
+    assert int8.quantization["tool"].startswith("nncf ")
     gate = report["gate"]
     assert gate["fp32"]["mAP50-95"] - gate["int8"]["mAP50-95"] <= 0.01
     assert gate["int8"]["mAP50-95"] > 0  # the known failure: mAP collapsing to zero when the box decode is quantized
