@@ -52,13 +52,19 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service = Service(config, factory, app_metrics)
         app.state.service = service
-        loading = asyncio.create_task(asyncio.to_thread(service.load_initial))
-        # The drawing/tracking libraries take seconds to import (scipy): pay that at start-up, not on a request.
-        preloading = asyncio.create_task(asyncio.to_thread(preload_drawing))
+        def start() -> None:
+            # The drawing/tracking libraries take seconds to import (scipy): pay that before /health says ok, not
+            # on a request, and not while the first requests are served (an import holds the GIL for seconds).
+            try:
+                preload_drawing()
+            except Exception:  # drawing is one route's concern: never let it stop the model from loading
+                log.exception("could not preload the drawing library; /predict/annotated will load it on first use")
+            service.load_initial()
+
+        loading = asyncio.create_task(asyncio.to_thread(start))
         try:
             yield
         finally:
-            await preloading
             service.status = "shutting_down"
             await loading  # a load cannot be interrupted; wait so its model gets closed, not leaked
             await asyncio.to_thread(service.close)

@@ -146,3 +146,12 @@ def decode_base64(value: str) -> bytes:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise BadRequestError(f"'image_base64' is not valid base64: {exc}") from None
+
+
+def require_multipart(request: Request, expected: str) -> None:
+    """415 unless the body is multipart/form-data (`expected` says which parts to send), 400 without a boundary."""
+    ctype = request.headers.get("content-type", "")
+    if ctype.split(";", 1)[0].strip().lower() != "multipart/form-data":
+        raise UnsupportedMediaTypeError(f"send {expected} as multipart/form-data (got {ctype or 'no'} Content-Type)")
+    if "boundary=" not in ctype:
+        raise BadRequestError("multipart/form-data Content-Type has no boundary parameter")

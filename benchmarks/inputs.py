@@ -18,13 +18,12 @@ import numpy.typing as npt
 from PIL import Image
 
 from benchmarks.errors import BenchmarkInputError
+from detector.data.yolo_format import IMAGE_SUFFIXES
 from detector.errors import DetectorError
 from detector.runtime.images import read_image
 from detector.runtime.metadata import ModelMetadata, read_onnx_metadata, sha256_file
 
 log = logging.getLogger("benchmarks")
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 @dataclass(frozen=True)
@@ -122,7 +121,7 @@ def load_images(folder: Path | None, limit: int = 16) -> tuple[list[npt.NDArray[
             raise BenchmarkInputError(f"image folder not found: {folder}")
         paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
         if not paths:
-            raise BenchmarkInputError(f"no {'/'.join(IMAGE_SUFFIXES)} images in {folder}")
+            raise BenchmarkInputError(f"no {'/'.join(sorted(IMAGE_SUFFIXES))} images in {folder}")
         try:
             return [read_image(p) for p in paths], str(folder)
         except DetectorError as exc:

@@ -22,10 +22,8 @@ import json
 import logging
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,7 +49,7 @@ from benchmarks.runners import (
     Runner,
     UltralyticsRunner,
 )
-from benchmarks.service import free_port, local_service
+from benchmarks.service import free_port, http_server, local_service
 from benchmarks.stats import Budget, summarize
 from detector.config import Int8Config, OpenVinoConfig
 from detector.data import load_names
@@ -129,33 +127,8 @@ def afternoon_service(model: Path, size: int, startup_s: float = 180.0) -> Itera
     port = free_port()
     env = {**os.environ, "AFTERNOON_MODEL": str(model), "AFTERNOON_IMGSZ": str(size)}
     cmd = [sys.executable, "-m", "uvicorn", "benchmarks.afternoon_service:app", "--port", str(port)]
-    log_file = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed below, after the child
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log_file, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + startup_s
-        while True:
-            if proc.poll() is not None:
-                log_file.seek(0)
-                lines = log_file.read().strip().splitlines()
-                raise BenchmarkInputError(f"afternoon service exited with {proc.returncode}: {lines[-1:]}")
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise BenchmarkInputError(f"afternoon service not healthy within {startup_s:.0f} s")
-            time.sleep(0.5)
+    with http_server(cmd, env, port, "the afternoon service", startup_s) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log_file.close()
 
 
 class _Cycle:

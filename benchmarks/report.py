@@ -6,14 +6,13 @@ previous complete report (or nothing), never a half file. A report with a failed
 
 from __future__ import annotations
 
+import io
 import json
-import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from benchmarks.targets import BASELINES, TARGET_SIZE
+from detector.files import write_atomic
 
 JSON_NAME, MD_NAME, PNG_NAME = "benchmark.json", "benchmark.md", "benchmark.png"
 
@@ -157,7 +156,7 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(report: dict[str, Any], path: Path) -> None:
+def plot(report: dict[str, Any], path: Path | BinaryIO) -> None:
     """Per-image latency vs batch per runner (one panel per size), and HTTP throughput vs concurrency."""
     import matplotlib
 
@@ -199,20 +198,8 @@ def plot(report: dict[str, Any], path: Path) -> None:
         fontsize=10,
     )
     fig.tight_layout()
-    fig.savefig(path, dpi=110, format="png")  # the temporary name has no .png suffix to infer it from
+    fig.savefig(path, dpi=110, format="png")  # a file object has no .png suffix to infer it from
     plt.close(fig)
-
-
-def _atomic(path: Path, write: Callable[[Path], object]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_report(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
@@ -221,7 +208,9 @@ def write_report(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     paths = {"png": out_dir / PNG_NAME, "md": out_dir / MD_NAME, "json": out_dir / JSON_NAME}
     text = markdown(report)
     body = json.dumps(report, indent=2, sort_keys=False, default=str) + "\n"
-    _atomic(paths["png"], lambda p: plot(report, p))
-    _atomic(paths["md"], lambda p: p.write_text(text, encoding="utf-8"))
-    _atomic(paths["json"], lambda p: p.write_text(body, encoding="utf-8"))
+    png = io.BytesIO()
+    plot(report, png)
+    write_atomic(paths["png"], png.getvalue())
+    write_atomic(paths["md"], text)
+    write_atomic(paths["json"], body)
     return paths

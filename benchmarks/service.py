@@ -24,49 +24,45 @@ def free_port() -> int:
 
 
 @contextmanager
-def local_service(model: Path, backend: str, threads: int, startup_s: float = 120.0) -> Iterator[str]:
-    """`detector serve` on `model` with `backend` on a free local port; yields its base URL once /health is 200."""
-    port = free_port()
-    env = {**os.environ, "DETECTOR_INFERENCE__THREADS": str(threads)}
-    cmd = [
-        sys.executable,
-        "-m",
-        "cli",
-        "serve",
-        "--model",
-        str(model),
-        "--backend",
-        backend,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
-    # A file, not a pipe, for the server's log: nobody reads a pipe while it serves, and a full one would block it.
+def http_server(cmd: list[str], env: dict[str, str], port: int, name: str, startup_s: float = 120.0) -> Iterator[str]:
+    """Run `cmd`, an HTTP server listening on 127.0.0.1:`port`, until its /health is 200; yield its base URL;
+    SIGTERM it (graceful shutdown) at the end. Its stderr goes to a temporary file, not a pipe: nobody reads a
+    pipe while it serves, and a full one would block it."""
+    url = f"http://127.0.0.1:{port}"
     log_file = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed in the finally below, after the child
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log_file, text=True)
-    url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + startup_s
         while True:
             if proc.poll() is not None:
                 log_file.seek(0)
                 err = log_file.read().strip().splitlines()
-                raise BenchmarkInputError(f"the service exited with {proc.returncode}: {err[-1] if err else '?'}")
+                raise BenchmarkInputError(f"{name} exited with {proc.returncode}: {err[-1] if err else '?'}")
             try:
                 if httpx.get(f"{url}/health", timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                raise BenchmarkInputError(f"the service did not become healthy within {startup_s:.0f} s")
+                raise BenchmarkInputError(f"{name} did not become healthy within {startup_s:.0f} s")
             time.sleep(0.5)
         yield url
     finally:
-        proc.terminate()  # SIGTERM: graceful shutdown
+        proc.terminate()
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
         log_file.close()
+
+
+@contextmanager
+def local_service(model: Path, backend: str, threads: int, startup_s: float = 120.0) -> Iterator[str]:
+    """`detector serve` on `model` with `backend` on a free local port; yields its base URL once /health is 200."""
+    port = free_port()
+    env = {**os.environ, "DETECTOR_INFERENCE__THREADS": str(threads)}
+    cmd = [sys.executable, "-m", "cli", "serve", "--model", str(model), "--backend", backend]
+    cmd += ["--host", "127.0.0.1", "--port", str(port)]
+    with http_server(cmd, env, port, "the service", startup_s) as url:
+        yield url

@@ -23,11 +23,10 @@ from starlette.requests import Request
 from api.batching import Reservation
 from api.deps import ReadyServiceDep
 from api.errors import (
-    BadRequestError,
     UnprocessableError,
-    UnsupportedMediaTypeError,
     status_for,
 )
+from api.inputs import require_multipart
 from api.params import ClassesQuery, ConfQuery, IouQuery, MaxDetQuery
 from api.pipeline import class_filter, group_key
 from api.schemas import error_responses
@@ -92,14 +91,7 @@ async def predict_batch(
     started = time.perf_counter()
     key = group_key(service, conf, iou, max_det)
     wanted = class_filter(service, classes)
-    ctype = request.headers.get("content-type", "")
-    if ctype.split(";", 1)[0].strip().lower() != "multipart/form-data":
-        raise UnsupportedMediaTypeError(
-            f"/predict/batch takes multipart/form-data with one 'files' part per image (got {ctype or 'no'} "
-            "Content-Type); for one image as JSON use /predict"
-        )
-    if "boundary=" not in ctype:
-        raise BadRequestError("multipart/form-data Content-Type has no boundary parameter")
+    require_multipart(request, "one 'files' part per image (for one image as JSON use /predict)")
     limit = service.config.inference.server.max_batch_files
     reservations: list[Reservation] = []
     try:

@@ -43,6 +43,7 @@ from api.errors import (
     UnsupportedMediaTypeError,
     status_for,
 )
+from api.inputs import require_multipart
 from api.params import ClassesQuery, ConfQuery, IouQuery, MaxDetQuery
 from api.pipeline import class_filter, group_key
 from api.schemas import error_responses
@@ -158,13 +159,7 @@ async def predict_video(
     started = time.perf_counter()
     key = group_key(service, conf, iou, max_det)
     wanted = class_filter(service, classes)
-    ctype = request.headers.get("content-type", "")
-    if ctype.split(";", 1)[0].strip().lower() != "multipart/form-data":
-        raise UnsupportedMediaTypeError(
-            f"send the clip as multipart/form-data field 'file' (got {ctype or 'no'} Content-Type)"
-        )
-    if "boundary=" not in ctype:
-        raise BadRequestError("multipart/form-data Content-Type has no boundary parameter")
+    require_multipart(request, "the clip as field 'file'")
     job: _VideoJob | None = None
     try:
         # Uploads are bounded apart from the inference queue: a slow sender holds an upload place, never a queue

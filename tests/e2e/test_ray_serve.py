@@ -61,6 +61,9 @@ def cluster(model_path: Path) -> Iterator[Cluster]:
             f"inference.server.port={port}",
             "inference.threads=1",
             f"inference.server.queue_size={QUEUE_SIZE}",
+            # Full-size decoding, as the library decodes: the photos are large enough for `reduced` to decode them at
+            # the model's size, which is a different (equally valid) input than the one compared against.
+            "inference.server.decode_mode=exact",
         ],
         config_dir=REPO / "configs",
     )

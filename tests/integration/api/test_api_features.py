@@ -246,7 +246,7 @@ def test_video_bad_input_is_4xx_and_leaves_nothing(
 
 def test_video_wrong_form_is_4xx(app: TestClient) -> None:
     r = app.post("/predict/video", content=b"{}", headers={"content-type": "application/json"})
-    assert r.status_code == 415 and "multipart/form-data field 'file'" in r.json()["detail"]
+    assert r.status_code == 415 and "multipart/form-data" in r.json()["detail"] and "'file'" in r.json()["detail"]
     r = app.post("/predict/video", data={"file": "text, not a file"}, files=[("x", ("a", b"1", "text/plain"))])
     assert r.status_code == 400 and "named 'file'" in r.json()["detail"]
     r = app.post("/predict/video", params={"vid_stride": 0}, files={"file": ("a.mp4", b"1", "video/mp4")})
