@@ -52,6 +52,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service = Service(config, factory, app_metrics)
         app.state.service = service
+
         def start() -> None:
             # The drawing/tracking libraries take seconds to import (scipy): pay that before /health says ok, not
             # on a request, and not while the first requests are served (an import holds the GIL for seconds).
