@@ -24,6 +24,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import serve_ray  # noqa: F401 - first: it tells Ray (before Ray is imported) not to re-create workers with uv
+
 pytest.importorskip("ray", reason="the `ray` extra is not installed (make install-ray)")
 
 from ray import serve
