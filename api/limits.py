@@ -70,7 +70,6 @@ class BodySizeLimitMiddleware:
                 return
 
         received = 0
-        started = False
 
         async def counting_receive() -> Message:
             nonlocal received
@@ -81,17 +80,7 @@ class BodySizeLimitMiddleware:
                     raise BodyTooLarge(message)
             return msg
 
-        async def tracking_send(msg: Message) -> None:
-            nonlocal started
-            if msg["type"] == "http.response.start":
-                started = True
-            await send(msg)
-
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except BodyTooLarge:
-            if not started:
-                await error_response(413, message, {"Connection": "close"})(scope, receive, send)
+        await _refuse_on(BodyTooLarge, 413, message, self.app, scope, counting_receive, receive, send)
 
 
 class BodyReadTimeout(HTTPException):
@@ -121,7 +110,6 @@ class ReadTimeoutMiddleware:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout_s
         body_done = False
-        started = False
         message = f"the request body did not arrive within the read timeout of {self.timeout_s:g} s"
 
         async def timed_receive() -> Message:
@@ -140,14 +128,32 @@ class ReadTimeoutMiddleware:
                 body_done = True
             return msg
 
-        async def tracking_send(msg: Message) -> None:
-            nonlocal started
-            if msg["type"] == "http.response.start":
-                started = True
-            await send(msg)
+        await _refuse_on(BodyReadTimeout, 408, message, self.app, scope, timed_receive, receive, send)
 
-        try:
-            await self.app(scope, timed_receive, tracking_send)
-        except BodyReadTimeout:
-            if not started:
-                await error_response(408, message, {"Connection": "close"})(scope, receive, send)
+
+async def _refuse_on(
+    error: type[HTTPException],
+    status: int,
+    message: str,
+    app: ASGIApp,
+    scope: Scope,
+    guarded_receive: Receive,
+    receive: Receive,
+    send: Send,
+) -> None:
+    """Run `app` reading the body through `guarded_receive`; when that raises `error` before the app has started
+    its response, answer `status` with `message` and `Connection: close` (the client may still be sending). Once a
+    response has started it cannot be replaced: the error then just ends the request."""
+    started = False
+
+    async def tracking_send(msg: Message) -> None:
+        nonlocal started
+        if msg["type"] == "http.response.start":
+            started = True
+        await send(msg)
+
+    try:
+        await app(scope, guarded_receive, tracking_send)
+    except error:
+        if not started:
+            await error_response(status, message, {"Connection": "close"})(scope, receive, send)

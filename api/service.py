@@ -32,7 +32,7 @@ from detector.errors import DetectorError, ModelLoadError
 from detector.runtime import Detections
 from detector.runtime.backends.base import BackendOptions
 from detector.runtime.engines import EngineBuilder
-from detector.runtime.images import DecodedImage, decode_image, decode_image_scaled, probe_image
+from detector.runtime.images import DecodedImage, decode_image_scaled, probe_image
 from detector.runtime.model_source import is_registry_uri
 
 log = logging.getLogger("api")
@@ -189,23 +189,21 @@ class Service:
         return (int(size[0]), int(size[1])) if size else None
 
     @asynccontextmanager
-    async def decoded(self, data: bytes) -> AsyncIterator[DecodedImage]:
+    async def decoded(self, data: bytes, full_size: bool = False) -> AsyncIterator[DecodedImage]:
         """Decode within the shared pixel budget; the pixels stay counted until the `with` block ends (the
-        decoded array lives that long). 4xx for bad images, 503 + Retry-After when the budget stays full."""
+        decoded array lives that long). `full_size` decodes every pixel whatever `decode_mode` says. 4xx for bad
+        images, 503 + Retry-After when the budget stays full."""
         server = self.config.inference.server
         loop = asyncio.get_running_loop()
-        reduce_to = self.reduce_to()
+        reduce_to = None if full_size else self.reduce_to()
         probe = await loop.run_in_executor(self.decode_pool, probe_image, data, server.max_pixels, reduce_to)
         async with self.pixels.hold(probe.decoded_pixels, server.decode_wait_s):
             yield await loop.run_in_executor(self.decode_pool, decode_image_scaled, data, server.max_pixels, reduce_to)
 
     async def decode(self, data: bytes) -> npt.NDArray[np.uint8]:
         """Full-size decode (exact), within the pixel budget while it runs."""
-        max_pixels = self.config.inference.server.max_pixels
-        loop = asyncio.get_running_loop()
-        probe = await loop.run_in_executor(self.decode_pool, probe_image, data, max_pixels, None)
-        async with self.pixels.hold(probe.decoded_pixels, self.config.inference.server.decode_wait_s):
-            return await loop.run_in_executor(self.decode_pool, decode_image, data, max_pixels)
+        async with self.decoded(data, full_size=True) as image:
+            return image.pixels
 
     # -- shutdown -----------------------------------------------------------------------------------------------
 
