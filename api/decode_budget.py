@@ -30,14 +30,36 @@ class PixelBudget:
         if metrics is not None:
             metrics.pixels_held.set_function(lambda: float(self.held))
 
+    def _clamp(self, pixels: int) -> int:
+        return max(1, min(pixels, self.capacity))  # config guarantees capacity >= max_pixels; never deadlock
+
     @asynccontextmanager
     async def hold(self, pixels: int, wait_s: float) -> AsyncIterator[None]:
-        pixels = max(1, min(pixels, self.capacity))  # config guarantees capacity >= max_pixels; never deadlock
+        pixels = self._clamp(pixels)
         await self._acquire(pixels, wait_s)
         try:
             yield
         finally:
             self._release(pixels)
+
+    def try_take(self, pixels: int) -> int:
+        """Take `pixels` now if nobody waits and they fit (the pixels taken), else take nothing (0). The caller
+        gives them back with `give_back`, or part of them earlier with `shrink`."""
+        pixels = self._clamp(pixels)
+        if self._waiters or self.held + pixels > self.capacity:
+            return 0
+        self.held += pixels
+        return pixels
+
+    def shrink(self, taken: int, needed: int) -> int:
+        """Keep `needed` of the `taken` pixels, giving the rest back now (waiters may fit); returns what is kept."""
+        needed = min(taken, self._clamp(needed))
+        if needed < taken:
+            self._release(taken - needed)
+        return needed
+
+    def give_back(self, pixels: int) -> None:
+        self._release(pixels)
 
     async def _acquire(self, pixels: int, wait_s: float) -> None:
         if not self._waiters and self.held + pixels <= self.capacity:

@@ -12,6 +12,7 @@ from typing import Any
 import uvicorn
 
 from api.app import create_app
+from api.http_protocol import bounded_protocol
 from api.service import model_file_problem
 from detector.config import Config
 from detector.errors import ModelLoadError
@@ -70,16 +71,14 @@ def serve(
 def uvicorn_options(config: Config) -> dict[str, Any]:
     """The HTTP server's limits, set on purpose rather than left at uvicorn's defaults.
 
-    h11, not httptools: h11 bounds the request line plus headers (`max_header_bytes`; a bigger one gets 400 and the
-    connection closes), httptools buffers headers of any size (a 1 MB header was answered 200). Parsing costs a
-    little more CPU per request, which is small beside decoding and inference.
+    httptools (C parser) with a bound on the request line plus headers (`max_header_bytes`; a bigger one gets 400 and
+    the connection closes): see api/http_protocol.py for why not h11. uvloop is uvicorn's default where installed.
     """
     server = config.inference.server
     return {
         "host": server.host,
         "port": server.port,
-        "http": "h11",
-        "h11_max_incomplete_event_size": server.max_header_bytes,
+        "http": bounded_protocol(server.max_header_bytes),
         "timeout_keep_alive": max(1, round(server.keep_alive_s)),
         "limit_concurrency": server.max_connections,  # beyond: uvicorn answers 503 before the app sees it
         "timeout_graceful_shutdown": int(server.request_timeout_s) + 1,
