@@ -43,11 +43,13 @@ from benchmarks.machine import library_versions, machine_info, usable_cores
 from benchmarks.runners import (
     ULTRALYTICS_ONNX,
     ULTRALYTICS_OPENVINO,
+    ULTRALYTICS_OPENVINO_F32,
     ULTRALYTICS_OPENVINO_INT8,
     Calls,
     DetectorRunner,
     Runner,
     UltralyticsRunner,
+    force_openvino_f32,
 )
 from benchmarks.service import free_port, http_server, local_service
 from benchmarks.stats import Budget, summarize
@@ -241,7 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _runner_specs(fp32: Path, int8: Path, ov_fp32: Path, ov_int8: Path, size: int, threads: int) -> dict[str, Any]:
+def _runner_specs(
+    fp32: Path, int8: Path, ov_fp32: Path, ov_int8: Path, size: int, threads: int, image: Image_
+) -> dict[str, Any]:
     """name -> a function that loads the runner (loaded only when its backend runs here)."""
     specs: dict[str, Any] = {
         "ours openvino fp32": lambda: DetectorRunner("openvino", fp32, threads, name="ours openvino fp32"),
@@ -257,6 +261,9 @@ def _runner_specs(fp32: Path, int8: Path, ov_fp32: Path, ov_int8: Path, size: in
         ULTRALYTICS_ONNX: lambda: UltralyticsRunner(ULTRALYTICS_ONNX, fp32, size, threads),
         ULTRALYTICS_OPENVINO: lambda: UltralyticsRunner(ULTRALYTICS_OPENVINO, ov_fp32, size, threads),
         ULTRALYTICS_OPENVINO_INT8: lambda: UltralyticsRunner(ULTRALYTICS_OPENVINO_INT8, ov_int8, size, threads),
+        ULTRALYTICS_OPENVINO_F32: lambda: force_openvino_f32(
+            UltralyticsRunner(ULTRALYTICS_OPENVINO, ov_fp32, size, threads), image
+        ),
     }
     status = backends.available()
     if status.get("tensorrt") == "":  # a GPU host: TensorRT FP16 joins (INT8 engines: see README)
@@ -304,7 +311,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "openvino_default_precision": _openvino_default_precision(),
     }
     runners: dict[str, Runner] = {}
-    for name, load in _runner_specs(fp32, int8, ov_fp32, ov_int8, args.size, threads).items():
+    for name, load in _runner_specs(fp32, int8, ov_fp32, ov_int8, args.size, threads, photos[0][1]).items():
         try:
             runners[name] = load()
         except Exception as exc:  # a runner that cannot load is reported, the others still run
@@ -344,6 +351,9 @@ def ratios(report: dict[str, Any]) -> dict[str, float | None]:
     out = {
         "ours ov fp32 / ultralytics ov fp32 (target <= 0.9)": r(
             p50.get("ours openvino fp32"), p50.get(ULTRALYTICS_OPENVINO)
+        ),
+        "ours ov fp32 / ultralytics ov fp32 forced to f32 (same compute precision)": r(
+            p50.get("ours openvino fp32"), p50.get(ULTRALYTICS_OPENVINO_F32)
         ),
         "ours ov int8 / ultralytics ov int8": r(p50.get("ours openvino int8"), p50.get(ULTRALYTICS_OPENVINO_INT8)),
         "ours ov bf16 / ultralytics ov fp32 (same compute precision where the default is bf16)": r(

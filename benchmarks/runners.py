@@ -7,6 +7,7 @@ so overhead = e2e - backend.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ ULTRALYTICS_PT = "ultralytics-pt"
 # strongest CPU path a user has without this project (benchmarks.peers).
 ULTRALYTICS_OPENVINO = "ultralytics-openvino"
 ULTRALYTICS_OPENVINO_INT8 = "ultralytics-openvino-int8"
+ULTRALYTICS_OPENVINO_F32 = "ultralytics-openvino (forced f32)"  # the same export computing in f32, as ours does
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,7 @@ class UltralyticsRunner:
         torch.set_num_threads(threads)
         self.name = name
         self.size = size
+        self.path = model
         self.model: Any = YOLO(str(model), task="detect")
 
     def prepare(self, images: Images) -> Calls:
@@ -122,3 +125,30 @@ class UltralyticsRunner:
 
     def close(self) -> None:
         self.model = None
+
+
+def force_openvino_f32(runner: UltralyticsRunner, image: npt.NDArray[np.uint8]) -> UltralyticsRunner:
+    """`runner` (an Ultralytics OpenVINO model) recompiled to compute in f32, as ours does by default.
+
+    Ultralytics compiles its OpenVINO models with only `PERFORMANCE_HINT: LATENCY`, so on CPUs with AVX512_BF16/AMX
+    they compute in bf16 (OpenVINO's default there); this gives the same-precision comparison. It reaches into
+    Ultralytics' `OpenVINOBackend` (8.4: `predictor.model.backend.compile_model`, a partial of `core.compile_model`
+    with that config) after one predict has built it.
+    """
+    import openvino as ov
+
+    bgr = np.ascontiguousarray(image[..., ::-1])
+    runner.model.predict(bgr, imgsz=runner.size, device="cpu", verbose=False)
+    backend = runner.model.predictor.model.backend
+    compile_model = backend.compile_model
+    config = {**compile_model.keywords["config"], "INFERENCE_PRECISION_HINT": ov.Type.f32}
+    backend.compile_model = functools.partial(
+        compile_model.func, device_name=compile_model.keywords["device_name"], config=config
+    )
+    xml = next(runner.path.glob("*.xml"))  # the export folder's model, as Ultralytics read it
+    backend.ov_compiled_model = backend.compile_model(ov.Core().read_model(str(xml)))
+    precision = backend.ov_compiled_model.get_property("INFERENCE_PRECISION_HINT")
+    if str(precision) not in ("<Type: 'float32'>", "f32", "float32"):
+        raise RuntimeError(f"could not force f32 on {runner.name}: it reports {precision}")
+    runner.name = ULTRALYTICS_OPENVINO_F32
+    return runner
