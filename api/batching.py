@@ -18,6 +18,12 @@ Library errors raised at inference are the server's fault (the image was already
 as 503 (`ModelUnavailableError`: model/backend unusable) or 500 (`InferenceFailedError`), never as 4xx.
 
 Inference runs only in these worker threads, never on the event loop; the loop awaits a future.
+
+Micro-batching pays on a GPU (one launch for many images) and not on a CPU, where a batch costs about the sum of
+its images and OpenVINO compiles one static model per batch size: on the 2-core benchmark machine, c=4 on three
+photos gave 45 req/s with one image per call against 35 (first pass, compiling) and 47 (warm) batched, and OpenVINO's
+throughput streams with two workers gave 43-51 req/s but 33 ms instead of 23 at c=1 (`benchmarks/peers.py` photos,
+INT8 model). So `micro_batching: auto` (the default) batches only models on a GPU.
 """
 
 from __future__ import annotations
@@ -95,12 +101,14 @@ class MicroBatcher:
         *,
         max_batch: int,
         max_wait_ms: float,
+        micro_batching: str = "always",
         queue_size: int,
         workers: int,
         metrics: Metrics | None = None,
     ) -> None:
         self.slot = slot
         self.max_batch = max_batch
+        self.micro_batching = micro_batching
         self.max_wait_s = max_wait_ms / 1000.0
         self.queue_size = queue_size
         self.metrics = metrics
@@ -201,8 +209,10 @@ class MicroBatcher:
         """
         self._release(first.reservation, picked_only=True)
         batch = [first]
+        model = self.slot.current
+        limit = batch_limit(self.max_batch, self.micro_batching, model.info if model else {})
         deadline = time.perf_counter() + self.max_wait_s
-        while len(batch) < self.max_batch and self._waiting > 0:
+        while len(batch) < limit and self._waiting > 0:
             remaining = deadline - time.perf_counter()
             try:
                 job = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
@@ -281,6 +291,16 @@ class MicroBatcher:
                 break
             if job is not None and job.future.set_running_or_notify_cancel():
                 job.future.set_exception(ServiceUnavailableError("the server is shutting down", 5))
+
+
+def batch_limit(max_batch: int, micro_batching: str, info: dict[str, Any]) -> int:
+    """Most images per backend call for the model described by `info`: `max_batch` (capped by the backend's own
+    limit), or 1 when `micro_batching` is `never`, or `auto` and the model is not on a GPU."""
+    on_gpu = str(info.get("device", "")).startswith("cuda") or info.get("backend") == "tensorrt"
+    if micro_batching == "never" or (micro_batching == "auto" and not on_gpu):
+        return 1
+    backend_max = info.get("max_batch")
+    return min(max_batch, int(backend_max)) if backend_max else max_batch
 
 
 def input_shape(model: LoadedModel, image: npt.NDArray[np.uint8]) -> tuple[int, ...]:

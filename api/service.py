@@ -75,6 +75,7 @@ class Service:
         self.batcher = MicroBatcher(
             self.slot,
             max_batch=server.max_batch,
+            micro_batching=server.micro_batching,
             max_wait_ms=server.max_wait_ms,
             queue_size=server.queue_size,
             workers=server.workers,

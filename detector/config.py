@@ -160,6 +160,8 @@ class ServerConfig(_Strict):
     max_upload_mb: float = Field(10.0, gt=0, le=1024)
     max_pixels: int = Field(40_000_000, ge=1)
     max_batch: int = Field(8, ge=1, le=256)
+    # auto: micro-batch on a GPU, one image per call on a CPU (see api/batching.py for the measurement)
+    micro_batching: Literal["auto", "always", "never"] = "auto"
     max_wait_ms: float = Field(2.0, ge=0, le=1000)
     queue_size: int = Field(64, ge=1, le=100_000)
     workers: int = Field(1, ge=1, le=64)

@@ -33,9 +33,13 @@ def batch_sizes(metrics_text: str) -> dict[str, float]:
 def test_concurrent_requests_share_batches_and_match_sequential(
     make_config: Any, run_app: Any, dataset_dir: Path
 ) -> None:
-    # A generous wait window so that batches form even on a slow, busy CI machine.
+    # A generous wait window so that batches form even on a slow, busy CI machine; batching forced on (a CPU model
+    # runs one image per call by default).
     config = make_config(
-        "inference.server.max_wait_ms=20", "inference.server.max_batch=8", "inference.server.workers=2"
+        "inference.server.max_wait_ms=20",
+        "inference.server.max_batch=8",
+        "inference.server.workers=2",
+        "inference.server.micro_batching=always",
     )
     images = [p.read_bytes() for p in sorted((dataset_dir / "images" / "val").glob("*.jpg"))[:32]]
     with run_app(config) as client:
@@ -69,6 +73,24 @@ def test_concurrent_requests_share_batches_and_match_sequential(
     batched_calls = (after["+Inf"] - after["1.0"]) - (before["+Inf"] - before["1.0"])
     assert batched_calls >= 1
     assert max(int(r.headers["X-Batch-Size"]) for r in responses) > 1
+
+
+def test_a_cpu_model_runs_one_image_per_call_by_default(make_config: Any, run_app: Any, dataset_dir: Path) -> None:
+    images = [p.read_bytes() for p in sorted((dataset_dir / "images" / "val").glob("*.jpg"))[:16]]
+    with run_app(make_config("inference.server.max_wait_ms=20")) as client:
+        assert client.get("/model").json()["max_batch"] == 1
+        start = threading.Barrier(16)
+
+        def one(data: bytes) -> Any:
+            start.wait()
+            return post_file(client, data)
+
+        with ThreadPoolExecutor(16) as pool:
+            responses = list(pool.map(one, images))
+        metrics = batch_sizes(client.get("/metrics").text)
+    assert [r.status_code for r in responses] == [200] * 16
+    assert {r.headers["X-Batch-Size"] for r in responses} == {"1"}
+    assert metrics["1.0"] == metrics["+Inf"]
 
 
 class SlowDetector:

@@ -55,6 +55,7 @@ def server(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         "PYTHONPATH": str(REPO),
         "DETECTOR_INFERENCE__SERVER__READ_TIMEOUT_S": str(READ_TIMEOUT_S),
         "DETECTOR_INFERENCE__SERVER__MAX_WAIT_MS": "10",  # batches form even on a slow, busy machine
+        "DETECTOR_INFERENCE__SERVER__MICRO_BATCHING": "always",  # a CPU model runs one image per call by default
     }
     cmd = [sys.executable, "-m", "cli", "--config-dir", str(REPO / "configs"), "serve", "--port", str(port)]
     with open(log, "w") as fh:

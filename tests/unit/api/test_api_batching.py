@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from api.batching import MicroBatcher, Reservation
+from api.batching import MicroBatcher, Reservation, batch_limit
 from api.errors import GatewayTimeoutError, InferenceFailedError, ServiceUnavailableError
 from api.model_slot import LoadedModel, ModelSlot
 from detector.runtime import Detections, Timings
@@ -95,6 +95,35 @@ def test_concurrent_requests_share_one_call_and_get_their_own_result() -> None:
     assert det.calls == [(8, 0.25, 0.7, 300)]
     assert {r.batch_size for r in results} == {8}
     assert all(r.model["name"] == "fake" for r in results)
+
+
+@pytest.mark.parametrize(
+    ("mode", "info", "limit"),
+    [
+        ("auto", {"backend": "openvino", "device": "cpu"}, 1),
+        ("auto", {"backend": "onnxruntime", "device": "cuda"}, 8),
+        ("auto", {"backend": "tensorrt", "device": "cuda:1", "max_batch": 4}, 4),
+        ("always", {"backend": "openvino", "device": "cpu"}, 8),
+        ("never", {"backend": "tensorrt", "device": "cuda:0"}, 1),
+    ],
+)
+def test_batch_limit_batches_on_gpus_by_default(mode: str, info: dict[str, Any], limit: int) -> None:
+    assert batch_limit(8, mode, info) == limit
+
+
+def test_with_micro_batching_never_each_request_is_its_own_call() -> None:
+    det = FakeDetector()
+    b = make(det, micro_batching="never")
+
+    async def main() -> list[Any]:
+        rs = [b.reserve() for _ in range(4)]
+        return await asyncio.gather(*(one(b, v, reservation=rs[v]) for v in range(4)))
+
+    results = asyncio.run(main())
+    b.close(1)
+    assert [round(float(r.detections.confidence[0]) * 255) for r in results] == list(range(4))
+    assert det.calls == [(1, 0.25, 0.7, 300)] * 4
+    assert {r.batch_size for r in results} == {1}
 
 
 def test_different_thresholds_are_grouped_not_mixed() -> None:
