@@ -47,3 +47,27 @@ def test_a_full_budget_answers_503_after_the_wait_and_cancellation_gives_back() 
         assert budget.held == 0 and not budget._waiters
 
     asyncio.run(main())
+
+
+def test_try_take_never_jumps_the_queue_and_shrink_lets_a_waiter_in() -> None:
+    async def main() -> None:
+        budget = PixelBudget(100)
+        taken = budget.try_take(80)  # the fast path: the largest image allowed, before its size is known
+        assert taken == 80 and budget.held == 80
+        assert budget.try_take(30) == 0  # does not fit: nothing taken
+        waiter = asyncio.create_task(_hold(budget, 50))
+        await asyncio.sleep(0.01)
+        assert not waiter.done()
+        assert budget.try_take(5) == 0  # fits, but someone is waiting: first come, first served
+        kept = budget.shrink(taken, 20)  # the image turned out to need 20: the rest goes to the waiter at once
+        assert kept == 20
+        await asyncio.wait_for(waiter, 1)
+        budget.give_back(kept)
+        assert budget.held == 0
+
+    asyncio.run(main())
+
+
+async def _hold(budget: PixelBudget, pixels: int) -> None:
+    async with budget.hold(pixels, wait_s=5):
+        pass
