@@ -8,6 +8,10 @@ scripts/trt_stubs.py and tests/unit/tensorrt/test_api_conformance.py):
     Q/DQ ONNX builds as is (its Q/DQ nodes fix the INT8 regions; no INT8 flag, no calibrator);
   * FP32 engines clear `BuilderFlag.TF32` (on by default in both versions), so FP32 means FP32;
   * the workspace is `set_memory_pool_limit(MemoryPoolType.WORKSPACE, ...)`;
+  * `input_dtype: uint8` (export/uint8_input.py): the parsed ONNX, an in-memory copy, takes uint8 pixels and
+    normalises them in its first nodes, a Cast to float and a multiply by 1/255; TensorRT takes UINT8 only as a
+    network input or output that is cast to FLOAT/HALF right away (onnx-tensorrt's ModelImporter, `DataType.UINT8`
+    docs), which is exactly this. The ONNX file itself is never changed;
   * one optimisation profile over the batch dimension (exactly the ONNX's batch when it is static), and, when the
     ONNX's height and width are dynamic, over H, W from one stride up to the model's input size (rectangular inputs);
   * a timing cache per TensorRT version and GPU lives in the engine directory, so rebuilds are fast. Every result
@@ -41,13 +45,12 @@ from detector.runtime.engines import (
     EngineSpec,
     EngineTarget,
     current_target,
-    effective_profile,
-    engine_key,
+    engine_identity,
     engine_path,
     require_tensorrt,
     sidecar_path,
 )
-from detector.runtime.metadata import read_onnx_metadata, sha256_file
+from detector.runtime.metadata import read_onnx_metadata
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
@@ -154,11 +157,17 @@ def _build(onnx_path: Path, spec: EngineSpec, device_index: int, timing_cache: b
     engine_dir = Path(spec.engine_dir)
     metadata = read_onnx_metadata(onnx_path)
     target = current_target(device_index)
-    profile = effective_profile(onnx_path, spec.profile)
-    onnx_sha = sha256_file(onnx_path)
-    key = engine_key(onnx_sha, target, spec.precision, profile)
+    identity = engine_identity(onnx_path, spec, target)
+    profile, onnx_sha, key = identity.profile, identity.onnx_sha256, identity.key
     out = engine_path(engine_dir, key)
-    log.info("building TensorRT %s engine %s from %s (batch %s)", spec.precision, out, onnx_path, asdict(profile))
+    log.info(
+        "building TensorRT %s engine %s from %s (batch %s, %s input)",
+        spec.precision,
+        out,
+        onnx_path,
+        asdict(profile),
+        spec.input_dtype,
+    )
 
     logger = trt_logger()
     try:
@@ -168,6 +177,10 @@ def _build(onnx_path: Path, spec: EngineSpec, device_index: int, timing_cache: b
     network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
     parser = trt.OnnxParser(network, logger)
     onnx_bytes, real_precision = _onnx_bytes(onnx_path, spec.precision)
+    if spec.input_dtype == "uint8":  # last: whatever the graph became, it now starts from 0-255 pixels
+        from export.uint8_input import with_uint8_input
+
+        onnx_bytes = with_uint8_input(onnx_bytes)
     if not parser.parse(onnx_bytes):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise ModelLoadError(f"TensorRT cannot parse {onnx_path}: {errors}")
@@ -223,6 +236,7 @@ def _build(onnx_path: Path, spec: EngineSpec, device_index: int, timing_cache: b
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         recipe=BUILDER_RECIPE,
         tf32=tf32,
+        input_dtype=spec.input_dtype,
     )
     # Engine first, sidecar last: a sidecar only ever describes a complete engine file.
     write_atomic(out, data)

@@ -35,6 +35,10 @@ SIDECAR_SUFFIX = ".json"
 ENGINE_SUFFIX = ".engine"
 SIDECAR_FORMAT = 2  # 2: target has cuda_major, sidecar has recipe; older sidecars are refused and rebuilt
 PRECISIONS = ("fp32", "fp16")
+# What the engine's input takes: float32 pixels in [0, 1], or uint8 pixels 0-255 that the engine's first layers
+# (a Cast and a multiply by 1/255, prepended at build time by export/uint8_input.py) normalise on the GPU: a quarter
+# of the bytes to upload. float32 stays the default until a GPU has measured the difference (scripts/gpu_check.py).
+INPUT_DTYPES = ("float32", "uint8")
 # What the builder does to an ONNX before TensorRT sees it and which builder settings it uses (FP16 conversion, TF32
 # policy, profile derivation). Part of the cache key: bump it whenever export/tensorrt.py or export/fp16.py changes
 # what an engine computes, so no engine built by an older recipe is ever reused. It lives here, not in export/,
@@ -78,10 +82,13 @@ class EngineSpec:
     workspace_gb: float = 2.0
     profile: BatchProfile = field(default_factory=BatchProfile)
     engine_dir: str = "models/engines"  # engines are code: loaded only from here
+    input_dtype: str = "float32"  # INPUT_DTYPES
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise InvalidInputError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.input_dtype not in INPUT_DTYPES:
+            raise InvalidInputError(f"input_dtype must be one of {INPUT_DTYPES}, got {self.input_dtype!r}")
         if self.workspace_gb <= 0:
             raise InvalidInputError(f"workspace_gb must be > 0, got {self.workspace_gb}")
 
@@ -92,6 +99,7 @@ class EngineSpec:
             workspace_gb=engine.workspace_gb,
             profile=BatchProfile(engine.min_batch, engine.opt_batch, engine.max_batch),
             engine_dir=engine.engine_dir,
+            input_dtype=engine.input_dtype,
         )
 
 
@@ -112,6 +120,7 @@ class EngineInfo:
     created_at: str
     recipe: int = BUILDER_RECIPE
     tf32: bool = False  # whether FP32 layers may use TF32 (never for precision fp32)
+    input_dtype: str = "float32"  # uint8: the engine takes 0-255 pixels and normalises them itself
     format: int = SIDECAR_FORMAT
 
     @property
@@ -142,10 +151,15 @@ class EngineInfo:
 
 
 def engine_key(
-    onnx_sha256: str, target: EngineTarget, precision: str, profile: BatchProfile, recipe: int = BUILDER_RECIPE
+    onnx_sha256: str,
+    target: EngineTarget,
+    precision: str,
+    profile: BatchProfile,
+    recipe: int = BUILDER_RECIPE,
+    input_dtype: str = "float32",
 ) -> str:
     """Cache key: everything an engine depends on (ONNX, TensorRT version and its CUDA major, GPU, precision, batch
-    profile, builder recipe). Readable prefix for humans, digest for uniqueness."""
+    profile, builder recipe, input dtype). Readable prefix for humans, digest for uniqueness."""
     identity = json.dumps(
         {
             "onnx": onnx_sha256,
@@ -153,13 +167,32 @@ def engine_key(
             "precision": precision,
             "profile": asdict(profile),
             "recipe": recipe,
+            "input_dtype": input_dtype,
         },
         sort_keys=True,
     )
     digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
     gpu = re.sub(r"[^A-Za-z0-9]+", "-", target.gpu_name).strip("-").lower() or "gpu"
     sm = target.compute_capability.replace(".", "")
-    return f"{gpu}-sm{sm}-trt{target.trt_version}-cu{target.cuda_major}-{precision}-{digest}"
+    u8 = "-u8" if input_dtype == "uint8" else ""
+    return f"{gpu}-sm{sm}-trt{target.trt_version}-cu{target.cuda_major}-{precision}{u8}-{digest}"
+
+
+@dataclass(frozen=True)
+class EngineIdentity:
+    """What the cache key of `onnx_path`'s engine is computed from, found the same way by the runtime (lookup) and
+    the builder (the file it writes)."""
+
+    onnx_sha256: str
+    profile: BatchProfile
+    key: str
+
+
+def engine_identity(onnx_path: str | Path, spec: EngineSpec, target: EngineTarget) -> EngineIdentity:
+    onnx_sha = sha256_file(onnx_path)
+    profile = effective_profile(onnx_path, spec.profile)
+    key = engine_key(onnx_sha, target, spec.precision, profile, input_dtype=spec.input_dtype)
+    return EngineIdentity(onnx_sha, profile, key)
 
 
 def effective_profile(onnx_path: str | Path, requested: BatchProfile) -> BatchProfile:
@@ -318,7 +351,7 @@ def resolve_engine(
     if not onnx_path.is_file():
         raise ModelLoadError(f"model file not found: {onnx_path}")
     target = current_target(device_index)
-    key = engine_key(sha256_file(onnx_path), target, spec.precision, effective_profile(onnx_path, spec.profile))
+    key = engine_identity(onnx_path, spec, target).key
     cached = engine_path(spec.engine_dir, key)
     if cached.exists():
         try:

@@ -182,8 +182,9 @@ def test_engine_key_depends_on_everything_an_engine_depends_on() -> None:
         engine_key("abc", EngineTarget("11.4.0.106", "NVIDIA L4", "8.9"), "fp16", BatchProfile(1, 4, 8)),
         engine_key("abc", EngineTarget("10.16.1.11", "NVIDIA A100", "8.0"), "fp16", BatchProfile(1, 4, 8)),
         engine_key("abc", target, "fp16", BatchProfile(1, 4, 16)),
+        engine_key("abc", target, "fp16", BatchProfile(1, 4, 8), input_dtype="uint8"),
     ]
-    assert len({base, *variants}) == 8
+    assert len({base, *variants}) == 9
     assert engine_key("abc", target, "fp16", BatchProfile(1, 4, 8)) == base
 
 
@@ -357,3 +358,7 @@ def test_cli_builds_an_engine(
     out = json.loads(capsys.readouterr().out)
     assert out["precision"] == "fp32" and out["profile"] == {"min_batch": 1, "opt_batch": 2, "max_batch": 2}
     assert Path(out["engine_path"]).is_file() and Path(out["sidecar"]).is_file()
+    assert out["input_dtype"] == "float32"  # the default until a GPU measures uint8
+    assert main([*args, "--input-dtype", "uint8"]) == 0
+    u8 = json.loads(capsys.readouterr().out)
+    assert u8["input_dtype"] == "uint8" and u8["engine_path"] != out["engine_path"]

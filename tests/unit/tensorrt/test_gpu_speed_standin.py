@@ -16,13 +16,17 @@ from pathlib import Path
 from types import ModuleType
 
 import numpy as np
+import onnx
 import pytest
+from onnx import TensorProto, helper
 
+from detector.errors import InvalidInputError, ModelLoadError
 from detector.runtime import BackendOptions, Detections, Detector
 from detector.runtime import preprocess as preprocess_module
 from detector.runtime.backends.tensorrt_backend import TensorRTBackend
-from detector.runtime.engines import BatchProfile, EngineSpec
+from detector.runtime.engines import BatchProfile, EngineSpec, read_sidecar
 from detector.runtime.images import read_image
+from detector.runtime.metadata import sha256_file
 from export.tensorrt import build_engine
 
 CONF = 0.1
@@ -38,6 +42,7 @@ def _options(engine_dir: Path, input_dtype: str = "float32", min_batch: int = 1)
         precision="fp32",
         profile=BatchProfile(min_batch, max(min_batch, 4), 8),
         engine_dir=str(engine_dir),
+        input_dtype=input_dtype,
     )
     return BackendOptions(device="cuda:0", engine=spec, engine_builder=build_engine)
 
@@ -125,3 +130,69 @@ def test_a_lease_holds_its_slot_and_expires_with_its_block(
         assert backend._free.qsize() == 2  # type: ignore[attr-defined]
     finally:
         backend.close()
+
+
+# --- uint8 upload, normalised on the GPU ----------------------------------------------------------------------------
+
+
+def test_uint8_engine_uploads_uint8_pixels_and_detects_the_same(
+    standin: ModuleType,
+    model_path: Path,
+    tmp_path: Path,
+    images: list[np.ndarray],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    onnx_sha = sha256_file(model_path)
+    with Detector.load(model_path, backend="tensorrt", options=_options(tmp_path / "f32"), conf=CONF) as det:
+        standin.cuda.stats["htod"].clear()
+        reference = det.predict_batch(images)
+        float_uploads = list(standin.cuda.stats["htod"])
+        float_engine = det.backend.engine_info  # type: ignore[attr-defined]
+
+    with Detector.load(model_path, backend="tensorrt", options=_options(tmp_path / "u8", "uint8"), conf=CONF) as det:
+        info = det.backend.engine_info  # type: ignore[attr-defined]
+        assert det.input_dtype == np.uint8 and det.backend.input_spec.dtype == np.uint8
+        assert info.input_dtype == "uint8" and read_sidecar(info.path).input_dtype == "uint8"
+        assert "-u8-" in info.key and info.key != float_engine.key
+        targets = _spy_letterbox(monkeypatch)
+        standin.cuda.stats["htod"].clear()
+        ours = det.predict_batch(images)
+        uploads = list(standin.cuda.stats["htod"])
+        assert all(t.dtype == np.uint8 and standin.cuda.is_pinned(t) for t in targets)
+        with pytest.raises(InvalidInputError, match="uint8 pixels"):  # [0, 1] floats would truncate to 0
+            det.backend.run(np.zeros((1, 3, 128, 128), np.float32))
+        monkeypatch.setattr(det.backend, "lend_input", lambda shape: None)
+        old_path = det.predict_batch(images)  # preprocess_batch(uint8) + run: the same pixels
+
+    batch = len(images) * 3 * 128 * 128
+    assert float_uploads == [{"nbytes": 4 * batch, "dtype": "float32", "pinned": True}]
+    assert uploads == [{"nbytes": batch, "dtype": "uint8", "pinned": True}], "a quarter of the bytes, as uint8"
+    _assert_identical(ours, reference)  # bit-exact here (ONNX Runtime); a GPU may fuse the scale into the conv
+    _assert_identical(old_path, reference)
+    assert sha256_file(model_path) == onnx_sha, "the ONNX file itself must never be rewritten"
+
+
+def test_standin_parser_takes_uint8_only_as_an_input_cast_to_float(standin: ModuleType, tmp_path: Path) -> None:
+    """TensorRT's rule (onnx-tensorrt ModelImporter): UINT8 may only be a network input/output, cast to FLOAT/HALF
+    before any other layer. The stand-in refuses anything else, so it would catch a wrong rewrite."""
+    image = helper.make_tensor_value_info("images", TensorProto.UINT8, ["batch", 3, 8, 8])
+    out = helper.make_tensor_value_info("out", TensorProto.FLOAT, ["batch", 3, 8, 8])
+    two = helper.make_tensor("two", TensorProto.FLOAT, [], [2.0])
+    bad = helper.make_graph(
+        [
+            helper.make_node("Cast", ["images"], ["as_int"], to=TensorProto.INT32),
+            helper.make_node("Cast", ["as_int"], ["f"], to=TensorProto.FLOAT),
+            helper.make_node("Mul", ["f", "two"], ["out"]),
+        ],
+        "bad",
+        [image],
+        [out],
+        [two],
+    )
+    model = helper.make_model(bad, opset_imports=[helper.make_opsetid("", 17)])
+    for key, value in {"names": "{0: 'thing'}", "imgsz": "[8, 8]", "stride": "8"}.items():
+        model.metadata_props.add(key=key, value=value)
+    path = tmp_path / "bad.onnx"
+    onnx.save(model, str(path))
+    with pytest.raises(ModelLoadError, match="UINT8 input images must be cast to FLOAT/HALF"):
+        build_engine(path, EngineSpec(precision="fp32", engine_dir=str(tmp_path / "engines")))
