@@ -47,6 +47,7 @@ from detector.runtime.engines import (
     current_target,
     engine_identity,
     engine_path,
+    engine_precision,
     require_tensorrt,
     sidecar_path,
 )
@@ -57,23 +58,20 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
 
-
-def _onnx_bytes(onnx_path: Path, precision: str) -> tuple[bytes, str]:
-    """The ONNX TensorRT parses, and the precision the engine will really compute in."""
+def _onnx_bytes(onnx_path: Path, precision: str) -> bytes:
+    """The ONNX TensorRT parses for an engine that computes in `precision` (`engine_precision` of the file)."""
     import onnx
 
+    if precision != "fp16":  # fp32 as is; int8: Q/DQ fixes the types, converting it would break the quantization
+        return onnx_path.read_bytes()
     model = onnx.load(str(onnx_path))
-    if any(node.op_type in QDQ_OPS for node in model.graph.node):
-        return onnx_path.read_bytes(), "int8"  # Q/DQ fixes the types; converting it would break the quantization
-    floats = {i.data_type for i in model.graph.initializer} & {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16}
-    if precision == "fp32" or floats == {onnx.TensorProto.FLOAT16}:  # already FP16: build as is
-        return onnx_path.read_bytes(), precision
+    if engine_precision(model, "fp32") == "fp16":  # already FP16: build as is
+        return onnx_path.read_bytes()
     from export.fp16 import convert_to_fp16
 
     log.info("converting %s to FP16 for a strongly typed FP16 engine", onnx_path)
-    return bytes(convert_to_fp16(model).SerializeToString()), "fp16"
+    return bytes(convert_to_fp16(model).SerializeToString())
 
 
 def _host_bytes(memory: object) -> bytes:
@@ -158,11 +156,11 @@ def _build(onnx_path: Path, spec: EngineSpec, device_index: int, timing_cache: b
     metadata = read_onnx_metadata(onnx_path)
     target = current_target(device_index)
     identity = engine_identity(onnx_path, spec, target)
-    profile, onnx_sha, key = identity.profile, identity.onnx_sha256, identity.key
+    profile, onnx_sha, key, precision = identity.profile, identity.onnx_sha256, identity.key, identity.precision
     out = engine_path(engine_dir, key)
     log.info(
         "building TensorRT %s engine %s from %s (batch %s, %s input)",
-        spec.precision,
+        precision,
         out,
         onnx_path,
         asdict(profile),
@@ -176,7 +174,7 @@ def _build(onnx_path: Path, spec: EngineSpec, device_index: int, timing_cache: b
         raise BackendUnavailableError(f"TensorRT cannot create a builder on GPU {device_index} ({exc})") from exc
     network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
     parser = trt.OnnxParser(network, logger)
-    onnx_bytes, real_precision = _onnx_bytes(onnx_path, spec.precision)
+    onnx_bytes = _onnx_bytes(onnx_path, precision)
     if spec.input_dtype == "uint8":  # last: whatever the graph became, it now starts from 0-255 pixels
         from export.uint8_input import with_uint8_input
 
@@ -187,7 +185,7 @@ def _build(onnx_path: Path, spec: EngineSpec, device_index: int, timing_cache: b
 
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(spec.workspace_gb * (1 << 30)))
-    tf32 = spec.precision != "fp32"
+    tf32 = precision != "fp32"  # the engine's real precision: an int8 or FP16 ONNX asked for as fp32 is not fp32
     if not tf32:  # TF32 is on by default and rounds FP32 matmul/conv inputs to 10-bit mantissas
         config.clear_flag(trt.BuilderFlag.TF32)
     opt_profile = builder.create_optimization_profile()
@@ -225,7 +223,7 @@ def _build(onnx_path: Path, spec: EngineSpec, device_index: int, timing_cache: b
     info = EngineInfo(
         engine_path=str(out),
         key=key,
-        precision=real_precision,
+        precision=precision,
         target=target,
         profile=profile,
         onnx_sha256=onnx_sha,

@@ -34,7 +34,12 @@ log = logging.getLogger(__name__)
 SIDECAR_SUFFIX = ".json"
 ENGINE_SUFFIX = ".engine"
 SIDECAR_FORMAT = 2  # 2: target has cuda_major, sidecar has recipe; older sidecars are refused and rebuilt
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16")  # what `export.engine.precision` may ask for
+# What an engine really computes in (sidecar, `/model`): the request, except that a Q/DQ ONNX (`detector export
+# int8`, models/model.int8.onnx) is built as is and computes in int8 whatever was asked, and an ONNX that is FP16
+# already stays FP16 (`engine_precision`).
+ENGINE_PRECISIONS = (*PRECISIONS, "int8")
+QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
 # What the engine's input takes: float32 pixels in [0, 1], or uint8 pixels 0-255 that the engine's first layers
 # (a Cast and a multiply by 1/255, prepended at build time by export/uint8_input.py) normalise on the GPU: a quarter
 # of the bytes to upload. float32 stays the default until a GPU has measured the difference (scripts/gpu_check.py).
@@ -43,7 +48,7 @@ INPUT_DTYPES = ("float32", "uint8")
 # policy, profile derivation). Part of the cache key: bump it whenever export/tensorrt.py or export/fp16.py changes
 # what an engine computes, so no engine built by an older recipe is ever reused. It lives here, not in export/,
 # because the serving runtime must compute the same key without the build code.
-BUILDER_RECIPE = 2
+BUILDER_RECIPE = 3  # 3: keyed by the engine's real precision; TF32 policy from it; uint8 input option
 INSTALL_HINT = "install TensorRT and pycuda on a machine with an NVIDIA GPU (pip install tensorrt-cu12 pycuda)"
 
 
@@ -142,6 +147,8 @@ class EngineInfo:
         data: dict[str, Any] = json.loads(text)
         if data.get("format") != SIDECAR_FORMAT:
             raise ValueError(f"unknown sidecar format {data.get('format')!r}")
+        if data.get("precision") not in ENGINE_PRECISIONS or data.get("input_dtype", "float32") not in INPUT_DTYPES:
+            raise ValueError(f"unknown precision {data.get('precision')!r} or input dtype {data.get('input_dtype')!r}")
         data["target"] = EngineTarget(**data["target"])
         data["profile"] = BatchProfile(**data["profile"])
         data["names"] = {int(k): str(v) for k, v in data["names"].items()}
@@ -185,23 +192,45 @@ class EngineIdentity:
 
     onnx_sha256: str
     profile: BatchProfile
+    precision: str  # what the engine computes in (ENGINE_PRECISIONS), not only what was asked
     key: str
 
 
 def engine_identity(onnx_path: str | Path, spec: EngineSpec, target: EngineTarget) -> EngineIdentity:
+    model = _load_graph(onnx_path)
     onnx_sha = sha256_file(onnx_path)
-    profile = effective_profile(onnx_path, spec.profile)
-    key = engine_key(onnx_sha, target, spec.precision, profile, input_dtype=spec.input_dtype)
-    return EngineIdentity(onnx_sha, profile, key)
+    profile = _profile(model, spec.profile, onnx_path)
+    precision = engine_precision(model, spec.precision)
+    key = engine_key(onnx_sha, target, precision, profile, input_dtype=spec.input_dtype)
+    return EngineIdentity(onnx_sha, profile, precision, key)
+
+
+def _load_graph(onnx_path: str | Path) -> Any:
+    import onnx  # core dependency; only the graph is read, not external weights
+
+    return onnx.load(str(onnx_path), load_external_data=False)
+
+
+def engine_precision(model: Any, requested: str) -> str:
+    """What an engine built from `model` (an `onnx.ModelProto`) for `requested` computes in: int8 for a Q/DQ graph
+    (explicit quantization: its Q/DQ nodes fix the INT8 regions and it is built as is, never converted to FP16),
+    fp16 for a graph whose float weights are all FP16 already, otherwise `requested`."""
+    import onnx
+
+    if any(node.op_type in QDQ_OPS for node in model.graph.node):
+        return "int8"
+    floats = {i.data_type for i in model.graph.initializer} & {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16}
+    return "fp16" if floats == {onnx.TensorProto.FLOAT16} else requested
 
 
 def effective_profile(onnx_path: str | Path, requested: BatchProfile) -> BatchProfile:
     """The batch profile an engine for `onnx_path` can have: `requested` for a dynamic batch dimension; for a static
     one (`export.dynamic: false`) exactly that batch, min = opt = max, because TensorRT rejects any profile that
     spans a static dimension."""
-    import onnx  # core dependency; only the graph's input types are read, not external weights
+    return _profile(_load_graph(onnx_path), requested, onnx_path)
 
-    model = onnx.load(str(onnx_path), load_external_data=False)
+
+def _profile(model: Any, requested: BatchProfile, onnx_path: str | Path) -> BatchProfile:
     initializers = {i.name for i in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in initializers]
     if not inputs:

@@ -2,11 +2,11 @@
 
 Model path:
   * `model.onnx`: the engine comes from the cache in `options.engine.engine_dir`, keyed by the ONNX's sha256, GPU,
-    TensorRT version and CUDA major, precision, batch profile and builder recipe
-    (`detector.runtime.engines.resolve_engine`); when missing or refused it is built by the injected
-    `options.engine_builder` ON THE OWNER THREAD OF THE TARGET GPU (tactics are timed on the GPU that runs them), or,
-    with no builder, the backend is unavailable with the command that builds it. When TensorRT itself refuses a
-    verified plan (`deserialize_cuda_engine` returns None, e.g. after a driver update) it is rebuilt once.
+    TensorRT version and CUDA major, precision (the engine's real one: int8 for a Q/DQ ONNX), batch profile, input
+    dtype and builder recipe (`detector.runtime.engines.resolve_engine`); when missing or refused it is built by the
+    injected `options.engine_builder` ON THE OWNER THREAD OF THE TARGET GPU (tactics are timed on the GPU that runs
+    them), or, with no builder, the backend is unavailable with the command that builds it. When TensorRT itself
+    refuses a verified plan (`deserialize_cuda_engine` returns None, e.g. after a driver update) it is rebuilt once.
   * `name.engine`: must lie inside the engine directory (symlinks resolved) and match its sidecar (sha256, TensorRT
     version, GPU). Engines are executable code: nothing else is ever deserialised.
 
