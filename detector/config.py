@@ -113,6 +113,9 @@ class EngineConfig(_Strict):
     opt_batch: int = Field(4, ge=1)
     max_batch: int = Field(8, ge=1, le=1024)
     engine_dir: str = "models/engines"
+    # uint8: the engine takes 0-255 pixels and normalises them on the GPU (a quarter of the bytes to upload).
+    # float32 until a GPU has measured that it pays (scripts/gpu_check.py times both uploads).
+    input_dtype: Literal["float32", "uint8"] = "float32"
 
     @model_validator(mode="after")
     def _ordered(self) -> EngineConfig:

@@ -8,6 +8,10 @@ scripts/trt_stubs.py and tests/unit/tensorrt/test_api_conformance.py):
     Q/DQ ONNX builds as is (its Q/DQ nodes fix the INT8 regions; no INT8 flag, no calibrator);
   * FP32 engines clear `BuilderFlag.TF32` (on by default in both versions), so FP32 means FP32;
   * the workspace is `set_memory_pool_limit(MemoryPoolType.WORKSPACE, ...)`;
+  * `input_dtype: uint8` (export/uint8_input.py): the parsed ONNX, an in-memory copy, takes uint8 pixels and
+    normalises them in its first nodes, a Cast to float and a multiply by 1/255; TensorRT takes UINT8 only as a
+    network input or output that is cast to FLOAT/HALF right away (onnx-tensorrt's ModelImporter, `DataType.UINT8`
+    docs), which is exactly this. The ONNX file itself is never changed;
   * one optimisation profile over the batch dimension (exactly the ONNX's batch when it is static), and, when the
     ONNX's height and width are dynamic, over H, W from one stride up to the model's input size (rectangular inputs);
   * a timing cache per TensorRT version and GPU lives in the engine directory, so rebuilds are fast. Every result
@@ -41,36 +45,33 @@ from detector.runtime.engines import (
     EngineSpec,
     EngineTarget,
     current_target,
-    effective_profile,
-    engine_key,
+    engine_identity,
     engine_path,
+    engine_precision,
     require_tensorrt,
     sidecar_path,
 )
-from detector.runtime.metadata import read_onnx_metadata, sha256_file
+from detector.runtime.metadata import read_onnx_metadata
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
 
 log = logging.getLogger(__name__)
 
-QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
 
-
-def _onnx_bytes(onnx_path: Path, precision: str) -> tuple[bytes, str]:
-    """The ONNX TensorRT parses, and the precision the engine will really compute in."""
+def _onnx_bytes(onnx_path: Path, precision: str) -> bytes:
+    """The ONNX TensorRT parses for an engine that computes in `precision` (`engine_precision` of the file)."""
     import onnx
 
+    if precision != "fp16":  # fp32 as is; int8: Q/DQ fixes the types, converting it would break the quantization
+        return onnx_path.read_bytes()
     model = onnx.load(str(onnx_path))
-    if any(node.op_type in QDQ_OPS for node in model.graph.node):
-        return onnx_path.read_bytes(), "int8"  # Q/DQ fixes the types; converting it would break the quantization
-    floats = {i.data_type for i in model.graph.initializer} & {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16}
-    if precision == "fp32" or floats == {onnx.TensorProto.FLOAT16}:  # already FP16: build as is
-        return onnx_path.read_bytes(), precision
+    if engine_precision(model, "fp32") == "fp16":  # already FP16: build as is
+        return onnx_path.read_bytes()
     from export.fp16 import convert_to_fp16
 
     log.info("converting %s to FP16 for a strongly typed FP16 engine", onnx_path)
-    return bytes(convert_to_fp16(model).SerializeToString()), "fp16"
+    return bytes(convert_to_fp16(model).SerializeToString())
 
 
 def _host_bytes(memory: object) -> bytes:
@@ -154,11 +155,17 @@ def _build(onnx_path: Path, spec: EngineSpec, device_index: int, timing_cache: b
     engine_dir = Path(spec.engine_dir)
     metadata = read_onnx_metadata(onnx_path)
     target = current_target(device_index)
-    profile = effective_profile(onnx_path, spec.profile)
-    onnx_sha = sha256_file(onnx_path)
-    key = engine_key(onnx_sha, target, spec.precision, profile)
+    identity = engine_identity(onnx_path, spec, target)
+    profile, onnx_sha, key, precision = identity.profile, identity.onnx_sha256, identity.key, identity.precision
     out = engine_path(engine_dir, key)
-    log.info("building TensorRT %s engine %s from %s (batch %s)", spec.precision, out, onnx_path, asdict(profile))
+    log.info(
+        "building TensorRT %s engine %s from %s (batch %s, %s input)",
+        precision,
+        out,
+        onnx_path,
+        asdict(profile),
+        spec.input_dtype,
+    )
 
     logger = trt_logger()
     try:
@@ -167,14 +174,18 @@ def _build(onnx_path: Path, spec: EngineSpec, device_index: int, timing_cache: b
         raise BackendUnavailableError(f"TensorRT cannot create a builder on GPU {device_index} ({exc})") from exc
     network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
     parser = trt.OnnxParser(network, logger)
-    onnx_bytes, real_precision = _onnx_bytes(onnx_path, spec.precision)
+    onnx_bytes = _onnx_bytes(onnx_path, precision)
+    if spec.input_dtype == "uint8":  # last: whatever the graph became, it now starts from 0-255 pixels
+        from export.uint8_input import with_uint8_input
+
+        onnx_bytes = with_uint8_input(onnx_bytes)
     if not parser.parse(onnx_bytes):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise ModelLoadError(f"TensorRT cannot parse {onnx_path}: {errors}")
 
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(spec.workspace_gb * (1 << 30)))
-    tf32 = spec.precision != "fp32"
+    tf32 = precision != "fp32"  # the engine's real precision: an int8 or FP16 ONNX asked for as fp32 is not fp32
     if not tf32:  # TF32 is on by default and rounds FP32 matmul/conv inputs to 10-bit mantissas
         config.clear_flag(trt.BuilderFlag.TF32)
     opt_profile = builder.create_optimization_profile()
@@ -212,7 +223,7 @@ def _build(onnx_path: Path, spec: EngineSpec, device_index: int, timing_cache: b
     info = EngineInfo(
         engine_path=str(out),
         key=key,
-        precision=real_precision,
+        precision=precision,
         target=target,
         profile=profile,
         onnx_sha256=onnx_sha,
@@ -223,6 +234,7 @@ def _build(onnx_path: Path, spec: EngineSpec, device_index: int, timing_cache: b
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         recipe=BUILDER_RECIPE,
         tf32=tf32,
+        input_dtype=spec.input_dtype,
     )
     # Engine first, sidecar last: a sidecar only ever describes a complete engine file.
     write_atomic(out, data)

@@ -22,10 +22,13 @@ What is not verified here: a live `tritonserver` loading the repository (no Trit
 TensorRT backend can be installed from PyPI; run `docker run --gpus all -p8000:8000 -v $PWD/triton_repo:/models
 nvcr.io/nvidia/tritonserver:<yy.mm>-py3 tritonserver --model-repository=/models` to do so). The TensorRT plan
 must have been built by the same TensorRT version as the server's, with a batch profile covering `--max-batch`.
+A plan built with `input_dtype: uint8` (its sidecar says so) gets a TYPE_UINT8 input: clients send the letterboxed
+0-255 pixels (`preprocess_batch(..., dtype=np.uint8)`), the engine normalises them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from dataclasses import dataclass
@@ -33,6 +36,7 @@ from pathlib import Path
 from typing import Literal
 
 from detector.errors import InvalidInputError, ModelLoadError
+from detector.runtime.engines import read_sidecar, sidecar_path
 from detector.runtime.metadata import ModelMetadata, read_onnx_metadata
 
 InstanceKind = Literal["KIND_GPU", "KIND_CPU"]
@@ -81,6 +85,14 @@ def read_model_io(onnx_path: Path) -> ModelIO:
         if have not in (-1, want):
             raise ModelLoadError(f"{onnx_path}: input H/W {inp.dims[1:]} disagree with metadata imgsz {(h, w)}")
     return ModelIO(Tensor(inp.name, inp.data_type, (3, h, w)), out, metadata)
+
+
+def plan_io(io: ModelIO, plan: Path) -> ModelIO:
+    """The ONNX's IO as the TensorRT plan built from it takes it: a uint8 input when its sidecar says
+    `input_dtype: uint8` (a plan without a sidecar is taken to have the ONNX's input type)."""
+    if not sidecar_path(plan).is_file() or read_sidecar(plan).input_dtype != "uint8":
+        return io
+    return dataclasses.replace(io, input=dataclasses.replace(io.input, data_type="TYPE_UINT8"))
 
 
 def _quote(text: str) -> str:
@@ -144,18 +156,18 @@ def write_repository(
     if plan is not None and not plan.is_file():
         raise ModelLoadError(f"TensorRT plan not found: {plan}")
     io = read_model_io(onnx_path)
-    models: list[tuple[str, Literal["onnxruntime_onnx", "tensorrt_plan"], Path, str, InstanceKind]] = [
-        (name, "onnxruntime_onnx", onnx_path, "model.onnx", kind)
+    models: list[tuple[str, Literal["onnxruntime_onnx", "tensorrt_plan"], Path, str, InstanceKind, ModelIO]] = [
+        (name, "onnxruntime_onnx", onnx_path, "model.onnx", kind, io)
     ]
     if plan is not None:  # an engine only runs on a GPU
-        models.append((f"{name}_trt", "tensorrt_plan", plan, "model.plan", "KIND_GPU"))
+        models.append((f"{name}_trt", "tensorrt_plan", plan, "model.plan", "KIND_GPU", plan_io(io, plan)))
     written = []
-    for model_name, platform, source, filename, model_kind in models:
+    for model_name, platform, source, filename, model_kind, model_io in models:
         folder = out_dir / model_name
         (folder / "1").mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, folder / "1" / filename)
         config = folder / "config.pbtxt"
-        text = config_pbtxt(model_name, platform, io, max_batch, instances, model_kind, max_queue_delay_us)
+        text = config_pbtxt(model_name, platform, model_io, max_batch, instances, model_kind, max_queue_delay_us)
         config.write_text(text, encoding="utf-8")
         written.append(config)
     return written

@@ -17,7 +17,8 @@ What it does on the GPU host:
     one owner get correct round-trips, all executed on the owner thread; closing owners releases the context and a
     new owner works afterwards;
   * times host->device copies of an 8x3x640x640 batch: pinned vs pageable, uint8 vs float32 (the numbers that
-    decide whether to upload uint8 and normalise on the GPU).
+    decide whether `export.engine.input_dtype: uint8`, uploading uint8 and normalising on the GPU, should become the
+    default; the TensorRT backend uploads from pinned memory either way).
 
 Without a GPU (and not in --dry-run) it says so and exits 0.
 """

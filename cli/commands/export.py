@@ -10,6 +10,7 @@ from cli.main import Commands, require
 from cli.output import print_json
 from detector.config import Config
 from detector.runtime.engines import (
+    INPUT_DTYPES,
     PRECISIONS,
     BatchProfile,
     EngineInfo,
@@ -29,6 +30,7 @@ def engine_spec(args: argparse.Namespace, config: Config) -> EngineSpec:
             args.min_batch or eng.min_batch, args.opt_batch or eng.opt_batch, args.max_batch or eng.max_batch
         ),
         engine_dir=args.engine_dir or eng.engine_dir,
+        input_dtype=args.input_dtype or eng.input_dtype,
     )
 
 
@@ -93,6 +95,7 @@ def register(commands: Commands) -> None:
     p.add_argument("--onnx", help="ONNX model (default: export.onnx_path)")
     p.add_argument("--precision", choices=PRECISIONS, help="default: export.engine.precision")
     p.add_argument("--engine-dir", help="default: export.engine.engine_dir")
+    p.add_argument("--input-dtype", choices=INPUT_DTYPES, help="default: export.engine.input_dtype")
     p.add_argument("--workspace-gb", type=float)
     p.add_argument("--min-batch", type=int)
     p.add_argument("--opt-batch", type=int)

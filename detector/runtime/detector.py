@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,12 +20,18 @@ import numpy.typing as npt
 
 from detector.errors import InvalidInputError, ModelLoadError
 from detector.runtime import backends
-from detector.runtime.backends.base import Backend, BackendOptions
+from detector.runtime.backends.base import Backend, BackendOptions, InputLease
 from detector.runtime.detections import Detections
 from detector.runtime.engines import read_sidecar
 from detector.runtime.metadata import ModelMetadata, read_onnx_metadata
 from detector.runtime.postprocess import postprocess
-from detector.runtime.preprocess import check_image, letterbox_params, preprocess_batch
+from detector.runtime.preprocess import (
+    LetterboxInfo,
+    check_image,
+    letterbox_batch,
+    letterbox_params,
+    preprocess_batch,
+)
 
 log = logging.getLogger(__name__)
 
@@ -156,9 +163,13 @@ class Detector:
             chunk = images[start : start + step]
             t0 = time.perf_counter()
             shape = self.batch_shape(chunk) if self.rect else self.input_shape
-            batch, infos = preprocess_batch(chunk, shape, self.input_dtype)
-            t1 = time.perf_counter()
-            output = self._run(batch)
+            lease = self.backend.lend_input((len(chunk), 3, *shape))
+            if lease is None:
+                batch, infos = preprocess_batch(chunk, shape, self.input_dtype)
+                t1 = time.perf_counter()
+                output = self._run(batch)
+            else:
+                output, infos, t1 = self._run_lent(lease, chunk)
             t2 = time.perf_counter()
             results += postprocess(
                 output, infos, self.metadata.names, self.metadata.head, conf, iou, max_det, multi_label
@@ -187,6 +198,16 @@ class Detector:
             return self.backend.run(batch)
         with self._lock:
             return self.backend.run(batch)
+
+    def _run_lent(
+        self, lease: AbstractContextManager[InputLease], chunk: Sequence[npt.NDArray[np.uint8]]
+    ) -> tuple[npt.NDArray[np.float32], list[LetterboxInfo], float]:
+        """Letterbox straight into the memory the backend uploads from (a TensorRT slot's page-locked buffer), then
+        run it: output, letterbox infos, and when pre-processing ended (it includes waiting for a free slot)."""
+        with self._lock or nullcontext(), lease as host:
+            infos = letterbox_batch(chunk, host.array)
+            t1 = time.perf_counter()
+            return host.run(), infos, t1
 
     def describe(self) -> dict[str, Any]:
         """What `/model` and `detector predict` report about the loaded model."""

@@ -34,12 +34,21 @@ log = logging.getLogger(__name__)
 SIDECAR_SUFFIX = ".json"
 ENGINE_SUFFIX = ".engine"
 SIDECAR_FORMAT = 2  # 2: target has cuda_major, sidecar has recipe; older sidecars are refused and rebuilt
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16")  # what `export.engine.precision` may ask for
+# What an engine really computes in (sidecar, `/model`): the request, except that a Q/DQ ONNX (`detector export
+# int8`, models/model.int8.onnx) is built as is and computes in int8 whatever was asked, and an ONNX that is FP16
+# already stays FP16 (`engine_precision`).
+ENGINE_PRECISIONS = (*PRECISIONS, "int8")
+QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
+# What the engine's input takes: float32 pixels in [0, 1], or uint8 pixels 0-255 that the engine's first layers
+# (a Cast and a multiply by 1/255, prepended at build time by export/uint8_input.py) normalise on the GPU: a quarter
+# of the bytes to upload. float32 stays the default until a GPU has measured the difference (scripts/gpu_check.py).
+INPUT_DTYPES = ("float32", "uint8")
 # What the builder does to an ONNX before TensorRT sees it and which builder settings it uses (FP16 conversion, TF32
 # policy, profile derivation). Part of the cache key: bump it whenever export/tensorrt.py or export/fp16.py changes
 # what an engine computes, so no engine built by an older recipe is ever reused. It lives here, not in export/,
 # because the serving runtime must compute the same key without the build code.
-BUILDER_RECIPE = 2
+BUILDER_RECIPE = 3  # 3: keyed by the engine's real precision; TF32 policy from it; uint8 input option
 INSTALL_HINT = "install TensorRT and pycuda on a machine with an NVIDIA GPU (pip install tensorrt-cu12 pycuda)"
 
 
@@ -78,10 +87,13 @@ class EngineSpec:
     workspace_gb: float = 2.0
     profile: BatchProfile = field(default_factory=BatchProfile)
     engine_dir: str = "models/engines"  # engines are code: loaded only from here
+    input_dtype: str = "float32"  # INPUT_DTYPES
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise InvalidInputError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.input_dtype not in INPUT_DTYPES:
+            raise InvalidInputError(f"input_dtype must be one of {INPUT_DTYPES}, got {self.input_dtype!r}")
         if self.workspace_gb <= 0:
             raise InvalidInputError(f"workspace_gb must be > 0, got {self.workspace_gb}")
 
@@ -92,6 +104,7 @@ class EngineSpec:
             workspace_gb=engine.workspace_gb,
             profile=BatchProfile(engine.min_batch, engine.opt_batch, engine.max_batch),
             engine_dir=engine.engine_dir,
+            input_dtype=engine.input_dtype,
         )
 
 
@@ -112,6 +125,7 @@ class EngineInfo:
     created_at: str
     recipe: int = BUILDER_RECIPE
     tf32: bool = False  # whether FP32 layers may use TF32 (never for precision fp32)
+    input_dtype: str = "float32"  # uint8: the engine takes 0-255 pixels and normalises them itself
     format: int = SIDECAR_FORMAT
 
     @property
@@ -133,6 +147,8 @@ class EngineInfo:
         data: dict[str, Any] = json.loads(text)
         if data.get("format") != SIDECAR_FORMAT:
             raise ValueError(f"unknown sidecar format {data.get('format')!r}")
+        if data.get("precision") not in ENGINE_PRECISIONS or data.get("input_dtype", "float32") not in INPUT_DTYPES:
+            raise ValueError(f"unknown precision {data.get('precision')!r} or input dtype {data.get('input_dtype')!r}")
         data["target"] = EngineTarget(**data["target"])
         data["profile"] = BatchProfile(**data["profile"])
         data["names"] = {int(k): str(v) for k, v in data["names"].items()}
@@ -142,10 +158,15 @@ class EngineInfo:
 
 
 def engine_key(
-    onnx_sha256: str, target: EngineTarget, precision: str, profile: BatchProfile, recipe: int = BUILDER_RECIPE
+    onnx_sha256: str,
+    target: EngineTarget,
+    precision: str,
+    profile: BatchProfile,
+    recipe: int = BUILDER_RECIPE,
+    input_dtype: str = "float32",
 ) -> str:
     """Cache key: everything an engine depends on (ONNX, TensorRT version and its CUDA major, GPU, precision, batch
-    profile, builder recipe). Readable prefix for humans, digest for uniqueness."""
+    profile, builder recipe, input dtype). Readable prefix for humans, digest for uniqueness."""
     identity = json.dumps(
         {
             "onnx": onnx_sha256,
@@ -153,22 +174,63 @@ def engine_key(
             "precision": precision,
             "profile": asdict(profile),
             "recipe": recipe,
+            "input_dtype": input_dtype,
         },
         sort_keys=True,
     )
     digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
     gpu = re.sub(r"[^A-Za-z0-9]+", "-", target.gpu_name).strip("-").lower() or "gpu"
     sm = target.compute_capability.replace(".", "")
-    return f"{gpu}-sm{sm}-trt{target.trt_version}-cu{target.cuda_major}-{precision}-{digest}"
+    u8 = "-u8" if input_dtype == "uint8" else ""
+    return f"{gpu}-sm{sm}-trt{target.trt_version}-cu{target.cuda_major}-{precision}{u8}-{digest}"
+
+
+@dataclass(frozen=True)
+class EngineIdentity:
+    """What the cache key of `onnx_path`'s engine is computed from, found the same way by the runtime (lookup) and
+    the builder (the file it writes)."""
+
+    onnx_sha256: str
+    profile: BatchProfile
+    precision: str  # what the engine computes in (ENGINE_PRECISIONS), not only what was asked
+    key: str
+
+
+def engine_identity(onnx_path: str | Path, spec: EngineSpec, target: EngineTarget) -> EngineIdentity:
+    model = _load_graph(onnx_path)
+    onnx_sha = sha256_file(onnx_path)
+    profile = _profile(model, spec.profile, onnx_path)
+    precision = engine_precision(model, spec.precision)
+    key = engine_key(onnx_sha, target, precision, profile, input_dtype=spec.input_dtype)
+    return EngineIdentity(onnx_sha, profile, precision, key)
+
+
+def _load_graph(onnx_path: str | Path) -> Any:
+    import onnx  # core dependency; only the graph is read, not external weights
+
+    return onnx.load(str(onnx_path), load_external_data=False)
+
+
+def engine_precision(model: Any, requested: str) -> str:
+    """What an engine built from `model` (an `onnx.ModelProto`) for `requested` computes in: int8 for a Q/DQ graph
+    (explicit quantization: its Q/DQ nodes fix the INT8 regions and it is built as is, never converted to FP16),
+    fp16 for a graph whose float weights are all FP16 already, otherwise `requested`."""
+    import onnx
+
+    if any(node.op_type in QDQ_OPS for node in model.graph.node):
+        return "int8"
+    floats = {i.data_type for i in model.graph.initializer} & {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16}
+    return "fp16" if floats == {onnx.TensorProto.FLOAT16} else requested
 
 
 def effective_profile(onnx_path: str | Path, requested: BatchProfile) -> BatchProfile:
     """The batch profile an engine for `onnx_path` can have: `requested` for a dynamic batch dimension; for a static
     one (`export.dynamic: false`) exactly that batch, min = opt = max, because TensorRT rejects any profile that
     spans a static dimension."""
-    import onnx  # core dependency; only the graph's input types are read, not external weights
+    return _profile(_load_graph(onnx_path), requested, onnx_path)
 
-    model = onnx.load(str(onnx_path), load_external_data=False)
+
+def _profile(model: Any, requested: BatchProfile, onnx_path: str | Path) -> BatchProfile:
     initializers = {i.name for i in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in initializers]
     if not inputs:
@@ -318,7 +380,7 @@ def resolve_engine(
     if not onnx_path.is_file():
         raise ModelLoadError(f"model file not found: {onnx_path}")
     target = current_target(device_index)
-    key = engine_key(sha256_file(onnx_path), target, spec.precision, effective_profile(onnx_path, spec.profile))
+    key = engine_identity(onnx_path, spec, target).key
     cached = engine_path(spec.engine_dir, key)
     if cached.exists():
         try:

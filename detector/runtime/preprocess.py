@@ -17,7 +17,9 @@ import numpy.typing as npt
 from detector.errors import InvalidInputError
 
 PAD_VALUE = 114
-_SCALE = np.float32(1.0 / 255.0)
+# Pixels become `pixel * PIXEL_SCALE` in float32. A model that takes uint8 pixels (a TensorRT engine built with
+# `export.engine.input_dtype: uint8`) does this same multiplication itself, first thing in its graph.
+PIXEL_SCALE = np.float32(1.0 / 255.0)
 
 
 @dataclass(frozen=True)
@@ -56,30 +58,46 @@ def check_image(image: Any) -> npt.NDArray[np.uint8]:
 
 
 def letterbox_into(image: npt.NDArray[np.uint8], out: npt.NDArray[Any]) -> LetterboxInfo:
-    """Letterbox an RGB `(H, W, 3)` uint8 image into `out`, a `(3, h, w)` float array slot, scaled to [0, 1]."""
+    """Letterbox an RGB `(H, W, 3)` uint8 image into `out`, a `(3, h, w)` array slot: scaled to [0, 1] for a float
+    `out`, the pixel values themselves (0-255) for a uint8 `out` (a model that normalises on its own)."""
     input_shape = (out.shape[1], out.shape[2])
     (new_w, new_h), info = letterbox_params((image.shape[0], image.shape[1]), input_shape)
     if (new_w, new_h) != (image.shape[1], image.shape[0]):
         image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)  # type: ignore[assignment]
     left, top = info.pad
-    # Fill only the borders, then write the resized image once, converting HWC uint8 -> CHW float on the way.
-    pad_value = PAD_VALUE * _SCALE
+    # Fill only the borders, then write the resized image once, converting HWC uint8 -> CHW (float) on the way.
+    raw = out.dtype == np.uint8
+    pad_value = PAD_VALUE if raw else PAD_VALUE * PIXEL_SCALE
     out[:, :top, :] = pad_value
     out[:, top + new_h :, :] = pad_value
     out[:, top : top + new_h, :left] = pad_value
     out[:, top : top + new_h, left + new_w :] = pad_value
-    np.multiply(image.transpose(2, 0, 1), _SCALE, out=out[:, top : top + new_h, left : left + new_w], casting="unsafe")
+    region = out[:, top : top + new_h, left : left + new_w]
+    if raw:
+        region[...] = image.transpose(2, 0, 1)
+    else:
+        np.multiply(image.transpose(2, 0, 1), PIXEL_SCALE, out=region, casting="unsafe")
     return info
+
+
+def letterbox_batch(images: Sequence[npt.NDArray[np.uint8]], out: npt.NDArray[Any]) -> list[LetterboxInfo]:
+    """Letterbox RGB uint8 images into `out[i]`, a `(B, 3, h, w)` array the caller provides (e.g. the page-locked
+    buffer a TensorRT backend uploads from, so no batch array exists in between)."""
+    if len(images) != out.shape[0]:
+        raise InvalidInputError(f"{len(images)} images for a batch of {out.shape[0]}")
+    return [letterbox_into(check_image(img), out[i]) for i, img in enumerate(images)]
 
 
 def preprocess_batch(
     images: Sequence[npt.NDArray[np.uint8]], input_shape: tuple[int, int], dtype: npt.DTypeLike = np.float32
 ) -> tuple[npt.NDArray[Any], list[LetterboxInfo]]:
-    """Letterbox RGB uint8 images into one contiguous `(B, 3, h, w)` array of `dtype` in [0, 1]."""
+    """Letterbox RGB uint8 images into one contiguous `(B, 3, h, w)` array of `dtype`: in [0, 1] for float types,
+    0-255 pixels for uint8 (a model that normalises on its own)."""
     if len(images) == 0:
         raise InvalidInputError("no images to process")
-    batch = np.empty((len(images), 3, *input_shape), dtype=np.float32)
-    infos = [letterbox_into(check_image(img), batch[i]) for i, img in enumerate(images)]
-    if np.dtype(dtype) != np.float32:
+    raw = np.dtype(dtype) == np.uint8
+    batch = np.empty((len(images), 3, *input_shape), dtype=np.uint8 if raw else np.float32)
+    infos = letterbox_batch(images, batch)
+    if not raw and np.dtype(dtype) != np.float32:
         batch = batch.astype(dtype)
     return batch, infos

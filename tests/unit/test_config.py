@@ -47,6 +47,7 @@ def test_environment_overrides_then_dotlist_wins() -> None:
         (["inference.backend=tflite"], "inference.backend"),
         (["inference.server.port=70000"], "inference.server.port"),
         (["export.engine.min_batch=16"], "min_batch <= opt_batch <= max_batch"),
+        (["export.engine.input_dtype=int8"], "export.engine.input_dtype"),
         (["data.version=../etc"], "data.version: String should match pattern"),
         (["nonsense.key=1"], "nonsense: unknown key"),
         (["train.epochs"], "must look like section.key=value"),
@@ -56,6 +57,14 @@ def test_rejections_name_the_key(overrides: list[str], message: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(overrides, config_dir=REPO_CONFIGS, environ={})
     assert message in str(info.value)
+
+
+def test_engine_input_dtype_defaults_to_float32_and_reaches_the_engine_spec() -> None:
+    from detector.runtime import BackendOptions
+
+    assert load_config(config_dir=REPO_CONFIGS, environ={}).export.engine.input_dtype == "float32"
+    config = load_config(["export.engine.input_dtype=uint8"], config_dir=REPO_CONFIGS, environ={})
+    assert BackendOptions.from_config(config).engine.input_dtype == "uint8"
 
 
 def test_malformed_yaml_names_the_file(tmp_path: Path) -> None:

@@ -7,6 +7,8 @@ file plus one registry entry (`detector.runtime.backends.REGISTRY`).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -23,6 +25,16 @@ class TensorSpec:
     name: str
     shape: tuple[int, ...]  # -1 marks a dynamic dimension
     dtype: np.dtype[Any]
+
+
+@dataclass(frozen=True)
+class InputLease:
+    """Host memory a backend lends for one batch (`Backend.lend_input`): the caller fills `array` (the shape it asked
+    for, `input_spec.dtype`, the same pixels `run` takes), then calls `run()`, which returns what `run(array)` would.
+    Valid only inside the `with` block that lent it: afterwards the memory belongs to the next call."""
+
+    array: npt.NDArray[Any]
+    run: Callable[[], npt.NDArray[np.float32]]
 
 
 @dataclass(frozen=True)
@@ -54,8 +66,9 @@ class Backend(ABC):
     """One loaded model on one inference library.
 
     Contract for `run`: input is a contiguous `(B, 3, H, W)` array of `input_spec.dtype` holding RGB pixels scaled
-    to [0, 1]; output is the model's first output as float32, batch first. `thread_safe` tells `Detector` whether
-    `run` may be called from several threads at once; if not, `Detector` serialises calls.
+    to [0, 1] (or, for a uint8 input, the pixel values 0-255: the model normalises them itself); output is the model's
+    first output as float32, batch first. `thread_safe` tells `Detector` whether `run` may be called from several
+    threads at once; if not, `Detector` serialises calls. `lend_input` is an optional zero-copy variant of `run`.
     """
 
     name: ClassVar[str]
@@ -99,6 +112,13 @@ class Backend(ABC):
 
     @abstractmethod
     def run(self, batch: npt.NDArray[Any]) -> npt.NDArray[np.float32]: ...
+
+    def lend_input(self, shape: tuple[int, ...]) -> AbstractContextManager[InputLease] | None:
+        """Optional hook for backends that upload from memory of their own (TensorRT: a page-locked buffer per
+        execution slot): a context manager lending that memory as a `shape` `(B, 3, H, W)` array, so the caller
+        letterboxes straight into it, and holding what it guards (the slot) until the block exits. `B` is at most
+        `max_batch`. None, the default: this backend takes the caller's array through `run`."""
+        return None
 
     def close(self) -> None:  # noqa: B027 - optional hook, most backends free on garbage collection
         """Release native resources. Idempotent."""

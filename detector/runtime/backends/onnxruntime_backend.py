@@ -16,7 +16,12 @@ try:
 except ImportError as exc:  # pragma: no cover - onnxruntime is a core dependency
     raise ImportError("onnxruntime is not installed (pip install onnxruntime)") from exc
 
-_ORT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
+_ORT_DTYPES = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(uint8)": np.uint8,  # a model that normalises 0-255 pixels itself (export/uint8_input.py)
+}
 
 
 def _spec(node: Any) -> TensorSpec:

@@ -2,11 +2,11 @@
 
 Model path:
   * `model.onnx`: the engine comes from the cache in `options.engine.engine_dir`, keyed by the ONNX's sha256, GPU,
-    TensorRT version and CUDA major, precision, batch profile and builder recipe
-    (`detector.runtime.engines.resolve_engine`); when missing or refused it is built by the injected
-    `options.engine_builder` ON THE OWNER THREAD OF THE TARGET GPU (tactics are timed on the GPU that runs them), or,
-    with no builder, the backend is unavailable with the command that builds it. When TensorRT itself refuses a
-    verified plan (`deserialize_cuda_engine` returns None, e.g. after a driver update) it is rebuilt once.
+    TensorRT version and CUDA major, precision (the engine's real one: int8 for a Q/DQ ONNX), batch profile, input
+    dtype and builder recipe (`detector.runtime.engines.resolve_engine`); when missing or refused it is built by the
+    injected `options.engine_builder` ON THE OWNER THREAD OF THE TARGET GPU (tactics are timed on the GPU that runs
+    them), or, with no builder, the backend is unavailable with the command that builds it. When TensorRT itself
+    refuses a verified plan (`deserialize_cuda_engine` returns None, e.g. after a driver update) it is rebuilt once.
   * `name.engine`: must lie inside the engine directory (symlinks resolved) and match its sidecar (sha256, TensorRT
     version, GPU). Engines are executable code: nothing else is ever deserialised.
 
@@ -18,9 +18,12 @@ request at a time (a free-slot queue), so no execution context is ever touched b
 `thread_safe` is True.
 
 Per slot, buffers (page-locked host, device) are allocated once for the profile's max batch, tensor addresses are
-set once, and `set_input_shape` is called only when the batch shape changes (each call makes TensorRT re-plan). The
-caller's thread copies the batch into the slot's page-locked buffer (the one host copy) and copies the output out,
-so the owner thread only enqueues the transfers and the inference and waits for the stream.
+set once, and `set_input_shape` is called only when the batch shape changes (each call makes TensorRT re-plan).
+`lend_input` lends the slot's page-locked input buffer to `Detector`, which letterboxes each image straight into it:
+no batch array and no host copy before the upload (`run` callers with their own array pay one copy into it). The
+caller's thread fills the buffer and copies the output out, so the owner thread only enqueues the transfers and the
+inference and waits for the stream. An engine built with `input_dtype: uint8` takes 0-255 pixels (normalised by
+its first layers on the GPU): its page-locked buffer and upload are uint8, a quarter of the float32 bytes.
 
 Failures become the errors `backend=auto` falls back on: no GPU, CUDA init failing inside TensorRT (`TypeError`
 from pybind11), GPU memory exhausted (pycuda `MemoryError`, a None execution context) are BackendUnavailableError;
@@ -33,6 +36,8 @@ from __future__ import annotations
 
 import logging
 import queue
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -42,7 +47,7 @@ import numpy as np
 import numpy.typing as npt
 
 from detector.errors import BackendUnavailableError, InvalidInputError, ModelLoadError
-from detector.runtime.backends.base import Backend, BackendOptions, TensorSpec
+from detector.runtime.backends.base import Backend, BackendOptions, InputLease, TensorSpec
 from detector.runtime.backends.cuda_owner import CudaOwner
 from detector.runtime.backends.tensorrt_logger import describe_errors, error_mark, trt_logger
 from detector.runtime.engines import (
@@ -335,30 +340,65 @@ class TensorRTBackend(Backend):
     def device_name(self) -> str:
         return f"cuda:{self._index} ({getattr(self, '_gpu_name', '?')})"
 
-    def run(self, batch: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
+    def _check_shape(self, shape: tuple[int, ...]) -> None:
         if self._closed:
             raise BackendUnavailableError("the TensorRT backend is closed")
         lo, hi = self._min_sample, self._sample_shape
-        if batch.ndim != 4 or not all(a <= d <= b for a, d, b in zip(lo, batch.shape[1:], hi, strict=True)):
+        if len(shape) != 4 or not all(a <= d <= b for a, d, b in zip(lo, shape[1:], hi, strict=True)):
             want = ", ".join(str(b) if a == b else f"{a}..{b}" for a, b in zip(lo, hi, strict=True))
-            raise InvalidInputError(f"expected a (B, {want}) batch, got {batch.shape}")
-        n = batch.shape[0]
-        if n == 0:
+            raise InvalidInputError(f"expected a (B, {want}) batch, got {shape}")
+        if shape[0] == 0:
             raise InvalidInputError("empty batch")
+
+    def lend_input(self, shape: tuple[int, ...]) -> AbstractContextManager[InputLease]:
+        """A free slot's page-locked input buffer itself, as a `shape` array: the caller letterboxes into it (no batch
+        array in between, no second host copy), `run()` uploads it, runs and downloads on the slot's owner thread.
+        The slot is this caller's from here until the block exits, so nobody else writes that buffer meanwhile."""
+        return self._lease(shape)
+
+    @contextmanager
+    def _lease(self, shape: tuple[int, ...]) -> Iterator[InputLease]:
+        self._check_shape(shape)
+        n = shape[0]
+        if n > self._max_batch:
+            raise InvalidInputError(f"batch {n} is above the engine's max batch {self._max_batch}; split it")
+        padded = (max(n, self._min_batch), *shape[1:])  # profiles starting above 1: zero-pad, drop the padding
+        slot = self._free.get()
+        try:
+            host = self._host_input(slot, padded)
+            if padded[0] > n:
+                host[n:] = 0
+            held = [True]
+
+            def run() -> npt.NDArray[np.float32]:
+                if not held[0]:
+                    raise RuntimeError("InputLease.run() after its `with` block: the slot belongs to another call")
+                view = slot.owner.call(lambda: self._enqueue(slot, padded))
+                return np.array(view[:n], dtype=np.float32)  # a copy: the slot's buffer is reused by the next call
+
+            lease = InputLease(host[:n], run)
+            try:
+                yield lease
+            finally:
+                held[0] = False
+                lease.array.flags.writeable = False  # the caller's view can no longer write the slot's buffer
+        finally:
+            self._free.put(slot)
+
+    def run(self, batch: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
+        """`lend_input` for callers that bring their own array: the one host copy is theirs into the slot's buffer."""
+        self._check_shape(batch.shape)
+        if self._dtypes[self._input_name] == np.uint8 and batch.dtype != np.uint8:
+            raise InvalidInputError(
+                f"this engine takes uint8 pixels 0-255 (built with input_dtype uint8), got a {batch.dtype} batch"
+            )
+        n = batch.shape[0]
         if n > self._max_batch:  # Detector already splits at max_batch; direct callers get the same behaviour
             parts = [self.run(batch[i : i + self._max_batch]) for i in range(0, n, self._max_batch)]
             return np.concatenate(parts)
-        shape = (max(n, self._min_batch), *batch.shape[1:])  # profiles starting above 1: zero-pad, drop the padding
-        slot = self._free.get()
-        try:
-            host = self._host_input(slot, shape)
-            host[:n] = batch  # the one host copy (and dtype cast), on the caller's thread, into page-locked memory
-            if shape[0] > n:
-                host[n:] = 0
-            view = slot.owner.call(lambda: self._enqueue(slot, shape))
-            return np.array(view[:n], dtype=np.float32)  # a copy: the slot's buffer is reused by the next call
-        finally:
-            self._free.put(slot)
+        with self._lease(batch.shape) as lease:
+            lease.array[...] = batch  # copy (and dtype cast), on the caller's thread, into page-locked memory
+            return lease.run()
 
     def close(self) -> None:
         main: CudaOwner | None = getattr(self, "_main", None)

@@ -8,7 +8,10 @@ Modelled after the real driver (pycuda `src/wrapper/wrap_cudadrv.cpp`, CUDA's co
     releases one reference). `make_context()` creates a separate, non-primary context: counted in `stats` so tests
     can prove the backend never makes one;
   * memory belongs to the context it was allocated in; using it while another context is current fails;
-  * `faults` makes the next allocation raise `MemoryError` (pycuda's, a subclass of `Error`) like a full GPU.
+  * `faults` makes the next allocation raise `MemoryError` (pycuda's, a subclass of `Error`) like a full GPU;
+  * page-locked host buffers are remembered (`is_pinned`), and every host->device copy is recorded in `stats`
+    (bytes, dtype, and whether the source was page-locked: from pageable memory a real "async" copy is staged and
+    synchronous), so tests can see which memory a batch is uploaded from and how many bytes go over the bus.
 """
 
 from __future__ import annotations
@@ -44,12 +47,13 @@ class _State:
         self.live_contexts: set[int] = set()
         self.primary: dict[int, Context] = {}  # device ordinal -> its primary context (once retained)
         self.ids = itertools.count(0x10000, 0x10000)
+        self.pinned: list[npt.NDArray[Any]] = []  # every page-locked buffer handed out
 
 
 _state = _State(list(_DEFAULT_DEVICES))
 _tls = threading.local()
 # Counters tests assert on; `faults` injects failures the way a real GPU produces them.
-stats: dict[str, int] = {}
+stats: dict[str, Any] = {}
 faults: dict[str, int] = {}
 
 
@@ -57,7 +61,7 @@ def reset(devices: list[tuple[str, tuple[int, int]]] | None = None) -> None:
     global _state
     _state = _State(list(_DEFAULT_DEVICES if devices is None else devices))
     stats.clear()
-    stats.update(made_contexts=0, primary_retains=0)
+    stats.update(made_contexts=0, primary_retains=0, htod=[], htod_pageable=0)
     faults.clear()
 
 
@@ -232,7 +236,15 @@ def mem_alloc(nbytes: int) -> DeviceAllocation:
 
 def pagelocked_empty(shape: Any, dtype: Any, order: str = "C", mem_flags: int = 0) -> npt.NDArray[Any]:
     current_context("cuMemHostAlloc")  # page-locked allocation needs a context, like the real one
-    return np.empty(shape, dtype, order=order)  # type: ignore[call-overload,no-any-return]
+    host: npt.NDArray[Any] = np.empty(shape, dtype, order=order)  # type: ignore[call-overload]
+    with _state.lock:
+        _state.pinned.append(host)
+    return host
+
+
+def is_pinned(array: npt.NDArray[Any]) -> bool:
+    """Whether `array` lies in page-locked memory handed out by `pagelocked_empty` (a view of it counts)."""
+    return any(np.shares_memory(array, host) for host in _state.pinned)
 
 
 def device_view(ptr: int, what: str) -> npt.NDArray[np.uint8]:
@@ -244,6 +256,9 @@ def device_view(ptr: int, what: str) -> npt.NDArray[np.uint8]:
 
 
 def memcpy_htod_async(dest: Any, src: npt.NDArray[Any], stream: Stream | None = None) -> None:
+    pinned = is_pinned(src)
+    stats["htod"].append({"nbytes": int(src.nbytes), "dtype": src.dtype.name, "pinned": pinned})
+    stats["htod_pageable"] += not pinned
     raw = np.ascontiguousarray(src).view(np.uint8).reshape(-1)
     buf = device_view(int(dest), "cuMemcpyHtoDAsync")
     if raw.size > buf.size:

@@ -171,8 +171,21 @@ class Dims(tuple[int, ...]):
         return super().__new__(cls, (int(d) for d in shape))
 
 
-_ONNX_TYPES = {1: DataType.FLOAT, 10: DataType.HALF, 6: DataType.INT32, 7: DataType.INT64, 9: DataType.BOOL}
-_NP_TYPES = {DataType.FLOAT: np.float32, DataType.HALF: np.float16, DataType.INT32: np.int32, DataType.INT64: np.int64}
+_ONNX_TYPES = {
+    1: DataType.FLOAT,
+    10: DataType.HALF,
+    6: DataType.INT32,
+    7: DataType.INT64,
+    9: DataType.BOOL,
+    2: DataType.UINT8,
+}
+_NP_TYPES = {
+    DataType.FLOAT: np.float32,
+    DataType.HALF: np.float16,
+    DataType.INT32: np.int32,
+    DataType.INT64: np.int64,
+    DataType.UINT8: np.uint8,
+}
 
 
 # --- builder ---------------------------------------------------------------------------------------------------
@@ -231,10 +244,34 @@ class OnnxParser:
             self.errors.append(f"ModelImporter: {exc}")
             _emit(ILogger.ERROR, f"ModelImporter: {exc}")
             return False
+        problem = _uint8_problem(proto)
+        if problem:
+            self.errors.append(problem)
+            _emit(ILogger.ERROR, problem)
+            return False
         self.network.onnx = bytes(model)
         self.network.inputs = _tensors(proto.graph.input)
         self.network.outputs = _tensors(proto.graph.output)
         return True
+
+
+def _uint8_problem(proto: Any) -> str | None:
+    """TensorRT's UINT8 rule (onnx-tensorrt ModelImporter.cpp, `DataType.UINT8` docs): UINT8 is only a network input
+    or output type; a UINT8 input may only feed a Cast to FLOAT or HALF, and no node may produce an intermediate
+    UINT8 tensor."""
+    import onnx
+
+    uint8 = onnx.TensorProto.UINT8
+    inputs = {v.name for v in proto.graph.input if v.type.tensor_type.elem_type == uint8}
+    outputs = {v.name for v in proto.graph.output}
+    for node in proto.graph.node:
+        to = next((a.i for a in node.attribute if a.name == "to"), None) if node.op_type == "Cast" else None
+        for name in node.input:
+            if name in inputs and to not in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16):
+                return f"ModelImporter: node {node.name or node.op_type}: UINT8 input {name} must be cast to FLOAT/HALF"
+        if to == uint8 and any(o not in outputs for o in node.output):
+            return f"ModelImporter: node {node.name}: TensorRT does not support UINT8 types for intermediate tensors!"
+    return None
 
 
 class IOptimizationProfile:

@@ -25,6 +25,7 @@ CHECKED = [
     "export/tensorrt.py",
     "detector/runtime/engines.py",
     "export/fp16.py",
+    "export/uint8_input.py",
     "detector/runtime/backends/tensorrt_backend.py",
     "detector/runtime/backends/cuda_owner.py",
     "detector/runtime/backends/tensorrt_logger.py",

@@ -182,9 +182,33 @@ def test_engine_key_depends_on_everything_an_engine_depends_on() -> None:
         engine_key("abc", EngineTarget("11.4.0.106", "NVIDIA L4", "8.9"), "fp16", BatchProfile(1, 4, 8)),
         engine_key("abc", EngineTarget("10.16.1.11", "NVIDIA A100", "8.0"), "fp16", BatchProfile(1, 4, 8)),
         engine_key("abc", target, "fp16", BatchProfile(1, 4, 16)),
+        engine_key("abc", target, "fp16", BatchProfile(1, 4, 8), input_dtype="uint8"),
     ]
-    assert len({base, *variants}) == 8
+    assert len({base, *variants}) == 9
     assert engine_key("abc", target, "fp16", BatchProfile(1, 4, 8)) == base
+
+
+def test_engine_precision_is_what_the_graph_computes_in() -> None:
+    """int8 for a Q/DQ graph and fp16 for an FP16 graph, whatever was asked; the sidecar accepts only real ones."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from detector.runtime.engines import EngineInfo, engine_precision
+
+    def graph(op: str, weight_type: type) -> object:
+        w = numpy_helper.from_array(np.ones((1,), weight_type), "w")
+        node = helper.make_node(op, ["x", "w"], ["y"])
+        x, y = (helper.make_tensor_value_info(n, TensorProto.FLOAT, [1]) for n in "xy")
+        return helper.make_model(helper.make_graph([node], "g", [x], [y], [w]))
+
+    assert engine_precision(graph("Add", np.float32), "fp16") == "fp16"
+    assert engine_precision(graph("Add", np.float32), "fp32") == "fp32"
+    assert engine_precision(graph("Add", np.float16), "fp32") == "fp16"
+    assert engine_precision(graph("DequantizeLinear", np.float32), "fp32") == "int8"
+    target = EngineTarget("10.16.1.11", "NVIDIA L4", "8.9", "12")
+    info = EngineInfo("e", "k", "int8", target, BatchProfile(), "a", "b", {0: "x"}, (64, 64), "{}", "now")
+    assert EngineInfo.from_json(info.to_json()) == info
+    with pytest.raises(ValueError, match="unknown precision"):
+        EngineInfo.from_json(info.to_json().replace('"int8"', '"int4"'))
 
 
 def test_cache_reuses_a_valid_engine_and_builds_per_version_and_gpu(
@@ -357,3 +381,7 @@ def test_cli_builds_an_engine(
     out = json.loads(capsys.readouterr().out)
     assert out["precision"] == "fp32" and out["profile"] == {"min_batch": 1, "opt_batch": 2, "max_batch": 2}
     assert Path(out["engine_path"]).is_file() and Path(out["sidecar"]).is_file()
+    assert out["input_dtype"] == "float32"  # the default until a GPU measures uint8
+    assert main([*args, "--input-dtype", "uint8"]) == 0
+    u8 = json.loads(capsys.readouterr().out)
+    assert u8["input_dtype"] == "uint8" and u8["engine_path"] != out["engine_path"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import time
 from pathlib import Path
 from types import ModuleType
 
@@ -24,6 +25,7 @@ from detector.runtime.backends.tensorrt_backend import TensorRTBackend
 from detector.runtime.engines import BatchProfile, EngineSpec, read_sidecar, resolve_engine
 from export.tensorrt import build_engine
 
+REPO = Path(__file__).resolve().parents[3]
 TWO_GPUS = [("NVIDIA L4", (8, 9)), ("NVIDIA L4", (8, 9))]
 
 
@@ -228,10 +230,9 @@ def test_addresses_set_once_and_shapes_only_on_change(standin: ModuleType, model
         backend.close()
 
 
-def test_int8_qdq_onnx_builds_strongly_typed_as_is(
-    standin: ModuleType, model_path: Path, tmp_path: Path, dataset_dir: Path
-) -> None:
-    """A Q/DQ ONNX is built as it is (no FP16 conversion, no INT8 flag or calibrator) and reported as int8."""
+def _qdq_onnx(model_path: Path, dataset_dir: Path, out: Path) -> tuple[Path, np.ndarray]:
+    """A Q/DQ INT8 ONNX of the quick model with its metadata (ONNX Runtime's static quantizer, 4 images), and the
+    letterboxed batch it was calibrated on."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     from detector.runtime.images import read_image
@@ -247,9 +248,16 @@ def test_int8_qdq_onnx_builds_strongly_typed_as_is(
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self.items, None)
 
-    qdq = tmp_path / "model.int8.onnx"
-    quantize_static(str(model_path), str(qdq), Reader(), quant_format=QuantFormat.QDQ, weight_type=QuantType.QInt8)
-    onnx.save(_with_metadata(onnx.load(str(qdq)), onnx.load(str(model_path))), str(qdq))
+    quantize_static(str(model_path), str(out), Reader(), quant_format=QuantFormat.QDQ, weight_type=QuantType.QInt8)
+    onnx.save(_with_metadata(onnx.load(str(out)), onnx.load(str(model_path))), str(out))
+    return out, batch
+
+
+def test_int8_qdq_onnx_builds_strongly_typed_as_is(
+    standin: ModuleType, model_path: Path, tmp_path: Path, dataset_dir: Path
+) -> None:
+    """A Q/DQ ONNX is built as it is (no FP16 conversion, no INT8 flag or calibrator) and reported as int8."""
+    qdq, batch = _qdq_onnx(model_path, dataset_dir, tmp_path / "model.int8.onnx")
     info = build_engine(qdq, _spec(tmp_path / "engines", precision="fp16"))
     assert info.precision == "int8"
     import onnxruntime as ort
@@ -261,6 +269,45 @@ def test_int8_qdq_onnx_builds_strongly_typed_as_is(
         np.testing.assert_array_equal(backend.run(batch), expected)  # the very graph that was quantized
     finally:
         backend.close()
+
+
+def test_int8_engine_is_keyed_stored_and_served_as_int8(
+    standin: ModuleType, model_path: Path, tmp_path: Path, dataset_dir: Path
+) -> None:
+    """The engine of models/model.int8.onnx computes in int8 whatever `export.engine.precision` says: one engine for
+    fp16 and fp32 requests, named, keyed and described as int8 in its sidecar, in `describe()` and on `/model`,
+    loaded from the ONNX or from the .engine file."""
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from detector.config import load_config
+    from detector.runtime.metadata import read_onnx_metadata
+
+    qdq, _ = _qdq_onnx(model_path, dataset_dir, tmp_path / "model.int8.onnx")
+    engines = tmp_path / "engines"
+    first = build_engine(qdq, _spec(engines, precision="fp16"))
+    again, _ = resolve_engine(qdq, _spec(engines, precision="fp32"), 0, build=build_engine)
+    assert again.path == first.path and standin.trt.stats["builds"] == 1, "one int8 engine, whatever was asked"
+    assert "-int8-" in first.key and first.tf32
+    assert json.loads(first.path.with_suffix(".json").read_text())["precision"] == "int8"
+    assert read_onnx_metadata(qdq).precision == "fp32"  # ORT's quantizer wrote none: the graph decides, not metadata
+
+    for source in (qdq, first.path):
+        with Detector.load(source, backend="tensorrt", options=_options(engines, precision="fp16")) as det:
+            assert det.describe()["precision"] == "int8"
+
+    config = load_config(
+        [f"inference.model_path={qdq}", "inference.backend=tensorrt"], config_dir=REPO / "configs", environ={}
+    )
+    app = create_app(config, lambda path, backend: Detector.load(path, backend, _options(engines, precision="fp32")))
+    with TestClient(app) as client:
+        deadline = time.monotonic() + 30
+        while client.get("/health").status_code != 200:
+            assert time.monotonic() < deadline, client.get("/health").text
+            time.sleep(0.05)
+        model = client.get("/model").json()
+    assert model["backend"] == "tensorrt" and model["precision"] == "int8"
+    assert standin.trt.stats["builds"] == 1
 
 
 def _with_metadata(model: onnx.ModelProto, source: onnx.ModelProto) -> onnx.ModelProto:

@@ -101,6 +101,25 @@ def test_end2end_head_and_tensorrt_plan(tmp_path: Path) -> None:
         assert cfg.instance_group[0].kind == model_config_pb2().ModelInstanceGroup.KIND_GPU
 
 
+def test_uint8_plan_gets_a_uint8_input(tmp_path: Path) -> None:
+    """A plan built with `input_dtype: uint8` takes 0-255 pixels: its config says TYPE_UINT8, the ONNX's stays FP32."""
+    from detector.runtime.engines import BatchProfile, EngineInfo, EngineTarget, sidecar_path
+
+    onnx_path = make_onnx(tmp_path / "m.onnx", ["batch", 300, 6], head="end2end", in_hw=(128, 96))
+    plan = tmp_path / "engines" / "x.engine"
+    plan.parent.mkdir()
+    plan.write_bytes(b"not really an engine")
+    info = EngineInfo(
+        str(plan), "x", "fp16", EngineTarget("10.16.1.11", "NVIDIA L4", "8.9", "12"), BatchProfile(1, 1, 1), "a", "b",
+        NAMES, (128, 96), "{}", "now", input_dtype="uint8",
+    )  # fmt: skip
+    sidecar_path(plan).write_text(info.to_json())
+    onnx_cfg, trt_cfg = write_repository(onnx_path, tmp_path / "repo", max_batch=1, plan=plan)
+    assert "data_type: TYPE_FP32" in onnx_cfg.read_text().split("output [")[0]
+    assert "data_type: TYPE_UINT8" in trt_cfg.read_text().split("output [")[0]
+    assert parse(trt_cfg).input[0].data_type == model_config_pb2().TYPE_UINT8
+
+
 def test_static_hw_that_disagrees_with_metadata_is_refused(tmp_path: Path) -> None:
     onnx_path = make_onnx(tmp_path / "m.onnx", ["batch", 7, 252], in_hw=(640, 640))
     with pytest.raises(ModelLoadError, match="disagree with metadata imgsz"):
