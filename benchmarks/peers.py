@@ -232,18 +232,18 @@ def http_overhead(
     """HTTP c=1 against the same work in-process (`ours_from_jpeg` on the same model and photos), in alternating
     blocks of `block` calls: the overhead is measured in one stretch of time, not across the run's phases, whose
     load on a shared machine differs by more than the overhead itself."""
-    bodies = [{"files": {"file": ("image.jpg", data, "image/jpeg")}} for data in jpegs]
+    files = [{"file": ("image.jpg", data, "image/jpeg")} for data in jpegs]
     http_ms: list[float] = []
     local_ms: list[float] = []
     with httpx.Client(timeout=60) as client:
-        for body in bodies * 2:  # warm-up (connection, every photo's shape compiled on both sides)
-            client.post(f"{url}/predict", **body).raise_for_status()
+        for part in files * 2:  # warm-up (connection, every photo's shape compiled on both sides)
+            client.post(f"{url}/predict", files=part).raise_for_status()
         for call in calls * 2:
             call.end_to_end()
         for r in range(rounds):
             for i in range(block):
                 t0 = time.perf_counter()
-                client.post(f"{url}/predict", **bodies[(r * block + i) % len(bodies)]).raise_for_status()
+                client.post(f"{url}/predict", files=files[(r * block + i) % len(files)]).raise_for_status()
                 http_ms.append((time.perf_counter() - t0) * 1e3)
             time.sleep(0.05)  # let the server's thread pool go idle before the in-process turn
             for i in range(block):
