@@ -10,10 +10,10 @@ IMAGE_CPU ?= yolo-detector:cpu
 IMAGE_GPU ?= yolo-detector:gpu
 
 .PHONY: help uv install-serve install-train install-ray install-dev demo pipeline serve serve-ray test test-fast lint experiments \
-	bench quantize bench-peers docker-cpu docker-gpu deploy docs-media cards clean
+	bench quantize int8-640 bench-peers docker-cpu docker-gpu deploy docs-media cards clean
 
 help:  ## list targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 uv:
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet "uv>=0.5"
@@ -68,6 +68,9 @@ bench: install-dev  ## latency of every backend + the HTTP service vs Ultralytic
 
 quantize: install-train  ## INT8 Q/DQ ONNX (NNCF) of models/model.onnx, gated on val mAP -> models/model.int8.onnx
 	$(RUN) detector export int8
+
+int8-640: install-train  ## the INT8 gate on a 640 px model: fine-tune models/best.pt at 640 px, quantize (~35 min) -> reports/int8_640.*
+	$(RUN) bash scripts/int8_640.sh
 
 bench-peers: install-dev  ## ours (FP32, INT8) vs Ultralytics' OpenVINO exports + the afternoon service, 640 px -> reports/peers.*
 	$(RUN) python -m benchmarks.peers --model models/model.onnx
