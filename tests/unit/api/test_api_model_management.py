@@ -198,3 +198,26 @@ def test_a_failed_detector_load_closes_the_backend_it_created(monkeypatch: pytes
     with pytest.raises(e.ModelLoadError, match="disagrees with its metadata"):
         detector_module.Detector.load(tmp_path / "m.onnx")
     assert len(created) == 1 and created[0].closed
+
+
+def test_a_registry_model_is_the_loaded_detector_plus_where_in_the_registry_it_came_from(tmp_path: Path) -> None:
+    from api.model_source import registry_aware
+    from detector.runtime.model_source import ResolvedModel
+
+    loaded: list[tuple[str, Fake]] = []
+
+    def factory(path: str, backend: str) -> Fake:
+        loaded.append((path, Fake("v3")))
+        return loaded[-1][1]
+
+    resolved = ResolvedModel("models:/det@champion", "det", "3", "champion", tmp_path / "m.onnx", run_id="r")
+    model = registry_aware(factory, lambda uri: resolved)("models:/det@champion", "onnxruntime")
+    ((path, fake),) = loaded
+    assert path == str(tmp_path / "m.onnx")
+    assert model.describe() == {**fake.describe(), "registry": resolved.describe()}
+    assert model.max_batch is fake.max_batch and len(model.predict_batch([np.zeros((4, 4, 3), np.uint8)])) == 1
+    model.close()
+    assert fake.closed
+    assert registry_aware(factory, None)("models/x.onnx", "onnxruntime") is loaded[-1][1]  # files: untouched
+    with pytest.raises(e.ModelLoadError, match="no registry resolver"):
+        registry_aware(factory, None)("models:/det@champion", "onnxruntime")
