@@ -7,46 +7,27 @@ the loaded model's `describe()` carries `registry: {name, version, alias, ...}` 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
-
-import numpy as np
-import numpy.typing as npt
 
 from api.model_slot import DetectorLike
 from api.service import DetectorFactory
 from detector.errors import ModelLoadError
-from detector.runtime import Detections, Timings
 from detector.runtime.model_source import ModelResolver, ResolvedModel, is_registry_uri
 
 
 class RegistryModel:
-    """A loaded detector plus where in the registry it came from (everything else is passed through)."""
+    """A loaded detector whose `describe()` also says where in the registry it came from. Everything else is the
+    detector's own, looked up on it (`__getattr__`), so this wrapper cannot drift from `DetectorLike`."""
 
     def __init__(self, detector: DetectorLike, resolved: ResolvedModel) -> None:
         self._detector = detector
         self.resolved = resolved
-        self.max_batch = detector.max_batch
 
-    def predict_batch(
-        self,
-        images: Sequence[npt.NDArray[np.uint8]],
-        conf: float | None = None,
-        iou: float | None = None,
-        max_det: int | None = None,
-        multi_label: bool = False,
-        timings: Timings | None = None,
-    ) -> list[Detections]:
-        return self._detector.predict_batch(images, conf, iou, max_det, multi_label, timings)
-
-    def warmup(self, runs: int = 2) -> None:
-        self._detector.warmup(runs)
+    def __getattr__(self, name: str) -> Any:  # only names the wrapper itself lacks
+        return getattr(object.__getattribute__(self, "_detector"), name)
 
     def describe(self) -> dict[str, Any]:
         return {**self._detector.describe(), "registry": self.resolved.describe()}
-
-    def close(self) -> None:
-        self._detector.close()
 
 
 def registry_aware(factory: DetectorFactory, resolver: ModelResolver | None) -> DetectorFactory:

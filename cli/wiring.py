@@ -2,24 +2,11 @@
 
 from __future__ import annotations
 
-import logging
-
 from detector.config import Config
-from detector.runtime.engines import EngineBuilder
 from detector.runtime.model_source import ModelResolver
+from export.builders import engine_builder
 
-log = logging.getLogger(__name__)
-
-
-def engine_builder() -> EngineBuilder | None:
-    """`export.tensorrt.build_engine` where the build code is installed, so the TensorRT backend can build a missing
-    engine; None in an image that ships only the runtime (it then loads cached engines and says how to build)."""
-    try:
-        from export.tensorrt import build_engine
-    except ImportError as exc:
-        log.debug("no TensorRT engine builder here (%s): cached engines only", exc)
-        return None
-    return build_engine
+__all__ = ["engine_builder", "model_resolver"]
 
 
 def model_resolver(config: Config) -> ModelResolver:

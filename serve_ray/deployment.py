@@ -35,7 +35,7 @@ from api.service import Service
 from detector.config import Config
 from detector.errors import ModelLoadError
 from detector.registry import registry_resolver
-from detector.runtime.engines import EngineBuilder
+from export.builders import engine_builder
 
 log = logging.getLogger("serve_ray")
 
@@ -79,16 +79,6 @@ def _ready_lifespan(app: FastAPI) -> None:
             yield state
 
     app.router.lifespan_context = lifespan
-
-
-def engine_builder() -> EngineBuilder | None:
-    """The TensorRT engine builder where the build code is installed (as `cli.wiring.engine_builder` injects it for
-    `detector serve`; a replica is its own composition root, so it looks it up itself)."""
-    try:
-        from export.tensorrt import build_engine
-    except ImportError:
-        return None
-    return build_engine
 
 
 @serve.deployment(

@@ -3,26 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from tests.project_clone import copy_project, init_repo, run_ok
 
 pytest.importorskip("dvc")
-
-
-def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    bin_dir = str(Path(sys.executable).parent)
-    env = {**os.environ, "YOLO_OFFLINE": "1", "PATH": bin_dir + os.pathsep + os.environ["PATH"]}
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    return proc
 
 
 def _set(path: Path, section: str, values: dict[str, object]) -> None:
@@ -38,32 +27,23 @@ def _set(path: Path, section: str, values: dict[str, object]) -> None:
 
 def test_dvc_repro_from_a_clean_clone(tmp_path: Path) -> None:
     clone = tmp_path / "clone"
-    files = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True
-    ).stdout.split()
-    for rel in files:
-        if (REPO / rel).is_file():
-            (clone / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / rel, clone / rel)
-    (clone / "dvc.lock").unlink(missing_ok=True)
+    copy_project(clone)
     _set(clone / "configs/data.yaml", "data", {"imgsz": 96, "splits.train": 48, "splits.val": 12, "splits.test": 8})
     _set(clone / "configs/train.yaml", "train", {"imgsz": 96, "epochs": 1, "batch": 16})
     # Exported at another size than trained; a small INT8 calibration set. The gate is opened wide: a 1-epoch model
     # has a near-zero mAP, so a drop limit would only measure noise (the gate itself is tested in test_int8.py).
     _set(clone / "configs/export.yaml", "export", {"imgsz": 64, "int8.subset_size": 16, "int8.max_map_drop": 1.0})
-    _run(["git", "init", "-q"], clone)
-    _run(["git", "add", "-A"], clone)
-    _run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "clone"], clone)
+    init_repo(clone)
 
-    _run(["dvc", "repro"], clone)
+    run_ok(["dvc", "repro"], clone)
     assert (clone / "models/model.onnx").is_file() and (clone / "dvc.lock").is_file()
     lock = yaml.safe_load((clone / "dvc.lock").read_text())
     assert set(lock["stages"]) == {"data@v1", "data@v2", "train", "export", "quantize", "evaluate", "benchmark"}
     assert "summary" in json.loads((clone / "reports/benchmark.json").read_text())
-    metrics = json.loads(_run(["dvc", "metrics", "show", "--json"], clone).stdout)
+    metrics = json.loads(run_ok(["dvc", "metrics", "show", "--json"], clone).stdout)
     assert "reports/metrics.json" in json.dumps(metrics)
     assert "int8" in json.loads((clone / "reports/metrics.json").read_text())  # both models are evaluated
-    status = _run(["dvc", "status"], clone).stdout
+    status = run_ok(["dvc", "status"], clone).stdout
     assert "up to date" in status
     # The benchmark stage measured the model it benchmarks at that model's size, not at train.imgsz.
     assert json.loads((clone / "reports/benchmark.json").read_text())["settings"]["sizes"] == [64]
@@ -80,16 +60,16 @@ def test_dvc_repro_from_a_clean_clone(tmp_path: Path) -> None:
         original = (clone / rel).read_bytes()
         (clone / rel).write_bytes(original + b"\n# edited\n")
         try:
-            stale = set(json.loads(_run(["dvc", "status", "--json"], clone).stdout or "{}"))
+            stale = set(json.loads(run_ok(["dvc", "status", "--json"], clone).stdout or "{}"))
         finally:
             (clone / rel).write_bytes(original)
         assert stale == stages, rel
 
     # The embedded remote: push everything, delete the outputs, pull them back bit-identical.
     onnx_bytes = (clone / "models/model.onnx").read_bytes()
-    _run(["dvc", "push"], clone)
+    run_ok(["dvc", "push"], clone)
     shutil.rmtree(clone / "models")
     shutil.rmtree(clone / "data")
-    _run(["dvc", "pull"], clone)
+    run_ok(["dvc", "pull"], clone)
     assert (clone / "models/model.onnx").read_bytes() == onnx_bytes
     assert (clone / "data/v1/data.yaml").is_file()

@@ -5,7 +5,6 @@ push to the local remote, delete data and cache, pull, and get the same bytes ba
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -15,18 +14,14 @@ from typing import Any
 import pytest
 
 from detector.data import dataset_hash
-from tests.conftest import REPO
+from tests.project_clone import commit, copy_project, init_repo, run_ok
 from tests.unit.data.importers.exporters import export_coco, small_v1
 
 pytest.importorskip("dvc")
 
 
 def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    bin_dir = str(Path(sys.executable).parent)
-    env = {**os.environ, "YOLO_OFFLINE": "1", "PYTHONPATH": str(cwd), "PATH": bin_dir + os.pathsep + os.environ["PATH"]}
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    return proc
+    return run_ok(cmd, cwd, timeout=300, env={"PYTHONPATH": str(cwd)})  # the copy's own code
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -56,17 +51,8 @@ def _experiment(shown: object, name: str) -> dict[str, Any]:
 
 def test_imported_version_is_tracked_pushed_and_pulled(tmp_path: Path) -> None:
     clone = tmp_path / "clone"
-    files = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True
-    ).stdout.split()
-    for rel in files:
-        if (REPO / rel).is_file():
-            (clone / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / rel, clone / rel)
-    (clone / "dvc.lock").unlink(missing_ok=True)
-    _run(["git", "init", "-q"], clone)
-    _run(["git", "add", "-A"], clone)
-    _run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "clone"], clone)
+    copy_project(clone)
+    init_repo(clone)
 
     v1 = small_v1(tmp_path / "gen" / "v1")
     coco = export_coco(v1, tmp_path / "export")
@@ -80,7 +66,7 @@ def test_imported_version_is_tracked_pushed_and_pulled(tmp_path: Path) -> None:
     staged = _run(["git", "diff", "--cached", "--name-only"], clone).stdout.split()
     assert {"data/mine.dvc", "data/.gitignore"} <= set(staged)
     assert "/mine" in (clone / "data" / ".gitignore").read_text().split()
-    _run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "data: import mine"], clone)
+    commit(clone, "data: import mine")
     assert "up to date" in _run(["dvc", "status", "data/mine.dvc"], clone).stdout
 
     # An experiment on it: train reads data/mine (a tiny run: 1 epoch at 64 px), nothing is generated over it.

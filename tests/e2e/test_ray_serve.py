@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import os
 import signal
-import socket
 import threading
 import time
 from collections import Counter
@@ -36,6 +35,7 @@ from detector.runtime import Detector
 from detector.runtime.images import decode_image
 from serve_ray.deployment import REPLICA_HEADER
 from serve_ray.runner import deploy, load_serve_config, ray_cluster, shutdown_serve
+from tests.servers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 APP, DEPLOYMENT = "detector", "DetectorDeployment"
@@ -46,12 +46,6 @@ QUEUE_SIZE = 8  # per replica: small, so the overload test needs few requests
 class Cluster:
     url: str
     config: Config
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

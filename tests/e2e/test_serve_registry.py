@@ -14,9 +14,10 @@ import pytest
 
 from tests.clips import confident_scene, write_moving_clip
 from tests.conftest import REPO
-from tests.e2e.test_serve_subprocess import KEY, free_port, start_server, stop, wait_ready
+from tests.servers import free_port, serving
 
 NAME = "yolo-detector"
+KEY = "e2e-admin-key"
 
 
 @pytest.fixture(scope="module")
@@ -55,9 +56,7 @@ def test_serve_by_alias_then_reload_when_it_moves(
 
     uri, work = registry
     (work / "spool").mkdir(exist_ok=True)
-    server = start_server(f"models:/{NAME}@champion", work, *overrides(uri, work))  # type: ignore[arg-type]
-    try:
-        wait_ready(server)
+    with serving(f"models:/{NAME}@champion", work, *overrides(uri, work)) as server:
         info = httpx.get(server.url + "/model").json()
         assert info["registry"]["name"] == NAME and info["registry"]["version"] == "1"
         assert info["registry"]["alias"] == "champion" and info["names"]["0"] == "circle"
@@ -104,8 +103,6 @@ def test_serve_by_alias_then_reload_when_it_moves(
         )
         assert r.status_code == 422 and "alias 'gone'" in r.json()["detail"] and "still serving" in r.json()["detail"]
         assert httpx.get(server.url + "/model").json()["registry"]["version"] == "2"
-    finally:
-        stop(server)
 
 
 def test_missing_alias_or_unreachable_registry_fails_the_start(

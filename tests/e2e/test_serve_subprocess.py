@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import base64
 import io
-import os
 import re
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -23,63 +19,9 @@ from PIL import Image
 
 from detector.runtime import Detector
 from detector.runtime.images import decode_image
+from tests.servers import Server, serving, start_server, stop, wait_ready
 
-REPO = Path(__file__).resolve().parents[2]
 KEY = "e2e-admin-key"
-
-
-@dataclass
-class Server:
-    url: str
-    proc: subprocess.Popen[str]
-    log: Path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_server(model: Path, cwd: Path, *extra: str, env: dict[str, str] | None = None) -> Server:
-    port = free_port()
-    log = cwd / f"server-{port}.log"
-    cmd = [sys.executable, "-m", "cli", "--config-dir", str(REPO / "configs"), "serve", "--port", str(port)]
-    cmd += ["--model", str(model), *extra]
-    full_env = {**os.environ, "YOLO_OFFLINE": "1", "PYTHONPATH": str(REPO), **(env or {})}
-    with open(log, "w") as fh:
-        proc = subprocess.Popen(cmd, cwd=cwd, env=full_env, stdout=fh, stderr=subprocess.STDOUT, text=True)
-    return Server(f"http://127.0.0.1:{port}", proc, log)
-
-
-def wait_ready(server: Server, timeout: float = 90) -> list[str]:
-    """Poll /health; returns the statuses seen (so a test can check "loading" came before "ok")."""
-    seen: list[str] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.proc.poll() is not None:
-            raise AssertionError(f"server exited with {server.proc.returncode}:\n{server.log.read_text()[-3000:]}")
-        try:
-            r = httpx.get(server.url + "/health", timeout=2)
-        except httpx.TransportError:
-            time.sleep(0.05)
-            continue
-        seen.append(r.json()["status"])
-        if r.status_code == 200:
-            return seen
-        time.sleep(0.05)
-    raise AssertionError(f"not ready after {timeout} s:\n{server.log.read_text()[-3000:]}")
-
-
-def stop(server: Server) -> int:
-    if server.proc.poll() is None:
-        server.proc.send_signal(signal.SIGTERM)
-        try:
-            return server.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.proc.kill()
-            server.proc.wait()
-    return server.proc.returncode
 
 
 @pytest.fixture(scope="module")
@@ -91,12 +33,8 @@ def server(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         "DETECTOR_INFERENCE__SERVER__MAX_UPLOAD_MB": "1",
         "DETECTOR_INFERENCE__SERVER__DECODE_MODE": "exact",
     }
-    srv = start_server(model_path, tmp_path_factory.mktemp("serve"), env=env)
-    try:
-        wait_ready(srv)
+    with serving(model_path, tmp_path_factory.mktemp("serve"), env=env) as srv:
         yield srv
-    finally:
-        stop(srv)
 
 
 def test_predict_over_http_matches_the_library(server: Server, model_path: Path, sample_photos: list[Path]) -> None:

@@ -7,61 +7,22 @@ DETECTOR_UI_MODEL=models/model.onnx to show the default model instead of the tes
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
+
+from tests.servers import end, free_port, spawn, wait_http
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOT = REPO / "docs" / "images" / "ui.png"
+GRADIO_ENV = {"GRADIO_ANALYTICS_ENABLED": "False"}
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (dev extra)")
 if not CHROMIUM.exists():
     pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
 pytest.importorskip("gradio", reason="gradio is not installed (ui extra)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start(cmd: list[str], log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "YOLO_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONPATH": str(REPO)}
-    with open(log, "wb") as fh:
-        return subprocess.Popen([sys.executable, *cmd], cwd=log.parent, env=env, stdout=fh, stderr=subprocess.STDOUT)
-
-
-def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"{url}: process exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"{url} not ready after {timeout} s:\n{log.read_text()[-3000:]}")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -71,15 +32,15 @@ def ui_url(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     api_url, ui_url = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{ui_port}"
     cli = ["-m", "cli", "--config-dir", str(REPO / "configs")]
     model = os.environ.get("DETECTOR_UI_MODEL", str(model_path))
-    api = start([*cli, "serve", "--port", str(api_port), "--model", model], work / "api.log")
-    ui = start(["-m", "ui.app", "--api-url", api_url, "--port", str(ui_port)], work / "ui.log")
+    api = spawn([*cli, "serve", "--port", str(api_port), "--model", model], work / "api.log", GRADIO_ENV)
+    ui = spawn(["-m", "ui.app", "--api-url", api_url, "--port", str(ui_port)], work / "ui.log", GRADIO_ENV)
     try:
-        wait_http(api_url + "/health", api, work / "api.log")
-        wait_http(ui_url, ui, work / "ui.log")
+        wait_http(api_url + "/health", api, work / "api.log", timeout=60)
+        wait_http(ui_url, ui, work / "ui.log", timeout=60)
         yield ui_url
     finally:
-        stop(ui)
-        stop(api)
+        end(ui, timeout=20)
+        end(api, timeout=20)
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ from api.model_slot import DetectorLike
 from api.service import DetectorFactory, default_detector_factory
 from detector.config import Config
 from detector.runtime import Detections
+from tests.fakes import PassThrough
 
 
 def post_file(client: TestClient, data: bytes, query: str = "") -> Any:
@@ -93,25 +94,16 @@ def test_a_cpu_model_runs_one_image_per_call_by_default(make_config: Any, run_ap
     assert metrics["1.0"] == metrics["+Inf"]
 
 
-class SlowDetector:
+class SlowDetector(PassThrough):
     """The real detector, made slow: lets a test fill the queue deterministically."""
 
     def __init__(self, inner: DetectorLike, delay_s: float) -> None:
-        self.inner, self.delay_s = inner, delay_s
-        self.max_batch = inner.max_batch
+        super().__init__(inner)
+        self.delay_s = delay_s
 
     def predict_batch(self, images: Sequence[npt.NDArray[np.uint8]], *args: Any, **kwargs: Any) -> list[Detections]:
         time.sleep(self.delay_s)
-        return self.inner.predict_batch(images, *args, **kwargs)
-
-    def warmup(self, runs: int = 2) -> None:
-        self.inner.warmup(runs)
-
-    def describe(self) -> dict[str, Any]:
-        return self.inner.describe()
-
-    def close(self) -> None:
-        self.inner.close()
+        return super().predict_batch(images, *args, **kwargs)
 
 
 def slow_factory(config: Config, delay_s: float) -> DetectorFactory:

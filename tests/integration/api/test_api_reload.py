@@ -16,34 +16,29 @@ from fastapi.testclient import TestClient
 from api.model_slot import DetectorLike
 from api.service import default_detector_factory
 from detector.runtime import Detections
+from tests.fakes import PassThrough
 
 KEY = "s3cret-test-key"
 
 
-class Tracked:
+class Tracked(PassThrough):
     """Records which model file served each call and when it was closed."""
 
     def __init__(self, inner: DetectorLike, path: str, log: list[str]) -> None:
-        self.inner, self.path, self.log = inner, path, log
-        self.max_batch = inner.max_batch
+        super().__init__(inner)
+        self.path, self.log = path, log
         self.closed = False
 
     def predict_batch(self, images: Sequence[npt.NDArray[np.uint8]], *args: Any, **kwargs: Any) -> list[Detections]:
         assert not self.closed, "a batch ran on a closed model"
         self.log.append(self.path)
-        return self.inner.predict_batch(images, *args, **kwargs)
-
-    def warmup(self, runs: int = 2) -> None:
-        self.inner.warmup(runs)
-
-    def describe(self) -> dict[str, Any]:
-        return self.inner.describe()
+        return super().predict_batch(images, *args, **kwargs)
 
     def close(self) -> None:
         assert not self.closed, "closed twice"
         self.closed = True
         self.log.append(f"closed {self.path}")
-        self.inner.close()
+        super().close()
 
 
 @pytest.fixture(scope="module")

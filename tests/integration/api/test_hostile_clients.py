@@ -12,13 +12,8 @@ from __future__ import annotations
 import io
 import os
 import re
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -26,63 +21,20 @@ import pytest
 from PIL import Image
 
 from benchmarks import hostile_clients as probe
+from tests.servers import Server, serving
 
-REPO = Path(__file__).resolve().parents[3]
 READ_TIMEOUT_S = 3
-
-
-@dataclass
-class Server:
-    url: str
-    proc: subprocess.Popen[str]
-    log: Path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
 def server(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    workdir = tmp_path_factory.mktemp("hostile")
-    port = free_port()
-    log = workdir / "server.log"
     env = {
-        **os.environ,
-        "YOLO_OFFLINE": "1",
-        "PYTHONPATH": str(REPO),
         "DETECTOR_INFERENCE__SERVER__READ_TIMEOUT_S": str(READ_TIMEOUT_S),
         "DETECTOR_INFERENCE__SERVER__MAX_WAIT_MS": "10",  # batches form even on a slow, busy machine
         "DETECTOR_INFERENCE__SERVER__MICRO_BATCHING": "always",  # a CPU model runs one image per call by default
     }
-    cmd = [sys.executable, "-m", "cli", "--config-dir", str(REPO / "configs"), "serve", "--port", str(port)]
-    with open(log, "w") as fh:
-        proc = subprocess.Popen(
-            [*cmd, "--model", str(model_path)], cwd=workdir, env=env, stdout=fh, stderr=subprocess.STDOUT, text=True
-        )
-    srv = Server(f"http://127.0.0.1:{port}", proc, log)
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, log.read_text()[-3000:]
-            try:
-                if httpx.get(srv.url + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
+    with serving(model_path, tmp_path_factory.mktemp("hostile"), env=env) as srv:
         yield srv
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 def predict_statuses(server: Server) -> dict[str, float]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -15,45 +14,7 @@ import pytest
 from api.batching import MicroBatcher, Reservation, batch_limit
 from api.errors import GatewayTimeoutError, InferenceFailedError, ServiceUnavailableError
 from api.model_slot import LoadedModel, ModelSlot
-from detector.runtime import Detections, Timings
-
-
-class FakeDetector:
-    """Returns one box whose score encodes the image's fill value, so results can be matched to requests."""
-
-    max_batch: int | None = None
-
-    def __init__(self, delay_s: float = 0.0, gate: threading.Event | None = None) -> None:
-        self.calls: list[tuple[int, float, float, int]] = []
-        self.delay_s, self.gate = delay_s, gate
-        self.closed = False
-
-    def predict_batch(
-        self,
-        images: Sequence[npt.NDArray[np.uint8]],
-        conf: float | None = None,
-        iou: float | None = None,
-        max_det: int | None = None,
-        multi_label: bool = False,
-        timings: Timings | None = None,
-    ) -> list[Detections]:
-        if self.gate is not None:
-            self.gate.wait(5)
-        time.sleep(self.delay_s)
-        self.calls.append((len(images), conf or 0, iou or 0, max_det or 0))
-        return [
-            Detections(np.zeros((1, 4), np.float32), np.array([img[0, 0, 0] / 255], np.float32), np.zeros(1, np.int64))
-            for img in images
-        ]
-
-    def warmup(self, runs: int = 2) -> None:
-        pass
-
-    def describe(self) -> dict[str, Any]:
-        return {"name": "fake", "version": "1", "backend": "fake"}
-
-    def close(self) -> None:
-        self.closed = True
+from tests.fakes import FakeDetector
 
 
 def image(value: int) -> npt.NDArray[np.uint8]:
@@ -82,7 +43,7 @@ async def one(
 
 
 def test_concurrent_requests_share_one_call_and_get_their_own_result() -> None:
-    det = FakeDetector()
+    det = FakeDetector(echo=True)
     b = make(det)
 
     async def main() -> list[Any]:
@@ -112,7 +73,7 @@ def test_batch_limit_batches_on_gpus_by_default(mode: str, info: dict[str, Any],
 
 
 def test_with_micro_batching_never_each_request_is_its_own_call() -> None:
-    det = FakeDetector()
+    det = FakeDetector(echo=True)
     b = make(det, micro_batching="never")
 
     async def main() -> list[Any]:
@@ -127,7 +88,7 @@ def test_with_micro_batching_never_each_request_is_its_own_call() -> None:
 
 
 def test_different_thresholds_are_grouped_not_mixed() -> None:
-    det = FakeDetector()
+    det = FakeDetector(echo=True)
     b = make(det)
     keys = [(0.25, 0.7, 300), (0.5, 0.7, 300), (0.25, 0.5, 10)]
 
@@ -141,7 +102,7 @@ def test_different_thresholds_are_grouped_not_mixed() -> None:
 
 
 def test_a_lone_request_does_not_wait_for_company() -> None:
-    det = FakeDetector()
+    det = FakeDetector(echo=True)
     b = make(det, max_wait_ms=1000)
     started = time.perf_counter()
     asyncio.run(one(b, 1))
@@ -151,7 +112,7 @@ def test_a_lone_request_does_not_wait_for_company() -> None:
 
 
 def test_max_batch_caps_a_call() -> None:
-    det = FakeDetector()
+    det = FakeDetector(echo=True)
     b = make(det, max_batch=3)
 
     async def main() -> None:
@@ -164,7 +125,7 @@ def test_max_batch_caps_a_call() -> None:
 
 
 def test_admission_is_bounded_and_released() -> None:
-    b = make(FakeDetector(), queue_size=2)
+    b = make(FakeDetector(echo=True), queue_size=2)
     r1, r2 = b.reserve(), b.reserve()
     with pytest.raises(ServiceUnavailableError) as exc:
         b.reserve()
@@ -181,7 +142,7 @@ def test_admission_is_bounded_and_released() -> None:
 
 def test_timeout_is_a_504_and_the_job_is_skipped() -> None:
     gate = threading.Event()
-    det = FakeDetector(gate=gate)
+    det = FakeDetector(echo=True, gate=gate)
     b = make(det, max_wait_ms=0)
 
     async def main() -> None:
@@ -198,11 +159,7 @@ def test_timeout_is_a_504_and_the_job_is_skipped() -> None:
 
 
 def test_model_errors_reach_the_caller_as_server_errors() -> None:
-    class Broken(FakeDetector):
-        def predict_batch(self, *a: Any, **k: Any) -> list[Detections]:
-            raise ValueError("boom")
-
-    b = make(Broken())
+    b = make(FakeDetector(fail=ValueError("boom")))
     with pytest.raises(InferenceFailedError, match="ValueError") as info:
         asyncio.run(one(b, 1))
     assert info.value.status == 500 and "boom" not in info.value.detail  # an unknown error's text may leak internals
@@ -210,7 +167,7 @@ def test_model_errors_reach_the_caller_as_server_errors() -> None:
 
 
 def test_close_drains_admitted_requests_then_refuses() -> None:
-    det = FakeDetector(delay_s=0.2)
+    det = FakeDetector(echo=True, delay_s=0.2)
     b = make(det, max_wait_ms=0)
     results: list[Any] = []
 
@@ -228,7 +185,7 @@ def test_close_drains_admitted_requests_then_refuses() -> None:
 
 
 def test_swapped_model_is_closed_after_its_last_borrower() -> None:
-    old, new = FakeDetector(), FakeDetector()
+    old, new = FakeDetector(echo=True), FakeDetector(echo=True)
     slot = ModelSlot()
     slot.swap(LoadedModel(old, "old"))
     with slot.use() as borrowed:

@@ -6,12 +6,10 @@ from __future__ import annotations
 import io
 import threading
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -22,43 +20,15 @@ from api.metrics import Metrics
 from api.service import Service
 from detector import errors as e
 from detector.config import Config, load_config
-from detector.runtime import Detections, Timings
 from detector.runtime.backends.base import TensorSpec
+from tests.fakes import FakeDetector
 
 REPO = Path(__file__).resolve().parents[3]
 
 
-class Fake:
-    """A model that answers one box; `fail` makes predict_batch raise it (a server-side fault)."""
-
-    max_batch: int | None = None
-
-    def __init__(self, name: str, fail: Exception | None = None) -> None:
-        self.name, self.fail, self.closed = name, fail, False
-        self.closed_on: str | None = None
-
-    def predict_batch(
-        self,
-        images: Sequence[npt.NDArray[np.uint8]],
-        conf: float | None = None,
-        iou: float | None = None,
-        max_det: int | None = None,
-        multi_label: bool = False,
-        timings: Timings | None = None,
-    ) -> list[Detections]:
-        if self.fail is not None:
-            raise self.fail
-        return [Detections.empty() for _ in images]
-
-    def warmup(self, runs: int = 2) -> None:
-        pass
-
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "version": self.name, "backend": "fake", "input_size": [64, 64]}
-
-    def close(self) -> None:
-        self.closed = True
-        self.closed_on = threading.current_thread().name
+def fake(name: str, fail: Exception | None = None) -> FakeDetector:
+    """A model that answers no boxes, versioned by its name; `fail` makes predict_batch raise it (a server fault)."""
+    return FakeDetector(name, version=name, info={"input_size": [64, 64]}, fail=fail)
 
 
 def config(tmp_path: Path, *overrides: str) -> Config:
@@ -76,12 +46,12 @@ def config(tmp_path: Path, *overrides: str) -> Config:
 def test_reload_waits_for_the_initial_load_and_status_matches_what_serves(tmp_path: Path) -> None:
     initial_started, release_initial = threading.Event(), threading.Event()
 
-    def factory(path: str, backend: str) -> Fake:
+    def factory(path: str, backend: str) -> FakeDetector:
         if path.endswith("initial.onnx"):
             initial_started.set()
             release_initial.wait(5)
             raise e.ModelLoadError("initial model is broken")
-        return Fake(Path(path).stem)
+        return fake(Path(path).stem)
 
     service = Service(config(tmp_path), factory, Metrics())
     loader = threading.Thread(target=service.load_initial)
@@ -103,11 +73,11 @@ def test_reload_waits_for_the_initial_load_and_status_matches_what_serves(tmp_pa
 def test_a_late_initial_load_never_replaces_a_newer_model(tmp_path: Path) -> None:
     """The two loads are serialized: whichever order they run in, the slot ends with the one installed last and
     status "ok"; the replaced model is closed on the closer thread, not on the caller's."""
-    loaded: list[Fake] = []
+    loaded: list[FakeDetector] = []
 
-    def factory(path: str, backend: str) -> Fake:
+    def factory(path: str, backend: str) -> FakeDetector:
         time.sleep(0.05)
-        loaded.append(Fake(Path(path).stem))
+        loaded.append(fake(Path(path).stem))
         return loaded[-1]
 
     service = Service(config(tmp_path), factory, Metrics())
@@ -148,7 +118,7 @@ def test_a_late_initial_load_never_replaces_a_newer_model(tmp_path: Path) -> Non
 def test_server_faults_at_inference_are_5xx_with_a_clear_detail(
     tmp_path: Path, fault: Exception, status: int, words: str
 ) -> None:
-    app = create_app(config(tmp_path), lambda path, backend: Fake("m", fail=fault))
+    app = create_app(config(tmp_path), lambda path, backend: fake("m", fail=fault))
     buf = io.BytesIO()
     Image.new("RGB", (32, 32), (10, 200, 30)).save(buf, "PNG")
     with TestClient(app) as client:
@@ -198,3 +168,26 @@ def test_a_failed_detector_load_closes_the_backend_it_created(monkeypatch: pytes
     with pytest.raises(e.ModelLoadError, match="disagrees with its metadata"):
         detector_module.Detector.load(tmp_path / "m.onnx")
     assert len(created) == 1 and created[0].closed
+
+
+def test_a_registry_model_is_the_loaded_detector_plus_where_in_the_registry_it_came_from(tmp_path: Path) -> None:
+    from api.model_source import registry_aware
+    from detector.runtime.model_source import ResolvedModel
+
+    loaded: list[tuple[str, FakeDetector]] = []
+
+    def factory(path: str, backend: str) -> FakeDetector:
+        loaded.append((path, fake("v3")))
+        return loaded[-1][1]
+
+    resolved = ResolvedModel("models:/det@champion", "det", "3", "champion", tmp_path / "m.onnx", run_id="r")
+    model = registry_aware(factory, lambda uri: resolved)("models:/det@champion", "onnxruntime")
+    ((path, served),) = loaded
+    assert path == str(tmp_path / "m.onnx")
+    assert model.describe() == {**served.describe(), "registry": resolved.describe()}
+    assert model.max_batch is served.max_batch and len(model.predict_batch([np.zeros((4, 4, 3), np.uint8)])) == 1
+    model.close()
+    assert served.closed
+    assert registry_aware(factory, None)("models/x.onnx", "onnxruntime") is loaded[-1][1]  # files: untouched
+    with pytest.raises(e.ModelLoadError, match="no registry resolver"):
+        registry_aware(factory, None)("models:/det@champion", "onnxruntime")

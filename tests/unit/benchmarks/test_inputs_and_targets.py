@@ -40,20 +40,23 @@ def test_take_cycles_images() -> None:
     assert take([a, b], 5) == [a, b, a, b, a]  # type: ignore[list-item]
 
 
+def recording(order: list[str], name: str) -> Calls:
+    """A runner whose every call appends its name to `order` and reports 1 ms of inference."""
+
+    def call() -> float:
+        order.append(name)
+        return 1.0
+
+    return Calls(call, None)
+
+
 def test_interleave_rounds_and_isolates_failures() -> None:
     order: list[str] = []
-
-    def ok(name: str) -> Calls:
-        def call() -> float:
-            order.append(name)
-            return 1.0
-
-        return Calls(call, None)
 
     def broken() -> float:
         raise RuntimeError("backend crashed")
 
-    calls = {"a": ok("a"), "b": ok("b"), "c": Calls(broken, None)}
+    calls = {"a": recording(order, "a"), "b": recording(order, "b"), "c": Calls(broken, None)}
     samples, errors = interleave(calls, Budget(warmup=1, min_iters=4, max_iters=4, max_seconds=60))
     assert errors == {"c": "RuntimeError: backend crashed"}
     assert len(samples["a"].end_to_end) == len(samples["b"].end_to_end) == 4
@@ -94,15 +97,8 @@ def test_in_call_overhead_is_the_median_share_outside_inference() -> None:
 def test_interleave_in_settled_blocks() -> None:
     order: list[str] = []
 
-    def ok(name: str) -> Calls:
-        def call() -> float:
-            order.append(name)
-            return 1.0
-
-        return Calls(call, None)
-
     budget = Budget(warmup=0, min_iters=4, max_iters=4, max_seconds=60, block=2, settle=True)
-    samples, errors = interleave({"a": ok("a"), "b": ok("b")}, budget)
+    samples, errors = interleave({"a": recording(order, "a"), "b": recording(order, "b")}, budget)
     assert not errors
     # Each turn: one untimed settling call, then a block of 2 timed calls; the starting runner rotates.
     assert order == ["a"] * 3 + ["b"] * 3 + ["b"] * 3 + ["a"] * 3

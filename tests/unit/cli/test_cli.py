@@ -61,3 +61,10 @@ def test_serve_wires_the_engine_builder() -> None:
     from export.tensorrt import build_engine
 
     assert engine_builder() is build_engine
+
+
+def test_without_the_build_code_no_engine_builder_is_injected(monkeypatch: pytest.MonkeyPatch) -> None:
+    from export.builders import engine_builder
+
+    monkeypatch.setitem(sys.modules, "export.tensorrt", None)  # an image without the build code: cached engines only
+    assert engine_builder() is None

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -20,6 +19,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
+from tests.servers import free_port
 
 REPO = Path(__file__).resolve().parents[3]
 DEPLOY = REPO / "scripts" / "deploy.sh"
@@ -107,12 +108,6 @@ elif command == "logs":
 else:
     fail("unexpected command: " + " ".join(args))
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class FakeHost:

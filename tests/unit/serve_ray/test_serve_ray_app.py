@@ -8,13 +8,9 @@ import asyncio
 import importlib
 import threading
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
 
-import numpy as np
-import numpy.typing as npt
 import pytest
 from fastapi.testclient import TestClient
 
@@ -26,37 +22,13 @@ from ray.serve import Application
 from api.app import create_app
 from detector.config import load_config
 from detector.errors import ModelLoadError
-from detector.runtime import Detections, Timings
 from serve_ray.app import AppArgs, build_app, request_bounds
 from serve_ray.deployment import REPLICA_HEADER, DetectorDeployment, ReplicaIdMiddleware, _ready_lifespan
 from serve_ray.runner import deployment_options, load_serve_config
+from tests.fakes import FakeDetector
 
 REPO = Path(__file__).resolve().parents[3]
 SERVE_CONFIG = REPO / "deploy/ray/serve_config.yaml"
-
-
-class TinyDetector:
-    max_batch: int | None = None
-
-    def predict_batch(
-        self,
-        images: Sequence[npt.NDArray[np.uint8]],
-        conf: float | None = None,
-        iou: float | None = None,
-        max_det: int | None = None,
-        multi_label: bool = False,
-        timings: Timings | None = None,
-    ) -> list[Detections]:
-        return [Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))] * len(images)
-
-    def warmup(self, runs: int = 2) -> None:
-        pass
-
-    def describe(self) -> dict[str, Any]:
-        return {"name": "tiny", "version": "1", "backend": "fake"}
-
-    def close(self) -> None:
-        pass
 
 
 def test_the_shipped_serve_config_is_valid_and_its_import_path_builds_the_app() -> None:
@@ -94,10 +66,10 @@ def test_app_args_reject_unknown_keys() -> None:
 def test_start_up_waits_for_the_model_and_then_serves() -> None:
     loaded = threading.Event()
 
-    def slow(path: str, backend: str) -> TinyDetector:
+    def slow(path: str, backend: str) -> FakeDetector:
         time.sleep(0.3)
         loaded.set()
-        return TinyDetector()
+        return FakeDetector("tiny")
 
     app = create_app(load_config(config_dir=REPO / "configs"), detector_factory=slow)
     _ready_lifespan(app)
@@ -108,7 +80,7 @@ def test_start_up_waits_for_the_model_and_then_serves() -> None:
 
 
 def test_a_failed_load_fails_the_replica_start() -> None:
-    def broken(path: str, backend: str) -> TinyDetector:
+    def broken(path: str, backend: str) -> FakeDetector:
         raise ModelLoadError("cannot load broken.onnx")
 
     app = create_app(load_config(config_dir=REPO / "configs"), detector_factory=broken)
@@ -118,7 +90,7 @@ def test_a_failed_load_fails_the_replica_start() -> None:
 
 
 def test_check_health_is_the_apps_health() -> None:
-    app = create_app(load_config(config_dir=REPO / "configs"), detector_factory=lambda p, b: TinyDetector())
+    app = create_app(load_config(config_dir=REPO / "configs"), detector_factory=lambda p, b: FakeDetector("tiny"))
     _ready_lifespan(app)
     replica = SimpleNamespace(fastapi=app)
     check_health = DetectorDeployment.func_or_class.check_health
@@ -132,7 +104,7 @@ def test_check_health_is_the_apps_health() -> None:
 
 
 def test_every_response_names_its_replica() -> None:
-    app = create_app(load_config(config_dir=REPO / "configs"), detector_factory=lambda p, b: TinyDetector())
+    app = create_app(load_config(config_dir=REPO / "configs"), detector_factory=lambda p, b: FakeDetector("tiny"))
     app.add_middleware(ReplicaIdMiddleware, replica_id="r-123")
     with TestClient(app) as client:
         assert client.get("/health").headers[REPLICA_HEADER] == "r-123"
