@@ -13,7 +13,7 @@ import uvicorn
 from starlette.types import Receive, Scope, Send
 
 from api.http_protocol import bounded_protocol
-from benchmarks.service import free_port
+from tests.servers import free_port
 
 LIMIT = 2048
 
