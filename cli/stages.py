@@ -117,26 +117,15 @@ def stage_quantize(
 
 def stage_evaluate(config: Config, register: bool = True) -> dict[str, Any]:
     """mAP of the exported ONNX through our runtime, beside Ultralytics' validation of the .pt; register it."""
-    from detector.evaluation import evaluate_split
-    from detector.runtime import Detector
-
     onnx_path = Path(config.export.onnx_path)
     if not onnx_path.exists():
         raise ModelLoadError(f"{onnx_path} not found: run the export stage first (dvc repro export)")
     dataset_dir = config.data.dataset_dir
-    results: dict[str, Any] = {}
-    with Detector.load(onnx_path, backend="onnxruntime") as detector:
-        for split in ("val", "test"):
-            try:
-                results[split] = evaluate_split(detector, dataset_dir, split).as_dict()
-            except DatasetError:
-                if split == "val":
-                    raise
-                log.info("no %s split in %s; skipping it", split, dataset_dir)
-        model_info = detector.describe()
+    splits, model_info = _evaluate_model(onnx_path, dataset_dir)
+    results: dict[str, Any] = dict(splits)
     int8_path = Path(config.export.int8.out_path)
     if int8_path.exists():  # the quantize stage's INT8 twin, scored the same way
-        results["int8"] = _evaluate_model(int8_path, dataset_dir)
+        results["int8"] = {"model": str(int8_path), **_evaluate_model(int8_path, dataset_dir)[0]}
     results["ultralytics_val_pt"] = _ultralytics_val(config, Path("models/best.pt"))
     results["model"] = {k: model_info[k] for k in ("name", "version", "input_size", "dataset_version")}
     mlcfg = config.train.mlflow
@@ -186,11 +175,12 @@ def champion_value(results: dict[str, Any], metric: str) -> float:
     return float(results[split][key])
 
 
-def _evaluate_model(path: Path, dataset_dir: Path) -> dict[str, Any]:
+def _evaluate_model(path: Path, dataset_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """({split: metrics} for val and test (test skipped when the dataset has none), the model's describe())."""
     from detector.evaluation import evaluate_split
     from detector.runtime import Detector
 
-    out: dict[str, Any] = {"model": str(path)}
+    out: dict[str, Any] = {}
     with Detector.load(path, backend="onnxruntime") as detector:
         for split in ("val", "test"):
             try:
@@ -198,7 +188,8 @@ def _evaluate_model(path: Path, dataset_dir: Path) -> dict[str, Any]:
             except DatasetError:
                 if split == "val":
                     raise
-    return out
+                log.info("no %s split in %s; skipping it", split, dataset_dir)
+        return out, detector.describe()
 
 
 def _ultralytics_val(config: Config, weights: Path) -> dict[str, float]:
