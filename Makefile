@@ -6,11 +6,13 @@ UV ?= $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 RUN := $(UV) run --frozen --no-sync
 export YOLO_OFFLINE := 1
 export UV_LINK_MODE ?= copy
+# Material for MkDocs prints a notice about MkDocs 2 on every build; the docs build is part of `make lint`.
+export NO_MKDOCS_2_WARNING := 1
 IMAGE_CPU ?= yolo-detector:cpu
 IMAGE_GPU ?= yolo-detector:gpu
 
 .PHONY: help uv install-serve install-train install-ray install-dev demo pipeline serve serve-ray test test-fast lint experiments \
-	bench quantize int8-640 bench-peers docker-cpu docker-gpu deploy docs-media cards clean
+	bench quantize int8-640 bench-peers docker-cpu docker-gpu deploy docs docs-media cards clean
 
 help:  ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -54,11 +56,15 @@ test: install-dev  ## the whole test suite (unit, integration, e2e)
 test-fast: install-dev  ## tests that train nothing and start no server (tests needing the trained model are `slow`)
 	$(RUN) pytest -m "not slow"
 
-lint: install-dev  ## ruff, mypy and the import contracts (import-linter)
+lint: install-dev  ## ruff, mypy, the import contracts (import-linter) and the docs site (mkdocs build --strict)
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 	$(RUN) mypy
 	$(RUN) lint-imports
+	$(RUN) mkdocs build --strict
+
+docs: install-dev  ## the documentation site on http://127.0.0.1:8010, rebuilt on save (mkdocs serve)
+	$(RUN) mkdocs serve
 
 experiments: install-train  ## five dvc experiments (10 epochs each): architecture x3, input size, data version
 	$(RUN) bash scripts/experiments.sh
