@@ -128,7 +128,8 @@ def test_duplicate_file_names_and_bad_xml(v1: Path, tmp_path: Path) -> None:
         "<annotation>\n  <filename>x.jpg</filename>\n  <object>\n</annotation>\n"
     )
     msg = _broken(src, tmp_path)
-    assert "img_00000.xml: duplicate file name 'img_00000.jpg'" in msg or "copy.xml: duplicate file name" in msg
+    # Files are read sorted by name: copy.xml claims img_00000.jpg first, so img_00000.xml is the duplicate.
+    assert f"img_00000.xml: duplicate file name 'img_00000.jpg' (also in {src / 'Annotations' / 'copy.xml'})" in msg
     assert "broken.xml:4: invalid XML (mismatched tag)" in msg
 
 
