@@ -41,6 +41,7 @@ def cmd_import(args: argparse.Namespace, config: Config) -> None:
         test_fraction=args.test_fraction,
         seed=args.seed,
         keep_difficult=args.keep_difficult,
+        voc_origin=args.voc_origin,
         force=args.force,
         reserved=VERSIONS,
     )
@@ -87,4 +88,11 @@ def register(commands: Commands) -> None:
     p.add_argument("--test-fraction", type=float, default=0.1, help="when the source has no splits (default 0.1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the made splits (default 0)")
     p.add_argument("--keep-difficult", action="store_true", help="voc: keep difficult objects (default: dropped)")
+    p.add_argument(
+        "--voc-origin",
+        type=int,
+        choices=(1, 0),
+        help="voc: index of the first pixel in <bndbox>: 1 as the VOC devkit defines it (default), 0 for tools that "
+        "write 0-based coordinates (CVAT/Datumaro, Label Studio, labelImg)",
+    )
     p.add_argument("--force", action="store_true", help="replace an existing data/NAME")

@@ -106,7 +106,12 @@ class VideoWriter:
 
 
 class Tracker:
-    """ByteTrack over successive frames' detections; `update` returns one track id (or None) per detection."""
+    """ByteTrack over successive frames' detections; `update` returns one track id (or None) per detection.
+
+    One instance per stream. As in the reference ByteTrack (ifzhang/ByteTrack, `STrack.activate`: a track is
+    activated at once when `frame_id == 1`), the tracks started on the stream's first frame get their ids on that
+    frame; a track started later gets its id with its second detection. `trackers.ByteTrackTracker` returns -1 for
+    every track on the frame that creates it, the first frame included, so the first frame is finished here."""
 
     def __init__(self, frame_rate: float) -> None:
         import trackers
@@ -119,6 +124,7 @@ class Tracker:
             high_conf_det_threshold=0.4,
             minimum_consecutive_frames=1,
         )
+        self._first = True
 
     def update(self, detections: Detections) -> list[int | None]:
         import supervision as sv
@@ -134,7 +140,27 @@ class Tracker:
         if len(detections) and len(tracked) and tracked.tracker_id is not None and "index" in tracked.data:
             for index, tid in zip(tracked.data["index"], tracked.tracker_id, strict=True):
                 ids[int(index)] = int(tid) if int(tid) >= 0 else None
+        if self._first:
+            self._first = False
+            self._activate_first_frame(detections, ids)
         return ids
+
+    def _activate_first_frame(self, detections: Detections, ids: list[int | None]) -> None:
+        """Give the tracks just created from the first frame's detections their ids now (in detection order, the
+        ids the library would have given them on the next frame). Each new track is found by its box: a track
+        starts at the box of the detection that created it."""
+        new = [t for t in self._tracker.tracks if t.tracker_id == -1]
+        if not new:
+            return
+        starts = np.array([t.get_state_bbox() for t in new], dtype=np.float64).reshape(-1, 4)
+        for i in range(len(detections)):
+            if ids[i] is not None:
+                continue
+            gap = np.abs(starts - detections.xyxy[i].astype(np.float64)).max(axis=1)
+            k = int(np.argmin(gap))
+            if gap[k] <= 1e-3 and new[k].tracker_id == -1:
+                new[k].tracker_id = self._tracker._allocate_tracker_id()
+                ids[i] = int(new[k].tracker_id)
 
 
 def frame_record(

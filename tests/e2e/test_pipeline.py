@@ -69,8 +69,16 @@ def test_mlflow_run_holds_config_data_and_artifacts(quick_pipeline: Path) -> Non
         "reports/train_curves.csv",
         "reports/train.json",
     }
+    # The evaluate stage registered this run's ONNX with its val mAP50-95, in a registry that was empty (the
+    # fixture's own mlflow.db), so it became the champion.
+    metrics = _json(quick_pipeline / "reports/metrics.json")
+    registry = metrics["registry"]
+    assert registry["promoted"] is True and registry["previous_champion"] is None
+    assert registry["value"] == metrics["val"]["mAP50-95"]
+    ours = client.get_model_version("yolo-detector", registry["version"])
+    assert ours.run_id == run.info.run_id and float(ours.tags["val_mAP50-95"]) == registry["value"]
     champion = client.get_model_version_by_alias("yolo-detector", "champion")
-    assert champion.run_id == run.info.run_id or float(champion.tags["val_mAP50-95"]) >= 0
+    assert str(champion.version) == registry["version"] and champion.run_id == run.info.run_id
 
 
 def test_champion_alias_moves_only_on_improvement(tmp_path: Path, model_path: Path) -> None:

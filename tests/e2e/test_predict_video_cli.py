@@ -50,6 +50,7 @@ def test_video_annotated_same_frames_and_one_track(scene_clip: tuple[Path, str],
     assert [r["frame"] for r in records] == list(range(30))
     ids = [d["track_id"] for r in records for d in r["detections"]]
     assert sum(tid is not None for tid in ids) >= 20, f"the object is tracked in most frames: {ids}"
+    assert [d["track_id"] for d in records[0]["detections"]] == [ids[0]] != [None], f"from the first frame: {ids}"
     assert len(set(ids) - {None}) == 1, f"the object moving across the clip keeps one track id: {ids}"
     xs = [r["detections"][0]["box"]["x1"] for r in records if r["detections"]]
     assert xs[0] - xs[-1] > 30  # it really moved (the pan is 48 px)

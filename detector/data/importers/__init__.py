@@ -7,7 +7,8 @@ id), stop if there is any; map classes (`--classes` selects and reorders); keep 
 deterministic ones; write into a staging folder, run the validator on it, add the manifest, rename into place.
 
 Deliberate choices (details in each reader's docstring): COCO `iscrowd` boxes are dropped and counted; VOC
-`difficult` objects are dropped and counted unless `keep_difficult`; images left with no objects stay, as negatives
+`difficult` objects are dropped and counted unless `keep_difficult`; VOC `<bndbox>` corners are the devkit's 1-based
+pixel indices unless `voc_origin` is 0; images left with no objects stay, as negatives
 (an empty label file).
 """
 
@@ -48,11 +49,14 @@ class ImportRequest:
     test_fraction: float = 0.1
     seed: int = 0
     keep_difficult: bool = False
+    voc_origin: int | None = None  # voc: 1 (the devkit's 1-based pixel indices, the default) or 0 (0-based tools)
     force: bool = False
     reserved: tuple[str, ...] = ()  # version names an import may not take (the generator's)
 
 
 def _read(req: ImportRequest) -> Source:
+    if req.format != "voc":
+        _no_flag(req, "--voc-origin", req.voc_origin is not None)
     if req.format == "coco":
         _no_flag(req, "--source", req.source)
         return read_coco(req.images, req.annotations)
@@ -60,12 +64,16 @@ def _read(req: ImportRequest) -> Source:
         _no_flag(req, "--source", req.source)
         if len(req.annotations) != 1:
             raise DatasetError("--format voc needs one --annotations DIR (the folder of .xml files)")
-        return read_voc(req.images, req.annotations[0], req.keep_difficult)
+        return read_voc(req.images, req.annotations[0], req.keep_difficult, _voc_origin(req))
     if req.format == "yolo":
         _no_flag(req, "--images", req.images)
         _no_flag(req, "--annotations", req.annotations)
         return read_yolo(req.source)
     raise DatasetError(f"unknown import format {req.format!r}; choose one of {', '.join(FORMATS)}")
+
+
+def _voc_origin(req: ImportRequest) -> int:
+    return 1 if req.voc_origin is None else req.voc_origin
 
 
 def _no_flag(req: ImportRequest, flag: str, value: object) -> None:
@@ -124,6 +132,7 @@ def import_dataset(req: ImportRequest) -> dict[str, Any]:
         details["crowd"] = "dropped"
     if req.format == "voc":
         details["difficult"] = "kept" if req.keep_difficult else "dropped"
+        details["voc_origin"] = _voc_origin(req)
     manifest = write_version(dest, splits, class_map, {"source": source_info, "import": details}, force=req.force)
     for name, n in unselected.items():
         log.warning("class %r not selected: %d object(s) dropped", name, n)

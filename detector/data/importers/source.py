@@ -109,21 +109,29 @@ def check_image(path: Path) -> tuple[tuple[int, int] | None, str | None]:
 
 
 def pixel_box(
-    source: Source, where: str, cls: str, xyxy: tuple[float, float, float, float], size: tuple[int, int]
+    source: Source,
+    where: str,
+    cls: str,
+    xyxy: tuple[float, float, float, float],
+    size: tuple[int, int],
+    shown: str | None = None,
 ) -> SourceBox | None:
-    """A box given in pixels (x0, y0, x1, y1) of a `size` = (width, height) image -> normalised SourceBox, or None
-    after reporting why it is unusable: not finite, zero area, or outside the image by more than PIXEL_TOLERANCE."""
+    """A box given in continuous pixel coordinates from the image's top-left corner (x0, y0, x1, y1) of a `size` =
+    (width, height) image -> normalised SourceBox, or None after reporting why it is unusable: not finite, zero
+    area, or outside the image by more than PIXEL_TOLERANCE. `shown`: the box as the source wrote it, for messages
+    (default: x0, y0, x1, y1)."""
     x0, y0, x1, y1 = xyxy
     width, height = size
     if not all(math.isfinite(v) for v in xyxy):
         source.problem(where, f"box {list(xyxy)} has a non-finite coordinate")
         return None
+    shown = shown or f"x0={x0}, y0={y0}, x1={x1}, y1={y1}"
     if x1 - x0 <= 0 or y1 - y0 <= 0:
-        source.problem(where, f"zero-area box (x0={x0}, y0={y0}, x1={x1}, y1={y1})")
+        source.problem(where, f"zero-area box ({shown})")
         return None
     tol = PIXEL_TOLERANCE
     if x0 < -tol or y0 < -tol or x1 > width + tol or y1 > height + tol:
-        source.problem(where, f"box (x0={x0}, y0={y0}, x1={x1}, y1={y1}) lies outside the {width}x{height} image")
+        source.problem(where, f"box ({shown}) lies outside the {width}x{height} image")
         return None
     x0, y0, x1, y1 = max(x0, 0.0), max(y0, 0.0), min(x1, float(width)), min(y1, float(height))
     if x1 - x0 <= 0 or y1 - y0 <= 0:  # only the clipping made it empty (a sliver along an edge)

@@ -9,9 +9,20 @@ Decisions:
 - `difficult="1"` objects are dropped by default and counted, as Ultralytics' own VOC conversion (and darknet's
   `voc_label.py`) does: the VOC benchmark ignores them in evaluation, and YOLO labels have no ignore flag.
   `--keep-difficult` keeps them as ordinary objects instead.
-- Coordinates are taken as continuous pixel coordinates from the image's top-left corner, as CVAT, Label Studio,
-  Roboflow and labelImg write them. (The original VOC2007/2012 files count pixels from 1; read this way their
-  boxes sit at most 1 px off.)
+- Coordinates follow the VOC devkit: `xmin`..`xmax` are 1-based pixel indices, both ends included, so a box from
+  pixel 1 to pixel W covers the whole width (width = xmax - xmin + 1). In continuous coordinates from the image's
+  top-left corner that is x0 = xmin - 1, y0 = ymin - 1, x1 = xmax, y1 = ymax, as detectron2's `pascal_voc.py`
+  reads it and as the devkit's own evaluation measures boxes (`VOCevaldet.m`: `iw=bi(3)-bi(1)+1`).
+  Labelling tools that write 0-based continuous coordinates instead are imported with `--voc-origin 0` (the
+  coordinates are then taken as written): CVAT/Datumaro (`xmin = x`, `xmax = x + w` of its 0-based boxes, with
+  decimals), Label Studio (`int(x% * width)`, `int((x% + w%) * width)`) and labelImg (its 0-based canvas
+  coordinates truncated to integers, `xmin`/`ymin` raised to at least 1). Read with the wrong origin, boxes sit
+  1 px off; a 0-based file read as 1-based usually also has an `xmin` or `ymin` of 0, which is reported with the
+  hint to pass `--voc-origin 0`. Sources: the VOC2012 devkit's `VOCcode/VOCevaldet.m`; detectron2
+  `detectron2/data/datasets/pascal_voc.py` ("a box with annotation (xmin=1, xmax=W) covers the whole image",
+  then `bbox[0] -= 1.0; bbox[1] -= 1.0`); Datumaro `plugins/voc_format/converter.py` (`_write_xml_bbox`);
+  label-studio-converter `converter.py` (`convert_to_voc`); labelImg `libs/labelFile.py`
+  (`convert_points_to_bnd_box`).
 - Classes: the order of CVAT's `labelmap.txt` beside `Annotations/` when there is one (an object whose name it
   lacks is reported); otherwise the order in which names first appear, reading the XML files sorted by name.
 - Splits: `ImageSets/Main/{train,val,test}.txt` beside `Annotations/` (or beside the images folder) when present;
@@ -26,10 +37,18 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from xml.parsers import expat
 
-from detector.data.importers.source import Source, SourceImage, check_image, pixel_box, require_dir
+from detector.data.importers.source import (
+    PIXEL_TOLERANCE,
+    Source,
+    SourceImage,
+    check_image,
+    pixel_box,
+    require_dir,
+)
 from detector.errors import DatasetError
 
 _SPLIT_FILES = {"train": ("train.txt", "trainval.txt"), "val": ("val.txt",), "test": ("test.txt",)}
+ORIGINS = (1, 0)  # the first pixel's index in <bndbox>: 1 as the VOC devkit defines it, 0 as CVAT and others write
 
 
 def _parse(path: Path) -> tuple[ET.Element, dict[ET.Element, int]]:
@@ -98,13 +117,24 @@ def _split_lists(source: Source, annotations_dir: Path, images_dir: Path) -> dic
     return assigned
 
 
-def read_voc(images_dir: Path | None, annotations_dir: Path | None, keep_difficult: bool = False) -> Source:
+def read_voc(
+    images_dir: Path | None, annotations_dir: Path | None, keep_difficult: bool = False, origin: int = 1
+) -> Source:
+    """`origin`: 1 reads `<bndbox>` as the devkit's 1-based inclusive pixel indices, 0 as 0-based continuous
+    coordinates (see the module docstring)."""
+    if origin not in ORIGINS:
+        raise DatasetError(f"--voc-origin {origin}: use 1 (the VOC devkit's 1-based pixels) or 0 (0-based, e.g. CVAT)")
     images_dir = require_dir(images_dir, "--images")
     annotations_dir = require_dir(annotations_dir, "--annotations")
     xml_files = sorted(annotations_dir.glob("*.xml"))
     if not xml_files:
         raise DatasetError(f"--annotations {annotations_dir}: no .xml files in that folder")
     source = Source("voc", [], [])
+    source.notes.append(
+        "<bndbox> read as 1-based pixel indices (the VOC devkit's convention; --voc-origin 0 for 0-based tools)"
+        if origin == 1
+        else "<bndbox> read as 0-based coordinates (--voc-origin 0)"
+    )
     labelmap = _labelmap(annotations_dir)
     source.classes = list(labelmap or [])
     splits = _split_lists(source, annotations_dir, images_dir)
@@ -118,7 +148,7 @@ def read_voc(images_dir: Path | None, annotations_dir: Path | None, keep_difficu
                 continue
             split = splits[path.stem]
             listed.add(path.stem)
-        _read_file(source, path, images_dir, split, labelmap, keep_difficult, names)
+        _read_file(source, path, images_dir, split, labelmap, keep_difficult, origin, names)
     for stem in sorted(set(splits or ()) - listed):
         source.problem(f"ImageSets/Main: {stem!r}", f"listed, but there is no {annotations_dir / (stem + '.xml')}")
     if source.dropped.get("difficult"):
@@ -135,6 +165,7 @@ def _read_file(
     split: str | None,
     labelmap: list[str] | None,
     keep_difficult: bool,
+    origin: int,
     names: dict[str, Path],
 ) -> None:
     try:
@@ -191,7 +222,17 @@ def _read_file(
             continue
         if size is None:  # the image itself is already reported
             continue
-        x0, y0, x1, y1 = (float(c) for c in coords if c is not None)
-        box = pixel_box(source, where, name, (x0, y0, x1, y1), size)
+        xmin, ymin, xmax, ymax = (float(c) for c in coords if c is not None)
+        shown = f"xmin={xmin:g}, ymin={ymin:g}, xmax={xmax:g}, ymax={ymax:g}"
+        if origin == 1 and min(xmin, ymin) < 1 - PIXEL_TOLERANCE:
+            source.problem(
+                where,
+                f"box ({shown}) starts before pixel 1, the first pixel in VOC's 1-based convention; if the tool "
+                "that wrote this file counts pixels from 0 (CVAT, Label Studio, labelImg), import with --voc-origin 0",
+            )
+            continue
+        # 1-based inclusive pixel indices -> continuous coordinates: pixel i spans [i - 1, i].
+        shift = 1.0 if origin == 1 else 0.0
+        box = pixel_box(source, where, name, (xmin - shift, ymin - shift, xmax, ymax), size, shown)
         if box is not None:
             image.boxes.append(box)

@@ -213,8 +213,9 @@ def test_video_streams_one_line_per_processed_frame_with_tracks(
     assert "probe;dur=" in headers["server-timing"] and headers["x-video-frames"] == "30"
     assert [line["frame"] for line in lines] == list(range(0, 30, 3))
     assert lines[1]["time_s"] == pytest.approx(3 / 15)
-    ids = {d["track_id"] for line in lines[1:] for d in line["detections"]}
+    ids = {d["track_id"] for line in lines for d in line["detections"]}
     assert len(ids - {None}) == 1, f"the moving object should keep one track id, got {ids}"
+    assert [d["track_id"] for d in lines[0]["detections"]] == [*ids - {None}], "tracks start on the first frame"
     status, lines, _ = ndjson(app, clip)
     assert status == 200 and len(lines) == 30 and all("track_id" not in d for ln in lines for d in ln["detections"])
     assert list(video_tmp.iterdir()) == []

@@ -20,6 +20,7 @@ from detector.runtime import Detector
 from detector.runtime.metadata import read_onnx_metadata
 from detector.runtime.preprocess import preprocess_batch
 from tests.conftest import run_cli
+from tests.matching import iou
 
 SUBSET = ["export.int8.subset_size=16"]  # a small calibration set keeps the NNCF run to seconds
 
@@ -99,17 +100,10 @@ def test_onnxruntime_and_openvino_agree_on_the_int8_model(int8_run: tuple[Path, 
             for side, other in ((a, b), (b, a)):
                 for i in np.flatnonzero(side.confidence >= 0.15):
                     assert len(other), "a confident detection is missing on the other runtime"
-                    ious = _iou(side.xyxy[i], other.xyxy)
+                    ious = iou(side.xyxy[i : i + 1], other.xyxy)[0]
                     j = int(np.argmax(ious))
                     assert ious[j] >= 0.9
                     assert abs(float(side.confidence[i]) - float(other.confidence[j])) <= 0.05
-
-
-def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    lt, rb = np.maximum(box[:2], boxes[:, :2]), np.minimum(box[2:], boxes[:, 2:])
-    inter = np.prod((rb - lt).clip(0), axis=1)
-    area = lambda x: np.prod(x[..., 2:] - x[..., :2], axis=-1)  # noqa: E731
-    return np.asarray(inter / (area(box) + area(boxes) - inter + 1e-9))
 
 
 def test_gate_failure_leaves_no_int8_model(

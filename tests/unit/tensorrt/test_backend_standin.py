@@ -32,6 +32,7 @@ from detector.runtime.engines import (
 from detector.runtime.images import read_image
 from detector.runtime.metadata import read_onnx_metadata
 from export.tensorrt import build_engine
+from tests.matching import iou
 
 CONF = 0.1  # low, so the quick model yields plenty of boxes to compare
 
@@ -73,15 +74,6 @@ def _assert_same(ours: list[Detections], ref: list[Detections], atol: float = 1e
         np.testing.assert_array_equal(a.class_id, b.class_id)
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod((rb - lt).clip(0), axis=2)
-    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
-    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
-    return inter / (area_a[:, None] + area_b[None, :] - inter + 1e-9)
-
-
 # --- detections --------------------------------------------------------------------------------------------------
 
 
@@ -118,7 +110,7 @@ def test_fp16_engine_close_to_fp32(
     for a, b in zip(ours, reference, strict=True):
         total += len(b)
         if len(a) and len(b):
-            ious = _iou(b.xyxy, a.xyxy)
+            ious = iou(b.xyxy, a.xyxy)
             for i in range(len(b)):
                 j = int(np.argmax(ious[i]))
                 if (

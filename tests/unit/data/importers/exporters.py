@@ -1,5 +1,6 @@
 """Test helpers: a small generated v1, and writers of its labels as COCO JSON and Pascal VOC XML, following the
-published schemas (COCO: https://cocodataset.org/#format-data; VOC: the VOC2012 devkit's annotation files)."""
+published schemas (COCO: https://cocodataset.org/#format-data, `bbox` = [x, y, w, h] in 0-based continuous pixels;
+VOC: the VOC2012 devkit's annotation files, `bndbox` corners as 1-based inclusive pixel indices)."""
 
 from __future__ import annotations
 
@@ -100,9 +101,16 @@ def voc_xml(file_name: str, size: tuple[int, int], objects: list[tuple[str, tupl
     return ET.tostring(ann, encoding="unicode") + "\n"
 
 
+def voc_bndbox(xyxy: tuple[float, float, float, float]) -> tuple[int, int, int, int]:
+    """Continuous pixel corners (x0, y0, x1, y1) -> the devkit's integer `bndbox`: the first and the last pixel the
+    box covers, counted from 1 (pixel i spans [i - 1, i]), so a whole-image box is (1, 1, W, H)."""
+    x0, y0, x1, y1 = (round(v) for v in xyxy)
+    return x0 + 1, y0 + 1, x1, y1
+
+
 def export_voc(root: Path, out: Path, image_sets: bool = True) -> Path:
     """VOC layout in `out`: JPEGImages/<split>_<name>, Annotations/<split>_<stem>.xml, ImageSets/Main/<split>.txt
-    (VOC ids are unique across splits, so the split is part of the id). Integer pixel coordinates, as VOC2012."""
+    (VOC ids are unique across splits, so the split is part of the id). Integer 1-based pixel indices, as VOC2012."""
     names = load_names(root)
     for d in ("JPEGImages", "Annotations", "ImageSets/Main"):
         (out / d).mkdir(parents=True, exist_ok=True)
@@ -115,7 +123,7 @@ def export_voc(root: Path, out: Path, image_sets: bool = True) -> Path:
             with Image.open(path) as im:
                 w, h = im.size
             labels, _ = read_label_file(root / "labels" / split / f"{path.stem}.txt")
-            objects = [(names[lb.cls], tuple(round(v) for v in _pixels(lb, w, h)), 0) for lb in labels]
+            objects = [(names[lb.cls], voc_bndbox(_pixels(lb, w, h)), 0) for lb in labels]
             (out / "Annotations" / f"{vid}.xml").write_text(voc_xml(f"{vid}{path.suffix}", (w, h), objects))
         if image_sets and ids:
             (out / "ImageSets/Main" / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids))

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from detector.data import validate_dataset
 from detector.data.importers import ImportRequest, import_dataset
@@ -189,3 +190,30 @@ def test_split_files_must_name_distinct_splits(v1: Path, tmp_path: Path) -> None
         (tmp_path / name).write_text(json.dumps(coco_dict(v1, "val")))
     with pytest.raises(DatasetError, match=r"several COCO files need one split each.*a\.json -> \?"):
         _import(tmp_path / "data", v1 / "images" / "val", [tmp_path / "a.json", tmp_path / "b.json"])
+
+
+def test_bbox_is_0_based_x_y_width_height_in_pixels(tmp_path: Path) -> None:
+    """COCO's definition (https://cocodataset.org/#format-data), not our writer: `bbox` = [x, y, width, height], in
+    continuous pixels from the image's top-left corner, so [0, 0, W, H] is the whole image. Hand-written file."""
+    w, h = 64, 48
+    boxes = {  # file: bbox as COCO writes it, YOLO (cx, cy, w, h) it means
+        "whole.png": ([0, 0, 64, 48], (0.5, 0.5, 1.0, 1.0)),
+        "first_pixel.png": ([0, 0, 1, 1], (0.5 / w, 0.5 / h, 1 / w, 1 / h)),
+        "part.png": ([10.5, 20.25, 9.5, 3.75], (15.25 / w, 22.125 / h, 9.5 / w, 3.75 / h)),
+    }
+    for name in boxes:
+        Image.new("RGB", (w, h), (90, 120, 150)).save(tmp_path / name)
+    data = {
+        "images": [{"id": i, "file_name": n, "width": w, "height": h} for i, n in enumerate(boxes, start=1)],
+        "annotations": [
+            {"id": i, "image_id": i, "category_id": 1, "bbox": b, "iscrowd": 0}
+            for i, (b, _) in enumerate(boxes.values(), start=1)
+        ],
+        "categories": [{"id": 1, "name": "thing"}],
+    }
+    (tmp_path / "train.json").write_text(json.dumps(data))
+    _import(tmp_path / "data", tmp_path, [tmp_path / "train.json"], val_fraction=0.3, test_fraction=0.0)
+    out = tmp_path / "data" / "mine"
+    for name, (_, want) in boxes.items():
+        label = next(out.glob(f"labels/*/{Path(name).stem}.txt"))
+        np.testing.assert_allclose(labels_of(out, label.parent.name, label.stem), [[0, *want]], atol=1e-6)

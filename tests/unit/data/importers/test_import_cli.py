@@ -16,7 +16,7 @@ from detector.config import load_config
 from detector.data import VERSIONS, dataset_hash
 from detector.errors import DatasetError
 from tests.conftest import REPO
-from tests.unit.data.importers.exporters import export_coco
+from tests.unit.data.importers.exporters import export_coco, export_voc
 
 
 def run(argv: list[str], root: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -59,6 +59,7 @@ def test_import_validate_force(
         (["--format", "yolo", "--source", "{tmp}", "--images", "{tmp}"], "--images is not used by --format yolo"),
         (["--format", "yolo", "--source", "{tmp}", "--val-fraction", "1.5"], "--val-fraction must be in (0, 1)"),
         (["--format", "coco", "--annotations", "{tmp}/empty.json"], "the coco source has no images"),
+        (["--format", "coco", "--annotations", "{tmp}/empty.json", "--voc-origin", "0"], "--voc-origin is not used"),
         (["--format", "coco", "--annotations", "{tmp}/empty.json", "--version", "v1"], "is a generator version"),
         (["--format", "coco", "--annotations", "{tmp}/empty.json", "--version", ".hidden"], "--version '.hidden'"),
     ],
@@ -74,6 +75,16 @@ def test_bad_input_is_one_line_and_exit_2(
     assert rc == 2 and out == ""
     assert err.startswith("error: ") and err.count("\n") == 1 and message.format(tmp=tmp_path) in err
     assert not (tmp_path / "data").exists() or not any((tmp_path / "data").iterdir())
+
+
+def test_voc_origin_flag(v1: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    voc = export_voc(v1, tmp_path / "VOC")
+    args = ["data", "import", "--format", "voc", "--images", str(voc / "JPEGImages"), "--annotations"]
+    args.append(str(voc / "Annotations"))
+    rc, out, _ = run([*args, "--version", "a"], tmp_path / "data", capsys)
+    assert rc == 0 and json.loads(out)["voc_origin"] == 1  # the devkit's convention by default
+    rc, out, _ = run([*args, "--version", "b", "--voc-origin", "0"], tmp_path / "data", capsys)
+    assert rc == 0 and json.loads(out)["voc_origin"] == 0
 
 
 def test_wrong_format_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
