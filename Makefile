@@ -66,8 +66,8 @@ lint: install-dev  ## ruff, mypy, the import contracts (import-linter) and the d
 docs: install-dev  ## the documentation site on http://127.0.0.1:8010, rebuilt on save (mkdocs serve)
 	$(RUN) mkdocs serve
 
-experiments: install-train  ## five dvc experiments (10 epochs each): architecture x3, input size, data version
-	$(RUN) bash scripts/experiments.sh
+experiments: install-train  ## the dvc experiments of configs/experiments.yaml: architecture x3, input size, data version
+	$(RUN) python scripts/experiments.py
 
 bench: install-dev  ## latency of every backend + the HTTP service vs Ultralytics -> reports/benchmark.{json,md,png}
 	$(RUN) python -m benchmarks.run all --model models/model.onnx

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from detector.config import Config
-from detector.errors import ConfigError, DatasetError, ModelLoadError
+from detector.errors import AccuracyGateError, ConfigError, DatasetError, ModelLoadError, QuantizationRefusedError
 from detector.files import write_atomic
 from detector.runtime.metadata import read_onnx_metadata, sha256_file
 
@@ -16,6 +16,7 @@ log = logging.getLogger(__name__)
 
 METRICS_OUT = Path("reports/metrics.json")
 TRAIN_REPORT = Path("reports/train.json")
+QUANTIZE_REPORT = Path("reports/quantize.json")  # the quantize stage's outcome: accepted, or refused and why
 
 
 def stage_data(config: Config) -> dict[str, Any]:
@@ -102,17 +103,42 @@ def export_provenance(weights: Path, train_report: dict[str, Any]) -> dict[str, 
 
 
 def stage_quantize(
-    config: Config, onnx: str | None = None, out: str | None = None, data: str | None = None
+    config: Config,
+    onnx: str | None = None,
+    out: str | None = None,
+    data: str | None = None,
+    report: str | None = None,
 ) -> dict[str, Any]:
-    """INT8 Q/DQ ONNX from the exported FP32 model, calibrated on the train split, gated on val mAP50-95."""
+    """INT8 Q/DQ ONNX from the exported FP32 model, calibrated on the train split, gated on val mAP50-95.
+
+    With `report` (the DVC stage), a refused INT8 model (gate failed, graph unusable, quantizer failed) is an
+    outcome, not an error: the reason is written to `report` with status "refused", the pipeline goes on with the
+    FP32 model, and the evaluate stage copies the record into metrics.json. Without it, a refusal raises."""
     from export.int8 import export_int8
 
-    return export_int8(
-        Path(onnx or config.export.onnx_path),
-        Path(out or config.export.int8.out_path),
-        Path(data) if data else config.data.dataset_dir,
-        config.export.int8,
-    )
+    out_path = Path(out or config.export.int8.out_path)
+    try:
+        result = {
+            "status": "accepted",
+            **export_int8(
+                Path(onnx or config.export.onnx_path),
+                out_path,
+                Path(data) if data else config.data.dataset_dir,
+                config.export.int8,
+            ),
+        }
+    except (AccuracyGateError, QuantizationRefusedError) as exc:
+        if report is None:
+            raise
+        out_path.unlink(missing_ok=True)  # no INT8 model that looks good is left behind
+        out_path.parent.mkdir(parents=True, exist_ok=True)  # the stage's output folder exists, empty
+        log.warning("INT8 model refused, going on with the FP32 model: %s", exc)
+        result = {"status": "refused", "reason": str(exc), "model": None}
+        if isinstance(exc, AccuracyGateError) and exc.gate:
+            result["gate"] = exc.gate
+    if report is not None:
+        write_atomic(Path(report), json.dumps(result, indent=2, sort_keys=True) + "\n")
+    return result
 
 
 def stage_evaluate(config: Config, register: bool = True) -> dict[str, Any]:
@@ -125,7 +151,9 @@ def stage_evaluate(config: Config, register: bool = True) -> dict[str, Any]:
     results: dict[str, Any] = dict(splits)
     int8_path = Path(config.export.int8.out_path)
     if int8_path.exists():  # the quantize stage's INT8 twin, scored the same way
-        results["int8"] = {"model": str(int8_path), **_evaluate_model(int8_path, dataset_dir)[0]}
+        results["int8"] = {"status": "accepted", "model": str(int8_path), **_evaluate_model(int8_path, dataset_dir)[0]}
+    elif QUANTIZE_REPORT.exists() and (record := _read_json(QUANTIZE_REPORT)).get("status") == "refused":
+        results["int8"] = {"status": "refused", "reason": record.get("reason", ""), "model": None}
     results["ultralytics_val_pt"] = _ultralytics_val(config, Path("models/best.pt"))
     results["model"] = {k: model_info[k] for k in ("name", "version", "input_size", "dataset_version")}
     mlcfg = config.train.mlflow

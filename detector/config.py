@@ -127,7 +127,7 @@ class EngineConfig(_Strict):
 class Int8Config(_Strict):
     """INT8 post-training quantization (`detector export int8`, the `quantize` stage): NNCF on the ONNX model."""
 
-    out_path: str = "models/model.int8.onnx"
+    out_path: str = "models/int8/model.int8.onnx"
     # Calibration: a deterministic sample (seeded) of this split of the configured dataset.
     calibration_split: str = "train"
     subset_size: int = Field(300, ge=1, le=100_000)
@@ -139,6 +139,11 @@ class Int8Config(_Strict):
     # Keep the head's box decode (DFL softmax/conv, anchor arithmetic, sigmoid, concat) in float: quantizing it is
     # the known cause of INT8 mAP collapsing to zero.
     ignore_head_decode: bool = True
+    # Saturation on CPUs without VNNI (AVX2, AVX-512F): their u8 x s8 dot products (vpmaddubsw) add pairs into int16
+    # and clamp, so the same INT8 model scores differently on ONNX Runtime and OpenVINO there (0.08-0.27 measured).
+    # enable: every conv/matmul weight uses 7 bits (NNCF's OverflowFix.ENABLE), so no pair can overflow on any CPU;
+    # first_layer_only: only the first conv (NNCF's default); disable: full 8 bits (only for VNNI/AMX/GPU targets).
+    overflow_fix: Literal["enable", "first_layer_only", "disable"] = "enable"
     # The gate: the stage fails when val mAP50-95 (through our runtime) drops by more than this against FP32.
     gate_split: str = "val"
     max_map_drop: float = Field(0.01, le=1)

@@ -6,6 +6,8 @@ them to status codes in one place (`api/errors.py`); the CLI prints the message 
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class DetectorError(Exception):
     """Base of every error this project raises on purpose."""
@@ -52,4 +54,14 @@ class UnsupportedImageFormatError(InvalidImageError):
 
 
 class AccuracyGateError(DetectorError):
-    """An optimised model (e.g. INT8) lost more accuracy than the configured gate allows; nothing was written."""
+    """An optimised model (e.g. INT8) lost more accuracy than the configured gate allows; nothing was written.
+    `gate` holds the measured numbers (both models' metrics, the drop and the limit) for reports."""
+
+    def __init__(self, message: str, gate: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.gate: dict[str, Any] = dict(gate or {})
+
+
+class QuantizationRefusedError(DetectorError):
+    """The quantizer could not make a usable INT8 model of this architecture (it failed, or its graph is not one
+    every backend takes); nothing was written. The FP32 model is unaffected."""

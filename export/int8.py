@@ -28,7 +28,13 @@ import numpy.typing as npt
 
 from detector.config import Int8Config
 from detector.data.yolo_format import list_split_images
-from detector.errors import AccuracyGateError, DatasetError, MissingDependencyError, ModelLoadError
+from detector.errors import (
+    AccuracyGateError,
+    DatasetError,
+    MissingDependencyError,
+    ModelLoadError,
+    QuantizationRefusedError,
+)
 from detector.evaluation import evaluate_split
 from detector.evaluation.evaluate import read_rgb
 from detector.files import write_atomic
@@ -171,21 +177,32 @@ def quantize_model(
         patterns, types = head_ignored_scope(model) if options.ignore_head_decode else ([], [])
         scope = nncf.IgnoredScope(patterns=patterns, types=types, validate=False) if patterns or types else None
         preset = {"performance": nncf.QuantizationPreset.PERFORMANCE, "mixed": nncf.QuantizationPreset.MIXED}
+        advanced = advanced_parameters(options)
         started = time.perf_counter()
-        with _nncf_output_on_stderr(nncf):
-            quantized = nncf.quantize(
-                model,
-                nncf.Dataset(images, transform),
-                preset=preset[options.preset],
-                subset_size=min(options.subset_size, len(images)),
-                fast_bias_correction=options.fast_bias_correction,
-                ignored_scope=scope,
-            )
+        try:
+            with _nncf_output_on_stderr(nncf):
+                quantized = nncf.quantize(
+                    model,
+                    nncf.Dataset(images, transform),
+                    preset=preset[options.preset],
+                    subset_size=min(options.subset_size, len(images)),
+                    fast_bias_correction=options.fast_bias_correction,
+                    ignored_scope=scope,
+                    advanced_parameters=advanced,
+                )
+        except Exception as exc:  # NNCF raises many types for graphs it cannot handle; one refusal for all of them
+            raise QuantizationRefusedError(
+                f"NNCF could not quantize {_describe(metadata)} ({type(exc).__name__}: {str(exc)[:300]}); serve the "
+                "FP32 model, or report the architecture with this message"
+            ) from exc
         seconds = time.perf_counter() - started
     signed = signed_activation_quantizers(quantized)
     problems = tensorrt_qdq_problems(quantized)
     if problems and options.preset == "performance":
-        raise ModelLoadError(f"quantized graph is not TensorRT-compatible: {problems[0]} (+{len(problems) - 1})")
+        raise QuantizationRefusedError(
+            f"the INT8 graph of {_describe(metadata)} is not TensorRT-compatible: {problems[0]} "
+            f"(+{len(problems) - 1} more); serve the FP32 model, or use export.int8.preset=mixed for a CPU-only INT8"
+        )
     if problems:
         log.warning("preset %s: %d quantizers are asymmetric (not for TensorRT)", options.preset, len(problems))
     info = {
@@ -197,6 +214,8 @@ def quantize_model(
         "fast_bias_correction": options.fast_bias_correction,
         "ignored_patterns": patterns,
         "ignored_types": types,
+        "overflow_fix": options.overflow_fix,
+        "activations": "per_tensor",
         "signed_input_quantizers": signed,
         "quantize_linear_nodes": sum(n.op_type == "QuantizeLinear" for n in quantized.graph.node),
         "tensorrt_compatible": not problems,
@@ -209,6 +228,32 @@ def quantize_model(
     for key, value in props.items():
         quantized.metadata_props.add(key=key, value=value)
     return quantized, info
+
+
+def _describe(metadata: ModelMetadata) -> str:
+    return f"the {metadata.architecture or 'unnamed'} model ({metadata.version})"
+
+
+def advanced_parameters(options: Int8Config) -> Any:
+    """NNCF settings that make one graph right for every backend and CPU.
+
+    - Per-tensor activation scales: NNCF's CPU hardware model lets a *depthwise* convolution's input be quantized
+      per channel (`q8_a_ch` in nncf/common/hardware/setups/cpu.py). YOLO11 and YOLO26 heads have depthwise convs
+      (the class branch `cv3` is DWConv -> Conv), so without this their graphs carry vector activation scales, which
+      TensorRT's explicit quantization refuses (YOLOv8 has none, which is why it passed). One scalar per tensor is
+      what TensorRT, OpenVINO and ONNX Runtime all take.
+    - `overflow_fix` (see Int8Config): weights on 7 bits so that CPUs without VNNI cannot saturate.
+    """
+    from nncf.quantization.advanced_parameters import (
+        AdvancedQuantizationParameters,
+        OverflowFix,
+        QuantizationParameters,
+    )
+
+    return AdvancedQuantizationParameters(
+        overflow_fix=OverflowFix(options.overflow_fix),
+        activations_quantization_params=QuantizationParameters(per_channel=False),
+    )
 
 
 @contextlib.contextmanager
@@ -259,7 +304,8 @@ def export_int8(onnx_path: Path, out: Path, dataset_dir: Path, options: Int8Conf
         out.unlink(missing_ok=True)
         raise AccuracyGateError(
             f"INT8 gate failed: {options.gate_split} mAP50-95 {int8['mAP50-95']:.4f} (INT8) vs {fp32['mAP50-95']:.4f} "
-            f"(FP32), a drop of {drop:.4f} > export.int8.max_map_drop {options.max_map_drop}; {out} not written"
+            f"(FP32), a drop of {drop:.4f} > export.int8.max_map_drop {options.max_map_drop}; {out} not written",
+            gate,
         )
     write_atomic(out, data)
     return {"model": str(out), "source": str(onnx_path), "sha256": sha256_file(out), "quantization": info, "gate": gate}

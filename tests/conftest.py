@@ -17,7 +17,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
-# The quick profile: small enough to train in about a minute on 2 CPU cores, good enough to find objects.
+# The quick profile: small enough to train in about two minutes on 2 CPU cores, good enough to find objects with
+# confidence on any CPU. One optimizer step per batch of 8 (`nbs=8`): Ultralytics' default nominal batch of 64
+# accumulates 8 batches per step, which left ~50 steps in 15 epochs and a model whose best score (0.35-0.49) depended
+# on the CPU. With 375 steps: val mAP50-95 0.81 and a best test score of 0.95 (tests/README of the issue note lists
+# the conditions it was checked under).
 QUICK_OVERRIDES = [
     "data.splits.train=200",
     "data.splits.val=40",
@@ -25,7 +29,8 @@ QUICK_OVERRIDES = [
     "data.imgsz=128",
     "train.imgsz=128",
     "train.epochs=15",
-    "train.batch=16",
+    "train.batch=8",
+    "train.ultralytics.nbs=8",
 ]
 STAGES = (["data", "generate"], ["train"], ["export", "onnx"], ["evaluate"])
 

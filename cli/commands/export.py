@@ -72,7 +72,7 @@ def cmd_int8(args: argparse.Namespace, config: Config) -> None:
     require("nncf", "train")
     from cli.stages import stage_quantize
 
-    print_json(stage_quantize(config, onnx=args.onnx, out=args.out, data=args.data))
+    print_json(stage_quantize(config, onnx=args.onnx, out=args.out, data=args.data, report=args.report))
 
 
 def register(commands: Commands) -> None:
@@ -85,6 +85,11 @@ def register(commands: Commands) -> None:
     p.add_argument("--onnx", help="FP32 ONNX model (default: export.onnx_path)")
     p.add_argument("--out", help="INT8 ONNX to write (default: export.int8.out_path)")
     p.add_argument("--data", help="YOLO dataset to calibrate and gate on (default: the configured data version)")
+    p.add_argument(
+        "--report",
+        help="write the outcome (accepted, or refused and why) as JSON here; a refused INT8 model then exits 0 "
+        "(the DVC stage: the pipeline goes on with the FP32 model). Without it a refusal is an error (exit 2)",
+    )
 
     p = commands.add(
         "engine",

@@ -70,7 +70,7 @@ def test_imported_version_is_tracked_pushed_and_pulled(tmp_path: Path) -> None:
     assert "up to date" in _run(["dvc", "status", "data/mine.dvc"], clone).stdout
 
     # An experiment on it: train reads data/mine (a tiny run: 1 epoch at 64 px), nothing is generated over it.
-    # --temp, as scripts/experiments.sh runs them: a fresh copy of the commit, so data/mine must come from the cache.
+    # --temp, as scripts/experiments.py runs them: a fresh copy of the commit, so data/mine must come from the cache.
     tiny = [f"configs/train.yaml:train.{k}" for k in ("epochs=1", "imgsz=64", "batch=8", "workers=0")]
     exp = ["dvc", "exp", "run", "--temp", "train", "-n", "on-mine", "-S", "configs/data.yaml:data.version=mine"]
     _run([*exp, *[a for t in tiny for a in ("-S", t)]], clone)
