@@ -19,7 +19,7 @@ from typing import Any
 from detector.config import Config, config_to_flat_dict
 from detector.data import check_dataset, dataset_hash
 from detector.data.yolo_format import present_splits, write_data_yaml
-from detector.errors import DatasetError, MissingDependencyError
+from detector.errors import ConfigError, DatasetError, MissingDependencyError
 from detector.files import write_atomic
 from detector.provenance import git_commit
 from detector.runtime.metadata import sha256_file
@@ -64,6 +64,7 @@ def train(config: Config) -> TrainResult:
     data_hash = dataset_hash(dataset_dir)
     YOLO = prepare_ultralytics()
     tc = config.train
+    model = build_model(YOLO, tc.model)  # before the MLflow run: an unusable architecture leaves no FAILED run behind
     mlflow = tracking.setup(tc.mlflow) if tc.mlflow.enabled else None
 
     run_name = f"{tc.architecture}-{config.data.version}-e{tc.epochs}-{tc.imgsz}"
@@ -81,7 +82,6 @@ def train(config: Config) -> TrainResult:
                     "dvc_exp_name": os.environ.get("DVC_EXP_NAME", ""),
                 }
             )
-        model = YOLO(tc.model)
         if mlflow:
             model.add_callback("on_fit_epoch_end", _epoch_logger(mlflow))
         model.train(
@@ -124,6 +124,21 @@ def train(config: Config) -> TrainResult:
             mlflow.log_artifact(str(curves), artifact_path="reports")
             mlflow.log_artifact(str(TRAIN_REPORT), artifact_path="reports")
     return result
+
+
+def build_model(YOLO: Any, spec: str) -> Any:
+    """`YOLO(spec)`, or a ConfigError that names `spec` and what to use instead (Ultralytics raises a bare
+    FileNotFoundError from deep inside for an architecture it does not know)."""
+    if spec.endswith(".pt") and not Path(spec).is_file():
+        raise ConfigError(f"train.model={spec}: weights file not found (give a path to a .pt, or an architecture YAML)")
+    try:
+        return YOLO(spec)
+    except (FileNotFoundError, KeyError, ValueError, TypeError, AttributeError) as exc:
+        raise ConfigError(
+            f"train.model={spec}: Ultralytics cannot build this model ({type(exc).__name__}: {exc}). Use an "
+            "architecture YAML it ships (the project tests yolov8n.yaml, yolo11n.yaml and yolo26n.yaml: "
+            "configs/experiments.yaml) or a local .pt to fine-tune"
+        ) from exc
 
 
 def _epoch_logger(mlflow: Any) -> Any:

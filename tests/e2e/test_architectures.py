@@ -77,8 +77,7 @@ def test_architecture_goes_through_the_whole_pipeline(arch: str, tmp_path: Path)
     assert report["status"] == "accepted", report.get("reason")
     assert report["quantization"]["tensorrt_compatible"] is True
     int8 = tmp_path / report["model"]
-    graph = onnx.load(str(int8))
-    assert any(n.op_type == "QuantizeLinear" for n in graph.node)
+    assert any(n.op_type == "QuantizeLinear" for n in onnx.load(str(int8)).graph.node)
 
     metrics = json.loads((tmp_path / "reports/metrics.json").read_text())
     assert metrics["model"]["name"] == Path(arch).stem

@@ -92,3 +92,18 @@ def test_an_interrupted_run_is_killed(config: Config, monkeypatch: pytest.Monkey
     with pytest.raises(KeyboardInterrupt):
         train(config)
     assert only_run(config).info.status == "KILLED"
+
+
+@pytest.mark.parametrize("spec", ["yolov99n.yaml", "missing/weights.pt"])
+def test_an_architecture_ultralytics_cannot_build_is_a_config_error_before_any_run(
+    workdir: Path, spec: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from detector.errors import ConfigError
+
+    monkeypatch.chdir(workdir)
+    cfg = base_config(workdir, f"bad-arch-{Path(spec).stem}", f"train.model={spec}")
+    with pytest.raises(ConfigError, match=rf"train\.model={spec}.*(yolov8n\.yaml|\.pt)"):
+        train(cfg)
+    client = mlflow.MlflowClient(tracking_uri=cfg.train.mlflow.tracking_uri)
+    assert client.get_experiment_by_name(cfg.train.mlflow.experiment) is None  # no run, not even a FAILED one
+    assert not WEIGHTS_OUT.exists() and not TRAIN_REPORT.exists()
