@@ -5,7 +5,9 @@ API choices that hold for both major versions (checked by mypy against each vers
 scripts/trt_stubs.py and tests/unit/tensorrt/test_api_conformance.py):
   * networks are created STRONGLY_TYPED: TensorRT 11 removed `EXPLICIT_BATCH` and `BuilderFlag.FP16`, so precision
     comes from the ONNX's own types: FP16 engines are built from an FP16 ONNX made by `export.fp16`, and an INT8
-    Q/DQ ONNX builds as is (its Q/DQ nodes fix the INT8 regions; no INT8 flag, no calibrator);
+    Q/DQ ONNX keeps its Q/DQ nodes (they fix the INT8 regions; no INT8 flag, no calibrator) with every float part,
+    scales included, converted to FP16 at opset 19 (`export.fp16.convert_qdq_to_fp16`), so what is not INT8 runs in
+    FP16 rather than FP32;
   * FP32 engines clear `BuilderFlag.TF32` (on by default in both versions), so FP32 means FP32;
   * the workspace is `set_memory_pool_limit(MemoryPoolType.WORKSPACE, ...)`;
   * `input_dtype: uint8` (export/uint8_input.py): the parsed ONNX, an in-memory copy, takes uint8 pixels and
@@ -63,9 +65,14 @@ def _onnx_bytes(onnx_path: Path, precision: str) -> bytes:
     """The ONNX TensorRT parses for an engine that computes in `precision` (`engine_precision` of the file)."""
     import onnx
 
-    if precision != "fp16":  # fp32 as is; int8: Q/DQ fixes the types, converting it would break the quantization
+    if precision == "fp32":
         return onnx_path.read_bytes()
     model = onnx.load(str(onnx_path))
+    if precision == "int8":  # Q/DQ regions in INT8, everything else FP16 (export/fp16.py says why); file untouched
+        from export.fp16 import convert_qdq_to_fp16
+
+        log.info("converting the float parts of %s to FP16 for a strongly typed INT8 engine", onnx_path)
+        return bytes(convert_qdq_to_fp16(model).SerializeToString())
     if engine_precision(model, "fp32") == "fp16":  # already FP16: build as is
         return onnx_path.read_bytes()
     from export.fp16 import convert_to_fp16
