@@ -3,9 +3,9 @@
 Requests are admitted by `reserve()` once their body has arrived (uploads are bounded separately, api/uploads.py,
 so slow uploaders never hold these places), against a bound of `queue_size` requests being decoded or waiting;
 past it they get 503 + Retry-After at once. An admitted request is decoded elsewhere, then `submit()`s its image to
-a FIFO served by `workers` model threads (0: as many as the served backend has slots, `follow()`). A worker takes the oldest job, waits up to `max_wait_ms` for up to
-`max_batch - 1` more (only while more admitted requests are on their way, so a lone request never waits), and runs
-them as one batch.
+a FIFO served by `workers` model threads (0: as many as the served backend has slots, `follow()`). A worker takes
+the oldest job, waits up to `max_wait_ms` for up to `max_batch - 1` more (only while more admitted requests are on
+their way, so a lone request never waits), and runs them as one batch.
 
 An answer must not depend on what else is in flight, so one backend call only takes images that get the same
 network input shape: in rect mode the letterbox rectangle is the max over the batch, and a companion of another
@@ -37,8 +37,8 @@ import queue
 import threading
 import time
 from collections import defaultdict
-from concurrent.futures import Future
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 

@@ -283,7 +283,9 @@ def build_pycuda(carried: Path, scratch: Path) -> Path | None:
     if not driver_exports("cuProfilerInitialize"):  # removed from the driver: the wrapper must not link to it
         hpp = src / "src" / "cpp" / "cuda.hpp"
         call = "CUDAPP_CALL_GUARDED(cuProfilerInitialize, (config_file, output_file, output_mode));"
-        hpp.write_text(hpp.read_text().replace(call, 'throw pycuda::error("cuProfilerInitialize", CUDA_ERROR_NOT_SUPPORTED);'))
+        hpp.write_text(
+            hpp.read_text().replace(call, 'throw pycuda::error("cuProfilerInitialize", CUDA_ERROR_NOT_SUPPORTED);')
+        )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(deps), os.environ.get("PYTHONPATH", "")])}
     configure = [sys.executable, "configure.py", f"--cuda-root={inc.parent}"]
     configure += [f"--cuda-inc-dir={os.pathsep.join(map(str, includes))}", f"--cudadrv-lib-dir={lib}"]
@@ -375,7 +377,10 @@ def has_gpu() -> tuple[bool, str]:
     except ImportError:
         return False, "PyTorch is not installed"
     if torch.cuda.is_available():
-        return True, f"PyTorch {torch.__version__} sees {torch.cuda.device_count()} GPU(s): {torch.cuda.get_device_name(0)}"
+        return (
+            True,
+            f"PyTorch {torch.__version__} sees {torch.cuda.device_count()} GPU(s): {torch.cuda.get_device_name(0)}",
+        )
     return False, "PyTorch is installed but sees no CUDA GPU"
 
 
@@ -613,8 +618,11 @@ def run_checks(mods: dict[str, types.ModuleType], device: Device, carried: Path 
             threads = {s.owner.thread_ident for s in slots}
             streams = {s.stream.handle for s in slots}
             ok = len(slots) == 2 and len(threads) == 2 and len(streams) == 2
-            report("PASS" if ok else "FAIL", "slots", f"{len(slots)} contexts, owner threads {len(threads)}, "
-                   f"streams {len(streams)}, host buffers {pinned}")
+            report(
+                "PASS" if ok else "FAIL",
+                "slots",
+                f"{len(slots)} contexts, owner threads {len(threads)}, streams {len(streams)}, host buffers {pinned}",
+            )
 
         with check(f"{THREADS} threads"):
             reference = [backend.run(x) for x in inputs]
@@ -622,8 +630,11 @@ def run_checks(mods: dict[str, types.ModuleType], device: Device, carried: Path 
             with ThreadPoolExecutor(THREADS) as pool:
                 got = list(pool.map(backend.run, inputs))
             same = sum(np.array_equal(a, b) for a, b in zip(got, reference, strict=True))
-            report("PASS" if same == len(inputs) else "FAIL", f"{THREADS} threads",
-                   f"{same}/{len(inputs)} batches equal to single-thread results, exactly")
+            report(
+                "PASS" if same == len(inputs) else "FAIL",
+                f"{THREADS} threads",
+                f"{same}/{len(inputs)} batches equal to single-thread results, exactly",
+            )
 
         with check("overlap"):
             report_overlap(device)
@@ -635,10 +646,13 @@ def run_checks(mods: dict[str, types.ModuleType], device: Device, carried: Path 
             again = [backend.run(x) for x in inputs[:8]]
             same = all(np.array_equal(a, b) for a, b in zip(again, reference[:8], strict=True))
             ok = not left and same
-            report("PASS" if ok else "FAIL", "close and reload",
-                   f"owner threads after close: {left or 'none'}; reloaded results equal: {same}")
+            report(
+                "PASS" if ok else "FAIL",
+                "close and reload",
+                f"owner threads after close: {left or 'none'}; reloaded results equal: {same}",
+            )
 
-        with check("fault: execute_async_v3 False"):
+        with check("fault (execute_async_v3 False)"):
             device.fault = "false"
             try:
                 backend.run(inputs[0])
@@ -654,15 +668,20 @@ def run_checks(mods: dict[str, types.ModuleType], device: Device, carried: Path 
             backend.close()
             left = owner_threads()
             ok = backend.failure is not None and not left
-            report("PASS" if ok else "FAIL", "fault: execute_async_v3 False",
-                   f"{first[:120]}; next call refused in {refused_ms:.2f} ms; owner threads after close: {left or 'none'}")
+            report(
+                "PASS" if ok else "FAIL",
+                "fault (execute_async_v3 False)",
+                f"{first[:120]}; next call refused in {refused_ms:.2f} ms; owner threads after close: {left or 'none'}",
+            )
             backend = open_backend()
             backend.run(inputs[0])
-            report("PASS", "fault: reload after a non-sticky fault", "a new backend in this process runs")
+            report("PASS", "reload after a non-sticky fault", "a new backend in this process runs")
 
         with check("input_dtype"):
             photos = load_photos(carried, device.real)
-            lines = compare_input_dtypes(mods, backend, open_backend(write_engine(mods, engine_dir, "uint8", imgsz, batch)), photos)
+            lines = compare_input_dtypes(
+                mods, backend, open_backend(write_engine(mods, engine_dir, "uint8", imgsz, batch)), photos
+            )
             for line in lines:
                 report("INFO", "input_dtype", line)
     finally:
@@ -690,8 +709,12 @@ def report_overlap(device: Device) -> None:
     busy = sum(e - s for _, s, e in spans)
     status = "PASS" if len(streams) == 2 and overlap > 0 else "FAIL"
     clock = "CUDA events" if device.real else "host clock (stand-in)"
-    report(status, "overlap", f"{len(spans)} executes on {len(streams)} streams; kernels of the two slots overlapped "
-           f"{overlap:.2f} ms of {busy:.2f} ms busy ({clock})")
+    report(
+        status,
+        "overlap",
+        f"{len(spans)} executes on {len(streams)} streams; kernels of the two slots overlapped "
+        f"{overlap:.2f} ms of {busy:.2f} ms busy ({clock})",
+    )
 
 
 def load_photos(carried: Path | None, real: bool) -> list[Any]:
@@ -752,8 +775,10 @@ def compare_input_dtypes(mods: dict[str, types.ModuleType], f32: Any, u8: Any, p
     for name in ("float32", "uint8"):
         total, letterbox = statistics.median(times[name][2:]), statistics.median(stages[name][2:])
         mib = len(photos) * 3 * imgsz * imgsz * (4 if name == "float32" else 1) / 2**20
-        lines.append(f"{name:7}: {total:7.2f} ms per batch of {len(photos)} end to end, of which letterbox into "
-                     f"pinned memory {letterbox:6.2f} ms; upload {mib:.1f} MiB")
+        lines.append(
+            f"{name:7}: {total:7.2f} ms per batch of {len(photos)} end to end, of which letterbox into "
+            f"pinned memory {letterbox:6.2f} ms; upload {mib:.1f} MiB"
+        )
     diff = float(np.abs(outputs["float32"] - outputs["uint8"]).max())
     ratio = statistics.median(times["float32"][2:]) / statistics.median(times["uint8"][2:])
     lines.append(f"float32/uint8 end-to-end time {ratio:.2f}x; largest output difference {diff:.2e}")
@@ -781,20 +806,23 @@ def fault_child(carried: Path | None, pycuda_src: str) -> int:
         device.fault = "assert"
         try:
             backend.run(batch)
-            print("FAIL fault: device-side assert: no error reached the caller")
+            print("FAIL fault (device-side assert): no error reached the caller")
             return 1
         except mods["errors"].BackendFailedError as exc:
-            print(f"PASS fault: device-side assert: BackendFailedError: {str(exc)[:160]}")
+            print(f"PASS fault (device-side assert): BackendFailedError: {str(exc)[:160]}")
         finally:
             backend.close()
         try:
             again = mods["tensorrt_backend"].TensorRTBackend(path, options)
             again.run(batch)
             again.close()
-            print("INFO fault: a new backend in the same process still works (this fault was not sticky here)")
+            print("INFO reload after a sticky fault: a new backend in this process still works (not sticky here)")
         except Exception as exc:
-            print(f"INFO fault: a new backend in the same process fails too ({type(exc).__name__}: {str(exc)[:120]}): "
-                  "the context is gone until the process exits, hence exit and restart, not reload")
+            print(
+                "INFO reload after a sticky fault: a new backend in this process fails too "
+                f"({type(exc).__name__}: {str(exc)[:120]}): the context is gone until the process exits, hence "
+                "exit and restart, not reload"
+            )
     return 0
 
 
@@ -839,17 +867,21 @@ def main(argv: list[str] | None = None) -> int:
         mods = load_project()
         run_checks(mods, device, args.carried, scratch)
         if pycuda_src is not None:
-            with check("fault: device-side assert"):
+            with check("fault (device-side assert)"):
                 proc = subprocess.run(
                     [sys.executable, __file__, "--fault-child", str(pycuda_src)],
-                    capture_output=True, text=True, timeout=300,
+                    capture_output=True,
+                    text=True,
+                    timeout=300,
                 )
                 for line in proc.stdout.splitlines():
                     status, _, rest = line.partition(" ")
                     name, _, detail = rest.partition(": ")
                     report(status, name, detail)
                 if proc.returncode != 0:
-                    report("FAIL", "fault: device-side assert", f"child exited {proc.returncode}: {proc.stderr[-800:]}")
+                    report(
+                        "FAIL", "fault (device-side assert)", f"child exited {proc.returncode}: {proc.stderr[-800:]}"
+                    )
     failed = [name for status, name in results if status == "FAIL"]
     summary = f"{len(failed)} failed: {', '.join(failed)}" if failed else "all passed"
     print(f"DONE {summary} in {time.perf_counter() - start:.0f} s")

@@ -565,7 +565,9 @@ class IExecutionContext:
             stats["max_in_flight"] = max(stats["max_in_flight"], stats["in_flight"])
         try:
             if _fault("execute_false"):
-                _emit(ILogger.ERROR, "IExecutionContext::enqueueV3: Error Code 1: Cuda Runtime (invalid resource handle)")
+                _emit(
+                    ILogger.ERROR, "IExecutionContext::enqueueV3: Error Code 1: Cuda Runtime (invalid resource handle)"
+                )
                 return False
             time.sleep(delays.get("execute", 0.0))  # the GPU is busy with this batch: another slot may run meanwhile
             return self._execute()

@@ -41,7 +41,9 @@ def _spec(engine_dir: Path, precision: str = "fp32") -> EngineSpec:
 
 
 def _options(engine_dir: Path, precision: str = "fp32", threads: int = 0) -> BackendOptions:
-    return BackendOptions(device="cuda:0", engine=_spec(engine_dir, precision), engine_builder=build_engine, threads=threads)
+    return BackendOptions(
+        device="cuda:0", engine=_spec(engine_dir, precision), engine_builder=build_engine, threads=threads
+    )
 
 
 def _batch(n: int = 1) -> np.ndarray:
@@ -285,9 +287,9 @@ def test_a_dead_builders_lock_does_not_block(standin: ModuleType, model_path: Pa
     holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(lock)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
-        with pytest.raises(BackendUnavailableError, match="waited"):  # alive: the lock is real
-            with build_lock(engine_path(tmp_path, key), timeout_s=0.3):
-                pass
+        # Alive: the lock is real.
+        with pytest.raises(BackendUnavailableError, match="waited"), build_lock(engine_path(tmp_path, key), 0.3):
+            pass
     finally:
         holder.kill()
         holder.wait()
