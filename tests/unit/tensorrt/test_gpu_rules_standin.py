@@ -235,7 +235,8 @@ def test_addresses_set_once_and_shapes_only_on_change(standin: ModuleType, model
 def test_int8_qdq_onnx_builds_strongly_typed_as_is(
     standin: ModuleType, model_path: Path, tmp_path: Path, dataset_dir: Path, qdq_onnx: QdqMaker
 ) -> None:
-    """A Q/DQ ONNX is built as it is (no FP16 conversion, no INT8 flag or calibrator) and reported as int8."""
+    """A Q/DQ ONNX keeps its Q/DQ nodes (no INT8 flag or calibrator), its float parts go FP16 (issue 25, D3; the
+    graph itself: test_gpu_faults_standin.py), and it is reported as int8."""
     qdq, batch = qdq_onnx(model_path, dataset_dir, tmp_path / "model.int8.onnx")
     info = build_engine(qdq, _spec(tmp_path / "engines", precision="fp16"))
     assert info.precision == "int8"
@@ -245,7 +246,8 @@ def test_int8_qdq_onnx_builds_strongly_typed_as_is(
     backend = TensorRTBackend(qdq, _options(tmp_path / "engines", precision="fp16"))
     try:
         assert backend.precision == "int8"
-        np.testing.assert_array_equal(backend.run(batch), expected)  # the very graph that was quantized
+        out = backend.run(batch)  # the quantized graph, its float parts in FP16: scores within FP16 rounding
+        np.testing.assert_allclose(out[:, 4:], expected[:, 4:], atol=0.05)
     finally:
         backend.close()
 
