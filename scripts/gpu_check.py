@@ -21,7 +21,7 @@ streams, close and reload all run for real. Checks:
     project's `letterbox_into` straight into the slot's page-locked buffer as uint8 or float32, uploaded, cast and
     scaled on the GPU (uint8) and run: end-to-end time per batch, and that both give the same output.
 
-Use (everything it needs is carried in, about 2 MiB; the GPU host needs only Python 3.10+, a C++ compiler,
+Use (everything it needs is carried in, about 4 MiB; the GPU host needs only Python 3.10+, a C++ compiler,
 Python.h, numpy and PyTorch with CUDA; nvcc is NOT needed: pycuda needs only cuda.h, which PyTorch's nvidia wheels
 ship, and the driver's libcuda):
 
@@ -233,7 +233,7 @@ def unpack_wheels(carried: Path, target: Path) -> list[str]:
     """Unzip the carried wheels this Python can use into `target` (no pip, no index): pure ones and this Python's."""
     tag = f"cp{sys.version_info.major}{sys.version_info.minor}"
     done: set[str] = set()
-    for wheel in sorted(carried.glob("*.whl")):
+    for wheel in sorted(carried.glob("*.whl"), reverse=True):  # newest first where several were fetched
         name, _, rest = wheel.name.partition("-")
         if name.lower() in done or not ("py3-none-any" in rest or (tag in rest and "x86_64" in rest)):
             continue
