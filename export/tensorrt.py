@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from detector.errors import BackendUnavailableError, ModelLoadError
 from detector.files import write_atomic
-from detector.runtime.backends.cuda_owner import CudaOwner
+from detector.runtime.backends.cuda_owner import CudaOwner, context_is_current, cuda_errors
 from detector.runtime.backends.tensorrt_logger import describe_errors, error_mark, trt_logger
 from detector.runtime.engines import (
     BUILDER_RECIPE,
@@ -125,17 +125,6 @@ def _save_timing_cache(config: Any, cache_file: Path) -> None:
     write_atomic(cache_file, _host_bytes(cache.serialize()))
 
 
-def _on_device(device_index: int) -> bool:
-    """Whether a context of GPU `device_index` is current on this thread (pycuda Devices compare by device)."""
-    import pycuda.driver as cuda
-
-    try:
-        cuda.init()
-        return cuda.Context.get_current() is not None and cuda.Context.get_device() == cuda.Device(device_index)
-    except cuda.Error:
-        return False
-
-
 def build_engine(
     onnx_path: str | Path, spec: EngineSpec, device_index: int = 0, timing_cache: bool = True
 ) -> EngineInfo:
@@ -146,7 +135,7 @@ def build_engine(
     thread where that device's context is current (the backend's owner thread) it builds right there; anywhere else
     it builds on a CUDA owner thread of that device."""
     require_tensorrt()
-    if _on_device(device_index):
+    if context_is_current(device_index):
         return _build(Path(onnx_path), spec, device_index, timing_cache)
     owner = CudaOwner(device_index, name="tensorrt-build")
     try:
@@ -156,7 +145,6 @@ def build_engine(
 
 
 def _build(onnx_path: Path, spec: EngineSpec, device_index: int, timing_cache: bool) -> EngineInfo:
-    import pycuda.driver as cuda
     import tensorrt as trt
 
     engine_dir = Path(spec.engine_dir)
@@ -219,7 +207,7 @@ def _build(onnx_path: Path, spec: EngineSpec, device_index: int, timing_cache: b
     mark = error_mark()
     try:
         serialized = builder.build_serialized_network(network, config)
-    except (cuda.Error, MemoryError) as exc:
+    except cuda_errors() as exc:
         raise BackendUnavailableError(f"TensorRT build on GPU {device_index} failed: {exc}") from exc
     if serialized is None:
         raise ModelLoadError(f"TensorRT failed to build an engine from {onnx_path}{describe_errors(mark)}")

@@ -288,7 +288,8 @@ def build_pycuda(carried: Path, scratch: Path) -> Path | None:
         )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(deps), os.environ.get("PYTHONPATH", "")])}
     configure = [sys.executable, "configure.py", f"--cuda-root={inc.parent}"]
-    configure += [f"--cuda-inc-dir={os.pathsep.join(map(str, includes))}", f"--cudadrv-lib-dir={lib}"]
+    # aksetup's list options are comma-separated
+    configure += [f"--cuda-inc-dir={','.join(map(str, includes))}", f"--cudadrv-lib-dir={lib}"]
     configure += ["--no-cuda-enable-curand"]  # cuRAND: not used, its headers are not always there
     jobs = str(os.cpu_count() or 4)
     for what, cmd in (

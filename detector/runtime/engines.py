@@ -345,21 +345,15 @@ def require_tensorrt() -> None:
 def current_target(device_index: int = 0) -> EngineTarget:
     """This machine's TensorRT version and GPU `device_index` (no CUDA context is created)."""
     require_tensorrt()
-    import pycuda.driver as cuda
     import tensorrt as trt
 
-    try:
-        cuda.init()
-        count = cuda.Device.count()
-    except Exception as exc:  # pycuda.driver.Error: no driver, no device
-        raise BackendUnavailableError(f"no usable NVIDIA GPU ({exc})") from exc
-    if not 0 <= device_index < count:
-        raise BackendUnavailableError(f"GPU {device_index} requested, {count} visible")
-    device = cuda.Device(device_index)
-    major, minor = device.compute_capability()
+    # Lazily: the backends package imports this module. The CUDA binding stays in cuda_owner.py.
+    from detector.runtime.backends.cuda_owner import device_properties
+
+    name, (major, minor) = device_properties(device_index)
     return EngineTarget(
         trt_version=str(trt.__version__),
-        gpu_name=str(device.name()),
+        gpu_name=name,
         compute_capability=f"{major}.{minor}",
         cuda_major=tensorrt_cuda_major(),
     )
