@@ -513,14 +513,20 @@ def fake_tensorrt(device: Device) -> types.ModuleType:
                 return False
             x = device.tensor(self.addresses["images"], self.shape, self.engine.plan["input_dtype"])
             out = device.tensor(self.addresses["output0"], self.get_tensor_shape("output0"), "float32")
-            with device.on_stream(stream_handle) as done:
-                if self.engine.plan["input_dtype"] == "uint8":  # what the uint8 engine's first layers do
-                    x = x.float() * (1.0 / 255.0)
-                if device.fault == "assert":  # an out-of-bounds gather: a device-side assert, sticky
-                    device.fault = None
+            if device.fault == "assert":  # an out-of-bounds gather: a device-side assert (sticky), reported by
+                device.fault = None  # CUDA at the backend's next copy or sync, as a faulting TensorRT kernel is
+                with device.on_stream(stream_handle):
                     x[torch.full((1,), 2**30, device=x.device)]
-                out.copy_(self.engine.run(x))
-                done()
+                return True
+            try:
+                with device.on_stream(stream_handle) as done:
+                    if self.engine.plan["input_dtype"] == "uint8":  # what the uint8 engine's first layers do
+                        x = x.float() * (1.0 / 255.0)
+                    out.copy_(self.engine.run(x))
+                    done()
+            except RuntimeError as exc:  # TensorRT reports a failed enqueue as False, never as an exception
+                print(f"INFO execute_async_v3: PyTorch failed to enqueue: {exc}", file=sys.stderr)
+                return False
             return True
 
     class Engine:
@@ -793,6 +799,7 @@ def fault_child(carried: Path | None, pycuda_src: str) -> int:
     sys.path.append(str(Path(pycuda_src).parent / "site"))
     device = Device(real=True)
     sys.modules["tensorrt"] = fake_tensorrt(device)
+    install_cv2_shim()  # load_project loads preprocess.py, which imports cv2
     mods = load_project()
     with tempfile.TemporaryDirectory(prefix="gpu_check-fault-") as tmp:
         engine_dir = Path(tmp)
