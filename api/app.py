@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -37,10 +37,12 @@ def create_app(
     detector_factory: DetectorFactory | None = None,
     engine_builder: EngineBuilder | None = None,
     model_resolver: ModelResolver | None = None,
+    on_fatal: Callable[[str], None] | None = None,
 ) -> FastAPI:
     """Build the app for `config` (default: `configs/` + environment); `detector_factory(path, backend)` loads
     models (default: `Detector.load` with the configured backend options and the injected `engine_builder`);
-    `model_resolver` (injected by the CLI) turns `models:/name@alias` registry URIs into local files."""
+    `model_resolver` (injected by the CLI) turns `models:/name@alias` registry URIs into local files; `on_fatal`
+    is called when the served backend fails beyond repair (`api.server` stops and exits non-zero)."""
     if config is None:
         from detector.config import load_config
 
@@ -50,7 +52,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        service = Service(config, factory, app_metrics)
+        service = Service(config, factory, app_metrics, on_fatal)
         app.state.service = service
 
         def start() -> None:

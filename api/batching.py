@@ -3,9 +3,9 @@
 Requests are admitted by `reserve()` once their body has arrived (uploads are bounded separately, api/uploads.py,
 so slow uploaders never hold these places), against a bound of `queue_size` requests being decoded or waiting;
 past it they get 503 + Retry-After at once. An admitted request is decoded elsewhere, then `submit()`s its image to
-a FIFO served by `workers` model threads. A worker takes the oldest job, waits up to `max_wait_ms` for up to
-`max_batch - 1` more (only while more admitted requests are on their way, so a lone request never waits), and runs
-them as one batch.
+a FIFO served by `workers` model threads (0: as many as the served backend has slots, `follow()`). A worker takes
+the oldest job, waits up to `max_wait_ms` for up to `max_batch - 1` more (only while more admitted requests are on
+their way, so a lone request never waits), and runs them as one batch.
 
 An answer must not depend on what else is in flight, so one backend call only takes images that get the same
 network input shape: in rect mode the letterbox rectangle is the max over the batch, and a companion of another
@@ -18,6 +18,9 @@ Library errors raised at inference are the server's fault (the image was already
 as 503 (`ModelUnavailableError`: model/backend unusable) or 500 (`InferenceFailedError`), never as 4xx.
 
 Inference runs only in these worker threads, never on the event loop; the loop awaits a future.
+
+A `BackendFailedError` (a GPU fault: the backend is out of service for the life of the process) is also reported
+to `on_failure`, which the service uses to go unhealthy and exit (api/service.py).
 
 Micro-batching pays on a GPU (one launch for many images) and not on a CPU, where a batch costs about the sum of
 its images and OpenVINO compiles one static model per batch size: on the 2-core benchmark machine, c=4 on three
@@ -34,6 +37,7 @@ import queue
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,7 +54,13 @@ from api.errors import (
 )
 from api.metrics import Metrics
 from api.model_slot import LoadedModel, ModelSlot
-from detector.errors import BackendUnavailableError, DetectorError, MissingDependencyError, ModelLoadError
+from detector.errors import (
+    BackendFailedError,
+    BackendUnavailableError,
+    DetectorError,
+    MissingDependencyError,
+    ModelLoadError,
+)
 from detector.runtime import Detections, Timings
 
 log = logging.getLogger("api.batching")
@@ -105,6 +115,7 @@ class MicroBatcher:
         queue_size: int,
         workers: int,
         metrics: Metrics | None = None,
+        on_failure: Callable[[LoadedModel, Exception], None] | None = None,
     ) -> None:
         self.slot = slot
         self.max_batch = max_batch
@@ -112,19 +123,34 @@ class MicroBatcher:
         self.max_wait_s = max_wait_ms / 1000.0
         self.queue_size = queue_size
         self.metrics = metrics
+        self.workers = workers  # 0: follow the backend's slots
+        self.on_failure = on_failure
         self._queue: queue.Queue[_Job | None] = queue.Queue()  # bounded by reservations, not by the Queue itself
         self._lock = threading.Condition()
         self._waiting = 0
         self._active = 0
         self._closing = False
         self._stopped = False
-        self._threads = [
-            threading.Thread(target=self._worker, name=f"model-worker-{i}", daemon=True) for i in range(workers)
-        ]
-        for t in self._threads:
-            t.start()
+        self._threads: list[threading.Thread] = []
+        self._grow(max(workers, 1))
         if metrics is not None:
             metrics.set_sources(queue_depth=lambda: self._waiting, in_flight=lambda: self._active)
+
+    def _grow(self, count: int) -> None:
+        with self._lock:
+            if self._stopped:
+                return
+            while len(self._threads) < count:
+                t = threading.Thread(target=self._worker, name=f"model-worker-{len(self._threads)}", daemon=True)
+                self._threads.append(t)
+                t.start()
+
+    def follow(self, model: LoadedModel) -> None:
+        """With `workers: 0`, run as many model threads as `model`'s backend has slots, so a TensorRT backend's two
+        execution contexts both work at once. Never shrinks: after a reload to a one-slot backend the spare
+        threads only wait for the slot that backend has."""
+        if self.workers == 0:
+            self._grow(int(model.info.get("slots") or 1))
 
     @property
     def depth(self) -> int:
@@ -252,6 +278,8 @@ class MicroBatcher:
         except Exception as exc:
             for job in jobs:
                 job.future.set_exception(server_fault(exc))
+            if isinstance(exc, BackendFailedError) and self.on_failure is not None:
+                self.on_failure(model, exc)
             return
         finally:
             for job in jobs:  # the pixels are counted in the request's budget: do not keep them alive here

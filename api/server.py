@@ -15,7 +15,7 @@ from api.app import create_app
 from api.http_protocol import bounded_protocol
 from api.service import model_file_problem
 from detector.config import Config
-from detector.errors import ModelLoadError
+from detector.errors import BackendFailedError, ModelLoadError
 from detector.runtime.engines import EngineBuilder
 from detector.runtime.model_source import ModelResolver, is_registry_uri
 
@@ -62,10 +62,23 @@ def serve(
         problem = model_file_problem(inf.model_path)
         if problem:
             raise ModelLoadError(problem)
-    app = create_app(config, engine_builder=engine_builder, model_resolver=model_resolver)
+    failures: list[str] = []
+    http: uvicorn.Server | None = None
+
+    def fatal(reason: str) -> None:
+        # The backend broke beyond repair (api/service.py): drain like SIGTERM, then exit non-zero (below).
+        failures.append(reason)
+        if http is not None:
+            http.should_exit = True
+
+    app = create_app(config, engine_builder=engine_builder, model_resolver=model_resolver, on_fatal=fatal)
     server = inf.server
     log.info("serving %s on http://%s:%d (docs at /docs)", inf.model_path, server.host, server.port)
-    uvicorn.run(app, **uvicorn_options(config), log_config=None)  # log_config=None: keep the CLI's logging
+    # log_config=None: keep the CLI's logging
+    http = uvicorn.Server(uvicorn.Config(app, **uvicorn_options(config), log_config=None))
+    http.run()
+    if failures:  # the CLI prints it and exits with status 2: the orchestrator restarts the process
+        raise BackendFailedError(f"stopped serving: {failures[0]}")
 
 
 def uvicorn_options(config: Config) -> dict[str, Any]:

@@ -64,11 +64,19 @@ def default_detector_factory(config: Config, engine_builder: EngineBuilder | Non
 
 
 class Service:
-    def __init__(self, config: Config, factory: DetectorFactory, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        config: Config,
+        factory: DetectorFactory,
+        metrics: Metrics,
+        on_fatal: Callable[[str], None] | None = None,
+    ) -> None:
         server = config.inference.server
         self.config = config
         self.factory = factory
         self.metrics = metrics
+        # Called once when the served backend breaks beyond repair (api.server: stop uvicorn, exit non-zero).
+        self.on_fatal = on_fatal
         self.status: Status = "loading"
         self.error = ""  # why the initial load failed, for /health
         self.slot = ModelSlot()
@@ -80,6 +88,7 @@ class Service:
             queue_size=server.queue_size,
             workers=server.workers,
             metrics=metrics,
+            on_failure=self._backend_failed,
         )
         self.uploads = UploadGate(server.max_uploads, metrics)
         self.pixels = PixelBudget(server.decode_pixel_budget, metrics)
@@ -176,8 +185,26 @@ class Service:
                 return None
             old = self.slot.swap(model)
             self.status, self.error = "ok", ""
+        self.batcher.follow(model)
         self.metrics.set_model(str(model.info.get("version")), str(model.info.get("backend")))
         return old
+
+    def _backend_failed(self, model: LoadedModel, exc: Exception) -> None:
+        """The served backend broke at inference (`BackendFailedError`, e.g. a CUDA illegal-address fault).
+
+        Why exit rather than reload in place: CUDA's illegal-address-class errors are sticky, so every later CUDA
+        call in this process fails, a new backend on the same GPU included; only a new process recovers. So /health
+        goes 503 with the reason at once (load balancers stop sending traffic), and `on_fatal` makes the server
+        drain and exit non-zero so the orchestrator (Docker `--restart`, Kubernetes) starts a fresh one, which
+        reuses the cached engine and is back in seconds."""
+        with self._state_lock:
+            if self.slot.current is not model or self.status != "ok":
+                return  # already replaced by a reload, already reported, or shutting down
+            self.status = "failed"
+            self.error = f"the {model.info.get('backend')} backend failed at inference and cannot recover: {exc}"
+        log.critical("%s; /health reports 503, the server exits so that it is restarted", self.error)
+        if self.on_fatal is not None:
+            self.on_fatal(self.error)
 
     # -- per request --------------------------------------------------------------------------------------------
 

@@ -172,7 +172,9 @@ class ServerConfig(_Strict):
     micro_batching: Literal["auto", "always", "never"] = "auto"
     max_wait_ms: float = Field(2.0, ge=0, le=1000)
     queue_size: int = Field(64, ge=1, le=100_000)
-    workers: int = Field(1, ge=1, le=64)
+    # Model threads; 0 (default): one per slot of the loaded backend (TensorRT: one per execution context, so both
+    # contexts are busy at once; CPU backends: 1).
+    workers: int = Field(0, ge=0, le=64)
     request_timeout_s: float = Field(30.0, gt=0)
     admin_api_key: str = ""  # empty disables the admin (reload) endpoint
     max_det_limit: int = Field(1000, ge=1)

@@ -37,6 +37,12 @@ class BackendUnavailableError(DetectorError):
     """A backend cannot run here (no GPU, library missing, incompatible engine); `auto` falls back past it."""
 
 
+class BackendFailedError(BackendUnavailableError):
+    """A loaded backend broke while running (a CUDA error at inference) and will not recover in this process: after
+    illegal-address-class faults every later CUDA call fails until the process ends. The service reports it on
+    /health (503) and exits non-zero so that the orchestrator restarts it."""
+
+
 class InvalidInputError(DetectorError):
     """Input data is not usable: wrong array shape or dtype, out-of-range parameter."""
 

@@ -17,6 +17,8 @@
 # Environment (all optional):
 #   DETECTOR_INFERENCE__MODEL_PATH        ONNX model                      (default models/model.onnx)
 #   DETECTOR_INFERENCE__BACKEND           tensorrt | auto | onnxruntime   (default tensorrt; only tensorrt builds)
+#   DETECTOR_INFERENCE__DEVICE            auto | cuda:N                   (default auto = GPU 0): the engine is built
+#                                         on the GPU the service will run it on (tactics are timed per GPU)
 #   DETECTOR_EXPORT__ENGINE__ENGINE_DIR   engine cache                    (default models/engines)
 #   DETECTOR_EXPORT__ENGINE__PRECISION    fp16 | fp32                     (default fp16)
 #   DETECTOR_INFERENCE__SERVER__PORT      port                            (default 8000)
@@ -29,6 +31,7 @@ BACKEND="${DETECTOR_INFERENCE__BACKEND:-tensorrt}"
 ENGINE_DIR="${DETECTOR_EXPORT__ENGINE__ENGINE_DIR:-models/engines}"
 PRECISION="${DETECTOR_EXPORT__ENGINE__PRECISION:-fp16}"
 PORT="${DETECTOR_INFERENCE__SERVER__PORT:-8000}"
+DEVICE="${DETECTOR_INFERENCE__DEVICE:-auto}"
 
 log() { echo "entrypoint: $*" >&2; }
 
@@ -43,9 +46,15 @@ if [[ ! -f "$MODEL" ]]; then
 fi
 
 if [[ "$BACKEND" == "tensorrt" ]]; then
-    log "TensorRT engine for $MODEL ($PRECISION) in $ENGINE_DIR: reusing the cached one or building it (first start only)"
+    # The same device rule as the TensorRT backend (`_device_index`): auto/cuda/gpu is GPU 0, cuda:N is GPU N.
+    case "$DEVICE" in
+        auto | cuda | gpu) GPU=0 ;;
+        cuda:[0-9]*) GPU="${DEVICE#cuda:}" ;;
+        *) log "DETECTOR_INFERENCE__DEVICE=$DEVICE is not a GPU (use auto or cuda:N)"; exit 2 ;;
+    esac
+    log "TensorRT engine for $MODEL ($PRECISION) on GPU $GPU in $ENGINE_DIR: reusing the cached one or building it (first start only)"
     start=$SECONDS
-    if "$DETECTOR" export engine --onnx "$MODEL" --precision "$PRECISION" --engine-dir "$ENGINE_DIR"; then
+    if "$DETECTOR" export engine --onnx "$MODEL" --precision "$PRECISION" --engine-dir "$ENGINE_DIR" --device "$GPU"; then
         log "engine ready in $((SECONDS - start)) s"
     else
         BACKEND=onnxruntime

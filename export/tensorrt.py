@@ -5,7 +5,9 @@ API choices that hold for both major versions (checked by mypy against each vers
 scripts/trt_stubs.py and tests/unit/tensorrt/test_api_conformance.py):
   * networks are created STRONGLY_TYPED: TensorRT 11 removed `EXPLICIT_BATCH` and `BuilderFlag.FP16`, so precision
     comes from the ONNX's own types: FP16 engines are built from an FP16 ONNX made by `export.fp16`, and an INT8
-    Q/DQ ONNX builds as is (its Q/DQ nodes fix the INT8 regions; no INT8 flag, no calibrator);
+    Q/DQ ONNX keeps its Q/DQ nodes (they fix the INT8 regions; no INT8 flag, no calibrator) with every float part,
+    scales included, converted to FP16 at opset 19 (`export.fp16.convert_qdq_to_fp16`), so what is not INT8 runs in
+    FP16 rather than FP32;
   * FP32 engines clear `BuilderFlag.TF32` (on by default in both versions), so FP32 means FP32;
   * the workspace is `set_memory_pool_limit(MemoryPoolType.WORKSPACE, ...)`;
   * `input_dtype: uint8` (export/uint8_input.py): the parsed ONNX, an in-memory copy, takes uint8 pixels and
@@ -37,7 +39,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from detector.errors import BackendUnavailableError, ModelLoadError
 from detector.files import write_atomic
-from detector.runtime.backends.cuda_owner import CudaOwner
+from detector.runtime.backends.cuda_owner import CudaOwner, context_is_current, cuda_errors
 from detector.runtime.backends.tensorrt_logger import describe_errors, error_mark, trt_logger
 from detector.runtime.engines import (
     BUILDER_RECIPE,
@@ -63,9 +65,14 @@ def _onnx_bytes(onnx_path: Path, precision: str) -> bytes:
     """The ONNX TensorRT parses for an engine that computes in `precision` (`engine_precision` of the file)."""
     import onnx
 
-    if precision != "fp16":  # fp32 as is; int8: Q/DQ fixes the types, converting it would break the quantization
+    if precision == "fp32":
         return onnx_path.read_bytes()
     model = onnx.load(str(onnx_path))
+    if precision == "int8":  # Q/DQ regions in INT8, everything else FP16 (export/fp16.py says why); file untouched
+        from export.fp16 import convert_qdq_to_fp16
+
+        log.info("converting the float parts of %s to FP16 for a strongly typed INT8 engine", onnx_path)
+        return bytes(convert_qdq_to_fp16(model).SerializeToString())
     if engine_precision(model, "fp32") == "fp16":  # already FP16: build as is
         return onnx_path.read_bytes()
     from export.fp16 import convert_to_fp16
@@ -118,17 +125,6 @@ def _save_timing_cache(config: Any, cache_file: Path) -> None:
     write_atomic(cache_file, _host_bytes(cache.serialize()))
 
 
-def _on_device(device_index: int) -> bool:
-    """Whether a context of GPU `device_index` is current on this thread (pycuda Devices compare by device)."""
-    import pycuda.driver as cuda
-
-    try:
-        cuda.init()
-        return cuda.Context.get_current() is not None and cuda.Context.get_device() == cuda.Device(device_index)
-    except cuda.Error:
-        return False
-
-
 def build_engine(
     onnx_path: str | Path, spec: EngineSpec, device_index: int = 0, timing_cache: bool = True
 ) -> EngineInfo:
@@ -139,7 +135,7 @@ def build_engine(
     thread where that device's context is current (the backend's owner thread) it builds right there; anywhere else
     it builds on a CUDA owner thread of that device."""
     require_tensorrt()
-    if _on_device(device_index):
+    if context_is_current(device_index):
         return _build(Path(onnx_path), spec, device_index, timing_cache)
     owner = CudaOwner(device_index, name="tensorrt-build")
     try:
@@ -149,7 +145,6 @@ def build_engine(
 
 
 def _build(onnx_path: Path, spec: EngineSpec, device_index: int, timing_cache: bool) -> EngineInfo:
-    import pycuda.driver as cuda
     import tensorrt as trt
 
     engine_dir = Path(spec.engine_dir)
@@ -212,7 +207,7 @@ def _build(onnx_path: Path, spec: EngineSpec, device_index: int, timing_cache: b
     mark = error_mark()
     try:
         serialized = builder.build_serialized_network(network, config)
-    except (cuda.Error, MemoryError) as exc:
+    except cuda_errors() as exc:
         raise BackendUnavailableError(f"TensorRT build on GPU {device_index} failed: {exc}") from exc
     if serialized is None:
         raise ModelLoadError(f"TensorRT failed to build an engine from {onnx_path}{describe_errors(mark)}")

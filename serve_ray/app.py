@@ -36,7 +36,7 @@ def request_bounds(config: Config) -> dict[str, int]:
     Ray's own queue in front of the replicas (`max_queued_requests`, used only when every replica is at its bound)
     is kept as large as one replica's admission limit: bounded, and past it Ray too answers 503 + Retry-After."""
     server = config.inference.server
-    admitted = server.queue_size + server.max_batch * server.workers
+    admitted = server.queue_size + server.max_batch * (server.workers or 2)  # 0: per backend slot, TensorRT's 2
     return {"max_ongoing_requests": admitted + 8, "max_queued_requests": admitted}
 
 

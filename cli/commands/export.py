@@ -9,12 +9,17 @@ from pathlib import Path
 from cli.main import Commands, require
 from cli.output import print_json
 from detector.config import Config
+from detector.errors import ModelLoadError
 from detector.runtime.engines import (
     INPUT_DTYPES,
     PRECISIONS,
     BatchProfile,
     EngineInfo,
     EngineSpec,
+    build_lock,
+    current_target,
+    engine_identity,
+    engine_path,
     resolve_engine,
     sidecar_path,
 )
@@ -40,8 +45,12 @@ def cmd_engine(args: argparse.Namespace, config: Config) -> None:
     spec = engine_spec(args, config)
     onnx_path = Path(args.onnx or config.export.onnx_path)
     timing_cache = not args.no_timing_cache
-    if args.force:
-        info = build_engine(onnx_path, spec, args.device, timing_cache=timing_cache)
+    if args.force:  # under the same lock as every other build of this cache entry (replicas may be starting)
+        if not onnx_path.is_file():
+            raise ModelLoadError(f"model file not found: {onnx_path}")
+        key = engine_identity(onnx_path, spec, current_target(args.device)).key
+        with build_lock(engine_path(spec.engine_dir, key)):
+            info = build_engine(onnx_path, spec, args.device, timing_cache=timing_cache)
     else:
 
         def build(path: Path, spec: EngineSpec, device: int) -> EngineInfo:

@@ -223,6 +223,7 @@ class Detector:
             "head": m.head,
             "rect": self.rect,
             "max_batch": self.max_batch,
+            "slots": self.backend.slots,
             "dataset_version": m.dataset_version,
             "source_run_id": m.source_run_id,
         }

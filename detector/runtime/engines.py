@@ -9,6 +9,13 @@ Anything else is refused with the reason; `resolve_engine` then asks the injecte
 in by the CLI) for a new one, or says how to build it when no builder was given. *Building* lives in `export/`; this
 module only finds and checks, so the serving runtime never imports the build code.
 
+Builds are serialised per cache entry by a file lock beside it (`<key>.lock`, `build_lock`): replicas that start
+together on one engine volume do not all build (and time tactics against each other on the same GPU); the first
+builds, the others wait and then find and verify its engine. The lock is an OS lock on an open file (`filelock`,
+fcntl/flock), which the kernel releases when its holder dies, so a replica killed mid-build leaves no stale lock:
+the next one takes it at once and builds. (It needs a file system with working locks: local disks, Docker and
+Kubernetes volumes; not every NFS setup.)
+
 Files and hashes need neither TensorRT nor a GPU; `current_target` imports TensorRT and pycuda lazily.
 """
 
@@ -18,7 +25,9 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,7 +45,7 @@ ENGINE_SUFFIX = ".engine"
 SIDECAR_FORMAT = 2  # 2: target has cuda_major, sidecar has recipe; older sidecars are refused and rebuilt
 PRECISIONS = ("fp32", "fp16")  # what `export.engine.precision` may ask for
 # What an engine really computes in (sidecar, `/model`): the request, except that a Q/DQ ONNX (`detector export
-# int8`, models/model.int8.onnx) is built as is and computes in int8 whatever was asked, and an ONNX that is FP16
+# int8`, models/model.int8.onnx) computes in int8 (float parts FP16) whatever was asked, and an ONNX that is FP16
 # already stays FP16 (`engine_precision`).
 ENGINE_PRECISIONS = (*PRECISIONS, "int8")
 QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
@@ -48,7 +57,9 @@ INPUT_DTYPES = ("float32", "uint8")
 # policy, profile derivation). Part of the cache key: bump it whenever export/tensorrt.py or export/fp16.py changes
 # what an engine computes, so no engine built by an older recipe is ever reused. It lives here, not in export/,
 # because the serving runtime must compute the same key without the build code.
-BUILDER_RECIPE = 3  # 3: keyed by the engine's real precision; TF32 policy from it; uint8 input option
+# 3: keyed by the engine's real precision; TF32 policy from it; uint8 input option. 4: INT8 engines' float parts FP16.
+BUILDER_RECIPE = 4
+BUILD_LOCK_TIMEOUT_S = 3600.0  # a replica waits this long for another's build (a large model on a slow GPU: minutes)
 INSTALL_HINT = "install TensorRT and pycuda on a machine with an NVIDIA GPU (pip install tensorrt-cu12 pycuda)"
 
 
@@ -213,7 +224,7 @@ def _load_graph(onnx_path: str | Path) -> Any:
 
 def engine_precision(model: Any, requested: str) -> str:
     """What an engine built from `model` (an `onnx.ModelProto`) for `requested` computes in: int8 for a Q/DQ graph
-    (explicit quantization: its Q/DQ nodes fix the INT8 regions and it is built as is, never converted to FP16),
+    (explicit quantization: its Q/DQ nodes fix the INT8 regions; its float parts are built in FP16),
     fp16 for a graph whose float weights are all FP16 already, otherwise `requested`."""
     import onnx
 
@@ -334,21 +345,15 @@ def require_tensorrt() -> None:
 def current_target(device_index: int = 0) -> EngineTarget:
     """This machine's TensorRT version and GPU `device_index` (no CUDA context is created)."""
     require_tensorrt()
-    import pycuda.driver as cuda
     import tensorrt as trt
 
-    try:
-        cuda.init()
-        count = cuda.Device.count()
-    except Exception as exc:  # pycuda.driver.Error: no driver, no device
-        raise BackendUnavailableError(f"no usable NVIDIA GPU ({exc})") from exc
-    if not 0 <= device_index < count:
-        raise BackendUnavailableError(f"GPU {device_index} requested, {count} visible")
-    device = cuda.Device(device_index)
-    major, minor = device.compute_capability()
+    # Lazily: the backends package imports this module. The CUDA binding stays in cuda_owner.py.
+    from detector.runtime.backends.cuda_owner import device_properties
+
+    name, (major, minor) = device_properties(device_index)
     return EngineTarget(
         trt_version=str(trt.__version__),
-        gpu_name=str(device.name()),
+        gpu_name=name,
         compute_capability=f"{major}.{minor}",
         cuda_major=tensorrt_cuda_major(),
     )
@@ -367,6 +372,38 @@ def tensorrt_cuda_major() -> str:
     return "unknown"
 
 
+def lock_path(engine: str | Path) -> Path:
+    """The build lock of the cache entry `engine` (`<key>.engine` -> `<key>.lock`)."""
+    return Path(engine).with_suffix(".lock")
+
+
+@contextmanager
+def build_lock(engine: str | Path, timeout_s: float = BUILD_LOCK_TIMEOUT_S) -> Iterator[None]:
+    """Hold the build lock of the cache entry `engine` (see the module docstring); waits for another builder."""
+    from filelock import FileLock, Timeout
+
+    path = lock_path(engine)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # thread_local=False: the backend builds on its owner thread, which is not always the thread that locked.
+    lock = FileLock(str(path), thread_local=False)
+    started = time.monotonic()
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log.info("another process or thread is building %s; waiting for it (lock %s)", Path(engine).name, path)
+        try:
+            lock.acquire(timeout=timeout_s)
+        except Timeout as exc:
+            raise BackendUnavailableError(
+                f"waited {timeout_s:.0f} s for another build of {engine} (lock {path}) to finish"
+            ) from exc
+        log.info("the other build finished after %.1f s", time.monotonic() - started)
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def resolve_engine(
     onnx_path: str | Path, spec: EngineSpec, device_index: int = 0, build: EngineBuilder | None = None
 ) -> tuple[EngineInfo, bytes]:
@@ -382,19 +419,32 @@ def resolve_engine(
     target = current_target(device_index)
     key = engine_identity(onnx_path, spec, target).key
     cached = engine_path(spec.engine_dir, key)
-    if cached.exists():
-        try:
-            return load_verified(cached, spec.engine_dir, target)
-        except (ModelLoadError, BackendUnavailableError) as exc:
-            log.warning("refusing cached engine %s: %s", cached, exc)
+    found = _cached(cached, spec, target)
+    if found is not None:
+        return found
     if build is None:
         raise BackendUnavailableError(
             f"no valid TensorRT {spec.precision} engine for {onnx_path} in {spec.engine_dir} (key {key}); build it "
             f"with `detector export engine --onnx {onnx_path}`"
         )
-    log.info("no usable TensorRT engine for %s (key %s); building it (this takes a while, once)", onnx_path, key)
-    info = build(onnx_path, spec, device_index)
-    return load_verified(info.path, spec.engine_dir, target)
+    with build_lock(cached):
+        found = _cached(cached, spec, target)  # built by whoever held the lock before us: reuse it
+        if found is not None:
+            return found
+        log.info("no usable TensorRT engine for %s (key %s); building it (this takes a while, once)", onnx_path, key)
+        info = build(onnx_path, spec, device_index)
+        return load_verified(info.path, spec.engine_dir, target)
+
+
+def _cached(cached: Path, spec: EngineSpec, target: EngineTarget) -> tuple[EngineInfo, bytes] | None:
+    """The verified cache entry `cached`, or None (missing, or refused with a logged reason)."""
+    if not cached.exists():
+        return None
+    try:
+        return load_verified(cached, spec.engine_dir, target)
+    except (ModelLoadError, BackendUnavailableError) as exc:
+        log.warning("refusing cached engine %s: %s", cached, exc)
+        return None
 
 
 def rebuild_engine(
@@ -409,5 +459,7 @@ def rebuild_engine(
             f"`detector export engine --force --onnx {onnx_path}`"
         )
     log.warning("TensorRT refused the cached engine for %s (%s): rebuilding it once", onnx_path, reason)
-    info = build(Path(onnx_path), spec, device_index)
-    return load_verified(info.path, spec.engine_dir, current_target(device_index))
+    target = current_target(device_index)
+    with build_lock(engine_path(spec.engine_dir, engine_identity(onnx_path, spec, target).key)):
+        info = build(Path(onnx_path), spec, device_index)
+    return load_verified(info.path, spec.engine_dir, target)

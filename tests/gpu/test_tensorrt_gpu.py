@@ -89,3 +89,26 @@ def test_engine_matches_onnxruntime(
         for i, r in enumerate(concurrent):
             np.testing.assert_allclose(r.xyxy, singles[i % len(images)].xyxy, atol=1e-3)
     assert list(engine_dir.glob("*.engine")), "the engine was not cached"
+
+
+def test_int8_engine_builds_with_fp16_float_parts(
+    model_path: Path, dataset_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Issue 25, D3, on real TensorRT: the Q/DQ graph with its float parts (scales included) in FP16 at opset 19
+    parses and builds strongly typed, computes in int8, and its scores stay within FP16 rounding of ONNX Runtime
+    on the shipped INT8 file."""
+    import onnxruntime as ort
+
+    from tests.qdq import qdq_onnx_of
+
+    work = tmp_path_factory.mktemp("int8")
+    qdq, batch = qdq_onnx_of(model_path, dataset_dir, work / "model.int8.onnx")
+    spec = EngineSpec(precision="fp16", profile=BatchProfile(1, 4, 4), engine_dir=str(work / "engines"))
+    info = build_engine(qdq, spec)
+    assert info.precision == "int8"
+    expected = ort.InferenceSession(str(qdq), providers=["CPUExecutionProvider"]).run(None, {"images": batch})[0]
+    options = BackendOptions(device="cuda:0", engine=spec, engine_builder=build_engine)
+    with Detector.load(qdq, backend="tensorrt", options=options) as det:
+        assert det.describe()["precision"] == "int8"
+        out = det.backend.run(batch)
+    np.testing.assert_allclose(out[:, 4:], expected[:, 4:], atol=0.05)

@@ -105,6 +105,17 @@ class Backend(ABC):
         return "cpu"
 
     @property
+    def slots(self) -> int:
+        """How many `run` calls this backend executes at once (TensorRT: one per execution context). The service
+        runs that many model threads by default, so every slot can be busy (`inference.server.workers: 0`)."""
+        return 1
+
+    @property
+    def failure(self) -> str | None:
+        """Why this backend broke at run time and cannot recover in this process (a CUDA fault); None while fine."""
+        return None
+
+    @property
     def precision(self) -> str | None:
         """The precision the loaded model really computes in, where the backend knows it better than the model's
         metadata (a TensorRT engine: its sidecar); None means the metadata's."""

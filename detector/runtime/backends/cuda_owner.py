@@ -15,6 +15,10 @@ How: one daemon thread executes submitted callables one at a time from a queue a
 futures. `call(fn)` may be used from any thread, including the owner itself (then it runs inline, so nested calls
 cannot deadlock). `close()` lets queued work finish, then tears down on the owner thread. Work on one owner is
 serialised by construction, so state touched only there needs no further locks.
+
+The CUDA binding (pycuda) is used only here and in the TensorRT backend, so moving to NVIDIA's `cuda-bindings` is
+a change of these two files: the helpers below are what the engine cache (`engines.current_target`) and the engine
+builder (`export.tensorrt`) need from CUDA.
 """
 
 from __future__ import annotations
@@ -31,6 +35,44 @@ from detector.errors import BackendUnavailableError
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+def device_properties(device_index: int) -> tuple[str, tuple[int, int]]:
+    """Name and compute capability of GPU `device_index` (no context is created); BackendUnavailableError when
+    there is no usable driver or no such GPU."""
+    try:
+        import pycuda.driver as cuda
+
+        cuda.init()
+        count = int(cuda.Device.count())
+    except Exception as exc:  # ImportError without a driver, pycuda.driver.Error: no driver, no device
+        raise BackendUnavailableError(f"no usable NVIDIA GPU ({exc})") from exc
+    if not 0 <= device_index < count:
+        raise BackendUnavailableError(f"GPU {device_index} requested, {count} visible")
+    device = cuda.Device(device_index)
+    major, minor = device.compute_capability()
+    return str(device.name()), (int(major), int(minor))
+
+
+def context_is_current(device_index: int) -> bool:
+    """Whether a context of GPU `device_index` is current on this thread (pycuda Devices compare by device)."""
+    import pycuda.driver as cuda
+
+    try:
+        cuda.init()
+        return cuda.Context.get_current() is not None and cuda.Context.get_device() == cuda.Device(device_index)
+    except cuda.Error:
+        return False
+
+
+def cuda_errors() -> tuple[type[BaseException], ...]:
+    """What a failing CUDA call raises: pycuda's Error tree (its own MemoryError, a full GPU, included) and Python's
+    MemoryError (host memory, e.g. page-locked buffers)."""
+    import pycuda.driver as cuda
+
+    return (cuda.Error, MemoryError)
+
+
 _Job = tuple[Callable[[], Any], "Future[Any]"]
 
 

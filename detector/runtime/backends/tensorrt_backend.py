@@ -14,7 +14,7 @@ Contexts and threads: every owner thread (`CudaOwner`) has the device's primary 
 TensorRT's builder and runtime use too. The engine is deserialised on the first owner. Inference runs in `slots`
 (`options.threads`, default 2): each slot is an execution context with its own owner thread, stream and buffers, so
 while one batch is on the GPU the next is copied in and the previous one post-processed. A slot is used by one
-request at a time (a free-slot queue), so no execution context is ever touched by two threads at once, and
+request at a time (a free-slot pool), so no execution context is ever touched by two threads at once, and
 `thread_safe` is True.
 
 Per slot, buffers (page-locked host, device) are allocated once for the profile's max batch, tensor addresses are
@@ -29,13 +29,24 @@ Failures become the errors `backend=auto` falls back on: no GPU, CUDA init faili
 from pybind11), GPU memory exhausted (pycuda `MemoryError`, a None execution context) are BackendUnavailableError;
 a plan or ONNX that TensorRT refuses is ModelLoadError. Each message carries TensorRT's last logged errors.
 
+A CUDA error AT INFERENCE (pycuda raises `cuda.Error` from a copy or the stream sync, e.g. "an illegal memory
+access was encountered"; `execute_async_v3` returns False) marks the whole backend failed (`failure`): that call
+and every later one raise `BackendFailedError` (a BackendUnavailableError) with the first reason, without touching
+CUDA again. Why the whole backend and not one slot: CUDA's illegal-address-class errors are sticky, the context
+is unusable until the process ends, and both slots share the device's primary context. The service turns this
+into 503 on /health and a non-zero exit (api/service.py).
+
+Closing: `close()` wakes every caller waiting for a slot (they get BackendUnavailableError), waits up to
+`CLOSE_TIMEOUT_S` for leased slots to come back, and then stops every owner thread whether or not they did.
+
 TensorRT and pycuda are imported lazily, never at `import detector.runtime`.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
+import threading
+from collections import deque
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -46,7 +57,7 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from detector.errors import BackendUnavailableError, InvalidInputError, ModelLoadError
+from detector.errors import BackendFailedError, BackendUnavailableError, InvalidInputError, ModelLoadError
 from detector.runtime.backends.base import Backend, BackendOptions, InputLease, TensorSpec
 from detector.runtime.backends.cuda_owner import CudaOwner
 from detector.runtime.backends.tensorrt_logger import describe_errors, error_mark, trt_logger
@@ -66,6 +77,7 @@ DEFAULT_SLOTS = 2  # two execution contexts: one batch on the GPU while the next
 # `inference.threads` means intra-op threads to CPU backends; here it is the number of execution contexts, capped:
 # beyond a few, contexts only cost GPU memory (a GPU has one or two copy engines and one compute queue to overlap).
 MAX_SLOTS = 4
+CLOSE_TIMEOUT_S = 60.0  # how long close() waits for in-flight calls to hand their slots back
 
 
 @dataclass
@@ -136,8 +148,11 @@ class TensorRTBackend(Backend):
         if model_path.suffix.lower() not in (".onnx", ".engine"):
             raise ModelLoadError(f"TensorRT backend loads .onnx or .engine files, got {model_path}")
         self._closed = False
+        self._failure: str | None = None  # why the backend is out of service (set once, by the first CUDA fault)
         self._slots: list[_Slot] = []
-        self._free: queue.Queue[_Slot] = queue.Queue()
+        # Free slots, guarded by a condition rather than a queue.Queue: close() must wake the callers waiting here.
+        self._free: deque[_Slot] = deque()
+        self._cond = threading.Condition()
         self._main = CudaOwner(self._index, name="tensorrt")
         try:
             self._main.call(lambda: self._open(model_path, options.engine))
@@ -150,7 +165,7 @@ class TensorRTBackend(Backend):
                         owner.close()
                     raise
                 self._slots.append(slot)
-                self._free.put(slot)  # before the warm-up: close() after a failed warm-up still finds it
+                self._give_back(slot)  # before the warm-up: close() after a failed warm-up still finds it
                 slot.owner.call(partial(self._warmup, slot))
         except (cuda.Error, MemoryError) as exc:  # pycuda's LogicError/MemoryError/...: the GPU, not the model
             self.close()
@@ -299,20 +314,40 @@ class TensorRTBackend(Backend):
             slot.input_shape = shape
             slot.output_shape = _dims(context.get_tensor_shape(self._output_names[0]))
         src = slot.bindings[self._input_name]
-        cuda.memcpy_htod_async(src.device, self._host_input(slot, shape), slot.stream)
-        mark = error_mark()
-        if not context.execute_async_v3(slot.stream.handle):
-            raise ModelLoadError(f"TensorRT execute_async_v3 failed{describe_errors(mark)}")
         out = slot.bindings[self._output_names[0]]
         host: npt.NDArray[Any] = out.host
         view = host.reshape(-1)[: int(np.prod(slot.output_shape))].reshape(slot.output_shape)
-        cuda.memcpy_dtoh_async(view, out.device, slot.stream)
-        slot.stream.synchronize()
+        try:
+            cuda.memcpy_htod_async(src.device, self._host_input(slot, shape), slot.stream)
+            mark = error_mark()
+            if not context.execute_async_v3(slot.stream.handle):
+                # The enqueue failed (TensorRT logged why); what was already queued on the stream is drained so
+                # the buffers are not in use when the slot is released.
+                why = f"TensorRT execute_async_v3 returned False{describe_errors(mark)}"
+                slot.stream.synchronize()
+                raise self._fail(why)
+            cuda.memcpy_dtoh_async(view, out.device, slot.stream)
+            # Asynchronous kernel faults (illegal address, launch failure) surface here, at the first sync.
+            slot.stream.synchronize()
+        except cuda.Error as exc:  # pycuda's LogicError/LaunchError/...: the GPU failed, not the input
+            raise self._fail(f"CUDA error on GPU {self._index} during inference: {type(exc).__name__}: {exc}") from exc
         return view
 
+    def _fail(self, reason: str) -> BackendFailedError:
+        """Mark the backend out of service (the first reason wins) and return the error to raise."""
+        with self._cond:
+            if self._failure is None:
+                self._failure = reason
+                log.critical("TensorRT backend on %s failed and is out of service: %s", self.device_name, reason)
+            self._cond.notify_all()  # callers waiting for a slot raise now rather than after the next release
+        return BackendFailedError(f"the TensorRT backend failed and is out of service: {self._failure}")
+
     def _release_slot(self, slot: _Slot) -> None:
-        for b in slot.bindings.values():
-            b.device.free()
+        try:
+            for b in slot.bindings.values():
+                b.device.free()
+        except Exception as exc:  # after a sticky CUDA fault frees fail too; the driver frees with the process
+            log.warning("freeing the buffers of a TensorRT slot failed: %s", exc)
         slot.bindings.clear()
         slot.context = slot.stream = None  # TensorRT objects die on their owner, before the engine
 
@@ -337,10 +372,16 @@ class TensorRTBackend(Backend):
         return len(self._slots)
 
     @property
+    def failure(self) -> str | None:
+        return self._failure
+
+    @property
     def device_name(self) -> str:
         return f"cuda:{self._index} ({getattr(self, '_gpu_name', '?')})"
 
     def _check_shape(self, shape: tuple[int, ...]) -> None:
+        if self._failure is not None:
+            raise BackendFailedError(f"the TensorRT backend failed and is out of service: {self._failure}")
         if self._closed:
             raise BackendUnavailableError("the TensorRT backend is closed")
         lo, hi = self._min_sample, self._sample_shape
@@ -363,7 +404,7 @@ class TensorRTBackend(Backend):
         if n > self._max_batch:
             raise InvalidInputError(f"batch {n} is above the engine's max batch {self._max_batch}; split it")
         padded = (max(n, self._min_batch), *shape[1:])  # profiles starting above 1: zero-pad, drop the padding
-        slot = self._free.get()
+        slot = self._take()
         try:
             host = self._host_input(slot, padded)
             if padded[0] > n:
@@ -383,7 +424,23 @@ class TensorRTBackend(Backend):
                 held[0] = False
                 lease.array.flags.writeable = False  # the caller's view can no longer write the slot's buffer
         finally:
-            self._free.put(slot)
+            self._give_back(slot)
+
+    def _take(self) -> _Slot:
+        """A free slot; waits while all are leased. Raises once the backend is closed or failed, also for callers
+        that were already waiting (close() and _fail() wake them)."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._free or self._closed or self._failure is not None)
+            if self._failure is not None:
+                raise BackendFailedError(f"the TensorRT backend failed and is out of service: {self._failure}")
+            if self._closed:
+                raise BackendUnavailableError("the TensorRT backend was closed while this call waited for a slot")
+            return self._free.popleft()
+
+    def _give_back(self, slot: _Slot) -> None:
+        with self._cond:
+            self._free.append(slot)
+            self._cond.notify_all()
 
     def run(self, batch: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
         """`lend_input` for callers that bring their own array: the one host copy is theirs into the slot's buffer."""
@@ -401,15 +458,33 @@ class TensorRTBackend(Backend):
             return lease.run()
 
     def close(self) -> None:
+        """Release everything; idempotent. Waiting callers wake with BackendUnavailableError; in-flight calls get
+        up to CLOSE_TIMEOUT_S to hand their slots back; every owner thread is stopped either way."""
         main: CudaOwner | None = getattr(self, "_main", None)
-        if main is None or self._closed:
-            return
-        self._closed = True
+        with self._cond:
+            if main is None or self._closed:
+                return
+            self._closed = True
+            self._cond.notify_all()  # callers blocked in _take() raise instead of waiting forever
+            returned = self._cond.wait_for(lambda: len(self._free) == len(self._slots), CLOSE_TIMEOUT_S)
+            free = list(self._free)
+            self._free.clear()
+        if not returned:
+            log.warning(
+                "closing the TensorRT backend: %d of %d slots still in use after %.0f s; stopping their threads anyway",
+                len(self._slots) - len(free),
+                len(self._slots),
+                CLOSE_TIMEOUT_S,
+            )
         try:
-            for _ in self._slots:  # wait for in-flight calls to hand their slots back
-                slot = self._free.get(timeout=60)
+            for slot in self._slots:
                 try:
-                    slot.owner.call(partial(self._release_slot, slot))
+                    # A slot still leased keeps its buffers (its caller may still copy from them); closing its owner
+                    # below makes that caller's next CUDA call fail cleanly instead.
+                    if any(slot is f for f in free):
+                        slot.owner.call(partial(self._release_slot, slot))
+                except Exception as exc:  # a closed or failed owner: the driver frees with the context
+                    log.warning("releasing a TensorRT slot failed: %s", exc)
                 finally:
                     if slot.owner is not main:
                         slot.owner.close()

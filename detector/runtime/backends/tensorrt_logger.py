@@ -10,12 +10,19 @@ and `detector export engine` print there.
 
 It also remembers the most recent errors, so a `None` from `deserialize_cuda_engine` or `build_serialized_network`
 becomes a `ModelLoadError` that says what TensorRT said (`errors_since(mark)`).
+
+Attribution: the history is process-wide, but the backend's slots call TensorRT from their own owner threads at
+the same time, so "errors since my mark" would also hand one slot another slot's errors. Each error records the
+thread TensorRT logged it on (TensorRT reports an API call's errors synchronously, on the calling thread), and a
+thread's `errors_since` leaves out errors logged on any OTHER thread that takes marks (another slot or builder).
+Errors from threads that never take a mark (TensorRT's own worker threads during a build) are still included.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections import deque
 from typing import Any
 
@@ -23,26 +30,32 @@ log = logging.getLogger("tensorrt")
 
 _lock = threading.Lock()
 _logger: Any = None  # the trt.ILogger subclass instance; module-global, so never freed before the process ends
-_errors: deque[tuple[int, str]] = deque(maxlen=32)  # (sequence number, message) of recent ERROR/INTERNAL_ERROR
+# (sequence number, thread, message) of recent ERROR/INTERNAL_ERROR. Thread objects, not idents: idents are reused
+# once a thread ends, which would attribute a new thread's errors to a dead owner.
+_errors: deque[tuple[int, threading.Thread, str]] = deque(maxlen=64)
 _seq = 0
+_marking: weakref.WeakSet[threading.Thread] = weakref.WeakSet()  # threads that took a mark: their errors are theirs
 
 
 def _record_error(msg: str) -> None:
     global _seq
     with _lock:
         _seq += 1
-        _errors.append((_seq, msg))
+        _errors.append((_seq, threading.current_thread(), msg))
 
 
 def error_mark() -> int:
-    """A position in the error history; pass it to `errors_since` after a TensorRT call."""
+    """A position in the error history; pass it to `errors_since` after a TensorRT call (same thread)."""
     with _lock:
+        _marking.add(threading.current_thread())
         return _seq
 
 
 def errors_since(mark: int) -> list[str]:
+    """Errors logged after `mark` on this thread, or on a thread that takes no marks (TensorRT's own workers)."""
+    me = threading.current_thread()
     with _lock:
-        return [msg for seq, msg in _errors if seq > mark]
+        return [msg for seq, who, msg in _errors if seq > mark and (who is me or who not in _marking)]
 
 
 def describe_errors(mark: int) -> str:

@@ -23,7 +23,12 @@ It is strict where real CUDA/TensorRT are strict, so bugs that would only show o
     `create_timing_cache` (unreadable data), `set_timing_cache` (another GPU's cache), `get_timing_cache`;
     `TypeError` from `Builder`/`Runtime` when CUDA init fails; pycuda `MemoryError` (injected via `faults`);
   * profiles that span a static ONNX dimension are rejected at build; `set_input_shape`/`set_tensor_address`
-    calls and input shapes are counted in `trt.stats`.
+    calls and input shapes are counted in `trt.stats`;
+  * GPU faults at inference (issue 25): `cuda.faults["stream_synchronize"]` makes a stream sync raise
+    `LaunchError` (an illegal address) and, like the real error, leaves every later context-bound call failing;
+    `trt.faults["execute_false"]` makes `execute_async_v3` log an error and return False;
+  * time, to see overlap: `trt.delays["execute"]`/`["build"]` keep an execution or a build busy; `trt.stats` records
+    the most executions (`max_in_flight`) and builds (`max_builds_running`) that were running at once.
 
 `install(monkeypatch)` puts it in `sys.modules` as `tensorrt`, `pycuda` and `pycuda.driver`.
 """

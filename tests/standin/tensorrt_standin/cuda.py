@@ -8,7 +8,10 @@ Modelled after the real driver (pycuda `src/wrapper/wrap_cudadrv.cpp`, CUDA's co
     releases one reference). `make_context()` creates a separate, non-primary context: counted in `stats` so tests
     can prove the backend never makes one;
   * memory belongs to the context it was allocated in; using it while another context is current fails;
-  * `faults` makes the next allocation raise `MemoryError` (pycuda's, a subclass of `Error`) like a full GPU;
+  * `faults` makes the next allocation raise `MemoryError` (pycuda's, a subclass of `Error`) like a full GPU, and
+    `faults["stream_synchronize"]` makes the next stream sync raise `LaunchError` ("an illegal memory access was
+    encountered"), as an asynchronous kernel fault surfaces in real CUDA. Like the real one it is STICKY: from then
+    on every context-bound call in the process fails the same way (CUDA: "the process must be terminated");
   * page-locked host buffers are remembered (`is_pinned`), and every host->device copy is recorded in `stats`
     (bytes, dtype, and whether the source was page-locked: from pageable memory a real "async" copy is staged and
     synchronous), so tests can see which memory a batch is uploaded from and how many bytes go over the bus.
@@ -38,6 +41,13 @@ class MemoryError(Error):  # pycuda's own name: pycuda.driver.MemoryError derive
     pass
 
 
+class LaunchError(Error):  # pycuda.driver.LaunchError: what a failed kernel reports at the next sync
+    pass
+
+
+ILLEGAL_ADDRESS = "cuStreamSynchronize failed: an illegal memory access was encountered"
+
+
 class _State:
     def __init__(self, devices: list[tuple[str, tuple[int, int]]]) -> None:
         self.devices = devices
@@ -48,6 +58,7 @@ class _State:
         self.primary: dict[int, Context] = {}  # device ordinal -> its primary context (once retained)
         self.ids = itertools.count(0x10000, 0x10000)
         self.pinned: list[npt.NDArray[Any]] = []  # every page-locked buffer handed out
+        self.sticky: str | None = None  # a sticky error: every later context-bound call fails with it
 
 
 _state = _State(list(_DEFAULT_DEVICES))
@@ -89,6 +100,8 @@ def current_context(what: str) -> Context:
     stack = _stack()
     if not stack:
         raise LogicError(f"{what} failed: invalid device context (no context is current on this thread)")
+    if _state.sticky is not None:
+        raise LaunchError(f"{what} failed: {_state.sticky} (sticky: the context is unusable until the process ends)")
     return stack[-1]
 
 
@@ -200,6 +213,10 @@ class Stream:
 
     def synchronize(self) -> None:
         _check_same(self.context, "cuStreamSynchronize")
+        if faults.get("stream_synchronize", 0) > 0:
+            faults["stream_synchronize"] -= 1
+            _state.sticky = "an illegal memory access was encountered"
+            raise LaunchError(ILLEGAL_ADDRESS)
 
 
 class DeviceAllocation:

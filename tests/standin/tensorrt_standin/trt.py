@@ -8,6 +8,7 @@ import logging
 import struct
 import sys
 import threading
+import time
 import weakref
 from typing import Any
 
@@ -22,13 +23,18 @@ log = logging.getLogger("tensorrt_standin")
 # What the builder and execute_async_v3 saw, so tests can assert on threads, devices, batch sizes and shape changes.
 stats: dict[str, Any] = {}
 # Failures to inject, as counts: "builder" / "runtime" (constructor raises TypeError like a failed CUDA init),
-# "deserialize_none", "execution_context_none", "get_timing_cache_none".
+# "deserialize_none", "execution_context_none", "get_timing_cache_none", "execute_false" (execute_async_v3 logs an
+# error and returns False, as TensorRT does when it cannot enqueue).
 faults: dict[str, int] = {}
+# Seconds to spend inside an operation, so tests can see overlap: "execute" (each execute_async_v3), "build" (each
+# build_serialized_network). The GIL is released while sleeping, as the real calls release it.
+delays: dict[str, float] = {}
 # TensorRT keeps ONE logger per process: the first one given to a Builder/Runtime/Refitter (nvinfer1::getLogger()).
 # Later objects with another logger get a warning, and messages keep going to the first. pybind11 keeps a logger
 # alive only as long as the object it was given to, so a per-object logger that is then freed leaves TensorRT with a
 # dangling pointer: modelled by a weak reference that must still be alive when TensorRT logs.
 _process_logger: weakref.ReferenceType[ILogger] | None = None
+_stats_lock = threading.Lock()
 
 
 def reset(version: str) -> None:
@@ -47,8 +53,13 @@ def reset(version: str) -> None:
         set_input_shape=0,
         set_tensor_address=0,
         execution_contexts=0,
+        in_flight=0,  # execute_async_v3 calls running now, and the most ever at once (any context)
+        max_in_flight=0,
+        builds_running=0,  # build_serialized_network calls running now, and the most ever at once (any thread)
+        max_builds_running=0,
     )
     faults.clear()
+    delays.clear()
     _process_logger = None
 
 
@@ -394,6 +405,14 @@ class Builder:
         if network.device.number != ctx.device.number:
             _emit(ILogger.ERROR, "network and build on different devices")
             return None
+        with _stats_lock:
+            stats["builds_running"] += 1
+            stats["max_builds_running"] = max(stats["max_builds_running"], stats["builds_running"])
+        try:
+            time.sleep(delays.get("build", 0.0))  # tactic timing takes a while: concurrent builders overlap here
+        finally:
+            with _stats_lock:
+                stats["builds_running"] -= 1
         stats["builds"] += 1
         stats["build_devices"].append(ctx.device.number)
         stats["build_threads"].add(threading.get_ident())
@@ -439,6 +458,13 @@ class Runtime:
         return ICudaEngine(header, data[len(MAGIC) + 8 + size :], context)
 
 
+def _has_fp16_qdq(proto: Any) -> bool:
+    import onnx
+
+    halves = {i.name for i in proto.graph.initializer if i.data_type == onnx.TensorProto.FLOAT16}
+    return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") and n.input[1] in halves for n in proto.graph.node)
+
+
 class ICudaEngine:
     def __init__(self, header: dict[str, Any], onnx_bytes: bytes, context: cuda.Context) -> None:
         import onnx
@@ -453,6 +479,8 @@ class ICudaEngine:
         self.names = list(self.tensors)
         so = ort.SessionOptions()
         so.intra_op_num_threads = 1
+        if _has_fp16_qdq(proto):  # ORT's CPU Q/DQ fusions (QLinearConcat...) take fp32 scales only; TensorRT's
+            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # don't: run the ops as written
         self.session = ort.InferenceSession(onnx_bytes, so, providers=["CPUExecutionProvider"])
 
     @property
@@ -532,9 +560,20 @@ class IExecutionContext:
         cuda._check_same(self.engine.context, "execute_async_v3")
         if not self.busy.acquire(blocking=False):
             raise RuntimeError("stand-in: one IExecutionContext used by two threads at once")
+        with _stats_lock:
+            stats["in_flight"] += 1
+            stats["max_in_flight"] = max(stats["max_in_flight"], stats["in_flight"])
         try:
+            if _fault("execute_false"):
+                _emit(
+                    ILogger.ERROR, "IExecutionContext::enqueueV3: Error Code 1: Cuda Runtime (invalid resource handle)"
+                )
+                return False
+            time.sleep(delays.get("execute", 0.0))  # the GPU is busy with this batch: another slot may run meanwhile
             return self._execute()
         finally:
+            with _stats_lock:
+                stats["in_flight"] -= 1
             self.busy.release()
 
     def _execute(self) -> bool:

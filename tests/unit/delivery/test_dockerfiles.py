@@ -206,7 +206,11 @@ def test_gpu_image_matches_cuda_and_tensorrt() -> None:
     major, minor = cuda.groups()
     # tensorrt-cu12 is TensorRT 10.x built for CUDA 12; the apt packages must be the image's CUDA version.
     assert major == "12"
-    assert re.search(r"ARG TENSORRT_VERSION=10\.\d+\.\d+", text)
+    version = re.search(r"ARG TENSORRT_VERSION=(10)\.(\d+)\.(\d+)", text)
+    assert version, "TensorRT 10.x (tensorrt-cu12) expected"
+    # Issue 25, D4: NVIDIA's TensorRT CHANGELOG, 10.13.2 GA: "Dropped support for Ubuntu 20.04". On this base
+    # (the course's rule) the TensorRT must be 10.13.0 or older, the last that NVIDIA supports on 20.04.
+    assert tuple(int(v) for v in version.groups()) <= (10, 13, 1), f"TensorRT {version.group(0)} on Ubuntu 20.04"
     for package in ("tensorrt-cu12", "tensorrt-cu12-libs", "tensorrt-cu12-bindings"):
         assert f'"{package}==${{TENSORRT_VERSION}}"' in text
     assert re.search(r"ARG PYCUDA_VERSION=\d{4}\.\d", text)

@@ -51,8 +51,18 @@ def test_builds_the_engine_then_serves_on_tensorrt(tmp_path: Path) -> None:
     engine, serve = calls
     engine_dir = str(tmp_path / "engines")
     expected = ["export", "engine", "--onnx", "models/model.onnx", "--precision", "fp16", "--engine-dir", engine_dir]
-    assert engine["argv"] == expected
+    assert engine["argv"] == [*expected, "--device", "0"]
     assert serve == {"argv": ["serve", "--host", "0.0.0.0", "--port", "8000"], "backend": "tensorrt"}
+
+
+def test_engine_is_built_on_the_configured_gpu(tmp_path: Path) -> None:
+    """Issue 25, D7: `inference.device: cuda:1` serves on GPU 1, so the engine must be built (tactics timed) there."""
+    proc, calls = run(tmp_path, DETECTOR_INFERENCE__DEVICE="cuda:1")
+    assert proc.returncode == 0, proc.stderr
+    assert calls[0]["argv"][-2:] == ["--device", "1"]
+    (tmp_path / "cpu").mkdir()
+    proc, calls = run(tmp_path / "cpu", DETECTOR_INFERENCE__DEVICE="cpu")
+    assert proc.returncode == 2 and "not a GPU" in proc.stderr
 
 
 def test_engine_failure_falls_back_to_onnxruntime_explicitly(tmp_path: Path) -> None:

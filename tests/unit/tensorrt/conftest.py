@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pytest
 
 STANDIN_DIR = Path(__file__).resolve().parents[2] / "standin"
@@ -14,9 +16,17 @@ if str(STANDIN_DIR) not in sys.path:
 
 import tensorrt_standin  # noqa: E402 - needs the path above
 
+from tests.qdq import qdq_onnx_of  # noqa: E402
+
 
 @pytest.fixture
 def standin(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     """`tensorrt` and `pycuda.driver` are the stand-ins for this test (one stand-in GPU, TensorRT 10.16)."""
     tensorrt_standin.install(monkeypatch)
     return tensorrt_standin
+
+
+@pytest.fixture
+def qdq_onnx() -> Callable[[Path, Path, Path], tuple[Path, np.ndarray]]:
+    """Makes a Q/DQ INT8 ONNX of the quick model: `qdq_onnx(model_path, dataset_dir, out) -> (out, batch)`."""
+    return qdq_onnx_of

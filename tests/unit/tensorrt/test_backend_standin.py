@@ -16,7 +16,7 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from detector.errors import BackendUnavailableError, InvalidInputError, ModelLoadError
+from detector.errors import BackendFailedError, BackendUnavailableError, InvalidInputError, ModelLoadError
 from detector.runtime import BackendOptions, Detections, Detector, backends
 from detector.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
 from detector.runtime.backends.tensorrt_backend import TensorRTBackend
@@ -138,14 +138,20 @@ def test_concurrent_calls_match_sequential_and_stay_on_one_thread(
 
 def test_standin_rejects_cuda_work_off_the_owner_thread(standin: ModuleType, model_path: Path, tmp_path: Path) -> None:
     """Proves the stand-in would catch a backend that skipped the owner thread (the classic FastAPI failure)."""
+    batch = np.zeros((1, 3, 128, 128), np.float32)
     backend = TensorRTBackend(model_path, _options(tmp_path, precision="fp32"))
     try:
-        batch = np.zeros((1, 3, 128, 128), np.float32)
-        with pytest.raises(standin.cuda.LogicError, match="invalid device context"):
+        # A CUDA error at inference puts the backend out of service (issue 25, D1), whatever caused it.
+        with pytest.raises(BackendFailedError, match="invalid device context") as caught:
             backend._enqueue(backend._slots[0], (1, 3, 128, 128))  # called on this thread, not the owner's
-        assert backend.run(batch).shape[0] == 1  # the public path works from the same thread
+        assert isinstance(caught.value.__cause__, standin.cuda.LogicError)
     finally:
         backend.close()
+    fresh = TensorRTBackend(model_path, _options(tmp_path, precision="fp32"))
+    try:
+        assert fresh.run(batch).shape[0] == 1  # the public path works from the same thread
+    finally:
+        fresh.close()
 
 
 def test_bad_input_shape_and_closed_backend(standin: ModuleType, model_path: Path, tmp_path: Path) -> None:

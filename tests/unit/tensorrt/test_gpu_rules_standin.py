@@ -12,6 +12,7 @@ import gc
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -27,6 +28,7 @@ from detector.runtime.engines import BatchProfile, EngineSpec, read_sidecar, res
 from export.tensorrt import build_engine
 
 REPO = Path(__file__).resolve().parents[3]
+QdqMaker = Callable[[Path, Path, Path], tuple[Path, np.ndarray]]  # the `qdq_onnx` fixture (conftest.py)
 TWO_GPUS = [("NVIDIA L4", (8, 9)), ("NVIDIA L4", (8, 9))]
 
 
@@ -237,34 +239,12 @@ def test_addresses_set_once_and_shapes_only_on_change(standin: ModuleType, model
         backend.close()
 
 
-def _qdq_onnx(model_path: Path, dataset_dir: Path, out: Path) -> tuple[Path, np.ndarray]:
-    """A Q/DQ INT8 ONNX of the quick model with its metadata (ONNX Runtime's static quantizer, 4 images), and the
-    letterboxed batch it was calibrated on."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-
-    from detector.runtime.images import read_image
-    from detector.runtime.preprocess import preprocess_batch
-
-    paths = sorted((dataset_dir / "images" / "val").glob("*.jpg"))[:4]
-    batch, _ = preprocess_batch([read_image(p) for p in paths], (128, 128), np.dtype(np.float32))
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.items = iter([{"images": batch[i : i + 1]} for i in range(len(batch))])
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            return next(self.items, None)
-
-    quantize_static(str(model_path), str(out), Reader(), quant_format=QuantFormat.QDQ, weight_type=QuantType.QInt8)
-    onnx.save(_with_metadata(onnx.load(str(out)), onnx.load(str(model_path))), str(out))
-    return out, batch
-
-
 def test_int8_qdq_onnx_builds_strongly_typed_as_is(
-    standin: ModuleType, model_path: Path, tmp_path: Path, dataset_dir: Path
+    standin: ModuleType, model_path: Path, tmp_path: Path, dataset_dir: Path, qdq_onnx: QdqMaker
 ) -> None:
-    """A Q/DQ ONNX is built as it is (no FP16 conversion, no INT8 flag or calibrator) and reported as int8."""
-    qdq, batch = _qdq_onnx(model_path, dataset_dir, tmp_path / "model.int8.onnx")
+    """A Q/DQ ONNX keeps its Q/DQ nodes (no INT8 flag or calibrator), its float parts go FP16 (issue 25, D3; the
+    graph itself: test_gpu_faults_standin.py), and it is reported as int8."""
+    qdq, batch = qdq_onnx(model_path, dataset_dir, tmp_path / "model.int8.onnx")
     info = build_engine(qdq, _spec(tmp_path / "engines", precision="fp16"))
     assert info.precision == "int8"
     import onnxruntime as ort
@@ -273,13 +253,14 @@ def test_int8_qdq_onnx_builds_strongly_typed_as_is(
     backend = TensorRTBackend(qdq, _options(tmp_path / "engines", precision="fp16"))
     try:
         assert backend.precision == "int8"
-        np.testing.assert_array_equal(backend.run(batch), expected)  # the very graph that was quantized
+        out = backend.run(batch)  # the quantized graph, its float parts in FP16: scores within FP16 rounding
+        np.testing.assert_allclose(out[:, 4:], expected[:, 4:], atol=0.05)
     finally:
         backend.close()
 
 
 def test_int8_engine_is_keyed_stored_and_served_as_int8(
-    standin: ModuleType, model_path: Path, tmp_path: Path, dataset_dir: Path
+    standin: ModuleType, model_path: Path, tmp_path: Path, dataset_dir: Path, qdq_onnx: QdqMaker
 ) -> None:
     """The engine of models/model.int8.onnx computes in int8 whatever `export.engine.precision` says: one engine for
     fp16 and fp32 requests, named, keyed and described as int8 in its sidecar, in `describe()` and on `/model`,
@@ -290,7 +271,7 @@ def test_int8_engine_is_keyed_stored_and_served_as_int8(
     from detector.config import load_config
     from detector.runtime.metadata import read_onnx_metadata
 
-    qdq, _ = _qdq_onnx(model_path, dataset_dir, tmp_path / "model.int8.onnx")
+    qdq, _ = qdq_onnx(model_path, dataset_dir, tmp_path / "model.int8.onnx")
     engines = tmp_path / "engines"
     first = build_engine(qdq, _spec(engines, precision="fp16"))
     again, _ = resolve_engine(qdq, _spec(engines, precision="fp32"), 0, build=build_engine)

@@ -115,11 +115,11 @@ def test_a_lease_holds_its_slot_and_expires_with_its_block(
     try:
         assert backend.slots == 2
         with backend.lend_input((3, 3, 128, 128)) as lease:
-            assert backend._free.qsize() == 1  # type: ignore[attr-defined]  # held from letterbox to download
+            assert len(backend._free) == 1  # held from letterbox to download
             assert lease.array.shape == (3, 3, 128, 128) and lease.array.dtype == np.float32
             lease.array[...] = 0.5
             out = lease.run()
-        assert backend._free.qsize() == 2  # type: ignore[attr-defined]
+        assert len(backend._free) == 2
         np.testing.assert_array_equal(out, backend.run(np.full((3, 3, 128, 128), 0.5, np.float32)))
         with pytest.raises(RuntimeError, match="after its `with` block"):
             lease.run()
@@ -127,7 +127,7 @@ def test_a_lease_holds_its_slot_and_expires_with_its_block(
             lease.array[0] = 0
         with pytest.raises(Exception, match="max batch"), backend.lend_input((9, 3, 128, 128)):
             pass
-        assert backend._free.qsize() == 2  # type: ignore[attr-defined]
+        assert len(backend._free) == 2
     finally:
         backend.close()
 
