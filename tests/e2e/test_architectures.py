@@ -6,6 +6,9 @@ What each must do: the INT8 step is *accepted* (a Q/DQ graph that TensorRT's exp
 ONNX Runtime all take: per-tensor activation scales, per-channel weight scales, zero points 0), both CPU backends
 load it, the evaluate stage scores FP32 and INT8, and `detector serve` answers /predict with boxes in the image.
 The gate is opened wide: a one-epoch model's mAP is noise (the gate itself is tested in test_int8.py).
+
+The default configuration's architecture is not repeated here: `tests/e2e/test_dvc.py` runs it through `dvc repro`
+(every stage, the quantize stage included) and serves its INT8 model.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 import httpx
 import onnx
 import pytest
+import yaml
 
 from detector.runtime import Detector
 from scripts.experiments import architectures, load_plan
@@ -68,7 +72,10 @@ def run_pipeline(workdir: Path, arch: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.parametrize("arch", architectures(load_plan()))
+DEFAULT_ARCH = yaml.safe_load((REPO / "configs" / "train.yaml").read_text())["train"]["model"]
+
+
+@pytest.mark.parametrize("arch", [a for a in architectures(load_plan()) if a != DEFAULT_ARCH])
 def test_architecture_goes_through_the_whole_pipeline(arch: str, tmp_path: Path) -> None:
     proc = run_pipeline(tmp_path, arch)
     assert proc.returncode == 0, f"{arch}:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"

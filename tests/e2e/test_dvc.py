@@ -6,10 +6,12 @@ import json
 import shutil
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
 from tests.project_clone import copy_project, init_repo, run_ok
+from tests.servers import serving
 
 pytest.importorskip("dvc")
 
@@ -42,7 +44,15 @@ def test_dvc_repro_from_a_clean_clone(tmp_path: Path) -> None:
     assert "summary" in json.loads((clone / "reports/benchmark.json").read_text())
     metrics = json.loads(run_ok(["dvc", "metrics", "show", "--json"], clone).stdout)
     assert "reports/metrics.json" in json.dumps(metrics)
-    assert "int8" in json.loads((clone / "reports/metrics.json").read_text())  # both models are evaluated
+    quantized = json.loads((clone / "reports/quantize.json").read_text())
+    assert quantized["status"] == "accepted", quantized.get("reason")
+    assert json.loads((clone / "reports/metrics.json").read_text())["int8"]["status"] == "accepted"  # both scored
+    int8 = clone / quantized["model"]
+    image = sorted((clone / "data/v1/images/test").glob("*.jpg"))[0]
+    with serving(int8, tmp_path) as server:  # the default architecture, served from its INT8 model
+        assert httpx.get(server.url + "/model").json()["precision"] == "int8"
+        r = httpx.post(server.url + "/predict", files={"file": (image.name, image.read_bytes(), "image/jpeg")})
+        assert r.status_code == 200 and r.json()["image"] == {"width": 96, "height": 96}
     status = run_ok(["dvc", "status"], clone).stdout
     assert "up to date" in status
     # The benchmark stage measured the model it benchmarks at that model's size, not at train.imgsz.
