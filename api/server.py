@@ -65,7 +65,36 @@ def serve(
     app = create_app(config, engine_builder=engine_builder, model_resolver=model_resolver)
     server = inf.server
     log.info("serving %s on http://%s:%d (docs at /docs)", inf.model_path, server.host, server.port)
+    raise_open_file_limit(server.max_connections)
     uvicorn.run(app, **uvicorn_options(config), log_config=None)  # log_config=None: keep the CLI's logging
+
+
+def raise_open_file_limit(max_connections: int) -> int:
+    """Raise the soft limit on open files to fit `max_connections` sockets plus the server's own files (model,
+    uploads, logs: 256 kept aside), up to the hard limit; warn when even that is too small (then connections past
+    it fail at accept instead of being handled by the limits in api/http_protocol.py). Returns the soft limit."""
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return 0
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = max_connections + 256
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return int(soft)
+    new = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+        soft = new
+    except (ValueError, OSError):
+        pass
+    if soft < needed:
+        log.warning(
+            "the open-file limit (%d) is below max_connections + 256 (%d): raise it (ulimit -n, docker --ulimit nofile)"
+            " or lower inference.server.max_connections",
+            soft,
+            needed,
+        )
+    return int(soft)
 
 
 def uvicorn_options(config: Config) -> dict[str, Any]:
@@ -78,9 +107,12 @@ def uvicorn_options(config: Config) -> dict[str, Any]:
     return {
         "host": server.host,
         "port": server.port,
-        "http": bounded_protocol(server.max_header_bytes),
+        "http": bounded_protocol(
+            server.max_header_bytes, server.head_timeout_s, server.max_connections, server.max_connections_per_client
+        ),
         "timeout_keep_alive": max(1, round(server.keep_alive_s)),
-        "limit_concurrency": server.max_connections,  # beyond: uvicorn answers 503 before the app sees it
+        # No `limit_concurrency`: uvicorn's counts idle sockets too (a client holding 1,023 made every request 503);
+        # the protocol bounds requests in progress and open connections apart.
         "timeout_graceful_shutdown": int(server.request_timeout_s) + 1,
         "access_log": False,  # /metrics counts requests; per-request log lines cost throughput
         "server_header": False,

@@ -277,6 +277,85 @@ def header_bomb(url: str, size: int = 1_000_000) -> str:
         return line or _first_line(s)
 
 
+@dataclass
+class FloodResult:
+    opened: int = 0  # connections the kernel accepted
+    refused: int = 0  # ... that the server then answered 503 or closed at once (per-address cap)
+    health_ms: list[float] = field(default_factory=list)  # /health latency from another address meanwhile
+    health_codes: list[int] = field(default_factory=list)
+    closed_after_s: float | None = None  # when the server had closed all the held ones (None: not within the wait)
+
+
+def connection_flood(
+    url: str, n: int, source: str = "127.0.0.2", trickle: bool = False, hold_s: float = 3.0, wait_close_s: float = 0.0
+) -> FloodResult:
+    """One client (source address `source`, loopback only) opens `n` connections and sends nothing (or, with
+    `trickle`, a request head one byte every 0.5 s); meanwhile /health is polled from 127.0.0.1 for `hold_s`.
+    With `wait_close_s`, also how long until the server has closed every held connection."""
+    host, port = _address(url)
+    result = FloodResult()
+    socks: list[socket.socket] = []
+    head = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 200 + b"\r\n\r\n"
+    try:
+        for _ in range(n):
+            try:
+                s = socket.create_connection((host, port), timeout=5, source_address=(source, 0))
+            except OSError:
+                result.refused += 1
+                continue
+            s.setblocking(False)
+            socks.append(s)
+        result.opened = len(socks)
+        time.sleep(0.3)
+        alive = []
+        for s in socks:  # refused at once: answered 503 or closed
+            try:
+                data = s.recv(4096)
+                if data == b"" or data.startswith(b"HTTP/1.1 503"):
+                    result.refused += 1
+                    continue
+            except BlockingIOError:
+                pass
+            except OSError:
+                result.refused += 1
+                continue
+            alive.append(s)
+        started = time.monotonic()
+        offset = 0
+        with httpx.Client(base_url=url, timeout=10) as http:
+            while time.monotonic() - started < hold_s:
+                if trickle and offset < len(head):
+                    for s in alive:
+                        with suppress(OSError):
+                            s.send(head[offset : offset + 1])
+                    offset += 1
+                t0 = time.perf_counter()
+                try:
+                    result.health_codes.append(http.get("/health").status_code)
+                except httpx.HTTPError:
+                    result.health_codes.append(0)
+                result.health_ms.append((time.perf_counter() - t0) * 1e3)
+                time.sleep(0.5 if trickle else 0.1)
+        if wait_close_s:
+            open_ = set(alive)
+            while open_ and time.monotonic() - started < wait_close_s:
+                for s in list(open_):
+                    try:
+                        s.recv(4096)  # data (a 408) or EOF: the server answered or closed it
+                    except BlockingIOError:
+                        continue  # still open and silent
+                    except OSError:
+                        pass  # reset: closed
+                    open_.discard(s)
+                time.sleep(0.1)
+            if not open_:
+                result.closed_after_s = time.monotonic() - started
+    finally:
+        for s in socks:
+            s.close()
+    return result
+
+
 BURST_SCRIPT = r"""
 import asyncio, json, sys, httpx
 url, n, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
