@@ -35,6 +35,7 @@ TOO_LARGE = "Request line and headers are larger than the server's limit."
 HEAD_TIMEOUT = "The request line and headers did not arrive within the server's deadline."
 TOO_MANY = "Too many connections from your address; close some and retry."
 SERVER_FULL = "The server has no room for another connection; retry later."
+CLOSE_EXTENSION = "detector.connection"  # scope["extensions"][CLOSE_EXTENSION]["close"](): drop this connection
 
 log = logging.getLogger("api.connections")
 
@@ -199,6 +200,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._cancel_head_timer()
+        # For an app that must give up on a client (a stalled reader of a stream): drop the connection, so that
+        # uvicorn sees a disconnect rather than an unfinished response (which it logs as an error).
+        self.scope["extensions"] = {**self.scope.get("extensions", {}), CLOSE_EXTENSION: {"close": self._abort}}
         if len(self.tasks) >= self.max_connections:  # requests in progress, not open sockets
             app, self.app = self.app, service_unavailable
             try:
@@ -208,6 +212,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                 self.app = app
             return
         super().on_headers_complete()
+
+    def _abort(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.abort()
 
     def on_message_complete(self) -> None:
         super().on_message_complete()

@@ -26,7 +26,7 @@ from api.errors import ConflictError, ServiceUnavailableError
 from api.metrics import Metrics
 from api.model_files import checked_model_path, model_dir
 from api.model_slot import DetectorLike, LoadedModel, ModelSlot
-from api.uploads import UploadGate
+from api.uploads import JobGate, UploadGate
 from detector.config import Config
 from detector.errors import DetectorError, ModelLoadError
 from detector.runtime import Detections
@@ -82,6 +82,7 @@ class Service:
             metrics=metrics,
         )
         self.uploads = UploadGate(server.max_uploads, metrics)
+        self.video_jobs = JobGate(server.max_video_jobs, "video", metrics)
         self.pixels = PixelBudget(server.decode_pixel_budget, metrics)
         # Decoding is CPU work that releases the GIL in PIL's C code: its own pool keeps it off the event loop and
         # away from the default pool that Starlette uses for file I/O. Its memory is bounded by `self.pixels`.

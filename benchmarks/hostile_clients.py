@@ -356,6 +356,73 @@ def connection_flood(
     return result
 
 
+def noise_clip(frames: int = 60, side: int = 320, fourcc: str = "MJPG") -> bytes:
+    """An AVI (MJPEG) of `frames` smooth-noise frames, side x side (~15 KB each): a clip on which a model at conf=0
+    reports a couple of hundred boxes a frame."""
+    import tempfile
+
+    import cv2
+
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "noise.avi"
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*fourcc), 15, (side, side))
+        for _ in range(frames):
+            small = rng.integers(0, 255, (side // 16, side // 16, 3), dtype=np.uint8)
+            writer.write(cv2.resize(small, (side, side), interpolation=cv2.INTER_CUBIC))
+        writer.release()
+        return path.read_bytes()
+
+
+def big_frame_clip(side: int = 8000, frames: int = 2) -> bytes:
+    """An MJPEG AVI of `frames` flat side x side frames (a few MB; each frame decodes to side*side*3 bytes)."""
+    import tempfile
+
+    import cv2
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "big.avi"
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 5, (side, side))
+        frame = np.full((side, side, 3), 90, np.uint8)
+        for _ in range(frames):
+            writer.write(frame)
+        writer.release()
+        return path.read_bytes()
+
+
+def hls_playlist(target: str) -> bytes:
+    """A ~100-byte HLS playlist naming `target` (a path on the server's disk)."""
+    return f"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\n{target}\n#EXT-X-ENDLIST\n".encode()
+
+
+def post_video(url: str, clip: bytes, name: str = "clip.avi", query: str = "") -> tuple[int, str]:
+    """POST /predict/video, reading the whole answer: (status, the first 300 characters of the body)."""
+    r = httpx.post(f"{url}/predict/video{query}", files={"file": (name, clip, "application/octet-stream")}, timeout=120)
+    return r.status_code, r.text[:300]
+
+
+@contextmanager
+def stalled_video_reader(url: str, clip: bytes, query: str = "?conf=0&max_det=1000") -> Iterator[str]:
+    """A client that posts `clip` to /predict/video, reads the status line, then stops reading (a 4 KiB receive
+    buffer, so the server's sends soon block). Yields the status line; the socket stays open inside the `with`."""
+    host, port = _address(url)
+    body, ctype = multipart(clip, "clip.avi")
+    head = (
+        f"POST /predict/video{query} HTTP/1.1\r\nHost: x\r\n"
+        f"Content-Type: {ctype}\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.settimeout(60)
+    try:
+        s.connect((host, port))
+        s.sendall(head.encode() + body)
+        first = s.recv(64).split(b"\r\n", 1)[0].decode("latin-1")
+        yield first
+    finally:
+        s.close()
+
+
 BURST_SCRIPT = r"""
 import asyncio, json, sys, httpx
 url, n, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]

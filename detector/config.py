@@ -192,6 +192,9 @@ class ServerConfig(_Strict):
     max_video_seconds: float = Field(60.0, gt=0)
     max_video_frames: int = Field(1800, ge=1)
     video_tmp_dir: str = ""  # where uploaded clips are spooled while they are processed ("": the system's temp dir)
+    max_video_jobs: int = Field(2, ge=1, le=1024)  # clips being streamed at once; beyond: 503 + Retry-After
+    # A stream whose client reads nothing for this long is dropped (its temporary clip removed).
+    video_send_timeout_s: float = Field(30.0, gt=0)
 
     @model_validator(mode="after")
     def _budget_holds_one_image(self) -> ServerConfig:
