@@ -143,7 +143,12 @@ def status_for(exc: DetectorError) -> int:
     return 500
 
 
+MAX_DETAIL_CHARS = 2048  # no error body echoes a client's megabytes back (or fills a log line)
+
+
 def error_response(status: int, detail: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    if len(detail) > MAX_DETAIL_CHARS:
+        detail = f"{detail[: MAX_DETAIL_CHARS - 40]}... ({len(detail)} characters in all)"
     return JSONResponse({"detail": detail}, status_code=status, headers=dict(headers or {}))
 
 

@@ -22,7 +22,7 @@ import numpy.typing as npt
 
 from api.batching import MicroBatcher
 from api.decode_budget import PixelBudget
-from api.errors import ConflictError, ServiceUnavailableError
+from api.errors import ConflictError, GatewayTimeoutError, ServiceUnavailableError
 from api.metrics import Metrics
 from api.model_files import checked_model_path, model_dir
 from api.model_slot import DetectorLike, LoadedModel, ModelSlot
@@ -36,6 +36,11 @@ from detector.runtime.images import DecodedImage, decode_image_scaled, probe_ima
 from detector.runtime.model_source import is_registry_uri
 
 log = logging.getLogger("api")
+
+
+class _DecodeTimedOut(Exception):
+    """A decode passed `decode_timeout_s` (its pixels are given back when its thread ends)."""
+
 
 # (model_path, backend) -> a loaded, not yet warmed-up detector. Tests pass their own (e.g. a slowed-down one).
 DetectorFactory = Callable[[str, str], DetectorLike]
@@ -205,18 +210,46 @@ class Service:
         taken = self.pixels.try_take(server.max_pixels)
         if taken:
             try:
-                image = await loop.run_in_executor(
-                    self.decode_pool, decode_image_scaled, data, server.max_pixels, reduce_to
-                )
+                future = loop.run_in_executor(self.decode_pool, decode_image_scaled, data, server.max_pixels, reduce_to)
+                image = await self._finish_decode(future, taken)
                 taken = self.pixels.shrink(taken, image.pixels.shape[0] * image.pixels.shape[1])
                 yield image
+            except _DecodeTimedOut:
+                taken = 0  # given back when the decode ends
+                raise self._decode_timeout() from None
             finally:
                 self.pixels.give_back(taken)
             return
         # Busy: count this image's pixels from its header first, then wait in line for them (first come, first served).
         probe = await loop.run_in_executor(self.decode_pool, probe_image, data, server.max_pixels, reduce_to)
-        async with self.pixels.hold(probe.decoded_pixels, server.decode_wait_s):
-            yield await loop.run_in_executor(self.decode_pool, decode_image_scaled, data, server.max_pixels, reduce_to)
+        pixels = await self.pixels.acquire(probe.decoded_pixels, server.decode_wait_s)
+        try:
+            future = loop.run_in_executor(self.decode_pool, decode_image_scaled, data, server.max_pixels, reduce_to)
+            yield await self._finish_decode(future, pixels)
+        except _DecodeTimedOut:
+            pixels = 0
+            raise self._decode_timeout() from None
+        finally:
+            self.pixels.give_back(pixels)
+
+    async def _finish_decode(self, future: asyncio.Future[DecodedImage], pixels: int) -> DecodedImage:
+        """The decode's result within `decode_timeout_s`; else _DecodeTimedOut. A thread cannot be stopped: the
+        decode runs on, and its `pixels` go back to the budget when it ends (the scan limit and `max_pixels` bound
+        how long that is)."""
+        done, _ = await asyncio.wait({future}, timeout=self.config.inference.server.decode_timeout_s)
+        if not done:
+            future.add_done_callback(lambda _: self.pixels.give_back(pixels))
+            raise _DecodeTimedOut
+        return future.result()
+
+    def _decode_timeout(self) -> GatewayTimeoutError:
+        timeout = self.config.inference.server.decode_timeout_s
+        self.metrics.rejected.labels(reason="decode_timeout").inc()
+        log.warning("an image took more than %g s to decode (decode_timeout_s): answered 504", timeout)
+        return GatewayTimeoutError(
+            f"decoding the image took longer than {timeout:g} s (inference.server.decode_timeout_s); "
+            "send a smaller or simpler image"
+        )
 
     async def decode(self, data: bytes) -> npt.NDArray[np.uint8]:
         """Full-size decode (exact), within the pixel budget while it runs."""

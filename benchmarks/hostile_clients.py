@@ -37,14 +37,48 @@ BOUNDARY = "hostileboundary"
 # -- images ----------------------------------------------------------------------------------------------------------
 
 
-def jpeg_bomb(side: int = 6000) -> bytes:
-    """A ~1 KB JPEG whose header declares side x side pixels, with its scan data cut out (EOI right after SOS)."""
+def jpeg_bomb(side: int = 6000, mode: str = "RGB") -> bytes:
+    """A ~1 KB JPEG whose header declares side x side pixels, with its scan data cut out (EOI right after SOS).
+    `mode="CMYK"`: a four-component one (what PIL, not libjpeg-turbo's strict decoder, used to decode)."""
     buf = io.BytesIO()
-    Image.new("RGB", (side, side), (90, 120, 30)).save(buf, "JPEG", quality=50)
+    Image.new("RGB", (side, side), (90, 120, 30)).convert(mode).save(buf, "JPEG", quality=50)
     full = buf.getvalue()
     sos = full.index(b"\xff\xda")
     header_len = int.from_bytes(full[sos + 2 : sos + 4], "big")
     return full[: sos + 2 + header_len] + b"\xff\xd9"
+
+
+def scan_bomb(side: int = 4800, scans: int = 2646) -> bytes:
+    """A flat progressive JPEG whose last scan is repeated until the file holds `scans` scans (the issue's file:
+    4800x4800, 2,646 scans, 253 KB, decoded in 9-46 s)."""
+    buf = io.BytesIO()
+    Image.new("RGB", (side, side), (90, 120, 30)).save(buf, "JPEG", quality=80, progressive=True)
+    data = buf.getvalue()
+    last_sos = data.rindex(b"\xff\xda")
+    last = data[last_sos : data.rindex(b"\xff\xd9")]
+    return data[:last_sos] + last * (scans - data.count(b"\xff\xda") + 1) + b"\xff\xd9"
+
+
+def big_json(megabytes: float = 13.0) -> bytes:
+    """A JSON object of about `megabytes` MB with about a million keys (400 once parsed: unexpected fields)."""
+    keys = b",".join(b'"k%d": 0' % i for i in range(int(megabytes * 1e6 / 13)))
+    return b'{"image_base64": "", ' + keys + b"}"
+
+
+def health_while(url: str, work: Any, threads: int) -> tuple[list[float], list[Any]]:
+    """Run `work()` in `threads` threads while polling /health: (health latencies in ms, each work's result)."""
+    results: list[Any] = []
+    with ThreadPoolExecutor(threads) as pool:
+        futures = [pool.submit(work) for _ in range(threads)]
+        latencies: list[float] = []
+        with httpx.Client(base_url=url, timeout=30) as http:
+            while not all(f.done() for f in futures):
+                t0 = time.perf_counter()
+                http.get("/health")
+                latencies.append((time.perf_counter() - t0) * 1e3)
+                time.sleep(0.02)
+        results = [f.result() for f in futures]
+    return latencies, results
 
 
 def png16(side: int = 6300) -> bytes:

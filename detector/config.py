@@ -177,6 +177,7 @@ class ServerConfig(_Strict):
     decode_pixel_budget: int = Field(48_000_000, ge=1)  # decoded pixels held by all requests together
     decode_wait_s: float = Field(10.0, ge=0)  # how long a request waits for the pixel budget before 503
     decode_mode: Literal["reduced", "exact"] = "reduced"  # reduced: JPEGs decode at the size the model needs
+    decode_timeout_s: float = Field(10.0, gt=0)  # an image still decoding after this: 504 (never a silent long wait)
     max_header_bytes: int = Field(16384, ge=1024, le=1_048_576)  # request line + headers; beyond: 400
     keep_alive_s: float = Field(5.0, gt=0, le=300)  # idle keep-alive connections are closed after this
     # Open connections; requests in progress beyond it get 503. Idle connections do not count towards that 503: a

@@ -6,11 +6,14 @@ The probes live in benchmarks/hostile_clients.py (the same code prints the table
 
 from __future__ import annotations
 
+import base64
+import os
 import resource
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from benchmarks import hostile_clients as probe
@@ -92,3 +95,49 @@ def test_video_frames_over_max_pixels_are_413(server: Server) -> None:
     grown_mb = (probe.memory_kb(server.proc.pid)["VmHWM"] - before) / 1024
     assert status == 413 and "8000x8000" in text, (status, text)
     assert grown_mb < 400, grown_mb  # before: 200, +0.8 GB per clip
+
+
+def test_cmyk_jpeg_bombs_are_422_without_memory_growth(server: Server) -> None:
+    bomb = probe.jpeg_bomb(6000, "CMYK")
+    assert len(bomb) < 2000
+    growth_mb, codes = probe.growth_mb(server.url, server.proc.pid, bomb, 4, "bomb.jpg")
+    assert codes == [422] * 4, codes  # before: 200 (a grey image), up to +665 MB
+    assert growth_mb < 60, growth_mb
+
+
+def test_a_jpeg_with_thousands_of_scans_is_refused_at_once(server: Server) -> None:
+    bomb = probe.scan_bomb()
+    started = time.monotonic()
+    r = httpx.post(server.url + "/predict", files={"file": ("scans.jpg", bomb, "image/jpeg")}, timeout=60)
+    assert r.status_code == 422 and "2646 scans" in r.json()["detail"], r.text
+    assert time.monotonic() - started < 2
+
+
+def test_error_bodies_stay_short(server: Server) -> None:
+    photo = probe.photo(64, 64, fmt="PNG")
+    names = [f"no-such-class-{i}" for i in range(200_000)]  # 3.8 MB of JSON
+    r = httpx.post(server.url + "/predict", json={"image_base64": base64.b64encode(photo).decode(), "classes": names})
+    assert r.status_code == 400 and "at most 10000" in r.json()["detail"], r.text[:300]
+    assert len(r.content) < 4096, len(r.content)  # before: a 422 of 2.6 MB, every name echoed
+    field = ",".join(names[:50_000])  # a multipart text field (at most 1 MiB)
+    r = httpx.post(server.url + "/predict", files={"file": ("a.png", photo, "image/png")}, data={"classes": field})
+    assert r.status_code == 422 and "50000 in all" in r.json()["detail"], r.text[:300]
+    assert len(r.content) < 4096, len(r.content)
+    r = httpx.post(server.url + "/predict", json={"image_base64": "", "classes": list(range(10, 1_000_010))})
+    assert 400 <= r.status_code < 500 and len(r.content) < 4096, (r.status_code, len(r.content))
+
+
+def test_big_json_bodies_do_not_stall_health(server: Server) -> None:
+    body = probe.big_json(13.0)
+
+    def post() -> int:
+        headers = {"content-type": "application/json"}
+        return httpx.post(server.url + "/predict", content=body, headers=headers, timeout=60).status_code
+
+    latencies, codes = probe.health_while(server.url, post, 3)
+    assert set(codes) == {400}, codes  # about a million keys: refused before parsing
+    worst = max(latencies)
+    load = os.getloadavg()[0] / (os.cpu_count() or 1)
+    if worst >= 500 and load > 2:
+        pytest.skip(f"/health worst {worst:.0f} ms with load {load:.1f} per core: the machine is overloaded")
+    assert worst < 500, sorted(latencies)[-5:]  # before: 0.7-2.4 s
