@@ -157,6 +157,31 @@ class ExportConfig(_Strict):
     int8: Int8Config = Int8Config()
 
 
+AUTH_SCOPES = ("predict", "metrics", "admin")
+
+
+class ApiKeyConfig(_Strict):
+    """One API key, stored as the SHA-256 of the key (hex): the key itself is shown once, when it is made
+    (`python -m api.auth new NAME`), and never stored."""
+
+    name: str = Field(min_length=1, max_length=64)  # who: in the audit log and in /metrics
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    scopes: list[Literal["predict", "metrics", "admin"]] = Field(default_factory=lambda: ["predict"], min_length=1)
+    rate_per_minute: float = Field(600.0, ge=0)  # sustained requests a minute; 0: no rate limit
+    burst: int = Field(20, ge=1)  # requests allowed at once above the sustained rate
+    daily_quota: int = Field(0, ge=0)  # requests a UTC day; 0: no quota
+
+
+class AuthConfig(_Strict):
+    """API keys for every endpoint but /health. Off while no key is configured (the local demo)."""
+
+    keys: list[ApiKeyConfig] = Field(default_factory=list)
+    keys_file: str = ""  # a YAML file with `keys: [...]` in the same form (e.g. a mounted secret); added to `keys`
+    # Refuse to start on a non-loopback host with no key configured (otherwise: a loud warning at start-up).
+    require_on_network: bool = False
+    audit_log: str = ""  # admin actions, one JSON line each, appended here ("": the log, logger api.audit)
+
+
 class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
@@ -196,6 +221,9 @@ class ServerConfig(_Strict):
     max_video_jobs: int = Field(2, ge=1, le=1024)  # clips being streamed at once; beyond: 503 + Retry-After
     # A stream whose client reads nothing for this long is dropped (its temporary clip removed).
     video_send_timeout_s: float = Field(30.0, gt=0)
+    auth: AuthConfig = AuthConfig()
+    tls_certfile: str = ""  # PEM certificate (chain): serve HTTPS (uvicorn's ssl_certfile); "": plain HTTP
+    tls_keyfile: str = ""  # its private key (uvicorn's ssl_keyfile), when not in the certificate file
 
     @model_validator(mode="after")
     def _budget_holds_one_image(self) -> ServerConfig:
