@@ -149,10 +149,11 @@ class KeyRing:
 
 def presented_key(scope: Scope) -> str | None:
     for name, value in scope.get("headers", ()):
+        text = bytes(value).decode("latin-1")
         if name == b"x-api-key":
-            return value.decode("latin-1").strip() or None
+            return text.strip() or None
         if name == b"authorization":
-            kind, _, token = value.decode("latin-1").partition(" ")
+            kind, _, token = text.partition(" ")
             if kind.lower() == "bearer" and token.strip():
                 return token.strip()
     return None

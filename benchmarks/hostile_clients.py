@@ -81,6 +81,35 @@ def health_while(url: str, work: Any, threads: int) -> tuple[list[float], list[A
     return latencies, results
 
 
+def normal_during_batches(
+    url: str, batch_clients: int = 4, files: int = 16, normal_n: int = 20
+) -> tuple[list[tuple[int, float]], list[tuple[int, float]], list[int]]:
+    """`normal_n` sequential /predict calls alone, then again while `batch_clients` clients loop `files`-image
+    /predict/batch requests: (idle (status, s) each, loaded (status, s) each, batch statuses)."""
+    normal = photo(320, 240, seed=1, fmt="PNG")
+    idle = timed_predicts(url, normal, normal_n)
+    stop = threading.Event()
+    batch_codes: list[int] = []
+    parts = [("files", (f"{i}.png", photo(320, 240, seed=10 + i, fmt="PNG"), "image/png")) for i in range(files)]
+
+    def loop() -> None:
+        with httpx.Client(base_url=url, timeout=120) as http:
+            while not stop.is_set():
+                batch_codes.append(http.post("/predict/batch", files=parts).status_code)
+
+    threads = [threading.Thread(target=loop, daemon=True) for _ in range(batch_clients)]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)
+    try:
+        loaded = timed_predicts(url, normal, normal_n)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=120)
+    return idle, loaded, batch_codes
+
+
 def png16(side: int = 6300) -> bytes:
     """A 16-bit grayscale PNG of side x side pixels that compresses to ~80 KB (a gradient band, then flat)."""
     arr = np.zeros((side, side), np.uint16)

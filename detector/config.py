@@ -157,7 +157,11 @@ class ExportConfig(_Strict):
     int8: Int8Config = Int8Config()
 
 
-AUTH_SCOPES = ("predict", "metrics", "admin")
+AuthScope = Literal["predict", "metrics", "admin"]
+
+
+def _predict_only() -> list[AuthScope]:
+    return ["predict"]
 
 
 class ApiKeyConfig(_Strict):
@@ -166,7 +170,7 @@ class ApiKeyConfig(_Strict):
 
     name: str = Field(min_length=1, max_length=64)  # who: in the audit log and in /metrics
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    scopes: list[Literal["predict", "metrics", "admin"]] = Field(default_factory=lambda: ["predict"], min_length=1)
+    scopes: list[AuthScope] = Field(default_factory=_predict_only, min_length=1)
     rate_per_minute: float = Field(600.0, ge=0)  # sustained requests a minute; 0: no rate limit
     burst: int = Field(20, ge=1)  # requests allowed at once above the sustained rate
     daily_quota: int = Field(0, ge=0)  # requests a UTC day; 0: no quota
@@ -192,6 +196,10 @@ class ServerConfig(_Strict):
     micro_batching: Literal["auto", "always", "never"] = "auto"
     max_wait_ms: float = Field(2.0, ge=0, le=1000)
     queue_size: int = Field(64, ge=1, le=100_000)
+    # Fair sharing: batch items and video frames may hold at most this share of queue_size; the rest is kept for
+    # single images, which workers also take first (single_priority of them per bulk image while both wait).
+    bulk_queue_share: float = Field(0.5, gt=0, le=1)
+    single_priority: int = Field(4, ge=1, le=1000)
     workers: int = Field(1, ge=1, le=64)
     request_timeout_s: float = Field(30.0, gt=0)
     admin_api_key: str = ""  # empty disables the admin (reload) endpoint

@@ -220,7 +220,7 @@ async def predict_video(
             job = await _spool_upload(request, service)
         t_read = time.perf_counter()
         max_pixels = service.config.inference.server.max_pixels
-        info = await asyncio.get_running_loop().run_in_executor(service.decode_pool, _probe, job.path, max_pixels)
+        info = await asyncio.get_running_loop().run_in_executor(service.bulk_decode_pool, _probe, job.path, max_pixels)
         _check_limits(service, info)
         t_probe = time.perf_counter()
     except BaseException:
@@ -326,7 +326,7 @@ async def _detect(service: Service, frame: npt.NDArray[np.uint8], key: GroupKey)
     deadline = time.perf_counter() + timeout
     while True:
         try:
-            reservation = service.batcher.reserve()
+            reservation = service.batcher.reserve(bulk=True)
             break
         except ServiceUnavailableError:
             if time.perf_counter() > deadline or service.status == "shutting_down":
@@ -384,7 +384,7 @@ async def _stream(
             if not taken:
                 taken = await service.pixels.acquire(frame_pixels, server.decode_wait_s)
             holds.append(taken)
-            job.reading = loop.run_in_executor(service.decode_pool, next, frames, None)
+            job.reading = loop.run_in_executor(service.bulk_decode_pool, next, frames, None)
             item = await job.reading
             job.reading = None
             if item is None:
