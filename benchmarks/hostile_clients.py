@@ -549,7 +549,12 @@ def main() -> None:  # pragma: no cover - a manual probe; the test module runs t
     parser.add_argument("--url", default="http://127.0.0.1:8000")
     parser.add_argument("--pid", type=int, required=True)
     parser.add_argument("--slow", type=int, default=80)
+    parser.add_argument("--only-21", action="store_true", help="only issue 21's rows (connections, video, decode...)")
     args = parser.parse_args()
+    if args.only_21:
+        for probe, result in issue21_rows(args.url, args.pid):
+            print(f"| {probe} | {result} |")
+        return
     url, pid = args.url, args.pid
     rows: list[tuple[str, str]] = []
     normal = photo(640, 480, seed=1, fmt="PNG")
@@ -590,6 +595,55 @@ def main() -> None:  # pragma: no cover - a manual probe; the test module runs t
     rows.append(("256-request 1080p burst", f"/health p99 {p99(lat):.0f} ms over {len(lat)} probes; uploads {kinds}"))
     for probe, result in rows:
         print(f"| {probe} | {result} |")
+
+
+def issue21_rows(url: str, pid: int) -> list[tuple[str, str]]:  # pragma: no cover - a manual probe
+    """Issue 21's table, regenerated (the same probes tests/integration/api/test_hostile_clients_network.py runs)."""
+    rows: list[tuple[str, str]] = []
+    flood = connection_flood(url, 1023, hold_s=3)
+    rows.append(
+        (
+            "1,023 idle sockets from one address",
+            f"{flood.refused} refused at once (per-address cap), /health {sorted(set(flood.health_codes))} "
+            f"p99 {p99(flood.health_ms):.0f} ms",
+        )
+    )
+    trickle = connection_flood(url, 50, trickle=True, hold_s=1, wait_close_s=30)
+    closed = f"{trickle.closed_after_s:.1f} s" if trickle.closed_after_s is not None else "not within 30 s"
+    rows.append(("50 heads trickled at 1 B / 0.5 s", f"all closed after {closed}"))
+    answers = {post_video(url, hls_playlist(path), "clip.m3u8") for path in ("/etc/hostname", "/nonexistent")}
+    rows.append(("HLS playlist naming a server file / a missing one", f"{sorted(a[0] for a in answers)}"))
+    reset_peak(pid)
+    before = memory_kb(pid)["VmRSS"]
+    status, _ = post_video(url, big_frame_clip(8000, 2))
+    rows.append(("MJPEG AVI of 8000x8000 frames", f"{status}, +{(memory_kb(pid)['VmHWM'] - before) / 1024:.0f} MB"))
+    t0 = time.perf_counter()
+    r = httpx.post(url + "/predict", files={"file": ("s.jpg", scan_bomb(), "image/jpeg")})
+    rows.append(
+        ("progressive JPEG 4800x4800, 2,646 scans", f"{r.status_code} in {(time.perf_counter() - t0) * 1e3:.0f} ms")
+    )
+    mb, codes = growth_mb(url, pid, jpeg_bomb(6000, "CMYK"), 4, "cmyk.jpg")
+    rows.append(("4 CMYK 6000x6000 JPEGs without scan data", f"statuses {sorted(set(codes))}, +{mb:.0f} MB"))
+    names = [f"no-such-class-{i}" for i in range(200_000)]
+    r = httpx.post(url + "/predict", json={"image_base64": "", "classes": names})
+    rows.append(("classes= with 200k unknown names", f"{r.status_code}, body {len(r.content)} bytes"))
+    body = big_json(13.0)
+
+    def post() -> int:
+        headers = {"content-type": "application/json"}
+        return httpx.post(url + "/predict", content=body, headers=headers, timeout=60).status_code
+
+    lat, codes = health_while(url, post, 4)
+    rows.append(("4 clients posting 13 MB JSON objects", f"{sorted(set(codes))}; /health worst {max(lat):.0f} ms"))
+    idle, loaded, _ = normal_during_batches(url, 4)
+    rows.append(
+        (
+            "4 clients looping 16-image batches + one /predict client",
+            f"normal p50 {statistics.median(t for _, t in loaded) * 1e3:.0f} ms (idle "
+            f"{statistics.median(t for _, t in idle) * 1e3:.0f} ms), normal statuses {sorted({c for c, _ in loaded})}",
+        )
+    )
+    return rows
 
 
 if __name__ == "__main__":  # pragma: no cover
