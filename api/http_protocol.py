@@ -17,8 +17,10 @@ made the whole service answer 503, `/health` included):
   they reach it. Here only requests in progress count towards that 503 (`max_connections`); open connections are
   bounded separately: when a new one would pass `max_connections`, the longest-idle connection (no request in
   progress) is closed to make room, and only when every connection is busy is the new one refused.
-- At most `max_connections_per_client` connections from one address (0: no cap; set 0 behind a reverse proxy, where
-  every client has the proxy's address). Beyond it the new connection gets 503 + `Retry-After` and is closed.
+- At most `max_connections_per_client` idle connections from one address (0: no cap; set 0 behind a reverse proxy,
+  where every client has the proxy's address). A connection beyond it must send its request head within 1 s
+  (instead of `head_timeout_s`) and is the first closed to make room; one that does is served as any other (a
+  burst of 256 uploads from one address is bounded by `max_uploads` and `queue_size`, not cut off with resets).
 """
 
 from __future__ import annotations
@@ -33,8 +35,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 TOO_LARGE = "Request line and headers are larger than the server's limit."
 HEAD_TIMEOUT = "The request line and headers did not arrive within the server's deadline."
-TOO_MANY = "Too many connections from your address; close some and retry."
 SERVER_FULL = "The server has no room for another connection; retry later."
+OVER_CAP_HEAD_TIMEOUT_S = 1.0  # the head deadline of a connection over its address's share
 CLOSE_EXTENSION = "detector.connection"  # scope["extensions"][CLOSE_EXTENSION]["close"](): drop this connection
 
 log = logging.getLogger("api.connections")
@@ -72,7 +74,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     max_header_bytes = 16384
     head_timeout_s = 10.0
     max_connections = 1024
-    max_connections_per_client = 64
+    max_connections_per_client = 128
     per_client: ClassVar[dict[str, int]] = {}
     refusals: ClassVar[_RateLimitedLog] = _RateLimitedLog()
 
@@ -86,6 +88,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_timer: asyncio.TimerHandle | None = None
         self._peer: str | None = None  # counted in `per_client`
         self._idle_since = 0.0
+        self._over_cap = False  # opened while its address held max_connections_per_client
 
     # Connections
 
@@ -95,12 +98,14 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         peer = self.client[0] if self.client else None
         if self.max_connections_per_client and peer is not None:
             held = self.per_client.get(peer, 0)
-            if held >= self.max_connections_per_client:
-                self.refusals.warn(f"refused a connection from {peer}: it holds {held} (max_connections_per_client)")
-                self._refuse(TOO_MANY)
-                return
             self.per_client[peer] = held + 1
             self._peer = peer
+            if held >= self.max_connections_per_client:
+                # Over its address's share: a client that sends its request at once is served as any other (its
+                # body and its inference are bounded by max_uploads and queue_size); one that holds the socket
+                # idle loses it after 1 s instead of head_timeout_s, and is the first closed to make room.
+                self.refusals.warn(f"{peer} holds {held} connections (max_connections_per_client): short deadline")
+                self._over_cap = True
         if len(self.connections) > self.max_connections and not self._evict_idlest():
             self.refusals.warn(f"refused a connection: {len(self.connections) - 1} open, all busy (max_connections)")
             self._refuse(SERVER_FULL)
@@ -134,7 +139,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                 continue
             if other.transport.is_closing():
                 continue
-            if idlest is None or other._idle_since < idlest._idle_since:
+            if idlest is None or (not other._over_cap, other._idle_since) < (not idlest._over_cap, idlest._idle_since):
                 idlest = other
         if idlest is None:
             return False
@@ -146,7 +151,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def _arm_head_timer(self) -> None:
         if self._head_timer is None and self.head_timeout_s > 0:
-            self._head_timer = self.loop.call_later(self.head_timeout_s, self._head_deadline)
+            timeout = min(self.head_timeout_s, OVER_CAP_HEAD_TIMEOUT_S) if self._over_cap else self.head_timeout_s
+            self._head_timer = self.loop.call_later(timeout, self._head_deadline)
 
     def _cancel_head_timer(self) -> None:
         if self._head_timer is not None:
@@ -232,7 +238,7 @@ def bounded_protocol(
     max_header_bytes: int,
     head_timeout_s: float = 10.0,
     max_connections: int = 1024,
-    max_connections_per_client: int = 64,
+    max_connections_per_client: int = 128,
 ) -> type[asyncio.Protocol]:
     """A protocol class for `uvicorn.run(http=...)` with these bounds (see the module docstring)."""
     return type(

@@ -216,7 +216,7 @@ class ServerConfig(_Strict):
     # Open connections; requests in progress beyond it get 503. Idle connections do not count towards that 503: a
     # new connection past it closes the longest-idle one (api/http_protocol.py).
     max_connections: int = Field(1024, ge=1)
-    max_connections_per_client: int = Field(64, ge=0)  # per client address; 0: no cap (behind a reverse proxy)
+    max_connections_per_client: int = Field(128, ge=0)  # per client address; 0: no cap (behind a reverse proxy)
     head_timeout_s: float = Field(10.0, gt=0, le=300)  # request line + headers must arrive within this; else 408
     model_dir: str = ""  # /admin/reload loads only files under it; empty: the folder of inference.model_path
     max_model_mb: float = Field(2048.0, gt=0)  # /admin/reload refuses larger files before reading them

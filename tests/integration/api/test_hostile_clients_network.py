@@ -43,7 +43,7 @@ def test_health_answers_while_one_client_holds_1023_sockets(server: Server) -> N
     # Before: every request, /health included, was a 503 for as long as the sockets stayed open.
     assert flood.health_codes and set(flood.health_codes) == {200}, flood.health_codes
     assert probe.p99(flood.health_ms) < 1000, sorted(flood.health_ms)[-5:]
-    assert flood.refused >= n - 64  # max_connections_per_client (64) of them held, the rest refused at once
+    assert flood.refused >= n - 128  # max_connections_per_client (128) of them held, the rest closed within 1.5 s
 
 
 def test_a_trickled_head_is_closed_at_the_deadline(server: Server) -> None:

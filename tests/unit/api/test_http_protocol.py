@@ -110,7 +110,7 @@ def test_each_request_on_a_keep_alive_connection_gets_its_own_limit(port: int) -
 
 
 # Issue 21: idle and slow connections cannot lock the server out.
-HEAD_TIMEOUT_S = 1.0
+HEAD_TIMEOUT_S = 2.0
 MAX_CONNECTIONS = 24
 PER_CLIENT = 6
 
@@ -189,10 +189,13 @@ def test_a_silent_connection_is_closed_after_the_head_timeout(guarded_port: int)
 def test_one_address_gets_at_most_its_share_of_connections(guarded_port: int) -> None:
     held = [connect_from("127.0.0.2", guarded_port) for _ in range(PER_CLIENT)]
     try:
+        # One more from that address that asks at once is served (a burst is not cut off with resets)...
+        assert get(guarded_port, "127.0.0.2").startswith(b"HTTP/1.1 200")
+        # ... but a silent one is closed after a short deadline (1 s), not the full head timeout.
+        started = time.monotonic()
         with connect_from("127.0.0.2", guarded_port) as extra:
-            answer = read_all(extra)
-        assert answer.startswith(b"HTTP/1.1 503"), answer
-        assert b"retry-after: 1" in answer.lower()
+            assert read_all(extra) == b""
+        assert time.monotonic() - started < HEAD_TIMEOUT_S
         assert get(guarded_port).startswith(b"HTTP/1.1 200")  # another address is served meanwhile
     finally:
         for s in held:
