@@ -7,6 +7,7 @@ The probes live in benchmarks/hostile_clients.py (the same code prints the table
 from __future__ import annotations
 
 import base64
+import json
 import os
 import resource
 import statistics
@@ -156,3 +157,49 @@ def test_batches_do_not_starve_single_images(server: Server) -> None:
     if loaded_p50 >= 8 * idle_p50 and load > 4:
         pytest.skip(f"p50 {loaded_p50 * 1e3:.0f} ms vs {idle_p50 * 1e3:.0f} ms idle with load {load:.1f} per core")
     assert loaded_p50 < max(8 * idle_p50, 0.1), (idle_p50, loaded_p50)
+
+
+@pytest.fixture(scope="module")
+def keyed_server(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, dict[str, str]]]:
+    import yaml
+
+    from api.auth import new_key
+
+    folder = tmp_path_factory.mktemp("hostile-auth")
+    keys, entries = {}, []
+    for name, scopes, rate in (("app", ["predict"], 60.0), ("ops", ["admin", "metrics"], 0.0)):
+        keys[name], entry = new_key(name, scopes, rate, 0)
+        entries.append({**entry, "burst": 3})
+    (folder / "keys.yaml").write_text(yaml.safe_dump({"keys": entries}))
+    env = {
+        "DETECTOR_INFERENCE__SERVER__AUTH__KEYS_FILE": str(folder / "keys.yaml"),
+        "DETECTOR_INFERENCE__SERVER__AUTH__AUDIT_LOG": str(folder / "audit.jsonl"),
+    }
+    with serving(model_path, folder, env=env) as srv:
+        yield srv, keys
+
+
+def test_a_keyed_server_on_loopback(keyed_server: tuple[Server, dict[str, str]]) -> None:
+    server, keys = keyed_server
+    photo = probe.photo(64, 64, fmt="PNG")
+
+    def predict(key: str | None) -> httpx.Response:
+        headers = {"X-API-Key": key} if key else {}
+        return httpx.post(server.url + "/predict", files={"file": ("a.png", photo, "image/png")}, headers=headers)
+
+    assert httpx.get(server.url + "/health").status_code == 200  # open for probes
+    assert predict(None).status_code == 401 and predict("det_wrong").status_code == 401
+    # A 10 MB upload without a key is refused from its headers: the body is never read.
+    r = httpx.post(server.url + "/predict", content=b"\0" * 10_000_000, headers={"content-type": "image/jpeg"})
+    assert r.status_code == 401
+    assert predict(keys["ops"]).status_code == 403
+    assert httpx.get(server.url + "/metrics", headers={"X-API-Key": keys["app"]}).status_code == 403
+    assert httpx.get(server.url + "/metrics", headers={"X-API-Key": keys["ops"]}).status_code == 200
+    codes = [predict(keys["app"]).status_code for _ in range(5)]  # burst 3, then 1 a second
+    assert codes[:3] == [200, 200, 200] and 429 in codes[3:], codes
+    limited = predict(keys["app"])
+    assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
+    r = httpx.post(server.url + "/admin/reload", json={"model_path": "x.onnx"}, headers={"X-API-Key": keys["ops"]})
+    assert r.status_code == 422, r.text
+    audit = [json.loads(line) for line in (server.log.parent / "audit.jsonl").read_text().splitlines()]
+    assert audit[-1]["who"] == "ops" and audit[-1]["result"] == 422 and audit[-1]["what"] == "POST /admin/reload"
