@@ -63,4 +63,4 @@ class JobGate:
         self.active += 1
 
     def give_back(self) -> None:
-        self.active = max(0, self.active - 1)
+        self.active -= 1

@@ -218,6 +218,7 @@ async def predict_video(
         # place (each frame reserves its own when it runs).
         with service.uploads.place():
             job = await _spool_upload(request, service)
+        job.on_close.append(service.video_jobs.give_back)  # from here on, closing the job gives the place back
         t_read = time.perf_counter()
         max_pixels = service.config.inference.server.max_pixels
         info = await asyncio.get_running_loop().run_in_executor(service.bulk_decode_pool, _probe, job.path, max_pixels)
@@ -253,7 +254,6 @@ async def _spool_upload(request: Request, service: Service) -> _VideoJob:
         tmp_dir = service.config.inference.server.video_tmp_dir or None
         fd, name = tempfile.mkstemp(prefix="detector-video-", suffix=suffix, dir=tmp_dir)
         job = _VideoJob(Path(name))
-        job.on_close.append(service.video_jobs.give_back)
         try:
             with os.fdopen(fd, "wb") as out:
                 await asyncio.get_running_loop().run_in_executor(None, shutil.copyfileobj, upload.file, out)

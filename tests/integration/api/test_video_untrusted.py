@@ -93,3 +93,15 @@ def test_frames_over_max_pixels_are_413_before_decoding(app: TestClient, clips: 
     r = app.post("/predict/video", files={"file": ("big.mp4", clips["big"].read_bytes(), "video/mp4")})
     assert r.status_code == 413, r.text
     assert "128x128" in r.json()["detail"] and str(MAX_PIXELS) in r.json()["detail"]
+
+
+def test_refused_clips_give_their_video_job_place_back(app: TestClient, clips: dict[str, Path]) -> None:
+    gate = app.app.state.service.video_jobs  # type: ignore[attr-defined]
+    for name, content in (
+        ("a.mp4", b"not a video at all, " * 10),
+        ("b.mp4", b""),
+        ("c.mp4", clips["big"].read_bytes()),
+    ):
+        r = app.post("/predict/video", files={"file": (name, content, "video/mp4")})
+        assert 400 <= r.status_code < 500, r.text
+        assert gate.active == 0, (name, gate.active)
