@@ -110,6 +110,32 @@ def normal_during_batches(
     return idle, loaded, batch_codes
 
 
+def normal_during_videos(
+    url: str, clip: bytes, video_clients: int = 9, normal_n: int = 20
+) -> tuple[list[tuple[int, float]], list[int]]:
+    """`normal_n` sequential /predict calls while `video_clients` clients loop posting `clip` to /predict/video:
+    (normal (status, s) each, video statuses)."""
+    normal = photo(320, 240, seed=1, fmt="PNG")
+    stop = threading.Event()
+    video_codes: list[int] = []
+
+    def loop() -> None:
+        while not stop.is_set():
+            video_codes.append(post_video(url, clip)[0])
+
+    threads = [threading.Thread(target=loop, daemon=True) for _ in range(video_clients)]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)
+    try:
+        loaded = timed_predicts(url, normal, normal_n)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=120)
+    return loaded, video_codes
+
+
 def png16(side: int = 6300) -> bytes:
     """A 16-bit grayscale PNG of side x side pixels that compresses to ~80 KB (a gradient band, then flat)."""
     arr = np.zeros((side, side), np.uint16)
@@ -635,6 +661,14 @@ def issue21_rows(url: str, pid: int) -> list[tuple[str, str]]:  # pragma: no cov
 
     lat, codes = health_while(url, post, 4)
     rows.append(("4 clients posting 13 MB JSON objects", f"{sorted(set(codes))}; /health worst {max(lat):.0f} ms"))
+    loaded_v, video_codes = normal_during_videos(url, noise_clip(120))
+    rows.append(
+        (
+            "9 clients looping 120-frame clips + one /predict client",
+            f"normal p50 {statistics.median(t for _, t in loaded_v) * 1e3:.0f} ms, normal statuses "
+            f"{sorted({c for c, _ in loaded_v})}, video statuses {sorted(set(video_codes))}",
+        )
+    )
     idle, loaded, _ = normal_during_batches(url, 4)
     rows.append(
         (
