@@ -132,12 +132,13 @@ def test_error_bodies_stay_short(server: Server) -> None:
 def test_big_json_bodies_do_not_stall_health(server: Server) -> None:
     body = probe.big_json(13.0)
 
-    def post() -> int:
+    def post() -> tuple[int, bool]:
         headers = {"content-type": "application/json"}
-        return httpx.post(server.url + "/predict", content=body, headers=headers, timeout=60).status_code
+        r = httpx.post(server.url + "/predict", content=body, headers=headers, timeout=60)
+        return r.status_code, "at most 10000" in r.text
 
-    latencies, codes = probe.health_while(server.url, post, 3)
-    assert set(codes) == {400}, codes  # about a million keys: refused before parsing
+    latencies, answers = probe.health_while(server.url, post, 3)
+    assert set(answers) == {(400, True)}, answers  # about a million keys: refused before parsing (before: after)
     worst = max(latencies)
     load = os.getloadavg()[0] / (os.cpu_count() or 1)
     if worst >= 500 and load > 2:
@@ -153,8 +154,9 @@ def test_batches_do_not_starve_single_images(server: Server) -> None:
     loaded_p50 = statistics.median(t for _, t in loaded)
     # Before: 0.71 s against 11 ms idle (63x) on the 2-core dev machine; after: 73-143 ms (5-6x) there, with the
     # 4 batch clients on the same 2 cores and other jobs at load 5-6. The 3x is for a quiet machine.
+    assert loaded_p50 < 0.4, (idle_p50, loaded_p50)  # always: before, 0.71 s even on a quiet machine
     load = os.getloadavg()[0] / (os.cpu_count() or 1)
-    if loaded_p50 >= 8 * idle_p50 and load > 4:
+    if loaded_p50 >= 8 * idle_p50 and load > 2:
         pytest.skip(f"p50 {loaded_p50 * 1e3:.0f} ms vs {idle_p50 * 1e3:.0f} ms idle with load {load:.1f} per core")
     assert loaded_p50 < max(8 * idle_p50, 0.1), (idle_p50, loaded_p50)
 
