@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -118,6 +119,9 @@ def test_admin_actions_are_audited(app: TestClient, folder: Path) -> None:
     assert "/nowhere" not in r.text
     assert app.post("/admin/reload", json=body, headers={"X-API-Key": KEYS["predictor"]}).status_code == 403
     assert app.post("/admin/reload", json=body).status_code == 401
+    deadline = time.monotonic() + 5  # each line is written once its response has gone out
+    while (folder / "audit.jsonl").read_text().count('"result": 401') < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
     lines = [json.loads(line) for line in (folder / "audit.jsonl").read_text().splitlines()]
     assert [(rec["who"], rec["what"], rec["result"]) for rec in lines[-3:]] == [
         ("operator", "POST /admin/reload", 422),

@@ -203,7 +203,12 @@ def test_a_keyed_server_on_loopback(keyed_server: tuple[Server, dict[str, str]])
     assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
     r = httpx.post(server.url + "/admin/reload", json={"model_path": "x.onnx"}, headers={"X-API-Key": keys["ops"]})
     assert r.status_code == 422, r.text
-    audit = [json.loads(line) for line in (server.log.parent / "audit.jsonl").read_text().splitlines()]
+    audit_file = server.log.parent / "audit.jsonl"
+    deadline = time.monotonic() + 5  # the line is written once the response has gone out: wait for it
+    audited = '"result": 422'
+    while time.monotonic() < deadline and audited not in (audit_file.read_text() if audit_file.exists() else ""):
+        time.sleep(0.05)
+    audit = [json.loads(line) for line in audit_file.read_text().splitlines()]
     assert audit[-1]["who"] == "ops" and audit[-1]["result"] == 422 and audit[-1]["what"] == "POST /admin/reload"
 
 
