@@ -9,8 +9,9 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Security
 
+from api.auth import AuthMiddleware, KeyRing, api_key_header, install_audit_file, load_keys
 from api.docs import install_offline_docs
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimitMiddleware, ReadTimeoutMiddleware
@@ -85,7 +86,15 @@ def create_app(
     app.add_middleware(
         BodySizeLimitMiddleware, max_image_bytes=int(config.inference.server.max_upload_mb * 1024 * 1024)
     )
+    server = config.inference.server
+    # Keys are checked from the headers before any body is read; inside the metrics, which count 401/403/429 too.
+    ring = KeyRing(load_keys(server.auth))
+    install_audit_file(server.auth.audit_log)
+    app.state.keys = ring
+    app.add_middleware(AuthMiddleware, ring=ring, admin_key_set=bool(server.admin_api_key))
     app.add_middleware(MetricsMiddleware, metrics=app_metrics)
-    for module in (health, predict, annotated, batch, video, model, metrics, admin):
-        app.include_router(module.router)
+    app.include_router(health.router)
+    # The header in the OpenAPI schema (Swagger's "Authorize"); AuthMiddleware does the checking.
+    for module in (predict, annotated, batch, video, model, metrics, admin):
+        app.include_router(module.router, dependencies=[Security(api_key_header)])
     return app

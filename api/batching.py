@@ -19,6 +19,13 @@ as 503 (`ModelUnavailableError`: model/backend unusable) or 500 (`InferenceFaile
 
 Inference runs only in these worker threads, never on the event loop; the loop awaits a future.
 
+Fair sharing (issue 21): batch items and video frames are *bulk* work. They may hold at most `bulk_queue_share` of
+the queue's places (past it their reservation is refused, a video waits and retries), so a heavy client never fills
+the queue that decides whether single-image requests are shed; and workers take jobs from two lanes, single
+images first: while both lanes wait, `single_priority` single jobs are taken per bulk job, so a 16-image batch
+queued ahead of a /predict delays it by at most one backend call, and bulk work still advances under a steady
+stream of singles.
+
 A `BackendFailedError` (a GPU fault: the backend is out of service for the life of the process) is also reported
 to `on_failure`, which the service uses to go unhealthy and exit (api/service.py).
 
@@ -36,7 +43,7 @@ import logging
 import queue
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -82,8 +89,9 @@ class Outcome:
 class Reservation:
     """A place in the queue, held from admission until the response is built; release() is idempotent."""
 
-    def __init__(self, batcher: MicroBatcher) -> None:
+    def __init__(self, batcher: MicroBatcher, bulk: bool = False) -> None:
         self._batcher = batcher
+        self.bulk = bulk
         self.waiting = True  # counted in the queue depth until a worker picks the job up
         self.active = True  # counted until the request is done (shutdown waits for these)
 
@@ -101,6 +109,44 @@ class _Job:
 
 
 _STOP = None  # queue sentinel: one per worker at shutdown
+
+
+class _Lanes:
+    """Two FIFOs (single images, bulk) behind `queue.Queue`'s get/put/get_nowait: singles first, except that after
+    `single_priority` singles in a row, a waiting bulk job goes next. Thread-safe."""
+
+    def __init__(self, single_priority: int) -> None:
+        self.single_priority = max(1, single_priority)
+        self._single: deque[_Job | None] = deque()
+        self._bulk: deque[_Job | None] = deque()
+        self._singles_in_a_row = 0
+        self._ready = threading.Condition()
+
+    def put(self, job: _Job | None, bulk: bool = False) -> None:
+        with self._ready:
+            (self._bulk if bulk else self._single).append(job)
+            self._ready.notify()
+
+    def get(self, timeout: float | None = None) -> _Job | None:
+        with self._ready:
+            if not self._ready.wait_for(lambda: bool(self._single or self._bulk), timeout=timeout):
+                raise queue.Empty
+            return self._take()
+
+    def get_nowait(self) -> _Job | None:
+        with self._ready:
+            if not (self._single or self._bulk):
+                raise queue.Empty
+            return self._take()
+
+    def _take(self) -> _Job | None:
+        if self._single and not (self._bulk and self._singles_in_a_row >= self.single_priority):
+            self._singles_in_a_row += 1
+            return self._single.popleft()
+        self._singles_in_a_row = 0
+        return self._bulk.popleft()
+
+
 _NO_IMAGE: npt.NDArray[np.uint8] = np.zeros((0, 0, 3), np.uint8)
 
 
@@ -116,6 +162,8 @@ class MicroBatcher:
         workers: int,
         metrics: Metrics | None = None,
         on_failure: Callable[[LoadedModel, Exception], None] | None = None,
+        bulk_queue_share: float = 0.5,
+        single_priority: int = 4,
     ) -> None:
         self.slot = slot
         self.max_batch = max_batch
@@ -125,9 +173,11 @@ class MicroBatcher:
         self.metrics = metrics
         self.workers = workers  # 0: follow the backend's slots
         self.on_failure = on_failure
-        self._queue: queue.Queue[_Job | None] = queue.Queue()  # bounded by reservations, not by the Queue itself
+        self._queue = _Lanes(single_priority)  # bounded by reservations, not by the lanes themselves
+        self.bulk_limit = max(1, int(queue_size * bulk_queue_share))
         self._lock = threading.Condition()
         self._waiting = 0
+        self._bulk_waiting = 0
         self._active = 0
         self._closing = False
         self._stopped = False
@@ -159,12 +209,20 @@ class MicroBatcher:
 
     # -- request side (event loop) ------------------------------------------------------------------------------
 
-    def reserve(self) -> Reservation:
-        """Admit one request or refuse at once with 503 + Retry-After (never blocks)."""
+    def reserve(self, bulk: bool = False) -> Reservation:
+        """Admit one request (`bulk`: a batch item or a video frame) or refuse at once with 503 + Retry-After
+        (never blocks)."""
         with self._lock:
             if self._closing:
                 self._reject("shutdown")
                 raise ServiceUnavailableError("the server is shutting down; retry on another instance", 5)
+            if bulk and self._bulk_waiting >= self.bulk_limit:
+                self._reject("bulk_queue_full")
+                raise ServiceUnavailableError(
+                    f"server is busy: {self._bulk_waiting} batch or video images are already queued (limit "
+                    f"{self.bulk_limit}, the rest of the queue is kept for single images); retry after the delay in "
+                    "the Retry-After header"
+                )
             if self._waiting >= self.queue_size:
                 self._reject("queue_full")
                 raise ServiceUnavailableError(
@@ -172,8 +230,9 @@ class MicroBatcher:
                     "retry after the delay in the Retry-After header"
                 )
             self._waiting += 1
+            self._bulk_waiting += bulk
             self._active += 1
-            return Reservation(self)
+            return Reservation(self, bulk)
 
     async def submit(
         self,
@@ -185,7 +244,7 @@ class MicroBatcher:
         if self._stopped:
             raise ServiceUnavailableError("the server is shutting down; retry on another instance", 5)
         job = _Job(image, key, reservation)
-        self._queue.put(job)
+        self._queue.put(job, reservation.bulk)
         try:
             # Cancelling the awaited wrapper (on timeout) cancels the job's future; a worker skips cancelled jobs.
             return await asyncio.wait_for(asyncio.wrap_future(job.future), timeout_s)
@@ -204,6 +263,7 @@ class MicroBatcher:
             if reservation.waiting:
                 reservation.waiting = False
                 self._waiting -= 1
+                self._bulk_waiting -= reservation.bulk
             if not picked_only and reservation.active:
                 reservation.active = False
                 self._active -= 1

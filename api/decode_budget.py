@@ -42,6 +42,13 @@ class PixelBudget:
         finally:
             self._release(pixels)
 
+    async def acquire(self, pixels: int, wait_s: float) -> int:
+        """Take `pixels` (waiting in line up to `wait_s`, then 503), returning the amount to `give_back` later:
+        for holds that outlive one `with` block (video frames in flight)."""
+        pixels = self._clamp(pixels)
+        await self._acquire(pixels, wait_s)
+        return pixels
+
     def try_take(self, pixels: int) -> int:
         """Take `pixels` now if nobody waits and they fit (the pixels taken), else take nothing (0). The caller
         gives them back with `give_back`, or part of them earlier with `shrink`."""

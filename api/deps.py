@@ -41,10 +41,18 @@ async def ready_service(service: ServiceDep) -> Service:
 ReadyServiceDep = Annotated[Service, Depends(ready_service)]
 
 
-async def require_admin(service: ServiceDep, api_key: Annotated[str | None, Depends(_api_key_header)]) -> None:
+async def require_admin(
+    request: Request, service: ServiceDep, api_key: Annotated[str | None, Depends(_api_key_header)]
+) -> None:
+    granted = request.scope.get("state", {}).get("api_key")
+    if granted is not None and "admin" in granted.scopes:  # an API key with the admin scope (api/auth.py)
+        return
     expected = service.config.inference.server.admin_api_key
     if not expected:
-        raise NotFoundError("admin endpoints are disabled: set inference.server.admin_api_key to enable them")
+        raise NotFoundError(
+            "admin endpoints are disabled: set inference.server.admin_api_key, or give an API key the admin scope "
+            "(inference.server.auth), to enable them"
+        )
     # compare_digest: no timing side channel on the key.
     if not api_key or not secrets.compare_digest(api_key.encode(), expected.encode()):
         raise UnauthorizedError("missing or wrong X-API-Key header", {"WWW-Authenticate": "ApiKey"})

@@ -25,6 +25,7 @@ into `InferenceFailedError` (500) or `ModelUnavailableError` (503) before they r
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -143,7 +144,21 @@ def status_for(exc: DetectorError) -> int:
     return 500
 
 
+MAX_DETAIL_CHARS = 2048  # no error body echoes a client's megabytes back (or fills a log line)
+# An absolute path of two or more parts (not inside a URL or a media type like image/jpeg): a server path.
+_SERVER_PATH = re.compile(r"(?<![\w.:/~-])/(?:[\w.@+~-]+/)+([\w.@+~-]*)")
+
+
+def scrub_paths(text: str) -> str:
+    """`text` with every absolute server path cut to its last part (`/srv/models/a.onnx` -> `a.onnx`): error
+    bodies tell a client what was wrong, not how the server's disk is laid out (the log keeps the full text)."""
+    return _SERVER_PATH.sub(lambda m: m.group(1) or "<path>", text)
+
+
 def error_response(status: int, detail: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    detail = scrub_paths(detail)
+    if len(detail) > MAX_DETAIL_CHARS:
+        detail = f"{detail[: MAX_DETAIL_CHARS - 40]}... ({len(detail)} characters in all)"
     return JSONResponse({"detail": detail}, status_code=status, headers=dict(headers or {}))
 
 

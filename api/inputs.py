@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
@@ -92,8 +93,30 @@ async def _from_multipart(request: Request, max_bytes: int, options: dict[str, A
         await form.close()
 
 
+JSON_INLINE_BYTES = 64 * 1024  # bodies up to this are parsed on the event loop (faster than a thread hop)
+# Most commas / string quotes a JSON body may hold: an image (one string, base64 has neither) and a class filter.
+# Counted before parsing, at memchr speed: json.loads holds the GIL, so parsing a 13 MB object of a million keys
+# (~0.5 s) stalls every other request, in a thread or not.
+MAX_JSON_ITEMS = 10_000
+
+
 async def _from_json(request: Request, options: dict[str, Any] | None = None) -> bytes:
+    # The body's size is capped by api/limits.py (4/3 of max_upload_mb + an envelope) before it is read.
     raw = await request.body()
+    items = max(raw.count(b","), raw.count(b'"') // 2)
+    if items > MAX_JSON_ITEMS:
+        raise BadRequestError(
+            f"the JSON body holds about {items} items (fields, list entries); at most {MAX_JSON_ITEMS} are accepted: "
+            'send {"image_base64": "..."} and optionally "classes"'
+        )
+    if len(raw) <= JSON_INLINE_BYTES:
+        return _parse_json(raw, options)
+    # Parsing and base64-decoding 13 MB take tens of ms of one core: off the event loop, so /health and every
+    # other request keep being served meanwhile (three clients posting 13 MB objects stalled /health 0.7-2.4 s).
+    return await run_in_threadpool(_parse_json, raw, options)
+
+
+def _parse_json(raw: bytes, options: dict[str, Any] | None) -> bytes:
     if not raw.strip():
         raise BadRequestError(f"empty request body: {HOW}")
     try:

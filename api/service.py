@@ -22,11 +22,11 @@ import numpy.typing as npt
 
 from api.batching import MicroBatcher
 from api.decode_budget import PixelBudget
-from api.errors import ConflictError, ServiceUnavailableError
+from api.errors import ConflictError, GatewayTimeoutError, ServiceUnavailableError
 from api.metrics import Metrics
 from api.model_files import checked_model_path, model_dir
 from api.model_slot import DetectorLike, LoadedModel, ModelSlot
-from api.uploads import UploadGate
+from api.uploads import JobGate, UploadGate
 from detector.config import Config
 from detector.errors import DetectorError, ModelLoadError
 from detector.runtime import Detections
@@ -36,6 +36,11 @@ from detector.runtime.images import DecodedImage, decode_image_scaled, probe_ima
 from detector.runtime.model_source import is_registry_uri
 
 log = logging.getLogger("api")
+
+
+class _DecodeTimedOut(Exception):
+    """A decode passed `decode_timeout_s` (its pixels are given back when its thread ends)."""
+
 
 # (model_path, backend) -> a loaded, not yet warmed-up detector. Tests pass their own (e.g. a slowed-down one).
 DetectorFactory = Callable[[str, str], DetectorLike]
@@ -89,12 +94,20 @@ class Service:
             workers=server.workers,
             metrics=metrics,
             on_failure=self._backend_failed,
+            bulk_queue_share=server.bulk_queue_share,
+            single_priority=server.single_priority,
         )
         self.uploads = UploadGate(server.max_uploads, metrics)
+        self.video_jobs = JobGate(server.max_video_jobs, "video", metrics)
         self.pixels = PixelBudget(server.decode_pixel_budget, metrics)
         # Decoding is CPU work that releases the GIL in PIL's C code: its own pool keeps it off the event loop and
         # away from the default pool that Starlette uses for file I/O. Its memory is bounded by `self.pixels`.
         self.decode_pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 2), thread_name_prefix="decode")
+        # Batch images and video frames decode in their own, smaller pool: 64 queued batch decodes must not sit in
+        # front of a single /predict's decode (fair sharing, api/batching.py).
+        self.bulk_decode_pool = ThreadPoolExecutor(
+            max_workers=max(1, min(8, os.cpu_count() or 2) // 2), thread_name_prefix="decode-bulk"
+        )
         # One model load at a time, initial or reload: otherwise a slow initial load could finish after a reload
         # and replace the newer model, or mark the service "failed" while a model serves.
         self._load_lock = threading.Lock()
@@ -217,13 +230,14 @@ class Service:
         return (int(size[0]), int(size[1])) if size else None
 
     @asynccontextmanager
-    async def decoded(self, data: bytes, full_size: bool = False) -> AsyncIterator[DecodedImage]:
+    async def decoded(self, data: bytes, full_size: bool = False, bulk: bool = False) -> AsyncIterator[DecodedImage]:
         """Decode within the shared pixel budget; the pixels stay counted until the `with` block ends (the
         decoded array lives that long). `full_size` decodes every pixel whatever `decode_mode` says. 4xx for bad
         images, 503 + Retry-After when the budget stays full."""
         server = self.config.inference.server
         loop = asyncio.get_running_loop()
         reduce_to = None if full_size else self.reduce_to()
+        pool = self.bulk_decode_pool if bulk else self.decode_pool
         # Fast path: while the budget has room for the largest image allowed (`max_pixels`, which the decoder
         # enforces from the header before allocating) and nobody waits, take that much and decode at once, then
         # keep only what the image needed. One trip to the decode pool instead of two (probe, then decode): about
@@ -231,22 +245,50 @@ class Service:
         taken = self.pixels.try_take(server.max_pixels)
         if taken:
             try:
-                image = await loop.run_in_executor(
-                    self.decode_pool, decode_image_scaled, data, server.max_pixels, reduce_to
-                )
+                future = loop.run_in_executor(pool, decode_image_scaled, data, server.max_pixels, reduce_to)
+                image = await self._finish_decode(future, taken)
                 taken = self.pixels.shrink(taken, image.pixels.shape[0] * image.pixels.shape[1])
                 yield image
+            except _DecodeTimedOut:
+                taken = 0  # given back when the decode ends
+                raise self._decode_timeout() from None
             finally:
                 self.pixels.give_back(taken)
             return
         # Busy: count this image's pixels from its header first, then wait in line for them (first come, first served).
-        probe = await loop.run_in_executor(self.decode_pool, probe_image, data, server.max_pixels, reduce_to)
-        async with self.pixels.hold(probe.decoded_pixels, server.decode_wait_s):
-            yield await loop.run_in_executor(self.decode_pool, decode_image_scaled, data, server.max_pixels, reduce_to)
+        probe = await loop.run_in_executor(pool, probe_image, data, server.max_pixels, reduce_to)
+        pixels = await self.pixels.acquire(probe.decoded_pixels, server.decode_wait_s)
+        try:
+            future = loop.run_in_executor(pool, decode_image_scaled, data, server.max_pixels, reduce_to)
+            yield await self._finish_decode(future, pixels)
+        except _DecodeTimedOut:
+            pixels = 0
+            raise self._decode_timeout() from None
+        finally:
+            self.pixels.give_back(pixels)
 
-    async def decode(self, data: bytes) -> npt.NDArray[np.uint8]:
+    async def _finish_decode(self, future: asyncio.Future[DecodedImage], pixels: int) -> DecodedImage:
+        """The decode's result within `decode_timeout_s`; else _DecodeTimedOut. A thread cannot be stopped: the
+        decode runs on, and its `pixels` go back to the budget when it ends (the scan limit and `max_pixels` bound
+        how long that is)."""
+        done, _ = await asyncio.wait({future}, timeout=self.config.inference.server.decode_timeout_s)
+        if not done:
+            future.add_done_callback(lambda _: self.pixels.give_back(pixels))
+            raise _DecodeTimedOut
+        return future.result()
+
+    def _decode_timeout(self) -> GatewayTimeoutError:
+        timeout = self.config.inference.server.decode_timeout_s
+        self.metrics.rejected.labels(reason="decode_timeout").inc()
+        log.warning("an image took more than %g s to decode (decode_timeout_s): answered 504", timeout)
+        return GatewayTimeoutError(
+            f"decoding the image took longer than {timeout:g} s (inference.server.decode_timeout_s); "
+            "send a smaller or simpler image"
+        )
+
+    async def decode(self, data: bytes, bulk: bool = False) -> npt.NDArray[np.uint8]:
         """Full-size decode (exact), within the pixel budget while it runs."""
-        async with self.decoded(data, full_size=True) as image:
+        async with self.decoded(data, full_size=True, bulk=bulk) as image:
             return image.pixels
 
     # -- shutdown -----------------------------------------------------------------------------------------------
@@ -258,6 +300,7 @@ class Service:
         self.batcher.close(drain_timeout_s=self.config.inference.server.request_timeout_s)
         self.slot.shutdown()
         self.decode_pool.shutdown(wait=True, cancel_futures=True)
+        self.bulk_decode_pool.shutdown(wait=True, cancel_futures=True)
 
 
 def to_sent_image(detections: Detections, image: DecodedImage) -> Detections:

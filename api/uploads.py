@@ -40,3 +40,27 @@ class UploadGate:
             yield
         finally:
             self.active -= 1
+
+
+class JobGate:
+    """At most `limit` long jobs (video streams) at once, each holding its place from its start until its stream
+    ends (`take` ... `give_back`, not a `with` block: the place outlives the route function). Beyond: 503 at once."""
+
+    def __init__(self, limit: int, what: str, metrics: Metrics | None = None) -> None:
+        self.limit = limit
+        self.what = what
+        self.active = 0
+        self.metrics = metrics
+
+    def take(self) -> None:
+        if self.active >= self.limit:
+            if self.metrics is not None:
+                self.metrics.rejected.labels(reason=f"{self.what}_full").inc()
+            raise ServiceUnavailableError(
+                f"server is busy: {self.active} {self.what} jobs are running (limit {self.limit}); "
+                "retry after the delay in the Retry-After header"
+            )
+        self.active += 1
+
+    def give_back(self) -> None:
+        self.active -= 1

@@ -37,14 +37,103 @@ BOUNDARY = "hostileboundary"
 # -- images ----------------------------------------------------------------------------------------------------------
 
 
-def jpeg_bomb(side: int = 6000) -> bytes:
-    """A ~1 KB JPEG whose header declares side x side pixels, with its scan data cut out (EOI right after SOS)."""
+def jpeg_bomb(side: int = 6000, mode: str = "RGB") -> bytes:
+    """A ~1 KB JPEG whose header declares side x side pixels, with its scan data cut out (EOI right after SOS).
+    `mode="CMYK"`: a four-component one (what PIL, not libjpeg-turbo's strict decoder, used to decode)."""
     buf = io.BytesIO()
-    Image.new("RGB", (side, side), (90, 120, 30)).save(buf, "JPEG", quality=50)
+    Image.new("RGB", (side, side), (90, 120, 30)).convert(mode).save(buf, "JPEG", quality=50)
     full = buf.getvalue()
     sos = full.index(b"\xff\xda")
     header_len = int.from_bytes(full[sos + 2 : sos + 4], "big")
     return full[: sos + 2 + header_len] + b"\xff\xd9"
+
+
+def scan_bomb(side: int = 4800, scans: int = 2646) -> bytes:
+    """A flat progressive JPEG whose last scan is repeated until the file holds `scans` scans (the issue's file:
+    4800x4800, 2,646 scans, 253 KB, decoded in 9-46 s)."""
+    buf = io.BytesIO()
+    Image.new("RGB", (side, side), (90, 120, 30)).save(buf, "JPEG", quality=80, progressive=True)
+    data = buf.getvalue()
+    last_sos = data.rindex(b"\xff\xda")
+    last = data[last_sos : data.rindex(b"\xff\xd9")]
+    return data[:last_sos] + last * (scans - data.count(b"\xff\xda") + 1) + b"\xff\xd9"
+
+
+def big_json(megabytes: float = 13.0) -> bytes:
+    """A JSON object of about `megabytes` MB with about a million keys (400 once parsed: unexpected fields)."""
+    keys = b",".join(b'"k%d": 0' % i for i in range(int(megabytes * 1e6 / 13)))
+    return b'{"image_base64": "", ' + keys + b"}"
+
+
+def health_while(url: str, work: Any, threads: int) -> tuple[list[float], list[Any]]:
+    """Run `work()` in `threads` threads while polling /health: (health latencies in ms, each work's result)."""
+    results: list[Any] = []
+    with ThreadPoolExecutor(threads) as pool:
+        futures = [pool.submit(work) for _ in range(threads)]
+        latencies: list[float] = []
+        with httpx.Client(base_url=url, timeout=30) as http:
+            while not all(f.done() for f in futures):
+                t0 = time.perf_counter()
+                http.get("/health")
+                latencies.append((time.perf_counter() - t0) * 1e3)
+                time.sleep(0.02)
+        results = [f.result() for f in futures]
+    return latencies, results
+
+
+def normal_during_batches(
+    url: str, batch_clients: int = 4, files: int = 16, normal_n: int = 20
+) -> tuple[list[tuple[int, float]], list[tuple[int, float]], list[int]]:
+    """`normal_n` sequential /predict calls alone, then again while `batch_clients` clients loop `files`-image
+    /predict/batch requests: (idle (status, s) each, loaded (status, s) each, batch statuses)."""
+    normal = photo(320, 240, seed=1, fmt="PNG")
+    idle = timed_predicts(url, normal, normal_n)
+    stop = threading.Event()
+    batch_codes: list[int] = []
+    parts = [("files", (f"{i}.png", photo(320, 240, seed=10 + i, fmt="PNG"), "image/png")) for i in range(files)]
+
+    def loop() -> None:
+        with httpx.Client(base_url=url, timeout=120) as http:
+            while not stop.is_set():
+                batch_codes.append(http.post("/predict/batch", files=parts).status_code)
+
+    threads = [threading.Thread(target=loop, daemon=True) for _ in range(batch_clients)]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)
+    try:
+        loaded = timed_predicts(url, normal, normal_n)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=120)
+    return idle, loaded, batch_codes
+
+
+def normal_during_videos(
+    url: str, clip: bytes, video_clients: int = 9, normal_n: int = 20
+) -> tuple[list[tuple[int, float]], list[int]]:
+    """`normal_n` sequential /predict calls while `video_clients` clients loop posting `clip` to /predict/video:
+    (normal (status, s) each, video statuses)."""
+    normal = photo(320, 240, seed=1, fmt="PNG")
+    stop = threading.Event()
+    video_codes: list[int] = []
+
+    def loop() -> None:
+        while not stop.is_set():
+            video_codes.append(post_video(url, clip)[0])
+
+    threads = [threading.Thread(target=loop, daemon=True) for _ in range(video_clients)]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)
+    try:
+        loaded = timed_predicts(url, normal, normal_n)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=120)
+    return loaded, video_codes
 
 
 def png16(side: int = 6300) -> bytes:
@@ -277,6 +366,156 @@ def header_bomb(url: str, size: int = 1_000_000) -> str:
         return line or _first_line(s)
 
 
+@dataclass
+class FloodResult:
+    opened: int = 0  # connections the kernel accepted
+    refused: int = 0  # ... that the server then answered 503 or closed within 1.5 s (per-address cap)
+    health_ms: list[float] = field(default_factory=list)  # /health latency from another address meanwhile
+    health_codes: list[int] = field(default_factory=list)
+    closed_after_s: float | None = None  # when the server had closed all the held ones (None: not within the wait)
+
+
+def connection_flood(
+    url: str, n: int, source: str = "127.0.0.2", trickle: bool = False, hold_s: float = 3.0, wait_close_s: float = 0.0
+) -> FloodResult:
+    """One client (source address `source`, loopback only) opens `n` connections and sends nothing (or, with
+    `trickle`, a request head one byte every 0.5 s); meanwhile /health is polled from 127.0.0.1 for `hold_s`.
+    With `wait_close_s`, also how long until the server has closed every held connection."""
+    host, port = _address(url)
+    result = FloodResult()
+    socks: list[socket.socket] = []
+    head = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 200 + b"\r\n\r\n"
+    try:
+        for _ in range(n):
+            try:
+                s = socket.create_connection((host, port), timeout=5, source_address=(source, 0))
+            except OSError:
+                result.refused += 1
+                continue
+            s.setblocking(False)
+            socks.append(s)
+        result.opened = len(socks)
+        time.sleep(1.5)
+        alive = []
+        for s in socks:  # refused within 1.5 s: answered 503 or closed (over the per-address cap: a 1 s deadline)
+            try:
+                data = s.recv(4096)
+                if data == b"" or data.startswith(b"HTTP/1.1 503"):
+                    result.refused += 1
+                    continue
+            except BlockingIOError:
+                pass
+            except OSError:
+                result.refused += 1
+                continue
+            alive.append(s)
+        started = time.monotonic()
+        offset = 0
+        with httpx.Client(base_url=url, timeout=10) as http:
+            while time.monotonic() - started < hold_s:
+                if trickle and offset < len(head):
+                    for s in alive:
+                        with suppress(OSError):
+                            s.send(head[offset : offset + 1])
+                    offset += 1
+                t0 = time.perf_counter()
+                try:
+                    result.health_codes.append(http.get("/health").status_code)
+                except httpx.HTTPError:
+                    result.health_codes.append(0)
+                result.health_ms.append((time.perf_counter() - t0) * 1e3)
+                time.sleep(0.5 if trickle else 0.1)
+        if wait_close_s:
+            result.closed_after_s = _all_closed_after(alive, started, wait_close_s)
+    finally:
+        for s in socks:
+            s.close()
+    return result
+
+
+def _all_closed_after(socks: list[socket.socket], started: float, limit_s: float) -> float | None:
+    """Seconds from `started` until the server has answered or closed every socket; None if not within `limit_s`."""
+    open_ = set(socks)
+    while open_ and time.monotonic() - started < limit_s:
+        for s in list(open_):
+            try:
+                s.recv(4096)  # data (a 408) or EOF: the server answered or closed it
+            except BlockingIOError:
+                continue  # still open and silent
+            except OSError:
+                pass  # reset: closed
+            open_.discard(s)
+        time.sleep(0.1)
+    return None if open_ else time.monotonic() - started
+
+
+def noise_clip(frames: int = 60, side: int = 320, fourcc: str = "MJPG") -> bytes:
+    """An AVI (MJPEG) of `frames` smooth-noise frames, side x side (~15 KB each): a clip on which a model at conf=0
+    reports a couple of hundred boxes a frame."""
+    import tempfile
+
+    import cv2
+
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "noise.avi"
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*fourcc), 15, (side, side))
+        for _ in range(frames):
+            small = rng.integers(0, 255, (side // 16, side // 16, 3), dtype=np.uint8)
+            writer.write(cv2.resize(small, (side, side), interpolation=cv2.INTER_CUBIC))
+        writer.release()
+        return path.read_bytes()
+
+
+def big_frame_clip(side: int = 8000, frames: int = 2) -> bytes:
+    """An MJPEG AVI of `frames` flat side x side frames (a few MB; each frame decodes to side*side*3 bytes)."""
+    import tempfile
+
+    import cv2
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "big.avi"
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 5, (side, side))
+        frame = np.full((side, side, 3), 90, np.uint8)
+        for _ in range(frames):
+            writer.write(frame)
+        writer.release()
+        return path.read_bytes()
+
+
+def hls_playlist(target: str) -> bytes:
+    """A ~100-byte HLS playlist naming `target` (a path on the server's disk)."""
+    return f"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\n{target}\n#EXT-X-ENDLIST\n".encode()
+
+
+def post_video(url: str, clip: bytes, name: str = "clip.avi", query: str = "") -> tuple[int, str]:
+    """POST /predict/video, reading the whole answer: (status, the first 300 characters of the body)."""
+    r = httpx.post(f"{url}/predict/video{query}", files={"file": (name, clip, "application/octet-stream")}, timeout=120)
+    return r.status_code, r.text[:300]
+
+
+@contextmanager
+def stalled_video_reader(url: str, clip: bytes, query: str = "?conf=0&max_det=1000") -> Iterator[str]:
+    """A client that posts `clip` to /predict/video, reads the status line, then stops reading (a 4 KiB receive
+    buffer, so the server's sends soon block). Yields the status line; the socket stays open inside the `with`."""
+    host, port = _address(url)
+    body, ctype = multipart(clip, "clip.avi")
+    head = (
+        f"POST /predict/video{query} HTTP/1.1\r\nHost: x\r\n"
+        f"Content-Type: {ctype}\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.settimeout(60)
+    try:
+        s.connect((host, port))
+        s.sendall(head.encode() + body)
+        first = s.recv(64).split(b"\r\n", 1)[0].decode("latin-1")
+        yield first
+    finally:
+        s.close()
+
+
 BURST_SCRIPT = r"""
 import asyncio, json, sys, httpx
 url, n, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
@@ -340,7 +579,12 @@ def main() -> None:  # pragma: no cover - a manual probe; the test module runs t
     parser.add_argument("--url", default="http://127.0.0.1:8000")
     parser.add_argument("--pid", type=int, required=True)
     parser.add_argument("--slow", type=int, default=80)
+    parser.add_argument("--only-21", action="store_true", help="only issue 21's rows (connections, video, decode...)")
     args = parser.parse_args()
+    if args.only_21:
+        for probe, result in issue21_rows(args.url, args.pid):
+            print(f"| {probe} | {result} |")
+        return
     url, pid = args.url, args.pid
     rows: list[tuple[str, str]] = []
     normal = photo(640, 480, seed=1, fmt="PNG")
@@ -381,6 +625,63 @@ def main() -> None:  # pragma: no cover - a manual probe; the test module runs t
     rows.append(("256-request 1080p burst", f"/health p99 {p99(lat):.0f} ms over {len(lat)} probes; uploads {kinds}"))
     for probe, result in rows:
         print(f"| {probe} | {result} |")
+
+
+def issue21_rows(url: str, pid: int) -> list[tuple[str, str]]:  # pragma: no cover - a manual probe
+    """Issue 21's table, regenerated (the same probes tests/integration/api/test_hostile_clients_network.py runs)."""
+    rows: list[tuple[str, str]] = []
+    flood = connection_flood(url, 1023, hold_s=3)
+    rows.append(
+        (
+            "1,023 idle sockets from one address",
+            f"{flood.refused} closed within 1.5 s (per-address cap), /health {sorted(set(flood.health_codes))} "
+            f"p99 {p99(flood.health_ms):.0f} ms",
+        )
+    )
+    trickle = connection_flood(url, 50, trickle=True, hold_s=1, wait_close_s=30)
+    closed = f"{trickle.closed_after_s:.1f} s" if trickle.closed_after_s is not None else "not within 30 s"
+    rows.append(("50 heads trickled at 1 B / 0.5 s", f"all closed after {closed}"))
+    answers = {post_video(url, hls_playlist(path), "clip.m3u8") for path in ("/etc/hostname", "/nonexistent")}
+    rows.append(("HLS playlist naming a server file / a missing one", f"{sorted(a[0] for a in answers)}"))
+    reset_peak(pid)
+    before = memory_kb(pid)["VmRSS"]
+    status, _ = post_video(url, big_frame_clip(8000, 2))
+    rows.append(("MJPEG AVI of 8000x8000 frames", f"{status}, +{(memory_kb(pid)['VmHWM'] - before) / 1024:.0f} MB"))
+    t0 = time.perf_counter()
+    r = httpx.post(url + "/predict", files={"file": ("s.jpg", scan_bomb(), "image/jpeg")})
+    rows.append(
+        ("progressive JPEG 4800x4800, 2,646 scans", f"{r.status_code} in {(time.perf_counter() - t0) * 1e3:.0f} ms")
+    )
+    mb, codes = growth_mb(url, pid, jpeg_bomb(6000, "CMYK"), 4, "cmyk.jpg")
+    rows.append(("4 CMYK 6000x6000 JPEGs without scan data", f"statuses {sorted(set(codes))}, +{mb:.0f} MB"))
+    names = [f"no-such-class-{i}" for i in range(200_000)]
+    r = httpx.post(url + "/predict", json={"image_base64": "", "classes": names})
+    rows.append(("classes= with 200k unknown names", f"{r.status_code}, body {len(r.content)} bytes"))
+    body = big_json(13.0)
+
+    def post() -> int:
+        headers = {"content-type": "application/json"}
+        return httpx.post(url + "/predict", content=body, headers=headers, timeout=60).status_code
+
+    lat, codes = health_while(url, post, 4)
+    rows.append(("4 clients posting 13 MB JSON objects", f"{sorted(set(codes))}; /health worst {max(lat):.0f} ms"))
+    loaded_v, video_codes = normal_during_videos(url, noise_clip(120))
+    rows.append(
+        (
+            "9 clients looping 120-frame clips + one /predict client",
+            f"normal p50 {statistics.median(t for _, t in loaded_v) * 1e3:.0f} ms, normal statuses "
+            f"{sorted({c for c, _ in loaded_v})}, video statuses {sorted(set(video_codes))}",
+        )
+    )
+    idle, loaded, _ = normal_during_batches(url, 4)
+    rows.append(
+        (
+            "4 clients looping 16-image batches + one /predict client",
+            f"normal p50 {statistics.median(t for _, t in loaded) * 1e3:.0f} ms (idle "
+            f"{statistics.median(t for _, t in idle) * 1e3:.0f} ms), normal statuses {sorted({c for c, _ in loaded})}",
+        )
+    )
+    return rows
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -162,6 +162,35 @@ class ExportConfig(_Strict):
     int8: Int8Config = Int8Config()
 
 
+AuthScope = Literal["predict", "metrics", "admin"]
+
+
+def _predict_only() -> list[AuthScope]:
+    return ["predict"]
+
+
+class ApiKeyConfig(_Strict):
+    """One API key, stored as the SHA-256 of the key (hex): the key itself is shown once, when it is made
+    (`python -m api.auth new NAME`), and never stored."""
+
+    name: str = Field(min_length=1, max_length=64)  # who: in the audit log and in /metrics
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    scopes: list[AuthScope] = Field(default_factory=_predict_only, min_length=1)
+    rate_per_minute: float = Field(600.0, ge=0)  # sustained requests a minute; 0: no rate limit
+    burst: int = Field(20, ge=1)  # requests allowed at once above the sustained rate
+    daily_quota: int = Field(0, ge=0)  # requests a UTC day; 0: no quota
+
+
+class AuthConfig(_Strict):
+    """API keys for every endpoint but /health. Off while no key is configured (the local demo)."""
+
+    keys: list[ApiKeyConfig] = Field(default_factory=list)
+    keys_file: str = ""  # a YAML file with `keys: [...]` in the same form (e.g. a mounted secret); added to `keys`
+    # Refuse to start on a non-loopback host with no key configured (otherwise: a loud warning at start-up).
+    require_on_network: bool = False
+    audit_log: str = ""  # admin actions, one JSON line each, appended here ("": the log, logger api.audit)
+
+
 class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
@@ -172,6 +201,10 @@ class ServerConfig(_Strict):
     micro_batching: Literal["auto", "always", "never"] = "auto"
     max_wait_ms: float = Field(2.0, ge=0, le=1000)
     queue_size: int = Field(64, ge=1, le=100_000)
+    # Fair sharing: batch items and video frames may hold at most this share of queue_size; the rest is kept for
+    # single images, which workers also take first (single_priority of them per bulk image while both wait).
+    bulk_queue_share: float = Field(0.5, gt=0, le=1)
+    single_priority: int = Field(4, ge=1, le=1000)
     # Model threads; 0 (default): one per slot of the loaded backend (TensorRT: one per execution context, so both
     # contexts are busy at once; CPU backends: 1).
     workers: int = Field(0, ge=0, le=64)
@@ -184,9 +217,14 @@ class ServerConfig(_Strict):
     decode_pixel_budget: int = Field(48_000_000, ge=1)  # decoded pixels held by all requests together
     decode_wait_s: float = Field(10.0, ge=0)  # how long a request waits for the pixel budget before 503
     decode_mode: Literal["reduced", "exact"] = "reduced"  # reduced: JPEGs decode at the size the model needs
+    decode_timeout_s: float = Field(10.0, gt=0)  # an image still decoding after this: 504 (never a silent long wait)
     max_header_bytes: int = Field(16384, ge=1024, le=1_048_576)  # request line + headers; beyond: 400
     keep_alive_s: float = Field(5.0, gt=0, le=300)  # idle keep-alive connections are closed after this
-    max_connections: int = Field(1024, ge=1)  # open connections + tasks; beyond: 503 from the HTTP server
+    # Open connections; requests in progress beyond it get 503. Idle connections do not count towards that 503: a
+    # new connection past it closes the longest-idle one (api/http_protocol.py).
+    max_connections: int = Field(1024, ge=1)
+    max_connections_per_client: int = Field(128, ge=0)  # per client address; 0: no cap (behind a reverse proxy)
+    head_timeout_s: float = Field(10.0, gt=0, le=300)  # request line + headers must arrive within this; else 408
     model_dir: str = ""  # /admin/reload loads only files under it; empty: the folder of inference.model_path
     max_model_mb: float = Field(2048.0, gt=0)  # /admin/reload refuses larger files before reading them
 
@@ -195,6 +233,12 @@ class ServerConfig(_Strict):
     max_video_seconds: float = Field(60.0, gt=0)
     max_video_frames: int = Field(1800, ge=1)
     video_tmp_dir: str = ""  # where uploaded clips are spooled while they are processed ("": the system's temp dir)
+    max_video_jobs: int = Field(2, ge=1, le=1024)  # clips being streamed at once; beyond: 503 + Retry-After
+    # A stream whose client reads nothing for this long is dropped (its temporary clip removed).
+    video_send_timeout_s: float = Field(30.0, gt=0)
+    auth: AuthConfig = AuthConfig()
+    tls_certfile: str = ""  # PEM certificate (chain): serve HTTPS (uvicorn's ssl_certfile); "": plain HTTP
+    tls_keyfile: str = ""  # its private key (uvicorn's ssl_keyfile), when not in the certificate file
 
     @model_validator(mode="after")
     def _budget_holds_one_image(self) -> ServerConfig:

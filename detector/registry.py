@@ -42,6 +42,16 @@ def registry_resolver(tracking_uri: str, cache_dir: str | Path) -> ModelResolver
 
 def resolve_registry_model(uri: str, tracking_uri: str, cache_dir: Path) -> ResolvedModel:
     ref = parse_registry_uri(uri)
+    missing = _missing_local_store(tracking_uri)
+    if missing:
+        # Fail before MLflow is imported (seconds) or asked anything: its client creates a SQLite database (a file
+        # store: its folders) on first use, so a reload naming a registry on a server that has none used to leave
+        # a new mlflow.db in the server's working folder, after 5 s.
+        raise ModelLoadError(
+            f"cannot resolve {uri}: there is no MLflow registry here (the {missing} named by "
+            "train.mlflow.tracking_uri does not exist); register a model first or point tracking_uri at your "
+            "MLflow server"
+        )
     try:
         import mlflow
         from mlflow import MlflowClient
@@ -112,6 +122,26 @@ def _safe(name: str) -> str:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+def _missing_local_store(tracking_uri: str) -> str:
+    """For a local store (a SQLite URI, a file: URI or a plain folder) that does not exist: what is missing ("SQLite
+    database", "file store folder"); "" for one that exists and for remote stores (http, databricks...)."""
+    if tracking_uri.startswith("sqlite:"):
+        path = tracking_uri.removeprefix("sqlite:").removeprefix("///")
+        if tracking_uri.startswith("sqlite:////"):
+            path = "/" + path.lstrip("/")
+        if path in ("", ":memory:"):
+            return ""
+        return "" if Path(path).is_file() else "SQLite database"
+    if tracking_uri.startswith("file:"):
+        path = tracking_uri.removeprefix("file:").removeprefix("//")
+        return "" if Path(path).is_dir() else "file store folder"
+    if tracking_uri.split(":", 1)[0] in ("databricks", "databricks-uc", "uc"):
+        return ""
+    if "://" not in tracking_uri and ":" not in tracking_uri.split("/", 1)[0]:
+        return "" if Path(tracking_uri).is_dir() else "file store folder"
+    return ""
 
 
 def _redact(uri: str) -> str:

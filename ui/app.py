@@ -7,6 +7,10 @@ Design choices:
     is sent as PNG (Gradio has already applied EXIF orientation when it hands it to us).
   * Every failure (connection refused, timeout, 4xx `{"detail": ...}`, 503 with Retry-After) becomes a readable
     message in the page instead of a traceback.
+  * Safe to expose (issue 21): `auth=` (users from DETECTOR_UI_AUTH="user:password,..." or `--auth-file` with one
+    `user:password` a line), an upload limit (`max_file_size`, 10 MB like the API's `max_upload_mb`), Gradio's
+    cached uploads deleted after an hour, the API key for the service from DETECTOR_API_KEY, and a loud warning
+    when it listens beyond loopback without users.
   * Offline: analytics off, no share links, no server-side rendering (no Node process), and the default theme's fonts
     are `LocalFont`s that Gradio serves itself, so the page makes no request outside the UI's own origin (the
     browser test checks this).
@@ -37,6 +41,10 @@ DEFAULT_API_URL = "http://127.0.0.1:8000"
 # The service's own defaults (configs/inference.yaml); the UI cannot read the config without importing `detector`.
 DEFAULT_CONF = 0.25
 DEFAULT_IOU = 0.7
+DEFAULT_MAX_FILE_SIZE = "10mb"  # the API's default max_upload_mb
+AUTH_ENV = "DETECTOR_UI_AUTH"  # "user:password,user2:password2"
+API_KEY_ENV = "DETECTOR_API_KEY"  # sent to the service as X-API-Key when its auth is on
+CACHE_CLEANUP = (3600, 3600)  # Gradio's cached uploads: checked every hour, deleted when older than an hour
 
 
 class ApiError(Exception):
@@ -176,10 +184,12 @@ def build_app(api_url: str, timeout: float = 30.0, transport: httpx.BaseTranspor
     """The Gradio page, bound to one API base URL. `transport` lets tests swap the network for a fake."""
     import gradio as gr
 
-    client = httpx.Client(base_url=api_url, timeout=timeout, transport=transport)
+    api_key = os.environ.get(API_KEY_ENV, "")
+    headers = {"X-API-Key": api_key} if api_key else {}
+    client = httpx.Client(base_url=api_url, timeout=timeout, transport=transport, headers=headers)
     handle = make_handler(client)
     examples = sorted(str(p) for p in EXAMPLES_DIR.glob("*.jpg"))
-    app = gr.Blocks(title="YOLO detector", analytics_enabled=False)
+    app = gr.Blocks(title="YOLO detector", analytics_enabled=False, delete_cache=CACHE_CLEANUP)
     with app:
         gr.Markdown("# YOLO detector\nUpload an image (or pick an example), then press **Detect**.")
         model_info = gr.Markdown(elem_id="model-info")
@@ -203,12 +213,58 @@ def build_app(api_url: str, timeout: float = 30.0, transport: httpx.BaseTranspor
     return app
 
 
-def launch(api_url: str, host: str = "127.0.0.1", port: int = 7860) -> None:
+def parse_users(text: str) -> list[tuple[str, str]]:
+    """`user:password` pairs, separated by commas or new lines; ValueError for a malformed one."""
+    users = []
+    for item in text.replace("\n", ",").split(","):
+        item = item.strip()
+        if not item or item.startswith("#"):
+            continue
+        user, sep, password = item.partition(":")
+        if not sep or not user or not password:
+            raise ValueError("UI users must be written user:password (one per line or comma-separated)")
+        users.append((user, password))
+    return users
+
+
+def ui_users(auth_file: str | None = None) -> list[tuple[str, str]]:
+    """The UI's users: from `auth_file`, else from DETECTOR_UI_AUTH; [] for none."""
+    if auth_file:
+        return parse_users(Path(auth_file).read_text())
+    return parse_users(os.environ.get(AUTH_ENV, ""))
+
+
+def launch(
+    api_url: str,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    auth_file: str | None = None,
+    max_file_size: str = DEFAULT_MAX_FILE_SIZE,
+    block: bool = True,
+) -> gr.Blocks:
+    """Serve the UI (`block=False`: in a background thread, for tests; `app.close()` stops it)."""
     # Before Gradio is imported: it reads this at import time (analytics and the version check call home).
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    users = ui_users(auth_file)
+    if not users and host not in ("127.0.0.1", "localhost", "::1"):
+        print(
+            f"WARNING: the UI listens on {host} with no users: anyone who can reach port {port} can use it. "
+            f"Set {AUTH_ENV}=user:password or pass --auth-file.",
+            flush=True,
+        )
     app = build_app(api_url)
     # ssr_mode=False: no Node.js server; share=False: no tunnel to gradio.live.
-    app.launch(server_name=host, server_port=port, share=False, ssr_mode=False, show_error=True)
+    app.launch(
+        server_name=host,
+        server_port=port,
+        share=False,
+        ssr_mode=False,
+        show_error=True,
+        auth=users or None,
+        max_file_size=max_file_size,
+        prevent_thread_lock=not block,
+    )
+    return app
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -217,8 +273,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--api-url", default=DEFAULT_API_URL)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--auth-file", help=f"user:password lines (default: the {AUTH_ENV} variable)")
+    parser.add_argument("--max-file-size", default=DEFAULT_MAX_FILE_SIZE, help="largest upload, e.g. 10mb")
     args = parser.parse_args(argv)
-    launch(args.api_url, host=args.host, port=args.port)
+    launch(args.api_url, args.host, args.port, args.auth_file, args.max_file_size)
 
 
 if __name__ == "__main__":

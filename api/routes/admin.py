@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
+from api.auth import AUDIT_STATE
 from api.deps import ServiceDep, require_admin
 from api.errors import ApiError
 from api.routes.model import model_info
@@ -28,9 +29,10 @@ router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(requir
     ),
     responses=error_responses(401, 404, 409, 413, 415, 422, 503),
 )
-async def reload_model(body: ReloadRequest, service: ServiceDep) -> ReloadResponse:
+async def reload_model(request: Request, body: ReloadRequest, service: ServiceDep) -> ReloadResponse:
     started = time.perf_counter()
     backend = body.backend or service.config.inference.backend
+    setattr(request.state, AUDIT_STATE, f"reload {body.model_path[:200]} ({backend})")  # for the audit line
     try:
         old, _ = await run_in_threadpool(service.reload, body.model_path, backend)
     except (DetectorError, ApiError) as exc:

@@ -127,7 +127,7 @@ async def predict_batch(
             await form.close()
         t_read = time.perf_counter()
         for _ in range(len(datas)):
-            reservations.append(service.batcher.reserve())  # 503 + Retry-After at once when the queue is full
+            reservations.append(service.batcher.reserve(bulk=True))  # 503 + Retry-After at once when it is full
         results = await asyncio.gather(
             *(
                 _one(service, data, reservation, key, wanted, t_read)
@@ -157,7 +157,7 @@ async def _one(
         if isinstance(data, dict):
             return data
         try:
-            image: npt.NDArray[np.uint8] = await service.decode(data)
+            image: npt.NDArray[np.uint8] = await service.decode(data, bulk=True)
             t_decode = time.perf_counter()
             outcome = await service.batcher.submit(
                 reservation, image, key, service.config.inference.server.request_timeout_s

@@ -4,6 +4,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from api.deps import ServiceDep
+from api.errors import scrub_paths
 from api.schemas import HealthResponse
 
 router = APIRouter(tags=["service"])
@@ -22,6 +23,6 @@ async def health(service: ServiceDep) -> JSONResponse:
         status=service.status,
         backend=model.info.get("backend") if model else None,
         model_version=model.info.get("version") if model else None,
-        detail=service.error or None,
+        detail=scrub_paths(service.error) or None,
     )
     return JSONResponse(body.model_dump(exclude_none=True), status_code=200 if service.ready else 503)

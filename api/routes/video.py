@@ -2,7 +2,14 @@
 
 The upload is bounded by `max_upload_mb` like every body, then spooled to one temporary file (OpenCV reads
 files), probed, and refused before streaming starts when it is not a video (415) or longer than
-`max_video_seconds` / `max_video_frames` (422). Frames are decoded in the decode pool and submitted to the same
+`max_video_seconds` / `max_video_frames` (422) or its frames are over `max_pixels` (413).
+
+Untrusted clips (issue 21): the first bytes must start an MP4/MOV, Matroska/WebM or AVI container before FFmpeg
+sees the file (a playlist is a 415 whatever it names); the temporary file is named by the server, with the suffix
+of the container found, never the client's name or extension; and FFmpeg may open only local files with those
+three demuxers (`detector.runtime.video.restrict_ffmpeg`). At most `max_video_jobs` clips stream at once, each
+frame in flight holds its pixels in the shared decode budget, and a client that reads nothing for
+`video_send_timeout_s` is dropped (the clip removed). Frames are decoded in the decode pool and submitted to the same
 micro-batcher as images, up to `max_batch` frames in flight, so a clip fills batches by itself; lines come out in
 frame order, tracked (ByteTrack) in that order. The temporary file is removed whatever happens: a refused clip, the
 end of the stream, an error, or the client going away mid-stream.
@@ -30,7 +37,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from api.batching import GroupKey
 from api.deps import ReadyServiceDep
@@ -43,6 +50,7 @@ from api.errors import (
     UnsupportedMediaTypeError,
     status_for,
 )
+from api.http_protocol import CLOSE_EXTENSION
 from api.inputs import require_multipart
 from api.params import ClassesQuery, ConfQuery, IouQuery, MaxDetQuery
 from api.pipeline import class_filter, group_key
@@ -50,13 +58,23 @@ from api.schemas import error_responses
 from api.schemas_features import VideoFrame
 from api.service import Service
 from api.timing import timing_headers
-from detector.errors import DetectorError
+from detector.errors import DetectorError, ImageTooLargeError
 from detector.runtime.classes import filter_classes
-from detector.runtime.video import NotAVideoError, Tracker, VideoInfo, frame_record, probe_video, read_frames
+from detector.runtime.video import (
+    NotAVideoError,
+    Tracker,
+    VideoInfo,
+    frame_record,
+    probe_video,
+    read_frames,
+    restrict_ffmpeg,
+    sniff_container,
+)
 
 log = logging.getLogger("api.video")
 router = APIRouter(tags=["inference"])
 _RESERVE_RETRY_S = 0.02  # a full queue mid-stream: wait for room rather than fail the rest of the clip
+restrict_ffmpeg()  # before any clip is opened in this process: local files, MP4/MOV/Matroska/WebM/AVI demuxers only
 
 
 class _VideoJob:
@@ -71,11 +89,15 @@ class _VideoJob:
         self.closed = False
         self.lines = 0  # NDJSON lines handed to the server so far
         self.finished = False  # the stream reached its end (or its error line)
+        self.on_close: list[Any] = []  # callbacks run once by close(): give back the job place, held pixels
 
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
+        for callback in self.on_close:
+            with contextlib.suppress(Exception):
+                callback()
         for _, task in self.pending:
             task.cancel()
         frames = self.frames
@@ -86,6 +108,10 @@ class _VideoJob:
                 _close_quietly(frames)
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()  # an open capture keeps reading an unlinked file; the name is gone at once
+
+
+class _StalledReader(Exception):
+    """The client stopped reading the stream for longer than the send timeout."""
 
 
 def _close_quietly(frames: Iterator[Any]) -> None:
@@ -99,13 +125,38 @@ class _NDJSONResponse(StreamingResponse):
     """A StreamingResponse that closes its job however the stream ends (Starlette leaves a generator suspended
     when the client disconnects, to be finalised whenever it is garbage-collected)."""
 
-    def __init__(self, content: AsyncIterator[bytes], job: _VideoJob, headers: dict[str, str]) -> None:
+    def __init__(
+        self, content: AsyncIterator[bytes], job: _VideoJob, headers: dict[str, str], send_timeout_s: float
+    ) -> None:
         super().__init__(content, media_type="application/x-ndjson", headers=headers)
         self.job = job
+        self.send_timeout_s = send_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def timed_send(message: Message) -> None:
+            # uvicorn's send waits while the client does not read (the socket's buffers are full): bound that wait.
+            try:
+                async with asyncio.timeout(self.send_timeout_s):
+                    await send(message)
+            except TimeoutError:
+                raise _StalledReader from None
+
         try:
-            await super().__call__(scope, receive, send)
+            await super().__call__(scope, receive, timed_send)
+        except _StalledReader:
+            log.warning(
+                "dropped a video stream after %d lines: the client read nothing for %g s",
+                self.job.lines,
+                self.send_timeout_s,
+            )
+            self.job.finished = True
+            # Drop the connection (api/http_protocol.py offers that), so the server sees a disconnect, not an
+            # unfinished response; give the loop a turn to process it.
+            close = scope.get("extensions", {}).get(CLOSE_EXTENSION, {}).get("close")
+            if close is not None:
+                close()
+                for _ in range(3):
+                    await asyncio.sleep(0)
         finally:
             if not self.job.finished:
                 log.info("video stream stopped after %d lines: the client went away", self.job.lines)
@@ -161,25 +212,30 @@ async def predict_video(
     wanted = class_filter(service, classes)
     require_multipart(request, "the clip as field 'file'")
     job: _VideoJob | None = None
+    service.video_jobs.take()  # 503 at once when max_video_jobs clips are streaming; given back by job.close()
     try:
         # Uploads are bounded apart from the inference queue: a slow sender holds an upload place, never a queue
         # place (each frame reserves its own when it runs).
         with service.uploads.place():
             job = await _spool_upload(request, service)
+        job.on_close.append(service.video_jobs.give_back)  # from here on, closing the job gives the place back
         t_read = time.perf_counter()
-        info = await asyncio.get_running_loop().run_in_executor(service.decode_pool, _probe, job.path)
+        max_pixels = service.config.inference.server.max_pixels
+        info = await asyncio.get_running_loop().run_in_executor(service.bulk_decode_pool, _probe, job.path, max_pixels)
         _check_limits(service, info)
         t_probe = time.perf_counter()
     except BaseException:
         if job is not None:
             job.close()
+        else:
+            service.video_jobs.give_back()
         raise
     timings = {"read": round((t_read - started) * 1e3, 3), "probe": round((t_probe - t_read) * 1e3, 3)}
     headers = timing_headers(
         timings, **{"X-Video-Frames": str(info.frames), "X-Video-Fps": f"{info.fps:g}", "Cache-Control": "no-store"}
     )
     stream = _stream(service, job, info, key, wanted, Tracker(info.fps / vid_stride) if track else None, vid_stride)
-    return _NDJSONResponse(stream, job, headers)
+    return _NDJSONResponse(stream, job, headers, service.config.inference.server.video_send_timeout_s)
 
 
 async def _spool_upload(request: Request, service: Service) -> _VideoJob:
@@ -192,8 +248,9 @@ async def _spool_upload(request: Request, service: Service) -> _VideoJob:
             raise BadRequestError(f"send the clip as a multipart file field named 'file' (fields found: {found})")
         if upload.size is not None and upload.size > service.max_image_bytes:
             raise PayloadTooLargeError(f"the clip is {upload.size} bytes; the limit is {service.max_image_bytes}")
-        suffix = Path(upload.filename or "").suffix.lower()
-        suffix = suffix if suffix.isascii() and suffix[1:].isalnum() and len(suffix) <= 6 else ".bin"
+        # The container is read from the first bytes, before FFmpeg sees anything; the file gets the server's name
+        # and that container's suffix, never the client's name or extension.
+        suffix = _container_suffix(upload.file)
         tmp_dir = service.config.inference.server.video_tmp_dir or None
         fd, name = tempfile.mkstemp(prefix="detector-video-", suffix=suffix, dir=tmp_dir)
         job = _VideoJob(Path(name))
@@ -210,21 +267,41 @@ async def _spool_upload(request: Request, service: Service) -> _VideoJob:
         await form.close()
 
 
-def _probe(path: Path) -> VideoInfo:
-    """415 for an image or anything OpenCV cannot open as a video; 422 for a video without a decodable frame."""
+def _container_suffix(file: Any) -> str:
+    """The suffix for the container `file` starts (its position is restored); 415 for anything else: an image
+    (named, with a pointer to /predict), a playlist, or any other bytes."""
+    head = file.read(64)
+    file.seek(0)
+    if not head:
+        raise BadRequestError("the clip is empty (0 bytes)")
+    suffix = sniff_container(head)
+    if suffix is not None:
+        return suffix
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as img:
+        with Image.open(file) as img:
             kind = img.format
     except (UnidentifiedImageError, OSError, ValueError, ImportError):
         kind = None
+    finally:
+        file.seek(0)
     if kind is not None:
         raise UnsupportedMediaTypeError(f"this is a {kind} image, not a video: send images to /predict")
+    raise UnsupportedMediaTypeError(
+        "not a video: the file does not start an MP4/MOV, Matroska/WebM or AVI container (the formats accepted)"
+    )
+
+
+def _probe(path: Path, max_pixels: int) -> VideoInfo:
+    """415 for anything OpenCV cannot open as a video; 413 for frames over `max_pixels`; 422 for a video without a
+    decodable frame."""
     try:
-        return probe_video(path)
+        return probe_video(path, max_pixels)
     except NotAVideoError as exc:
         raise UnsupportedMediaTypeError(f"{exc}".replace(path.name, "the upload")) from None
+    except ImageTooLargeError as exc:
+        raise PayloadTooLargeError(f"{exc}".replace(path.name, "the upload")) from None
     except DetectorError as exc:
         raise UnprocessableError(f"{exc}".replace(path.name, "the upload")) from None
 
@@ -249,7 +326,7 @@ async def _detect(service: Service, frame: npt.NDArray[np.uint8], key: GroupKey)
     deadline = time.perf_counter() + timeout
     while True:
         try:
-            reservation = service.batcher.reserve()
+            reservation = service.batcher.reserve(bulk=True)
             break
         except ServiceUnavailableError:
             if time.perf_counter() > deadline or service.status == "shutting_down":
@@ -272,30 +349,54 @@ async def _stream(
     vid_stride: int,
 ) -> AsyncIterator[bytes]:
     loop = asyncio.get_running_loop()
-    window = max(1, service.config.inference.server.max_batch)
-    limit = service.config.inference.server.max_video_frames
-    frames = read_frames(job.path, vid_stride)
+    server = service.config.inference.server
+    window = max(1, server.max_batch)
+    limit = server.max_video_frames
+    frames = read_frames(job.path, vid_stride, server.max_pixels)
     job.frames = frames
+    # Each decoded frame holds its pixels in the shared decode budget until its line is out (or it is skipped),
+    # so frames in flight count as images do; what is still held when the job closes is given back then.
+    frame_pixels = max(1, info.width * info.height)
+    holds: deque[int] = deque()
+
+    def give_back_all() -> None:
+        while holds:
+            service.pixels.give_back(holds.popleft())
+
+    job.on_close.append(give_back_all)
 
     def emit(index: int, result: tuple[Any, dict[str, float]]) -> bytes:
         detections, timings = result
         detections = filter_classes(detections, wanted)
         record = frame_record(index, info.fps, detections, tracker.update(detections) if tracker else None)
         record["timings_ms"] = timings
+        if holds:
+            service.pixels.give_back(holds.popleft())
         return (json.dumps(record) + "\n").encode()
 
     try:
         while True:
-            job.reading = loop.run_in_executor(service.decode_pool, next, frames, None)
+            # Room in the budget for the next frame: our own oldest frames make room first, then wait in line.
+            while not (taken := service.pixels.try_take(frame_pixels)) and job.pending:
+                index0, task = job.pending.popleft()
+                job.lines += 1
+                yield emit(index0, await task)
+            if not taken:
+                taken = await service.pixels.acquire(frame_pixels, server.decode_wait_s)
+            holds.append(taken)
+            job.reading = loop.run_in_executor(service.bulk_decode_pool, next, frames, None)
             item = await job.reading
             job.reading = None
             if item is None:
+                service.pixels.give_back(holds.pop())
                 break
             index, frame, run = item
             if index >= limit:
                 raise UnprocessableError(f"the clip has more than {limit} frames (inference.server.max_video_frames)")
             if run:
                 job.pending.append((index, asyncio.ensure_future(_detect(service, frame, key))))
+            else:
+                service.pixels.give_back(holds.pop())
             while job.pending and (len(job.pending) >= window or job.pending[0][1].done()):
                 index0, task = job.pending.popleft()
                 job.lines += 1

@@ -11,7 +11,14 @@ from detector.config import Config
 def cmd_ui(args: argparse.Namespace, config: Config) -> None:
     require("gradio", "ui")
     app = require("ui.app", "ui")
-    app.launch(args.api_url or app.DEFAULT_API_URL, host=args.host, port=args.port)
+    max_mb = config.inference.server.max_upload_mb
+    app.launch(
+        args.api_url or app.DEFAULT_API_URL,
+        host=args.host,
+        port=args.port,
+        auth_file=args.auth_file,
+        max_file_size=f"{max_mb:g}mb",
+    )
 
 
 def register(commands: Commands) -> None:
@@ -19,3 +26,4 @@ def register(commands: Commands) -> None:
     p.add_argument("--api-url", help="base URL of the detection API (default http://127.0.0.1:8000)")
     p.add_argument("--host", default="127.0.0.1", help="interface the UI listens on (0.0.0.0 for all)")
     p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--auth-file", help="user:password lines for the UI's login (default: $DETECTOR_UI_AUTH)")

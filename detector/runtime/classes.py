@@ -14,8 +14,20 @@ from detector.errors import InvalidInputError
 from detector.runtime.detections import Detections
 
 
-def _listing(names: Mapping[int, str]) -> str:
-    return ", ".join(f"{i}={n}" for i, n in sorted(names.items()))
+def _listing(names: Mapping[int, str], shown: int = 30) -> str:
+    items = sorted(names.items())
+    more = f" and {len(items) - shown} more ({len(items)} in all)" if len(items) > shown else ""
+    return ", ".join(f"{i}={_cut(n)}" for i, n in items[:shown]) + more
+
+
+def _cut(text: str, width: int = 40) -> str:
+    return text if len(text) <= width else text[:width] + "..."
+
+
+def _few(items: list[str], shown: int = 5) -> str:
+    """The first `shown` entries (each cut short) and a count: 200,000 unknown names must not come back."""
+    more = f" and {len(items) - shown} more ({len(items)} in all)" if len(items) > shown else ""
+    return ", ".join(repr(_cut(u)) for u in items[:shown]) + more
 
 
 def parse_classes(spec: str | Iterable[str | int], names: Mapping[int, str]) -> frozenset[int]:
@@ -40,7 +52,7 @@ def parse_classes(spec: str | Iterable[str | int], names: Mapping[int, str]) -> 
             unknown.append(item)
     if unknown:
         raise InvalidInputError(
-            f"classes: unknown class {', '.join(repr(u) for u in unknown)}; the model's classes are "
+            f"classes: unknown class {_few(unknown)}; the model's classes are "
             f"{_listing(names)} (use names or ids, comma-separated)"
         )
     return frozenset(ids)

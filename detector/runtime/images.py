@@ -6,6 +6,12 @@ same library PIL wraps, bit-identical output) because it has the two things PIL 
 missing or corrupt scan data (PIL fills it grey and answers 200), and DCT scaling chosen by the size the caller
 needs (`reduce_to`): a 6000x6000 photo for a 640 px model decodes at 1/8 scale, 64x fewer pixels, in a fraction of
 the time. Without `reduce_to` the decode is exact (full size), as Ultralytics decodes.
+
+Bounded work per JPEG (issue 21): a progressive JPEG is decoded once per scan, so a 253 KB file with 2,646 scans
+took 9-46 s where an ordinary one of its size takes 6 ms. More than `MAX_JPEG_SCANS` start-of-scan markers is
+refused before decoding (libjpeg-turbo's own answer is the same: `TJPARAM_SCANLIMIT`). CMYK/YCCK JPEGs, which only
+PIL converts to RGB, are first checked strictly by libjpeg-turbo at 1/8 scale, so missing scan data is a 422 as for
+RGB, not a grey image.
 """
 
 from __future__ import annotations
@@ -26,6 +32,10 @@ from detector.errors import ImageTooLargeError, InvalidImageError, UnsupportedIm
 ACCEPTED_FORMATS = ("JPEG", "PNG", "BMP", "WEBP")
 _OPENED_AS = {"MPO": "JPEG"}  # PIL names a multi-picture JPEG "MPO"; we read its first frame as a JPEG
 DEFAULT_MAX_PIXELS = 40_000_000
+# Ordinary progressive JPEGs have about 10 scans (libjpeg's default script), an MPO a few per frame; libjpeg-turbo's
+# fuzzers stop at 500. The count is of SOS markers in the whole file (embedded thumbnails included): cheap, and
+# an overestimate, never an under-count (0xFF 0xDA cannot occur inside entropy-coded data, which stuffs 0xFF).
+MAX_JPEG_SCANS = 100
 _ROW_CHUNK = 256  # 16-bit conversion works on this many rows at a time, so no full-size temporaries
 
 # Our own limit is enforced before decoding; PIL's warning-only limit would just add noise.
@@ -82,6 +92,7 @@ def probe_image(
 ) -> ImageProbe:
     """Read only the header: format and size checks (the same errors as decoding) and the decoded pixel count."""
     with _open(data, max_pixels) as img:
+        _check_scans(data, img)
         width, height = _displayed_size(img)
         scaled = _jpeg_scaled_size(data, img, reduce_to)
         pixels = scaled[0] * scaled[1] if scaled else width * height
@@ -94,6 +105,7 @@ def decode_image_scaled(
     """Decode like `decode_image`; with `reduce_to=(h, w)` (a model's input), a JPEG larger than twice what a
     letterbox to that size keeps is decoded at the smallest DCT scale (1/2 .. 1/8) that still covers it."""
     with _open(data, max_pixels) as img:
+        _check_scans(data, img)
         width, height = _displayed_size(img)
         try:
             with warnings.catch_warnings():
@@ -101,6 +113,8 @@ def decode_image_scaled(
                 if img.format in ("JPEG", "MPO") and img.mode in ("RGB", "L"):
                     pixels = _decode_jpeg(data, img, reduce_to)
                 else:  # PNG, BMP, WebP, and CMYK/YCCK JPEGs (PIL's own colour conversion, as before)
+                    if img.format in ("JPEG", "MPO"):
+                        _check_jpeg_strictly(data)
                     img.load()
                     pixels = _to_rgb(_upright(img))
         except (OSError, ValueError, SyntaxError) as exc:
@@ -136,6 +150,22 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
             f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels} pixels"
         )
     return img
+
+
+def _check_scans(data: bytes, img: Image.Image) -> None:
+    if img.format in ("JPEG", "MPO"):
+        scans = data.count(b"\xff\xda")
+        if scans > MAX_JPEG_SCANS:
+            raise InvalidImageError(
+                f"the JPEG has {scans} scans; at most {MAX_JPEG_SCANS} are accepted (ordinary progressive JPEGs have"
+                " about 10): re-encode it"
+            )
+
+
+def _check_jpeg_strictly(data: bytes) -> None:
+    """Decode the entropy-coded data at the smallest DCT scale, strictly (any missing or corrupt scan data is an
+    error), without keeping the result: for JPEGs PIL decodes (CMYK/YCCK), whose decoder fills gaps with grey."""
+    simplejpeg.decode_jpeg(data, colorspace="CMYK", strict=True, min_height=1, min_width=1)
 
 
 def _orientation(img: Image.Image) -> int:

@@ -7,6 +7,7 @@ not confirmed yet gets `track_id: null`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,8 +16,32 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from detector.errors import InvalidInputError
+from detector.errors import ImageTooLargeError, InvalidInputError
 from detector.runtime.detections import Detections
+
+# What OpenCV's FFmpeg may open for untrusted clips: local files only, and only these demuxers (MP4/MOV,
+# Matroska/WebM, AVI). Without it, FFmpeg probes every format it knows: an HLS or concat playlist uploaded as a
+# "video" makes it open the files (or URLs) the playlist names. OpenCV reads this variable on every open.
+FFMPEG_CAPTURE_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
+SAFE_FFMPEG_OPTIONS = "protocol_whitelist;file|format_whitelist;mov,matroska,webm,avi"
+
+
+def restrict_ffmpeg() -> None:
+    """Make every later OpenCV FFmpeg capture in this process use `SAFE_FFMPEG_OPTIONS` (the service calls it)."""
+    os.environ[FFMPEG_CAPTURE_ENV] = SAFE_FFMPEG_OPTIONS
+
+
+def sniff_container(head: bytes) -> str | None:
+    """The file suffix of the video container these first bytes start (".mp4" for MP4/MOV/3GP, ".mkv" for
+    Matroska/WebM, ".avi" for AVI), or None when they start none of those. At least 12 bytes are needed."""
+    if len(head) >= 12:
+        if head[4:8] == b"ftyp":
+            return ".mp4"
+        if head[:4] == b"\x1a\x45\xdf\xa3":
+            return ".mkv"
+        if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+            return ".avi"
+    return None
 
 
 class NotAVideoError(InvalidInputError):
@@ -35,17 +60,26 @@ class VideoInfo:
         return self.frames / self.fps if self.fps > 0 else 0.0
 
 
-def probe_video(path: str | Path) -> VideoInfo:
-    """Open `path` with OpenCV and read its stream properties; InvalidInputError when it is not a readable video."""
+def probe_video(path: str | Path, max_pixels: int = 0) -> VideoInfo:
+    """Open `path` with OpenCV and read its stream properties; InvalidInputError when it is not a readable video,
+    ImageTooLargeError when its frames (as the stream header declares them) have more than `max_pixels` (0: no
+    limit), checked before a frame is decoded."""
     import cv2
 
     cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
     try:
         if not cap.isOpened():
             raise NotAVideoError(f"{Path(path).name}: not a video OpenCV can read (MP4, AVI, MKV, WebM, MOV)")
+        width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+        if max_pixels and width * height > max_pixels:
+            raise ImageTooLargeError(
+                f"the video's frames are {width}x{height} = {width * height} pixels; the limit is {max_pixels}"
+            )
         ok, frame = cap.read()
         if not ok or frame is None:
             raise InvalidInputError(f"{Path(path).name}: the video has no decodable frame")
+        if max_pixels and frame.shape[0] * frame.shape[1] > max_pixels:  # a header that understated the size
+            raise ImageTooLargeError(f"the video's frames have more than {max_pixels} pixels (the limit)")
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
         frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         return VideoInfo(
@@ -55,9 +89,12 @@ def probe_video(path: str | Path) -> VideoInfo:
         cap.release()
 
 
-def read_frames(path: str | Path, vid_stride: int = 1) -> Iterator[tuple[int, npt.NDArray[np.uint8], bool]]:
+def read_frames(
+    path: str | Path, vid_stride: int = 1, max_pixels: int = 0
+) -> Iterator[tuple[int, npt.NDArray[np.uint8], bool]]:
     """Every frame of the video as `(index, RGB frame, processed)`; `processed` is True for every `vid_stride`-th
-    frame (0, N, 2N...). All frames are yielded so a writer can keep the frame count; decoding stops at the end."""
+    frame (0, N, 2N...). All frames are yielded so a writer can keep the frame count; decoding stops at the end.
+    A frame of more than `max_pixels` (0: no limit; a stream whose size changes mid-clip) is an ImageTooLargeError."""
     import cv2
 
     if vid_stride < 1:
@@ -71,6 +108,8 @@ def read_frames(path: str | Path, vid_stride: int = 1) -> Iterator[tuple[int, np
             ok, frame = cap.read()
             if not ok or frame is None:
                 return
+            if max_pixels and frame.shape[0] * frame.shape[1] > max_pixels:
+                raise ImageTooLargeError(f"frame {index} has more than {max_pixels} pixels (the limit)")
             yield index, np.ascontiguousarray(frame[:, :, ::-1]), index % vid_stride == 0
             index += 1
     finally:

@@ -196,3 +196,53 @@ def test_swapped_model_is_closed_after_its_last_borrower() -> None:
     assert old.closed and not new.closed
     with slot.use() as current:
         assert current.detector is new
+
+
+# Fair sharing (issue 21): bulk work (batch items, video frames) cannot fill the queue or run ahead of singles.
+
+
+class OrderRecorder(FakeDetector):
+    def __init__(self, gate: threading.Event) -> None:
+        super().__init__(echo=True, gate=gate)
+        self.order: list[int] = []
+
+    def predict_batch(self, images: Any, *args: Any, **kwargs: Any) -> Any:
+        result = super().predict_batch(images, *args, **kwargs)
+        self.order += [int(img[0, 0, 0]) for img in images]
+        return result
+
+
+def test_bulk_work_holds_at_most_its_share_of_the_queue() -> None:
+    b = make(FakeDetector(), queue_size=8, bulk_queue_share=0.5)
+    bulk = [b.reserve(bulk=True) for _ in range(4)]
+    with pytest.raises(ServiceUnavailableError, match="batch or video images are already queued"):
+        b.reserve(bulk=True)
+    singles = [b.reserve() for _ in range(4)]  # before: the bulk work could take every place
+    with pytest.raises(ServiceUnavailableError):
+        b.reserve()
+    bulk[0].release()
+    bulk.append(b.reserve(bulk=True))  # a place given back is a place again
+    for r in bulk + singles:
+        r.release()
+    b.close(1)
+
+
+def test_workers_take_single_images_first_but_bulk_still_advances() -> None:
+    gate = threading.Event()
+    det = OrderRecorder(gate)
+    b = make(det, micro_batching="never", single_priority=2)
+
+    async def main() -> None:
+        first = asyncio.ensure_future(one(b, 1, reservation=b.reserve(bulk=True)))
+        await asyncio.sleep(0.1)  # the worker holds job 1, waiting on the gate
+        bulk = [asyncio.ensure_future(one(b, v, reservation=b.reserve(bulk=True))) for v in range(2, 6)]
+        await asyncio.sleep(0.05)
+        singles = [asyncio.ensure_future(one(b, v, reservation=b.reserve())) for v in range(100, 104)]
+        await asyncio.sleep(0.05)
+        gate.set()
+        await asyncio.gather(first, *bulk, *singles)
+
+    asyncio.run(main())
+    b.close(1)
+    # Before: one FIFO, 1 2 3 4 5 100 101 102 103 (the singles behind every bulk image).
+    assert det.order == [1, 100, 101, 2, 102, 103, 3, 4, 5], det.order

@@ -169,3 +169,38 @@ def test_build_app_constructs_offline() -> None:
     app = build_app(URL, transport=httpx.MockTransport(lambda _: httpx.Response(200, json=PAYLOAD)))
     assert app.title == "YOLO detector"
     assert app.analytics_enabled is False
+
+
+def test_users_are_parsed_and_malformed_ones_refused() -> None:
+    from ui.app import parse_users
+
+    assert parse_users("ann:secret, bob:pa:ss\n# comment\n") == [("ann", "secret"), ("bob", "pa:ss")]
+    assert parse_users("") == []
+    with pytest.raises(ValueError, match="user:password"):
+        parse_users("ann")
+
+
+def test_the_ui_needs_a_login_and_bounds_uploads(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Issue 21: before, no login and a 30 MB upload was accepted (stored in the temp folder, downloadable).
+    pytest.importorskip("gradio")
+    from tests.servers import free_port
+    from ui.app import launch
+
+    monkeypatch.setenv("DETECTOR_UI_AUTH", "ann:secret")
+    port = free_port()
+    app = launch(URL, host="127.0.0.1", port=port, max_file_size="1mb", block=False)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        with httpx.Client(base_url=base, timeout=30) as anonymous:
+            assert anonymous.get("/config").status_code == 401
+            r = anonymous.post("/gradio_api/upload", files={"files": ("a.png", b"x" * 100, "image/png")})
+            assert r.status_code in (401, 403), r.status_code
+        with httpx.Client(base_url=base, timeout=30) as user:
+            assert user.post("/login", data={"username": "ann", "password": "secret"}).status_code == 200
+            assert user.get("/config").status_code == 200
+            big = user.post("/gradio_api/upload", files={"files": ("a.png", b"x" * 2_000_000, "image/png")})
+            assert big.status_code == 413, big.status_code
+            small = user.post("/gradio_api/upload", files={"files": ("a.png", b"x" * 1000, "image/png")})
+            assert small.status_code == 200, small.text
+    finally:
+        app.close()
