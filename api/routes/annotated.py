@@ -19,7 +19,7 @@ from api.deps import ReadyServiceDep
 from api.params import ClassesQuery, ConfQuery, IouQuery, MaxDetQuery
 from api.pipeline import group_key, predicting
 from api.routes.predict import _openapi_body
-from api.schemas import error_responses
+from api.schemas import error_responses, schema_ref
 from api.schemas_features import AnnotatedPredictionResponse
 from api.timing import timing_headers
 from detector.runtime.draw import draw_detections, encode_jpeg
@@ -43,7 +43,7 @@ router = APIRouter(tags=["inference"])
             "description": "The drawn image (or, with include=json, the detections plus the drawn image)",
             "content": {
                 "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
-                "application/json": {"schema": AnnotatedPredictionResponse.model_json_schema()},
+                "application/json": {"schema": schema_ref(AnnotatedPredictionResponse)},
             },
         },
         **error_responses(400, 413, 415, 422, 503, 504),
