@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Security
 
 from api.auth import AuthMiddleware, KeyRing, api_key_header, install_audit_file, load_keys
-from api.docs import install_offline_docs
+from api.docs import install_documented_schemas, install_offline_docs
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimitMiddleware, ReadTimeoutMiddleware
 from api.metrics import Metrics, MetricsMiddleware
@@ -78,6 +78,7 @@ def create_app(
         title="YOLO detector", version="1", description=DESCRIPTION, lifespan=lifespan, docs_url=None, redoc_url=None
     )
     install_offline_docs(app)
+    install_documented_schemas(app)
     app.state.metrics = app_metrics
     app.state.service = None
     install_error_handlers(app)

@@ -7,12 +7,15 @@ host. The assets bundled in `fastapi-offline` are served from this app instead.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import fastapi_offline
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
+
+from api.schemas import add_documented_schemas
 
 STATIC_URL = "/static-docs"
 STATIC_DIR = Path(fastapi_offline.__file__).parent / "static"
@@ -42,3 +45,17 @@ def install_offline_docs(app: FastAPI) -> None:
             redoc_favicon_url=f"{STATIC_URL}/favicon.png",
             with_google_fonts=False,
         )
+
+
+def install_documented_schemas(app: FastAPI) -> None:
+    """`app.openapi()` (served at /openapi.json, rendered by /docs and the docs site) with the component schemas of
+    the models that routes document by hand (`api.schemas.schema_ref`), so every `$ref` in it resolves."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:  # FastAPI builds the document once and caches it in `openapi_schema`
+            add_documented_schemas(generate())
+        assert app.openapi_schema is not None
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to customise the schema

@@ -8,6 +8,8 @@ NMS), so it never splits a micro-batch.
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,14 +68,28 @@ async def predict_image(
     service: Service,
     key: GroupKey,
     classes: str | None,
-    full_size: bool = False,
 ) -> Prediction:
+    """`predicting` for a route that needs only the detections: the pixels go back to the budget on return."""
+    async with predicting(request, service, key, classes) as prediction:
+        return prediction
+
+
+@asynccontextmanager
+async def predicting(
+    request: Request,
+    service: Service,
+    key: GroupKey,
+    classes: str | None,
+    full_size: bool = False,
+) -> AsyncIterator[Prediction]:
     """Read, decode and detect the one image of this request (multipart `file` or JSON `image_base64`).
 
     The body is received under an upload place (bounded apart from the queue, so slow senders never hold queue
-    places); a queue place is reserved once it has arrived. Decoding shares the server's pixel budget and, in
-    `decode_mode: reduced`, may decode big JPEGs at the model's size; `full_size=True` (drawing on the image)
-    always decodes every pixel and keeps them in `Prediction.image`.
+    places); a queue place is reserved once it has arrived and released when inference is done. Decoding shares
+    the server's pixel budget and, in `decode_mode: reduced`, may decode big JPEGs at the model's size;
+    `full_size=True` (drawing on the image) always decodes every pixel and keeps them in `Prediction.image`.
+    The decoded pixels stay counted in the budget until the `with` block ends, so a route that uses
+    `Prediction.image` (draws, encodes) does it inside the block, while its array is still accounted for.
     """
     started = time.perf_counter()
     wanted = class_filter(service, classes)  # 422 before anything is read
@@ -88,25 +104,25 @@ async def predict_image(
     timeout = service.config.inference.server.request_timeout_s
     reservation = service.batcher.reserve()  # 503 + Retry-After at once when the queue is full
     try:
-        if full_size:
-            pixels = await service.decode(body.data)
+        async with service.decoded(body.data, full_size=full_size) as decoded:
             t_decode = time.perf_counter()
-            outcome = await service.batcher.submit(reservation, pixels, key, timeout)
-            image: npt.NDArray[np.uint8] | None = pixels
-            size = (int(pixels.shape[0]), int(pixels.shape[1]))
-            detections = outcome.detections
-        else:
-            async with service.decoded(body.data) as decoded:
-                t_decode = time.perf_counter()
+            try:
                 outcome = await service.batcher.submit(reservation, decoded.pixels, key, timeout)
-                detections = to_sent_image(outcome.detections, decoded)
-                image, size = None, (decoded.height, decoded.width)
+            finally:
+                reservation.release()  # the queue place is for inference only, not for what the route does next
+            detections = to_sent_image(outcome.detections, decoded)  # unchanged after a full-size decode
+            timings = {
+                "read": round((t_read - started) * 1e3, 3),
+                "decode": round((t_decode - t_read) * 1e3, 3),
+                **outcome.timings_ms,
+                "total": round((time.perf_counter() - started) * 1e3, 3),
+            }
+            yield Prediction(
+                decoded.pixels if full_size else None,
+                (decoded.height, decoded.width),
+                filter_classes(detections, wanted),
+                outcome,
+                timings,
+            )
     finally:
-        reservation.release()
-    timings = {
-        "read": round((t_read - started) * 1e3, 3),
-        "decode": round((t_decode - t_read) * 1e3, 3),
-        **outcome.timings_ms,
-        "total": round((time.perf_counter() - started) * 1e3, 3),
-    }
-    return Prediction(image, size, filter_classes(detections, wanted), outcome, timings)
+        reservation.release()  # when the decode failed before inference (releasing twice is a no-op)

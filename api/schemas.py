@@ -10,8 +10,36 @@ from functools import cache
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 BACKENDS = Literal["auto", "onnxruntime", "openvino", "tensorrt"]
+COMPONENT_REF = "#/components/schemas/{model}"
+
+# The models that routes document by hand (`openapi_extra`, `responses` with a media type FastAPI does not generate),
+# each with the mode its schema is for: a request body validates, a response serializes.
+_DOCUMENTED_BY_HAND: dict[type[BaseModel], JsonSchemaMode] = {}
+
+
+def schema_ref(model: type[BaseModel], mode: JsonSchemaMode = "serialization") -> dict[str, str]:
+    """A `$ref` to `model` among the OpenAPI document's component schemas, for a body or response documented by hand.
+
+    Why not `model.model_json_schema()` inline: its nested models are `$ref`s to `#/$defs/...`, which exist only
+    inside that one schema, not in the OpenAPI document, so Swagger UI and the docs site cannot resolve them.
+    FastAPI puts into the components only the models of declared parameters and response models; the ones named
+    here are added by `add_documented_schemas`."""
+    _DOCUMENTED_BY_HAND[model] = mode
+    return {"$ref": COMPONENT_REF.format(model=model.__name__)}
+
+
+def add_documented_schemas(document: dict[str, Any]) -> None:
+    """Put the models passed to `schema_ref`, and every model they refer to, into `document`'s component schemas.
+    A model FastAPI already added keeps its entry (the same schema, generated the same way)."""
+    if not _DOCUMENTED_BY_HAND:
+        return
+    _, top = models_json_schema(list(_DOCUMENTED_BY_HAND.items()), ref_template=COMPONENT_REF)
+    components = document.setdefault("components", {}).setdefault("schemas", {})
+    for name, schema in top.get("$defs", {}).items():
+        components.setdefault(name, schema)
 
 
 @cache

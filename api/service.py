@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import numpy.typing as npt
 
 from api.batching import MicroBatcher
 from api.decode_budget import PixelBudget
@@ -285,11 +284,6 @@ class Service:
             f"decoding the image took longer than {timeout:g} s (inference.server.decode_timeout_s); "
             "send a smaller or simpler image"
         )
-
-    async def decode(self, data: bytes, bulk: bool = False) -> npt.NDArray[np.uint8]:
-        """Full-size decode (exact), within the pixel budget while it runs."""
-        async with self.decoded(data, full_size=True, bulk=bulk) as image:
-            return image.pixels
 
     # -- shutdown -----------------------------------------------------------------------------------------------
 

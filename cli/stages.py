@@ -10,12 +10,12 @@ from typing import Any
 from detector.config import Config
 from detector.errors import AccuracyGateError, ConfigError, DatasetError, ModelLoadError, QuantizationRefusedError
 from detector.files import write_atomic
+from detector.paths import BEST_WEIGHTS, TRAIN_REPORT
 from detector.runtime.metadata import read_onnx_metadata, sha256_file
 
 log = logging.getLogger(__name__)
 
 METRICS_OUT = Path("reports/metrics.json")
-TRAIN_REPORT = Path("reports/train.json")
 QUANTIZE_REPORT = Path("reports/quantize.json")  # the quantize stage's outcome: accepted, or refused and why
 
 
@@ -55,7 +55,7 @@ def stage_train(config: Config) -> dict[str, Any]:
     return asdict(train(config))
 
 
-def stage_export(config: Config, weights: str = "models/best.pt", out: str | None = None) -> dict[str, Any]:
+def stage_export(config: Config, weights: str = str(BEST_WEIGHTS), out: str | None = None) -> dict[str, Any]:
     from export.onnx import export_onnx
 
     provenance = export_provenance(Path(weights), _read_json(TRAIN_REPORT) if TRAIN_REPORT.exists() else {})
@@ -154,7 +154,7 @@ def stage_evaluate(config: Config, register: bool = True) -> dict[str, Any]:
         results["int8"] = {"status": "accepted", "model": str(int8_path), **_evaluate_model(int8_path, dataset_dir)[0]}
     elif QUANTIZE_REPORT.exists() and (record := _read_json(QUANTIZE_REPORT)).get("status") == "refused":
         results["int8"] = {"status": "refused", "reason": record.get("reason", ""), "model": None}
-    results["ultralytics_val_pt"] = _ultralytics_val(config, Path("models/best.pt"))
+    results["ultralytics_val_pt"] = _ultralytics_val(config, BEST_WEIGHTS)
     results["model"] = {k: model_info[k] for k in ("name", "version", "input_size", "dataset_version")}
     mlcfg = config.train.mlflow
     run_id = model_info.get("source_run_id") or ""

@@ -106,8 +106,15 @@ class TrainConfig(_Strict):
         return Path(self.model).stem
 
 
+# The engine options' allowed values, defined once: EngineConfig checks them, detector.runtime.engines lists them.
+EnginePrecision = Literal["fp32", "fp16"]
+EngineInputDtype = Literal["float32", "uint8"]
+
+
 class EngineConfig(_Strict):
-    precision: Literal["fp32", "fp16"] = "fp16"
+    """`export.engine`: the one place its values are checked (`EngineSpec.from_config` takes them as they are)."""
+
+    precision: EnginePrecision = "fp16"
     workspace_gb: float = Field(2.0, gt=0, le=256)
     min_batch: int = Field(1, ge=1)
     opt_batch: int = Field(4, ge=1)
@@ -115,7 +122,7 @@ class EngineConfig(_Strict):
     engine_dir: str = "models/engines"
     # uint8: the engine takes 0-255 pixels and normalises them on the GPU (a quarter of the bytes to upload).
     # float32 until a GPU has measured that it pays (scripts/gpu_check.py times both uploads).
-    input_dtype: Literal["float32", "uint8"] = "float32"
+    input_dtype: EngineInputDtype = "float32"
 
     @model_validator(mode="after")
     def _ordered(self) -> EngineConfig:

@@ -54,7 +54,8 @@ if [[ "$BACKEND" == "tensorrt" ]]; then
     esac
     log "TensorRT engine for $MODEL ($PRECISION) on GPU $GPU in $ENGINE_DIR: reusing the cached one or building it (first start only)"
     start=$SECONDS
-    if "$DETECTOR" export engine --onnx "$MODEL" --precision "$PRECISION" --engine-dir "$ENGINE_DIR" --device "$GPU"; then
+    if "$DETECTOR" export engine --onnx "$MODEL" --device "$GPU" \
+        "export.engine.precision=$PRECISION" "export.engine.engine_dir=$ENGINE_DIR"; then
         log "engine ready in $((SECONDS - start)) s"
     else
         BACKEND=onnxruntime

@@ -18,7 +18,8 @@ from detector.runtime import Detections, Timings
 class FakeDetector:
     """A model without a model. Answers no boxes, or with `echo` one box per image whose score is the image's
     top-left value / 255 (so results can be matched to the requests they answer). Before answering it waits for
-    `gate` (at most 5 s) and sleeps `delay_s`; with `fail` it raises that instead. Records each call as
+    `gate` (at most 5 s) and sleeps `delay_s`; with `fail` it raises that instead. `entered` is set when a call
+    begins (a test waits on it to look at the server while inference runs). Records each call as
     `(images, conf, iou, max_det)` and whether, and on which thread, it was closed. `describe()` is
     `{name, version, backend: "fake", **info}`."""
 
@@ -40,6 +41,7 @@ class FakeDetector:
         self.calls: list[tuple[int, float, float, int]] = []
         self.closed = False
         self.closed_on: str | None = None
+        self.entered = threading.Event()
 
     def predict_batch(
         self,
@@ -50,6 +52,7 @@ class FakeDetector:
         multi_label: bool = False,
         timings: Timings | None = None,
     ) -> list[Detections]:
+        self.entered.set()
         if self.fail is not None:
             raise self.fail
         if self.gate is not None:

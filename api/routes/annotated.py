@@ -17,9 +17,9 @@ from starlette.requests import Request
 
 from api.deps import ReadyServiceDep
 from api.params import ClassesQuery, ConfQuery, IouQuery, MaxDetQuery
-from api.pipeline import group_key, predict_image
+from api.pipeline import group_key, predicting
 from api.routes.predict import _openapi_body
-from api.schemas import error_responses
+from api.schemas import error_responses, schema_ref
 from api.schemas_features import AnnotatedPredictionResponse
 from api.timing import timing_headers
 from detector.runtime.draw import draw_detections, encode_jpeg
@@ -43,7 +43,7 @@ router = APIRouter(tags=["inference"])
             "description": "The drawn image (or, with include=json, the detections plus the drawn image)",
             "content": {
                 "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
-                "application/json": {"schema": AnnotatedPredictionResponse.model_json_schema()},
+                "application/json": {"schema": schema_ref(AnnotatedPredictionResponse)},
             },
         },
         **error_responses(400, 413, 415, 422, 503, 504),
@@ -61,19 +61,22 @@ async def predict_annotated(
     ] = None,
 ) -> Response:
     key = group_key(service, conf, iou, max_det)
-    prediction = await predict_image(request, service, key, classes, full_size=True)  # drawn on every pixel
-    assert prediction.image is not None  # full_size keeps the pixels
-    # Drawing and JPEG encoding are CPU work: the decode pool, never the event loop.
-    loop = asyncio.get_running_loop()
-    drawn = await loop.run_in_executor(service.decode_pool, draw_detections, prediction.image, prediction.detections)
-    jpeg = await loop.run_in_executor(service.decode_pool, encode_jpeg, drawn)
+    # Drawn on every pixel (full_size); the pixels stay counted in the decode budget until the JPEG is made.
+    async with predicting(request, service, key, classes, full_size=True) as prediction:
+        assert prediction.image is not None  # full_size keeps the pixels
+        # Drawing and JPEG encoding are CPU work: the decode pool, never the event loop.
+        loop = asyncio.get_running_loop()
+        drawn = await loop.run_in_executor(
+            service.decode_pool, draw_detections, prediction.image, prediction.detections
+        )
+        jpeg = await loop.run_in_executor(service.decode_pool, encode_jpeg, drawn)
+        height, width = drawn.shape[:2]
     headers = timing_headers(
         prediction.timings_ms,
         **{"X-Batch-Size": str(prediction.outcome.batch_size), "X-Detection-Count": str(len(prediction.detections))},
     )
     if include == "json":
         body = prediction.payload()
-        height, width = drawn.shape[:2]
         body["annotated_image"] = {
             "media_type": "image/jpeg",
             "width": width,

@@ -12,8 +12,6 @@ import asyncio
 import time
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
@@ -157,21 +155,23 @@ async def _one(
         if isinstance(data, dict):
             return data
         try:
-            image: npt.NDArray[np.uint8] = await service.decode(data, bulk=True)
-            t_decode = time.perf_counter()
-            outcome = await service.batcher.submit(
-                reservation, image, key, service.config.inference.server.request_timeout_s
-            )
+            # The pixels stay counted in the decode budget until this image's entry is built.
+            async with service.decoded(data, full_size=True, bulk=True) as decoded:
+                t_decode = time.perf_counter()
+                outcome = await service.batcher.submit(
+                    reservation, decoded.pixels, key, service.config.inference.server.request_timeout_s
+                )
+                timings = {
+                    "decode": round((t_decode - t_read) * 1e3, 3),
+                    **outcome.timings_ms,
+                    "total": round((time.perf_counter() - t_read) * 1e3, 3),
+                }
+                size = decoded.pixels.shape
+                return prediction_payload(filter_classes(outcome.detections, wanted), size, outcome.model, timings)
         except DetectorError as exc:
             status = status_for(exc)
             if status >= 500:
                 raise
             return _item_error(status, str(exc))
-        timings = {
-            "decode": round((t_decode - t_read) * 1e3, 3),
-            **outcome.timings_ms,
-            "total": round((time.perf_counter() - t_read) * 1e3, 3),
-        }
-        return prediction_payload(filter_classes(outcome.detections, wanted), image.shape, outcome.model, timings)
     finally:
         reservation.release()

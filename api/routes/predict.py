@@ -9,7 +9,7 @@ from starlette.requests import Request
 from api.deps import ReadyServiceDep
 from api.params import ClassesQuery
 from api.pipeline import group_key, predict_image
-from api.schemas import Base64ImageRequest, PredictionResponse, error_responses, example_image_base64
+from api.schemas import Base64ImageRequest, PredictionResponse, error_responses, example_image_base64, schema_ref
 from api.timing import timing_headers
 
 router = APIRouter(tags=["inference"])
@@ -36,7 +36,7 @@ def _openapi_body() -> dict[str, Any]:
                     }
                 },
                 "application/json": {
-                    "schema": Base64ImageRequest.model_json_schema(),
+                    "schema": schema_ref(Base64ImageRequest, mode="validation"),
                     "examples": {
                         "png": {
                             "summary": "A 64x64 PNG (a circle and a square)",

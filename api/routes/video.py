@@ -54,7 +54,7 @@ from api.http_protocol import CLOSE_EXTENSION
 from api.inputs import require_multipart
 from api.params import ClassesQuery, ConfQuery, IouQuery, MaxDetQuery
 from api.pipeline import class_filter, group_key
-from api.schemas import error_responses
+from api.schemas import error_responses, schema_ref
 from api.schemas_features import VideoFrame
 from api.service import Service
 from api.timing import timing_headers
@@ -192,7 +192,7 @@ class _NDJSONResponse(StreamingResponse):
     responses={
         200: {
             "description": "One JSON object per line, per processed frame",
-            "content": {"application/x-ndjson": {"schema": VideoFrame.model_json_schema()}},
+            "content": {"application/x-ndjson": {"schema": schema_ref(VideoFrame)}},
         },
         **error_responses(400, 413, 415, 422, 503),
     },

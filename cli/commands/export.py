@@ -1,4 +1,7 @@
-"""`detector export engine` (TensorRT) and `detector export triton`. `export onnx` is a pipeline stage."""
+"""`detector export ...`: `onnx` (the pipeline's export stage), `int8`, `engine` (TensorRT) and `triton`.
+
+What an export is built with is configuration, set like every other key: `export.engine.precision=fp32`,
+`export.engine.max_batch=16` (configs/export.yaml lists them); the flags here only name inputs, outputs and devices."""
 
 from __future__ import annotations
 
@@ -10,10 +13,8 @@ from cli.main import Commands, require
 from cli.output import print_json
 from detector.config import Config
 from detector.errors import ModelLoadError
+from detector.paths import BEST_WEIGHTS
 from detector.runtime.engines import (
-    INPUT_DTYPES,
-    PRECISIONS,
-    BatchProfile,
     EngineInfo,
     EngineSpec,
     build_lock,
@@ -25,24 +26,17 @@ from detector.runtime.engines import (
 )
 
 
-def engine_spec(args: argparse.Namespace, config: Config) -> EngineSpec:
-    """`export.engine` from the config, with the flags given on the command line on top."""
-    eng = config.export.engine
-    return EngineSpec(
-        precision=args.precision or eng.precision,
-        workspace_gb=args.workspace_gb or eng.workspace_gb,
-        profile=BatchProfile(
-            args.min_batch or eng.min_batch, args.opt_batch or eng.opt_batch, args.max_batch or eng.max_batch
-        ),
-        engine_dir=args.engine_dir or eng.engine_dir,
-        input_dtype=args.input_dtype or eng.input_dtype,
-    )
+def cmd_onnx(args: argparse.Namespace, config: Config) -> None:
+    require("ultralytics", "train")
+    from cli.stages import stage_export
+
+    print_json(stage_export(config, weights=args.weights, out=args.out))
 
 
 def cmd_engine(args: argparse.Namespace, config: Config) -> None:
     from export.tensorrt import build_engine
 
-    spec = engine_spec(args, config)
+    spec = EngineSpec.from_config(config.export.engine)  # set with export.engine.* overrides, validated there
     onnx_path = Path(args.onnx or config.export.onnx_path)
     timing_cache = not args.no_timing_cache
     if args.force:  # under the same lock as every other build of this cache entry (replicas may be starting)
@@ -85,6 +79,11 @@ def cmd_int8(args: argparse.Namespace, config: Config) -> None:
 
 
 def register(commands: Commands) -> None:
+    commands.group("export", "export models: ONNX, INT8 ONNX, TensorRT engines, a Triton repository")
+    p = commands.add("onnx", cmd_onnx, "export Ultralytics weights to ONNX with embedded metadata", "export")
+    p.add_argument("--weights", default=str(BEST_WEIGHTS), help=f"default: {BEST_WEIGHTS} (the train stage's)")
+    p.add_argument("--out", default=None, help="default: export.onnx_path")
+
     p = commands.add(
         "int8",
         cmd_int8,
@@ -106,14 +105,11 @@ def register(commands: Commands) -> None:
         "build (or reuse from the cache) a TensorRT engine for this GPU from an ONNX model",
         "export",
     )
+    p.description = (
+        f"{p.description}. Precision, batch profile, input dtype, workspace and cache folder are the export.engine.* "
+        "keys, set as overrides: detector export engine export.engine.precision=fp32 export.engine.max_batch=16"
+    )
     p.add_argument("--onnx", help="ONNX model (default: export.onnx_path)")
-    p.add_argument("--precision", choices=PRECISIONS, help="default: export.engine.precision")
-    p.add_argument("--engine-dir", help="default: export.engine.engine_dir")
-    p.add_argument("--input-dtype", choices=INPUT_DTYPES, help="default: export.engine.input_dtype")
-    p.add_argument("--workspace-gb", type=float)
-    p.add_argument("--min-batch", type=int)
-    p.add_argument("--opt-batch", type=int)
-    p.add_argument("--max-batch", type=int)
     p.add_argument("--device", type=int, default=0, help="GPU index")
     p.add_argument("--force", action="store_true", help="rebuild even when a valid cached engine exists")
     p.add_argument("--no-timing-cache", action="store_true")

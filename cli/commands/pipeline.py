@@ -1,5 +1,5 @@
-"""`detector train`, `detector export onnx`, `detector evaluate`, `detector benchmark`: the DVC stages (see
-cli/stages.py)."""
+"""`detector train`, `detector evaluate`, `detector benchmark`: the DVC stages (see cli/stages.py; the `export`
+stage is `detector export onnx`, in cli/commands/export.py with the other exports)."""
 
 from __future__ import annotations
 
@@ -15,13 +15,6 @@ def cmd_train(args: argparse.Namespace, config: Config) -> None:
     from cli.stages import stage_train
 
     print_json(stage_train(config))
-
-
-def cmd_export_onnx(args: argparse.Namespace, config: Config) -> None:
-    require("ultralytics", "train")
-    from cli.stages import stage_export
-
-    print_json(stage_export(config, weights=args.weights, out=args.out))
 
 
 def cmd_evaluate(args: argparse.Namespace, config: Config) -> None:
@@ -40,10 +33,6 @@ def cmd_benchmark(args: argparse.Namespace, config: Config) -> None:
 
 def register(commands: Commands) -> None:
     commands.add("train", cmd_train, "train with Ultralytics; the run is logged to MLflow")
-    commands.group("export", "export models: ONNX, TensorRT engines, a Triton repository")
-    p = commands.add("onnx", cmd_export_onnx, "export Ultralytics weights to ONNX with embedded metadata", "export")
-    p.add_argument("--weights", default="models/best.pt")
-    p.add_argument("--out", default=None, help="default: export.onnx_path")
     p = commands.add("evaluate", cmd_evaluate, "mAP of the exported ONNX through this project's runtime; registers it")
     p.add_argument("--no-register", action="store_true", help="do not touch the MLflow model registry")
     commands.add(

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:
+    import supervision as sv
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,19 @@ class Detections:
 
     def class_names(self) -> list[str]:
         return [self.names.get(int(c), str(int(c))) for c in self.class_id]
+
+    def to_supervision(self) -> sv.Detections:
+        """The same detections as `supervision.Detections`, for its annotators (drawing) and for the trackers
+        that take them. `data["index"]` is each detection's position here, so a result that drops or reorders
+        detections (a tracker's) can be matched back to them. Imports supervision (scipy: seconds) on first use."""
+        import supervision as sv
+
+        return sv.Detections(
+            xyxy=self.xyxy.astype(np.float32),
+            confidence=self.confidence.astype(np.float32),
+            class_id=self.class_id.astype(int),
+            data={"index": np.arange(len(self))},
+        )
 
     def to_list(self) -> list[dict[str, Any]]:
         """JSON-ready list in the `/predict` response's `detections` shape."""

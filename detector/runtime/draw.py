@@ -46,8 +46,6 @@ def draw_detections(
     image: npt.NDArray[np.uint8], detections: Detections, track_ids: Sequence[int | None] | None = None
 ) -> npt.NDArray[np.uint8]:
     """A copy of the RGB `(H, W, 3)` image with boxes and labels (`#track` prepended when tracked)."""
-    import supervision as sv
-
     if len(detections) == 0:
         return np.ascontiguousarray(image.copy())
     out = np.ascontiguousarray(image[:, :, ::-1])  # supervision draws in OpenCV's BGR order; a copy, too
@@ -58,11 +56,7 @@ def draw_detections(
     text = [f"{n} {c:.2f}" for n, c in zip(names, detections.confidence, strict=True)]
     if track_ids is not None:
         text = [f"#{t} {s}" if t is not None else s for t, s in zip(track_ids, text, strict=True)]
-    sv_dets = sv.Detections(
-        xyxy=detections.xyxy.astype(np.float32),
-        confidence=detections.confidence.astype(np.float32),
-        class_id=detections.class_id.astype(int),
-    )
+    sv_dets = detections.to_supervision()
     out = boxes.annotate(out, sv_dets)
     out = labels.annotate(out, sv_dets, labels=text)
     return np.ascontiguousarray(out[:, :, ::-1], dtype=np.uint8)

@@ -30,8 +30,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
+from detector.config import EngineInputDtype, EnginePrecision
 from detector.errors import BackendUnavailableError, InvalidInputError, MissingDependencyError, ModelLoadError
 from detector.runtime.metadata import ModelMetadata, sha256_file
 
@@ -43,7 +44,7 @@ log = logging.getLogger(__name__)
 SIDECAR_SUFFIX = ".json"
 ENGINE_SUFFIX = ".engine"
 SIDECAR_FORMAT = 2  # 2: target has cuda_major, sidecar has recipe; older sidecars are refused and rebuilt
-PRECISIONS = ("fp32", "fp16")  # what `export.engine.precision` may ask for
+PRECISIONS: tuple[str, ...] = get_args(EnginePrecision)  # what `export.engine.precision` may ask for
 # What an engine really computes in (sidecar, `/model`): the request, except that a Q/DQ ONNX (`detector export
 # int8`, models/model.int8.onnx) computes in int8 (float parts FP16) whatever was asked, and an ONNX that is FP16
 # already stays FP16 (`engine_precision`).
@@ -52,7 +53,7 @@ QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
 # What the engine's input takes: float32 pixels in [0, 1], or uint8 pixels 0-255 that the engine's first layers
 # (a Cast and a multiply by 1/255, prepended at build time by export/uint8_input.py) normalise on the GPU: a quarter
 # of the bytes to upload. float32 stays the default until a GPU has measured the difference (scripts/gpu_check.py).
-INPUT_DTYPES = ("float32", "uint8")
+INPUT_DTYPES: tuple[str, ...] = get_args(EngineInputDtype)
 # What the builder does to an ONNX before TensorRT sees it and which builder settings it uses (FP16 conversion, TF32
 # policy, profile derivation). Part of the cache key: bump it whenever export/tensorrt.py or export/fp16.py changes
 # what an engine computes, so no engine built by an older recipe is ever reused. It lives here, not in export/,
@@ -92,21 +93,16 @@ class BatchProfile:
 
 @dataclass(frozen=True)
 class EngineSpec:
-    """Everything an engine is built with, carried as one value from `export.engine` to the builder and the cache."""
+    """Everything an engine is built with, carried as one value from `export.engine` to the builder and the cache.
 
-    precision: str = "fp16"
+    Not checked again here: the values are `export.engine`'s, checked once by `detector.config.EngineConfig` (the
+    CLI has no other way to set them); code that builds a spec directly (benchmarks, tests) passes known values."""
+
+    precision: str = "fp16"  # PRECISIONS
     workspace_gb: float = 2.0
     profile: BatchProfile = field(default_factory=BatchProfile)
     engine_dir: str = "models/engines"  # engines are code: loaded only from here
     input_dtype: str = "float32"  # INPUT_DTYPES
-
-    def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise InvalidInputError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.input_dtype not in INPUT_DTYPES:
-            raise InvalidInputError(f"input_dtype must be one of {INPUT_DTYPES}, got {self.input_dtype!r}")
-        if self.workspace_gb <= 0:
-            raise InvalidInputError(f"workspace_gb must be > 0, got {self.workspace_gb}")
 
     @classmethod
     def from_config(cls, engine: EngineConfig) -> EngineSpec:

@@ -166,15 +166,7 @@ class Tracker:
         self._first = True
 
     def update(self, detections: Detections) -> list[int | None]:
-        import supervision as sv
-
-        sv_dets = sv.Detections(
-            xyxy=detections.xyxy.astype(np.float32),
-            confidence=detections.confidence.astype(np.float32),
-            class_id=detections.class_id.astype(int),
-            data={"index": np.arange(len(detections))},
-        )
-        tracked = self._tracker.update(sv_dets)
+        tracked = self._tracker.update(detections.to_supervision())  # data["index"] maps tracks back
         ids: list[int | None] = [None] * len(detections)
         if len(detections) and len(tracked) and tracked.tracker_id is not None and "index" in tracked.data:
             for index, tid in zip(tracked.data["index"], tracked.tracker_id, strict=True):

@@ -21,14 +21,13 @@ from detector.data import check_dataset, dataset_hash
 from detector.data.yolo_format import present_splits, write_data_yaml
 from detector.errors import ConfigError, DatasetError, MissingDependencyError
 from detector.files import write_atomic
+from detector.paths import BEST_WEIGHTS, TRAIN_REPORT
 from detector.provenance import git_commit
 from detector.runtime.metadata import sha256_file
 from detector.training import tracking
 
 log = logging.getLogger(__name__)
 
-WEIGHTS_OUT = Path("models/best.pt")
-TRAIN_REPORT = Path("reports/train.json")
 CURVES_OUT = Path("reports/train_curves.csv")
 
 
@@ -109,7 +108,7 @@ def train(config: Config) -> TrainResult:
         if not final:
             raise DatasetError("training produced no validation metrics; is the val split empty?")
         result = TrainResult(
-            weights=str(WEIGHTS_OUT),
+            weights=str(BEST_WEIGHTS),
             weights_sha256=sha256_file(best),
             run_id=run_id,
             metrics=final,
@@ -120,7 +119,7 @@ def train(config: Config) -> TrainResult:
         curves = _write_outputs(best, Path(trainer.save_dir) / "results.csv", result)
         if mlflow:
             mlflow.log_metrics({f"final_{k}": v for k, v in final.items()})
-            mlflow.log_artifact(str(WEIGHTS_OUT), artifact_path="weights")
+            mlflow.log_artifact(str(BEST_WEIGHTS), artifact_path="weights")
             mlflow.log_artifact(str(curves), artifact_path="reports")
             mlflow.log_artifact(str(TRAIN_REPORT), artifact_path="reports")
     return result
@@ -162,7 +161,7 @@ def _loggable(flat: dict[str, Any], exclude: tuple[str, ...]) -> dict[str, Any]:
 
 def _write_outputs(best: Path, results_csv: Path, result: TrainResult) -> Path:
     """Write the stage outputs; each appears complete or not at all."""
-    write_atomic(WEIGHTS_OUT, best.read_bytes())
+    write_atomic(BEST_WEIGHTS, best.read_bytes())
     rows = _read_curves(results_csv)
     curves = io.StringIO(newline="")
     writer = csv.DictWriter(curves, fieldnames=list(rows[0]) if rows else ["epoch"])

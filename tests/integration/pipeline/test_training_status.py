@@ -13,7 +13,8 @@ mlflow = pytest.importorskip("mlflow")
 
 from detector.config import Config, load_config  # noqa: E402
 from detector.data import generate_dataset  # noqa: E402
-from detector.training.train import TRAIN_REPORT, WEIGHTS_OUT, train  # noqa: E402
+from detector.paths import BEST_WEIGHTS, TRAIN_REPORT  # noqa: E402
+from detector.training.train import train  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parents[3] / "configs"
 
@@ -66,7 +67,7 @@ def test_an_argument_ultralytics_rejects_fails_the_run(config: Config) -> None:
     run = only_run(cfg)
     assert run.info.status == "FAILED"
     assert "not_an_ultralytics_argument" in run.data.tags["error"]
-    assert not WEIGHTS_OUT.exists() and not TRAIN_REPORT.exists()  # no stage output claims a model
+    assert not BEST_WEIGHTS.exists() and not TRAIN_REPORT.exists()  # no stage output claims a model
 
 
 def test_a_crash_inside_training_fails_the_run(config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -106,4 +107,4 @@ def test_an_architecture_ultralytics_cannot_build_is_a_config_error_before_any_r
         train(cfg)
     client = mlflow.MlflowClient(tracking_uri=cfg.train.mlflow.tracking_uri)
     assert client.get_experiment_by_name(cfg.train.mlflow.experiment) is None  # no run, not even a FAILED one
-    assert not WEIGHTS_OUT.exists() and not TRAIN_REPORT.exists()
+    assert not BEST_WEIGHTS.exists() and not TRAIN_REPORT.exists()

@@ -1,13 +1,31 @@
-"""The shared pixel budget: grants in arrival order, waits, gives up with 503, and never leaks on cancellation."""
+"""The shared pixel budget: grants in arrival order, waits, gives up with 503, and never leaks on cancellation;
+every route keeps a decoded image's pixels counted while its array lives (inference, drawing)."""
 
 from __future__ import annotations
 
 import asyncio
+import io
+import threading
+import time
+from pathlib import Path
+from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
 
+import api.routes.annotated
+from api.app import create_app
 from api.decode_budget import PixelBudget
 from api.errors import ServiceUnavailableError
+from detector.config import load_config
+from detector.runtime import Detections
+from tests.fakes import FakeDetector
+
+REPO = Path(__file__).resolve().parents[3]
+WIDTH, HEIGHT = 320, 240
 
 
 def test_waiters_are_served_in_arrival_order_and_a_big_one_is_not_starved() -> None:
@@ -71,3 +89,66 @@ def test_try_take_never_jumps_the_queue_and_shrink_lets_a_waiter_in() -> None:
 async def _hold(budget: PixelBudget, pixels: int) -> None:
     async with budget.hold(pixels, wait_s=5):
         pass
+
+
+def _png() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (WIDTH, HEIGHT), (10, 200, 30)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _ready_client(detector: FakeDetector) -> TestClient:
+    app = create_app(load_config(config_dir=REPO / "configs", environ={}), lambda path, backend: detector)
+    return TestClient(app)
+
+
+def _wait_ready(client: TestClient) -> None:
+    deadline = time.monotonic() + 30
+    while client.get("/health").status_code != 200:
+        assert time.monotonic() < deadline, "the app did not become ready"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize(
+    ("path", "field"), [("/predict", "file"), ("/predict/annotated", "file"), ("/predict/batch", "files")]
+)
+def test_the_decoded_pixels_stay_counted_while_inference_runs(path: str, field: str) -> None:
+    """The model blocks on `gate`; meanwhile the budget must still hold the image's pixels. Before the fix,
+    /predict/batch and /predict/annotated gave them back as soon as the decode ended (held was 0 here)."""
+    gate = threading.Event()
+    detector = FakeDetector(gate=gate)
+    responses: list[Any] = []
+    with _ready_client(detector) as client:
+        _wait_ready(client)
+        budget = client.app.state.service.pixels  # type: ignore[attr-defined]
+        sender = threading.Thread(
+            target=lambda: responses.append(client.post(path, files={field: ("a.png", _png(), "image/png")}))
+        )
+        sender.start()
+        try:
+            assert detector.entered.wait(5), "inference never started"
+            held_during_inference = budget.held  # an int written on the event loop only: a plain read is safe
+        finally:
+            gate.set()
+            sender.join(10)
+        assert responses and responses[0].status_code == 200, responses
+        assert held_during_inference >= WIDTH * HEIGHT
+        assert budget.held == 0  # and given back once the answer is built
+
+
+def test_the_annotated_image_stays_counted_while_it_is_drawn(monkeypatch: pytest.MonkeyPatch) -> None:
+    held_while_drawing: list[int] = []
+    with _ready_client(FakeDetector(echo=True)) as client:
+        _wait_ready(client)
+        budget = client.app.state.service.pixels  # type: ignore[attr-defined]
+        draw = api.routes.annotated.draw_detections
+
+        def watched_draw(image: npt.NDArray[np.uint8], detections: Detections) -> npt.NDArray[np.uint8]:
+            held_while_drawing.append(budget.held)
+            return draw(image, detections)
+
+        monkeypatch.setattr(api.routes.annotated, "draw_detections", watched_draw)
+        r = client.post("/predict/annotated", files={"file": ("a.png", _png(), "image/png")})
+        assert r.status_code == 200, r.text
+        assert held_while_drawing and held_while_drawing[0] >= WIDTH * HEIGHT
+        assert budget.held == 0

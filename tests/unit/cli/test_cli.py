@@ -4,10 +4,14 @@ install instead of hiding the command."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from cli.main import build_parser, main
+
+REPO = Path(__file__).resolve().parents[3]
 
 COMMANDS = [
     ["data", "generate"],
@@ -68,3 +72,40 @@ def test_without_the_build_code_no_engine_builder_is_injected(monkeypatch: pytes
 
     monkeypatch.setitem(sys.modules, "export.tensorrt", None)  # an image without the build code: cached engines only
     assert engine_builder() is None
+
+
+def test_export_engine_is_configured_by_the_export_engine_keys_only(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One way to set each engine option: the `export.engine.*` overrides, checked once by the config."""
+    import cli.commands.export as export_command
+
+    class Resolved(Exception):
+        """Stops the command where it would build: the spec it would build with is all this test needs."""
+
+    seen: list[tuple[Any, int]] = []
+
+    def resolve(path: Path, spec: Any, device: int, build: Any) -> Any:
+        seen.append((spec, device))
+        raise Resolved
+
+    monkeypatch.setattr(export_command, "resolve_engine", resolve)
+    base = ["--config-dir", str(REPO / "configs"), "export", "engine", "--onnx", "m.onnx", "--device", "1"]
+    overrides = ["export.engine.precision=fp32", "export.engine.max_batch=16", "export.engine.input_dtype=uint8"]
+    with pytest.raises(Resolved):
+        main([*base, *overrides])
+    spec, device = seen[0]
+    assert (spec.precision, spec.profile.max_batch, spec.input_dtype, device) == ("fp32", 16, "uint8", 1)
+    assert main([*base, "export.engine.precision=int4"]) == 2  # refused by the config, before anything runs
+    assert "export.engine.precision" in capsys.readouterr().err and len(seen) == 1
+    for flag in (
+        "--precision",
+        "--workspace-gb",
+        "--min-batch",
+        "--opt-batch",
+        "--max-batch",
+        "--input-dtype",
+        "--engine-dir",
+    ):
+        with pytest.raises(SystemExit):  # the flags that duplicated the keys are gone
+            build_parser().parse_args(["export", "engine", flag, "1"])

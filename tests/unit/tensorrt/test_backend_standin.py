@@ -374,12 +374,13 @@ def test_cli_builds_an_engine(
 
     configs = Path(__file__).resolve().parents[3] / "configs"
     args = ["--config-dir", str(configs), "export", "engine", "--onnx", str(model_path)]
-    args += ["--engine-dir", str(tmp_path), "--precision", "fp32", "--max-batch", "2", "export.engine.opt_batch=2"]
+    args += [f"export.engine.engine_dir={tmp_path}", "export.engine.precision=fp32", "export.engine.max_batch=2"]
+    args += ["export.engine.opt_batch=2"]
     assert main(args) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["precision"] == "fp32" and out["profile"] == {"min_batch": 1, "opt_batch": 2, "max_batch": 2}
     assert Path(out["engine_path"]).is_file() and Path(out["sidecar"]).is_file()
     assert out["input_dtype"] == "float32"  # the default until a GPU measures uint8
-    assert main([*args, "--input-dtype", "uint8"]) == 0
+    assert main([*args, "export.engine.input_dtype=uint8"]) == 0
     u8 = json.loads(capsys.readouterr().out)
     assert u8["input_dtype"] == "uint8" and u8["engine_path"] != out["engine_path"]

@@ -90,7 +90,7 @@ def test_cli_build_runs_on_the_requested_gpu(
     standin.reset(devices=TWO_GPUS)
     configs = Path(__file__).resolve().parents[3] / "configs"
     args = ["--config-dir", str(configs), "export", "engine", "--onnx", str(model_path), "--device", "1"]
-    assert main([*args, "--engine-dir", str(tmp_path), "--precision", "fp32"]) == 0
+    assert main([*args, f"export.engine.engine_dir={tmp_path}", "export.engine.precision=fp32"]) == 0
     assert json.loads(capsys.readouterr().out)["precision"] == "fp32"  # stdout is exactly the JSON
     assert standin.trt.stats["build_devices"] == [1]
     assert standin.cuda.live_contexts() == 0
