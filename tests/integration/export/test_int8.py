@@ -115,8 +115,10 @@ def test_gate_and_agreement_hold_on_a_cpu_without_vnni(tmp_path: Path, model_pat
 def assert_backends_agree(int8_path: Path, dataset_dir: Path) -> None:
     """Stated tolerance. Both runtimes compute int8 convolutions but round requantization differently, so scores move
     by a few quantization steps: raw class scores within 0.05 everywhere, raw boxes within 1.5 input px wherever a
-    class scores over 0.1; every detection over 0.15 (away from the 0.1 threshold) has a twin on the other runtime
-    at IoU >= 0.9 with a score within 0.05 (the class may differ only where two classes tie within that)."""
+    class scores over 0.1; every detection the service would return (the default conf 0.25, plus that 0.05 margin)
+    has a twin on the other runtime at IoU >= 0.9 with a score within 0.05. Weaker detections are covered by the raw
+    comparison only: where a weak model piles up low-scoring boxes around NMS's IoU threshold, a box moving by one
+    pixel decides which of them survives (seen at 0.18 with a seed-1 quick model)."""
     images = [read_rgb(p) for p in sorted((dataset_dir / "images" / "val").glob("*.jpg"))[:12]]
     images[3] = images[3][:100]  # a second letterbox shape
     with Detector.load(int8_path, "onnxruntime", conf=0.1) as ort, Detector.load(int8_path, "openvino") as ov:
@@ -130,12 +132,15 @@ def assert_backends_agree(int8_path: Path, dataset_dir: Path) -> None:
             assert np.abs(raw_a[:, :4] - raw_b[:, :4]).transpose(0, 2, 1)[live].max(initial=0) <= 1.5
             a, b = ort.predict(image), ov.predict(image, conf=0.1)
             for side, other in ((a, b), (b, a)):
-                for i in np.flatnonzero(side.confidence >= 0.15):
+                for i in np.flatnonzero(side.confidence >= 0.3):
                     assert len(other), "a confident detection is missing on the other runtime"
+                    # Any twin, not just the best-overlapping box: where two classes stack boxes on one object,
+                    # the other class's box can overlap a little more than this class's twin does.
                     ious = iou(side.xyxy[i : i + 1], other.xyxy)[0]
-                    j = int(np.argmax(ious))
-                    assert ious[j] >= 0.9
-                    assert abs(float(side.confidence[i]) - float(other.confidence[j])) <= 0.05
+                    close = np.abs(other.confidence - side.confidence[i]) <= 0.05
+                    assert ((ious >= 0.9) & close).any(), (
+                        f"no twin of {side.to_list()[i]} (IoU {ious.round(3)}, scores {other.confidence.round(3)})"
+                    )
 
 
 def test_gate_failure_leaves_no_int8_model(
