@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -88,25 +88,12 @@ def normal_during_batches(
     /predict/batch requests: (idle (status, s) each, loaded (status, s) each, batch statuses)."""
     normal = photo(320, 240, seed=1, fmt="PNG")
     idle = timed_predicts(url, normal, normal_n)
-    stop = threading.Event()
-    batch_codes: list[int] = []
     parts = [("files", (f"{i}.png", photo(320, 240, seed=10 + i, fmt="PNG"), "image/png")) for i in range(files)]
 
-    def loop() -> None:
-        with httpx.Client(base_url=url, timeout=120) as http:
-            while not stop.is_set():
-                batch_codes.append(http.post("/predict/batch", files=parts).status_code)
+    def one_batch(http: httpx.Client) -> int:
+        return http.post("/predict/batch", files=parts).status_code
 
-    threads = [threading.Thread(target=loop, daemon=True) for _ in range(batch_clients)]
-    for t in threads:
-        t.start()
-    time.sleep(1.0)
-    try:
-        loaded = timed_predicts(url, normal, normal_n)
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(timeout=120)
+    loaded, batch_codes = _normal_while(url, one_batch, batch_clients, normal_n)
     return idle, loaded, batch_codes
 
 
@@ -115,15 +102,24 @@ def normal_during_videos(
 ) -> tuple[list[tuple[int, float]], list[int]]:
     """`normal_n` sequential /predict calls while `video_clients` clients loop posting `clip` to /predict/video:
     (normal (status, s) each, video statuses)."""
+    return _normal_while(url, lambda _http: post_video(url, clip)[0], video_clients, normal_n)
+
+
+def _normal_while(
+    url: str, heavy: Callable[[httpx.Client], int], clients: int, normal_n: int
+) -> tuple[list[tuple[int, float]], list[int]]:
+    """`normal_n` sequential /predict calls while `clients` threads loop `heavy` (one heavy request, its status):
+    (normal (status, s) each, heavy statuses)."""
     normal = photo(320, 240, seed=1, fmt="PNG")
     stop = threading.Event()
-    video_codes: list[int] = []
+    codes: list[int] = []
 
     def loop() -> None:
-        while not stop.is_set():
-            video_codes.append(post_video(url, clip)[0])
+        with httpx.Client(base_url=url, timeout=120) as http:
+            while not stop.is_set():
+                codes.append(heavy(http))
 
-    threads = [threading.Thread(target=loop, daemon=True) for _ in range(video_clients)]
+    threads = [threading.Thread(target=loop, daemon=True) for _ in range(clients)]
     for t in threads:
         t.start()
     time.sleep(1.0)
@@ -133,7 +129,7 @@ def normal_during_videos(
         stop.set()
         for t in threads:
             t.join(timeout=120)
-    return loaded, video_codes
+    return loaded, codes
 
 
 def png16(side: int = 6300) -> bytes:
