@@ -147,7 +147,8 @@ class Int8Config(_Strict):
     # the known cause of INT8 mAP collapsing to zero.
     ignore_head_decode: bool = True
     # Saturation on CPUs without VNNI (AVX2, AVX-512F): their u8 x s8 dot products (vpmaddubsw) add pairs into int16
-    # and clamp: OpenVINO's kernels then miss the exact quantized scores by up to 0.37 (ONNX Runtime's: 0.03; docs/int8.md).
+    # and clamp: OpenVINO's kernels then miss the exact quantized scores by up to 0.37, ONNX Runtime's by 0.03
+    # (docs/int8.md).
     # enable: every conv/matmul weight uses 7 bits (NNCF's OverflowFix.ENABLE), so no pair can overflow on any CPU;
     # first_layer_only: only the first conv (NNCF's default); disable: full 8 bits (only for VNNI/AMX/GPU targets).
     overflow_fix: Literal["enable", "first_layer_only", "disable"] = "enable"
