@@ -12,15 +12,10 @@ from pathlib import Path
 from cli.main import Commands, require
 from cli.output import print_json
 from detector.config import Config
-from detector.errors import ModelLoadError
 from detector.paths import BEST_WEIGHTS
 from detector.runtime.engines import (
     EngineInfo,
     EngineSpec,
-    build_lock,
-    current_target,
-    engine_identity,
-    engine_path,
     resolve_engine,
     sidecar_path,
 )
@@ -39,18 +34,12 @@ def cmd_engine(args: argparse.Namespace, config: Config) -> None:
     spec = EngineSpec.from_config(config.export.engine)  # set with export.engine.* overrides, validated there
     onnx_path = Path(args.onnx or config.export.onnx_path)
     timing_cache = not args.no_timing_cache
-    if args.force:  # under the same lock as every other build of this cache entry (replicas may be starting)
-        if not onnx_path.is_file():
-            raise ModelLoadError(f"model file not found: {onnx_path}")
-        key = engine_identity(onnx_path, spec, current_target(args.device)).key
-        with build_lock(engine_path(spec.engine_dir, key)):
-            info = build_engine(onnx_path, spec, args.device, timing_cache=timing_cache)
-    else:
 
-        def build(path: Path, spec: EngineSpec, device: int) -> EngineInfo:
-            return build_engine(path, spec, device, timing_cache=timing_cache)
+    def build(path: Path, spec: EngineSpec, device: int) -> EngineInfo:
+        return build_engine(path, spec, device, timing_cache=timing_cache)
 
-        info, _ = resolve_engine(onnx_path, spec, args.device, build=build)
+    # --force rebuilds under the same lock as every other build of this cache entry (replicas may be starting)
+    info, _ = resolve_engine(onnx_path, spec, args.device, build=build, force=args.force)
     print(json.dumps(json.loads(info.to_json()) | {"sidecar": str(sidecar_path(info.path))}, indent=2))
 
 

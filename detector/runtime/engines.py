@@ -401,13 +401,18 @@ def build_lock(engine: str | Path, timeout_s: float = BUILD_LOCK_TIMEOUT_S) -> I
 
 
 def resolve_engine(
-    onnx_path: str | Path, spec: EngineSpec, device_index: int = 0, build: EngineBuilder | None = None
+    onnx_path: str | Path,
+    spec: EngineSpec,
+    device_index: int = 0,
+    build: EngineBuilder | None = None,
+    force: bool = False,
 ) -> tuple[EngineInfo, bytes]:
     """A valid cached engine for `onnx_path` on this machine (sidecar and verified bytes).
 
     A cached engine that fails verification (corrupt, modified, other TensorRT or GPU) is refused with a logged
     reason. A missing or refused engine is built by `build` when one was injected; without a builder (the serving
     image ships no build code) the error says which command builds it, and `auto` falls back to another backend.
+    `force` (with `build`) rebuilds even a valid cached engine, under the same build lock.
     """
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
@@ -415,7 +420,7 @@ def resolve_engine(
     target = current_target(device_index)
     key = engine_identity(onnx_path, spec, target).key
     cached = engine_path(spec.engine_dir, key)
-    found = _cached(cached, spec, target)
+    found = None if force and build is not None else _cached(cached, spec, target)
     if found is not None:
         return found
     if build is None:
@@ -424,7 +429,7 @@ def resolve_engine(
             f"with `detector export engine --onnx {onnx_path}`"
         )
     with build_lock(cached):
-        found = _cached(cached, spec, target)  # built by whoever held the lock before us: reuse it
+        found = None if force else _cached(cached, spec, target)  # built by whoever held the lock before us
         if found is not None:
             return found
         log.info("no usable TensorRT engine for %s (key %s); building it (this takes a while, once)", onnx_path, key)

@@ -85,7 +85,7 @@ def test_export_engine_is_configured_by_the_export_engine_keys_only(
 
     seen: list[tuple[Any, int]] = []
 
-    def resolve(path: Path, spec: Any, device: int, build: Any) -> Any:
+    def resolve(path: Path, spec: Any, device: int, build: Any, force: bool) -> Any:
         seen.append((spec, device))
         raise Resolved
 
