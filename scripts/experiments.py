@@ -45,11 +45,15 @@ def settings(plan: dict[str, Any], exp: dict[str, Any]) -> dict[str, Any]:
     return {**(plan.get("common") or {}), **(exp.get("set") or {})}
 
 
+def train_model(plan: dict[str, Any], exp: dict[str, Any]) -> str:
+    """The `train.model` experiment `exp` trains: its own setting, else configs/train.yaml's."""
+    default = yaml.safe_load((ROOT / "configs" / "train.yaml").read_text())["train"]["model"]
+    return str(settings(plan, exp).get("configs/train.yaml:train.model", default))
+
+
 def architectures(plan: dict[str, Any]) -> list[str]:
     """Every `train.model` the plan trains (the default config's one included), in order, without repeats."""
-    default = yaml.safe_load((ROOT / "configs" / "train.yaml").read_text())["train"]["model"]
-    found = [str(settings(plan, exp).get("configs/train.yaml:train.model", default)) for exp in plan["experiments"]]
-    return list(dict.fromkeys(found))
+    return list(dict.fromkeys(train_model(plan, exp) for exp in plan["experiments"]))
 
 
 def set_flag(target: str, value: Any) -> str:
@@ -106,7 +110,7 @@ def run(argv: list[str] | None = None) -> int:
         if exp.get("init_from"):
             # Named <init_from>/<architecture>.pt: the config takes the architecture from the file's stem.
             source = next(e for e in plan["experiments"] if e["name"] == exp["init_from"])
-            arch = Path(str(settings(plan, source).get("configs/train.yaml:train.model", "yolov8n.yaml"))).stem
+            arch = Path(train_model(plan, source)).stem
             weights = exp_weights(exp["init_from"], ROOT / ".cache" / "experiments" / exp["init_from"] / f"{arch}.pt")
             flags.append(f"configs/train.yaml:train.model={weights}")
         flags += args.extra
