@@ -20,7 +20,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from detector.runtime.boxes import box_iou
 from detector.runtime.detections import Detections
+
+__all__ = ["IOU_THRESHOLDS", "DetectionMetrics", "MetricsResult", "box_iou", "match_predictions"]
 
 # float32 like Ultralytics' `torch.linspace(0.5, 0.95, 10)`: an IoU of exactly 0.55 compares against 0.55000001.
 IOU_THRESHOLDS: npt.NDArray[np.float32] = np.linspace(0.5, 0.95, 10, dtype=np.float32)
@@ -48,18 +51,6 @@ class MetricsResult:
 
     def as_dict(self) -> dict[str, float]:
         return {"mAP50": self.map50, "mAP50-95": self.map50_95, "precision": self.precision, "recall": self.recall}
-
-
-def box_iou(box1: npt.NDArray[Any], box2: npt.NDArray[Any], eps: float = 1e-7) -> npt.NDArray[np.float32]:
-    """`(n, m)` IoU of xyxy boxes; float32 with the same operation order as Ultralytics' `box_iou`."""
-    a = box1.astype(np.float32)[:, None, :]
-    b = box2.astype(np.float32)[None, :, :]
-    wh = (np.minimum(a[..., 2:], b[..., 2:]) - np.maximum(a[..., :2], b[..., :2])).clip(0)
-    wh1, wh2 = a[..., 2:] - a[..., :2], b[..., 2:] - b[..., :2]
-    inter = wh[..., 0] * wh[..., 1]
-    union = wh1[..., 0] * wh1[..., 1] + wh2[..., 0] * wh2[..., 1] - inter + np.float32(eps)
-    out: npt.NDArray[np.float32] = (inter / union).astype(np.float32, copy=False)
-    return out
 
 
 def match_predictions(
