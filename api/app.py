@@ -19,6 +19,7 @@ from api.metrics import Metrics, MetricsMiddleware
 from api.model_source import registry_aware
 from api.routes import admin, annotated, batch, health, metrics, model, predict, video
 from api.service import DetectorFactory, Service, default_detector_factory
+from api.shadow import shadow_config
 from detector.config import Config
 from detector.runtime.draw import preload as preload_drawing
 from detector.runtime.engines import EngineBuilder
@@ -49,12 +50,17 @@ def create_app(
 
         config = load_config()
     factory = registry_aware(detector_factory or default_detector_factory(config, engine_builder), model_resolver)
+    # The challenger loads like the served model (files or registry URIs), with inference.shadow.threads threads.
+    shadow_factory = registry_aware(
+        detector_factory or default_detector_factory(shadow_config(config), engine_builder), model_resolver
+    )
     app_metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        service = Service(config, factory, app_metrics, on_fatal)
+        service = Service(config, factory, app_metrics, on_fatal, shadow_factory)
         app.state.service = service
+        service.shadow.start()  # loads in its own thread; readiness never waits for it
 
         def start() -> None:
             # The drawing/tracking libraries take seconds to import (scipy): pay that before /health says ok, not

@@ -62,10 +62,45 @@ class Metrics:
         self.model_info = Gauge(
             "detector_model_info", "The model being served (value 1)", ["version", "backend"], registry=r
         )
+        # Shadow scoring (api/shadow.py). Counters and sums only, so that replicas aggregate by summing: the match
+        # rate of a fleet is 2 * sum(matched) / (sum(reference) + sum(candidate)).
+        self.shadow_samples = Counter("detector_shadow_samples", "Images the challenger scored", registry=r)
+        self.shadow_shed = Counter(
+            "detector_shadow_shed",
+            "Sampled images not scored, by reason (queue_full, served_busy)",
+            ["reason"],
+            registry=r,
+        )
+        self.shadow_errors = Counter("detector_shadow_errors", "Challenger load or inference failures", registry=r)
+        self.shadow_boxes = Counter(
+            "detector_shadow_boxes",
+            "Boxes on scored images by served-model class: reference (served), candidate (challenger), matched",
+            ["class_name", "kind"],
+            registry=r,
+        )
+        self.shadow_confidence_shift = Gauge(
+            "detector_shadow_confidence_shift_sum",
+            "Sum over matched boxes of challenger minus served confidence (divide by the matched count)",
+            registry=r,
+        )
+        self.shadow_latency = Histogram(
+            "detector_shadow_model_seconds",
+            "Model time (pre+infer+post) of scored images, for the served model and the challenger",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.shadow_status = Gauge(
+            "detector_shadow_status", "Shadow scoring state (value 1 on the current one)", ["status"], registry=r
+        )
 
     def set_sources(self, queue_depth: Callable[[], int], in_flight: Callable[[], int]) -> None:
         self.queue_depth.set_function(lambda: float(queue_depth()))
         self.in_flight.set_function(lambda: float(in_flight()))
+
+    def set_shadow_status(self, status: str) -> None:
+        self.shadow_status.clear()
+        self.shadow_status.labels(status=status).set(1)
 
     def set_model(self, version: str, backend: str) -> None:
         self.model_info.clear()

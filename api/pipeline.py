@@ -70,7 +70,7 @@ async def predict_image(
     classes: str | None,
 ) -> Prediction:
     """`predicting` for a route that needs only the detections: the pixels go back to the budget on return."""
-    async with predicting(request, service, key, classes) as prediction:
+    async with predicting(request, service, key, classes, shadow=True) as prediction:
         return prediction
 
 
@@ -81,6 +81,7 @@ async def predicting(
     key: GroupKey,
     classes: str | None,
     full_size: bool = False,
+    shadow: bool = False,
 ) -> AsyncIterator[Prediction]:
     """Read, decode and detect the one image of this request (multipart `file` or JSON `image_base64`).
 
@@ -90,6 +91,8 @@ async def predicting(
     `full_size=True` (drawing on the image) always decodes every pixel and keeps them in `Prediction.image`.
     The decoded pixels stay counted in the budget until the `with` block ends, so a route that uses
     `Prediction.image` (draws, encodes) does it inside the block, while its array is still accounted for.
+    `shadow=True` offers the decoded image to the challenger (api/shadow.py) once the served model has answered
+    (`/predict`; not `/predict/annotated`, which draws on the pixels).
     """
     started = time.perf_counter()
     wanted = class_filter(service, classes)  # 422 before anything is read
@@ -110,6 +113,8 @@ async def predicting(
                 outcome = await service.batcher.submit(reservation, decoded.pixels, key, timeout)
             finally:
                 reservation.release()  # the queue place is for inference only, not for what the route does next
+            if shadow:
+                service.shadow.offer(decoded.pixels, outcome, key)
             detections = to_sent_image(outcome.detections, decoded)  # unchanged after a full-size decode
             timings = {
                 "read": round((t_read - started) * 1e3, 3),

@@ -195,6 +195,69 @@ class ModelInfo(BaseModel):
     registry: RegistrySource | None = Field(None, description="Set when the model was served from the MLflow registry")
 
 
+class ShadowChallenger(BaseModel):
+    source: str = Field(description="The challenger's registry URI, or its file name")
+    version: str | None = Field(description="Its registry version, else its model version (None until loaded)")
+    backend: str
+
+
+class ShadowClassAgreement(BaseModel):
+    reference: int = Field(description="Boxes of this class the served model found on scored images")
+    candidate: int = Field(description="Boxes of this class the challenger found")
+    matched: int = Field(description="Served boxes the challenger found too (same class, IoU >= iou)")
+    recall: float = Field(description="matched / reference (1.0 when the served model found none)")
+    count_delta: int = Field(description="candidate - reference")
+
+
+class ShadowLatency(BaseModel):
+    served_p50: float | None = Field(description="Median model time (ms) of the served model on scored images")
+    challenger_p50: float | None = Field(description="Median model time (ms) of the challenger on the same images")
+
+
+class ShadowReport(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "status": "running",
+                    "challenger": {"source": "models:/yolo-detector@challenger", "version": "4", "backend": "openvino"},
+                    "detail": None,
+                    "sample": 1.0,
+                    "samples": 120,
+                    "shed": 3,
+                    "errors": 0,
+                    "iou": 0.5,
+                    "match_rate": 0.987,
+                    "confidence_shift": -0.004,
+                    "reference_boxes": 240,
+                    "candidate_boxes": 238,
+                    "matched": 236,
+                    "per_class": {
+                        "circle": {"reference": 80, "candidate": 80, "matched": 80, "recall": 1.0, "count_delta": 0}
+                    },
+                    "latency_ms": {"served_p50": 6.1, "challenger_p50": 9.8},
+                }
+            ]
+        }
+    )
+
+    status: Literal["off", "loading", "running", "failed"]
+    challenger: ShadowChallenger | None = Field(description="None when shadow scoring is off")
+    detail: str | None = Field(description="Why the shadow failed (status failed)")
+    sample: float = Field(description="Share of images offered to the challenger (inference.shadow.sample)")
+    samples: int = Field(description="Images scored")
+    shed: int = Field(description="Sampled images not scored: requests were queued or the shadow queue was full")
+    errors: int = Field(description="Challenger failures (load, wrong task or classes, inference)")
+    iou: float = Field(description="IoU at which boxes match")
+    match_rate: float = Field(description="2 * matched / (reference + candidate boxes); 1.0 before any box")
+    confidence_shift: float = Field(description="Mean challenger minus served confidence over matched boxes")
+    reference_boxes: int
+    candidate_boxes: int
+    matched: int
+    per_class: dict[str, ShadowClassAgreement] = Field(description="By the served model's class name")
+    latency_ms: ShadowLatency
+
+
 class ReloadRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",

@@ -25,6 +25,7 @@ from api.errors import ConflictError, GatewayTimeoutError, ServiceUnavailableErr
 from api.metrics import Metrics
 from api.model_files import checked_model_path, model_dir
 from api.model_slot import DetectorLike, LoadedModel, ModelSlot
+from api.shadow import Shadow
 from api.uploads import JobGate, UploadGate
 from detector.config import Config
 from detector.errors import DetectorError, ModelLoadError
@@ -74,6 +75,7 @@ class Service:
         factory: DetectorFactory,
         metrics: Metrics,
         on_fatal: Callable[[str], None] | None = None,
+        shadow_factory: DetectorFactory | None = None,
     ) -> None:
         server = config.inference.server
         self.config = config
@@ -96,6 +98,16 @@ class Service:
             bulk_queue_share=server.bulk_queue_share,
             single_priority=server.single_priority,
         )
+        # The challenger (inference.shadow), scored off the request path; it lives beside the slot, so reloads of
+        # the served model keep it. Shed while any request waits for the served model.
+        self.shadow = Shadow(
+            config.inference.shadow,
+            config.inference.backend,
+            shadow_factory,
+            metrics,
+            served_busy=lambda: self.batcher.depth > 0,
+            served_names=self._served_names,
+        )
         self.uploads = UploadGate(server.max_uploads, metrics)
         self.video_jobs = JobGate(server.max_video_jobs, "video", metrics)
         self.pixels = PixelBudget(server.decode_pixel_budget, metrics)
@@ -111,6 +123,10 @@ class Service:
         # and replace the newer model, or mark the service "failed" while a model serves.
         self._load_lock = threading.Lock()
         self._state_lock = threading.Lock()  # status and slot change together
+
+    def _served_names(self) -> dict[str, str] | None:
+        model = self.slot.current
+        return None if model is None else {str(k): str(v) for k, v in model.info.get("names", {}).items()}
 
     @property
     def ready(self) -> bool:
@@ -292,6 +308,7 @@ class Service:
         with self._state_lock:
             self.status = "shutting_down"
         self.batcher.close(drain_timeout_s=self.config.inference.server.request_timeout_s)
+        self.shadow.close()
         self.slot.shutdown()
         self.decode_pool.shutdown(wait=True, cancel_futures=True)
         self.bulk_decode_pool.shutdown(wait=True, cancel_futures=True)

@@ -270,6 +270,24 @@ class OpenVinoConfig(_Strict):
     shape_cache: int = Field(8, ge=0, le=256)
 
 
+class ShadowConfig(_Strict):
+    """Champion/challenger: a second model scored against the served one on a share of live requests (api/shadow.py)."""
+
+    model: str = ""  # a file or models:/<name>@challenger; "" turns shadow scoring off
+    sample: float = Field(1.0, ge=0, le=1)  # share of /predict and /predict/batch images also sent to the challenger
+    queue: int = Field(4, ge=1, le=1024)  # images waiting for the challenger; beyond it new ones are shed
+    iou: float = Field(0.5, gt=0, le=1)  # IoU at which a challenger box matches a served box (same class)
+    threads: int = Field(1, ge=1, le=256)  # the challenger's intra-op threads: it must not take the served path's CPU
+    backend: str = ""  # "": the served model's inference.backend
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        if value and value not in BACKEND_CHOICES:
+            raise ValueError(f"unknown backend {value!r}; choose one of {', '.join(BACKEND_CHOICES)} or leave empty")
+        return value
+
+
 class InferenceConfig(_Strict):
     # A file, or an MLflow registry URI (models:/yolo-detector@champion) resolved through train.mlflow.tracking_uri.
     model_path: str = "models/model.onnx"
@@ -283,6 +301,7 @@ class InferenceConfig(_Strict):
     # Letterbox each batch to the smallest stride-multiple rectangle (where the model allows any height/width).
     rect: bool = True
     openvino: OpenVinoConfig = OpenVinoConfig()
+    shadow: ShadowConfig = ShadowConfig()
     server: ServerConfig = ServerConfig()
 
     @field_validator("backend")

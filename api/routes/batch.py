@@ -161,6 +161,7 @@ async def _one(
                 outcome = await service.batcher.submit(
                     reservation, decoded.pixels, key, service.config.inference.server.request_timeout_s
                 )
+                service.shadow.offer(decoded.pixels, outcome, key)
                 timings = {
                     "decode": round((t_decode - t_read) * 1e3, 3),
                     **outcome.timings_ms,

@@ -3,8 +3,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from api.batching import batch_limit
-from api.deps import ReadyServiceDep
-from api.schemas import ModelInfo, error_responses
+from api.deps import ReadyServiceDep, ServiceDep
+from api.schemas import ModelInfo, ShadowReport, error_responses
 
 router = APIRouter(tags=["model"])
 
@@ -25,3 +25,18 @@ async def model_info(service: ReadyServiceDep) -> ModelInfo:
             "source_run_id": str(info.get("source_run_id") or ""),
         }
     )
+
+
+@router.get(
+    "/model/shadow",
+    response_model=ShadowReport,
+    summary="Champion/challenger: how the shadow model agrees with the served one on live traffic",
+    description=(
+        "Set `inference.shadow.model` to a file or `models:/<name>@challenger` to score a second model on a share "
+        "of `/predict` and `/predict/batch` images, off the request path. `status` is off, loading, running or "
+        "failed (then `detail` says why; serving is never affected). Counts are since start-up."
+    ),
+    responses=error_responses(503),
+)
+async def model_shadow(service: ServiceDep) -> ShadowReport:
+    return ShadowReport.model_validate(service.shadow.snapshot())
