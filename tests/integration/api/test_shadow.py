@@ -17,7 +17,9 @@ import httpx
 import onnx
 import pytest
 
-from tests.integration.api.conftest import MakeConfig, RunApp
+from api.schemas import ShadowReport
+from cli.main import main
+from tests.integration.api.conftest import REPO, MakeConfig, RunApp
 from tests.servers import Server, serving
 
 
@@ -141,3 +143,25 @@ def test_a_broken_challenger_never_reaches_a_client(
         assert client.get("/health").status_code == 200
     failures = [r for r in caplog.records if r.name == "api.shadow" and "stopped" in r.getMessage()]
     assert len(failures) == 1  # logged once, with the full reason
+
+
+def _compare(capsys: pytest.CaptureFixture[str], champion: Path, challenger: Path, *args: str) -> tuple[int, str, str]:
+    cli = ["--config-dir", str(REPO / "configs"), "registry", "compare", "--backend", "onnxruntime"]
+    code = main([*cli, "--champion", str(champion), "--challenger", str(challenger), *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_registry_compare_prints_the_shadow_report_offline(
+    model_path: Path, dataset_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = _compare(capsys, model_path, model_path, "--data", str(dataset_dir), "--limit", "6")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["samples"] == 6 and report["match_rate"] == 1.0 and report["reference_boxes"] > 0
+    assert set(ShadowReport.model_fields) - {"detail", "shed", "errors", "sample"} <= set(report)
+
+    other = _other_classes(model_path, tmp_path / "other.onnx")
+    code, out, err = _compare(capsys, model_path, other, "--data", str(dataset_dir), "--limit", "2")
+    assert code == 2 and out == ""
+    assert "classes differ" in err and len(err.strip().splitlines()) == 1
