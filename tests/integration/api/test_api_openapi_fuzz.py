@@ -52,6 +52,7 @@ def api_schema(make_config: Any, run_app: Any) -> Iterator[Any]:
 OPERATIONS = [
     "GET /health",
     "GET /model",
+    "GET /model/shadow",
     "GET /metrics",
     "POST /predict",
     "POST /predict/annotated",
