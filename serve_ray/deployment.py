@@ -36,6 +36,7 @@ from detector.config import Config
 from detector.errors import ModelLoadError
 from detector.registry import registry_resolver
 from export.builders import engine_builder
+from serve_ray.shadow_metrics import ShadowMetricsMirror
 
 log = logging.getLogger("serve_ray")
 
@@ -94,6 +95,7 @@ class DetectorDeployment:
         # A plain dict crosses the process boundary; it is the fully resolved configuration, validated again here.
         self.config = Config.model_validate(config)
         self.fastapi: FastAPI | None = None  # not `app`: the ingress wrapper owns that name
+        self.shadow_metrics: ShadowMetricsMirror | None = None
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         mlflow_cfg, inf = self.config.train.mlflow, self.config.inference
@@ -102,6 +104,7 @@ class DetectorDeployment:
         _ready_lifespan(app)
         app.add_middleware(ReplicaIdMiddleware, replica_id=serve.get_replica_context().replica_id.unique_id)
         self.fastapi = app
+        self.shadow_metrics = ShadowMetricsMirror(app.state.metrics.registry)
         return app
 
     async def check_health(self) -> None:
@@ -111,6 +114,12 @@ class DetectorDeployment:
         service: Service | None = self.fastapi.state.service
         if service is None:
             raise RuntimeError("the app's lifespan has not started")
+        if self.shadow_metrics is not None:
+            # This replica's shadow counters into Ray's metrics, where replicas add up (serve_ray/shadow_metrics.py).
+            try:
+                self.shadow_metrics.sync()
+            except Exception:  # a metrics hiccup must never make Ray replace a healthy replica
+                log.exception("copying the shadow metrics to Ray failed")
         response = await health(service)
         if response.status_code != 200:
             raise RuntimeError(f"/health answers {response.status_code}: {bytes(response.body).decode()}")

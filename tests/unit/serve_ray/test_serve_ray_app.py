@@ -25,6 +25,7 @@ from detector.errors import ModelLoadError
 from serve_ray.app import AppArgs, build_app, request_bounds
 from serve_ray.deployment import REPLICA_HEADER, DetectorDeployment, ReplicaIdMiddleware, _ready_lifespan
 from serve_ray.runner import deployment_options, load_serve_config
+from serve_ray.shadow_metrics import ShadowMetricsMirror
 from tests.fakes import FakeDetector
 
 REPO = Path(__file__).resolve().parents[3]
@@ -92,7 +93,8 @@ def test_a_failed_load_fails_the_replica_start() -> None:
 def test_check_health_is_the_apps_health() -> None:
     app = create_app(load_config(config_dir=REPO / "configs"), detector_factory=lambda p, b: FakeDetector("tiny"))
     _ready_lifespan(app)
-    replica = SimpleNamespace(fastapi=app)
+    # With the shadow mirror a replica has (here on Ray's real metric classes, outside a replica).
+    replica = SimpleNamespace(fastapi=app, shadow_metrics=ShadowMetricsMirror(app.state.metrics.registry))
     check_health = DetectorDeployment.func_or_class.check_health
     with TestClient(app):
         asyncio.run(check_health(replica))  # ok: no exception
