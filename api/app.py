@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Security
 
 from api.auth import AuthMiddleware, KeyRing, api_key_header, install_audit_file, load_keys
+from api.challenger_process import challenger_loader
 from api.docs import install_documented_schemas, install_offline_docs
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimitMiddleware, ReadTimeoutMiddleware
@@ -50,10 +51,9 @@ def create_app(
 
         config = load_config()
     factory = registry_aware(detector_factory or default_detector_factory(config, engine_builder), model_resolver)
-    # The challenger loads like the served model (files or registry URIs), with inference.shadow.threads threads.
-    shadow_factory = registry_aware(
-        detector_factory or default_detector_factory(shadow_config(config), engine_builder), model_resolver
-    )
+    # The challenger: files or registry URIs like the served model, run in a process of its own with
+    # inference.shadow.threads threads (api/challenger_process.py says why not a thread).
+    shadow_factory = registry_aware(challenger_loader(shadow_config(config)), model_resolver)
     app_metrics = Metrics()
 
     @asynccontextmanager

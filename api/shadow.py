@@ -7,8 +7,9 @@ Off the request path means:
   `put_nowait`; it never waits, and nothing the shadow does can raise into it (`offer` swallows everything);
 * shed first: an image is dropped (counted as shed) while any request waits for the served model, and when the
   shadow's own queue (`inference.shadow.queue`) is full, newest first;
-* the challenger runs on one thread of its own with `inference.shadow.threads` intra-op threads (1 by default) at
-  the lowest OS priority (nice 19), so at concurrency 1 it uses the CPU the served path leaves idle.
+* the challenger runs in a process of its own (api/challenger_process.py: no shared interpreter lock) at the
+  lowest OS priority (nice 19) with `inference.shadow.threads` intra-op threads (1 by default), fed one image at a
+  time by one thread here, so it uses the CPU the served path leaves idle.
 
 Queued images are kept alive outside the decode pixel budget; the queue bound (plus the one image being scored) is
 what bounds that memory.
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import queue
 import random
 import statistics
@@ -73,14 +73,6 @@ class _Job:
     served_names: dict[str, str]
     key: GroupKey
     served_ms: float
-
-
-def _lowest_priority() -> None:
-    """Nice 19 for the calling thread (Linux: a thread is a schedulable task with its own nice value)."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-    except (AttributeError, OSError) as exc:  # not Linux, or not allowed: the single thread still bounds it
-        log.info("could not lower the shadow thread's priority: %s", exc)
 
 
 class Shadow:
@@ -152,7 +144,6 @@ class Shadow:
     # -- the shadow thread --------------------------------------------------------------------------------------
 
     def _work(self) -> None:
-        _lowest_priority()
         challenger = self._load()
         if challenger is None:
             return

@@ -60,6 +60,7 @@ def cluster(model_path: Path) -> Iterator[Cluster]:
             # Full-size decoding, as the library decodes: the photos are large enough for `reduced` to decode them at
             # the model's size, which is a different (equally valid) input than the one compared against.
             "inference.server.decode_mode=exact",
+            f"inference.shadow.model={model_path}",  # every replica shadows its share (its own model as challenger)
         ],
         config_dir=REPO / "configs",
     )
@@ -122,6 +123,27 @@ def test_requests_spread_over_both_replicas(cluster: Cluster) -> None:
     assert set(seen) == running_ids() and len(seen) == 2, seen
     # /metrics is the app's own registry of the replica that answered (its id is in the header).
     assert "detector_http_requests_total" in metrics.text and metrics.headers[REPLICA_HEADER] in seen
+
+
+def test_each_replica_shadows_its_share(cluster: Cluster) -> None:
+    """Shadow scoring per replica: each scores exactly the requests it answered (at c=1 nothing is shed), and
+    /model/shadow through the proxy is the report of whichever replica answered it."""
+    reports: dict[str, dict[str, Any]] = {}
+
+    def poll(http: httpx.Client, until: Any, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not (len(reports) == 2 and until()) and time.monotonic() < deadline:
+            r = http.get("/model/shadow")
+            reports[r.headers[REPLICA_HEADER]] = r.json()
+
+    with httpx.Client(base_url=cluster.url, timeout=30) as http:
+        poll(http, lambda: all(r["status"] == "running" for r in reports.values()), 60)
+        assert {rid: r["status"] for rid, r in reports.items()} == dict.fromkeys(running_ids(), "running")
+        before = {rid: r["samples"] for rid, r in reports.items()}
+        sent: Counter[str] = Counter(post(http, jpeg((160, 120), 5 + i)).headers[REPLICA_HEADER] for i in range(8))
+        poll(http, lambda: all(r["samples"] - before[rid] == sent[rid] for rid, r in reports.items()), 30)
+    assert {rid: r["samples"] - before[rid] for rid, r in reports.items()} == {rid: sent[rid] for rid in reports}
+    assert all(r["match_rate"] == 1.0 and r["errors"] == 0 for r in reports.values())
 
 
 def test_client_errors_stay_4xx_through_ray(cluster: Cluster) -> None:
