@@ -2,10 +2,12 @@
 
 Why not a thread of the server: Python threads share one interpreter lock. A low-priority thread that holds it
 (pre- and post-processing are Python) and is then preempted in favour of other work keeps every request thread
-waiting for the lock: priority inversion. Measured on the 2-core benchmark machine under load, `/predict` p50 at
-c=1 rose 115 % with the challenger in a nice-19 thread and 39 % in a normal one. In its own process the challenger
-shares no lock with the server, and nice 19 (set for the whole process before any library starts a thread) lets
-the kernel give it only CPU time the server leaves idle; when there is none, its queue fills and images are shed.
+waiting for the lock: priority inversion. Measured on a shared 2-vCPU machine under heavy load from other
+processes (benchmarks/shadow_overhead.py, docs/shadow.md), `/predict` p50 at c=1 rose 115 % with the challenger in
+a nice-19 thread, 39 % in a normal thread, 56 % in a nice-19 process and 30 % in a SCHED_IDLE process. In its own
+process the challenger shares no lock with the server, and the idle scheduling class (set for the whole process
+before any library starts a thread) lets the kernel give it only CPU time nobody else wants; when there is none,
+its queue fills and images are shed.
 
 The parent side (`ChallengerProcess`) looks like any loaded detector (`api.model_slot.DetectorLike`), so the
 shadow (api/shadow.py) and the registry wrapper (api/model_source.py) use it unchanged. One image at a time goes
@@ -37,8 +39,7 @@ NICE = 19
 
 def _child(conn: Connection, config: dict[str, Any], model_path: str, backend: str) -> None:
     """The challenger process: load, warm up, say ready (or why not), then answer images until told to stop."""
-    with contextlib.suppress(OSError):  # not allowed here: the process boundary alone still removes the lock
-        os.nice(NICE)  # before the runtime starts its threads: they inherit it
+    _idle_priority()
     try:
         from api.service import default_detector_factory
 
@@ -63,6 +64,17 @@ def _child(conn: Connection, config: dict[str, Any], model_path: str, backend: s
         return
     finally:
         detector.close()
+
+
+def _idle_priority() -> None:
+    """Run only on CPU time nobody else wants: Linux's SCHED_IDLE policy (a normal task that wakes up preempts it at
+    once, where nice 19 still gets a slice and delays it), else nice 19. Called before the runtime starts its
+    threads, which inherit it."""
+    with contextlib.suppress(AttributeError, OSError):  # not Linux, or not allowed: nice below
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        return
+    with contextlib.suppress(OSError):  # not allowed either: the process boundary alone still removes the lock
+        os.nice(NICE)
 
 
 class ChallengerProcess:
