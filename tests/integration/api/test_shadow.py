@@ -1,6 +1,8 @@
-"""Champion/challenger shadow scoring (inference.shadow): a real `detector serve` on loopback with the trained
-model as its own challenger, and in-process apps with broken challengers (missing file, not a model, other
-classes). Serving must never notice the shadow: every request answers 200."""
+"""Champion/challenger shadow scoring (inference.shadow): the real app (real trained model, lifespan run) with the
+model as its own challenger, and with broken challengers (missing file, not a model, other classes); and its
+offline twin, `detector registry compare`. Serving must never notice the shadow: every request answers 200.
+`detector serve` itself runs a challenger in benchmarks/shadow_overhead.py, and Ray replicas in
+tests/e2e/test_ray_serve.py."""
 
 from __future__ import annotations
 
@@ -13,14 +15,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import httpx
 import onnx
 import pytest
+from fastapi.testclient import TestClient
 
 from api.schemas import ShadowReport
 from cli.main import main
 from tests.integration.api.conftest import REPO, MakeConfig, RunApp
-from tests.servers import Server, serving
 
 
 def _images(dataset_dir: Path, n: int) -> list[bytes]:
@@ -45,22 +46,22 @@ def _metric(text: str, name: str) -> float:
 
 
 @pytest.fixture(scope="module")
-def shadowed(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """`detector serve` whose challenger is the served model itself, with a one-image shadow queue."""
-    cwd = tmp_path_factory.mktemp("shadow")
-    with serving(model_path, cwd, f"inference.shadow.model={model_path}", "inference.shadow.queue=1") as server:
-        yield server
+def shadowed(model_path: Path, make_config: MakeConfig, run_app: RunApp) -> Iterator[TestClient]:
+    """The app whose challenger is the served model itself (in its own process, as always). Its queue holds the
+    six images that one test sends one at a time, however slowly the idle-priority challenger gets CPU."""
+    with run_app(make_config(f"inference.shadow.model={model_path}", "inference.shadow.queue=8")) as client:
+        yield client
 
 
-def test_the_same_model_as_challenger_agrees_fully(shadowed: Server, dataset_dir: Path) -> None:
+def test_the_same_model_as_challenger_agrees_fully(shadowed: TestClient, dataset_dir: Path) -> None:
     def shadow() -> dict[str, Any]:
-        return dict(httpx.get(shadowed.url + "/model/shadow", timeout=5).json())
+        return dict(shadowed.get("/model/shadow").json())
 
     assert _wait_shadow(shadow, lambda b: b["status"] != "loading")["status"] == "running"
     images = _images(dataset_dir, 6)
     for data in images:  # one at a time, as at c=1: nothing queued, so nothing is shed
-        assert httpx.post(shadowed.url + "/predict", files={"file": data}, timeout=30).status_code == 200
-    body = _wait_shadow(shadow, lambda b: b["samples"] >= len(images), timeout=20)
+        assert shadowed.post("/predict", files={"file": data}).status_code == 200
+    body = _wait_shadow(shadow, lambda b: b["samples"] >= len(images), timeout=60)
     assert body["samples"] == len(images), body
     assert body["errors"] == 0 and body["detail"] is None
     assert body["reference_boxes"] > 0 and body["match_rate"] == 1.0
@@ -69,26 +70,26 @@ def test_the_same_model_as_challenger_agrees_fully(shadowed: Server, dataset_dir
     assert body["challenger"]["source"] == "model.onnx"  # a file name, never the server's path
     assert body["latency_ms"]["served_p50"] > 0 and body["latency_ms"]["challenger_p50"] > 0
 
-    metrics = httpx.get(shadowed.url + "/metrics", timeout=5).text
+    metrics = shadowed.get("/metrics").text
     assert _metric(metrics, "detector_shadow_samples_total") == body["samples"]
     assert _metric(metrics, "detector_shadow_boxes_total") == 3 * body["reference_boxes"]  # ref, cand, matched
     assert 'detector_shadow_status{status="running"} 1.0' in metrics
 
 
-def test_load_is_shed_not_queued_and_no_client_fails(shadowed: Server, dataset_dir: Path) -> None:
+def test_load_is_shed_not_queued_and_no_client_fails(shadowed: TestClient, dataset_dir: Path) -> None:
     images = _images(dataset_dir, 4)
-    before = httpx.get(shadowed.url + "/model/shadow", timeout=5).json()
+    before = shadowed.get("/model/shadow").json()
 
     def one(i: int) -> int:
-        return httpx.post(shadowed.url + "/predict", files={"file": images[i % 4]}, timeout=30).status_code
+        return shadowed.post("/predict", files={"file": images[i % 4]}).status_code
 
     with ThreadPoolExecutor(20) as pool:
         statuses = list(pool.map(one, range(40)))
     assert statuses == [200] * 40
-    after = httpx.get(shadowed.url + "/model/shadow", timeout=5).json()
+    after = shadowed.get("/model/shadow").json()
     assert after["status"] == "running"
-    assert after["shed"] > before["shed"]  # queued requests and a one-image queue shed most of these
-    metrics = httpx.get(shadowed.url + "/metrics", timeout=5).text
+    assert after["shed"] > before["shed"]  # while requests queue for the served model, sampled images are shed
+    metrics = shadowed.get("/metrics").text
     assert _metric(metrics, "detector_shadow_shed_total") >= after["shed"] > 0
 
 
