@@ -117,12 +117,10 @@ async def predicting(
                 **outcome.timings_ms,
                 "total": round((time.perf_counter() - started) * 1e3, 3),
             }
-            yield Prediction(
-                decoded.pixels if full_size else None,
-                (decoded.height, decoded.width),
-                filter_classes(detections, wanted),
-                outcome,
-                timings,
-            )
+            sent = filter_classes(detections, wanted)
+            service.metrics.observe_stages(timings)
+            service.metrics.observe_detections(sent.class_names())
+            size = (decoded.height, decoded.width)
+            yield Prediction(decoded.pixels if full_size else None, size, sent, outcome, timings)
     finally:
         reservation.release()  # when the decode failed before inference (releasing twice is a no-op)

@@ -149,6 +149,10 @@ class HealthResponse(BaseModel):
     detail: str | None = Field(None, description="Why the service is not ready (when it is not)")
 
 
+class LivenessResponse(BaseModel):
+    status: Literal["alive"] = "alive"
+
+
 class RegistrySource(BaseModel):
     uri: str = Field(examples=["models:/yolo-detector@champion"])
     name: str
