@@ -57,6 +57,21 @@ class Metrics:
         self.detections = Counter(
             "detector_detections", "Boxes returned by /predict, by class name", ["class_name"], registry=r
         )
+        # Drift against the served model's reference profile (api/drift.py), set when /metrics is scraped.
+        self.drift_psi = Gauge(
+            "detector_drift_psi",
+            "Population-stability index of live traffic vs the model's reference profile (NaN: too few images)",
+            ["statistic"],
+            registry=r,
+        )
+        self.drift_share = Gauge(
+            "detector_drift_share",
+            "Share of each histogram bin per drift statistic, in the reference profile and in the live window",
+            ["statistic", "bin", "source"],
+            registry=r,
+        )
+        self.drift_images = Gauge("detector_drift_window_images", "Images in the live drift window", registry=r)
+        self.before_collect: list[Callable[[], None]] = []  # refreshes run by the /metrics route before rendering
         self.batch_size = Histogram("detector_batch_size", "Images per backend call", buckets=BATCH_BUCKETS, registry=r)
         self.queue_depth = Gauge("detector_queue_depth", "Requests admitted and waiting for a model worker", registry=r)
         self.in_flight = Gauge(

@@ -121,6 +121,7 @@ async def predicting(
             service.metrics.observe_stages(timings)
             service.metrics.observe_detections(sent.class_names())
             size = (decoded.height, decoded.width)
+            service.drift.observe(decoded.pixels, size, detections)  # all classes: the filter is the client's
             yield Prediction(decoded.pixels if full_size else None, size, sent, outcome, timings)
     finally:
         reservation.release()  # when the decode failed before inference (releasing twice is a no-op)

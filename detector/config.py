@@ -270,6 +270,14 @@ class OpenVinoConfig(_Strict):
     shape_cache: int = Field(8, ge=0, le=256)
 
 
+class DriftConfig(_Strict):
+    """`inference.drift`: live traffic vs the model's reference profile (docs/monitoring.md)."""
+
+    enabled: bool = True  # off, or a model without a profile: no drift metrics, nothing computed per request
+    window: int = Field(1000, ge=10, le=1_000_000)  # the last N /predict images
+    min_images: int = Field(200, ge=1)  # PSI is NaN below this many images in the window
+
+
 class InferenceConfig(_Strict):
     # A file, or an MLflow registry URI (models:/yolo-detector@champion) resolved through train.mlflow.tracking_uri.
     model_path: str = "models/model.onnx"
@@ -284,6 +292,7 @@ class InferenceConfig(_Strict):
     rect: bool = True
     openvino: OpenVinoConfig = OpenVinoConfig()
     server: ServerConfig = ServerConfig()
+    drift: DriftConfig = DriftConfig()
 
     @field_validator("backend")
     @classmethod

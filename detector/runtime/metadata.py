@@ -33,6 +33,8 @@ class ModelMetadata:
     precision: str = "fp32"
     # How an INT8 model was made (`detector export int8`: tool, preset, calibration, gate); empty otherwise.
     quantization: dict[str, Any] = field(default_factory=dict)
+    # Drift statistics of the model on its validation split (`detector.evaluation.profile`); empty when unknown.
+    reference_profile: dict[str, Any] = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
