@@ -104,7 +104,7 @@ def resolve_class_conf(spec: Mapping[str, float] | Mapping[int, float], names: M
         if cid is None:
             unknown.append(str(key))
             continue
-        if not isinstance(value, int | float) or not 0.0 <= float(value) <= 1.0:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= float(value) <= 1.0:
             raise InvalidInputError(
                 f"conf_per_class: {_cut(str(key))!r} must be a number in [0, 1], got {_cut(str(value))}"
             )
