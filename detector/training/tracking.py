@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from detector.config import MlflowConfig
+from detector.errors import DetectorError
 from detector.runtime.metadata import read_onnx_metadata, sha256_file
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,10 @@ def _tag_class_thresholds(client: Any, model_name: str, version: str, onnx_path:
     registry shows what the model will apply; nothing when it carries none."""
     import json
 
-    metadata = read_onnx_metadata(onnx_path)
+    try:
+        metadata = read_onnx_metadata(onnx_path)
+    except DetectorError:  # a file without this project's metadata carries no thresholds either
+        return
     if not metadata.class_conf:
         return
     by_name = {metadata.names.get(c, str(c)): v for c, v in sorted(metadata.class_conf.items())}
