@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import io
+import logging
 import shutil
 import threading
 import time
@@ -161,3 +162,18 @@ def test_unknown_class_in_conf_per_class_is_a_short_422(server: str, witness: Wi
         timeout=30,
     )
     assert batch.status_code == 422 and "unicorn" in batch.json()["detail"]
+
+
+def test_no_val_split_means_no_thresholds_and_inherited_ones_are_dropped(
+    thresholded: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # As the INT8 export does with a copy of the FP32 metadata: thresholds it cannot measure must not stay behind.
+    copy = tmp_path / "bare.onnx"
+    shutil.copy(thresholded, copy)
+    with caplog.at_level(logging.INFO, logger="export.thresholds"):
+        written = add_class_thresholds(copy, tmp_path / "no-dataset", ThresholdsConfig())
+    assert written.class_conf == {} and read_onnx_metadata(copy).class_conf == {}
+    assert [r.getMessage() for r in caplog.records if r.name == "export.thresholds"] == [
+        f"no val split at {tmp_path / 'no-dataset' / 'images' / 'val'}: no per-class thresholds in the model "
+        "(inference.conf applies)"
+    ]
