@@ -332,6 +332,9 @@ class MicroBatcher:
 
     def _call(self, model: LoadedModel, key: GroupKey, jobs: list[_Job]) -> None:
         conf, iou, max_det, class_conf = key
+        names = model.info.get("names")
+        if names:  # ids checked against the model of the request's time; one swapped in since may lack some
+            class_conf = tuple((c, v) for c, v in class_conf if str(c) in names)
         started = time.perf_counter()
         timings = Timings()
         try:
