@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import logging
 import shutil
 import threading
@@ -177,3 +178,29 @@ def test_no_val_split_means_no_thresholds_and_inherited_ones_are_dropped(
         f"no val split at {tmp_path / 'no-dataset' / 'images' / 'val'}: no per-class thresholds in the model "
         "(inference.conf applies)"
     ]
+
+
+def test_cli_predict_applies_them_and_takes_conf_per_class(
+    thresholded: Path, witness: Witness, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cli.main import main
+    from tests.conftest import REPO
+
+    image = tmp_path / "w.png"
+    image.write_bytes(witness.png)
+    base = ["--config-dir", str(REPO / "configs"), "predict", str(image), "--model", str(thresholded)]
+    base += ["--backend", "onnxruntime"]
+
+    def found(*extra: str) -> bool:
+        assert main([*base, *extra]) == 0
+        (result,) = json.loads(capsys.readouterr().out)
+        return any(
+            d["class_id"] == witness.class_id and abs(d["confidence"] - witness.score) < 0.005
+            for d in result["detections"]
+        )
+
+    assert found() is (witness.score > witness.threshold)
+    assert found("--conf", str(DEFAULT_CONF)) is (witness.score > DEFAULT_CONF)
+    assert found("--conf-per-class", f"{witness.class_name}:{witness.score - 0.005:.4f}")
+    assert main([*base, "--conf-per-class", "unicorn:0.5"]) == 2
+    assert "unknown class 'unicorn'" in capsys.readouterr().err
