@@ -63,6 +63,7 @@ def default_detector_factory(config: Config, engine_builder: EngineBuilder | Non
             iou=inf.iou,
             max_det=inf.max_det,
             rect=inf.rect,
+            class_thresholds=inf.class_thresholds,
         )
 
     return load

@@ -56,20 +56,30 @@ def stage_train(config: Config) -> dict[str, Any]:
 
 
 def stage_export(config: Config, weights: str = str(BEST_WEIGHTS), out: str | None = None) -> dict[str, Any]:
+    import tempfile
+
     from export.onnx import export_onnx
+    from export.thresholds import add_class_thresholds
 
     provenance = export_provenance(Path(weights), _read_json(TRAIN_REPORT) if TRAIN_REPORT.exists() else {})
-    metadata = export_onnx(
-        weights,
-        out or config.export.onnx_path,
-        imgsz=config.onnx_imgsz,
-        opset=config.export.opset,
-        dynamic=config.export.dynamic,
-        simplify=config.export.simplify,
-        half=config.export.half,
-        end2end=config.export.end2end,
-        **provenance,
-    )
+    target = Path(out or config.export.onnx_path)
+    # Exported into a scratch folder first: the per-class thresholds measured on it go into its metadata before the
+    # file appears at `target` (models/model.onnx is a DVC output; nothing rewrites it later).
+    with tempfile.TemporaryDirectory(prefix="export-thr-") as tmp:
+        candidate = Path(tmp) / target.name
+        export_onnx(
+            weights,
+            candidate,
+            imgsz=config.onnx_imgsz,
+            opset=config.export.opset,
+            dynamic=config.export.dynamic,
+            simplify=config.export.simplify,
+            half=config.export.half,
+            end2end=config.export.end2end,
+            **provenance,
+        )
+        metadata = add_class_thresholds(candidate, config.data.dataset_dir, config.export.thresholds)
+        write_atomic(target, candidate.read_bytes())
     return _read_json_text(metadata.to_json())
 
 
@@ -125,6 +135,7 @@ def stage_quantize(
                 out_path,
                 Path(data) if data else config.data.dataset_dir,
                 config.export.int8,
+                config.export.thresholds,
             ),
         }
     except (AccuracyGateError, QuantizationRefusedError) as exc:

@@ -157,6 +157,23 @@ class Int8Config(_Strict):
     max_map_drop: float = Field(0.01, le=1)
 
 
+class ThresholdsConfig(_Strict):
+    """`export.thresholds`: per-class confidence thresholds computed on a split and embedded in the model."""
+
+    enabled: bool = True
+    rule: Literal["f1", "precision"] = "f1"  # f1: the confidence maximising F1; precision: the lowest reaching
+    precision_target: float = Field(0.9, gt=0, le=1)  # the target; used by rule=precision only
+    min: float = Field(0.05, ge=0, le=1)  # every computed threshold is clipped to [min, max]
+    max: float = Field(0.95, ge=0, le=1)
+    split: str = "val"
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ThresholdsConfig:
+        if self.min > self.max:
+            raise ValueError(f"thresholds.min ({self.min}) must be at most thresholds.max ({self.max})")
+        return self
+
+
 class ExportConfig(_Strict):
     onnx_path: str = "models/model.onnx"
     imgsz: int | None = Field(None, ge=32, le=4096)  # None: the training image size
@@ -168,6 +185,7 @@ class ExportConfig(_Strict):
     end2end: bool = True
     engine: EngineConfig = EngineConfig()
     int8: Int8Config = Int8Config()
+    thresholds: ThresholdsConfig = ThresholdsConfig()
 
 
 AuthScope = Literal["predict", "metrics", "admin"]
@@ -286,6 +304,9 @@ class InferenceConfig(_Strict):
     device: str = "auto"
     threads: int = Field(0, ge=0, le=256)
     conf: float = Field(0.25, ge=0, le=1)
+    # Apply the per-class thresholds embedded in the model (export.thresholds) when a request gives no `conf`;
+    # false: `conf` for every class.
+    class_thresholds: bool = True
     iou: float = Field(0.7, ge=0, le=1)
     max_det: int = Field(300, ge=1, le=100_000)
     # Letterbox each batch to the smallest stride-multiple rectangle (where the model allows any height/width).
