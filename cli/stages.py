@@ -59,12 +59,13 @@ def stage_export(config: Config, weights: str = str(BEST_WEIGHTS), out: str | No
     import tempfile
 
     from export.onnx import export_onnx
+    from export.profile import add_reference_profile
     from export.thresholds import add_class_thresholds
 
     provenance = export_provenance(Path(weights), _read_json(TRAIN_REPORT) if TRAIN_REPORT.exists() else {})
     target = Path(out or config.export.onnx_path)
-    # Exported into a scratch folder first: the per-class thresholds measured on it go into its metadata before the
-    # file appears at `target` (models/model.onnx is a DVC output; nothing rewrites it later).
+    # Exported into a scratch folder first: the per-class thresholds and the drift profile measured on it go into its
+    # metadata before the file appears at `target` (models/model.onnx is a DVC output; nothing rewrites it later).
     with tempfile.TemporaryDirectory(prefix="export-thr-") as tmp:
         candidate = Path(tmp) / target.name
         export_onnx(
@@ -78,9 +79,13 @@ def stage_export(config: Config, weights: str = str(BEST_WEIGHTS), out: str | No
             end2end=config.export.end2end,
             **provenance,
         )
-        metadata = add_class_thresholds(candidate, config.data.dataset_dir, config.export.thresholds)
+        add_class_thresholds(candidate, config.data.dataset_dir, config.export.thresholds)
+        metadata = add_reference_profile(candidate, config.data.dataset_dir, config.export.profile)
         write_atomic(target, candidate.read_bytes())
-    return _read_json_text(metadata.to_json())
+    result = _read_json_text(metadata.to_json())
+    profile = result.pop("reference_profile")  # kilobytes of histograms: the command prints what it measured on
+    result["reference_profile"] = {"split": profile["split"], "images": profile["images"]} if profile else {}
+    return result
 
 
 def export_provenance(weights: Path, train_report: dict[str, Any]) -> dict[str, str]:
@@ -136,6 +141,7 @@ def stage_quantize(
                 Path(data) if data else config.data.dataset_dir,
                 config.export.int8,
                 config.export.thresholds,
+                config.export.profile,
             ),
         }
     except (AccuracyGateError, QuantizationRefusedError) as exc:

@@ -174,6 +174,13 @@ class ThresholdsConfig(_Strict):
         return self
 
 
+class ProfileConfig(_Strict):
+    """`export.profile`: the reference profile for drift monitoring, computed on a split and embedded in the model."""
+
+    enabled: bool = True
+    split: str = "val"
+
+
 class ExportConfig(_Strict):
     onnx_path: str = "models/model.onnx"
     imgsz: int | None = Field(None, ge=32, le=4096)  # None: the training image size
@@ -186,6 +193,7 @@ class ExportConfig(_Strict):
     engine: EngineConfig = EngineConfig()
     int8: Int8Config = Int8Config()
     thresholds: ThresholdsConfig = ThresholdsConfig()
+    profile: ProfileConfig = ProfileConfig()
 
 
 AuthScope = Literal["predict", "metrics", "admin"]

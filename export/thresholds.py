@@ -17,7 +17,8 @@ from detector.data import load_names
 from detector.errors import DatasetError
 from detector.evaluation.thresholds import ClassThresholds, compute_class_thresholds
 from detector.runtime import Detector
-from detector.runtime.metadata import METADATA_KEY, ModelMetadata, read_onnx_metadata
+from detector.runtime.metadata import ModelMetadata, read_onnx_metadata
+from export.model_metadata import rewrite_metadata
 
 log = logging.getLogger(__name__)
 
@@ -28,19 +29,11 @@ def add_class_thresholds(model_path: Path, dataset_dir: Path | None, settings: T
     """Measure thresholds for the ONNX file `model_path` and rewrite its metadata in place (it is a candidate file,
     not yet at its final path). Thresholds it inherited (an INT8 model copies the FP32 metadata) are replaced or
     cleared, never kept. Returns the metadata written."""
-    import onnx
-
     metadata = read_onnx_metadata(model_path)
     chosen = _measure(model_path, metadata, dataset_dir, settings)
     updated = dataclasses.replace(metadata, class_conf=chosen.values, class_conf_rule=chosen.rule)
-    if updated == metadata:
-        return metadata
-    proto = onnx.load(str(model_path))
-    props = {p.key: p.value for p in proto.metadata_props} | {METADATA_KEY: updated.to_json()}
-    del proto.metadata_props[:]
-    for key, value in props.items():
-        proto.metadata_props.add(key=key, value=value)
-    model_path.write_bytes(proto.SerializeToString())
+    if updated != metadata:
+        rewrite_metadata(model_path, updated)
     return updated
 
 
