@@ -53,23 +53,29 @@ class Timings:
         }
 
 
+DEFAULT_CONF = 0.25  # Ultralytics' predict default; the fallback for classes without a threshold of their own
+
+
 class Detector:
     def __init__(
         self,
         backend: Backend,
         metadata: ModelMetadata,
-        conf: float = 0.25,
+        conf: float | None = None,
         iou: float = 0.7,
         max_det: int = 300,
         rect: bool = True,
-        class_thresholds: bool = True,
+        class_thresholds: bool | None = None,
     ) -> None:
         self.backend = backend
         self.metadata = metadata
-        self.conf, self.iou, self.max_det = _check_thresholds(conf, iou, max_det)
-        # The per-class thresholds applied when a call gives no `conf`: the model's own (export.thresholds), or
-        # none with class_thresholds=False (then `conf` applies to every class).
-        self.class_conf: dict[int, float] = dict(metadata.class_conf) if class_thresholds else {}
+        self.conf, self.iou, self.max_det = _check_thresholds(DEFAULT_CONF if conf is None else conf, iou, max_det)
+        # The per-class thresholds applied when a call gives no `conf`: the model's own (export.thresholds), with
+        # `conf` for classes that have none. By default only when no `conf` was given here: `Detector.load(p,
+        # conf=0.1)` means 0.1 for every class, as it does for Ultralytics. The service passes both (its
+        # inference.conf is the fallback of inference.class_thresholds).
+        use = conf is None if class_thresholds is None else class_thresholds
+        self.class_conf: dict[int, float] = dict(metadata.class_conf) if use else {}
         self.input_shape = self._resolve_input_shape()
         # Rectangular inference (as Ultralytics' predict does): where the model accepts any height and width, a
         # batch is letterboxed to the smallest stride-multiple rectangle holding it, not the full square. Same
@@ -86,13 +92,15 @@ class Detector:
         model_path: str | Path,
         backend: str = "auto",
         options: BackendOptions | None = None,
-        conf: float = 0.25,
+        conf: float | None = None,
         iou: float = 0.7,
         max_det: int = 300,
         rect: bool = True,
-        class_thresholds: bool = True,
+        class_thresholds: bool | None = None,
     ) -> Detector:
-        """Read the model's metadata, load it on `backend` (or the fastest available with "auto")."""
+        """Read the model's metadata, load it on `backend` (or the fastest available with "auto"). Without `conf`,
+        the model's per-class thresholds apply (DEFAULT_CONF for classes without one); with it, `conf` applies to
+        every class unless `class_thresholds=True`."""
         path = Path(model_path)
         metadata = _read_metadata(path)
         loaded = backends.create(backend, path, options)
