@@ -53,9 +53,11 @@ audit_log = logging.getLogger("api.audit")
 
 # For the OpenAPI schema (Swagger's "Authorize" button); the middleware below does the checking.
 api_key_header = APIKeyHeader(
-    name="X-API-Key", auto_error=False, description="An API key (inference.server.auth); not needed for /health"
+    name="X-API-Key",
+    auto_error=False,
+    description="An API key (inference.server.auth); not needed for /health, /livez, /readyz",
 )
-OPEN_PATHS = ("/health",)
+OPEN_PATHS = ("/health", "/livez", "/readyz")  # orchestrators' probes carry no key
 AUDIT_STATE = "audit"  # scope["state"][AUDIT_STATE]: what an admin route did, for the audit line
 
 

@@ -72,7 +72,10 @@ from detector.runtime import Detections, Timings
 
 log = logging.getLogger("api.batching")
 
-GroupKey = tuple[float, float, int]  # (conf, iou, max_det)
+# Per-class confidence thresholds of a request, (class id, conf) pairs in id order; () for none.
+ClassConfKey = tuple[tuple[int, float], ...]
+# (conf, iou, max_det, per-class thresholds). conf None: the model's own per-class thresholds over the default conf.
+GroupKey = tuple[float | None, float, int, ClassConfKey]
 CallKey = tuple[tuple[int, ...], GroupKey]  # (network input shape of the image, thresholds): one backend call each
 
 
@@ -328,12 +331,20 @@ class MicroBatcher:
                     job.future.set_exception(server_fault(exc))
 
     def _call(self, model: LoadedModel, key: GroupKey, jobs: list[_Job]) -> None:
-        conf, iou, max_det = key
+        conf, iou, max_det, class_conf = key
+        names = model.info.get("names")
+        if names:  # ids checked against the model of the request's time; one swapped in since may lack some
+            class_conf = tuple((c, v) for c, v in class_conf if str(c) in names)
         started = time.perf_counter()
         timings = Timings()
         try:
             results = model.detector.predict_batch(
-                [j.image for j in jobs], conf=conf, iou=iou, max_det=max_det, timings=timings
+                [j.image for j in jobs],
+                conf=conf,
+                iou=iou,
+                max_det=max_det,
+                timings=timings,
+                conf_per_class=dict(class_conf) or None,
             )
         except Exception as exc:
             for job in jobs:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -55,9 +55,12 @@ def _child(conn: Connection, config: dict[str, Any], model_path: str, backend: s
             request = conn.recv()
             if request is None:
                 return
-            image, conf, iou, max_det = request
+            image, conf, iou, max_det, conf_per_class = request
             try:
-                conn.send(("ok", detector.predict_batch([image], conf=conf, iou=iou, max_det=max_det)[0]))
+                answer = detector.predict_batch(
+                    [image], conf=conf, iou=iou, max_det=max_det, conf_per_class=conf_per_class
+                )[0]
+                conn.send(("ok", answer))
             except Exception as exc:
                 conn.send(("error", f"{type(exc).__name__}: {exc}"))
     except (EOFError, OSError, KeyboardInterrupt):  # the server went away
@@ -119,10 +122,11 @@ class ChallengerProcess:
         max_det: int | None = None,
         multi_label: bool = False,
         timings: Timings | None = None,
+        conf_per_class: Mapping[int, float] | None = None,
     ) -> list[Detections]:
         out = []
         for image in images:
-            self._conn.send((image, conf, iou, max_det))
+            self._conn.send((image, conf, iou, max_det, dict(conf_per_class) if conf_per_class else None))
             status, payload = self._receive()
             if status != "ok":
                 raise RuntimeError(payload)

@@ -42,6 +42,7 @@ class ImageInput:
 
     data: bytes
     classes: str | list[Any] | None = None  # JSON `classes` or multipart field `classes`; None when absent
+    conf_per_class: str | dict[str, Any] | None = None  # JSON `conf_per_class` or the multipart field; None: absent
 
 
 async def read_image_input(request: Request, kind: BodyKind, max_bytes: int) -> ImageInput:
@@ -50,7 +51,7 @@ async def read_image_input(request: Request, kind: BodyKind, max_bytes: int) -> 
     reader = _from_multipart(request, max_bytes, options) if kind == "multipart" else _from_json(request, options)
     data = await reader
     _check_size(data, max_bytes)
-    return ImageInput(data, options.get("classes"))
+    return ImageInput(data, options.get("classes"), options.get("conf_per_class"))
 
 
 async def read_image_bytes(request: Request, kind: BodyKind, max_bytes: int) -> bytes:
@@ -79,6 +80,11 @@ async def _from_multipart(request: Request, max_bytes: int, options: dict[str, A
             if not isinstance(value, str):
                 raise BadRequestError("field 'classes' must be a text field like circle,square")
             options["classes"] = value
+        if options is not None and "conf_per_class" in form:
+            value = form.get("conf_per_class")
+            if not isinstance(value, str):
+                raise BadRequestError("field 'conf_per_class' must be a text field like circle:0.4,square:0.6")
+            options["conf_per_class"] = value
         if "image_base64" in form and upload is not None:
             raise BadRequestError("send either a 'file' upload or 'image_base64', not both")
         if upload is None:
@@ -127,7 +133,7 @@ def _parse_json(raw: bytes, options: dict[str, Any] | None) -> bytes:
         raise BadRequestError(
             f'JSON body must be an object like {{"image_base64": "..."}}, got {type(payload).__name__}'
         )
-    allowed = {"image_base64"} if options is None else {"image_base64", "classes"}
+    allowed = {"image_base64"} if options is None else {"image_base64", "classes", "conf_per_class"}
     extra = [k for k in payload if k not in allowed]
     if extra:
         hint = " (conf, iou and max_det are query parameters)" if {"conf", "iou", "max_det"} & set(extra) else ""
@@ -142,6 +148,11 @@ def _parse_json(raw: bytes, options: dict[str, Any] | None) -> bytes:
         ):
             raise BadRequestError("'classes' must be a string like \"circle,square\" or a list of names or ids")
         options["classes"] = classes
+    if options is not None and "conf_per_class" in payload:
+        per_class = payload["conf_per_class"]
+        if not isinstance(per_class, str | dict):
+            raise BadRequestError("'conf_per_class' must be an object like {\"circle\": 0.4} or a string circle:0.4")
+        options["conf_per_class"] = per_class
     value = payload["image_base64"]
     if not isinstance(value, str):
         raise BadRequestError(f"'image_base64' must be a string, got {type(value).__name__}")

@@ -4,7 +4,8 @@ refuse duplicate names) and a pure ASGI middleware that counts and times every r
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections import Counter as Counter_
+from collections.abc import Callable, Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -43,6 +44,34 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        # One series per Server-Timing stage of /predict (read, decode, queue_wait, preprocess, inference,
+        # postprocess): a fixed set of names, so the label cannot grow. The dashboard's "latency per stage".
+        self.stages = Histogram(
+            "detector_stage_seconds",
+            "Time of each stage of a /predict request (the entries of its Server-Timing header)",
+            ["stage"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        # Per-class rates of what the model finds on live traffic (bounded by the model's class count).
+        self.detections = Counter(
+            "detector_detections", "Boxes returned by /predict, by class name", ["class_name"], registry=r
+        )
+        # Drift against the served model's reference profile (api/drift.py), set when /metrics is scraped.
+        self.drift_psi = Gauge(
+            "detector_drift_psi",
+            "Population-stability index of live traffic vs the model's reference profile (NaN: too few images)",
+            ["statistic"],
+            registry=r,
+        )
+        self.drift_share = Gauge(
+            "detector_drift_share",
+            "Share of each histogram bin per drift statistic, in the reference profile and in the live window",
+            ["statistic", "bin", "source"],
+            registry=r,
+        )
+        self.drift_images = Gauge("detector_drift_window_images", "Images in the live drift window", registry=r)
+        self.before_collect: list[Callable[[], None]] = []  # refreshes run by the /metrics route before rendering
         self.batch_size = Histogram("detector_batch_size", "Images per backend call", buckets=BATCH_BUCKETS, registry=r)
         self.queue_depth = Gauge("detector_queue_depth", "Requests admitted and waiting for a model worker", registry=r)
         self.in_flight = Gauge(
@@ -101,6 +130,15 @@ class Metrics:
     def set_shadow_status(self, status: str) -> None:
         self.shadow_status.clear()
         self.shadow_status.labels(status=status).set(1)
+
+    def observe_stages(self, timings_ms: Mapping[str, float]) -> None:
+        for stage, ms in timings_ms.items():
+            if stage != "total":
+                self.stages.labels(stage=stage).observe(ms / 1e3)
+
+    def observe_detections(self, class_names: Iterable[str]) -> None:
+        for name, count in Counter_(class_names).items():
+            self.detections.labels(class_name=name).inc(count)
 
     def set_model(self, version: str, backend: str) -> None:
         self.model_info.clear()

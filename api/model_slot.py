@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, Protocol
@@ -40,6 +40,7 @@ class DetectorLike(Protocol):
         max_det: int | None = None,
         multi_label: bool = False,
         timings: Timings | None = None,
+        conf_per_class: Mapping[int, float] | None = None,
     ) -> list[Detections]: ...
 
     def warmup(self, runs: int = 2) -> None: ...

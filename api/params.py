@@ -6,9 +6,28 @@ from typing import Annotated
 
 from fastapi import Query
 
-ConfQuery = Annotated[float | None, Query(ge=0, le=1, description="Confidence threshold (default: config)")]
+ConfQuery = Annotated[
+    float | None,
+    Query(
+        ge=0,
+        le=1,
+        description="Confidence threshold for every class (default: the model's per-class thresholds where it has "
+        "them, see GET /model, else the configured conf)",
+    ),
+]
 IouQuery = Annotated[float | None, Query(ge=0, le=1, description="NMS IoU threshold (default: config)")]
 MaxDetQuery = Annotated[int | None, Query(ge=1, description="Most boxes returned (default: config)")]
+ConfPerClassQuery = Annotated[
+    str | None,
+    Query(
+        description="Confidence threshold per class, `CLASS:CONF` pairs, comma-separated (names or ids, e.g. "
+        "`circle:0.4,square:0.6`); overrides the threshold of those classes only (the others keep the model's "
+        "per-class thresholds, or `conf` when given). May instead be sent as `conf_per_class` in the JSON body "
+        "(an object or the same string) or as a multipart text field. Unknown class: 422",
+        examples=["circle:0.4,square:0.6"],
+        max_length=20_000,
+    ),
+]
 ClassesQuery = Annotated[
     str | None,
     Query(

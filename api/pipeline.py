@@ -17,12 +17,12 @@ import numpy as np
 import numpy.typing as npt
 from starlette.requests import Request
 
-from api.batching import GroupKey, Outcome
+from api.batching import ClassConfKey, GroupKey, Outcome
 from api.errors import BadRequestError, UnprocessableError
 from api.inputs import body_kind, read_image_input
 from api.service import Service, to_sent_image
 from detector.runtime import Detections
-from detector.runtime.classes import filter_classes, parse_classes
+from detector.runtime.classes import filter_classes, parse_class_conf, parse_classes, resolve_class_conf
 from detector.runtime.payload import prediction_payload
 
 
@@ -39,17 +39,36 @@ class Prediction:
         return prediction_payload(self.detections, self.size, self.outcome.model, self.timings_ms)
 
 
-def group_key(service: Service, conf: float | None, iou: float | None, max_det: int | None) -> GroupKey:
-    """The thresholds for this request (config defaults filled in); 422 for a max_det over the server's limit."""
+def group_key(
+    service: Service,
+    conf: float | None,
+    iou: float | None,
+    max_det: int | None,
+    conf_per_class: str | None = None,
+) -> GroupKey:
+    """The thresholds for this request (config defaults filled in); 422 for a max_det over the server's limit or a
+    bad `conf_per_class`. Without `conf`, and with `inference.class_thresholds`, conf stays None: the model applies
+    its own per-class thresholds (requests batch together only under the same thresholds, see api/batching.py)."""
     inf = service.config.inference
     limit = inf.server.max_det_limit
     if max_det is not None and max_det > limit:
         raise UnprocessableError(f"query parameter max_det: must be at most {limit} (got {max_det})")
     return (
-        inf.conf if conf is None else conf,
+        (None if inf.class_thresholds else inf.conf) if conf is None else conf,
         inf.iou if iou is None else iou,
         inf.max_det if max_det is None else max_det,
+        class_conf_key(service, conf_per_class),
     )
+
+
+def class_conf_key(service: Service, spec: str | dict[str, Any] | None) -> ClassConfKey:
+    """`conf_per_class` (`circle:0.4,2:0.6`, or a JSON object) against the served model's classes, as a batching
+    key; () when absent; 422 naming an unknown class or a bad value."""
+    if spec is None:
+        return ()
+    names = model_names(service)
+    chosen = parse_class_conf(spec, names) if isinstance(spec, str) else resolve_class_conf(spec, names)
+    return tuple(sorted(chosen.items()))
 
 
 def model_names(service: Service) -> dict[int, str]:
@@ -103,6 +122,10 @@ async def predicting(
         if classes is not None:
             raise BadRequestError("give the class filter once: in the query or in the body, not both")
         wanted = class_filter(service, body.classes)
+    if body.conf_per_class is not None:
+        if key[3]:
+            raise BadRequestError("give conf_per_class once: in the query or in the body, not both")
+        key = (*key[:3], class_conf_key(service, body.conf_per_class))
     t_read = time.perf_counter()
     timeout = service.config.inference.server.request_timeout_s
     reservation = service.batcher.reserve()  # 503 + Retry-After at once when the queue is full
@@ -122,12 +145,11 @@ async def predicting(
                 **outcome.timings_ms,
                 "total": round((time.perf_counter() - started) * 1e3, 3),
             }
-            yield Prediction(
-                decoded.pixels if full_size else None,
-                (decoded.height, decoded.width),
-                filter_classes(detections, wanted),
-                outcome,
-                timings,
-            )
+            sent = filter_classes(detections, wanted)
+            service.metrics.observe_stages(timings)
+            service.metrics.observe_detections(sent.class_names())
+            size = (decoded.height, decoded.width)
+            service.drift.observe(decoded.pixels, size, detections)  # all classes: the filter is the client's
+            yield Prediction(decoded.pixels if full_size else None, size, sent, outcome, timings)
     finally:
         reservation.release()  # when the decode failed before inference (releasing twice is a no-op)

@@ -133,6 +133,11 @@ class Base64ImageRequest(BaseModel):
     classes: str | list[str | int] | None = Field(
         None, description="Optional class filter (names or ids), like the `classes` query parameter"
     )
+    conf_per_class: str | dict[str, float] | None = Field(
+        None,
+        description="Optional per-class confidence thresholds, like the `conf_per_class` query parameter",
+        examples=[{"circle": 0.4, "square": 0.6}],
+    )
 
 
 class HealthResponse(BaseModel):
@@ -147,6 +152,10 @@ class HealthResponse(BaseModel):
     backend: str | None = None
     model_version: str | None = None
     detail: str | None = Field(None, description="Why the service is not ready (when it is not)")
+
+
+class LivenessResponse(BaseModel):
+    status: Literal["alive"] = "alive"
 
 
 class RegistrySource(BaseModel):
@@ -175,6 +184,10 @@ class ModelInfo(BaseModel):
                     "backend_max_batch": None,
                     "dataset_version": "v1",
                     "source_run_id": "b68a16c7fe004909a15e03adbc6c15c3",
+                    "conf": 0.25,
+                    "class_conf": {"circle": 0.41, "square": 0.37, "triangle": 0.52},
+                    "class_conf_source": "model metadata",
+                    "class_conf_rule": "max F1 at IoU 0.5 on val (40 images), clipped to [0.05, 0.95]",
                 }
             ]
         },
@@ -193,6 +206,15 @@ class ModelInfo(BaseModel):
     dataset_version: str
     source_run_id: str
     registry: RegistrySource | None = Field(None, description="Set when the model was served from the MLflow registry")
+    conf: float | None = Field(None, description="The confidence threshold of classes without their own")
+    class_conf: dict[str, float] = Field(
+        default_factory=dict,
+        description="Per-class thresholds applied when a request gives no `conf` (class name -> conf)",
+    )
+    class_conf_source: str = Field(
+        "config", description="Where they come from: `model metadata` (export.thresholds), or `config` (none)"
+    )
+    class_conf_rule: str = Field("", description="How they were chosen (at export)")
 
 
 class ShadowChallenger(BaseModel):

@@ -21,6 +21,7 @@ import numpy as np
 
 from api.batching import MicroBatcher
 from api.decode_budget import PixelBudget
+from api.drift import DriftMonitor
 from api.errors import ConflictError, GatewayTimeoutError, ServiceUnavailableError
 from api.metrics import Metrics
 from api.model_files import checked_model_path, model_dir
@@ -63,6 +64,7 @@ def default_detector_factory(config: Config, engine_builder: EngineBuilder | Non
             iou=inf.iou,
             max_det=inf.max_det,
             rect=inf.rect,
+            class_thresholds=inf.class_thresholds,
         )
 
     return load
@@ -111,6 +113,8 @@ class Service:
         self.uploads = UploadGate(server.max_uploads, metrics)
         self.video_jobs = JobGate(server.max_video_jobs, "video", metrics)
         self.pixels = PixelBudget(server.decode_pixel_budget, metrics)
+        drift = config.inference.drift
+        self.drift = DriftMonitor(metrics, drift.window, drift.min_images, drift.enabled)
         # Decoding is CPU work that releases the GIL in PIL's C code: its own pool keeps it off the event loop and
         # away from the default pool that Starlette uses for file I/O. Its memory is bounded by `self.pixels`.
         self.decode_pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 2), thread_name_prefix="decode")
@@ -215,6 +219,8 @@ class Service:
             self.status, self.error = "ok", ""
         self.batcher.follow(model)
         self.metrics.set_model(str(model.info.get("version")), str(model.info.get("backend")))
+        metadata = getattr(model.detector, "metadata", None)  # test doubles may have none
+        self.drift.set_reference(getattr(metadata, "reference_profile", None), str(model.info.get("version")))
         return old
 
     def _backend_failed(self, model: LoadedModel, exc: Exception) -> None:

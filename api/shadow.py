@@ -201,9 +201,12 @@ class Shadow:
         if problem is not None:
             self._fail(problem, error=True)
             return
-        conf, iou, max_det = job.key
+        # The request's thresholds; without an explicit conf each model applies its own per-class ones.
+        conf, iou, max_det, class_conf = job.key
         started = time.perf_counter()
-        candidate = challenger.predict_batch([job.image], conf=conf, iou=iou, max_det=max_det)[0]
+        candidate = challenger.predict_batch(
+            [job.image], conf=conf, iou=iou, max_det=max_det, conf_per_class=dict(class_conf) or None
+        )[0]
         challenger_ms = (time.perf_counter() - started) * 1e3
         one = Agreement(iou=self.settings.iou)  # this image alone: what the counters add
         one.update(job.served, candidate)

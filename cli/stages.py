@@ -56,21 +56,36 @@ def stage_train(config: Config) -> dict[str, Any]:
 
 
 def stage_export(config: Config, weights: str = str(BEST_WEIGHTS), out: str | None = None) -> dict[str, Any]:
+    import tempfile
+
     from export.onnx import export_onnx
+    from export.profile import add_reference_profile
+    from export.thresholds import add_class_thresholds
 
     provenance = export_provenance(Path(weights), _read_json(TRAIN_REPORT) if TRAIN_REPORT.exists() else {})
-    metadata = export_onnx(
-        weights,
-        out or config.export.onnx_path,
-        imgsz=config.onnx_imgsz,
-        opset=config.export.opset,
-        dynamic=config.export.dynamic,
-        simplify=config.export.simplify,
-        half=config.export.half,
-        end2end=config.export.end2end,
-        **provenance,
-    )
-    return _read_json_text(metadata.to_json())
+    target = Path(out or config.export.onnx_path)
+    # Exported into a scratch folder first: the per-class thresholds and the drift profile measured on it go into its
+    # metadata before the file appears at `target` (models/model.onnx is a DVC output; nothing rewrites it later).
+    with tempfile.TemporaryDirectory(prefix="export-thr-") as tmp:
+        candidate = Path(tmp) / target.name
+        export_onnx(
+            weights,
+            candidate,
+            imgsz=config.onnx_imgsz,
+            opset=config.export.opset,
+            dynamic=config.export.dynamic,
+            simplify=config.export.simplify,
+            half=config.export.half,
+            end2end=config.export.end2end,
+            **provenance,
+        )
+        add_class_thresholds(candidate, config.data.dataset_dir, config.export.thresholds)
+        metadata = add_reference_profile(candidate, config.data.dataset_dir, config.export.profile)
+        write_atomic(target, candidate.read_bytes())
+    result = _read_json_text(metadata.to_json())
+    profile = result.pop("reference_profile")  # kilobytes of histograms: the command prints what it measured on
+    result["reference_profile"] = {"split": profile["split"], "images": profile["images"]} if profile else {}
+    return result
 
 
 def export_provenance(weights: Path, train_report: dict[str, Any]) -> dict[str, str]:
@@ -125,6 +140,8 @@ def stage_quantize(
                 out_path,
                 Path(data) if data else config.data.dataset_dir,
                 config.export.int8,
+                config.export.thresholds,
+                config.export.profile,
             ),
         }
     except (AccuracyGateError, QuantizationRefusedError) as exc:

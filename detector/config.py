@@ -157,6 +157,30 @@ class Int8Config(_Strict):
     max_map_drop: float = Field(0.01, le=1)
 
 
+class ThresholdsConfig(_Strict):
+    """`export.thresholds`: per-class confidence thresholds computed on a split and embedded in the model."""
+
+    enabled: bool = True
+    rule: Literal["f1", "precision"] = "f1"  # f1: the confidence maximising F1; precision: the lowest reaching
+    precision_target: float = Field(0.9, gt=0, le=1)  # the target; used by rule=precision only
+    min: float = Field(0.05, ge=0, le=1)  # every computed threshold is clipped to [min, max]
+    max: float = Field(0.95, ge=0, le=1)
+    split: str = "val"
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ThresholdsConfig:
+        if self.min > self.max:
+            raise ValueError(f"thresholds.min ({self.min}) must be at most thresholds.max ({self.max})")
+        return self
+
+
+class ProfileConfig(_Strict):
+    """`export.profile`: the reference profile for drift monitoring, computed on a split and embedded in the model."""
+
+    enabled: bool = True
+    split: str = "val"
+
+
 class ExportConfig(_Strict):
     onnx_path: str = "models/model.onnx"
     imgsz: int | None = Field(None, ge=32, le=4096)  # None: the training image size
@@ -168,6 +192,8 @@ class ExportConfig(_Strict):
     end2end: bool = True
     engine: EngineConfig = EngineConfig()
     int8: Int8Config = Int8Config()
+    thresholds: ThresholdsConfig = ThresholdsConfig()
+    profile: ProfileConfig = ProfileConfig()
 
 
 AuthScope = Literal["predict", "metrics", "admin"]
@@ -288,6 +314,14 @@ class ShadowConfig(_Strict):
         return value
 
 
+class DriftConfig(_Strict):
+    """`inference.drift`: live traffic vs the model's reference profile (docs/monitoring.md)."""
+
+    enabled: bool = True  # off, or a model without a profile: no drift metrics, nothing computed per request
+    window: int = Field(1000, ge=10, le=1_000_000)  # the last N /predict images
+    min_images: int = Field(200, ge=1)  # PSI is NaN below this many images in the window
+
+
 class InferenceConfig(_Strict):
     # A file, or an MLflow registry URI (models:/yolo-detector@champion) resolved through train.mlflow.tracking_uri.
     model_path: str = "models/model.onnx"
@@ -296,6 +330,9 @@ class InferenceConfig(_Strict):
     device: str = "auto"
     threads: int = Field(0, ge=0, le=256)
     conf: float = Field(0.25, ge=0, le=1)
+    # Apply the per-class thresholds embedded in the model (export.thresholds) when a request gives no `conf`;
+    # false: `conf` for every class.
+    class_thresholds: bool = True
     iou: float = Field(0.7, ge=0, le=1)
     max_det: int = Field(300, ge=1, le=100_000)
     # Letterbox each batch to the smallest stride-multiple rectangle (where the model allows any height/width).
@@ -303,6 +340,7 @@ class InferenceConfig(_Strict):
     openvino: OpenVinoConfig = OpenVinoConfig()
     shadow: ShadowConfig = ShadowConfig()
     server: ServerConfig = ServerConfig()
+    drift: DriftConfig = DriftConfig()
 
     @field_validator("backend")
     @classmethod

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from detector.config import Int8Config
+from detector.config import Int8Config, ProfileConfig, ThresholdsConfig
 from detector.data.yolo_format import list_split_images
 from detector.errors import (
     AccuracyGateError,
@@ -278,12 +278,23 @@ def val_map(model_path: Path, dataset_dir: Path, split: str) -> dict[str, float]
         return evaluate_split(detector, dataset_dir, split).as_dict()
 
 
-def export_int8(onnx_path: Path, out: Path, dataset_dir: Path, options: Int8Config) -> dict[str, Any]:
+def export_int8(
+    onnx_path: Path,
+    out: Path,
+    dataset_dir: Path,
+    options: Int8Config,
+    thresholds: ThresholdsConfig | None = None,
+    profile: ProfileConfig | None = None,
+) -> dict[str, Any]:
     """Quantize `onnx_path` into `out` if the gate passes; AccuracyGateError (with both numbers) otherwise.
 
     Nothing appears at `out` unless the gate passed; a stale file there is removed when it fails, so no INT8 model
-    that looks good is left behind."""
+    that looks good is left behind. The INT8 model gets per-class thresholds measured on itself (`thresholds`;
+    None: none, not the FP32 model's, which quantization shifts), and its own drift reference profile (`profile`)."""
     import onnx
+
+    from export.profile import add_reference_profile
+    from export.thresholds import add_class_thresholds
 
     onnx_path, out, dataset_dir = Path(onnx_path), Path(out), Path(dataset_dir)
     model, metadata = load_fp32_onnx(onnx_path)
@@ -298,6 +309,10 @@ def export_int8(onnx_path: Path, out: Path, dataset_dir: Path, options: Int8Conf
         onnx.checker.check_model(str(candidate))
         fp32 = val_map(onnx_path, dataset_dir, options.gate_split)
         int8 = val_map(candidate, dataset_dir, options.gate_split)
+        if fp32["mAP50-95"] - int8["mAP50-95"] <= options.max_map_drop:  # only a model that will ship
+            add_class_thresholds(candidate, dataset_dir, thresholds or ThresholdsConfig(enabled=False))
+            add_reference_profile(candidate, dataset_dir, profile or ProfileConfig(enabled=False))
+            data = candidate.read_bytes()
     drop = fp32["mAP50-95"] - int8["mAP50-95"]
     gate = {"split": options.gate_split, "fp32": fp32, "int8": int8, "drop": drop, "max_drop": options.max_map_drop}
     if drop > options.max_map_drop:

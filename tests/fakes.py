@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -39,6 +39,7 @@ class FakeDetector:
         self.name, self.version, self.info = name, version, info or {}
         self.echo, self.delay_s, self.gate, self.fail = echo, delay_s, gate, fail
         self.calls: list[tuple[int, float, float, int]] = []
+        self.class_confs: list[dict[int, float]] = []  # each call's conf_per_class ({} for none)
         self.closed = False
         self.closed_on: str | None = None
         self.entered = threading.Event()
@@ -51,6 +52,7 @@ class FakeDetector:
         max_det: int | None = None,
         multi_label: bool = False,
         timings: Timings | None = None,
+        conf_per_class: Mapping[int, float] | None = None,
     ) -> list[Detections]:
         self.entered.set()
         if self.fail is not None:
@@ -59,6 +61,7 @@ class FakeDetector:
             self.gate.wait(5)
         time.sleep(self.delay_s)
         self.calls.append((len(images), conf or 0, iou or 0, max_det or 0))
+        self.class_confs.append(dict(conf_per_class or {}))
         if not self.echo:
             return [Detections.empty() for _ in images]
         return [

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.requests import Request
 
 from api.deps import ReadyServiceDep
-from api.params import ClassesQuery, ConfQuery, IouQuery, MaxDetQuery
+from api.params import ClassesQuery, ConfPerClassQuery, ConfQuery, IouQuery, MaxDetQuery
 from api.pipeline import group_key, predicting
 from api.routes.predict import _openapi_body
 from api.schemas import error_responses, schema_ref
@@ -56,11 +56,12 @@ async def predict_annotated(
     iou: IouQuery = None,
     max_det: MaxDetQuery = None,
     classes: ClassesQuery = None,
+    conf_per_class: ConfPerClassQuery = None,
     include: Annotated[
         Literal["json"] | None, Query(description="`json`: answer JSON with the detections and the image (base64)")
     ] = None,
 ) -> Response:
-    key = group_key(service, conf, iou, max_det)
+    key = group_key(service, conf, iou, max_det, conf_per_class)
     # Drawn on every pixel (full_size); the pixels stay counted in the decode budget until the JPEG is made.
     async with predicting(request, service, key, classes, full_size=True) as prediction:
         assert prediction.image is not None  # full_size keeps the pixels

@@ -18,15 +18,15 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
-from api.batching import Reservation
+from api.batching import GroupKey, Reservation
 from api.deps import ReadyServiceDep
 from api.errors import (
     UnprocessableError,
     status_for,
 )
 from api.inputs import require_multipart
-from api.params import ClassesQuery, ConfQuery, IouQuery, MaxDetQuery
-from api.pipeline import class_filter, group_key
+from api.params import ClassesQuery, ConfPerClassQuery, ConfQuery, IouQuery, MaxDetQuery
+from api.pipeline import class_conf_key, class_filter, group_key
 from api.schemas import error_responses
 from api.schemas_features import BatchResponse
 from api.timing import timing_headers
@@ -85,9 +85,10 @@ async def predict_batch(
     iou: IouQuery = None,
     max_det: MaxDetQuery = None,
     classes: ClassesQuery = None,
+    conf_per_class: ConfPerClassQuery = None,
 ) -> JSONResponse:
     started = time.perf_counter()
-    key = group_key(service, conf, iou, max_det)
+    key = group_key(service, conf, iou, max_det, conf_per_class)
     wanted = class_filter(service, classes)
     require_multipart(request, "one 'files' part per image (for one image as JSON use /predict)")
     limit = service.config.inference.server.max_batch_files
@@ -109,6 +110,8 @@ async def predict_batch(
             uploads = form.getlist("files")
             if classes is None and isinstance(form.get("classes"), str):
                 wanted = class_filter(service, str(form.get("classes")))
+            if conf_per_class is None and isinstance(form.get("conf_per_class"), str):
+                key = (*key[:3], class_conf_key(service, str(form.get("conf_per_class"))))
             if not uploads:
                 hint = " (use 'files', not 'file')" if "file" in form else ""
                 raise UnprocessableError(
@@ -146,7 +149,7 @@ async def _one(
     service: Any,
     data: bytes | dict[str, Any],
     reservation: Reservation,
-    key: tuple[float, float, int],
+    key: GroupKey,
     wanted: frozenset[int] | None,
     t_read: float,
 ) -> dict[str, Any]:

@@ -13,4 +13,7 @@ router = APIRouter(tags=["service"])
     responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text exposition format"}},
 )
 async def metrics(request: Request) -> Response:
-    return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    app_metrics = request.app.state.metrics
+    for refresh in app_metrics.before_collect:  # gauges computed on demand (drift PSI)
+        refresh()
+    return Response(generate_latest(app_metrics.registry), media_type=CONTENT_TYPE_LATEST)

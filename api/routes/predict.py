@@ -1,13 +1,13 @@
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from starlette.requests import Request
 
 from api.deps import ReadyServiceDep
-from api.params import ClassesQuery
+from api.params import ClassesQuery, ConfPerClassQuery, ConfQuery, IouQuery, MaxDetQuery
 from api.pipeline import group_key, predict_image
 from api.schemas import Base64ImageRequest, PredictionResponse, error_responses, example_image_base64, schema_ref
 from api.timing import timing_headers
@@ -32,6 +32,10 @@ def _openapi_body() -> dict[str, Any]:
                                 "description": "A JPEG (MPO: its first frame), PNG, BMP or WebP image",
                             },
                             "classes": {"type": "string", "description": "Optional class filter, e.g. circle,0"},
+                            "conf_per_class": {
+                                "type": "string",
+                                "description": "Optional per-class thresholds, e.g. circle:0.4,square:0.6",
+                            },
                         },
                     }
                 },
@@ -60,7 +64,9 @@ def _openapi_body() -> dict[str, Any]:
     description=(
         'Send the image as multipart field `file` **or** as JSON `{"image_base64": "..."}`. Boxes are in pixels '
         "of the image as sent, after applying its EXIF orientation. Concurrent requests are micro-batched. "
-        "`classes=` keeps only those classes. The `Server-Timing` header repeats `timings_ms`."
+        "`classes=` keeps only those classes. Confidence thresholds: the model's per-class ones (see `GET /model`) "
+        "unless `conf` is given (one threshold for every class); `conf_per_class` sets chosen classes'. "
+        "The `Server-Timing` header repeats `timings_ms`."
     ),
     openapi_extra=_openapi_body(),
     responses=error_responses(400, 408, 413, 415, 422, 500, 503, 504),
@@ -68,11 +74,13 @@ def _openapi_body() -> dict[str, Any]:
 async def predict(
     request: Request,
     service: ReadyServiceDep,
-    conf: Annotated[float | None, Query(ge=0, le=1, description="Confidence threshold (default: config)")] = None,
-    iou: Annotated[float | None, Query(ge=0, le=1, description="NMS IoU threshold (default: config)")] = None,
-    max_det: Annotated[int | None, Query(ge=1, description="Most boxes returned (default: config)")] = None,
+    conf: ConfQuery = None,
+    iou: IouQuery = None,
+    max_det: MaxDetQuery = None,
     classes: ClassesQuery = None,
+    conf_per_class: ConfPerClassQuery = None,
 ) -> JSONResponse:
-    prediction = await predict_image(request, service, group_key(service, conf, iou, max_det), classes)
+    key = group_key(service, conf, iou, max_det, conf_per_class)
+    prediction = await predict_image(request, service, key, classes)
     headers = timing_headers(prediction.timings_ms, **{"X-Batch-Size": str(prediction.outcome.batch_size)})
     return JSONResponse(prediction.payload(), headers=headers)

@@ -52,7 +52,7 @@ from api.errors import (
 )
 from api.http_protocol import CLOSE_EXTENSION
 from api.inputs import require_multipart
-from api.params import ClassesQuery, ConfQuery, IouQuery, MaxDetQuery
+from api.params import ClassesQuery, ConfPerClassQuery, ConfQuery, IouQuery, MaxDetQuery
 from api.pipeline import class_filter, group_key
 from api.schemas import error_responses, schema_ref
 from api.schemas_features import VideoFrame
@@ -204,11 +204,12 @@ async def predict_video(
     iou: IouQuery = None,
     max_det: MaxDetQuery = None,
     classes: ClassesQuery = None,
+    conf_per_class: ConfPerClassQuery = None,
     track: Annotated[bool, Query(description="Give each detection a stable track_id across frames")] = False,
     vid_stride: Annotated[int, Query(ge=1, le=1000, description="Process every N-th frame")] = 1,
 ) -> StreamingResponse:
     started = time.perf_counter()
-    key = group_key(service, conf, iou, max_det)
+    key = group_key(service, conf, iou, max_det, conf_per_class)
     wanted = class_filter(service, classes)
     require_multipart(request, "the clip as field 'file'")
     job: _VideoJob | None = None

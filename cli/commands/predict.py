@@ -32,8 +32,21 @@ def cmd_predict(args: argparse.Namespace, config: Config) -> None:
     if args.vid_stride < 1:
         raise InvalidInputError(f"--vid-stride must be at least 1 (got {args.vid_stride})")
     options = BackendOptions.from_config(config, engine_builder=engine_builder())
-    loaded = Detector.load(model, backend, options, conf=inf.conf, iou=inf.iou, max_det=inf.max_det, rect=inf.rect)
+    loaded = Detector.load(
+        model,
+        backend,
+        options,
+        conf=inf.conf,
+        iou=inf.iou,
+        max_det=inf.max_det,
+        rect=inf.rect,
+        class_thresholds=inf.class_thresholds,
+    )
     with loaded as det:
+        if args.conf_per_class is not None:  # checked against the model's classes before any image is read
+            from detector.runtime.classes import parse_class_conf
+
+            args.conf_per_class = parse_class_conf(args.conf_per_class, det.metadata.names)
         if videos:
             print_json(_predict_video(det, videos[0], args))
         else:
@@ -52,7 +65,14 @@ def _predict_images(det: Any, args: argparse.Namespace, max_pixels: int) -> list
     for path in args.images:
         image = read_image(path, max_pixels)
         timings = Timings()
-        (result,) = det.predict_batch([image], conf=args.conf, iou=args.iou, max_det=args.max_det, timings=timings)
+        (result,) = det.predict_batch(
+            [image],
+            conf=args.conf,
+            iou=args.iou,
+            max_det=args.max_det,
+            timings=timings,
+            conf_per_class=args.conf_per_class,
+        )
         result = filter_classes(result, wanted)
         out.append({"file": str(path), **prediction_payload(result, image.shape, info, timings.as_dict())})
     return out
@@ -81,7 +101,9 @@ def _predict_video(det: Any, path: Path, args: argparse.Namespace) -> dict[str, 
         with bar:
             for index, frame, run in read_frames(path, args.vid_stride):
                 if run:
-                    (dets,) = det.predict_batch([frame], conf=args.conf, iou=args.iou, max_det=args.max_det)
+                    (dets,) = det.predict_batch(
+                        [frame], conf=args.conf, iou=args.iou, max_det=args.max_det, conf_per_class=args.conf_per_class
+                    )
                     dets = filter_classes(dets, wanted)
                     track_ids = tracker.update(dets) if tracker else None
                     last = (dets, track_ids)
@@ -120,7 +142,14 @@ def register(commands: Commands) -> None:
     p.add_argument("images", nargs="+", type=Path, help="image files, or one video file (.mp4, .avi, .mov, ...)")
     p.add_argument("--model", help="ONNX file (default: inference.model_path)")
     p.add_argument("--backend", choices=BACKEND_CHOICES)
-    p.add_argument("--conf", type=float)
+    p.add_argument(
+        "--conf",
+        type=float,
+        help="one threshold for every class (default: the model's per-class thresholds, else inference.conf)",
+    )
+    p.add_argument(
+        "--conf-per-class", help="thresholds of chosen classes, CLASS:CONF comma-separated (e.g. circle:0.4,1:0.6)"
+    )
     p.add_argument("--iou", type=float)
     p.add_argument("--max-det", type=int)
     p.add_argument("--classes", help="only these classes: names or ids, comma-separated (e.g. circle,square or 0,1)")

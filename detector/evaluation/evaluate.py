@@ -42,6 +42,22 @@ def evaluate_split(
     batch_size: int = 8,
 ) -> MetricsResult:
     """Run `detector` over every image of `split` and score it against the labels (see module docstring)."""
+    result = match_split(detector, dataset_dir, split, conf, iou, max_det, batch_size, multi_label=True).compute()
+    log.info("evaluated %d images of %s/%s: %s", result.n_images, dataset_dir, split, result.as_dict())
+    return result
+
+
+def match_split(
+    detector: Detector,
+    dataset_dir: Path,
+    split: str,
+    conf: float = 0.001,
+    iou: float = 0.7,
+    max_det: int = 300,
+    batch_size: int = 8,
+    multi_label: bool = True,
+) -> DetectionMetrics:
+    """The predictions of `detector` on every image of `split`, matched against the labels (not yet scored)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     dataset_dir = Path(dataset_dir)
@@ -50,14 +66,12 @@ def evaluate_split(
     metrics = DetectionMetrics(names)
     for chunk in _chunks(images, batch_size):
         arrays = [read_rgb(path) for path in chunk]
-        preds = detector.predict_batch(arrays, conf=conf, iou=iou, max_det=max_det, multi_label=True)
+        preds = detector.predict_batch(arrays, conf=conf, iou=iou, max_det=max_det, multi_label=multi_label)
         for path, image, pred in zip(chunk, arrays, preds, strict=True):
             label_path = dataset_dir / "labels" / split / f"{path.stem}.txt"
             gt_xyxy, gt_cls = read_labels(label_path, image.shape[1], image.shape[0], num_classes=len(names))
             metrics.update(pred, gt_xyxy, gt_cls)
-    result = metrics.compute()
-    log.info("evaluated %d images of %s/%s: %s", result.n_images, dataset_dir, split, result.as_dict())
-    return result
+    return metrics
 
 
 def list_images(dataset_dir: Path, split: str) -> list[Path]:

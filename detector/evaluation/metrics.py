@@ -23,7 +23,7 @@ import numpy.typing as npt
 from detector.runtime.boxes import box_iou
 from detector.runtime.detections import Detections
 
-__all__ = ["IOU_THRESHOLDS", "DetectionMetrics", "MetricsResult", "box_iou", "match_predictions"]
+__all__ = ["IOU_THRESHOLDS", "ClassMatches", "DetectionMetrics", "MetricsResult", "box_iou", "match_predictions"]
 
 # float32 like Ultralytics' `torch.linspace(0.5, 0.95, 10)`: an IoU of exactly 0.55 compares against 0.55000001.
 IOU_THRESHOLDS: npt.NDArray[np.float32] = np.linspace(0.5, 0.95, 10, dtype=np.float32)
@@ -133,6 +133,19 @@ def ap_per_class(
     return _PerClass(classes.astype(np.int64), ap, p_curve[:, best], r_curve[:, best])
 
 
+@dataclass(frozen=True)
+class ClassMatches:
+    """One class's predictions over a whole split, best first, with whether each is a true positive at IoU 0.5.
+
+    What a confidence threshold for that class trades off: keeping the predictions above it gives
+    `tp[:k].sum()` true positives out of `k` predictions, against `n_gt` objects.
+    """
+
+    confidence: npt.NDArray[np.float64]  # (n,) descending
+    tp: npt.NDArray[np.bool_]  # (n,) matched a same-class object at IoU >= 0.5
+    n_gt: int
+
+
 class DetectionMetrics:
     """Accumulates per-image matches; `compute()` gives the dataset's mAP, P and R exactly as Ultralytics would.
 
@@ -173,6 +186,22 @@ class DetectionMetrics:
         self._conf.append(conf.astype(np.float32) if len(conf) else np.zeros(0))
         self._pred_cls.append(cls)
         self._target_cls.append(gt_cls)
+
+    def class_matches(self) -> dict[int, ClassMatches]:
+        """Per class (every class with a prediction or an object), its predictions in descending confidence with
+        their IoU-0.5 matches: the input of per-class confidence thresholds (`detector.evaluation.thresholds`)."""
+        if not self._tp:
+            return {}
+        tp = np.concatenate(self._tp)[:, 0]
+        conf = np.concatenate(self._conf).astype(np.float64)
+        pred_cls = np.concatenate(self._pred_cls)
+        target_cls = np.concatenate(self._target_cls)
+        out: dict[int, ClassMatches] = {}
+        for c in np.union1d(np.unique(pred_cls), np.unique(target_cls)).astype(np.int64):
+            mine = pred_cls == c
+            order = np.argsort(-conf[mine], kind="stable")
+            out[int(c)] = ClassMatches(conf[mine][order], tp[mine][order], int((target_cls == c).sum()))
+        return out
 
     def compute(self) -> MetricsResult:
         if not self._tp:

@@ -2,10 +2,13 @@
 
 Applied after NMS and `max_det`, to each image's detections: the backend call is the same whatever the filter, so
 requests with different filters still share one micro-batch.
+
+Also per-class confidence thresholds (`conf_per_class=circle:0.4,2:0.6`), named the same way.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 
 import numpy as np
@@ -56,6 +59,61 @@ def parse_classes(spec: str | Iterable[str | int], names: Mapping[int, str]) -> 
             f"{_listing(names)} (use names or ids, comma-separated)"
         )
     return frozenset(ids)
+
+
+MAX_CLASS_CONF_ITEMS = 1000  # entries in one conf_per_class: more is a mistake (or an attack), not a request
+
+
+def class_id(item: str | int, names: Mapping[int, str]) -> int | None:
+    """The class id `item` names (an id, or a name in any case); None when the model has no such class."""
+    text = str(item).strip()
+    if text.lstrip("-").isdigit() and int(text) in names:
+        return int(text)
+    lowered = text.lower()
+    return next((i for i, n in names.items() if n.lower() == lowered), None)
+
+
+def parse_class_conf(spec: str, names: Mapping[int, str]) -> dict[int, float]:
+    """`circle:0.4,2:0.6` -> {class id: conf}; InvalidInputError (422 over HTTP) naming the first bad entry."""
+    pairs: dict[str, float] = {}
+    items = [s.strip() for s in spec.split(",") if s.strip()]
+    if len(items) > MAX_CLASS_CONF_ITEMS:
+        raise InvalidInputError(f"conf_per_class: {len(items)} entries; at most {MAX_CLASS_CONF_ITEMS}")
+    for item in items:
+        name, sep, value = item.rpartition(":")
+        try:
+            pairs[name.strip()] = float(value) if sep and name.strip() else math.nan
+        except ValueError:
+            pairs[name.strip()] = math.nan
+        if math.isnan(pairs[name.strip()]):
+            raise InvalidInputError(f"conf_per_class: {_few([item], 1)} is not CLASS:CONF (e.g. circle:0.4)")
+    return resolve_class_conf(pairs, names)
+
+
+def resolve_class_conf(spec: Mapping[str, float] | Mapping[int, float], names: Mapping[int, str]) -> dict[int, float]:
+    """{class name or id: conf} -> {class id: conf}; InvalidInputError for an empty mapping, an unknown class
+    (listing the model's classes) or a confidence outside [0, 1]."""
+    if not spec:
+        raise InvalidInputError("conf_per_class is empty; give CLASS:CONF pairs, e.g. circle:0.4")
+    if len(spec) > MAX_CLASS_CONF_ITEMS:
+        raise InvalidInputError(f"conf_per_class: {len(spec)} entries; at most {MAX_CLASS_CONF_ITEMS}")
+    out: dict[int, float] = {}
+    unknown: list[str] = []
+    for key, value in spec.items():
+        cid = class_id(key, names)
+        if cid is None:
+            unknown.append(str(key))
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= float(value) <= 1.0:
+            raise InvalidInputError(
+                f"conf_per_class: {_cut(str(key))!r} must be a number in [0, 1], got {_cut(str(value))}"
+            )
+        out[cid] = float(value)
+    if unknown:
+        raise InvalidInputError(
+            f"conf_per_class: unknown class {_few(unknown)}; the model's classes are {_listing(names)}"
+        )
+    return out
 
 
 def filter_classes(detections: Detections, class_ids: frozenset[int] | None) -> Detections:

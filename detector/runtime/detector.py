@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +21,7 @@ import numpy.typing as npt
 from detector.errors import InvalidInputError, ModelLoadError
 from detector.runtime import backends
 from detector.runtime.backends.base import Backend, BackendOptions, InputLease
+from detector.runtime.classes import resolve_class_conf
 from detector.runtime.detections import Detections
 from detector.runtime.engines import read_sidecar
 from detector.runtime.metadata import ModelMetadata, read_onnx_metadata
@@ -52,19 +53,29 @@ class Timings:
         }
 
 
+DEFAULT_CONF = 0.25  # Ultralytics' predict default; the fallback for classes without a threshold of their own
+
+
 class Detector:
     def __init__(
         self,
         backend: Backend,
         metadata: ModelMetadata,
-        conf: float = 0.25,
+        conf: float | None = None,
         iou: float = 0.7,
         max_det: int = 300,
         rect: bool = True,
+        class_thresholds: bool | None = None,
     ) -> None:
         self.backend = backend
         self.metadata = metadata
-        self.conf, self.iou, self.max_det = _check_thresholds(conf, iou, max_det)
+        self.conf, self.iou, self.max_det = _check_thresholds(DEFAULT_CONF if conf is None else conf, iou, max_det)
+        # The per-class thresholds applied when a call gives no `conf`: the model's own (export.thresholds), with
+        # `conf` for classes that have none. By default only when no `conf` was given here: `Detector.load(p,
+        # conf=0.1)` means 0.1 for every class, as it does for Ultralytics. The service passes both (its
+        # inference.conf is the fallback of inference.class_thresholds).
+        use = conf is None if class_thresholds is None else class_thresholds
+        self.class_conf: dict[int, float] = dict(metadata.class_conf) if use else {}
         self.input_shape = self._resolve_input_shape()
         # Rectangular inference (as Ultralytics' predict does): where the model accepts any height and width, a
         # batch is letterboxed to the smallest stride-multiple rectangle holding it, not the full square. Same
@@ -81,18 +92,23 @@ class Detector:
         model_path: str | Path,
         backend: str = "auto",
         options: BackendOptions | None = None,
-        conf: float = 0.25,
+        conf: float | None = None,
         iou: float = 0.7,
         max_det: int = 300,
         rect: bool = True,
+        class_thresholds: bool | None = None,
     ) -> Detector:
-        """Read the model's metadata, load it on `backend` (or the fastest available with "auto")."""
+        """Read the model's metadata, load it on `backend` (or the fastest available with "auto"). Without `conf`,
+        the model's per-class thresholds apply (DEFAULT_CONF for classes without one); with it, `conf` applies to
+        every class unless `class_thresholds=True`."""
         path = Path(model_path)
         metadata = _read_metadata(path)
         loaded = backends.create(backend, path, options)
         try:
             log.info("loaded %s on %s (%s)", path, loaded.name, loaded.device_name)
-            return cls(loaded, metadata, conf=conf, iou=iou, max_det=max_det, rect=rect)
+            return cls(
+                loaded, metadata, conf=conf, iou=iou, max_det=max_det, rect=rect, class_thresholds=class_thresholds
+            )
         except BaseException:
             # The backend exists but the Detector will not (input shape vs metadata, bad thresholds): release what
             # it holds now. For TensorRT that is an owner thread, a CUDA context and device memory.
@@ -131,9 +147,10 @@ class Detector:
         conf: float | None = None,
         iou: float | None = None,
         max_det: int | None = None,
+        conf_per_class: Mapping[str, float] | Mapping[int, float] | None = None,
     ) -> Detections:
         """Detect objects in one RGB `(H, W, 3)` uint8 image."""
-        return self.predict_batch([image], conf=conf, iou=iou, max_det=max_det)[0]
+        return self.predict_batch([image], conf=conf, iou=iou, max_det=max_det, conf_per_class=conf_per_class)[0]
 
     def predict_batch(
         self,
@@ -143,17 +160,24 @@ class Detector:
         max_det: int | None = None,
         multi_label: bool = False,
         timings: Timings | None = None,
+        conf_per_class: Mapping[str, float] | Mapping[int, float] | None = None,
     ) -> list[Detections]:
         """Detect objects in RGB uint8 images of any sizes; one `Detections` per image, in order.
 
         Batches larger than the backend accepts are split. `multi_label` lets one box carry several classes
         (used for mAP evaluation, as Ultralytics' validator does). `timings`, when given, receives stage times.
+        Confidence thresholds: without `conf`, the model's per-class thresholds (`class_conf`) over the default
+        conf; a `conf` replaces both, for every class; `conf_per_class` (class names or ids -> conf) then replaces
+        the threshold of the classes it names (InvalidInputError for an unknown class).
         """
+        class_conf = dict(self.class_conf) if conf is None else {}
         conf, iou, max_det = _check_thresholds(
             self.conf if conf is None else conf,
             self.iou if iou is None else iou,
             self.max_det if max_det is None else max_det,
         )
+        if conf_per_class:
+            class_conf |= resolve_class_conf(conf_per_class, self.metadata.names)
         if len(images) == 0:
             return []
         timings = timings if timings is not None else Timings()
@@ -172,7 +196,15 @@ class Detector:
                 output, infos, t1 = self._run_lent(lease, chunk)
             t2 = time.perf_counter()
             results += postprocess(
-                output, infos, self.metadata.names, self.metadata.head, conf, iou, max_det, multi_label
+                output,
+                infos,
+                self.metadata.names,
+                self.metadata.head,
+                conf,
+                iou,
+                max_det,
+                multi_label,
+                class_conf=class_conf or None,
             )
             t3 = time.perf_counter()
             timings.preprocess_ms += (t1 - t0) * 1e3
@@ -226,6 +258,11 @@ class Detector:
             "slots": self.backend.slots,
             "dataset_version": m.dataset_version,
             "source_run_id": m.source_run_id,
+            # The thresholds a call without `conf` applies (per class by name, `conf` for the others) and their source.
+            "conf": self.conf,
+            "class_conf": {m.names.get(c, str(c)): v for c, v in sorted(self.class_conf.items())},
+            "class_conf_source": "model metadata" if self.class_conf else "config",
+            "class_conf_rule": m.class_conf_rule if self.class_conf else "",
         }
 
     def close(self) -> None:

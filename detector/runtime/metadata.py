@@ -33,6 +33,12 @@ class ModelMetadata:
     precision: str = "fp32"
     # How an INT8 model was made (`detector export int8`: tool, preset, calibration, gate); empty otherwise.
     quantization: dict[str, Any] = field(default_factory=dict)
+    # Drift statistics of the model on its validation split (`detector.evaluation.profile`); empty when unknown.
+    reference_profile: dict[str, Any] = field(default_factory=dict)
+    # Per-class confidence thresholds chosen at export (class id -> conf; absent classes use the serving conf) and
+    # the rule that chose them (detector.evaluation.thresholds); empty when none were computed.
+    class_conf: dict[int, float] = field(default_factory=dict)
+    class_conf_rule: str = ""
 
     @property
     def num_classes(self) -> int:
@@ -42,6 +48,7 @@ class ModelMetadata:
         data = asdict(self)
         data["names"] = {str(k): v for k, v in self.names.items()}
         data["imgsz"] = list(self.imgsz)
+        data["class_conf"] = {str(k): v for k, v in self.class_conf.items()}
         return json.dumps(data, sort_keys=True)
 
     @classmethod
@@ -49,6 +56,7 @@ class ModelMetadata:
         data = json.loads(text)
         data["names"] = {int(k): str(v) for k, v in data["names"].items()}
         data["imgsz"] = _pair(data["imgsz"])
+        data["class_conf"] = {int(k): float(v) for k, v in data.get("class_conf", {}).items()}
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in data.items() if k in known})
 

@@ -4,10 +4,15 @@ Two head formats exist: raw YOLO heads `(B, 4+nc, N)` (xywh in input pixels + pe
 end-to-end heads `(B, K, 6)` (x1, y1, x2, y2, score, class; already suppressed, e.g. YOLO26/YOLOv10). Numerics
 follow Ultralytics' `non_max_suppression` (same candidate rule, class offset, IoU definition, max_nms cap) so
 results match its predictions.
+
+Per-class thresholds (`class_conf`, class id -> conf; other classes use `conf`): candidates are first taken at the
+lowest threshold of all, the same cheap scan as a single `conf`, and only those few are then held to their own
+class's threshold, before NMS (a box below its class's threshold never suppresses another).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -44,25 +49,43 @@ def nms(boxes: npt.NDArray[Any], scores: npt.NDArray[Any], iou_threshold: float)
     return np.asarray(keep, dtype=np.int64)
 
 
+def class_threshold_vector(conf: float, class_conf: Mapping[int, float] | None, nc: int) -> npt.NDArray[np.float32]:
+    """`(nc,)` thresholds, one per class: `class_conf` where it names the class, `conf` elsewhere."""
+    thresholds = np.full(nc, conf, np.float32)
+    for c, value in (class_conf or {}).items():
+        if 0 <= c < nc:
+            thresholds[c] = value
+    return thresholds
+
+
 def _decode_raw(
-    pred: npt.NDArray[np.float32], conf: float, iou: float, max_det: int, multi_label: bool, agnostic: bool
+    pred: npt.NDArray[np.float32],
+    conf: float,
+    iou: float,
+    max_det: int,
+    multi_label: bool,
+    agnostic: bool,
+    class_conf: Mapping[int, float] | None = None,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.int64]]:
     """One image of a raw head, `(4+nc, N)` -> boxes xyxy (input pixels), scores, classes after NMS."""
     nc = pred.shape[0] - 4
     cls_scores = pred[4:]
-    candidates = np.flatnonzero(cls_scores.max(axis=0) > conf)
+    # `thr` broadcasts against (n, nc) scores: a scalar, or a per-class row when class thresholds apply.
+    thr: Any = class_threshold_vector(conf, class_conf, nc) if class_conf else conf
+    lowest = float(np.min(thr))
+    candidates = np.flatnonzero(cls_scores.max(axis=0) > lowest)
     x = pred[:, candidates].T  # (n, 4+nc), only the candidates are transposed
     boxes = np.empty((len(x), 4), np.float32)
     half_w, half_h = x[:, 2] / 2, x[:, 3] / 2
     boxes[:, 0], boxes[:, 1] = x[:, 0] - half_w, x[:, 1] - half_h
     boxes[:, 2], boxes[:, 3] = x[:, 0] + half_w, x[:, 1] + half_h
     if multi_label and nc > 1:
-        rows, cols = np.nonzero(x[:, 4:] > conf)
+        rows, cols = np.nonzero(x[:, 4:] > thr)
         boxes, scores, classes = boxes[rows], x[rows, 4 + cols], cols.astype(np.int64)
     else:
         classes = x[:, 4:].argmax(axis=1)
         scores = x[np.arange(len(x)), 4 + classes]
-        keep = scores > conf
+        keep = scores > (thr[classes] if class_conf else conf)
         boxes, scores, classes = boxes[keep], scores[keep], classes[keep].astype(np.int64)
     if len(scores) > MAX_NMS:
         top = np.argsort(-scores, kind="stable")[:MAX_NMS]
@@ -73,10 +96,18 @@ def _decode_raw(
 
 
 def _decode_end2end(
-    pred: npt.NDArray[np.float32], conf: float, max_det: int
+    pred: npt.NDArray[np.float32], conf: float, max_det: int, class_conf: Mapping[int, float] | None = None
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.int64]]:
-    """One image of an end-to-end head, `(K, 6)` -> boxes, scores, classes above `conf`."""
-    rows = pred[pred[:, 4] > conf][:max_det]
+    """One image of an end-to-end head, `(K, 6)` -> boxes, scores, classes above their threshold."""
+    if class_conf:
+        rows = pred[pred[:, 4] > min(conf, *class_conf.values())]  # the few candidates, then each by its class
+        classes = rows[:, 5].astype(np.int64)
+        thr = np.full(len(rows), conf, np.float32)
+        for c, value in class_conf.items():
+            thr[classes == c] = value
+        rows = rows[rows[:, 4] > thr][:max_det]
+    else:
+        rows = pred[pred[:, 4] > conf][:max_det]
     return rows[:, :4].astype(np.float32), rows[:, 4].astype(np.float32), rows[:, 5].astype(np.int64)
 
 
@@ -102,8 +133,11 @@ def postprocess(
     max_det: int = 300,
     multi_label: bool = False,
     agnostic: bool = False,
+    class_conf: Mapping[int, float] | None = None,
 ) -> list[Detections]:
-    """Turn a batch of model output into one `Detections` per image (boxes in original pixels)."""
+    """Turn a batch of model output into one `Detections` per image (boxes in original pixels).
+
+    `class_conf` (class id -> conf) replaces `conf` for the classes it names."""
     if output.ndim != 3 or output.shape[0] != len(infos):
         raise InvalidInputError(f"model output shape {output.shape} does not match a batch of {len(infos)} images")
     if head == "end2end" and output.shape[2] != 6:
@@ -113,8 +147,8 @@ def postprocess(
     results = []
     for pred, info in zip(output, infos, strict=True):
         if head == "end2end":
-            boxes, scores, classes = _decode_end2end(pred, conf, max_det)
+            boxes, scores, classes = _decode_end2end(pred, conf, max_det, class_conf)
         else:
-            boxes, scores, classes = _decode_raw(pred, conf, iou, max_det, multi_label, agnostic)
+            boxes, scores, classes = _decode_raw(pred, conf, iou, max_det, multi_label, agnostic, class_conf)
         results.append(Detections(scale_boxes(boxes, info), scores, classes, names))
     return results

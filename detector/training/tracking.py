@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from detector.config import MlflowConfig
-from detector.runtime.metadata import sha256_file
+from detector.errors import DetectorError
+from detector.runtime.metadata import read_onnx_metadata, sha256_file
 
 log = logging.getLogger(__name__)
 
 # The model-version tag holding the registered ONNX file's sha256: how a re-evaluation finds the version it made.
 ONNX_SHA_TAG = "onnx_sha256"
+CLASS_CONF_TAG = "class_conf"  # the model's per-class thresholds, JSON {class name: conf}
 
 # Ultralytics metric keys -> MLflow-safe names (MLflow rejects parentheses).
 _RENAMES = {
@@ -81,6 +83,26 @@ def _registered_version(client: Any, name: str, run_id: str, onnx_sha256: str) -
     return None
 
 
+def _tag_class_thresholds(client: Any, model_name: str, version: str, onnx_path: Path) -> None:
+    """Tag the version with the per-class thresholds in its ONNX metadata (and the rule that chose them), so the
+    registry shows what the model will apply; nothing when it carries none."""
+    import json
+
+    try:
+        metadata = read_onnx_metadata(onnx_path)
+    except DetectorError:  # a file without this project's metadata carries no thresholds either
+        return
+    if not metadata.class_conf:
+        return
+    by_name = {metadata.names.get(c, str(c)): v for c, v in sorted(metadata.class_conf.items())}
+    text = json.dumps(by_name, sort_keys=True)
+    if len(text) > 5000:  # MLflow's tag value limit; the ONNX metadata still holds them all
+        log.info("per-class thresholds of %d classes too long for a registry tag; see the ONNX metadata", len(by_name))
+        return
+    client.set_model_version_tag(model_name, version, CLASS_CONF_TAG, text)
+    client.set_model_version_tag(model_name, version, f"{CLASS_CONF_TAG}_rule", metadata.class_conf_rule)
+
+
 def register_champion(
     cfg: MlflowConfig, run_id: str, onnx_path: Path, metric_value: float, metadata_json: str
 ) -> dict[str, Any]:
@@ -117,6 +139,7 @@ def register_champion(
         version = str(info.registered_model_version)
         client.set_model_version_tag(cfg.registered_model, version, ONNX_SHA_TAG, onnx_sha)
     client.set_model_version_tag(cfg.registered_model, version, cfg.champion_metric, str(metric_value))
+    _tag_class_thresholds(client, cfg.registered_model, version, onnx_path)
     previous_version, previous_value = None, None
     try:
         holder = client.get_model_version_by_alias(cfg.registered_model, cfg.champion_alias)

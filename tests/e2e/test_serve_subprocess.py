@@ -19,6 +19,7 @@ from PIL import Image
 
 from detector.runtime import Detector
 from detector.runtime.images import decode_image
+from tests.monitoring import prom_query, scrape
 from tests.servers import Server, serving, start_server, stop, wait_ready
 
 KEY = "e2e-admin-key"
@@ -119,6 +120,28 @@ def big_jpeg(seed: int) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(small).resize((4000, 3000), Image.Resampling.BICUBIC).save(buf, format="JPEG", quality=85)
     return buf.getvalue()
+
+
+def test_prometheus_scrapes_the_server_with_the_alert_rules_loaded(
+    server: Server, sample_photos: list[Path], tmp_path: Path
+) -> None:
+    """Debian's Prometheus with deploy/monitoring/prometheus.yml and alerts.yml against this live server."""
+    photo = sample_photos[0]
+    assert httpx.post(f"{server.url}/predict", files={"file": (photo.name, photo.read_bytes())}, timeout=30).is_success
+    base, proc = scrape(server.url, tmp_path, 'detector_stage_seconds_count{stage="inference"}')
+    try:
+        assert float(prom_query(base, 'detector_stage_seconds_count{stage="inference"}')[0]["value"][1]) >= 1
+        assert [float(s["value"][1]) for s in prom_query(base, 'up{job="detector"}')] == [1.0]
+        assert prom_query(base, "detector_model_info"), "the served model is not visible"
+        assert prom_query(base, "detector_detections_total"), "no per-class detection counts"
+        rules = httpx.get(f"{base}/api/v1/rules", timeout=5).json()["data"]["groups"][0]["rules"]
+        assert {r["name"] for r in rules} >= {"DetectorDown", "DetectorSlowPredict"}
+        assert all(r["health"] in ("ok", "unknown") for r in rules), rules
+        firing = httpx.get(f"{base}/api/v1/alerts", timeout=5).json()["data"]["alerts"]
+        assert not [a for a in firing if a["state"] == "firing"], firing  # a healthy server trips nothing
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def test_sigterm_drains_in_flight_requests(model_path: Path, tmp_path: Path) -> None:

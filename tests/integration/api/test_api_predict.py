@@ -162,6 +162,8 @@ def test_model_health_metrics_docs(client: TestClient) -> None:
         "detector_inference_seconds_bucket",
         "detector_batch_size_bucket",
         "detector_queue_depth",
+        "detector_stage_seconds_bucket",
+        "detector_drift_window_images",
     ):
         assert name in metrics.text
     assert 'route="/model"' in metrics.text

@@ -65,7 +65,8 @@ def predict(app: TestClient, key: str | None = None, bearer: bool = False) -> ht
 
 
 def test_health_is_open_and_everything_else_needs_a_key(app: TestClient) -> None:
-    assert app.get("/health").status_code == 200
+    for probe in ("/health", "/livez", "/readyz"):
+        assert app.get(probe).status_code == 200, probe
     for method, path in (("POST", "/predict"), ("GET", "/metrics"), ("GET", "/model"), ("GET", "/docs")):
         r = app.request(method, path)
         assert r.status_code == 401, (path, r.status_code)

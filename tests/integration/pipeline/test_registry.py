@@ -11,7 +11,8 @@ mlflow = pytest.importorskip("mlflow")
 onnx = pytest.importorskip("onnx")
 
 from detector.config import MlflowConfig  # noqa: E402
-from detector.training.tracking import ONNX_SHA_TAG, register_champion  # noqa: E402
+from detector.runtime.metadata import METADATA_KEY, ModelMetadata  # noqa: E402
+from detector.training.tracking import CLASS_CONF_TAG, ONNX_SHA_TAG, register_champion  # noqa: E402
 
 
 def tiny_onnx(path: Path, doc: str) -> Path:
@@ -78,3 +79,15 @@ def test_the_configured_metric_is_the_tag_the_alias_is_compared_on(store: Path) 
     client = mlflow.MlflowClient(tracking_uri=cfg.tracking_uri)
     holder = client.get_model_version_by_alias("metric", "champion")
     assert str(holder.version) == second["version"] and holder.tags["val_recall"] == "0.9"
+
+
+def test_the_version_is_tagged_with_the_models_per_class_thresholds(store: Path) -> None:
+    cfg = MlflowConfig(tracking_uri=f"sqlite:///{store / 'mlflow.db'}", experiment="thr", registered_model="thr")
+    path = tiny_onnx(store / "t.onnx", "thresholds")
+    model = onnx.load(str(path))
+    meta = ModelMetadata({0: "circle", 1: "square"}, (64, 64), class_conf={1: 0.42}, class_conf_rule="max F1")
+    model.metadata_props.add(key=METADATA_KEY, value=meta.to_json())
+    onnx.save(model, str(path))
+    version = register_champion(cfg, new_run(cfg), path, 0.5, "{}")["version"]
+    tags = mlflow.MlflowClient(tracking_uri=cfg.tracking_uri).get_model_version("thr", version).tags
+    assert tags[CLASS_CONF_TAG] == '{"square": 0.42}' and tags[f"{CLASS_CONF_TAG}_rule"] == "max F1"

@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from api.batching import MicroBatcher, Reservation, batch_limit
+from api.batching import GroupKey, MicroBatcher, Reservation, batch_limit
 from api.errors import GatewayTimeoutError, InferenceFailedError, ServiceUnavailableError
 from api.model_slot import LoadedModel, ModelSlot
 from tests.fakes import FakeDetector
@@ -31,7 +31,7 @@ def make(det: FakeDetector, **kw: Any) -> MicroBatcher:
 async def one(
     b: MicroBatcher,
     value: int,
-    key: tuple[float, float, int] = (0.25, 0.7, 300),
+    key: GroupKey = (0.25, 0.7, 300, ()),
     timeout: float = 5,
     reservation: Reservation | None = None,
 ) -> Any:
@@ -90,7 +90,7 @@ def test_with_micro_batching_never_each_request_is_its_own_call() -> None:
 def test_different_thresholds_are_grouped_not_mixed() -> None:
     det = FakeDetector(echo=True)
     b = make(det)
-    keys = [(0.25, 0.7, 300), (0.5, 0.7, 300), (0.25, 0.5, 10)]
+    keys: list[GroupKey] = [(0.25, 0.7, 300, ()), (0.5, 0.7, 300, ()), (0.25, 0.5, 10, ())]
 
     async def main() -> list[Any]:
         rs = [b.reserve() for _ in range(6)]
@@ -98,7 +98,22 @@ def test_different_thresholds_are_grouped_not_mixed() -> None:
 
     asyncio.run(main())
     b.close(1)
-    assert sorted(det.calls) == sorted((2, *k) for k in keys)
+    assert sorted(det.calls) == sorted((2, *k[:3]) for k in keys)
+
+
+def test_different_per_class_thresholds_are_grouped_not_mixed() -> None:
+    det = FakeDetector(echo=True)
+    b = make(det)
+    keys: list[GroupKey] = [(None, 0.7, 300, ((0, 0.4),)), (None, 0.7, 300, ((0, 0.6),)), (None, 0.7, 300, ())]
+
+    async def main() -> list[Any]:
+        rs = [b.reserve() for _ in range(6)]
+        return await asyncio.gather(*(one(b, v, keys[v % 3], reservation=rs[v]) for v in range(6)))
+
+    asyncio.run(main())
+    b.close(1)
+    assert [n for n, *_ in det.calls] == [2, 2, 2]
+    assert sorted(det.class_confs, key=str) == sorted([{0: 0.4}, {0: 0.6}, {}], key=str)
 
 
 def test_a_lone_request_does_not_wait_for_company() -> None:

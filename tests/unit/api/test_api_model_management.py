@@ -191,3 +191,26 @@ def test_a_registry_model_is_the_loaded_detector_plus_where_in_the_registry_it_c
     assert registry_aware(factory, None)("models/x.onnx", "onnxruntime") is loaded[-1][1]  # files: untouched
     with pytest.raises(e.ModelLoadError, match="no registry resolver"):
         registry_aware(factory, None)("models:/det@champion", "onnxruntime")
+
+
+def test_kubernetes_probes_split_liveness_from_readiness(tmp_path: Path) -> None:
+    """/livez: 200 whatever the model does (a restart would not fix a bad model file); /readyz: the /health answer."""
+    release = threading.Event()
+
+    def factory(path: str, backend: str) -> FakeDetector:
+        release.wait(5)
+        raise e.ModelLoadError(f"{path} is not a model")
+
+    with TestClient(create_app(config(tmp_path), factory)) as client:
+        assert client.get("/livez").json() == {"status": "alive"}
+        loading = client.get("/readyz")
+        assert loading.status_code == 503 and loading.json()["status"] == "loading"
+        release.set()
+        deadline = time.monotonic() + 10
+        while (ready := client.get("/readyz")).json()["status"] == "loading":
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert ready.status_code == 503 and ready.json() == client.get("/health").json()
+        assert ready.json()["status"] == "failed" and "not a model" in ready.json()["detail"]
+        assert str(tmp_path) not in ready.json()["detail"]  # no server paths in a public answer
+        assert client.get("/livez").status_code == 200

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from api.batching import Outcome
+from api.batching import GroupKey, Outcome
 from api.metrics import Metrics
 from api.shadow import Shadow
 from detector.config import ShadowConfig
@@ -17,6 +17,7 @@ from detector.runtime import Detections
 from tests.fakes import FakeDetector
 
 NAMES = {"0": "circle"}
+KEY: GroupKey = (0.25, 0.7, 300, ())
 IMAGE = np.zeros((8, 8, 3), np.uint8)
 
 
@@ -40,7 +41,7 @@ def settle(s: Shadow, until: Any, timeout: float = 5.0) -> None:
 def test_no_challenger_is_off_and_offers_are_no_ops() -> None:
     s = shadow(None)
     s.start()
-    s.offer(IMAGE, outcome(), (0.25, 0.7, 300))
+    s.offer(IMAGE, outcome(), KEY)
     assert s.snapshot()["status"] == "off" and s.snapshot()["challenger"] is None and s.samples == 0
 
 
@@ -49,9 +50,9 @@ def test_a_challenger_failing_at_inference_stops_scoring_and_offers_never_raise(
     s = shadow(fake)
     s.start()
     settle(s, lambda: s.status == "running")
-    s.offer(IMAGE, outcome(), (0.25, 0.7, 300))
+    s.offer(IMAGE, outcome(), KEY)
     settle(s, lambda: s.status == "failed")
-    s.offer(IMAGE, outcome(), (0.25, 0.7, 300))  # after the failure: ignored, no exception
+    s.offer(IMAGE, outcome(), KEY)  # after the failure: ignored, no exception
     body = s.snapshot()
     assert body["status"] == "failed" and body["errors"] == 1 and body["samples"] == 0
     assert "kaput in challenger.onnx" in body["detail"] and "/srv" not in body["detail"]
@@ -63,9 +64,9 @@ def test_a_served_model_reloaded_with_other_classes_fails_the_shadow() -> None:
     s = shadow(FakeDetector(info={"names": NAMES}))
     s.start()
     settle(s, lambda: s.status == "running")
-    s.offer(IMAGE, outcome(), (0.25, 0.7, 300))
+    s.offer(IMAGE, outcome(), KEY)
     settle(s, lambda: s.samples == 1)
-    s.offer(IMAGE, outcome({"0": "cat"}), (0.25, 0.7, 300))
+    s.offer(IMAGE, outcome({"0": "cat"}), KEY)
     settle(s, lambda: s.status == "failed")
     assert s.samples == 1 and "classes differ" in str(s.detail)
     s.close()
@@ -77,14 +78,14 @@ def test_sheds_when_requests_queue_and_when_its_queue_is_full() -> None:
     s = shadow(fake, queue=1)
     s.start()
     settle(s, lambda: s.status == "running")
-    s.offer(IMAGE, outcome(), (0.25, 0.7, 300))
+    s.offer(IMAGE, outcome(), KEY)
     assert fake.entered.wait(5)  # being scored, held at the gate
     for _ in range(3):  # one waits in the queue, two are shed
-        s.offer(IMAGE, outcome(), (0.25, 0.7, 300))
+        s.offer(IMAGE, outcome(), KEY)
     assert s.shed == 2
     busy = shadow(FakeDetector(info={"names": NAMES}), busy=True)
     busy.status = "running"  # not started: only the decision to shed is under test
-    busy.offer(IMAGE, outcome(), (0.25, 0.7, 300))
+    busy.offer(IMAGE, outcome(), KEY)
     assert busy.shed == 1
     gate.set()
     settle(s, lambda: s.samples == 2)

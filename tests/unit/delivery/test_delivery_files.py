@@ -40,14 +40,24 @@ def test_compose_services_build_from_files_that_exist_and_publish_the_service_po
     services = load(COMPOSE)["services"]
     assert "profiles" not in services["api"], "`docker compose up` must start the CPU API with no profile"
     for name, service in services.items():
-        build = service["build"]
-        dockerfile = REPO / build.get("context", ".") / build.get("dockerfile", "Dockerfile")
-        assert dockerfile.is_file(), f"{name}: {dockerfile} does not exist"
+        if "build" in service:
+            build = service["build"]
+            dockerfile = REPO / build.get("context", ".") / build.get("dockerfile", "Dockerfile")
+            assert dockerfile.is_file(), f"{name}: {dockerfile} does not exist"
+        else:  # a third-party image (monitoring): pinned, never `latest`
+            assert re.fullmatch(r"[\w./-]+:v?\d+\.\d+\.\d+", service["image"]), f"{name}: unpinned {service['image']}"
+        for volume in service.get("volumes", []):
+            source = str(volume).split(":")[0]
+            if source.startswith("./"):  # a file of this repository mounted into the container
+                assert (REPO / source).exists(), f"{name} mounts {source}, which does not exist"
         for port in service.get("ports", []):
             bind = r"(\$\{\w+:-[\d.]+\}:)?"  # an optional host address, e.g. ${MLFLOW_BIND:-127.0.0.1}:
             assert re.fullmatch(bind + r"(\$\{\w+:-\d+\}|\d+):\d+", str(port)), f"{name}: port {port!r}"
-    # MLflow has no authentication: it must not be published on every interface by default.
+    # MLflow has no authentication, Grafana a default password: not published on every interface by default.
     assert str(services["mlflow"]["ports"][0]).startswith("${MLFLOW_BIND:-127.0.0.1}:")
+    assert all(
+        str(services[n]["ports"][0]).startswith("${MONITORING_BIND:-127.0.0.1}:") for n in ("prometheus", "grafana")
+    )
     assert all("mem_limit" in services[n] for n in ("api", "api-gpu"))
     config = load_config(config_dir=REPO / "configs", environ={})
     for name in ("api", "api-gpu"):
