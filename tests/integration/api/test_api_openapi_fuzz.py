@@ -51,6 +51,8 @@ def api_schema(make_config: Any, run_app: Any) -> Iterator[Any]:
 
 OPERATIONS = [
     "GET /health",
+    "GET /livez",
+    "GET /readyz",
     "GET /model",
     "GET /model/shadow",
     "GET /metrics",
