@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -159,7 +160,11 @@ def stage_quantize(
 
 
 def stage_evaluate(config: Config, register: bool = True) -> dict[str, Any]:
-    """mAP of the exported ONNX through our runtime, beside Ultralytics' validation of the .pt; register it."""
+    """mAP of the exported ONNX through our runtime, beside Ultralytics' validation of the .pt; the quality report
+    (every model on every backend, per class, parity with the .pt); register it, behind the promotion gate.
+
+    A model the gate refuses is still registered, only the alias stays: the refusal is recorded in metrics.json
+    (`registry.refused`) and on the run, and the stage succeeds (a refused model is an outcome, not an error)."""
     onnx_path = Path(config.export.onnx_path)
     if not onnx_path.exists():
         raise ModelLoadError(f"{onnx_path} not found: run the export stage first (dvc repro export)")
@@ -171,28 +176,83 @@ def stage_evaluate(config: Config, register: bool = True) -> dict[str, Any]:
         results["int8"] = {"status": "accepted", "model": str(int8_path), **_evaluate_model(int8_path, dataset_dir)[0]}
     elif QUANTIZE_REPORT.exists() and (record := _read_json(QUANTIZE_REPORT)).get("status") == "refused":
         results["int8"] = {"status": "refused", "reason": record.get("reason", ""), "model": None}
-    results["ultralytics_val_pt"] = _ultralytics_val(config, BEST_WEIGHTS)
+    pt_val = _ultralytics_val(config, BEST_WEIGHTS)
+    results["ultralytics_val_pt"] = {k: v for k, v in pt_val.items() if k != "per_class"}
+    results["quality"] = quality = _quality_report(config, onnx_path, int8_path if int8_path.exists() else None)
+    if pt_val:
+        quality["models"]["pt_ultralytics"] = {"model": str(BEST_WEIGHTS), "backend": "ultralytics", "variant": "pt"}
+        quality["models"]["pt_ultralytics"] |= pt_val
     results["model"] = {k: model_info[k] for k in ("name", "version", "input_size", "dataset_version")}
     mlcfg = config.train.mlflow
     run_id = model_info.get("source_run_id") or ""
     if register and mlcfg.enabled and run_id:
+        from detector.evaluation.gate import gate_record, record_to_tags
         from detector.training.tracking import register_champion
 
+        value = champion_value(results, mlcfg.champion_metric)
+        candidate = gate_record(quality, overall=value)
         results["registry"] = register_champion(
-            mlcfg, run_id, onnx_path, champion_value(results, mlcfg.champion_metric), json.dumps(model_info)
+            mlcfg,
+            run_id,
+            onnx_path,
+            value,
+            json.dumps(model_info),
+            tags=record_to_tags(candidate),
+            gate=promotion_gate(config, candidate),
         )
     write_atomic(METRICS_OUT, json.dumps(results, indent=2, sort_keys=True) + "\n")
     if "registry" in results:
         import mlflow
+
+        from detector.training.tracking import quality_metrics, quality_table
 
         with mlflow.start_run(run_id=run_id):
             metrics = {f"onnx_{s}_{k}": v for s in ("val", "test") for k, v in results.get(s, {}).items()}
             metrics |= {
                 f"int8_{s}_{k}": v for s in ("val", "test") for k, v in results.get("int8", {}).get(s, {}).items()
             }
-            mlflow.log_metrics(metrics)
+            mlflow.log_metrics(metrics | quality_metrics(quality))
+            mlflow.log_table(quality_table(quality), artifact_file="reports/quality_table.json")
             mlflow.log_artifact(str(METRICS_OUT), artifact_path="reports")
     return results
+
+
+def promotion_gate(
+    config: Config, candidate: Any, shadow: Any = None
+) -> Callable[[dict[str, str] | None, str], list[str]]:
+    """The promotion gate `register_champion` applies: `candidate` (a GateRecord) against the holder's tags."""
+    from detector.evaluation.gate import check_promotion, record_from_tags
+
+    def gate(holder_tags: dict[str, str] | None, label: str) -> list[str]:
+        champion = None if holder_tags is None else record_from_tags(holder_tags, config.train.mlflow.champion_metric)
+        decision = check_promotion(candidate, champion, config.quality, label, shadow)
+        for note in decision.notes:
+            log.info("promotion gate: %s", note)
+        return list(decision.reasons)
+
+    return gate
+
+
+def _quality_report(config: Config, onnx_path: Path, int8_path: Path | None) -> dict[str, Any]:
+    """Every model on every configured backend, per class, with parity against the .pt's boxes (see
+    detector/evaluation/quality.py); the .pt's boxes only where its weights are here."""
+    from cli.wiring import engine_builder
+    from detector.evaluation.quality import quality_report
+    from detector.runtime.backends.base import BackendOptions
+
+    rules = config.quality
+    reference = None
+    if BEST_WEIGHTS.exists():
+        from detector.evaluation.reference import pt_detections
+
+        reference = pt_detections(
+            BEST_WEIGHTS, config.data.dataset_dir, rules.split, config.onnx_imgsz, rules.parity_conf
+        )
+    else:
+        log.warning("%s not found: the quality report has no parity with the .pt", BEST_WEIGHTS)
+    models = {"fp32": onnx_path, **({"int8": int8_path} if int8_path is not None else {})}
+    options = BackendOptions.from_config(config, engine_builder=engine_builder())
+    return quality_report(models, config.data.dataset_dir, rules, reference, options)
 
 
 def stage_benchmark(config: Config) -> int:
@@ -237,7 +297,7 @@ def _evaluate_model(path: Path, dataset_dir: Path) -> tuple[dict[str, Any], dict
         return out, detector.describe()
 
 
-def _ultralytics_val(config: Config, weights: Path) -> dict[str, float]:
+def _ultralytics_val(config: Config, weights: Path) -> dict[str, Any]:
     """Ultralytics' own validation of the .pt on the same split (the number our runtime's mAP is checked against)."""
     import tempfile
 
@@ -268,7 +328,17 @@ def _ultralytics_val(config: Config, weights: Path) -> dict[str, float]:
             name="val",
         )
     box = metrics.box
-    return {"mAP50": float(box.map50), "mAP50-95": float(box.map), "precision": float(box.mp), "recall": float(box.mr)}
+    per_class = {
+        str(metrics.names[int(c)]): {"AP50-95": float(ap), "precision": float(p), "recall": float(r)}
+        for c, ap, p, r in zip(box.ap_class_index, box.ap, box.p, box.r, strict=True)
+    }
+    return {
+        "mAP50": float(box.map50),
+        "mAP50-95": float(box.map),
+        "precision": float(box.mp),
+        "recall": float(box.mr),
+        "per_class": per_class,
+    }
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Typed configuration: YAML files in `configs/` (one per concern), dotlist overrides, environment overrides.
 
-Sections: `data`, `train`, `export`, `inference`. Training and serving read disjoint sections, so each is
-configured independently. Every key is validated by a pydantic model that forbids unknown keys; errors name the key.
+Sections: `data`, `train`, `export`, `inference`, `quality` (the promotion gate). Training and serving read disjoint
+sections, so each is configured independently. Every key is validated by a pydantic model that forbids unknown keys;
+errors name the key.
 
 Precedence, lowest first: the YAML files, then `DETECTOR_<SECTION>__<KEY>[__<SUBKEY>]` environment variables
 (read by pydantic-settings, so values stay strings where the schema says str), then dotlist overrides
@@ -24,7 +25,7 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDic
 from detector.errors import ConfigError
 
 CONFIG_DIR = Path("configs")
-SECTIONS = ("data", "train", "export", "inference")
+SECTIONS = ("data", "train", "export", "inference", "quality")
 ENV_PREFIX = "DETECTOR_"
 # The inference backends, fastest first (the order `auto` tries them). `detector.runtime.backends.REGISTRY` maps each
 # to its class; a test keeps the two in step. "auto" picks the first that runs here.
@@ -152,9 +153,11 @@ class Int8Config(_Strict):
     # enable: every conv/matmul weight uses 7 bits (NNCF's OverflowFix.ENABLE), so no pair can overflow on any CPU;
     # first_layer_only: only the first conv (NNCF's default); disable: full 8 bits (only for VNNI/AMX/GPU targets).
     overflow_fix: Literal["enable", "first_layer_only", "disable"] = "enable"
-    # The gate: the stage fails when val mAP50-95 (through our runtime) drops by more than this against FP32.
+    # The gate: the stage fails when val mAP50-95 (through our runtime) drops by more than this against FP32, or any
+    # one class's AP50-95 by more than max_class_drop (the promotion gate's per-class rule).
     gate_split: str = "val"
     max_map_drop: float = Field(0.01, le=1)
+    max_class_drop: float = Field(0.05, ge=0, le=1)
 
 
 class ThresholdsConfig(_Strict):
@@ -350,11 +353,41 @@ class InferenceConfig(_Strict):
         return value
 
 
+# The backends the quality report scores every model on (TensorRT only where a GPU is; skipped and said so elsewhere).
+QUALITY_BACKENDS: tuple[str, ...] = ("onnxruntime", "openvino", "tensorrt")
+
+
+class QualityConfig(_Strict):
+    """The promotion gate (`detector evaluate`, `detector registry promote`): per class, per backend.
+
+    The champion alias moves only when no class of the candidate lost more than `max_class_drop` AP50-95 against the
+    current champion, and every backend's FP32 boxes agree with the trained `.pt`'s on the validation split."""
+
+    split: str = "val"
+    max_class_drop: float = Field(0.05, ge=0, le=1)  # AP50-95, absolute, per class, against the champion
+    min_parity: float = Field(0.9, ge=0, le=1)  # share of boxes matched with the .pt's (Agreement.match_rate)
+    parity_iou: float = Field(0.9, gt=0, le=1)  # IoU at which two boxes of the same class count as the same box
+    parity_conf: float = Field(0.25, ge=0, le=1)  # both sides' score threshold: what a served model keeps
+    backends: list[str] = Field(default_factory=lambda: list(QUALITY_BACKENDS))
+    # `registry promote --shadow-url`: the challenger must have been shadow-scored on at least this many requests
+    # (0: no shadow sample required).
+    min_shadow_samples: int = Field(0, ge=0)
+
+    @field_validator("backends")
+    @classmethod
+    def _known_backends(cls, value: list[str]) -> list[str]:
+        unknown = [b for b in value if b not in BACKEND_NAMES]
+        if unknown or not value:
+            raise ValueError(f"backends must be a non-empty list of {', '.join(BACKEND_NAMES)}; got {value}")
+        return value
+
+
 class Config(_Strict):
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
     export: ExportConfig = ExportConfig()
     inference: InferenceConfig = InferenceConfig()
+    quality: QualityConfig = QualityConfig()
 
     @property
     def onnx_imgsz(self) -> int:
@@ -371,6 +404,7 @@ class _EnvSchema(BaseSettings):
     train: TrainConfig = TrainConfig()
     export: ExportConfig = ExportConfig()
     inference: InferenceConfig = InferenceConfig()
+    quality: QualityConfig = QualityConfig()
 
 
 class _EnvSource(EnvSettingsSource):

@@ -71,3 +71,8 @@ class AccuracyGateError(DetectorError):
 class QuantizationRefusedError(DetectorError):
     """The quantizer could not make a usable INT8 model of this architecture (it failed, or its graph is not one
     every backend takes); nothing was written. The FP32 model is unaffected."""
+
+
+class PromotionRefusedError(DetectorError):
+    """The promotion gate refused to move a registry alias to a model version; the message names each class and
+    backend that failed it (`configs/quality.yaml`)."""

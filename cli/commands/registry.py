@@ -1,18 +1,23 @@
-"""`detector registry ...`: champion/challenger work on models named by file or registry URI."""
+"""`detector registry ...`: champion/challenger work on models named by file or registry URI. `compare` scores a
+challenger against the champion offline; `promote` moves an alias (the champion) to a version once the promotion
+gate passes (configs/quality.yaml; docs/pipeline.md, "Promotion gate")."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
-from cli.main import Commands
+from cli.main import Commands, require
 from cli.output import print_json
 from cli.wiring import engine_builder, model_resolver
 from detector.config import BACKEND_CHOICES, Config
-from detector.errors import InvalidInputError
+from detector.errors import InvalidInputError, PromotionRefusedError
 
 
 def cmd_compare(args: argparse.Namespace, config: Config) -> None:
@@ -79,6 +84,61 @@ def cmd_compare(args: argparse.Namespace, config: Config) -> None:
     )
 
 
+def cmd_promote(args: argparse.Namespace, config: Config) -> None:
+    require("mlflow", "train")
+    from detector.evaluation.gate import check_promotion, record_from_tags
+    from detector.training.promotion import promote
+
+    mlcfg = config.train.mlflow
+    shadow = fetch_shadow(args.shadow_url) if args.shadow_url else None
+
+    def gate(version: str, candidate: dict[str, str], holder: dict[str, str] | None, label: str) -> list[str]:
+        metric = mlcfg.champion_metric
+        champion = None if holder is None else record_from_tags(holder, metric)
+        record = record_from_tags(candidate, metric)
+        return list(check_promotion(record, champion, config.quality, label, shadow, version).reasons)
+
+    result = promote(mlcfg, gate, args.alias or mlcfg.champion_alias, version=args.version, run_id=args.run_id)
+    if shadow is not None:
+        result["shadow"] = {"status": shadow.status, "samples": shadow.samples, "match_rate": shadow.match_rate}
+        result["shadow"] |= {"version": shadow.version} if shadow.version else {}
+    print_json(result)
+
+
+def fetch_shadow(url: str, timeout: float = 10.0) -> Any:
+    """`GET <url>/model/shadow` of a running service, as a ShadowSample. Evidence that cannot be read refuses the
+    promotion (PromotionRefusedError): the user asked for it."""
+    from detector.evaluation.gate import ShadowSample
+
+    endpoint = url.rstrip("/") + "/model/shadow"
+    try:
+        with urllib.request.urlopen(endpoint, timeout=timeout) as response:
+            body = json.loads(response.read())
+        status, samples = str(body["status"]), int(body["samples"])
+        rate = body.get("match_rate")
+        # The registry version it scores, when the challenger was loaded from the registry (a file has none).
+        challenger = body.get("challenger") or {}
+        from_registry = str(challenger.get("source", "")).startswith("models:/")
+        version = str(challenger["version"]) if from_registry and challenger.get("version") else None
+        return ShadowSample(status, samples, None if rate is None else float(rate), version)
+    except urllib.error.HTTPError as exc:
+        raise PromotionRefusedError(
+            f"{endpoint}: HTTP {exc.code}; is shadow scoring available on that service?"
+        ) from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise PromotionRefusedError(f"{endpoint}: cannot reach the service ({exc})") from exc
+    except (ValueError, KeyError, TypeError) as exc:
+        raise PromotionRefusedError(
+            f"{endpoint}: not a shadow report (expected JSON with status, samples, match_rate): {exc}"
+        ) from exc
+
+
+def _version(value: str) -> str:
+    if not value.isdigit():
+        raise argparse.ArgumentTypeError(f"a version is a number, got {value!r}")
+    return value
+
+
 def register(commands: Commands) -> None:
     commands.group("registry", "champion/challenger: compare and promote registered models")
     p = commands.add(
@@ -95,3 +155,17 @@ def register(commands: Commands) -> None:
     p.add_argument("--limit", type=int, default=0, help="at most this many images (default: all)")
     p.add_argument("--iou", type=float, help="IoU at which same-class boxes match (default: inference.shadow.iou)")
     p.add_argument("--backend", choices=BACKEND_CHOICES)
+    p = commands.add(
+        "promote",
+        cmd_promote,
+        "move the champion alias to a version if the promotion gate passes (exit 2 naming class/backend if not)",
+        group="registry",
+    )
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--version", type=_version, help="the model version (default: the newest)")
+    which.add_argument("--run-id", help="the newest version registered from this MLflow run")
+    p.add_argument("--alias", help="the alias to move (default: train.mlflow.champion_alias)")
+    p.add_argument(
+        "--shadow-url",
+        help="a running service shadow-scoring this version (http://host:port): require quality.min_shadow_samples",
+    )

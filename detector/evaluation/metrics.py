@@ -48,9 +48,23 @@ class MetricsResult:
     per_class_ap50_95: dict[str, float] = field(default_factory=dict)
     n_images: int = 0
     n_instances: int = 0
+    # Each class's precision and recall at the same (mean-F1) confidence the means above are taken at.
+    per_class_precision: dict[str, float] = field(default_factory=dict)
+    per_class_recall: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, float]:
         return {"mAP50": self.map50, "mAP50-95": self.map50_95, "precision": self.precision, "recall": self.recall}
+
+    def per_class(self) -> dict[str, dict[str, float]]:
+        """`{class: {"AP50-95", "precision", "recall"}}` for every class with ground truth in the split."""
+        return {
+            name: {
+                "AP50-95": ap,
+                "precision": self.per_class_precision.get(name, 0.0),
+                "recall": self.per_class_recall.get(name, 0.0),
+            }
+            for name, ap in self.per_class_ap50_95.items()
+        }
 
 
 def match_predictions(
@@ -211,14 +225,15 @@ class DetectionMetrics:
             np.concatenate(self._tp), np.concatenate(self._conf), np.concatenate(self._pred_cls), target_cls
         )
         has_gt = len(res.classes) > 0  # Ultralytics' `Metric` reports 0.0 when no class has ground truth
+        class_names = [self.names.get(int(c), str(int(c))) for c in res.classes]
         return MetricsResult(
             map50=float(res.ap[:, 0].mean()) if has_gt else 0.0,
             map50_95=float(res.ap.mean()) if has_gt else 0.0,
             precision=float(res.p.mean()) if has_gt else 0.0,
             recall=float(res.r.mean()) if has_gt else 0.0,
-            per_class_ap50_95={
-                self.names.get(int(c), str(int(c))): float(a) for c, a in zip(res.classes, res.ap.mean(1), strict=True)
-            },
+            per_class_ap50_95={n: float(a) for n, a in zip(class_names, res.ap.mean(1), strict=True)},
             n_images=self.n_images,
             n_instances=len(target_cls),
+            per_class_precision={n: float(p) for n, p in zip(class_names, res.p, strict=True)},
+            per_class_recall={n: float(r) for n, r in zip(class_names, res.r, strict=True)},
         )

@@ -122,6 +122,9 @@ def test_matches_ultralytics_validator_on_random_data(seed: int, tie_conf: bool)
     assert ours.recall == pytest.approx(mr, abs=1e-6)
     expected_per_class = {NAMES[int(c)]: float(a) for c, a in zip(ref.ap_class_index, ref.box.ap, strict=True)}
     assert ours.per_class_ap50_95 == pytest.approx(expected_per_class, abs=1e-6)
+    names = [NAMES[int(c)] for c in ref.ap_class_index]
+    assert ours.per_class_precision == pytest.approx(dict(zip(names, map(float, ref.box.p), strict=True)), abs=1e-6)
+    assert ours.per_class_recall == pytest.approx(dict(zip(names, map(float, ref.box.r), strict=True)), abs=1e-6)
     assert ours.n_images == len(images)
     assert ours.n_instances == int(ref.nt_per_class.sum())
 
