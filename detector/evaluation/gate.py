@@ -88,8 +88,8 @@ def check_promotion(
         reasons.append(f"backend {backend}: could not score the model ({error})")
     for backend, rate in sorted(candidate.parity.items()):
         if rate is None:
-            if backend not in candidate.errors:
-                reasons.append(f"backend {backend}: no parity measured against the .pt")
+            if backend not in candidate.errors:  # no .pt to compare with (exported from other weights)
+                notes.append(f"backend {backend}: no parity with the .pt measured (its weights were not there)")
         elif rate < rules.min_parity:
             reasons.append(
                 f"backend {backend}: boxes match the .pt's at {rate:.3f} < quality.min_parity {rules.min_parity} "

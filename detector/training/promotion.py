@@ -12,7 +12,7 @@ from typing import Any
 
 from detector.config import MlflowConfig
 from detector.errors import ConfigError, PromotionRefusedError
-from detector.training.tracking import REFUSED_TAG, setup
+from detector.training.tracking import REFUSED_TAG
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +49,7 @@ def promote(
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    setup(cfg)
-    client = MlflowClient()
+    client = MlflowClient(tracking_uri=cfg.tracking_uri)
     name = cfg.registered_model
     candidate = find_version(client, name, version, run_id)
     number = str(candidate.version)

@@ -52,6 +52,20 @@ def test_metrics_are_in_range_and_match_ultralytics(quick_pipeline: Path) -> Non
     assert abs(metrics["val"]["mAP50"] - metrics["ultralytics_val_pt"]["mAP50"]) <= 0.005
 
 
+def test_quality_report_has_every_class_on_every_backend_and_parity_with_the_pt(quick_pipeline: Path) -> None:
+    quality = _json(quick_pipeline / "reports/metrics.json")["quality"]
+    models = quality["models"]
+    assert {"pt_ultralytics", "fp32_onnxruntime", "fp32_openvino"} <= set(models)
+    assert "tensorrt" in quality["skipped"] or "fp32_tensorrt" in models  # never silently left out
+    for key in ("pt_ultralytics", "fp32_onnxruntime", "fp32_openvino"):
+        assert set(models[key]["per_class"]) == {"circle", "square", "triangle"}, key
+    ort = models["fp32_onnxruntime"]
+    assert ort["mAP50-95"] == _json(quick_pipeline / "reports/metrics.json")["val"]["mAP50-95"]
+    for name, row in ort["per_class"].items():  # the exported model keeps every class of the .pt
+        assert abs(row["AP50-95"] - models["pt_ultralytics"]["per_class"][name]["AP50-95"]) <= 0.01, name
+    assert ort["parity"] >= 0.95 and models["fp32_openvino"]["parity"] >= 0.95
+
+
 def test_mlflow_run_holds_config_data_and_artifacts(quick_pipeline: Path) -> None:
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{quick_pipeline / 'mlflow.db'}")
     run = client.get_run(_json(quick_pipeline / "reports/train.json")["run_id"])
@@ -79,6 +93,11 @@ def test_mlflow_run_holds_config_data_and_artifacts(quick_pipeline: Path) -> Non
     assert ours.run_id == run.info.run_id and float(ours.tags["val_mAP50-95"]) == registry["value"]
     champion = client.get_model_version_by_alias("yolo-detector", "champion")
     assert str(champion.version) == registry["version"] and champion.run_id == run.info.run_id
+    # The quality report: per-class metrics per backend, its table, and the record the next gate compares with.
+    assert "refused" not in registry and "gate.refused" not in champion.tags
+    assert {"val_onnxruntime_fp32_AP50-95_circle", "val_openvino_fp32_parity"} <= set(run.data.metrics)
+    assert "reports/quality_table.json" in {a.path for a in client.list_artifacts(run.info.run_id, "reports")}
+    assert set(json.loads(champion.tags["gate.AP50-95.onnxruntime"])) == {"circle", "square", "triangle"}
 
 
 def test_champion_alias_moves_only_on_improvement(tmp_path: Path, model_path: Path) -> None:

@@ -21,6 +21,7 @@ COMMANDS = [
     ["export", "engine"],
     ["export", "triton", "--out", "repo"],
     ["evaluate"],
+    ["registry", "promote", "--version", "3"],
     ["predict", "x.jpg"],
     ["serve"],
     ["backends"],
