@@ -57,6 +57,9 @@ def test_writes_int8_model_with_metadata_and_gate_numbers(int8_run: tuple[Path, 
     gate = report["gate"]
     assert gate["fp32"]["mAP50-95"] - gate["int8"]["mAP50-95"] <= 0.01
     assert gate["int8"]["mAP50-95"] > 0  # the known failure: mAP collapsing to zero when the box decode is quantized
+    per_class = gate["per_class_AP50-95"]  # the per-class rule was applied, on every class
+    assert set(per_class["fp32"]) == set(per_class["int8"]) == {"circle", "square", "triangle"}
+    assert all(per_class["fp32"][c] - per_class["int8"][c] <= gate["max_class_drop"] for c in per_class["fp32"])
     assert sorted(p.name for p in out.parent.iterdir()) == [out.name]  # nothing else left beside it
 
 
