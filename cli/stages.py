@@ -6,13 +6,16 @@ import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from detector.config import Config
 from detector.errors import AccuracyGateError, ConfigError, DatasetError, ModelLoadError, QuantizationRefusedError
 from detector.files import write_atomic
 from detector.paths import BEST_WEIGHTS, TRAIN_REPORT
 from detector.runtime.metadata import read_onnx_metadata, sha256_file
+
+if TYPE_CHECKING:
+    from detector.evaluation.gate import GateRecord, ShadowSample
 
 log = logging.getLogger(__name__)
 
@@ -218,9 +221,9 @@ def stage_evaluate(config: Config, register: bool = True) -> dict[str, Any]:
 
 
 def promotion_gate(
-    config: Config, candidate: Any, shadow: Any = None
+    config: Config, candidate: GateRecord, shadow: ShadowSample | None = None
 ) -> Callable[[dict[str, str] | None, str], list[str]]:
-    """The promotion gate `register_champion` applies: `candidate` (a GateRecord) against the holder's tags."""
+    """The promotion gate `register_champion` applies: `candidate` against the holder's tags (configs/quality.yaml)."""
     from detector.evaluation.gate import check_promotion, record_from_tags
 
     def gate(holder_tags: dict[str, str] | None, label: str) -> list[str]:
