@@ -40,6 +40,7 @@ TINY = [
     "train.mlflow.enabled=false",
     "export.int8.subset_size=16",
     "export.int8.max_map_drop=1.0",
+    "export.int8.max_class_drop=1.0",
 ]
 STAGES = [
     ["data", "generate"],

@@ -34,7 +34,11 @@ def test_dvc_repro_from_a_clean_clone(tmp_path: Path) -> None:
     _set(clone / "configs/train.yaml", "train", {"imgsz": 96, "epochs": 1, "batch": 16})
     # Exported at another size than trained; a small INT8 calibration set. The gate is opened wide: a 1-epoch model
     # has a near-zero mAP, so a drop limit would only measure noise (the gate itself is tested in test_int8.py).
-    _set(clone / "configs/export.yaml", "export", {"imgsz": 64, "int8.subset_size": 16, "int8.max_map_drop": 1.0})
+    _set(
+        clone / "configs/export.yaml",
+        "export",
+        {"imgsz": 64, "int8.subset_size": 16, "int8.max_map_drop": 1.0, "int8.max_class_drop": 1.0},
+    )
     init_repo(clone)
 
     run_ok(["dvc", "repro"], clone)

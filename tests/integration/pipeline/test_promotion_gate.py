@@ -50,7 +50,8 @@ def models(tmp_path_factory: pytest.TempPathFactory, weights_path: Path, model_p
     tmp = tmp_path_factory.mktemp("gate")
     name = damage_class(weights_path, tmp / "damaged.pt", DAMAGED_CLASS)
     imgsz = max(read_onnx_metadata(model_path).imgsz)
-    export_onnx(tmp / "damaged.pt", tmp / "damaged.onnx", imgsz=imgsz)
+    # simplify=False: onnxslim's pass costs ~10 s here and changes nothing the gate measures.
+    export_onnx(tmp / "damaged.pt", tmp / "damaged.onnx", imgsz=imgsz, simplify=False)
     return {"tmp": tmp, "class": name, "imgsz": imgsz, "good": model_path, "damaged": tmp / "damaged.onnx"}
 
 
@@ -76,7 +77,7 @@ def test_the_gate_refuses_the_damaged_model_naming_its_class_and_promotes_the_go
 ) -> None:
     imgsz, cls = models["imgsz"], models["class"]
     good = report(weights_path, models["good"], dataset_dir, imgsz, ["onnxruntime"])
-    damaged = report(models["tmp"] / "damaged.pt", models["damaged"], dataset_dir, imgsz, ["onnxruntime", "openvino"])
+    damaged = report(models["tmp"] / "damaged.pt", models["damaged"], dataset_dir, imgsz, ["onnxruntime"])
     for row in damaged["models"].values():  # the damaged model agrees with its own .pt: only the class rule catches it
         assert row["per_class"][cls]["AP50-95"] == 0.0 and row["parity"] >= 0.9
     assert good["models"]["fp32_onnxruntime"]["per_class"][cls]["AP50-95"] > 0.5
@@ -100,7 +101,7 @@ def test_the_gate_refuses_the_damaged_model_naming_its_class_and_promotes_the_go
     assert first["promoted"] is True and "refused" not in first
     refused = register(run_ids[1], models["damaged"], damaged)
     assert refused["promoted"] is False and refused["version"] != first["version"]
-    assert f"class '{cls}' on onnxruntime" in refused["refused"] and f"class '{cls}' on openvino" in refused["refused"]
+    assert refused["refused"].startswith(f"class '{cls}' on onnxruntime: AP50-95 0.000 vs ")
     assert "circle" not in refused["refused"] and "triangle" not in refused["refused"]
     client = mlflow.MlflowClient(tracking_uri=uri)
     assert str(client.get_model_version_by_alias("yolo-detector", "champion").version) == first["version"]
