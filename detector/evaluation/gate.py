@@ -160,7 +160,8 @@ def _shadow_reasons(shadow: ShadowSample | None, required: int, candidate_versio
     if shadow.status == "failed":
         return ["shadow scoring failed on the service: its sample cannot vouch for the model"]
     if shadow.version and candidate_version and shadow.version != candidate_version:
-        return [f"the service shadow-scores v{shadow.version}, not v{candidate_version}: its sample is of another model"]
+        scored = f"v{shadow.version}, not v{candidate_version}"
+        return [f"the service shadow-scores {scored}: its sample is of another model"]
     if shadow.samples < required:
         return [f"shadow scoring has {shadow.samples} samples < quality.min_shadow_samples {required}"]
     return []

@@ -80,7 +80,7 @@ def test_a_version_without_a_quality_record_is_refused(store: str, capsys: pytes
 @pytest.fixture(scope="module")
 def shadow() -> Iterator[dict[str, Any]]:
     """A loopback service answering GET /model/shadow with whatever the test puts in the returned dict."""
-    state: dict[str, Any] = {"status": "running", "samples": 0, "match_rate": 0.98}
+    state: dict[str, Any] = {"status": "running", "challenger": None, "samples": 0, "match_rate": 0.98}
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -111,10 +111,14 @@ def test_a_good_version_needs_its_shadow_sample_then_becomes_champion(
     assert code == 2 and "12 samples < quality.min_shadow_samples 50" in err and holder(store) == "1"
 
     shadow["samples"] = 50
+    shadow["challenger"] = {"source": "models:/m@challenger", "version": "2", "backend": "onnxruntime"}
+    code, _, err = promote(store, capsys, "--version", "3", "--shadow-url", shadow["url"], need)
+    assert code == 2 and "the service shadow-scores v2, not v3" in err
+    shadow["challenger"]["version"] = "3"
     code, out, _ = promote(store, capsys, "--version", "3", "--shadow-url", shadow["url"], need)
     result = json.loads(out)
     assert code == 0 and result["promoted"] is True and result["previous"] == "1" and holder(store) == "3"
-    assert result["shadow"] == {"status": "running", "samples": 50, "match_rate": 0.98}
+    assert result["shadow"] == {"status": "running", "samples": 50, "match_rate": 0.98, "version": "3"}
     code, out, _ = promote(store, capsys, "--version", "3")  # already the champion: nothing to do
     assert code == 0 and json.loads(out)["promoted"] is False
 

@@ -102,11 +102,13 @@ def test_a_champion_without_per_class_record_is_compared_on_the_overall_metric(o
         (100, ShadowSample("running", 100, 0.97), None),
         (100, ShadowSample("off", 250, 0.97), None),  # stopped after enough samples
         (100, ShadowSample("failed", 500, None), "shadow scoring failed"),
+        (100, ShadowSample("running", 500, 0.97, version="2"), "the service shadow-scores v2, not v3"),
+        (100, ShadowSample("running", 500, 0.97, version="3"), None),
     ],
 )
 def test_a_minimum_shadow_sample_can_be_required(required: int, shadow: ShadowSample | None, refusal: str) -> None:
     rules = QualityConfig(min_shadow_samples=required)
-    decision = check_promotion(record(), CHAMPION, rules, shadow=shadow)
+    decision = check_promotion(record(), CHAMPION, rules, shadow=shadow, candidate_version="3")
     assert decision.passed is (refusal is None)
     assert refusal is None or refusal in decision.message()
 
