@@ -1,13 +1,16 @@
-"""What shadow scoring costs the served path: `/predict` p50 at concurrency 1 with `inference.shadow` off and on.
+"""What shadow scoring and drift monitoring cost the served path: `/predict` p50 at concurrency 1, off and on.
 
-Two `detector serve` processes run side by side on the same model: one without a challenger, one with
-`inference.shadow.model=CHALLENGER` and `sample=1.0` (every request is also scored). Rounds alternate between
+Two `detector serve` processes run side by side on the same model. `--feature shadow` (the default): one without a
+challenger, one with `inference.shadow.model=CHALLENGER` and `sample=1.0` (every request is also scored).
+`--feature drift`: `inference.drift.enabled` false vs true (the model must carry a reference profile, as the
+pipeline's export writes). `--feature all`: both off vs both on. Rounds alternate between
 them (off, on, on, off, ...) so a slow stretch of a shared machine hits both, and each round is the project's
 HTTP benchmark cell (`benchmarks.http_bench.run_cell`) at concurrency 1. Prints JSON: the machine, the p50 of each
 side over all rounds, their ratio, and what the shadow server's `GET /model/shadow` says it scored (so a run where
 the challenger never ran cannot pass for a cheap one).
 
     python -m benchmarks.shadow_overhead --model models/model.onnx [--challenger models/model.int8.onnx]
+        [--feature shadow|drift|all]
 """
 
 from __future__ import annotations
@@ -32,9 +35,10 @@ from benchmarks.service import free_port, http_server
 
 
 @contextmanager
-def _service(model: Path, backend: str, shadow: dict[str, str]) -> Iterator[str]:
+def _service(model: Path, backend: str, settings: dict[str, str]) -> Iterator[str]:
+    """`settings`: inference keys as `section__key` (e.g. `shadow__model`), passed as DETECTOR_INFERENCE__* vars."""
     port = free_port()
-    env = {**os.environ, **{f"DETECTOR_INFERENCE__SHADOW__{k.upper()}": v for k, v in shadow.items()}}
+    env = {**os.environ, **{f"DETECTOR_INFERENCE__{k.upper()}": v for k, v in settings.items()}}
     cmd = [sys.executable, "-m", "cli", "serve", "--model", str(model), "--backend", backend]
     cmd += ["--host", "127.0.0.1", "--port", str(port)]
     with http_server(cmd, env, port, "the service") as url:
@@ -50,8 +54,25 @@ def _wait_running(url: str, timeout_s: float = 120.0) -> dict[str, Any]:
         time.sleep(0.2)
 
 
+def sides(feature: str, challenger: Path) -> dict[str, dict[str, str]]:
+    """The settings of the "off" and "on" servers for `feature`."""
+    shadow = {"shadow__model": str(challenger), "shadow__sample": "1.0"}
+    drift_off = {"drift__enabled": "false"}
+    return {
+        "shadow": {"off": {}, "on": shadow},
+        "drift": {"off": drift_off, "on": {}},
+        "all": {"off": drift_off, "on": shadow},
+    }[feature]
+
+
 def measure(
-    model: Path, challenger: Path, backend: str, rounds: int, requests: int, images: Path | None
+    model: Path,
+    challenger: Path,
+    backend: str,
+    rounds: int,
+    requests: int,
+    images: Path | None,
+    feature: str = "shadow",
 ) -> dict[str, Any]:
     pictures, source = load_images(images)
     bodies = _request_kwargs("multipart", [encode_jpeg(p) for p in pictures])
@@ -59,12 +80,10 @@ def measure(
     round_p50: dict[str, list[float]] = {"off": [], "on": []}
     errors = {"off": 0, "on": 0}
     with ExitStack() as stack, httpx.Client(timeout=30) as client:
-        urls = {
-            "off": stack.enter_context(_service(model, backend, {})),
-            "on": stack.enter_context(_service(model, backend, {"model": str(challenger), "sample": "1.0"})),
-        }
+        settings = sides(feature, challenger)
+        urls = {side: stack.enter_context(_service(model, backend, settings[side])) for side in ("off", "on")}
         shadow = _wait_running(urls["on"])
-        if shadow["status"] != "running":
+        if feature != "drift" and shadow["status"] != "running":
             raise SystemExit(f"the challenger is not running: {shadow['status']} ({shadow.get('detail')})")
         for url in urls.values():  # warm-up: connections, lazy paths, the challenger's first shapes
             for body in bodies * 3:
@@ -77,6 +96,11 @@ def measure(
                 round_p50[side].append(cell["latency"]["p50_ms"])
         time.sleep(1.0)  # let the challenger finish the last image
         shadow = httpx.get(f"{urls['on']}/model/shadow", timeout=5).json()
+        drift_images = {side: _drift_window(client, url) for side, url in urls.items()}
+    if feature != "shadow" and not drift_images["on"]:
+        raise SystemExit(
+            f"{model} carries no reference profile: drift monitoring never ran (export it with the pipeline)"
+        )
     # The median of the rounds' p50s: one noisy round (another process on a shared machine) moves it little.
     p50_off = statistics.median(round_p50["off"])
     p50_on = statistics.median(round_p50["on"])
@@ -92,12 +116,22 @@ def measure(
             "images": source,
             "sample": 1.0,
         },
-        "p50_ms": {"shadow_off": round(p50_off, 3), "shadow_on": round(p50_on, 3)},
+        "feature": feature,
+        "p50_ms": {"off": round(p50_off, 3), "on": round(p50_on, 3)},
         "round_p50_ms": {k: [round(v, 3) for v in vals] for k, vals in round_p50.items()},
         "overhead": round(p50_on / p50_off - 1.0, 4),
         "failed_requests": errors,
         "shadow": {k: shadow[k] for k in ("status", "samples", "shed", "errors", "match_rate", "latency_ms")},
+        "drift_window_images": drift_images,
     }
+
+
+def _drift_window(client: httpx.Client, url: str) -> int:
+    """Images in the server's drift window (0: drift monitoring off, or the model has no profile)."""
+    for line in client.get(f"{url}/metrics").text.splitlines():
+        if line.startswith("detector_drift_window_images "):
+            return int(float(line.split()[1]))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -108,8 +142,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=8, help="alternating rounds per side")
     parser.add_argument("--requests", type=int, default=50, help="requests per round")
     parser.add_argument("--images", type=Path, help="an image folder (default: Ultralytics' two photos)")
+    parser.add_argument("--feature", choices=("shadow", "drift", "all"), default="shadow", help="what the on side adds")
     args = parser.parse_args(argv)
-    result = measure(args.model, args.challenger or args.model, args.backend, args.rounds, args.requests, args.images)
+    challenger = args.challenger or args.model
+    result = measure(args.model, challenger, args.backend, args.rounds, args.requests, args.images, args.feature)
     print(json.dumps(result, indent=2))
 
 
