@@ -270,6 +270,7 @@ class ShadowReport(BaseModel):
     samples: int = Field(description="Images scored")
     shed: int = Field(description="Sampled images not scored: requests were queued or the shadow queue was full")
     errors: int = Field(description="Challenger failures (load, wrong task or classes, inference)")
+    pending: int = Field(0, description="Sampled images queued for the challenger or being scored now")
     iou: float = Field(description="IoU at which boxes match")
     match_rate: float = Field(description="2 * matched / (reference + candidate boxes); 1.0 before any box")
     confidence_shift: float = Field(description="Mean challenger minus served confidence over matched boxes")

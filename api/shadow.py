@@ -99,6 +99,7 @@ class Shadow:
         self.detail: str | None = None
         self.samples = 0
         self.shed = 0
+        self.pending = 0  # images queued for the challenger or being scored now
         self.errors = 0
         self.agreement = Agreement(iou=settings.iou)
         self.latency: dict[str, deque[float]] = {
@@ -130,7 +131,14 @@ class Shadow:
                 return
             names = {str(k): str(v) for k, v in outcome.model.get("names", {}).items()}
             job = _Job(image, outcome.detections, names, key, model_ms(outcome.timings_ms))
-            self._queue.put_nowait(job)
+            with self._lock:
+                self.pending += 1  # before the put: the worker may take the job at once
+            try:
+                self._queue.put_nowait(job)
+            except queue.Full:
+                with self._lock:
+                    self.pending -= 1
+                raise
         except queue.Full:
             self._shed("queue_full")
         except Exception:  # a bug here must never reach a client
@@ -157,6 +165,9 @@ class Shadow:
                 except Exception as exc:
                     self._fail(f"the challenger failed at inference: {type(exc).__name__}: {exc}", error=True)
                     return
+                finally:
+                    with self._lock:
+                        self.pending -= 1
         finally:
             self._close(challenger)
 
@@ -297,6 +308,7 @@ class Shadow:
                 "samples": self.samples,
                 "shed": self.shed,
                 "errors": self.errors,
+                "pending": self.pending,
             }
         if self.settings.model:
             registry = self.info.get("registry") or {}

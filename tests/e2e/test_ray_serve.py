@@ -128,7 +128,8 @@ def test_requests_spread_over_both_replicas(cluster: Cluster) -> None:
 def test_each_replica_shadows_its_share(cluster: Cluster) -> None:
     """Shadow scoring per replica: each accounts for exactly the requests it answered, scored or shed (shedding is
     by design when the idle-priority challenger gets no CPU on a loaded machine), and /model/shadow through the
-    proxy is the report of whichever replica answered it."""
+    proxy is the report of whichever replica answered it. Counted from a quiet start: the earlier tests' images may
+    still be waiting for the idle-priority challengers."""
     reports: dict[str, dict[str, Any]] = {}
 
     def offered(r: dict[str, Any]) -> int:
@@ -141,14 +142,15 @@ def test_each_replica_shadows_its_share(cluster: Cluster) -> None:
             reports[r.headers[REPLICA_HEADER]] = r.json()
 
     with httpx.Client(base_url=cluster.url, timeout=30) as http:
-        poll(http, lambda: all(r["status"] == "running" for r in reports.values()), 60)
+        poll(http, lambda: all(r["status"] == "running" and r["pending"] == 0 for r in reports.values()), 60)
         assert {rid: r["status"] for rid, r in reports.items()} == dict.fromkeys(running_ids(), "running")
+        assert all(r["pending"] == 0 for r in reports.values())
         before = {rid: offered(r) for rid, r in reports.items()}
         scored_before = sum(r["samples"] for r in reports.values())
         sent: Counter[str] = Counter(post(http, jpeg((160, 120), 5 + i)).headers[REPLICA_HEADER] for i in range(8))
 
         def accounted() -> bool:
-            done = all(offered(r) - before[rid] == sent[rid] for rid, r in reports.items())
+            done = all(offered(r) - before[rid] == sent[rid] and r["pending"] == 0 for rid, r in reports.items())
             return done and sum(r["samples"] for r in reports.values()) > scored_before
 
         poll(http, accounted, 30)

@@ -160,7 +160,7 @@ def test_registry_compare_prints_the_shadow_report_offline(
     assert code == 0, err
     report = json.loads(out)
     assert report["samples"] == 6 and report["match_rate"] == 1.0 and report["reference_boxes"] > 0
-    assert set(ShadowReport.model_fields) - {"detail", "shed", "errors", "sample"} <= set(report)
+    assert set(ShadowReport.model_fields) - {"detail", "shed", "errors", "sample", "pending"} <= set(report)
 
     other = _other_classes(model_path, tmp_path / "other.onnx")
     code, out, err = _compare(capsys, model_path, other, "--data", str(dataset_dir), "--limit", "2")
