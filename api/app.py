@@ -61,6 +61,7 @@ def create_app(
         service = Service(config, factory, app_metrics, on_fatal, shadow_factory)
         app.state.service = service
         service.shadow.start()  # loads in its own thread; readiness never waits for it
+        service.inbox.start()
 
         def start() -> None:
             # The drawing/tracking libraries take seconds to import (scipy): pay that before /health says ok, not

@@ -23,6 +23,7 @@ from detector.runtime import Detections
 from detector.runtime.drift import STATISTICS, Histograms, Observation, observe
 
 log = logging.getLogger("api")
+OUTLIER_STATS = ("brightness", "contrast", "image_pixels")  # per-image statistics an inbox image may be rare in
 
 
 class DriftMonitor:
@@ -58,17 +59,29 @@ class DriftMonitor:
         self.metrics.drift_psi.clear()
         self.metrics.drift_share.clear()
 
-    def observe(self, pixels: npt.NDArray[np.uint8], size: tuple[int, int], detections: Detections) -> None:
+    def observe(
+        self, pixels: npt.NDArray[np.uint8], size: tuple[int, int], detections: Detections
+    ) -> Observation | None:
+        """Add this image to the window; its observation (None when drift is off), for `outliers`."""
         if not self.active:
-            return
+            return None
         obs = observe(pixels, size, detections)
         with self._lock:
             if self._live is None:
-                return
+                return None
             self._live.add(obs)
             self._recent.append(obs)
             if len(self._recent) > self.window:
                 self._live.remove(self._recent.popleft())
+        return obs
+
+    def outliers(self, obs: Observation | None, share: float) -> list[str]:
+        """The image statistics (brightness, contrast, size) of `obs` that fall in a bin holding less than `share`
+        of the reference profile's images: what the model was rarely or never shown (the inbox keeps such images)."""
+        reference = self._reference
+        if obs is None or reference is None or share <= 0:
+            return []
+        return [stat for stat in OUTLIER_STATS if obs.bins[stat] and reference.shares(stat)[obs.bins[stat][0]] < share]
 
     def summary(self) -> dict[str, Any]:
         """PSI per statistic (None below `min_images`) and the window's size."""

@@ -71,6 +71,22 @@ class Metrics:
             registry=r,
         )
         self.drift_images = Gauge("detector_drift_window_images", "Images in the live drift window", registry=r)
+        # The active-learning inbox (api/inbox.py).
+        self.inbox_kept = Counter(
+            "detector_inbox_kept",
+            "Images written to the inbox, by reason (uncertain, shadow_disagreement, drift); one image may count twice",
+            ["reason"],
+            registry=r,
+        )
+        self.inbox_skipped = Counter(
+            "detector_inbox_skipped",
+            "Images that qualified for the inbox but were not written, by cause (queue_full, full, classes, error)",
+            ["cause"],
+            registry=r,
+        )
+        self.inbox_bytes = Gauge(
+            "detector_inbox_bytes", "Bytes the inbox folder holds (images, labels, journal)", registry=r
+        )
         self.before_collect: list[Callable[[], None]] = []  # refreshes run by the /metrics route before rendering
         self.batch_size = Histogram("detector_batch_size", "Images per backend call", buckets=BATCH_BUCKETS, registry=r)
         self.queue_depth = Gauge("detector_queue_depth", "Requests admitted and waiting for a model worker", registry=r)

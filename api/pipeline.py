@@ -23,6 +23,8 @@ from api.inputs import body_kind, read_image_input
 from api.service import Service, to_sent_image
 from detector.runtime import Detections
 from detector.runtime.classes import filter_classes, parse_class_conf, parse_classes, resolve_class_conf
+from detector.runtime.drift import Observation
+from detector.runtime.images import DecodedImage
 from detector.runtime.payload import prediction_payload
 
 
@@ -89,8 +91,34 @@ async def predict_image(
     classes: str | None,
 ) -> Prediction:
     """`predicting` for a route that needs only the detections: the pixels go back to the budget on return."""
-    async with predicting(request, service, key, classes, shadow=True) as prediction:
+    async with predicting(request, service, key, classes, collected=True) as prediction:
         return prediction
+
+
+def collect(
+    service: Service,
+    data: bytes,
+    decoded: DecodedImage,
+    detections: Detections,
+    outcome: Outcome,
+    key: GroupKey,
+    seen: Observation | None,
+) -> None:
+    """Offer an answered `/predict` image to the inbox and the shadow challenger; both work off the request path.
+    `detections`: in pixels of the image as sent, before the client's class filter."""
+    inbox = service.inbox
+    size = (decoded.height, decoded.width)
+    reasons: list[str] = []
+    if inbox.enabled:
+        reasons = inbox.reasons(detections, service.drift.outliers(seen, inbox.settings.drift_outlier_share))
+        inbox.offer(data, size, detections, outcome.model, reasons)
+    on_disagree = None
+    if inbox.enabled and inbox.settings.shadow_disagreement and not reasons:  # not kept yet: maybe on disagreement
+
+        def on_disagree() -> None:
+            inbox.offer(data, size, detections, outcome.model, ("shadow_disagreement",))
+
+    service.shadow.offer(decoded.pixels, outcome, key, on_disagree)
 
 
 @asynccontextmanager
@@ -100,7 +128,7 @@ async def predicting(
     key: GroupKey,
     classes: str | None,
     full_size: bool = False,
-    shadow: bool = False,
+    collected: bool = False,
 ) -> AsyncIterator[Prediction]:
     """Read, decode and detect the one image of this request (multipart `file` or JSON `image_base64`).
 
@@ -110,7 +138,7 @@ async def predicting(
     `full_size=True` (drawing on the image) always decodes every pixel and keeps them in `Prediction.image`.
     The decoded pixels stay counted in the budget until the `with` block ends, so a route that uses
     `Prediction.image` (draws, encodes) does it inside the block, while its array is still accounted for.
-    `shadow=True` offers the decoded image to the challenger (api/shadow.py) once the served model has answered
+    `collected=True` offers the answered image to the inbox (api/inbox.py) and the shadow challenger (api/shadow.py)
     (`/predict`; not `/predict/annotated`, which draws on the pixels).
     """
     started = time.perf_counter()
@@ -136,8 +164,6 @@ async def predicting(
                 outcome = await service.batcher.submit(reservation, decoded.pixels, key, timeout)
             finally:
                 reservation.release()  # the queue place is for inference only, not for what the route does next
-            if shadow:
-                service.shadow.offer(decoded.pixels, outcome, key)
             detections = to_sent_image(outcome.detections, decoded)  # unchanged after a full-size decode
             timings = {
                 "read": round((t_read - started) * 1e3, 3),
@@ -149,7 +175,9 @@ async def predicting(
             service.metrics.observe_stages(timings)
             service.metrics.observe_detections(sent.class_names())
             size = (decoded.height, decoded.width)
-            service.drift.observe(decoded.pixels, size, detections)  # all classes: the filter is the client's
+            seen = service.drift.observe(decoded.pixels, size, detections)  # all classes: the filter is the client's
+            if collected:
+                collect(service, body.data, decoded, detections, outcome, key, seen)
             yield Prediction(decoded.pixels if full_size else None, size, sent, outcome, timings)
     finally:
         reservation.release()  # when the decode failed before inference (releasing twice is a no-op)

@@ -23,6 +23,7 @@ from api.batching import MicroBatcher
 from api.decode_budget import PixelBudget
 from api.drift import DriftMonitor
 from api.errors import ConflictError, GatewayTimeoutError, ServiceUnavailableError
+from api.inbox import Inbox
 from api.metrics import Metrics
 from api.model_files import checked_model_path, model_dir
 from api.model_slot import DetectorLike, LoadedModel, ModelSlot
@@ -115,6 +116,7 @@ class Service:
         self.pixels = PixelBudget(server.decode_pixel_budget, metrics)
         drift = config.inference.drift
         self.drift = DriftMonitor(metrics, drift.window, drift.min_images, drift.enabled)
+        self.inbox = Inbox(config.inference.inbox, metrics)  # off by default; started with the app
         # Decoding is CPU work that releases the GIL in PIL's C code: its own pool keeps it off the event loop and
         # away from the default pool that Starlette uses for file I/O. Its memory is bounded by `self.pixels`.
         self.decode_pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 2), thread_name_prefix="decode")
@@ -315,6 +317,7 @@ class Service:
             self.status = "shutting_down"
         self.batcher.close(drain_timeout_s=self.config.inference.server.request_timeout_s)
         self.shadow.close()
+        self.inbox.close()
         self.slot.shutdown()
         self.decode_pool.shutdown(wait=True, cancel_futures=True)
         self.bulk_decode_pool.shutdown(wait=True, cancel_futures=True)

@@ -73,6 +73,7 @@ class _Job:
     served_names: dict[str, str]
     key: GroupKey
     served_ms: float
+    on_disagree: Callable[[], None] | None = None  # called (on the shadow thread) when the two answers differ
 
 
 class Shadow:
@@ -121,8 +122,15 @@ class Shadow:
         self._thread = threading.Thread(target=self._work, name="shadow", daemon=True)
         self._thread.start()
 
-    def offer(self, image: npt.NDArray[np.uint8], outcome: Outcome, key: GroupKey) -> None:
-        """Maybe queue this answered image for the challenger. Never blocks, never raises."""
+    def offer(
+        self,
+        image: npt.NDArray[np.uint8],
+        outcome: Outcome,
+        key: GroupKey,
+        on_disagree: Callable[[], None] | None = None,
+    ) -> None:
+        """Maybe queue this answered image for the challenger. Never blocks, never raises. `on_disagree` is called
+        from the shadow thread if the challenger's boxes differ from the served ones (the inbox keeps the image)."""
         try:
             if self.status != "running" or self.draw() >= self.settings.sample:
                 return
@@ -130,7 +138,7 @@ class Shadow:
                 self._shed("served_busy")
                 return
             names = {str(k): str(v) for k, v in outcome.model.get("names", {}).items()}
-            job = _Job(image, outcome.detections, names, key, model_ms(outcome.timings_ms))
+            job = _Job(image, outcome.detections, names, key, model_ms(outcome.timings_ms), on_disagree)
             with self._lock:
                 self.pending += 1  # before the put: the worker may take the job at once
             try:
@@ -236,6 +244,8 @@ class Shadow:
             m.shadow_confidence_shift.inc(one.confidence_shift * one.matched)
         m.shadow_latency.labels(model="served").observe(job.served_ms / 1e3)
         m.shadow_latency.labels(model="challenger").observe(challenger_ms / 1e3)
+        if job.on_disagree is not None and one.match_rate < 1.0:
+            job.on_disagree()
 
     def _fail(self, reason: str, error: bool) -> None:
         """Stop scoring for good: the reason goes to /model/shadow (short, no server paths) and to the log, once."""

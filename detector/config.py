@@ -325,6 +325,34 @@ class DriftConfig(_Strict):
     min_images: int = Field(200, ge=1)  # PSI is NaN below this many images in the window
 
 
+class InboxConfig(_Strict):
+    """`inference.inbox`: active learning. A share of the /predict images the model is unsure of, as received, with
+    its boxes as YOLO pre-labels, kept in a folder for review and `detector data import` (docs/inbox.md). Off by
+    default: it stores what clients send."""
+
+    enabled: bool = False
+    dir: str = "inbox"  # relative paths are resolved from the server's working folder
+    # Why an image is kept (any of): a box whose confidence is in [low, high) ...
+    conf_band: tuple[float, float] = (0.25, 0.5)
+    # ... the shadow challenger (inference.shadow) disagreed on it (a box unmatched on either side) ...
+    shadow_disagreement: bool = True
+    # ... or its brightness, contrast or size fell in a bin holding less than this share of the reference profile
+    # (0: off).
+    drift_outlier_share: float = Field(0.01, ge=0, lt=1)
+    sample: float = Field(1.0, ge=0, le=1)  # share of the qualifying images kept
+    max_mb: float = Field(1024, gt=0)  # the inbox never holds more (images + labels); beyond, new images are skipped
+    max_files: int = Field(10_000, ge=1)  # ... nor more images than this
+    queue: int = Field(16, ge=1, le=1024)  # images waiting to be written; beyond, new ones are skipped (never waited)
+
+    @field_validator("conf_band")
+    @classmethod
+    def _ordered_band(cls, value: tuple[float, float]) -> tuple[float, float]:
+        low, high = value
+        if not 0 <= low <= high <= 1:
+            raise ValueError(f"conf_band must be [low, high] with 0 <= low <= high <= 1, got {list(value)}")
+        return value
+
+
 class InferenceConfig(_Strict):
     # A file, or an MLflow registry URI (models:/yolo-detector@champion) resolved through train.mlflow.tracking_uri.
     model_path: str = "models/model.onnx"
@@ -344,6 +372,7 @@ class InferenceConfig(_Strict):
     shadow: ShadowConfig = ShadowConfig()
     server: ServerConfig = ServerConfig()
     drift: DriftConfig = DriftConfig()
+    inbox: InboxConfig = InboxConfig()
 
     @field_validator("backend")
     @classmethod

@@ -43,6 +43,7 @@ def cmd_import(args: argparse.Namespace, config: Config) -> None:
         keep_difficult=args.keep_difficult,
         voc_origin=args.voc_origin,
         force=args.force,
+        base=args.base,
         reserved=VERSIONS,
     )
     report = import_dataset(request)
@@ -94,5 +95,11 @@ def register(commands: Commands) -> None:
         choices=(1, 0),
         help="voc: index of the first pixel in <bndbox>: 1 as the VOC devkit defines it (default), 0 for tools that "
         "write 0-based coordinates (CVAT/Datumaro, Label Studio, labelImg)",
+    )
+    p.add_argument(
+        "--base",
+        metavar="VERSION",
+        help="add the source to the existing version data/VERSION (its images keep their splits; the source's "
+        "are spread over train/val/test): the next data version after reviewing the service's inbox",
     )
     p.add_argument("--force", action="store_true", help="replace an existing data/NAME")

@@ -23,7 +23,7 @@ from typing import Any
 from detector.data.importers.classes import build_class_map, count_objects, parse_selection
 from detector.data.importers.coco import read_coco
 from detector.data.importers.source import Source, raise_if_problems
-from detector.data.importers.splits import assign_splits, check_fractions
+from detector.data.importers.splits import assign_splits, check_fractions, make_splits
 from detector.data.importers.voc import read_voc
 from detector.data.importers.writer import imported_manifest, output_collisions, verify_imported, write_version
 from detector.data.importers.yolo import read_yolo
@@ -51,6 +51,7 @@ class ImportRequest:
     keep_difficult: bool = False
     voc_origin: int | None = None  # voc: 1 (the devkit's 1-based pixel indices, the default) or 0 (0-based tools)
     force: bool = False
+    base: str | None = None  # an existing version data/<base>/ the source is added to (its splits kept)
     reserved: tuple[str, ...] = ()  # version names an import may not take (the generator's)
 
 
@@ -70,6 +71,31 @@ def _read(req: ImportRequest) -> Source:
         _no_flag(req, "--annotations", req.annotations)
         return read_yolo(req.source)
     raise DatasetError(f"unknown import format {req.format!r}; choose one of {', '.join(FORMATS)}")
+
+
+def _with_base(source: Source, req: ImportRequest) -> tuple[Source, int]:
+    """The source's images added to the version `req.base`, and how many images the base gave. The base's images
+    keep their splits and its classes come first; the source's images without a split are spread over
+    train/val/test by the same hash rule (a few images may all go to train). For the next data version after
+    reviewing the service's inbox."""
+    assert req.base is not None
+    base_dir = req.root / req.base
+    if not (base_dir / "images").is_dir():
+        raise DatasetError(f"--base {req.base}: {base_dir} is not a dataset version (no images/ folder)")
+    base = read_yolo(base_dir)
+    raise_if_problems(base.problems, f"the base version {base_dir}")
+    loose = [im for im in source.images if im.split is None]
+    for split, images in make_splits(loose, req.val_fraction, req.test_fraction, req.seed, complete=False).items():
+        for im in images:
+            im.split = split
+    for im in source.images:
+        im.where = f"{req.format} source: {im.where}"
+    merged = Source(req.format, [*base.images, *source.images], [*base.classes])
+    merged.classes += [c for c in source.classes if c not in merged.classes]
+    merged.problems = [*base.problems, *source.problems]
+    merged.dropped = dict(source.dropped)
+    merged.notes = [*source.notes, f"added to {len(base.images)} image(s) of {base_dir}, whose splits are kept"]
+    return merged, len(base.images)
 
 
 def _voc_origin(req: ImportRequest) -> int:
@@ -96,6 +122,9 @@ def import_dataset(req: ImportRequest) -> dict[str, Any]:
     selection = parse_selection(req.classes)
     source = _read(req)
     raise_if_problems(source.problems, f"the {req.format} source")
+    base_images = 0
+    if req.base is not None:
+        source, base_images = _with_base(source, req)
     if not source.images:
         raise DatasetError(f"the {req.format} source has no images")
     class_map = build_class_map(source, selection)
@@ -128,6 +157,8 @@ def import_dataset(req: ImportRequest) -> dict[str, Any]:
         "negatives": negatives,
         "notes": source.notes,
     }
+    if req.base is not None:
+        details["base"] = {"version": req.base, "images": base_images, "added": len(source.images) - base_images}
     if req.format == "coco":
         details["crowd"] = "dropped"
     if req.format == "voc":

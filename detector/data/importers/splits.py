@@ -31,17 +31,19 @@ def split_key(name: str, seed: int) -> str:
     return hashlib.sha256(f"{seed}:{name}".encode()).hexdigest()
 
 
-def _count(n: int, fraction: float) -> int:
-    return max(1, round(n * fraction)) if fraction > 0 else 0
+def _count(n: int, fraction: float, at_least_one: bool) -> int:
+    return max(int(at_least_one), round(n * fraction)) if fraction > 0 else 0
 
 
 def make_splits(
-    images: Iterable[SourceImage], val_fraction: float, test_fraction: float, seed: int
+    images: Iterable[SourceImage], val_fraction: float, test_fraction: float, seed: int, complete: bool = True
 ) -> dict[str, list[SourceImage]]:
-    """Assign every image to train, val or test (see the module docstring)."""
+    """Assign every image to train, val or test (see the module docstring). `complete`: every split gets at least
+    one image (a dataset of its own); False when the images join a dataset that has its splits already (`--base`),
+    where a few added images may all go to train."""
     ranked = sorted(images, key=lambda im: (split_key(im.name, seed), im.name))
-    n_test, n_val = _count(len(ranked), test_fraction), _count(len(ranked), val_fraction)
-    if len(ranked) - n_test - n_val < 1:
+    n_test, n_val = _count(len(ranked), test_fraction, complete), _count(len(ranked), val_fraction, complete)
+    if complete and len(ranked) - n_test - n_val < 1:
         raise DatasetError(
             f"{len(ranked)} image(s) cannot make train, val{' and test' if n_test else ''} splits; add images "
             "or lower --val-fraction/--test-fraction"

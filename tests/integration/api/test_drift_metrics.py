@@ -4,7 +4,9 @@ for traffic like its data and jump for darker images. (A model without one expor
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
+import time
 from pathlib import Path
 
 import cv2
@@ -78,3 +80,40 @@ def test_psi_gauges_stay_low_for_like_traffic_and_jump_for_darker_images(
         send(client, jpegs(dataset_dir, gain=0.35))  # the window now holds only dark images
         assert (gauge(client, "detector_drift_psi", "brightness") or 0.0) > 0.5
         assert 'detector_drift_share{bin="0",source="live",statistic="brightness"}' in client.get("/metrics").text
+
+
+def test_the_inbox_keeps_images_the_reference_profile_never_had(
+    profiled_model: Path, dataset_dir: Path, make_config: MakeConfig, run_app: RunApp, tmp_path: Path
+) -> None:
+    """`inference.inbox.drift_outlier_share`: images twice the side of every training image (an image-size bin the
+    profile never filled) are kept with reason drift:image_pixels; ordinary ones are not. The confidence band is
+    empty, so nothing is kept for confidence."""
+    root = tmp_path / "inbox"
+    config = make_config(
+        f"inference.model_path={profiled_model}",
+        "inference.inbox.enabled=true",
+        f"inference.inbox.dir={root}",
+        "inference.inbox.conf_band=[0,0]",
+        "inference.inbox.drift_outlier_share=0.01",
+    )
+    bigger = []
+    for data in jpegs(dataset_dir)[:5]:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        bigger.append(cv2.imencode(".jpg", cv2.resize(image, None, fx=2, fy=2))[1].tobytes())
+
+    def kept() -> int:
+        return len(list((root / "images").glob("*"))) if (root / "images").is_dir() else 0
+
+    with run_app(config) as client:
+        send(client, jpegs(dataset_dir)[:10])
+        time.sleep(0.3)  # the writer thread has written anything it was given by now
+        ordinary = kept()
+        send(client, bigger)
+        deadline = time.monotonic() + 10
+        while kept() < ordinary + len(bigger) and time.monotonic() < deadline:
+            time.sleep(0.02)
+    assert ordinary <= 2, "ordinary images are like the reference: few if any are outliers"
+    journal = [json.loads(line) for line in (root / "inbox.jsonl").read_text().splitlines()]
+    assert len(journal) == ordinary + len(bigger)
+    assert all("drift:image_pixels" in record["reasons"] for record in journal[ordinary:])
+    assert all(r.startswith("drift:") for record in journal for r in record["reasons"])

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import numpy as np
+import pytest
 
 from api.batching import GroupKey, Outcome
 from api.metrics import Metrics
@@ -91,3 +92,17 @@ def test_sheds_when_requests_queue_and_when_its_queue_is_full() -> None:
     settle(s, lambda: s.samples == 2)
     assert s.samples == 2 and s.snapshot()["latency_ms"]["served_p50"] == 3.5
     s.close()
+
+
+@pytest.mark.parametrize(("echo", "expected"), [(True, 1), (False, 0)])
+def test_a_disagreement_calls_back_and_an_agreement_does_not(echo: bool, expected: int) -> None:
+    """The inbox keeps an image the challenger disagreed on through `on_disagree` (api/pipeline.collect). With
+    `echo` the challenger finds one box where the served model found none."""
+    s = shadow(FakeDetector(info={"names": NAMES}, echo=echo))
+    s.start()
+    settle(s, lambda: s.status == "running")
+    called: list[int] = []
+    s.offer(IMAGE, outcome(), KEY, on_disagree=lambda: called.append(1))
+    settle(s, lambda: s.samples == 1)
+    s.close()
+    assert s.samples == 1 and len(called) == expected

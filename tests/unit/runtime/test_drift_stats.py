@@ -90,3 +90,22 @@ def test_monitor_window_is_bounded_and_psi_appears_at_min_images() -> None:
     assert (metrics.registry.get_sample_value("detector_drift_psi", {"statistic": "brightness"}) or 0) > 0.25
     class_psi = metrics.registry.get_sample_value("detector_drift_psi", {"statistic": "class"})
     assert class_psi is not None and class_psi < 0.25  # the same class as the reference: only brightness moved
+
+
+def test_outliers_name_the_image_statistics_rare_in_the_reference() -> None:
+    """The inbox keeps an image whose brightness, contrast or size the reference profile (almost) never had."""
+    monitor = DriftMonitor(Metrics(), window=10, min_images=1)
+    grey = np.full((64, 64, 3), 128, np.uint8)
+    assert monitor.outliers(monitor.observe(grey, (64, 64), dets()), 0.01) == []  # no reference: none
+    reference = Histograms(("cat", "dog"))
+    for _ in range(99):
+        reference.add(observe(grey, (64, 64), dets()))
+    reference.add(observe(np.zeros((64, 64, 3), np.uint8), (64, 64), dets()))  # 1 % of the reference is black
+    monitor.set_reference(reference.to_dict(), "v1")
+    assert monitor.outliers(monitor.observe(grey, (64, 64), dets()), 0.01) == []
+    black = monitor.observe(np.zeros((64, 64, 3), np.uint8), (64, 64), dets())
+    assert monitor.outliers(black, 0.01) == []  # 1 % is not rarer than 1 %
+    assert monitor.outliers(black, 0.02) == ["brightness"]
+    big = monitor.observe(np.full((2000, 3000, 3), 255, np.uint8), (2000, 3000), dets())
+    assert monitor.outliers(big, 0.01) == ["brightness", "image_pixels"]
+    assert monitor.outliers(big, 0.0) == []  # 0 turns it off

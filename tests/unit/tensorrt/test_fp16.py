@@ -34,8 +34,10 @@ def test_fp16_model_has_fp16_weights_fp32_io_and_close_outputs(model_path: Path,
     )[0]
     ref, out = run(model), run(half)
     assert out.dtype == np.float32 and out.shape == ref.shape
-    # Rows 0-3 are box coordinates in pixels (128 px input), the rest class scores in [0, 1].
-    assert np.abs(out[:, :4] - ref[:, :4]).max() < 1.0
+    # Rows 0-3 are box coordinates in pixels (128 px input), the rest class scores in [0, 1]. Coordinates within
+    # half a pixel plus FP16's relative precision (11 bits: 0.05 %, x10 for accumulation): low-score candidates lie
+    # far outside the image (seen: 560 px, off by 1.4 px, on one machine's quick model), where FP16 steps are 0.5 px.
+    assert np.allclose(out[:, :4], ref[:, :4], rtol=5e-3, atol=0.5), np.abs(out[:, :4] - ref[:, :4]).max()
     assert np.abs(out[:, 4:] - ref[:, 4:]).max() < 0.01
 
 
