@@ -34,6 +34,7 @@ class DriftMonitor:
         self.enabled = enabled
         self._lock = threading.Lock()
         self._reference: Histograms | None = None
+        self._reference_shares: dict[str, list[float]] = {}  # per-image statistics, for `outliers`
         self._live: Histograms | None = None
         self._recent: deque[Observation] = deque()
         metrics.before_collect.append(self.refresh)
@@ -54,6 +55,7 @@ class DriftMonitor:
             log.info("model %s carries no reference profile: drift monitoring off for it", model)
         with self._lock:
             self._reference = reference
+            self._reference_shares = {s: reference.shares(s).tolist() for s in OUTLIER_STATS} if reference else {}
             self._live = Histograms(reference.class_names) if reference else None
             self._recent.clear()
         self.metrics.drift_psi.clear()
@@ -78,10 +80,10 @@ class DriftMonitor:
     def outliers(self, obs: Observation | None, share: float) -> list[str]:
         """The image statistics (brightness, contrast, size) of `obs` that fall in a bin holding less than `share`
         of the reference profile's images: what the model was rarely or never shown (the inbox keeps such images)."""
-        reference = self._reference
-        if obs is None or reference is None or share <= 0:
+        shares = self._reference_shares
+        if obs is None or not shares or share <= 0:
             return []
-        return [stat for stat in OUTLIER_STATS if obs.bins[stat] and reference.shares(stat)[obs.bins[stat][0]] < share]
+        return [stat for stat in OUTLIER_STATS if obs.bins[stat] and shares[stat][obs.bins[stat][0]] < share]
 
     def summary(self) -> dict[str, Any]:
         """PSI per statistic (None below `min_images`) and the window's size."""

@@ -1,16 +1,19 @@
-"""What shadow scoring and drift monitoring cost the served path: `/predict` p50 at concurrency 1, off and on.
+"""What shadow scoring, drift monitoring and the inbox cost the served path: `/predict` p50 at concurrency 1, off
+and on.
 
 Two `detector serve` processes run side by side on the same model. `--feature shadow` (the default): one without a
 challenger, one with `inference.shadow.model=CHALLENGER` and `sample=1.0` (every request is also scored).
 `--feature drift`: `inference.drift.enabled` false vs true (the model must carry a reference profile, as the
-pipeline's export writes). `--feature all`: both off vs both on. Rounds alternate between
-them (off, on, on, off, ...) so a slow stretch of a shared machine hits both, and each round is the project's
-HTTP benchmark cell (`benchmarks.http_bench.run_cell`) at concurrency 1. Prints JSON: the machine, the p50 of each
-side over all rounds, their ratio, and what the shadow server's `GET /model/shadow` says it scored (so a run where
-the challenger never ran cannot pass for a cheap one).
+pipeline's export writes). `--feature inbox`: `inference.inbox` off vs on with the widest confidence band (every
+image with a box is written: the worst case; `--inbox-conf-band` sets another), into a temporary folder.
+`--feature all`: all three off vs all three on. Rounds alternate between them (off, on, on, off, ...) so a slow
+stretch of a shared machine hits both, and each round is the project's HTTP benchmark cell
+(`benchmarks.http_bench.run_cell`) at concurrency 1. Prints JSON: the machine, the p50 of each side over all
+rounds, their ratio, what the shadow server's `GET /model/shadow` says it scored and how many images the inbox
+wrote (so a run where the feature never ran cannot pass for a cheap one).
 
     python -m benchmarks.shadow_overhead --model models/model.onnx [--challenger models/model.int8.onnx]
-        [--feature shadow|drift|all]
+        [--feature shadow|drift|inbox|all]
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import json
 import os
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -54,14 +58,16 @@ def _wait_running(url: str, timeout_s: float = 120.0) -> dict[str, Any]:
         time.sleep(0.2)
 
 
-def sides(feature: str, challenger: Path) -> dict[str, dict[str, str]]:
+def sides(feature: str, challenger: Path, inbox_dir: Path, inbox_band: str = "[0,1]") -> dict[str, dict[str, str]]:
     """The settings of the "off" and "on" servers for `feature`."""
     shadow = {"shadow__model": str(challenger), "shadow__sample": "1.0"}
     drift_off = {"drift__enabled": "false"}
+    inbox = {"inbox__enabled": "true", "inbox__dir": str(inbox_dir), "inbox__conf_band": inbox_band}
     return {
         "shadow": {"off": {}, "on": shadow},
         "drift": {"off": drift_off, "on": {}},
-        "all": {"off": drift_off, "on": shadow},
+        "inbox": {"off": {}, "on": inbox},
+        "all": {"off": drift_off, "on": shadow | inbox},
     }[feature]
 
 
@@ -73,6 +79,7 @@ def measure(
     requests: int,
     images: Path | None,
     feature: str = "shadow",
+    inbox_band: str = "[0,1]",
 ) -> dict[str, Any]:
     pictures, source = load_images(images)
     bodies = _request_kwargs("multipart", [encode_jpeg(p) for p in pictures])
@@ -80,10 +87,11 @@ def measure(
     round_p50: dict[str, list[float]] = {"off": [], "on": []}
     errors = {"off": 0, "on": 0}
     with ExitStack() as stack, httpx.Client(timeout=30) as client:
-        settings = sides(feature, challenger)
+        inbox_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="inbox-bench-")))
+        settings = sides(feature, challenger, inbox_dir, inbox_band)
         urls = {side: stack.enter_context(_service(model, backend, settings[side])) for side in ("off", "on")}
         shadow = _wait_running(urls["on"])
-        if feature != "drift" and shadow["status"] != "running":
+        if feature in ("shadow", "all") and shadow["status"] != "running":
             raise SystemExit(f"the challenger is not running: {shadow['status']} ({shadow.get('detail')})")
         for url in urls.values():  # warm-up: connections, lazy paths, the challenger's first shapes
             for body in bodies * 3:
@@ -96,8 +104,9 @@ def measure(
                 round_p50[side].append(cell["latency"]["p50_ms"])
         time.sleep(1.0)  # let the challenger finish the last image
         shadow = httpx.get(f"{urls['on']}/model/shadow", timeout=5).json()
-        drift_images = {side: _drift_window(client, url) for side, url in urls.items()}
-    if feature != "shadow" and not drift_images["on"]:
+        drift_images = {side: _metric(client, url, "detector_drift_window_images") for side, url in urls.items()}
+        kept = sum(1 for _ in (inbox_dir / "images").glob("*")) if (inbox_dir / "images").is_dir() else 0
+    if feature in ("drift", "all") and not drift_images["on"]:
         raise SystemExit(
             f"{model} carries no reference profile: drift monitoring never ran (export it with the pipeline)"
         )
@@ -123,13 +132,15 @@ def measure(
         "failed_requests": errors,
         "shadow": {k: shadow[k] for k in ("status", "samples", "shed", "errors", "match_rate", "latency_ms")},
         "drift_window_images": drift_images,
+        "inbox": {"conf_band": inbox_band, "images_written": kept},
     }
 
 
-def _drift_window(client: httpx.Client, url: str) -> int:
-    """Images in the server's drift window (0: drift monitoring off, or the model has no profile)."""
+def _metric(client: httpx.Client, url: str, name: str) -> int:
+    """An unlabelled metric of the server (detector_drift_window_images: 0 when drift monitoring is off or the model
+    has no profile)."""
     for line in client.get(f"{url}/metrics").text.splitlines():
-        if line.startswith("detector_drift_window_images "):
+        if line.startswith(f"{name} "):
             return int(float(line.split()[1]))
     return 0
 
@@ -142,10 +153,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=8, help="alternating rounds per side")
     parser.add_argument("--requests", type=int, default=50, help="requests per round")
     parser.add_argument("--images", type=Path, help="an image folder (default: Ultralytics' two photos)")
-    parser.add_argument("--feature", choices=("shadow", "drift", "all"), default="shadow", help="what the on side adds")
+    parser.add_argument(
+        "--feature", choices=("shadow", "drift", "inbox", "all"), default="shadow", help="what the on side adds"
+    )
+    parser.add_argument(
+        "--inbox-conf-band",
+        default="[0,1]",
+        help="inference.inbox.conf_band of the on side (default [0,1]: every image with a box is written)",
+    )
     args = parser.parse_args(argv)
     challenger = args.challenger or args.model
-    result = measure(args.model, challenger, args.backend, args.rounds, args.requests, args.images, args.feature)
+    result = measure(
+        args.model,
+        challenger,
+        args.backend,
+        args.rounds,
+        args.requests,
+        args.images,
+        args.feature,
+        args.inbox_conf_band,
+    )
     print(json.dumps(result, indent=2))
 
 

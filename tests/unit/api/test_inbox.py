@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -94,7 +95,7 @@ def test_writes_the_image_as_sent_with_pre_labels_the_importer_reads(tmp_path: P
     assert record["image"] == f"images/{image.name}" and (record["width"], record["height"]) == (64, 48)
     assert [b["class_name"] for b in record["boxes"]] == ["square", "circle"]
     assert (root / "classes.txt").read_text() == "circle\nsquare\n"
-    assert not list((root / ".tmp").iterdir())
+    assert not list((root / "images").glob(".*"))  # no partial image left
     # The folder is a YOLO source as it stands: the importer reads the boxes back (pixels within rounding).
     source = read_yolo(root)
     assert source.problems == [] and source.classes == ["circle", "square"]
@@ -169,7 +170,7 @@ def test_a_write_error_is_a_warning_and_the_next_image_is_written(
     failures = iter([OSError(28, "No space left on device")])
 
     def write_bytes(self: Path, data: bytes) -> int:  # the first image's write fails as on a full disk
-        if self.parent.name == ".tmp" and (error := next(failures, None)) is not None:
+        if self.name.endswith(".part") and (error := next(failures, None)) is not None:
             raise error
         return real_write(self, data)
 
@@ -179,7 +180,8 @@ def test_a_write_error_is_a_warning_and_the_next_image_is_written(
         box.offer(jpeg(value=20), (48, 64), dets(), MODEL, ["uncertain"])
         box.close()
     root = tmp_path / "inbox"
-    assert len(list((root / "images").iterdir())) == 1 and not list((root / ".tmp").iterdir())
+    assert len(list((root / "images").iterdir())) == 1  # no partial image left
+    assert len(list((root / "labels").iterdir())) == 1  # nor the failed image's label
     assert len((root / "inbox.jsonl").read_text().splitlines()) == 1
     assert metric(box, "detector_inbox_skipped_total", cause="error") == 1
     assert any("No space left" in r.message for r in caplog.records)
@@ -201,5 +203,24 @@ def test_another_models_classes_are_not_mixed_in(tmp_path: Path) -> None:
     box = inbox(tmp_path)
     box.offer(jpeg(), (48, 64), dets(), MODEL, ["uncertain"])
     box.close()
-    assert not (root / "images").exists()
+    assert not list((root / "images").iterdir()) and not list((root / "labels").iterdir())
     assert metric(box, "detector_inbox_skipped_total", cause="classes") == 1
+
+
+def test_an_inbox_emptied_or_removed_while_serving_fills_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review, import, empty: the running server notices the room (counted again while full) and recreates a
+    removed folder with its classes.txt."""
+    monkeypatch.setattr("api.inbox.RECOUNT_S", 0.0)
+    root = tmp_path / "inbox"
+    box = inbox(tmp_path, max_files=1)
+    box.offer(jpeg(value=10), (48, 64), dets(), MODEL, ["uncertain"])
+    box.offer(jpeg(value=20), (48, 64), dets(), MODEL, ["uncertain"])  # full: skipped
+    settle(lambda: metric(box, "detector_inbox_skipped_total", cause="full") == 1)
+    shutil.rmtree(root)
+    box.offer(jpeg(value=30), (48, 64), dets(), MODEL, ["uncertain"])
+    box.close()
+    (image,) = (root / "images").iterdir()
+    assert image.read_bytes() == jpeg(value=30)
+    assert (root / "classes.txt").read_text() == "circle\nsquare\n"
+    assert len((root / "inbox.jsonl").read_text().splitlines()) == 1
+    assert metric(box, "detector_inbox_skipped_total", cause="error") == 0

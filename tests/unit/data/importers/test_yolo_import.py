@@ -88,3 +88,49 @@ def test_no_layout_or_no_names(tmp_path: Path) -> None:
         _import(tmp_path / "bare", tmp_path / "data")
     with pytest.raises(DatasetError, match=r"--source .*: folder not found"):
         _import(tmp_path / "nowhere", tmp_path / "data")
+
+
+def _flat(v1: Path, dest: Path, names: str, n: int) -> Path:
+    """A splitless YOLO folder (as the service's inbox writes) of `n` of v1's test images, renamed."""
+    for folder in ("images", "labels"):
+        (dest / folder).mkdir(parents=True)
+    for i, image in enumerate(sorted((v1 / "images" / "test").glob("*"))[:n]):
+        shutil.copy(image, dest / "images" / f"new_{i}{image.suffix}")
+        shutil.copy(v1 / "labels" / "test" / f"{image.stem}.txt", dest / "labels" / f"new_{i}.txt")
+    (dest / "classes.txt").write_text(names)
+    return dest
+
+
+def test_base_keeps_its_splits_and_adds_the_source(v1: Path, tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    _import(v1, root)  # data/mine: the current version
+    inbox = _flat(v1, tmp_path / "inbox", "circle\nsquare\ntriangle\n", 2)
+    report = import_dataset(ImportRequest("yolo", "v3", root=root, source=inbox, base="mine"))
+    assert report["base"] == {"version": "mine", "images": 32, "added": 2}
+    assert sum(report["counts"].values()) == 34  # two images may all go to one split: none is forced into val
+    for split in ("train", "val", "test"):
+        before = {p.name for p in (root / "mine" / "images" / split).iterdir()}
+        after = {p.name for p in (root / "v3" / "images" / split).iterdir()}
+        assert before <= after and all(n.startswith("new_") for n in after - before)
+    assert report["names"] == {"0": "circle", "1": "square", "2": "triangle"}
+
+
+def test_base_classes_come_first_and_new_ones_are_appended(v1: Path, tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    _import(v1, root)
+    # The inbox of a model that knew the classes in another order, and one more: labels are remapped by name.
+    inbox = _flat(v1, tmp_path / "inbox", "triangle\nsquare\ncircle\nstar\n", 3)
+    report = import_dataset(ImportRequest("yolo", "v3", root=root, source=inbox, base="mine"))
+    assert report["names"] == {"0": "circle", "1": "square", "2": "triangle", "3": "star"}
+    original = {p.name: p.read_text() for p in (tmp_path / "inbox" / "labels").iterdir()}
+    for label in (root / "v3" / "labels").rglob("new_*.txt"):
+        swapped = [ln.split() for ln in original[label.name].splitlines()]
+        remap = {"0": "2", "1": "1", "2": "0"}  # triangle <-> circle
+        assert [ln.split() for ln in label.read_text().splitlines()] == [[remap[r[0]], *r[1:]] for r in swapped]
+
+
+def test_a_missing_base_is_a_clear_error(v1: Path, tmp_path: Path) -> None:
+    inbox = _flat(v1, tmp_path / "inbox", "circle\nsquare\ntriangle\n", 1)
+    with pytest.raises(DatasetError, match=r"--base v2: .* is not a dataset version"):
+        import_dataset(ImportRequest("yolo", "v3", root=tmp_path / "data", source=inbox, base="v2"))
+    assert not (tmp_path / "data" / "v3").exists()
