@@ -21,6 +21,7 @@ from api.model_source import registry_aware
 from api.routes import admin, annotated, batch, health, metrics, model, predict, video
 from api.service import DetectorFactory, Service, default_detector_factory
 from api.shadow import shadow_config
+from api.tracing import StageSpans, fastapi_telemetry, tracer_provider
 from detector.config import Config
 from detector.runtime.draw import preload as preload_drawing
 from detector.runtime.engines import EngineBuilder
@@ -55,10 +56,11 @@ def create_app(
     # inference.shadow.threads threads (api/challenger_process.py says why not a thread).
     shadow_factory = registry_aware(challenger_loader(shadow_config(config)), model_resolver)
     app_metrics = Metrics()
+    provider = tracer_provider(config.inference.tracing)  # None when off: nothing of the SDK is imported
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        service = Service(config, factory, app_metrics, on_fatal, shadow_factory)
+        service = Service(config, factory, app_metrics, on_fatal, shadow_factory, StageSpans(provider))
         app.state.service = service
         service.shadow.start()  # loads in its own thread; readiness never waits for it
         service.inbox.start()
@@ -78,11 +80,17 @@ def create_app(
         finally:
             service.status = "shutting_down"
             await loading  # a load cannot be interrupted; wait so its model gets closed, not leaked
-            await asyncio.to_thread(service.close)
+            await asyncio.to_thread(service.close)  # also flushes the spans still buffered
             log.info("shutdown complete")
 
     app = FastAPI(
-        title="YOLO detector", version="1", description=DESCRIPTION, lifespan=lifespan, docs_url=None, redoc_url=None
+        title="YOLO detector",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        telemetry=fastapi_telemetry(provider),
     )
     install_offline_docs(app)
     install_documented_schemas(app)

@@ -121,6 +121,19 @@ def collect(
     service.shadow.offer(decoded.pixels, outcome, key, on_disagree)
 
 
+def trace_attributes(outcome: Outcome, decoded: DecodedImage, detections: Detections) -> dict[str, Any]:
+    """What a `detector.predict` span says about the prediction (inference.tracing)."""
+    model = outcome.model
+    return {
+        "detector.model.version": str(model.get("version", "")),
+        "detector.backend": str(model.get("backend", "")),
+        "detector.batch_size": outcome.batch_size,
+        "detector.image.width": decoded.width,
+        "detector.image.height": decoded.height,
+        "detector.detections": len(detections),
+    }
+
+
 @asynccontextmanager
 async def predicting(
     request: Request,
@@ -142,6 +155,7 @@ async def predicting(
     (`/predict`; not `/predict/annotated`, which draws on the pixels).
     """
     started = time.perf_counter()
+    started_ns = time.time_ns()  # where the trace's stage spans begin (inference.tracing)
     wanted = class_filter(service, classes)  # 422 before anything is read
     kind = body_kind(request)  # 400/415 from the headers alone, before taking any place
     with service.uploads.place():
@@ -173,6 +187,8 @@ async def predicting(
             }
             sent = filter_classes(detections, wanted)
             service.metrics.observe_stages(timings)
+            if service.spans.enabled:
+                service.spans.record(started_ns, timings, trace_attributes(outcome, decoded, detections))
             service.metrics.observe_detections(sent.class_names())
             size = (decoded.height, decoded.width)
             seen = service.drift.observe(decoded.pixels, size, detections)  # all classes: the filter is the client's

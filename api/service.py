@@ -28,6 +28,7 @@ from api.metrics import Metrics
 from api.model_files import checked_model_path, model_dir
 from api.model_slot import DetectorLike, LoadedModel, ModelSlot
 from api.shadow import Shadow
+from api.tracing import StageSpans
 from api.uploads import JobGate, UploadGate
 from detector.config import Config
 from detector.errors import DetectorError, ModelLoadError
@@ -79,6 +80,7 @@ class Service:
         metrics: Metrics,
         on_fatal: Callable[[str], None] | None = None,
         shadow_factory: DetectorFactory | None = None,
+        spans: StageSpans | None = None,
     ) -> None:
         server = config.inference.server
         self.config = config
@@ -117,6 +119,7 @@ class Service:
         drift = config.inference.drift
         self.drift = DriftMonitor(metrics, drift.window, drift.min_images, drift.enabled)
         self.inbox = Inbox(config.inference.inbox, metrics)  # off by default; started with the app
+        self.spans = spans or StageSpans(None)  # inference.tracing: the stages of each prediction as spans
         # Decoding is CPU work that releases the GIL in PIL's C code: its own pool keeps it off the event loop and
         # away from the default pool that Starlette uses for file I/O. Its memory is bounded by `self.pixels`.
         self.decode_pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 2), thread_name_prefix="decode")
@@ -318,6 +321,7 @@ class Service:
         self.batcher.close(drain_timeout_s=self.config.inference.server.request_timeout_s)
         self.shadow.close()
         self.inbox.close()
+        self.spans.close()
         self.slot.shutdown()
         self.decode_pool.shutdown(wait=True, cancel_futures=True)
         self.bulk_decode_pool.shutdown(wait=True, cancel_futures=True)

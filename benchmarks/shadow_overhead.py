@@ -1,19 +1,20 @@
-"""What shadow scoring, drift monitoring and the inbox cost the served path: `/predict` p50 at concurrency 1, off
-and on.
+"""What shadow scoring, drift monitoring, the inbox and tracing cost the served path: `/predict` p50 at concurrency
+1, off and on.
 
 Two `detector serve` processes run side by side on the same model. `--feature shadow` (the default): one without a
 challenger, one with `inference.shadow.model=CHALLENGER` and `sample=1.0` (every request is also scored).
 `--feature drift`: `inference.drift.enabled` false vs true (the model must carry a reference profile, as the
 pipeline's export writes). `--feature inbox`: `inference.inbox` off vs on with the widest confidence band (every
 image with a box is written: the worst case; `--inbox-conf-band` sets another), into a temporary folder.
-`--feature all`: all three off vs all three on. Rounds alternate between them (off, on, on, off, ...) so a slow
-stretch of a shared machine hits both, and each round is the project's HTTP benchmark cell
-(`benchmarks.http_bench.run_cell`) at concurrency 1. Prints JSON: the machine, the p50 of each side over all
-rounds, their ratio, what the shadow server's `GET /model/shadow` says it scored and how many images the inbox
-wrote (so a run where the feature never ran cannot pass for a cheap one).
+`--feature tracing`: `inference.tracing` off vs on, exporting to a loopback sink. `--feature all`: all four off vs
+all four on. Rounds alternate between them (off, on, on, off, ...) so a slow stretch of a shared machine hits both,
+and each round is the project's HTTP benchmark cell (`benchmarks.http_bench.run_cell`) at concurrency 1. Prints
+JSON: the machine, the p50 of each side over all rounds, their ratio, what the shadow server's `GET /model/shadow`
+says it scored, how many images the inbox wrote and how many span exports arrived (so a run where the feature
+never ran cannot pass for a cheap one).
 
     python -m benchmarks.shadow_overhead --model models/model.onnx [--challenger models/model.int8.onnx]
-        [--feature shadow|drift|inbox|all]
+        [--feature shadow|drift|inbox|tracing|all]
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +39,31 @@ from benchmarks.http_bench import HttpPlan, _request_kwargs, run_cell
 from benchmarks.inputs import encode_jpeg, load_images
 from benchmarks.machine import machine_info
 from benchmarks.service import free_port, http_server
+
+
+@contextmanager
+def _trace_sink() -> Iterator[tuple[str, list[int]]]:
+    """A loopback OTLP/HTTP endpoint that accepts and drops spans (what a collector costs is not the service's); the
+    number of exports it received, so a run where tracing never exported cannot pass for a cheap one."""
+    received = [0]
+
+    class Sink(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            received[0] += 1
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1/traces", received
+    finally:
+        server.shutdown()
 
 
 @contextmanager
@@ -58,16 +86,25 @@ def _wait_running(url: str, timeout_s: float = 120.0) -> dict[str, Any]:
         time.sleep(0.2)
 
 
-def sides(feature: str, challenger: Path, inbox_dir: Path, inbox_band: str = "[0,1]") -> dict[str, dict[str, str]]:
+def sides(
+    feature: str,
+    challenger: Path,
+    inbox_dir: Path,
+    inbox_band: str = "[0,1]",
+    traces_url: str = "",
+    trace_sample: float = 1.0,
+) -> dict[str, dict[str, str]]:
     """The settings of the "off" and "on" servers for `feature`."""
     shadow = {"shadow__model": str(challenger), "shadow__sample": "1.0"}
     drift_off = {"drift__enabled": "false"}
     inbox = {"inbox__enabled": "true", "inbox__dir": str(inbox_dir), "inbox__conf_band": inbox_band}
+    tracing = {"tracing__enabled": "true", "tracing__endpoint": traces_url, "tracing__sample": str(trace_sample)}
     return {
         "shadow": {"off": {}, "on": shadow},
         "drift": {"off": drift_off, "on": {}},
         "inbox": {"off": {}, "on": inbox},
-        "all": {"off": drift_off, "on": shadow | inbox},
+        "tracing": {"off": {}, "on": tracing},
+        "all": {"off": drift_off, "on": shadow | inbox | tracing},
     }[feature]
 
 
@@ -80,6 +117,7 @@ def measure(
     images: Path | None,
     feature: str = "shadow",
     inbox_band: str = "[0,1]",
+    trace_sample: float = 1.0,
 ) -> dict[str, Any]:
     pictures, source = load_images(images)
     bodies = _request_kwargs("multipart", [encode_jpeg(p) for p in pictures])
@@ -88,7 +126,8 @@ def measure(
     errors = {"off": 0, "on": 0}
     with ExitStack() as stack, httpx.Client(timeout=30) as client:
         inbox_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="inbox-bench-")))
-        settings = sides(feature, challenger, inbox_dir, inbox_band)
+        traces_url, spans_received = stack.enter_context(_trace_sink())
+        settings = sides(feature, challenger, inbox_dir, inbox_band, traces_url, trace_sample)
         urls = {side: stack.enter_context(_service(model, backend, settings[side])) for side in ("off", "on")}
         shadow = _wait_running(urls["on"])
         if feature in ("shadow", "all") and shadow["status"] != "running":
@@ -133,6 +172,7 @@ def measure(
         "shadow": {k: shadow[k] for k in ("status", "samples", "shed", "errors", "match_rate", "latency_ms")},
         "drift_window_images": drift_images,
         "inbox": {"conf_band": inbox_band, "images_written": kept},
+        "tracing": {"sample": trace_sample, "otlp_posts_received": spans_received[0]},
     }
 
 
@@ -154,13 +194,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--requests", type=int, default=50, help="requests per round")
     parser.add_argument("--images", type=Path, help="an image folder (default: Ultralytics' two photos)")
     parser.add_argument(
-        "--feature", choices=("shadow", "drift", "inbox", "all"), default="shadow", help="what the on side adds"
+        "--feature",
+        choices=("shadow", "drift", "inbox", "tracing", "all"),
+        default="shadow",
+        help="what the on side adds",
     )
     parser.add_argument(
         "--inbox-conf-band",
         default="[0,1]",
         help="inference.inbox.conf_band of the on side (default [0,1]: every image with a box is written)",
     )
+    parser.add_argument("--trace-sample", type=float, default=1.0, help="inference.tracing.sample of the on side")
     args = parser.parse_args(argv)
     challenger = args.challenger or args.model
     result = measure(
@@ -172,6 +216,7 @@ def main(argv: list[str] | None = None) -> None:
         args.images,
         args.feature,
         args.inbox_conf_band,
+        args.trace_sample,
     )
     print(json.dumps(result, indent=2))
 
