@@ -75,9 +75,11 @@ def create_app(
             service.load_initial()
 
         loading = asyncio.create_task(asyncio.to_thread(start))
+        watching = asyncio.create_task(service.watch_golden())  # inference.golden.period_s
         try:
             yield
         finally:
+            watching.cancel()
             service.status = "shutting_down"
             await loading  # a load cannot be interrupted; wait so its model gets closed, not leaked
             await asyncio.to_thread(service.close)  # also flushes the spans still buffered

@@ -87,6 +87,11 @@ class Metrics:
         self.inbox_bytes = Gauge(
             "detector_inbox_bytes", "Bytes the inbox folder holds (images, labels, journal)", registry=r
         )
+        self.golden_failures = Counter(
+            "detector_golden_failures",
+            "Periodic golden-image checks the served model failed (then reloaded)",
+            registry=r,
+        )
         self.before_collect: list[Callable[[], None]] = []  # refreshes run by the /metrics route before rendering
         self.batch_size = Histogram("detector_batch_size", "Images per backend call", buckets=BATCH_BUCKETS, registry=r)
         self.queue_depth = Gauge("detector_queue_depth", "Requests admitted and waiting for a model worker", registry=r)

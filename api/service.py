@@ -35,6 +35,7 @@ from detector.errors import DetectorError, ModelLoadError
 from detector.runtime import Detections
 from detector.runtime.backends.base import BackendOptions
 from detector.runtime.engines import EngineBuilder
+from detector.runtime.golden import GoldenImage, golden_from_metadata, golden_problem
 from detector.runtime.images import DecodedImage, decode_image_scaled, probe_image
 from detector.runtime.model_source import is_registry_uri
 
@@ -132,6 +133,7 @@ class Service:
         # and replace the newer model, or mark the service "failed" while a model serves.
         self._load_lock = threading.Lock()
         self._state_lock = threading.Lock()  # status and slot change together
+        self._golden_failed: LoadedModel | None = None  # the model whose golden check failed (watch_golden)
 
     def _served_names(self) -> dict[str, str] | None:
         model = self.slot.current
@@ -163,6 +165,13 @@ class Service:
         except Exception as exc:
             detector.close()
             raise ModelLoadError(f"{model_path} loaded but failed its warm-up run: {exc}") from exc
+        golden = self._golden(detector)
+        if golden:  # not yet shared with any worker: asked directly
+            answers = [detector.predict_batch([g.pixels()], **g.thresholds)[0] for g in golden]
+            problem = self._golden_verdict(detector, golden, answers)
+            if problem is not None:
+                detector.close()
+                raise ModelLoadError(f"{Path(model_path).name} does not see what it saw at export: {problem}")
         log.info(
             "model %s (version %s) ready on %s in %.2f s",
             model_path,
@@ -171,6 +180,98 @@ class Service:
             time.perf_counter() - started,
         )
         return model
+
+    # -- golden images: "does it still see" ------------------------------------------------------------------
+
+    def _golden(self, detector: DetectorLike) -> list[GoldenImage]:
+        """The model's golden images (export.profile.golden_images), or [] when it has none or the check is off."""
+        if not self.config.inference.golden.enabled:
+            return []
+        entries = getattr(getattr(detector, "metadata", None), "golden", None) or []  # test doubles have none
+        try:
+            return golden_from_metadata(entries)
+        except (KeyError, TypeError, ValueError) as exc:
+            log.warning("the model's golden images are unreadable, not checked: %s", exc)
+            return []
+
+    def _golden_verdict(
+        self, detector: DetectorLike, golden: list[GoldenImage], answers: list[Detections]
+    ) -> str | None:
+        settings = self.config.inference.golden
+        names = {int(k): str(v) for k, v in detector.describe().get("names", {}).items()}
+        return golden_problem(golden, answers, names, settings.iou, settings.min_match_rate)
+
+    async def watch_golden(self) -> None:
+        """Every `inference.golden.period_s`, ask the served model its golden images through the micro-batcher
+        (like any request, so it never runs beside a worker on the same backend). A wrong answer: /health 503
+        with the reason and the model is loaded again from its file (the load checks them too); until that
+        succeeds, each period tries again. Runs until cancelled."""
+        settings = self.config.inference.golden
+        if not settings.enabled or settings.period_s <= 0:
+            return
+        while self.status != "shutting_down":
+            await asyncio.sleep(settings.period_s)
+            model = self.slot.current
+            if model is None:
+                continue
+            if self.status == "ok":
+                problem = await self._golden_served(model)
+                if problem is None:
+                    continue
+                with self._state_lock:
+                    if self.slot.current is not model or self.status != "ok":
+                        continue
+                    self.status = "failed"
+                    self.error = f"the model no longer sees what it saw at export ({problem}); reloading it"
+                    self._golden_failed = model
+                self.metrics.golden_failures.inc()
+                log.error("%s", self.error)
+            if self.status == "failed" and self._golden_failed is model:
+                await asyncio.to_thread(self._reload_after_golden, model)
+
+    async def _golden_served(self, model: LoadedModel) -> str | None:
+        golden = self._golden(model.detector)
+        if not golden:
+            return None
+        timeout = self.config.inference.server.request_timeout_s
+        answers = []
+        for image in golden:
+            th = image.thresholds
+            key = (th.get("conf"), th.get("iou", 0.7), th.get("max_det", 300), ())
+            try:
+                reservation = self.batcher.reserve()
+            except ServiceUnavailableError:
+                return None  # busy: the check waits for the next period rather than take a client's place
+            try:
+                outcome = await self.batcher.submit(reservation, image.pixels(), key, timeout)
+            except Exception as exc:  # the backend itself failing is its own path (_backend_failed)
+                log.warning("golden check skipped: %s", exc)
+                return None
+            finally:
+                reservation.release()
+            if outcome.model.get("version") != model.info.get("version"):
+                return None  # a reload swapped the model meanwhile
+            answers.append(outcome.detections)
+        return self._golden_verdict(model.detector, golden, answers)
+
+    def _reload_after_golden(self, model: LoadedModel) -> None:
+        if not self._load_lock.acquire(blocking=False):
+            return  # an admin reload is under way; it checks the golden images itself
+        try:
+            try:
+                fresh = self._load(model.source, self.config.inference.backend)
+            except Exception as exc:
+                self.metrics.reloads.labels(outcome="failed").inc()
+                with self._state_lock:
+                    if self._golden_failed is model:
+                        self.error = f"{self.error.split('; reloading')[0]}; the reload failed too: {exc}"
+                log.error("reloading after the golden check failed did not help: %s", exc)
+                return
+            self._install(fresh)
+            self.metrics.reloads.labels(outcome="ok").inc()
+            log.info("the model was reloaded after its golden check failed; it passes them again")
+        finally:
+            self._load_lock.release()
 
     def load_initial(self) -> None:
         """Blocking; run in a thread from the lifespan so /health answers "loading" meanwhile."""
@@ -222,6 +323,7 @@ class Service:
                 return None
             old = self.slot.swap(model)
             self.status, self.error = "ok", ""
+            self._golden_failed = None
         self.batcher.follow(model)
         self.metrics.set_model(str(model.info.get("version")), str(model.info.get("backend")))
         metadata = getattr(model.detector, "metadata", None)  # test doubles may have none

@@ -182,6 +182,9 @@ class ProfileConfig(_Strict):
 
     enabled: bool = True
     split: str = "val"
+    # Golden images chosen on the same split and carried in the model: the service checks them at load and on a
+    # period (inference.golden); 0: none.
+    golden_images: int = Field(4, ge=0, le=64)
 
 
 class ExportConfig(_Strict):
@@ -367,6 +370,15 @@ class TracingConfig(_Strict):
     export_timeout_s: float = Field(10.0, gt=0, le=300)
 
 
+class GoldenConfig(_Strict):
+    """`inference.golden`: check the model's golden images (export.profile.golden_images) at load and on a period."""
+
+    enabled: bool = True
+    period_s: float = Field(300.0, ge=0)  # 0: at load only
+    min_match_rate: float = Field(0.9, ge=0, le=1)  # per image: matched boxes over all boxes of both sides
+    iou: float = Field(0.5, gt=0, le=1)  # a box matches a recorded one of its class at IoU >= this
+
+
 class InferenceConfig(_Strict):
     # A file, or an MLflow registry URI (models:/yolo-detector@champion) resolved through train.mlflow.tracking_uri.
     model_path: str = "models/model.onnx"
@@ -388,6 +400,7 @@ class InferenceConfig(_Strict):
     drift: DriftConfig = DriftConfig()
     inbox: InboxConfig = InboxConfig()
     tracing: TracingConfig = TracingConfig()
+    golden: GoldenConfig = GoldenConfig()
 
     @field_validator("backend")
     @classmethod

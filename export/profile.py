@@ -10,10 +10,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
+from typing import Any
 
 from detector.config import ProfileConfig
 from detector.data import load_names
 from detector.errors import DatasetError
+from detector.evaluation.golden import choose_golden
 from detector.evaluation.profile import reference_profile
 from detector.runtime import Detector
 from detector.runtime.metadata import ModelMetadata, read_onnx_metadata
@@ -23,10 +25,12 @@ log = logging.getLogger(__name__)
 
 
 def add_reference_profile(model_path: Path, dataset_dir: Path | None, settings: ProfileConfig) -> ModelMetadata:
-    """Profile the ONNX file `model_path` on `settings.split` and rewrite its metadata in place; an inherited profile
-    (an INT8 model copies the FP32 metadata) is replaced or cleared. Returns the metadata written."""
+    """Profile the ONNX file `model_path` on `settings.split`, choose its golden images there
+    (`export.profile.golden_images`), and rewrite its metadata in place; an inherited profile or golden set (an INT8
+    model copies the FP32 metadata) is replaced or cleared. Returns the metadata written."""
     metadata = read_onnx_metadata(model_path)
-    profile = {}
+    profile: dict[str, Any] = {}
+    golden: list[dict[str, Any]] = []
     split_dir = Path(dataset_dir or "") / "images" / settings.split
     if not settings.enabled:
         log.info("export.profile.enabled is false: no drift reference profile in %s", model_path.name)
@@ -41,7 +45,8 @@ def add_reference_profile(model_path: Path, dataset_dir: Path | None, settings: 
         if same_classes:
             with Detector.load(model_path, backend="onnxruntime") as detector:
                 profile = reference_profile(detector, Path(dataset_dir), settings.split)
-    updated = dataclasses.replace(metadata, reference_profile=profile)
+                golden = choose_golden(detector, Path(dataset_dir), settings.split, settings.golden_images)
+    updated = dataclasses.replace(metadata, reference_profile=profile, golden=golden)
     if updated != metadata:
         rewrite_metadata(model_path, updated)
     return updated

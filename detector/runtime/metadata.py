@@ -39,6 +39,9 @@ class ModelMetadata:
     # the rule that chose them (detector.evaluation.thresholds); empty when none were computed.
     class_conf: dict[int, float] = field(default_factory=dict)
     class_conf_rule: str = ""
+    # Golden images: a few val images and the boxes this model gave them at export (detector.runtime.golden), for
+    # the service's "does it still see" check; empty when none were chosen.
+    golden: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def num_classes(self) -> int:
