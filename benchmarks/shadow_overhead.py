@@ -6,15 +6,16 @@ challenger, one with `inference.shadow.model=CHALLENGER` and `sample=1.0` (every
 `--feature drift`: `inference.drift.enabled` false vs true (the model must carry a reference profile, as the
 pipeline's export writes). `--feature inbox`: `inference.inbox` off vs on with the widest confidence band (every
 image with a box is written: the worst case; `--inbox-conf-band` sets another), into a temporary folder.
-`--feature tracing`: `inference.tracing` off vs on, exporting to a loopback sink. `--feature all`: all four off vs
-all four on. Rounds alternate between them (off, on, on, off, ...) so a slow stretch of a shared machine hits both,
-and each round is the project's HTTP benchmark cell (`benchmarks.http_bench.run_cell`) at concurrency 1. Prints
-JSON: the machine, the p50 of each side over all rounds, their ratio, what the shadow server's `GET /model/shadow`
-says it scored, how many images the inbox wrote and how many span exports arrived (so a run where the feature
-never ran cannot pass for a cheap one).
+`--feature tracing`: `inference.tracing` off vs on, exporting to a loopback sink. `--feature monitoring`: drift, the
+inbox and tracing off vs on (what watches a deployed model; the golden-image check runs on both sides, every 5
+minutes). `--feature all`: those three and the shadow off vs on. Rounds alternate between them (off, on, on, off,
+...) so a slow stretch of a shared machine hits both, and each round is the project's HTTP benchmark cell
+(`benchmarks.http_bench.run_cell`) at concurrency 1. Prints JSON: the machine, the p50 of each side over all
+rounds, their ratio, what the shadow server's `GET /model/shadow` says it scored, how many images the inbox wrote
+and how many span exports arrived (so a run where the feature never ran cannot pass for a cheap one).
 
     python -m benchmarks.shadow_overhead --model models/model.onnx [--challenger models/model.int8.onnx]
-        [--feature shadow|drift|inbox|tracing|all]
+        [--feature shadow|drift|inbox|tracing|monitoring|all]
 """
 
 from __future__ import annotations
@@ -104,6 +105,7 @@ def sides(
         "drift": {"off": drift_off, "on": {}},
         "inbox": {"off": {}, "on": inbox},
         "tracing": {"off": {}, "on": tracing},
+        "monitoring": {"off": drift_off, "on": inbox | tracing},
         "all": {"off": drift_off, "on": shadow | inbox | tracing},
     }[feature]
 
@@ -145,7 +147,7 @@ def measure(
         shadow = httpx.get(f"{urls['on']}/model/shadow", timeout=5).json()
         drift_images = {side: _metric(client, url, "detector_drift_window_images") for side, url in urls.items()}
         kept = sum(1 for _ in (inbox_dir / "images").glob("*")) if (inbox_dir / "images").is_dir() else 0
-    if feature in ("drift", "all") and not drift_images["on"]:
+    if feature in ("drift", "monitoring", "all") and not drift_images["on"]:
         raise SystemExit(
             f"{model} carries no reference profile: drift monitoring never ran (export it with the pipeline)"
         )
@@ -195,7 +197,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--images", type=Path, help="an image folder (default: Ultralytics' two photos)")
     parser.add_argument(
         "--feature",
-        choices=("shadow", "drift", "inbox", "tracing", "all"),
+        choices=("shadow", "drift", "inbox", "tracing", "monitoring", "all"),
         default="shadow",
         help="what the on side adds",
     )
