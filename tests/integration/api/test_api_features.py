@@ -124,8 +124,11 @@ def test_annotated_is_a_jpeg_of_the_same_size_drawn_where_the_boxes_are(
     diff = np.abs(np.asarray(drawn.convert("RGB"), np.int16) - image.astype(np.int16)).max(axis=2)
     box = plain["detections"][0]["box"]
     x1, y1, y2 = (round(box[k]) for k in ("x1", "y1", "y2"))
-    edge = diff[max(y1 - 1, 0) : y2 + 2, max(x1 - 1, 0) : x1 + 2]  # the box's left edge
-    assert edge.mean() > 40, "no box drawn on the detection's left edge"
+    edge = diff[max(y1 - 1, 0) : y2 + 2, max(x1 - 1, 0) : x1 + 2]  # the box's left edge, 1 px either side
+    # A line along it: most rows have a strongly changed pixel. (Not the strip's mean: how much of the 4 px strip
+    # the line covers, and how its class colour contrasts with the scene, vary with the model the test got; a model
+    # trained under ONEDNN_MAX_CPU_ISA=AVX2 gave a mean of 35 for a drawn line.)
+    assert (edge.max(axis=1) > 40).mean() > 0.8, "no box drawn on the detection's left edge"
     far = np.ones_like(diff, bool)
     for d in plain["detections"]:
         b = d["box"]
