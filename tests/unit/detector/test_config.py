@@ -9,7 +9,7 @@ import pytest
 from detector.config import REPO_CONFIG_KEYS, Config, config_to_flat_dict, load_config
 from detector.errors import ConfigError
 
-REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+REPO_CONFIGS = Path(__file__).resolve().parents[3] / "configs"
 
 
 def test_shipped_configs_load_and_match_the_schema_defaults() -> None:

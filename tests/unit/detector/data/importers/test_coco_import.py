@@ -15,7 +15,7 @@ from detector.data import validate_dataset
 from detector.data.importers import ImportRequest, import_dataset
 from detector.data.yolo_format import list_split_images
 from detector.errors import DatasetError
-from tests.unit.data.importers.exporters import coco_dict, export_coco, labels_of
+from tests.unit.detector.data.importers.exporters import coco_dict, export_coco, labels_of
 
 
 def _import(root: Path, images: Path, files: list[Path], **kw: Any) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from detector.config import load_config
 from detector.data import VERSIONS, dataset_hash
 from detector.errors import DatasetError
 from tests.conftest import REPO
-from tests.unit.data.importers.exporters import export_coco, export_voc
+from tests.unit.detector.data.importers.exporters import export_coco, export_voc
 
 
 def run(argv: list[str], root: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

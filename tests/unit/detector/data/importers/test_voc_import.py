@@ -16,7 +16,7 @@ from detector.data import validate_dataset
 from detector.data.importers import ImportRequest, import_dataset
 from detector.data.yolo_format import list_split_images
 from detector.errors import DatasetError
-from tests.unit.data.importers.exporters import export_voc, labels_of, voc_xml
+from tests.unit.detector.data.importers.exporters import export_voc, labels_of, voc_xml
 
 
 def _import(voc: Path, root: Path, **kw: Any) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.data.importers.exporters import small_v1
+from tests.unit.detector.data.importers.exporters import small_v1
 
 
 @pytest.fixture(scope="session")
