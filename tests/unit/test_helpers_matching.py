@@ -1,4 +1,7 @@
-"""tests/matching.py, the comparison every parity test relies on: extra boxes count, empty sides compare nothing."""
+"""tests/matching.py, the comparison every parity test relies on: extra boxes count, empty sides compare nothing.
+
+A test of the test suite's own helper, not of a package, so it sits at the top of tests/unit/ instead of in a
+package's folder."""
 
 from __future__ import annotations
 
