@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[5]
 PYCUDA_STUBS = Path(__file__).resolve().parent / "pycuda_stubs"
 CHECKED = [
     "export/tensorrt.py",
