@@ -1,4 +1,8 @@
-"""Fixtures for the TensorRT tests: the CPU stand-in for TensorRT/pycuda (tests/standin/tensorrt_standin)."""
+"""Fixtures for the TensorRT backend tests: the CPU stand-in for TensorRT/pycuda (tests/standin/tensorrt_standin).
+
+Shared by tests/unit/detector/runtime/tensorrt (no trained model) and tests/integration/detector/runtime/tensorrt
+(the quick model): each folder's conftest.py imports the fixtures it uses from here.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-STANDIN_DIR = Path(__file__).resolve().parents[2] / "standin"
+STANDIN_DIR = Path(__file__).resolve().parent / "standin"
 if str(STANDIN_DIR) not in sys.path:
     sys.path.insert(0, str(STANDIN_DIR))
 

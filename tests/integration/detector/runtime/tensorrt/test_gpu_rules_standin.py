@@ -27,7 +27,7 @@ from detector.runtime.backends.tensorrt_backend import TensorRTBackend
 from detector.runtime.engines import BatchProfile, EngineSpec, read_sidecar, resolve_engine
 from export.tensorrt import build_engine
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[5]
 QdqMaker = Callable[[Path, Path, Path], tuple[Path, np.ndarray]]  # the `qdq_onnx` fixture (conftest.py)
 TWO_GPUS = [("NVIDIA L4", (8, 9)), ("NVIDIA L4", (8, 9))]
 
@@ -88,7 +88,7 @@ def test_cli_build_runs_on_the_requested_gpu(
     from cli.main import main
 
     standin.reset(devices=TWO_GPUS)
-    configs = Path(__file__).resolve().parents[3] / "configs"
+    configs = Path(__file__).resolve().parents[5] / "configs"
     args = ["--config-dir", str(configs), "export", "engine", "--onnx", str(model_path), "--device", "1"]
     assert main([*args, f"export.engine.engine_dir={tmp_path}", "export.engine.precision=fp32"]) == 0
     assert json.loads(capsys.readouterr().out)["precision"] == "fp32"  # stdout is exactly the JSON
