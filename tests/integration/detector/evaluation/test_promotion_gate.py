@@ -25,7 +25,7 @@ from detector.runtime import Detector  # noqa: E402
 from detector.runtime.metadata import read_onnx_metadata  # noqa: E402
 from detector.training.tracking import register_champion  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[4]
 DAMAGED_CLASS = 1  # "square" in the quick dataset
 
 

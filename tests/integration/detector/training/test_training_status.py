@@ -16,7 +16,7 @@ from detector.data import generate_dataset  # noqa: E402
 from detector.paths import BEST_WEIGHTS, TRAIN_REPORT  # noqa: E402
 from detector.training.train import train  # noqa: E402
 
-CONFIGS = Path(__file__).resolve().parents[3] / "configs"
+CONFIGS = Path(__file__).resolve().parents[4] / "configs"
 
 
 @pytest.fixture(scope="module")
