@@ -6,7 +6,7 @@
 # The model is not baked in: models/model.onnx (the versioned DVC artifact) is mounted at /app/models, so a new
 # model is a container restart, not an image rebuild. Both stages use an allowed base image (python:3.x).
 # The environment is the project's uv.lock with exactly the extras the tests exercise (serve + openvino):
-# tests/unit/delivery/test_dockerfiles.py checks this file against pyproject.toml and uv.lock.
+# tests/unit/repository/test_dockerfiles.py checks this file against pyproject.toml and uv.lock.
 
 # --- build: resolve nothing, install the locked environment into /opt/venv ------------------------------------------
 FROM python:3.11-slim-bookworm AS build

@@ -2,7 +2,7 @@
 (`detector.runtime.engines`); this module only builds, and is injected into the runtime by the CLI.
 
 API choices that hold for both major versions (checked by mypy against each version's real stubs, see
-scripts/trt_stubs.py and tests/unit/tensorrt/test_api_conformance.py):
+scripts/trt_stubs.py and tests/unit/detector/runtime/tensorrt/test_api_conformance.py):
   * networks are created STRONGLY_TYPED: TensorRT 11 removed `EXPLICIT_BATCH` and `BuilderFlag.FP16`, so precision
     comes from the ONNX's own types: FP16 engines are built from an FP16 ONNX made by `export.fp16`, and an INT8
     Q/DQ ONNX keeps its Q/DQ nodes (they fix the INT8 regions; no INT8 flag, no calibrator) with every float part,

@@ -17,7 +17,8 @@ client (`detector.runtime.preprocess.preprocess_batch` and `detector.runtime.pos
 in this project's own service.
 
 What is verified: the generated config.pbtxt parses with Triton's own `ModelConfig` protobuf schema (shipped in the
-`tritonclient` package; tests/unit/triton), and the copied model's input/output names, types and ranks match it.
+`tritonclient` package; tests/unit/export/test_triton_repository.py), and the copied model's input/output names,
+types and ranks match it.
 What is not verified here: a live `tritonserver` loading the repository (no Triton server with the ONNX Runtime or
 TensorRT backend can be installed from PyPI; run `docker run --gpus all -p8000:8000 -v $PWD/triton_repo:/models
 nvcr.io/nvidia/tritonserver:<yy.mm>-py3 tritonserver --model-repository=/models` to do so). The TensorRT plan

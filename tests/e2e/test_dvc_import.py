@@ -19,7 +19,7 @@ import pytest
 from detector.data import dataset_hash
 from tests.project_clone import commit, copy_project, init_repo, run_ok
 from tests.servers import serving
-from tests.unit.data.importers.exporters import export_coco, small_v1
+from tests.unit.detector.data.importers.exporters import export_coco, small_v1
 
 pytest.importorskip("dvc")
 

@@ -4,7 +4,7 @@ It implements exactly the TensorRT builder/runtime and pycuda driver surface tha
 `detector/runtime/backends/tensorrt_backend.py` use, and runs the network with ONNX Runtime on host memory, so the
 whole TensorRT code path (engine cache, buffers, profiles, batching, threading) executes in the normal test suite.
 That the names and signatures exist in real TensorRT 10 and 11 is checked separately, by mypy against stubs generated
-from the real bindings (tests/unit/tensorrt/test_api_conformance.py).
+from the real bindings (tests/unit/detector/runtime/tensorrt/test_api_conformance.py).
 
 It is strict where real CUDA/TensorRT are strict, so bugs that would only show on a GPU fail here too:
   * a CUDA context is current only on the thread that created/pushed it; every context-bound call (allocation,

@@ -1,9 +1,9 @@
-"""The peers benchmark's parts: its photos, its ratios and table, and the afternoon service it starts."""
+"""The peers benchmark's parts that need no trained model: its photos, its ratios and table, and the INT8 model it
+keeps. The afternoon service it starts and our JPEG path, on the quick model, are in
+tests/integration/benchmarks/test_peers.py."""
 
 from __future__ import annotations
 
-import importlib
-import sys
 from pathlib import Path
 
 import pytest
@@ -64,32 +64,6 @@ def test_ratios_against_the_targets() -> None:
     table = to_markdown({**_report(), "ratios": got})
     assert "test cpu" in table and "| ours openvino int8 | 6.0 |" in table
     assert "**0.8 ms**" in table
-
-
-def test_afternoon_service_answers_predict(model_path: Path, sample_photos: list[Path], monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    testclient = pytest.importorskip("fastapi.testclient")
-    monkeypatch.setenv("AFTERNOON_MODEL", str(model_path))
-    monkeypatch.setenv("AFTERNOON_IMGSZ", "128")
-    sys.modules.pop("benchmarks.afternoon_service", None)
-    app = importlib.import_module("benchmarks.afternoon_service").app
-    with testclient.TestClient(app) as client:
-        assert client.get("/health").json() == {"status": "ok"}
-        response = client.post("/predict", files={"file": ("bus.jpg", sample_photos[0].read_bytes(), "image/jpeg")})
-    assert response.status_code == 200
-    assert isinstance(response.json()["detections"], list)
-
-
-def test_ours_from_jpeg_decodes_as_the_service_does_then_detects(model_path: Path, sample_photos: list[Path]) -> None:
-    from benchmarks.peers import ours_from_jpeg
-    from benchmarks.runners import DetectorRunner
-
-    runner = DetectorRunner("onnxruntime", model_path, 1)
-    try:
-        calls = ours_from_jpeg(runner, sample_photos[0].read_bytes())
-        assert calls.backend_only is None
-        assert calls.end_to_end() > 0  # the inference time measured inside the call, in ms
-    finally:
-        runner.close()
 
 
 def test_an_int8_model_is_not_silently_replaced_by_an_fp32_re_export(tmp_path: Path) -> None:
