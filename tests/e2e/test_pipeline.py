@@ -9,7 +9,7 @@ import pytest
 
 from detector.runtime import Detector
 from detector.runtime.metadata import read_onnx_metadata, sha256_file
-from tests.conftest import run_cli
+from tests.conftest import QUICK_OVERRIDES, run_cli
 
 mlflow = pytest.importorskip("mlflow")
 
@@ -69,12 +69,13 @@ def test_quality_report_has_every_class_on_every_backend_and_parity_with_the_pt(
 def test_mlflow_run_holds_config_data_and_artifacts(quick_pipeline: Path) -> None:
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{quick_pipeline / 'mlflow.db'}")
     run = client.get_run(_json(quick_pipeline / "reports/train.json")["run_id"])
-    assert run.data.params["train.epochs"] == "15" and run.data.params["data.version"] == "v1"
+    epochs = dict(o.split("=", 1) for o in QUICK_OVERRIDES)["train.epochs"]  # what the fixture trained with
+    assert run.data.params["train.epochs"] == epochs and run.data.params["data.version"] == "v1"
     assert "inference.conf" not in run.data.params  # serving config is not a training parameter
     tags = run.data.tags
     assert tags["data.version"] == "v1" and len(tags["data.sha256"]) == 64 and tags["git_commit"]
     history = client.get_metric_history(run.info.run_id, "val_mAP50-95")
-    assert [m.step for m in history] == list(range(1, 16))
+    assert [m.step for m in history] == list(range(1, int(epochs) + 1))
     assert "final_val_mAP50-95" in run.data.metrics and "onnx_val_mAP50-95" in run.data.metrics
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"weights", "reports"} <= artifacts
