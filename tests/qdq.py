@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from detector.runtime.metadata import METADATA_KEY, ModelMetadata
+from detector.runtime.metadata import read_onnx_metadata
+from export.model_metadata import rewrite_metadata
 
 
 def qdq_onnx_of(model_path: Path, dataset_dir: Path, out: Path) -> tuple[Path, np.ndarray]:
@@ -36,9 +37,6 @@ def qdq_onnx_of(model_path: Path, dataset_dir: Path, out: Path) -> tuple[Path, n
     # This quantization (4 images, ORT's defaults) keeps the graph's plumbing, not the model's answers: it finds
     # nothing on the val images. So the FP32 model's golden images and drift profile do not describe it (the
     # pipeline's quantize stage measures the INT8 model's own); keeping them would make the service refuse it.
-    for prop in model.metadata_props:
-        if prop.key == METADATA_KEY:
-            own = dataclasses.replace(ModelMetadata.from_json(prop.value), golden=[], reference_profile={})
-            prop.value = own.to_json()
     onnx.save(model, str(out))
+    rewrite_metadata(out, dataclasses.replace(read_onnx_metadata(out), golden=[], reference_profile={}))
     return out, batch

@@ -6,6 +6,7 @@ at load with the reason in /health; a model that goes blind while serving is cau
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import threading
 import time
 from collections.abc import Sequence
@@ -14,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import onnx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -22,17 +22,15 @@ from api.service import default_detector_factory
 from detector.evaluation.golden import choose_golden
 from detector.runtime import Detections, Detector
 from detector.runtime.golden import GoldenImage
-from detector.runtime.metadata import METADATA_KEY, ModelMetadata
+from detector.runtime.metadata import read_onnx_metadata
+from export.model_metadata import rewrite_metadata
 from tests.fakes import PassThrough
 from tests.integration.api.conftest import MakeConfig, RunApp, wait_ready
 
 
 def _with_golden(model_path: Path, out: Path, golden: list[dict[str, Any]]) -> Path:
-    proto = onnx.load(str(model_path))
-    for prop in proto.metadata_props:
-        if prop.key == METADATA_KEY:
-            prop.value = dataclasses.replace(ModelMetadata.from_json(prop.value), golden=golden).to_json()
-    onnx.save(proto, str(out))
+    shutil.copy(model_path, out)
+    rewrite_metadata(out, dataclasses.replace(read_onnx_metadata(out), golden=golden))
     return out
 
 
