@@ -11,17 +11,17 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Security
 
-from api.auth import AuthMiddleware, KeyRing, api_key_header, install_audit_file, load_keys
-from api.challenger_process import challenger_loader
+from api.admission.auth import AuthMiddleware, KeyRing, api_key_header, install_audit_file, load_keys
+from api.admission.limits import BodySizeLimitMiddleware, ReadTimeoutMiddleware
 from api.docs import install_documented_schemas, install_offline_docs
 from api.errors import install_error_handlers
-from api.limits import BodySizeLimitMiddleware, ReadTimeoutMiddleware
-from api.metrics import Metrics, MetricsMiddleware
-from api.model_source import registry_aware
+from api.model.registry import registry_aware
+from api.monitoring.challenger import challenger_loader
+from api.monitoring.metrics import Metrics, MetricsMiddleware
+from api.monitoring.shadow import shadow_config
+from api.monitoring.tracing import StageSpans, fastapi_telemetry, tracer_provider
 from api.routes import admin, annotated, batch, health, metrics, model, predict, video
 from api.service import DetectorFactory, Service, default_detector_factory
-from api.shadow import shadow_config
-from api.tracing import StageSpans, fastapi_telemetry, tracer_provider
 from detector.config import Config
 from detector.runtime.draw import preload as preload_drawing
 from detector.runtime.engines import EngineBuilder
@@ -53,7 +53,7 @@ def create_app(
         config = load_config()
     factory = registry_aware(detector_factory or default_detector_factory(config, engine_builder), model_resolver)
     # The challenger: files or registry URIs like the served model, run in a process of its own with
-    # inference.shadow.threads threads (api/challenger_process.py says why not a thread).
+    # inference.shadow.threads threads (api/monitoring/challenger.py says why not a thread).
     shadow_factory = registry_aware(challenger_loader(shadow_config(config)), model_resolver)
     app_metrics = Metrics()
     provider = tracer_provider(config.inference.tracing)  # None when off: nothing of the SDK is imported

@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader
 
 from api.errors import NotFoundError, ServiceUnavailableError, UnauthorizedError
+from api.inference.pipeline import Pipeline
 from api.service import Service
 
 # auto_error=False: we answer 401 with our own message (and 404 when admin is disabled) instead of FastAPI's 403.
@@ -41,11 +42,19 @@ async def ready_service(service: ServiceDep) -> Service:
 ReadyServiceDep = Annotated[Service, Depends(ready_service)]
 
 
+async def ready_pipeline(service: ReadyServiceDep) -> Pipeline:
+    """What the prediction routes run their images through (api/inference/pipeline.py), once the model is ready."""
+    return service.pipeline
+
+
+ReadyPipelineDep = Annotated[Pipeline, Depends(ready_pipeline)]
+
+
 async def require_admin(
     request: Request, service: ServiceDep, api_key: Annotated[str | None, Depends(_api_key_header)]
 ) -> None:
     granted = request.scope.get("state", {}).get("api_key")
-    if granted is not None and "admin" in granted.scopes:  # an API key with the admin scope (api/auth.py)
+    if granted is not None and "admin" in granted.scopes:  # an API key with the admin scope (api/admission/auth.py)
         return
     expected = service.config.inference.server.admin_api_key
     if not expected:

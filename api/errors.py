@@ -18,8 +18,8 @@ Status choices (documented in the README's API section):
          Retry-After: queue, uploads or pixel budget full) or shutting down
     504  the request waited longer than `request_timeout_s` for inference
 
-Library errors raised *at inference time* are the server's fault, never the client's: api/batching.py turns them
-into `InferenceFailedError` (500) or `ModelUnavailableError` (503) before they reach the handlers here.
+Library errors raised *at inference time* are the server's fault, never the client's: api/inference/batching.py turns
+them into `InferenceFailedError` (500) or `ModelUnavailableError` (503) before they reach the handlers here.
 """
 
 from __future__ import annotations

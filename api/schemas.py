@@ -1,16 +1,18 @@
-"""Response and request models. They document the API (Swagger's examples come from here); the predict payload
-itself is built by `detector.runtime.payload.prediction_payload`, the one JSON shape shared with the CLI, and a
-unit test checks that it validates against `PredictionResponse`."""
+"""Every request and response model of the HTTP API, declared once: routes return these (`ModelResponse`), `/docs`
+shows them, and `detector predict` writes the same shapes (`PredictionResponse.of`, `VideoFrame.of`)."""
 
 from __future__ import annotations
 
 import base64
 import io
+import json
 from functools import cache
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
+
+from detector.runtime.detections import Detections
 
 BACKENDS = Literal["auto", "onnxruntime", "openvino", "tensorrt"]
 COMPONENT_REF = "#/components/schemas/{model}"
@@ -82,6 +84,15 @@ class ModelRef(BaseModel):
     backend: str
 
 
+def detection_rows(detections: Detections, track_ids: list[int | None] | None = None) -> list[dict[str, Any]]:
+    """The `detections` array (`Detections.to_list`), with each box's `track_id` when tracking."""
+    rows = detections.to_list()
+    if track_ids is not None:
+        for row, track_id in zip(rows, track_ids, strict=True):
+            row["track_id"] = track_id
+    return rows
+
+
 class PredictionResponse(BaseModel):
     model_config = ConfigDict(
         protected_namespaces=(),
@@ -119,6 +130,27 @@ class PredictionResponse(BaseModel):
         description="Per stage: read, decode, queue_wait, then preprocess/inference/postprocess of the batch the "
         "request ran in (shared by the batch), and total"
     )
+
+    @classmethod
+    def of(
+        cls,
+        detections: Detections,
+        size: tuple[int, int],
+        model: dict[str, Any],
+        timings_ms: dict[str, float],
+        **extra: Any,
+    ) -> Self:
+        """The answer for `detections` on an image of `size` (height, width) from the model `model` describes;
+        `extra`: the fields a subclass adds."""
+        return cls.model_validate(
+            {
+                "detections": detection_rows(detections),
+                "image": {"width": int(size[1]), "height": int(size[0])},
+                "model": {"name": model["name"], "version": model["version"], "backend": model["backend"]},
+                "timings_ms": timings_ms,
+                **extra,
+            }
+        )
 
 
 class Base64ImageRequest(BaseModel):
@@ -330,3 +362,92 @@ _ERROR_TEXT = {
     503: "Not ready, model unusable, overloaded (queue, uploads or pixel budget; see Retry-After) or shutting down",
     504: "Inference did not finish within the request timeout",
 }
+
+
+# -- feature endpoints: /predict/annotated?include=json, /predict/batch, /predict/video --------------------------
+
+
+class AnnotatedImage(BaseModel):
+    media_type: str = Field("image/jpeg", description="Always image/jpeg")
+    width: int
+    height: int
+    base64: str = Field(description="The drawn JPEG, base64-encoded")
+
+
+class AnnotatedPredictionResponse(PredictionResponse):
+    """`/predict/annotated?include=json`: the `/predict` body plus the drawn image."""
+
+    annotated_image: AnnotatedImage
+
+
+class ItemError(BaseModel):
+    status: int = Field(description="The status `/predict` would have answered for this image alone")
+    detail: str
+
+
+class BatchItemError(BaseModel):
+    error: ItemError
+
+
+class BatchResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "results": [
+                        {
+                            "detections": [],
+                            "image": {"width": 64, "height": 64},
+                            "model": {"name": "yolov8n", "version": "yolov8n-v1-529085f7", "backend": "onnxruntime"},
+                            "timings_ms": {"read": 0.1, "decode": 0.2, "queue_wait": 0.5, "total": 4.0},
+                        },
+                        {"error": {"status": 415, "detail": "image format GIF is not accepted; send one of: JPEG"}},
+                    ],
+                    "timings_ms": {"read": 0.3, "total": 6.1},
+                }
+            ]
+        }
+    )
+
+    results: list[PredictionResponse | BatchItemError] = Field(
+        description="One entry per `files` part, in the order sent: the `/predict` body, or an error for that image"
+    )
+    timings_ms: dict[str, float] = Field(description="read (the whole body) and total, for the request as a whole")
+
+
+class VideoDetection(Detection):
+    track_id: int | None = Field(None, description="With track=true: stable across frames (null until confirmed)")
+
+
+class VideoFrame(BaseModel):
+    """One NDJSON line of `/predict/video` (media type application/x-ndjson)."""
+
+    frame: int = Field(description="Index of the frame in the clip (0-based)")
+    time_s: float = Field(description="frame / fps")
+    detections: list[VideoDetection]
+    timings_ms: dict[str, float] | None = Field(
+        None, description="The frame's stages in the service (queue_wait, preprocess, inference, postprocess)"
+    )
+
+    @classmethod
+    def of(
+        cls,
+        index: int,
+        fps: float,
+        detections: Detections,
+        track_ids: list[int | None] | None = None,
+        timings_ms: dict[str, float] | None = None,
+    ) -> VideoFrame:
+        """One line; `track_id` only when tracking, `timings_ms` only when given (dump with exclude_unset)."""
+        line: dict[str, Any] = {
+            "frame": index,
+            "time_s": round(index / fps, 4) if fps > 0 else 0.0,
+            "detections": detection_rows(detections, track_ids),
+        }
+        if timings_ms is not None:
+            line["timings_ms"] = timings_ms
+        return cls.model_validate(line)
+
+    def ndjson(self) -> str:
+        """The line as written (`json.dumps` spacing, as lines have always been written; newline included)."""
+        return json.dumps(self.model_dump(mode="json", exclude_unset=True)) + "\n"

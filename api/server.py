@@ -12,9 +12,9 @@ from typing import Any
 
 import uvicorn
 
+from api.admission.auth import load_keys
+from api.admission.http_protocol import bounded_protocol
 from api.app import create_app
-from api.auth import load_keys
-from api.http_protocol import bounded_protocol
 from api.service import model_file_problem
 from detector.config import Config
 from detector.errors import BackendFailedError, ConfigError, ModelLoadError
@@ -104,7 +104,7 @@ def check_exposure(config: Config) -> None:
     if server.auth.require_on_network:
         raise ConfigError(
             f"inference.server.host is {server.host} (reachable from the network) and no API key is configured, "
-            "while inference.server.auth.require_on_network is true: add keys (python -m api.auth new NAME; "
+            "while inference.server.auth.require_on_network is true: add keys (python -m api.admission.auth new NAME; "
             "inference.server.auth.keys or keys_file) or bind to 127.0.0.1"
         )
     banner = "!" * 100
@@ -122,7 +122,8 @@ def check_exposure(config: Config) -> None:
 def raise_open_file_limit(max_connections: int) -> int:
     """Raise the soft limit on open files to fit `max_connections` sockets plus the server's own files (model,
     uploads, logs: 256 kept aside), up to the hard limit; warn when even that is too small (then connections past
-    it fail at accept instead of being handled by the limits in api/http_protocol.py). Returns the soft limit."""
+    it fail at accept instead of being handled by the limits in api/admission/http_protocol.py). Returns the soft
+    limit."""
     try:
         import resource
     except ImportError:  # not on Windows
@@ -151,7 +152,8 @@ def uvicorn_options(config: Config) -> dict[str, Any]:
     """The HTTP server's limits, set on purpose rather than left at uvicorn's defaults.
 
     httptools (C parser) with a bound on the request line plus headers (`max_header_bytes`; a bigger one gets 400 and
-    the connection closes): see api/http_protocol.py for why not h11. uvloop is uvicorn's default where installed.
+    the connection closes): see api/admission/http_protocol.py for why not h11. uvloop is uvicorn's default where
+    installed.
     """
     server = config.inference.server
     # TLS is uvicorn's own (ssl_certfile/ssl_keyfile); unset: plain HTTP (e.g. behind a TLS-terminating proxy).

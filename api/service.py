@@ -7,43 +7,34 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
-from dataclasses import replace
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
-
-from api.batching import MicroBatcher
-from api.decode_budget import PixelBudget
-from api.drift import DriftMonitor
-from api.errors import ConflictError, GatewayTimeoutError, ServiceUnavailableError
-from api.inbox import Inbox
-from api.metrics import Metrics
-from api.model_files import checked_model_path, model_dir
-from api.model_slot import DetectorLike, LoadedModel, ModelSlot
-from api.shadow import Shadow
-from api.tracing import StageSpans
-from api.uploads import JobGate, UploadGate
+from api.admission.pixel_budget import PixelBudget
+from api.admission.uploads import JobGate, UploadGate
+from api.errors import ConflictError, ServiceUnavailableError
+from api.inference.batching import MicroBatcher, Thresholds
+from api.inference.decoding import Decoder
+from api.inference.pipeline import Pipeline
+from api.model.files import checked_model_path, model_dir
+from api.model.slot import DetectorLike, LoadedModel, ModelSlot
+from api.monitoring.drift import DriftMonitor
+from api.monitoring.inbox import Inbox
+from api.monitoring.metrics import Metrics
+from api.monitoring.shadow import Shadow
+from api.monitoring.tracing import StageSpans
 from detector.config import Config
 from detector.errors import DetectorError, ModelLoadError
 from detector.runtime import Detections
 from detector.runtime.backends.base import BackendOptions
 from detector.runtime.engines import EngineBuilder
 from detector.runtime.golden import GoldenImage, golden_from_metadata, golden_problem
-from detector.runtime.images import DecodedImage, decode_image_scaled, probe_image
 from detector.runtime.model_source import is_registry_uri
 
 log = logging.getLogger("api")
-
-
-class _DecodeTimedOut(Exception):
-    """A decode passed `decode_timeout_s` (its pixels are given back when its thread ends)."""
 
 
 # (model_path, backend) -> a loaded, not yet warmed-up detector. Tests pass their own (e.g. a slowed-down one).
@@ -117,17 +108,23 @@ class Service:
         self.uploads = UploadGate(server.max_uploads, metrics)
         self.video_jobs = JobGate(server.max_video_jobs, "video", metrics)
         self.pixels = PixelBudget(server.decode_pixel_budget, metrics)
+        self.decoder = Decoder(server, self.pixels, metrics)
         drift = config.inference.drift
         self.drift = DriftMonitor(metrics, drift.window, drift.min_images, drift.enabled)
         self.inbox = Inbox(config.inference.inbox, metrics)  # off by default; started with the app
         self.spans = spans or StageSpans(None)  # inference.tracing: the stages of each prediction as spans
-        # Decoding is CPU work that releases the GIL in PIL's C code: its own pool keeps it off the event loop and
-        # away from the default pool that Starlette uses for file I/O. Its memory is bounded by `self.pixels`.
-        self.decode_pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 2), thread_name_prefix="decode")
-        # Batch images and video frames decode in their own, smaller pool: 64 queued batch decodes must not sit in
-        # front of a single /predict's decode (fair sharing, api/batching.py).
-        self.bulk_decode_pool = ThreadPoolExecutor(
-            max_workers=max(1, min(8, os.cpu_count() or 2) // 2), thread_name_prefix="decode-bulk"
+        # What every prediction route runs its images through (api/inference/pipeline.py).
+        self.pipeline = Pipeline(
+            config.inference,
+            self.slot,
+            self.batcher,
+            self.decoder,
+            self.uploads,
+            metrics,
+            self.drift,
+            self.inbox,
+            self.shadow,
+            self.spans,
         )
         # One model load at a time, initial or reload: otherwise a slow initial load could finish after a reload
         # and replace the newer model, or mark the service "failed" while a model serves.
@@ -142,10 +139,6 @@ class Service:
     @property
     def ready(self) -> bool:
         return self.status == "ok" and self.slot.current is not None
-
-    @property
-    def max_image_bytes(self) -> int:
-        return int(self.config.inference.server.max_upload_mb * 1024 * 1024)
 
     # -- loading ------------------------------------------------------------------------------------------------
 
@@ -237,7 +230,7 @@ class Service:
         answers = []
         for image in golden:
             th = image.thresholds
-            key = (th.get("conf"), th.get("iou", 0.7), th.get("max_det", 300), ())
+            key = Thresholds(th.get("conf"), th.get("iou", 0.7), th.get("max_det", 300))
             try:
                 reservation = self.batcher.reserve()
             except ServiceUnavailableError:
@@ -291,7 +284,7 @@ class Service:
         """Blocking. Load + warm up the new model while the old one serves, then swap; returns (old, new) info.
 
         `model_path` is a registry URI (resolved by the injected resolver into the registry cache) or a file inside
-        the model directory (see api/model_files.py), checked before anything is read.
+        the model directory (see api/model/files.py), checked before anything is read.
         """
         server, inf = self.config.inference.server, self.config.inference
         if is_registry_uri(model_path):
@@ -347,73 +340,6 @@ class Service:
         if self.on_fatal is not None:
             self.on_fatal(self.error)
 
-    # -- per request --------------------------------------------------------------------------------------------
-
-    def reduce_to(self) -> tuple[int, int] | None:
-        """The size decoding may reduce JPEGs to: the served model's input, in `decode_mode: reduced`."""
-        model = self.slot.current
-        if self.config.inference.server.decode_mode != "reduced" or model is None:
-            return None
-        size = model.info.get("input_size")
-        return (int(size[0]), int(size[1])) if size else None
-
-    @asynccontextmanager
-    async def decoded(self, data: bytes, full_size: bool = False, bulk: bool = False) -> AsyncIterator[DecodedImage]:
-        """Decode within the shared pixel budget; the pixels stay counted until the `with` block ends (the
-        decoded array lives that long). `full_size` decodes every pixel whatever `decode_mode` says. 4xx for bad
-        images, 503 + Retry-After when the budget stays full."""
-        server = self.config.inference.server
-        loop = asyncio.get_running_loop()
-        reduce_to = None if full_size else self.reduce_to()
-        pool = self.bulk_decode_pool if bulk else self.decode_pool
-        # Fast path: while the budget has room for the largest image allowed (`max_pixels`, which the decoder
-        # enforces from the header before allocating) and nobody waits, take that much and decode at once, then
-        # keep only what the image needed. One trip to the decode pool instead of two (probe, then decode): about
-        # 0.4 ms of a request at concurrency 1 (measured through Server-Timing stages; see README, Performance).
-        taken = self.pixels.try_take(server.max_pixels)
-        if taken:
-            try:
-                future = loop.run_in_executor(pool, decode_image_scaled, data, server.max_pixels, reduce_to)
-                image = await self._finish_decode(future, taken)
-                taken = self.pixels.shrink(taken, image.pixels.shape[0] * image.pixels.shape[1])
-                yield image
-            except _DecodeTimedOut:
-                taken = 0  # given back when the decode ends
-                raise self._decode_timeout() from None
-            finally:
-                self.pixels.give_back(taken)
-            return
-        # Busy: count this image's pixels from its header first, then wait in line for them (first come, first served).
-        probe = await loop.run_in_executor(pool, probe_image, data, server.max_pixels, reduce_to)
-        pixels = await self.pixels.acquire(probe.decoded_pixels, server.decode_wait_s)
-        try:
-            future = loop.run_in_executor(pool, decode_image_scaled, data, server.max_pixels, reduce_to)
-            yield await self._finish_decode(future, pixels)
-        except _DecodeTimedOut:
-            pixels = 0
-            raise self._decode_timeout() from None
-        finally:
-            self.pixels.give_back(pixels)
-
-    async def _finish_decode(self, future: asyncio.Future[DecodedImage], pixels: int) -> DecodedImage:
-        """The decode's result within `decode_timeout_s`; else _DecodeTimedOut. A thread cannot be stopped: the
-        decode runs on, and its `pixels` go back to the budget when it ends (the scan limit and `max_pixels` bound
-        how long that is)."""
-        done, _ = await asyncio.wait({future}, timeout=self.config.inference.server.decode_timeout_s)
-        if not done:
-            future.add_done_callback(lambda _: self.pixels.give_back(pixels))
-            raise _DecodeTimedOut
-        return future.result()
-
-    def _decode_timeout(self) -> GatewayTimeoutError:
-        timeout = self.config.inference.server.decode_timeout_s
-        self.metrics.rejected.labels(reason="decode_timeout").inc()
-        log.warning("an image took more than %g s to decode (decode_timeout_s): answered 504", timeout)
-        return GatewayTimeoutError(
-            f"decoding the image took longer than {timeout:g} s (inference.server.decode_timeout_s); "
-            "send a smaller or simpler image"
-        )
-
     # -- shutdown -----------------------------------------------------------------------------------------------
 
     def close(self) -> None:
@@ -425,20 +351,7 @@ class Service:
         self.inbox.close()
         self.spans.close()
         self.slot.shutdown()
-        self.decode_pool.shutdown(wait=True, cancel_futures=True)
-        self.bulk_decode_pool.shutdown(wait=True, cancel_futures=True)
-
-
-def to_sent_image(detections: Detections, image: DecodedImage) -> Detections:
-    """Boxes from the decoded pixels' coordinates to those of the image as sent (they differ after a reduced
-    decode), clipped to it."""
-    sx, sy = image.scale
-    if (sx, sy) == (1.0, 1.0) or len(detections) == 0:
-        return detections
-    xyxy = detections.xyxy * np.array([sx, sy, sx, sy], np.float32)
-    np.clip(xyxy[:, 0::2], 0, image.width, out=xyxy[:, 0::2])
-    np.clip(xyxy[:, 1::2], 0, image.height, out=xyxy[:, 1::2])
-    return replace(detections, xyxy=xyxy.astype(np.float32))
+        self.decoder.close()
 
 
 def model_file_problem(path: str) -> str | None:

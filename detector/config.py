@@ -211,7 +211,7 @@ def _predict_only() -> list[AuthScope]:
 
 class ApiKeyConfig(_Strict):
     """One API key, stored as the SHA-256 of the key (hex): the key itself is shown once, when it is made
-    (`python -m api.auth new NAME`), and never stored."""
+    (`python -m api.admission.auth new NAME`), and never stored."""
 
     name: str = Field(min_length=1, max_length=64)  # who: in the audit log and in /metrics
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
@@ -237,7 +237,7 @@ class ServerConfig(_Strict):
     max_upload_mb: float = Field(10.0, gt=0, le=1024)
     max_pixels: int = Field(40_000_000, ge=1)
     max_batch: int = Field(8, ge=1, le=256)
-    # auto: micro-batch on a GPU, one image per call on a CPU (see api/batching.py for the measurement)
+    # auto: micro-batch on a GPU, one image per call on a CPU (see api/inference/batching.py for the measurement)
     micro_batching: Literal["auto", "always", "never"] = "auto"
     max_wait_ms: float = Field(2.0, ge=0, le=1000)
     queue_size: int = Field(64, ge=1, le=100_000)
@@ -261,7 +261,7 @@ class ServerConfig(_Strict):
     max_header_bytes: int = Field(16384, ge=1024, le=1_048_576)  # request line + headers; beyond: 400
     keep_alive_s: float = Field(5.0, gt=0, le=300)  # idle keep-alive connections are closed after this
     # Open connections; requests in progress beyond it get 503. Idle connections do not count towards that 503: a
-    # new connection past it closes the longest-idle one (api/http_protocol.py).
+    # new connection past it closes the longest-idle one (api/admission/http_protocol.py).
     max_connections: int = Field(1024, ge=1)
     max_connections_per_client: int = Field(128, ge=0)  # per client address; 0: no cap (behind a reverse proxy)
     head_timeout_s: float = Field(10.0, gt=0, le=300)  # request line + headers must arrive within this; else 408
@@ -303,7 +303,8 @@ class OpenVinoConfig(_Strict):
 
 
 class ShadowConfig(_Strict):
-    """Champion/challenger: a second model scored against the served one on a share of live requests (api/shadow.py)."""
+    """Champion/challenger: a second model scored against the served one on a share of live requests
+    (api/monitoring/shadow.py)."""
 
     model: str = ""  # a file or models:/<name>@challenger; "" turns shadow scoring off
     sample: float = Field(1.0, ge=0, le=1)  # share of /predict and /predict/batch images also sent to the challenger
@@ -357,7 +358,8 @@ class InboxConfig(_Strict):
 
 
 class TracingConfig(_Strict):
-    """`inference.tracing`: OpenTelemetry spans per request and per stage, exported over OTLP/HTTP (api/tracing.py)."""
+    """`inference.tracing`: OpenTelemetry spans per request and per stage, exported over OTLP/HTTP
+    (api/monitoring/tracing.py)."""
 
     enabled: bool = False  # off: nothing is traced and the OpenTelemetry SDK is never imported
     # OTLP/HTTP traces URL, e.g. http://otel-collector:4318/v1/traces; "": OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or

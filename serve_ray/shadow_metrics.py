@@ -1,6 +1,7 @@
 """Shadow scoring's series through Ray's metrics, so a fleet's agreement is one Prometheus query.
 
-Under Ray Serve each replica runs the whole app, shadow included (api/shadow.py): it samples its own share of the
+Under Ray Serve each replica runs the whole app, shadow included (api/monitoring/shadow.py): it samples its own share
+of the
 traffic and keeps its own `detector_shadow_*` counters in its own registry. `/metrics` through Ray's proxy returns
 one replica's registry (whichever answered), so those counters never meet there. Ray's own metrics do: a
 `ray.serve.metrics` series recorded in a replica is tagged with the deployment and replica and exported by each

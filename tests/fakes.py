@@ -1,4 +1,4 @@
-"""Test doubles for the model the service serves (`api.model_slot.DetectorLike`): `FakeDetector` stands in for one
+"""Test doubles for the model the service serves (`api.model.slot.DetectorLike`): `FakeDetector` stands in for one
 without any model file, `PassThrough` wraps a real one so a test can watch or slow down what it does."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from api.model_slot import DetectorLike
+from api.model.slot import DetectorLike
 from detector.runtime import Detections, Timings
 
 

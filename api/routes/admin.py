@@ -5,7 +5,7 @@ import time
 from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
-from api.auth import AUDIT_STATE
+from api.admission.auth import AUDIT_STATE
 from api.deps import ServiceDep, require_admin
 from api.errors import ApiError
 from api.routes.model import model_info

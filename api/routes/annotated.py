@@ -7,21 +7,20 @@ full detections are not put in a header because proxies cap header sizes (nginx:
 
 from __future__ import annotations
 
-import asyncio
 import base64
+import time
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from starlette.requests import Request
 
-from api.deps import ReadyServiceDep
-from api.params import ClassesQuery, ConfPerClassQuery, ConfQuery, IouQuery, MaxDetQuery
-from api.pipeline import group_key, predicting
-from api.routes.predict import _openapi_body
-from api.schemas import error_responses, schema_ref
-from api.schemas_features import AnnotatedPredictionResponse
-from api.timing import timing_headers
+from api.deps import ReadyPipelineDep
+from api.inference.pipeline import DRAWN
+from api.routes.encoding import ModelResponse, timing_headers
+from api.routes.options import OptionsDep
+from api.routes.predict import openapi_body
+from api.schemas import AnnotatedPredictionResponse, error_responses, schema_ref
 from detector.runtime.draw import draw_detections, encode_jpeg
 
 router = APIRouter(tags=["inference"])
@@ -36,7 +35,7 @@ router = APIRouter(tags=["inference"])
         "per class. Headers: `X-Detection-Count`, `Server-Timing` (the stage timings). With `include=json` the "
         "answer is instead JSON: the `/predict` body plus `annotated_image` (the JPEG, base64)."
     ),
-    openapi_extra=_openapi_body(),
+    openapi_extra=openapi_body(),
     response_class=Response,
     responses={
         200: {
@@ -51,38 +50,27 @@ router = APIRouter(tags=["inference"])
 )
 async def predict_annotated(
     request: Request,
-    service: ReadyServiceDep,
-    conf: ConfQuery = None,
-    iou: IouQuery = None,
-    max_det: MaxDetQuery = None,
-    classes: ClassesQuery = None,
-    conf_per_class: ConfPerClassQuery = None,
+    pipeline: ReadyPipelineDep,
+    options: OptionsDep,
     include: Annotated[
         Literal["json"] | None, Query(description="`json`: answer JSON with the detections and the image (base64)")
     ] = None,
 ) -> Response:
-    key = group_key(service, conf, iou, max_det, conf_per_class)
-    # Drawn on every pixel (full_size); the pixels stay counted in the decode budget until the JPEG is made.
-    async with predicting(request, service, key, classes, full_size=True) as prediction:
-        assert prediction.image is not None  # full_size keeps the pixels
-        # Drawing and JPEG encoding are CPU work: the decode pool, never the event loop.
-        loop = asyncio.get_running_loop()
-        drawn = await loop.run_in_executor(
-            service.decode_pool, draw_detections, prediction.image, prediction.detections
-        )
-        jpeg = await loop.run_in_executor(service.decode_pool, encode_jpeg, drawn)
+    started = time.perf_counter()
+    data, options = await pipeline.read_image(request, options)
+    # Drawn on every pixel (DRAWN decodes full size); the pixels stay counted in the budget until the JPEG is made.
+    async with pipeline.predicting(data, options, DRAWN, started) as prediction:
+        drawn = await pipeline.decoder.run(draw_detections, prediction.image, prediction.detections)
+        jpeg = await pipeline.decoder.run(encode_jpeg, drawn)
         height, width = drawn.shape[:2]
     headers = timing_headers(
         prediction.timings_ms,
-        **{"X-Batch-Size": str(prediction.outcome.batch_size), "X-Detection-Count": str(len(prediction.detections))},
+        **{"X-Batch-Size": str(prediction.result.batch_size), "X-Detection-Count": str(len(prediction.detections))},
     )
-    if include == "json":
-        body = prediction.payload()
-        body["annotated_image"] = {
-            "media_type": "image/jpeg",
-            "width": width,
-            "height": height,
-            "base64": base64.b64encode(jpeg).decode("ascii"),
-        }
-        return JSONResponse(body, headers=headers)
-    return Response(jpeg, media_type="image/jpeg", headers=headers)
+    if include != "json":
+        return Response(jpeg, media_type="image/jpeg", headers=headers)
+    image = {"media_type": "image/jpeg", "width": width, "height": height, "base64": base64.b64encode(jpeg).decode()}
+    answer = AnnotatedPredictionResponse.of(
+        prediction.detections, prediction.size, prediction.model, prediction.timings_ms, annotated_image=image
+    )
+    return ModelResponse(answer, headers=headers)

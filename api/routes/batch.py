@@ -10,35 +10,35 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
-from api.batching import GroupKey, Reservation
-from api.deps import ReadyServiceDep
-from api.errors import (
-    UnprocessableError,
-    status_for,
-)
-from api.inputs import require_multipart
-from api.params import ClassesQuery, ConfPerClassQuery, ConfQuery, IouQuery, MaxDetQuery
-from api.pipeline import class_conf_key, class_filter, group_key
-from api.schemas import error_responses
-from api.schemas_features import BatchResponse
-from api.timing import timing_headers
+from api.admission.bodies import require_multipart
+from api.deps import ReadyPipelineDep
+from api.errors import UnprocessableError, status_for
+from api.inference.batching import Reservation
+from api.inference.pipeline import BATCH_ITEM, Options, Pipeline
+from api.routes.encoding import ModelResponse, timing_headers
+from api.routes.options import OptionsDep
+from api.schemas import BatchItemError, BatchResponse, ItemError, PredictionResponse, error_responses
 from detector.errors import DetectorError
-from detector.runtime.classes import filter_classes
-from detector.runtime.payload import prediction_payload
 
 router = APIRouter(tags=["inference"])
 
 
-def _item_error(status: int, detail: str) -> dict[str, Any]:
-    return {"error": {"status": status, "detail": detail}}
+def _form_option(form: FormData, name: str, request: Request) -> str | None:
+    """A text field of the form that gives an option, unless the query already does (the query's wins)."""
+    value = form.get(name)
+    return value if isinstance(value, str) and name not in request.query_params else None
+
+
+def _item_error(status: int, detail: str) -> BatchItemError:
+    return BatchItemError(error=ItemError(status=status, detail=detail))
 
 
 def _openapi_body() -> dict[str, Any]:
@@ -78,104 +78,68 @@ def _openapi_body() -> dict[str, Any]:
     openapi_extra=_openapi_body(),
     responses=error_responses(400, 413, 415, 422, 503, 504),
 )
-async def predict_batch(
-    request: Request,
-    service: ReadyServiceDep,
-    conf: ConfQuery = None,
-    iou: IouQuery = None,
-    max_det: MaxDetQuery = None,
-    classes: ClassesQuery = None,
-    conf_per_class: ConfPerClassQuery = None,
-) -> JSONResponse:
+async def predict_batch(request: Request, pipeline: ReadyPipelineDep, options: OptionsDep) -> ModelResponse:
     started = time.perf_counter()
-    key = group_key(service, conf, iou, max_det, conf_per_class)
-    wanted = class_filter(service, classes)
     require_multipart(request, "one 'files' part per image (for one image as JSON use /predict)")
-    limit = service.config.inference.server.max_batch_files
-    reservations: list[Reservation] = []
+    limit = pipeline.server.max_batch_files
     try:
-        try:
-            # Uploads are bounded apart from the inference queue: the body is received under an upload place, and
-            # queue places are taken only once every image has arrived.
-            with service.uploads.place():
-                form = await request.form(max_files=limit, max_fields=16)
-        except HTTPException as exc:
-            if exc.status_code == 400 and "Too many files" in str(exc.detail):
-                raise UnprocessableError(
-                    f"too many images: at most {limit} 'files' parts per request (inference.server.max_batch_files); "
-                    "split them over several requests"
-                ) from None
-            raise
-        try:
-            uploads = form.getlist("files")
-            if classes is None and isinstance(form.get("classes"), str):
-                wanted = class_filter(service, str(form.get("classes")))
-            if conf_per_class is None and isinstance(form.get("conf_per_class"), str):
-                key = (*key[:3], class_conf_key(service, str(form.get("conf_per_class"))))
-            if not uploads:
-                hint = " (use 'files', not 'file')" if "file" in form else ""
-                raise UnprocessableError(
-                    f"no images: send one multipart part named 'files' per image, 1 to {limit} of them{hint}"
-                )
-            datas: list[bytes | dict[str, Any]] = []
-            for i, upload in enumerate(uploads):
-                if not isinstance(upload, UploadFile):
-                    datas.append(_item_error(400, f"files[{i}] is a text field, not a file upload (filename=...)"))
-                    continue
-                data = await upload.read()
-                datas.append(data if data else _item_error(400, f"files[{i}] is empty (0 bytes)"))
-        finally:
-            await form.close()
-        t_read = time.perf_counter()
-        for _ in range(len(datas)):
-            reservations.append(service.batcher.reserve(bulk=True))  # 503 + Retry-After at once when it is full
-        results = await asyncio.gather(
-            *(
-                _one(service, data, reservation, key, wanted, t_read)
-                for data, reservation in zip(datas, reservations, strict=True)
-            )
+        # The body is received under an upload place; queue places are taken once every image has arrived.
+        with pipeline.receiving():
+            form = await request.form(max_files=limit, max_fields=16)
+    except HTTPException as exc:
+        if exc.status_code == 400 and "Too many files" in str(exc.detail):
+            raise UnprocessableError(
+                f"too many images: at most {limit} 'files' parts per request (inference.server.max_batch_files); "
+                "split them over several requests"
+            ) from None
+        raise
+    try:
+        uploads = form.getlist("files")
+        options = pipeline.with_body_options(
+            options, _form_option(form, "classes", request), _form_option(form, "conf_per_class", request)
         )
+        if not uploads:
+            hint = " (use 'files', not 'file')" if "file" in form else ""
+            raise UnprocessableError(
+                f"no images: send one multipart part named 'files' per image, 1 to {limit} of them{hint}"
+            )
+        images: list[bytes | BatchItemError] = []
+        for i, upload in enumerate(uploads):
+            if not isinstance(upload, UploadFile):
+                images.append(_item_error(400, f"files[{i}] is a text field, not a file upload (filename=...)"))
+                continue
+            data = await upload.read()
+            images.append(data if data else _item_error(400, f"files[{i}] is empty (0 bytes)"))
     finally:
-        for reservation in reservations:
-            reservation.release()
+        await form.close()
+    t_read = time.perf_counter()
+    # Every image's queue place at once, before any is decoded: 503 + Retry-After when they do not all fit.
+    places = pipeline.reserve(sum(isinstance(image, bytes) for image in images), BATCH_ITEM)
+    try:
+        unused = iter(places)
+        results = await asyncio.gather(*(_one(pipeline, image, options, t_read, unused) for image in images))
+    finally:
+        for place in places:  # releasing twice is a no-op
+            place.release()
     timings = {"read": round((t_read - started) * 1e3, 3), "total": round((time.perf_counter() - started) * 1e3, 3)}
-    return JSONResponse(
-        {"results": list(results), "timings_ms": timings},
+    return ModelResponse(
+        BatchResponse(results=list(results), timings_ms=timings),
         headers=timing_headers(timings, **{"X-Batch-Files": str(len(results))}),
     )
 
 
 async def _one(
-    service: Any,
-    data: bytes | dict[str, Any],
-    reservation: Reservation,
-    key: GroupKey,
-    wanted: frozenset[int] | None,
-    t_read: float,
-) -> dict[str, Any]:
-    """One image of the batch: its `/predict` body, or its error entry (the reservation is released here)."""
+    pipeline: Pipeline, image: bytes | BatchItemError, options: Options, t_read: float, places: Iterator[Reservation]
+) -> PredictionResponse | BatchItemError:
+    """One image of the batch: its `/predict` body, or its error entry with the status `/predict` would give."""
+    if isinstance(image, BatchItemError):
+        return image
     try:
-        if isinstance(data, dict):
-            return data
-        try:
-            # The pixels stay counted in the decode budget until this image's entry is built.
-            async with service.decoded(data, full_size=True, bulk=True) as decoded:
-                t_decode = time.perf_counter()
-                outcome = await service.batcher.submit(
-                    reservation, decoded.pixels, key, service.config.inference.server.request_timeout_s
-                )
-                service.shadow.offer(decoded.pixels, outcome, key)
-                timings = {
-                    "decode": round((t_decode - t_read) * 1e3, 3),
-                    **outcome.timings_ms,
-                    "total": round((time.perf_counter() - t_read) * 1e3, 3),
-                }
-                size = decoded.pixels.shape
-                return prediction_payload(filter_classes(outcome.detections, wanted), size, outcome.model, timings)
-        except DetectorError as exc:
-            status = status_for(exc)
-            if status >= 500:
-                raise
-            return _item_error(status, str(exc))
-    finally:
-        reservation.release()
+        async with pipeline.predicting(image, options, BATCH_ITEM, t_read, next(places)) as prediction:
+            timings = {k: v for k, v in prediction.timings_ms.items() if k != "read"}  # read: the whole request's
+            return PredictionResponse.of(prediction.detections, prediction.size, prediction.model, timings)
+    except DetectorError as exc:
+        status = status_for(exc)
+        if status >= 500:
+            raise
+        return _item_error(status, str(exc))

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.batching import batch_limit
 from api.deps import ReadyServiceDep, ServiceDep
+from api.inference.batching import batch_limit
 from api.schemas import ModelInfo, ShadowReport, error_responses
 
 router = APIRouter(tags=["model"])

@@ -1,22 +1,22 @@
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
 from starlette.requests import Request
 
-from api.deps import ReadyServiceDep
-from api.params import ClassesQuery, ConfPerClassQuery, ConfQuery, IouQuery, MaxDetQuery
-from api.pipeline import group_key, predict_image
+from api.deps import ReadyPipelineDep
+from api.inference.pipeline import SINGLE
+from api.routes.encoding import ModelResponse, timing_headers
+from api.routes.options import OptionsDep
 from api.schemas import Base64ImageRequest, PredictionResponse, error_responses, example_image_base64, schema_ref
-from api.timing import timing_headers
 
 router = APIRouter(tags=["inference"])
 
 
-def _openapi_body() -> dict[str, Any]:
-    """Both accepted bodies, documented by hand because the route reads the body itself (see api/inputs.py)."""
+def openapi_body() -> dict[str, Any]:
+    """Both accepted bodies, documented by hand: the pipeline reads the body itself (api/admission/bodies.py)."""
     return {
         "requestBody": {
             "required": True,
@@ -68,19 +68,13 @@ def _openapi_body() -> dict[str, Any]:
         "unless `conf` is given (one threshold for every class); `conf_per_class` sets chosen classes'. "
         "The `Server-Timing` header repeats `timings_ms`."
     ),
-    openapi_extra=_openapi_body(),
+    openapi_extra=openapi_body(),
     responses=error_responses(400, 408, 413, 415, 422, 500, 503, 504),
 )
-async def predict(
-    request: Request,
-    service: ReadyServiceDep,
-    conf: ConfQuery = None,
-    iou: IouQuery = None,
-    max_det: MaxDetQuery = None,
-    classes: ClassesQuery = None,
-    conf_per_class: ConfPerClassQuery = None,
-) -> JSONResponse:
-    key = group_key(service, conf, iou, max_det, conf_per_class)
-    prediction = await predict_image(request, service, key, classes)
-    headers = timing_headers(prediction.timings_ms, **{"X-Batch-Size": str(prediction.outcome.batch_size)})
-    return JSONResponse(prediction.payload(), headers=headers)
+async def predict(request: Request, pipeline: ReadyPipelineDep, options: OptionsDep) -> ModelResponse:
+    started = time.perf_counter()
+    data, options = await pipeline.read_image(request, options)
+    async with pipeline.predicting(data, options, SINGLE, started) as prediction:
+        answer = PredictionResponse.of(prediction.detections, prediction.size, prediction.model, prediction.timings_ms)
+    batch_size = str(prediction.result.batch_size)
+    return ModelResponse(answer, headers=timing_headers(prediction.timings_ms, **{"X-Batch-Size": batch_size}))

@@ -25,46 +25,37 @@ import os
 import shutil
 import tempfile
 import time
-from collections import deque
-from collections.abc import AsyncIterator, Iterator
-from concurrent.futures import Future
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Annotated, Any
 
-import numpy as np
-import numpy.typing as npt
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.types import Message, Receive, Scope, Send
 
-from api.batching import GroupKey
+from api.admission.bodies import require_multipart
+from api.admission.http_protocol import CLOSE_EXTENSION
 from api.deps import ReadyServiceDep
 from api.errors import (
     ApiError,
     BadRequestError,
     PayloadTooLargeError,
-    ServiceUnavailableError,
     UnprocessableError,
     UnsupportedMediaTypeError,
     status_for,
 )
-from api.http_protocol import CLOSE_EXTENSION
-from api.inputs import require_multipart
-from api.params import ClassesQuery, ConfPerClassQuery, ConfQuery, IouQuery, MaxDetQuery
-from api.pipeline import class_filter, group_key
-from api.schemas import error_responses, schema_ref
-from api.schemas_features import VideoFrame
-from api.service import Service
-from api.timing import timing_headers
+from api.inference.pipeline import FrameStream, Pipeline
+from api.routes.encoding import timing_headers
+from api.routes.options import OptionsDep
+from api.schemas import VideoFrame, error_responses, schema_ref
+from detector.config import ServerConfig
 from detector.errors import DetectorError, ImageTooLargeError
-from detector.runtime.classes import filter_classes
 from detector.runtime.video import (
     NotAVideoError,
     Tracker,
     VideoInfo,
-    frame_record,
     probe_video,
     read_frames,
     restrict_ffmpeg,
@@ -73,23 +64,20 @@ from detector.runtime.video import (
 
 log = logging.getLogger("api.video")
 router = APIRouter(tags=["inference"])
-_RESERVE_RETRY_S = 0.02  # a full queue mid-stream: wait for room rather than fail the rest of the clip
 restrict_ffmpeg()  # before any clip is opened in this process: local files, MP4/MOV/Matroska/WebM/AVI demuxers only
 
 
 class _VideoJob:
-    """The temporary clip and its frame reader; `close()` is synchronous and idempotent, so it can run from a
-    `finally` during cancellation (no await), and waits for nothing: a read in flight closes the reader itself."""
+    """The temporary clip and its frames in the pipeline; `close()` is synchronous and idempotent, so it can run from
+    a `finally` during cancellation (no await), and waits for nothing (api/inference/pipeline.py, FrameStream)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.frames: Iterator[tuple[int, npt.NDArray[np.uint8], bool]] | None = None
-        self.reading: Future[Any] | asyncio.Future[Any] | None = None
-        self.pending: deque[tuple[int, asyncio.Task[Any]]] = deque()
+        self.frames: FrameStream | None = None
         self.closed = False
         self.lines = 0  # NDJSON lines handed to the server so far
         self.finished = False  # the stream reached its end (or its error line)
-        self.on_close: list[Any] = []  # callbacks run once by close(): give back the job place, held pixels
+        self.on_close: list[Callable[[], None]] = []  # run once by close(): give back the job place
 
     def close(self) -> None:
         if self.closed:
@@ -98,27 +86,14 @@ class _VideoJob:
         for callback in self.on_close:
             with contextlib.suppress(Exception):
                 callback()
-        for _, task in self.pending:
-            task.cancel()
-        frames = self.frames
-        if frames is not None:
-            if self.reading is not None and not self.reading.done():
-                self.reading.add_done_callback(lambda _: _close_quietly(frames))
-            else:
-                _close_quietly(frames)
+        if self.frames is not None:
+            self.frames.close()
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()  # an open capture keeps reading an unlinked file; the name is gone at once
 
 
 class _StalledReader(Exception):
     """The client stopped reading the stream for longer than the send timeout."""
-
-
-def _close_quietly(frames: Iterator[Any]) -> None:
-    close = getattr(frames, "close", None)
-    if close is not None:
-        with contextlib.suppress(Exception):
-            close()
 
 
 class _NDJSONResponse(StreamingResponse):
@@ -150,7 +125,7 @@ class _NDJSONResponse(StreamingResponse):
                 self.send_timeout_s,
             )
             self.job.finished = True
-            # Drop the connection (api/http_protocol.py offers that), so the server sees a disconnect, not an
+            # Drop the connection (api/admission/http_protocol.py offers that), so the server sees a disconnect, not an
             # unfinished response; give the loop a turn to process it.
             close = scope.get("extensions", {}).get(CLOSE_EXTENSION, {}).get("close")
             if close is not None:
@@ -200,30 +175,24 @@ class _NDJSONResponse(StreamingResponse):
 async def predict_video(
     request: Request,
     service: ReadyServiceDep,
-    conf: ConfQuery = None,
-    iou: IouQuery = None,
-    max_det: MaxDetQuery = None,
-    classes: ClassesQuery = None,
-    conf_per_class: ConfPerClassQuery = None,
+    options: OptionsDep,
     track: Annotated[bool, Query(description="Give each detection a stable track_id across frames")] = False,
     vid_stride: Annotated[int, Query(ge=1, le=1000, description="Process every N-th frame")] = 1,
 ) -> StreamingResponse:
     started = time.perf_counter()
-    key = group_key(service, conf, iou, max_det, conf_per_class)
-    wanted = class_filter(service, classes)
+    pipeline = service.pipeline
     require_multipart(request, "the clip as field 'file'")
     job: _VideoJob | None = None
     service.video_jobs.take()  # 503 at once when max_video_jobs clips are streaming; given back by job.close()
     try:
         # Uploads are bounded apart from the inference queue: a slow sender holds an upload place, never a queue
         # place (each frame reserves its own when it runs).
-        with service.uploads.place():
-            job = await _spool_upload(request, service)
+        with pipeline.receiving():
+            job = await _spool_upload(request, pipeline)
         job.on_close.append(service.video_jobs.give_back)  # from here on, closing the job gives the place back
         t_read = time.perf_counter()
-        max_pixels = service.config.inference.server.max_pixels
-        info = await asyncio.get_running_loop().run_in_executor(service.bulk_decode_pool, _probe, job.path, max_pixels)
-        _check_limits(service, info)
+        info = await pipeline.decoder.run(_probe, job.path, pipeline.server.max_pixels)
+        _check_limits(pipeline.server, info)
         t_probe = time.perf_counter()
     except BaseException:
         if job is not None:
@@ -235,11 +204,13 @@ async def predict_video(
     headers = timing_headers(
         timings, **{"X-Video-Frames": str(info.frames), "X-Video-Fps": f"{info.fps:g}", "Cache-Control": "no-store"}
     )
-    stream = _stream(service, job, info, key, wanted, Tracker(info.fps / vid_stride) if track else None, vid_stride)
-    return _NDJSONResponse(stream, job, headers, service.config.inference.server.video_send_timeout_s)
+    frames = read_frames(job.path, vid_stride, pipeline.server.max_pixels)
+    job.frames = pipeline.frames(frames, info.width * info.height, options)
+    stream = _lines(job, info, Tracker(info.fps / vid_stride) if track else None)
+    return _NDJSONResponse(stream, job, headers, pipeline.server.video_send_timeout_s)
 
 
-async def _spool_upload(request: Request, service: Service) -> _VideoJob:
+async def _spool_upload(request: Request, pipeline: Pipeline) -> _VideoJob:
     """The multipart `file` copied into a fresh temporary file (its own name, removed by the job)."""
     form = await request.form(max_files=1, max_fields=4)
     try:
@@ -247,12 +218,12 @@ async def _spool_upload(request: Request, service: Service) -> _VideoJob:
         if not isinstance(upload, UploadFile):
             found = ", ".join(sorted(form)) or "none"
             raise BadRequestError(f"send the clip as a multipart file field named 'file' (fields found: {found})")
-        if upload.size is not None and upload.size > service.max_image_bytes:
-            raise PayloadTooLargeError(f"the clip is {upload.size} bytes; the limit is {service.max_image_bytes}")
+        if upload.size is not None and upload.size > pipeline.max_body_bytes:
+            raise PayloadTooLargeError(f"the clip is {upload.size} bytes; the limit is {pipeline.max_body_bytes}")
         # The container is read from the first bytes, before FFmpeg sees anything; the file gets the server's name
         # and that container's suffix, never the client's name or extension.
         suffix = _container_suffix(upload.file)
-        tmp_dir = service.config.inference.server.video_tmp_dir or None
+        tmp_dir = pipeline.server.video_tmp_dir or None
         fd, name = tempfile.mkstemp(prefix="detector-video-", suffix=suffix, dir=tmp_dir)
         job = _VideoJob(Path(name))
         try:
@@ -307,8 +278,7 @@ def _probe(path: Path, max_pixels: int) -> VideoInfo:
         raise UnprocessableError(f"{exc}".replace(path.name, "the upload")) from None
 
 
-def _check_limits(service: Service, info: VideoInfo) -> None:
-    server = service.config.inference.server
+def _check_limits(server: ServerConfig, info: VideoInfo) -> None:
     if info.frames > server.max_video_frames:
         raise UnprocessableError(
             f"the clip has {info.frames} frames; the limit is {server.max_video_frames} "
@@ -321,91 +291,17 @@ def _check_limits(service: Service, info: VideoInfo) -> None:
         )
 
 
-async def _detect(service: Service, frame: npt.NDArray[np.uint8], key: GroupKey) -> tuple[Any, dict[str, float]]:
-    """One frame through the micro-batcher; waits for a queue slot instead of failing mid-stream."""
-    timeout = service.config.inference.server.request_timeout_s
-    deadline = time.perf_counter() + timeout
-    while True:
-        try:
-            reservation = service.batcher.reserve(bulk=True)
-            break
-        except ServiceUnavailableError:
-            if time.perf_counter() > deadline or service.status == "shutting_down":
-                raise
-            await asyncio.sleep(_RESERVE_RETRY_S)
+async def _lines(job: _VideoJob, info: VideoInfo, tracker: Tracker | None) -> AsyncIterator[bytes]:
+    """One NDJSON line per processed frame, in frame order, tracked in that order; an error after streaming began
+    ends the stream with one error line."""
+    assert job.frames is not None
     try:
-        outcome = await service.batcher.submit(reservation, frame, key, timeout)
-    finally:
-        reservation.release()
-    return outcome.detections, outcome.timings_ms
-
-
-async def _stream(
-    service: Service,
-    job: _VideoJob,
-    info: VideoInfo,
-    key: GroupKey,
-    wanted: frozenset[int] | None,
-    tracker: Tracker | None,
-    vid_stride: int,
-) -> AsyncIterator[bytes]:
-    loop = asyncio.get_running_loop()
-    server = service.config.inference.server
-    window = max(1, server.max_batch)
-    limit = server.max_video_frames
-    frames = read_frames(job.path, vid_stride, server.max_pixels)
-    job.frames = frames
-    # Each decoded frame holds its pixels in the shared decode budget until its line is out (or it is skipped),
-    # so frames in flight count as images do; what is still held when the job closes is given back then.
-    frame_pixels = max(1, info.width * info.height)
-    holds: deque[int] = deque()
-
-    def give_back_all() -> None:
-        while holds:
-            service.pixels.give_back(holds.popleft())
-
-    job.on_close.append(give_back_all)
-
-    def emit(index: int, result: tuple[Any, dict[str, float]]) -> bytes:
-        detections, timings = result
-        detections = filter_classes(detections, wanted)
-        record = frame_record(index, info.fps, detections, tracker.update(detections) if tracker else None)
-        record["timings_ms"] = timings
-        if holds:
-            service.pixels.give_back(holds.popleft())
-        return (json.dumps(record) + "\n").encode()
-
-    try:
-        while True:
-            # Room in the budget for the next frame: our own oldest frames make room first, then wait in line.
-            while not (taken := service.pixels.try_take(frame_pixels)) and job.pending:
-                index0, task = job.pending.popleft()
-                job.lines += 1
-                yield emit(index0, await task)
-            if not taken:
-                taken = await service.pixels.acquire(frame_pixels, server.decode_wait_s)
-            holds.append(taken)
-            job.reading = loop.run_in_executor(service.bulk_decode_pool, next, frames, None)
-            item = await job.reading
-            job.reading = None
-            if item is None:
-                service.pixels.give_back(holds.pop())
-                break
-            index, frame, run = item
-            if index >= limit:
-                raise UnprocessableError(f"the clip has more than {limit} frames (inference.server.max_video_frames)")
-            if run:
-                job.pending.append((index, asyncio.ensure_future(_detect(service, frame, key))))
-            else:
-                service.pixels.give_back(holds.pop())
-            while job.pending and (len(job.pending) >= window or job.pending[0][1].done()):
-                index0, task = job.pending.popleft()
-                job.lines += 1
-                yield emit(index0, await task)
-        while job.pending:
-            index0, task = job.pending.popleft()
+        async for index, prediction in job.frames:
+            detections = prediction.detections
+            track_ids = tracker.update(detections) if tracker else None
+            line = VideoFrame.of(index, info.fps, detections, track_ids, prediction.timings_ms)
             job.lines += 1
-            yield emit(index0, await task)
+            yield line.ndjson().encode()
         job.finished = True
     except (ApiError, DetectorError) as exc:
         status = exc.status if isinstance(exc, ApiError) else status_for(exc)

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -54,10 +53,10 @@ def cmd_predict(args: argparse.Namespace, config: Config) -> None:
 
 
 def _predict_images(det: Any, args: argparse.Namespace, max_pixels: int) -> list[dict[str, Any]]:
+    from api.schemas import PredictionResponse  # the /predict answer's shape, declared once
     from detector.runtime import Timings
     from detector.runtime.classes import filter_classes, parse_classes
     from detector.runtime.images import read_image
-    from detector.runtime.payload import prediction_payload
 
     info = det.describe()
     wanted = parse_classes(args.classes, det.metadata.names) if args.classes is not None else None
@@ -74,7 +73,8 @@ def _predict_images(det: Any, args: argparse.Namespace, max_pixels: int) -> list
             conf_per_class=args.conf_per_class,
         )
         result = filter_classes(result, wanted)
-        out.append({"file": str(path), **prediction_payload(result, image.shape, info, timings.as_dict())})
+        answer = PredictionResponse.of(result, image.shape[:2], info, timings.as_dict())
+        out.append({"file": str(path), **answer.model_dump(mode="json")})
     return out
 
 
@@ -83,9 +83,10 @@ def _predict_video(det: Any, path: Path, args: argparse.Namespace) -> dict[str, 
     between show the last detections, as Ultralytics' vid_stride does), tracked with --track, and logged."""
     from tqdm import tqdm
 
+    from api.schemas import VideoFrame  # the /predict/video line's shape, declared once
     from detector.runtime.classes import filter_classes, parse_classes
     from detector.runtime.draw import draw_detections
-    from detector.runtime.video import Tracker, VideoWriter, frame_record, probe_video, read_frames
+    from detector.runtime.video import Tracker, VideoWriter, probe_video, read_frames
 
     if not path.is_file():
         raise InvalidInputError(f"video not found: {path}")
@@ -109,7 +110,7 @@ def _predict_video(det: Any, path: Path, args: argparse.Namespace) -> dict[str, 
                     last = (dets, track_ids)
                     processed += 1
                     if jsonl:
-                        jsonl.write(json.dumps(frame_record(index, info.fps, dets, track_ids)) + "\n")
+                        jsonl.write(VideoFrame.of(index, info.fps, dets, track_ids).ndjson())
                 if writer:
                     writer.write(draw_detections(frame, *last) if last else frame)
                 frames += 1

@@ -1,7 +1,7 @@
 """`Detector` = shared pre-processing -> a backend -> shared post-processing, for one image or a batch.
 
 Thread-safety: `predict*` may be called from several threads at once. Backends that declare `thread_safe = False`
-are serialised by a lock here; the service instead gives each worker its own context (see api/batching.py).
+are serialised by a lock here; the service instead gives each worker its own context (see api/inference/batching.py).
 """
 
 from __future__ import annotations

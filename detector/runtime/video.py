@@ -11,7 +11,6 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -192,14 +191,3 @@ class Tracker:
             if gap[k] <= 1e-3 and new[k].tracker_id == -1:
                 new[k].tracker_id = self._tracker._allocate_tracker_id()
                 ids[i] = int(new[k].tracker_id)
-
-
-def frame_record(
-    index: int, fps: float, detections: Detections, track_ids: list[int | None] | None = None
-) -> dict[str, Any]:
-    """One NDJSON/JSONL line: `{"frame": i, "time_s": t, "detections": [...]}` (with `track_id` when tracking)."""
-    dets = detections.to_list()
-    if track_ids is not None:
-        for det, tid in zip(dets, track_ids, strict=True):
-            det["track_id"] = tid
-    return {"frame": index, "time_s": round(index / fps, 4) if fps > 0 else 0.0, "detections": dets}

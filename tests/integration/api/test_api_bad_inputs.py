@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from api.limits import ENVELOPE_BYTES
+from api.admission.limits import ENVELOPE_BYTES
 
 MAX_UPLOAD_MB = 0.25  # a small limit so "oversize" bodies are cheap to build
 MAX_BYTES = int(MAX_UPLOAD_MB * 1024 * 1024)

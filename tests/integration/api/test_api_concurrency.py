@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 from fastapi.testclient import TestClient
 
-from api.model_slot import DetectorLike
+from api.model.slot import DetectorLike
 from api.service import DetectorFactory, default_detector_factory
 from detector.config import Config
 from detector.runtime import Detections

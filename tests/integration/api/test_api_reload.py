@@ -13,7 +13,7 @@ import numpy.typing as npt
 import pytest
 from fastapi.testclient import TestClient
 
-from api.model_slot import DetectorLike
+from api.model.slot import DetectorLike
 from api.service import default_detector_factory
 from detector.runtime import Detections
 from tests.fakes import PassThrough

@@ -17,7 +17,7 @@ import yaml
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from api.auth import KeyRing, new_key
+from api.admission.auth import KeyRing, new_key
 from tests.integration.api.conftest import MakeConfig, RunApp
 
 KEYS: dict[str, str] = {}

@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-import api.service
+import api.inference.decoding
 from tests.integration.api.conftest import MakeConfig, RunApp
 
 SLOW_S = 2.0
@@ -34,13 +34,13 @@ def png() -> bytes:
 def test_a_decode_past_its_deadline_is_a_504_and_its_pixels_come_back(
     app: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = api.service.decode_image_scaled
+    real = api.inference.decoding.decode_image_scaled
 
     def slow(*args: Any) -> Any:
         time.sleep(SLOW_S)
         return real(*args)
 
-    monkeypatch.setattr(api.service, "decode_image_scaled", slow)
+    monkeypatch.setattr(api.inference.decoding, "decode_image_scaled", slow)
     service = app.app.state.service  # type: ignore[attr-defined]
     started = time.monotonic()
     r = app.post("/predict", files={"file": ("a.png", png(), "image/png")})
@@ -52,5 +52,5 @@ def test_a_decode_past_its_deadline_is_a_504_and_its_pixels_come_back(
     while service.pixels.held and time.monotonic() < deadline:
         time.sleep(0.05)
     assert service.pixels.held == 0
-    monkeypatch.setattr(api.service, "decode_image_scaled", real)
+    monkeypatch.setattr(api.inference.decoding, "decode_image_scaled", real)
     assert app.post("/predict", files={"file": ("a.png", png(), "image/png")}).status_code == 200

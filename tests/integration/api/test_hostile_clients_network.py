@@ -165,7 +165,7 @@ def test_batches_do_not_starve_single_images(server: Server) -> None:
 def keyed_server(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, dict[str, str]]]:
     import yaml
 
-    from api.auth import new_key
+    from api.admission.auth import new_key
 
     folder = tmp_path_factory.mktemp("hostile-auth")
     keys, entries = {}, []

@@ -131,7 +131,7 @@ def test_a_broken_challenger_never_reaches_a_client(
         path.write_bytes(b"this is not an ONNX model")
     elif challenger == "other_classes":
         _other_classes(model_path, path)
-    caplog.set_level(logging.ERROR, logger="api.shadow")
+    caplog.set_level(logging.ERROR, logger="api.monitoring.shadow")
     with run_app(make_config(f"inference.shadow.model={path}", "inference.backend=onnxruntime")) as client:
         for data in _images(dataset_dir, 3):
             assert client.post("/predict", files={"file": data}).status_code == 200
@@ -142,7 +142,7 @@ def test_a_broken_challenger_never_reaches_a_client(
         for data in _images(dataset_dir, 2):  # and serving goes on
             assert client.post("/predict", files={"file": data}).status_code == 200
         assert client.get("/health").status_code == 200
-    failures = [r for r in caplog.records if r.name == "api.shadow" and "stopped" in r.getMessage()]
+    failures = [r for r in caplog.records if r.name == "api.monitoring.shadow" and "stopped" in r.getMessage()]
     assert len(failures) == 1  # logged once, with the full reason
 
 

@@ -11,7 +11,7 @@ import subprocess
 
 import yaml
 
-from api.metrics import Metrics
+from api.monitoring.metrics import Metrics
 from tests.monitoring import MONITORING, tool
 
 DASHBOARD = MONITORING / "grafana" / "dashboards" / "detector.json"
@@ -61,7 +61,7 @@ def test_dashboard_and_alerts_query_only_what_the_service_exports() -> None:
         names = set(re.findall(r"\b(detector_\w+|up)\b", expr))
         assert names, f"a query that reads no detector metric: {expr}"
         unknown = names - set(series)
-        assert not unknown, f"{expr}: {sorted(unknown)} are not exported (api/metrics.py)"
+        assert not unknown, f"{expr}: {sorted(unknown)} are not exported (api/monitoring/metrics.py)"
         known_labels = set().union(*(series[n] for n in names)) | SCRAPE_LABELS
         used = {label for group in re.findall(r"by \(([^)]*)\)", expr) for label in re.split(r"\s*,\s*", group)}
         used |= set(re.findall(r"(\w+)\s*[=!]~?\s*\"", expr))

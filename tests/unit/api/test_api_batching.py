@@ -11,10 +11,12 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from api.batching import GroupKey, MicroBatcher, Reservation, batch_limit
 from api.errors import GatewayTimeoutError, InferenceFailedError, ServiceUnavailableError
-from api.model_slot import LoadedModel, ModelSlot
+from api.inference.batching import MicroBatcher, Reservation, Thresholds, batch_limit
+from api.model.slot import LoadedModel, ModelSlot
 from tests.fakes import FakeDetector
+
+DEFAULT = Thresholds(0.25, 0.7, 300)
 
 
 def image(value: int) -> npt.NDArray[np.uint8]:
@@ -31,7 +33,7 @@ def make(det: FakeDetector, **kw: Any) -> MicroBatcher:
 async def one(
     b: MicroBatcher,
     value: int,
-    key: GroupKey = (0.25, 0.7, 300, ()),
+    key: Thresholds = DEFAULT,
     timeout: float = 5,
     reservation: Reservation | None = None,
 ) -> Any:
@@ -90,7 +92,7 @@ def test_with_micro_batching_never_each_request_is_its_own_call() -> None:
 def test_different_thresholds_are_grouped_not_mixed() -> None:
     det = FakeDetector(echo=True)
     b = make(det)
-    keys: list[GroupKey] = [(0.25, 0.7, 300, ()), (0.5, 0.7, 300, ()), (0.25, 0.5, 10, ())]
+    keys = [Thresholds(0.25, 0.7, 300), Thresholds(0.5, 0.7, 300), Thresholds(0.25, 0.5, 10)]
 
     async def main() -> list[Any]:
         rs = [b.reserve() for _ in range(6)]
@@ -104,7 +106,11 @@ def test_different_thresholds_are_grouped_not_mixed() -> None:
 def test_different_per_class_thresholds_are_grouped_not_mixed() -> None:
     det = FakeDetector(echo=True)
     b = make(det)
-    keys: list[GroupKey] = [(None, 0.7, 300, ((0, 0.4),)), (None, 0.7, 300, ((0, 0.6),)), (None, 0.7, 300, ())]
+    keys = [
+        Thresholds(None, 0.7, 300, ((0, 0.4),)),
+        Thresholds(None, 0.7, 300, ((0, 0.6),)),
+        Thresholds(None, 0.7, 300),
+    ]
 
     async def main() -> list[Any]:
         rs = [b.reserve() for _ in range(6)]

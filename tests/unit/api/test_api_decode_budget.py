@@ -17,8 +17,8 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 import api.routes.annotated
+from api.admission.pixel_budget import PixelBudget
 from api.app import create_app
-from api.decode_budget import PixelBudget
 from api.errors import ServiceUnavailableError
 from detector.config import load_config
 from detector.runtime import Detections

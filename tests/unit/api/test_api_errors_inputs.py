@@ -6,8 +6,8 @@ import base64
 
 import pytest
 
+from api.admission.bodies import decode_base64
 from api.errors import BadRequestError, format_validation_errors, status_for
-from api.inputs import decode_base64
 from detector import errors as e
 
 
@@ -65,7 +65,7 @@ def test_decode_base64_rejects(text: str, message: str) -> None:
 
 
 def test_many_unexpected_names_are_counted_not_echoed() -> None:
-    from api.inputs import few_names
+    from api.admission.bodies import few_names
 
     text = few_names([f"key{i}" for i in range(10_000)] + ["x" * 1_000_000])
     assert text.startswith("key0, key1, key2, key3, key4 and 9996 more (10001 in all)")

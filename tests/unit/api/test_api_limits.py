@@ -11,9 +11,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import Message, Receive, Scope, Send
 
+from api.admission.limits import ENVELOPE_BYTES, BodySizeLimitMiddleware, ReadTimeoutMiddleware, body_limit
+from api.admission.uploads import UploadGate
 from api.errors import ServiceUnavailableError
-from api.limits import ENVELOPE_BYTES, BodySizeLimitMiddleware, ReadTimeoutMiddleware, body_limit
-from api.uploads import UploadGate
 
 LIMIT = 1000
 
@@ -139,10 +139,10 @@ def test_a_body_within_the_read_timeout_passes() -> None:
 
 def test_uploads_are_bounded_with_503_and_retry_after() -> None:
     gate = UploadGate(2)
-    with gate.place(), gate.place():
-        with pytest.raises(ServiceUnavailableError, match="2 uploads are in progress") as info, gate.place():
+    with gate.holding(), gate.holding():
+        with pytest.raises(ServiceUnavailableError, match="2 uploads are in progress") as info, gate.holding():
             pass
         assert info.value.headers["Retry-After"]
     assert gate.active == 0
-    with gate.place():
+    with gate.holding():
         assert gate.active == 1

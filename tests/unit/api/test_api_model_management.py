@@ -16,7 +16,7 @@ from PIL import Image
 
 from api.app import create_app
 from api.errors import ConflictError
-from api.metrics import Metrics
+from api.monitoring.metrics import Metrics
 from api.service import Service
 from detector import errors as e
 from detector.config import Config, load_config
@@ -171,7 +171,7 @@ def test_a_failed_detector_load_closes_the_backend_it_created(monkeypatch: pytes
 
 
 def test_a_registry_model_is_the_loaded_detector_plus_where_in_the_registry_it_came_from(tmp_path: Path) -> None:
-    from api.model_source import registry_aware
+    from api.model.registry import registry_aware
     from detector.runtime.model_source import ResolvedModel
 
     loaded: list[tuple[str, FakeDetector]] = []

@@ -1,4 +1,4 @@
-"""The bounded httptools protocol (api/http_protocol.py), on a real uvicorn server on loopback."""
+"""The bounded httptools protocol (api/admission/http_protocol.py), on a real uvicorn server on loopback."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import uvicorn
 from starlette.types import Receive, Scope, Send
 
-from api.http_protocol import bounded_protocol
+from api.admission.http_protocol import bounded_protocol
 from tests.servers import free_port
 
 LIMIT = 2048

@@ -1,5 +1,5 @@
-"""api.inbox.Inbox without a server: what it writes (the bytes as sent, YOLO pre-labels the importer reads back, a
-journal line), and what it refuses to do (grow past its caps, block or raise on a full queue or a broken disk,
+"""api.monitoring.inbox.Inbox without a server: what it writes (the bytes as sent, YOLO pre-labels the importer reads
+back, a journal line), and what it refuses to do (grow past its caps, block or raise on a full queue or a broken disk,
 mix two models' classes)."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from api.inbox import Inbox, image_suffix, uncertain, yolo_labels
-from api.metrics import Metrics
+from api.monitoring.inbox import Inbox, image_suffix, uncertain, yolo_labels
+from api.monitoring.metrics import Metrics
 from detector.config import InboxConfig
 from detector.data.importers.yolo import read_yolo
 from detector.runtime import Detections
@@ -210,7 +210,7 @@ def test_another_models_classes_are_not_mixed_in(tmp_path: Path) -> None:
 def test_an_inbox_emptied_or_removed_while_serving_fills_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Review, import, empty: the running server notices the room (counted again while full) and recreates a
     removed folder with its classes.txt."""
-    monkeypatch.setattr("api.inbox.RECOUNT_S", 0.0)
+    monkeypatch.setattr("api.monitoring.inbox.RECOUNT_S", 0.0)
     root = tmp_path / "inbox"
     box = inbox(tmp_path, max_files=1)
     box.offer(jpeg(value=10), (48, 64), dets(), MODEL, ["uncertain"])

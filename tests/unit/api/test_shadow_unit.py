@@ -1,4 +1,4 @@
-"""api.shadow.Shadow without a server or a model: what it does with a challenger that fails at inference, a
+"""api.monitoring.shadow.Shadow without a server or a model: what it does with a challenger that fails at inference, a
 served model reloaded with other classes, a full queue, and no challenger at all."""
 
 from __future__ import annotations
@@ -10,21 +10,21 @@ from typing import Any
 import numpy as np
 import pytest
 
-from api.batching import GroupKey, Outcome
-from api.metrics import Metrics
-from api.shadow import Shadow
+from api.inference.batching import InferenceResult, Thresholds
+from api.monitoring.metrics import Metrics
+from api.monitoring.shadow import Shadow
 from detector.config import ShadowConfig
 from detector.runtime import Detections
 from tests.fakes import FakeDetector
 
 NAMES = {"0": "circle"}
-KEY: GroupKey = (0.25, 0.7, 300, ())
+KEY = Thresholds(0.25, 0.7, 300)
 IMAGE = np.zeros((8, 8, 3), np.uint8)
 
 
-def outcome(names: dict[str, str] = NAMES) -> Outcome:
+def outcome(names: dict[str, str] = NAMES) -> InferenceResult:
     timings = {"preprocess": 1.0, "inference": 2.0, "postprocess": 0.5}
-    return Outcome(Detections.empty({int(k): v for k, v in names.items()}), {"names": names}, 1, timings)
+    return InferenceResult(Detections.empty({int(k): v for k, v in names.items()}), {"names": names}, 1, timings)
 
 
 def shadow(challenger: FakeDetector | None, busy: bool = False, **settings: Any) -> Shadow:
@@ -96,8 +96,8 @@ def test_sheds_when_requests_queue_and_when_its_queue_is_full() -> None:
 
 @pytest.mark.parametrize(("echo", "expected"), [(True, 1), (False, 0)])
 def test_a_disagreement_calls_back_and_an_agreement_does_not(echo: bool, expected: int) -> None:
-    """The inbox keeps an image the challenger disagreed on through `on_disagree` (api/pipeline.collect). With
-    `echo` the challenger finds one box where the served model found none."""
+    """The inbox keeps an image the challenger disagreed on through `on_disagree` (`Pipeline._answer`). With `echo`
+    the challenger finds one box where the served model found none."""
     s = shadow(FakeDetector(info={"names": NAMES}, echo=echo))
     s.start()
     settle(s, lambda: s.status == "running")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from api.metrics import Metrics
+from api.monitoring.metrics import Metrics
 from serve_ray.shadow_metrics import ShadowMetricsMirror
 
 Tags = tuple[tuple[str, str], ...]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from api.timing import server_timing
+from api.routes.encoding import server_timing
 from detector.errors import InvalidInputError
 from detector.runtime import Detections
 from detector.runtime.classes import filter_classes, parse_classes

@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from api.drift import DriftMonitor
-from api.metrics import Metrics
+from api.monitoring.drift import DriftMonitor
+from api.monitoring.metrics import Metrics
 from detector.runtime.detections import Detections
 from detector.runtime.drift import EDGES, Histograms, bin_of, bins, luma_stats, observe, psi
 

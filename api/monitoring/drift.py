@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from api.metrics import Metrics
+from api.monitoring.metrics import Metrics
 from detector.runtime import Detections
 from detector.runtime.drift import STATISTICS, Histograms, Observation, observe
 

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from api.errors import ServiceUnavailableError
-from api.metrics import Metrics
+from api.monitoring.metrics import Metrics
 
 
 class PixelBudget:

@@ -1,10 +1,14 @@
-"""Query parameters shared by the inference routes (the same names, ranges and docs everywhere)."""
+"""The query parameters of the inference routes (the same names, ranges and docs everywhere), checked once into the
+pipeline's `Options` by one dependency, before the body is read."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Query
+from fastapi import Depends, Query
+
+from api.deps import ReadyPipelineDep
+from api.inference.pipeline import Options
 
 ConfQuery = Annotated[
     float | None,
@@ -37,3 +41,18 @@ ClassesQuery = Annotated[
         examples=["circle,square"],
     ),
 ]
+
+
+async def prediction_options(
+    pipeline: ReadyPipelineDep,
+    conf: ConfQuery = None,
+    iou: IouQuery = None,
+    max_det: MaxDetQuery = None,
+    classes: ClassesQuery = None,
+    conf_per_class: ConfPerClassQuery = None,
+) -> Options:
+    """422 for a bad value, before any body is read."""
+    return pipeline.options(conf, iou, max_det, conf_per_class, classes)
+
+
+OptionsDep = Annotated[Options, Depends(prediction_options)]

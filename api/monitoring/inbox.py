@@ -1,8 +1,9 @@
 """Active-learning inbox (`inference.inbox`): images the model is unsure of, kept for review and re-labelling.
 
 A `/predict` image is kept when one of its boxes has a confidence inside `conf_band`, when the shadow challenger
-disagreed on it (`shadow_disagreement`, api/shadow.py), or when its brightness, contrast or size is rare in the
-model's reference profile (`drift_outlier_share`, api/drift.py); then `sample` of those. What is written, per
+disagreed on it (`shadow_disagreement`, api/monitoring/shadow.py), or when its brightness, contrast or size is rare in
+the
+model's reference profile (`drift_outlier_share`, api/monitoring/drift.py); then `sample` of those. What is written, per
 image, into `dir`:
 
 - `images/<id>.<ext>`: the bytes exactly as the client sent them (no re-encoding);
@@ -35,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from api.metrics import Metrics
+from api.monitoring.metrics import Metrics
 from detector.config import InboxConfig
 from detector.data.yolo_format import Label
 from detector.runtime import Detections

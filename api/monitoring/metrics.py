@@ -57,7 +57,7 @@ class Metrics:
         self.detections = Counter(
             "detector_detections", "Boxes returned by /predict, by class name", ["class_name"], registry=r
         )
-        # Drift against the served model's reference profile (api/drift.py), set when /metrics is scraped.
+        # Drift against the served model's reference profile (api/monitoring/drift.py), set when /metrics is scraped.
         self.drift_psi = Gauge(
             "detector_drift_psi",
             "Population-stability index of live traffic vs the model's reference profile (NaN: too few images)",
@@ -71,7 +71,7 @@ class Metrics:
             registry=r,
         )
         self.drift_images = Gauge("detector_drift_window_images", "Images in the live drift window", registry=r)
-        # The active-learning inbox (api/inbox.py).
+        # The active-learning inbox (api/monitoring/inbox.py).
         self.inbox_kept = Counter(
             "detector_inbox_kept",
             "Images written to the inbox, by reason (uncertain, shadow_disagreement, drift); one image may count twice",
@@ -112,8 +112,8 @@ class Metrics:
         self.model_info = Gauge(
             "detector_model_info", "The model being served (value 1)", ["version", "backend"], registry=r
         )
-        # Shadow scoring (api/shadow.py). Counters and sums only, so that replicas aggregate by summing: the match
-        # rate of a fleet is 2 * sum(matched) / (sum(reference) + sum(candidate)).
+        # Shadow scoring (api/monitoring/shadow.py). Counters and sums only, so that replicas aggregate by summing: the
+        # match rate of a fleet is 2 * sum(matched) / (sum(reference) + sum(candidate)).
         self.shadow_samples = Counter("detector_shadow_samples", "Images the challenger scored", registry=r)
         self.shadow_shed = Counter(
             "detector_shadow_shed",

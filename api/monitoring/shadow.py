@@ -7,7 +7,7 @@ Off the request path means:
   `put_nowait`; it never waits, and nothing the shadow does can raise into it (`offer` swallows everything);
 * shed first: an image is dropped (counted as shed) while any request waits for the served model, and when the
   shadow's own queue (`inference.shadow.queue`) is full, newest first;
-* the challenger runs in a process of its own (api/challenger_process.py: no shared interpreter lock) at the
+* the challenger runs in a process of its own (api/monitoring/challenger.py: no shared interpreter lock) at the
   lowest OS priority (nice 19) with `inference.shadow.threads` intra-op threads (1 by default), fed one image at a
   time by one thread here, so it uses the CPU the served path leaves idle.
 
@@ -38,16 +38,16 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from api.batching import GroupKey, Outcome
 from api.errors import scrub_paths
-from api.metrics import Metrics
-from api.model_slot import DetectorLike
+from api.inference.batching import InferenceResult, Thresholds
+from api.model.slot import DetectorLike
+from api.monitoring.metrics import Metrics
 from detector.config import Config, ShadowConfig
 from detector.runtime import Detections
 from detector.runtime.agreement import Agreement
 from detector.runtime.model_source import is_registry_uri
 
-log = logging.getLogger("api.shadow")
+log = logging.getLogger("api.monitoring.shadow")
 
 ShadowStatus = Literal["off", "loading", "running", "failed"]
 Loader = Callable[[str, str], DetectorLike]  # (model path or URI, backend) -> a loaded detector
@@ -71,7 +71,7 @@ class _Job:
     image: npt.NDArray[np.uint8]
     served: Detections  # in the decoded image's pixels, before any class filter
     served_names: dict[str, str]
-    key: GroupKey
+    key: Thresholds
     served_ms: float
     on_disagree: Callable[[], None] | None = None  # called (on the shadow thread) when the two answers differ
 
@@ -125,8 +125,8 @@ class Shadow:
     def offer(
         self,
         image: npt.NDArray[np.uint8],
-        outcome: Outcome,
-        key: GroupKey,
+        outcome: InferenceResult,
+        key: Thresholds,
         on_disagree: Callable[[], None] | None = None,
     ) -> None:
         """Maybe queue this answered image for the challenger. Never blocks, never raises. `on_disagree` is called

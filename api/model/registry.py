@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from api.model_slot import DetectorLike
+from api.model.slot import DetectorLike
 from api.service import DetectorFactory
 from detector.errors import ModelLoadError
 from detector.runtime.model_source import ModelResolver, ResolvedModel, is_registry_uri

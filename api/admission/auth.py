@@ -21,8 +21,8 @@ State is per process (one worker: `inference.server.workers`); replicas behind a
 Every request under `/admin` is written to the audit log: who (key name, client address), what (method, path and
 what the route says it did), when (UTC), result (status).
 
-`python -m api.auth new NAME --scopes predict,metrics` makes a key: it prints the key once, and the entry to paste
-into the configuration (or the keys file).
+`python -m api.admission.auth new NAME --scopes predict,metrics` makes a key: it prints the key once, and the entry to
+paste into the configuration (or the keys file).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from api.errors import error_response
 from detector.config import ApiKeyConfig, AuthConfig
 from detector.errors import ConfigError
 
-log = logging.getLogger("api.auth")
+log = logging.getLogger("api.admission.auth")
 audit_log = logging.getLogger("api.audit")
 
 # For the OpenAPI schema (Swagger's "Authorize" button); the middleware below does the checking.
@@ -269,7 +269,9 @@ def new_key(name: str, scopes: Sequence[str], rate_per_minute: float, daily_quot
 
 
 def main(argv: Sequence[str] | None = None) -> None:  # pragma: no cover - a small CLI over new_key
-    parser = argparse.ArgumentParser(prog="python -m api.auth", description="Make an API key for the service.")
+    parser = argparse.ArgumentParser(
+        prog="python -m api.admission.auth", description="Make an API key for the service."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     make = sub.add_parser("new", help="print a new key (once) and its configuration entry")
     make.add_argument("name")

@@ -9,9 +9,9 @@ process the challenger shares no lock with the server, and the idle scheduling c
 before any library starts a thread) lets the kernel give it only CPU time nobody else wants; when there is none,
 its queue fills and images are shed.
 
-The parent side (`ChallengerProcess`) looks like any loaded detector (`api.model_slot.DetectorLike`), so the
-shadow (api/shadow.py) and the registry wrapper (api/model_source.py) use it unchanged. One image at a time goes
-over a pipe; the detections come back.
+The parent side (`ChallengerProcess`) looks like any loaded detector (`api.model.slot.DetectorLike`), so the
+shadow (api/monitoring/shadow.py) and the registry wrapper (api/model/registry.py) use it unchanged. One image at a
+time goes over a pipe; the detections come back.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from api.model_slot import DetectorLike
+from api.model.slot import DetectorLike
 from detector.config import Config
 from detector.errors import DetectorError, ModelLoadError
 from detector.runtime import Detections, Timings

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("api")
 
-# The stages of `predicting` (api/pipeline.py) in the order they happen.
+# The stages of `predicting` (api/inference/pipeline.py) in the order they happen.
 STAGES = ("read", "decode", "queue_wait", "preprocess", "inference", "postprocess")
 
 

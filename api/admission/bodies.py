@@ -107,7 +107,7 @@ MAX_JSON_ITEMS = 10_000
 
 
 async def _from_json(request: Request, options: dict[str, Any] | None = None) -> bytes:
-    # The body's size is capped by api/limits.py (4/3 of max_upload_mb + an envelope) before it is read.
+    # The body's size is capped by api/admission/limits.py (4/3 of max_upload_mb + an envelope) before it is read.
     raw = await request.body()
     items = max(raw.count(b","), raw.count(b'"') // 2)
     if items > MAX_JSON_ITEMS:

@@ -1,7 +1,7 @@
 """The bound on request bodies being received, separate from the inference queue.
 
-A request holds an upload place only while its body arrives, and a queue place (api/batching.py) only once it has
-its bytes. So clients trickling bodies (a slow phone link, or an attacker at 1 byte / 0.5 s) use upload places,
+A request holds an upload place only while its body arrives, and a queue place (api/inference/batching.py) only once it
+has its bytes. So clients trickling bodies (a slow phone link, or an attacker at 1 byte / 0.5 s) use upload places,
 which are many and cheap (`max_uploads`; each is freed after at most `read_timeout_s`), and never the few queue
 places that decide whether normal requests are answered. Past `max_uploads`: 503 + Retry-After, at once.
 
@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from api.errors import ServiceUnavailableError
-from api.metrics import Metrics
+from api.monitoring.metrics import Metrics
 
 
 class UploadGate:
@@ -26,7 +26,7 @@ class UploadGate:
             metrics.uploads.set_function(lambda: float(self.active))
 
     @contextmanager
-    def place(self) -> Iterator[None]:
+    def holding(self) -> Iterator[None]:
         """Hold an upload place for the `with` block; 503 + Retry-After when all `limit` are taken."""
         if self.active >= self.limit:
             if self.metrics is not None:

@@ -1,6 +1,7 @@
 """Dynamic micro-batching: concurrent requests share one `predict_batch` call.
 
-Requests are admitted by `reserve()` once their body has arrived (uploads are bounded separately, api/uploads.py,
+Requests are admitted by `reserve()` once their body has arrived (uploads are bounded separately,
+api/admission/uploads.py,
 so slow uploaders never hold these places), against a bound of `queue_size` requests being decoded or waiting;
 past it they get 503 + Retry-After at once. An admitted request is decoded elsewhere, then `submit()`s its image to
 a FIFO served by `workers` model threads (0: as many as the served backend has slots, `follow()`). A worker takes
@@ -47,7 +48,7 @@ from collections import defaultdict, deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -59,8 +60,8 @@ from api.errors import (
     ModelUnavailableError,
     ServiceUnavailableError,
 )
-from api.metrics import Metrics
-from api.model_slot import LoadedModel, ModelSlot
+from api.model.slot import LoadedModel, ModelSlot
+from api.monitoring.metrics import Metrics
 from detector.errors import (
     BackendFailedError,
     BackendUnavailableError,
@@ -70,17 +71,26 @@ from detector.errors import (
 )
 from detector.runtime import Detections, Timings
 
-log = logging.getLogger("api.batching")
+log = logging.getLogger("api.inference.batching")
 
 # Per-class confidence thresholds of a request, (class id, conf) pairs in id order; () for none.
-ClassConfKey = tuple[tuple[int, float], ...]
-# (conf, iou, max_det, per-class thresholds). conf None: the model's own per-class thresholds over the default conf.
-GroupKey = tuple[float | None, float, int, ClassConfKey]
-CallKey = tuple[tuple[int, ...], GroupKey]  # (network input shape of the image, thresholds): one backend call each
+ClassThresholds = tuple[tuple[int, float], ...]
+
+
+class Thresholds(NamedTuple):
+    """A request's thresholds: requests share a backend call only under equal ones (hashable, a tuple)."""
+
+    conf: float | None  # None: the model's own per-class thresholds (over the configured conf)
+    iou: float
+    max_det: int
+    class_conf: ClassThresholds = ()  # the request's `conf_per_class`
+
+
+CallKey = tuple[tuple[int, ...], Thresholds]  # (network input shape of the image, thresholds): one backend call each
 
 
 @dataclass(frozen=True)
-class Outcome:
+class InferenceResult:
     """One request's result and what it cost."""
 
     detections: Detections
@@ -105,9 +115,9 @@ class Reservation:
 @dataclass(eq=False)
 class _Job:
     image: npt.NDArray[np.uint8]
-    key: GroupKey
+    key: Thresholds
     reservation: Reservation
-    future: Future[Outcome] = field(default_factory=Future)
+    future: Future[InferenceResult] = field(default_factory=Future)
     enqueued_at: float = field(default_factory=time.perf_counter)
 
 
@@ -206,6 +216,11 @@ class MicroBatcher:
             self._grow(int(model.info.get("slots") or 1))
 
     @property
+    def closing(self) -> bool:
+        """Shutting down: new requests are refused."""
+        return self._closing
+
+    @property
     def depth(self) -> int:
         """Requests admitted and not yet picked up by a worker."""
         return self._waiting
@@ -241,9 +256,9 @@ class MicroBatcher:
         self,
         reservation: Reservation,
         image: npt.NDArray[np.uint8],
-        key: GroupKey,
+        key: Thresholds,
         timeout_s: float,
-    ) -> Outcome:
+    ) -> InferenceResult:
         if self._stopped:
             raise ServiceUnavailableError("the server is shutting down; retry on another instance", 5)
         job = _Job(image, key, reservation)
@@ -330,7 +345,7 @@ class MicroBatcher:
                 if not job.future.done():
                     job.future.set_exception(server_fault(exc))
 
-    def _call(self, model: LoadedModel, key: GroupKey, jobs: list[_Job]) -> None:
+    def _call(self, model: LoadedModel, key: Thresholds, jobs: list[_Job]) -> None:
         conf, iou, max_det, class_conf = key
         names = model.info.get("names")
         if names:  # ids checked against the model of the request's time; one swapped in since may lack some
@@ -364,7 +379,7 @@ class MicroBatcher:
             if self.metrics is not None:
                 self.metrics.queue_wait.observe(wait_ms / 1e3)
             job.future.set_result(
-                Outcome(detections, model.info, len(jobs), {"queue_wait": round(wait_ms, 3), **stage})
+                InferenceResult(detections, model.info, len(jobs), {"queue_wait": round(wait_ms, 3), **stage})
             )
 
     # -- shutdown -----------------------------------------------------------------------------------------------

@@ -1,0 +1,403 @@
+"""The life of every prediction, owned here: admission -> decode within the pixel budget -> inference -> boxes back
+to the image as sent -> class filter -> what watches the model -> release.
+
+`/predict`, `/predict/annotated`, `/predict/batch` and `/predict/video` all run their images through `Pipeline`;
+the routes only parse their inputs and encode the answer. The order matters and is kept in one place:
+
+1. the thresholds and the class filter are checked before the body is read (`options`, a 422 costs nothing);
+2. the body arrives under an upload place, bounded apart from the queue, so slow senders never hold queue places
+   (`receiving`, api/admission/uploads.py);
+3. a queue place is reserved once the bytes are here (503 + Retry-After at once when the queue is full);
+4. the image is decoded within the shared pixel budget (api/inference/decoding.py);
+5. it is submitted to the micro-batcher (api/inference/batching.py) and its queue place given back once inference
+   is done;
+6. the boxes are scaled to the image as sent (after a reduced decode), the client's class filter is applied (after
+   NMS, so it never splits a micro-batch), and metrics, tracing, drift, the inbox and the shadow see the answer;
+7. the caller gets a `Prediction` inside a `with` block: the pixels stay counted in the budget until it ends, so a
+   route that draws on them does it inside the block.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from starlette.requests import Request
+
+from api.admission.bodies import body_kind, read_image_input
+from api.admission.uploads import UploadGate
+from api.errors import BadRequestError, ServiceUnavailableError, UnprocessableError
+from api.inference.batching import ClassThresholds, InferenceResult, MicroBatcher, Reservation, Thresholds
+from api.inference.decoding import Decoder, Frame, to_sent_image
+from api.model.slot import ModelSlot
+from api.monitoring.drift import DriftMonitor
+from api.monitoring.inbox import Inbox
+from api.monitoring.metrics import Metrics
+from api.monitoring.shadow import Shadow
+from api.monitoring.tracing import StageSpans
+from detector.config import InferenceConfig
+from detector.runtime import Detections
+from detector.runtime.classes import filter_classes, parse_class_conf, parse_classes, resolve_class_conf
+from detector.runtime.images import DecodedImage
+
+_PLACE_RETRY_S = 0.02  # a video frame waits for a queue place rather than fail the rest of its clip
+
+
+@dataclass(frozen=True)
+class Options:
+    """What a client asked of a prediction: the thresholds (which requests may share a backend call) and the
+    class filter (applied to the answer)."""
+
+    thresholds: Thresholds
+    classes: frozenset[int] | None = None  # None: every class
+
+
+@dataclass(frozen=True)
+class Work:
+    """How one kind of image goes through the pipeline."""
+
+    bulk: bool  # a batch item or a video frame: the bulk lane and its share of the queue (api/inference/batching.py)
+    full_size: bool  # decode every pixel whatever `decode_mode` says (drawing; batch answers keep the decoded size)
+    observed: bool  # stage timings, detection counts, drift and tracing see it
+    collected: bool  # offered to the inbox (api/monitoring/inbox.py)
+    shadowed: bool  # offered to the shadow challenger (api/monitoring/shadow.py)
+
+
+SINGLE = Work(bulk=False, full_size=False, observed=True, collected=True, shadowed=True)  # /predict
+DRAWN = Work(bulk=False, full_size=True, observed=True, collected=False, shadowed=False)  # /predict/annotated
+BATCH_ITEM = Work(bulk=True, full_size=True, observed=False, collected=False, shadowed=True)  # /predict/batch
+FRAME = Work(bulk=True, full_size=True, observed=False, collected=False, shadowed=False)  # /predict/video
+
+
+@dataclass(frozen=True)
+class Prediction:
+    image: npt.NDArray[np.uint8]  # the decoded pixels (every pixel with Work.full_size)
+    size: tuple[int, int]  # (height, width) of the image as sent
+    detections: Detections  # in pixels of the image as sent, class filter applied
+    result: InferenceResult
+    timings_ms: dict[str, float]
+
+    @property
+    def model(self) -> dict[str, Any]:
+        """`describe()` of the model that answered (matters during a reload)."""
+        return self.result.model
+
+
+class Pipeline:
+    def __init__(
+        self,
+        config: InferenceConfig,
+        slot: ModelSlot,
+        batcher: MicroBatcher,
+        decoder: Decoder,
+        uploads: UploadGate,
+        metrics: Metrics,
+        drift: DriftMonitor,
+        inbox: Inbox,
+        shadow: Shadow,
+        spans: StageSpans,
+    ) -> None:
+        self.config = config
+        self.server = config.server
+        self.slot = slot
+        self.batcher = batcher
+        self.decoder = decoder
+        self.uploads = uploads
+        self.metrics = metrics
+        self.drift = drift
+        self.inbox = inbox
+        self.shadow = shadow
+        self.spans = spans
+
+    @property
+    def max_body_bytes(self) -> int:
+        return int(self.server.max_upload_mb * 1024 * 1024)
+
+    # -- 1. options, checked before the body is read ------------------------------------------------------------
+
+    def options(
+        self,
+        conf: float | None = None,
+        iou: float | None = None,
+        max_det: int | None = None,
+        conf_per_class: str | dict[str, Any] | None = None,
+        classes: str | list[Any] | None = None,
+    ) -> Options:
+        """The client's options with the configured defaults filled in; 422 for a max_det over the server's limit,
+        an unknown class or a bad threshold. Without `conf`, and with `inference.class_thresholds`, conf stays None:
+        the model applies its own per-class thresholds."""
+        inf = self.config
+        limit = self.server.max_det_limit
+        if max_det is not None and max_det > limit:
+            raise UnprocessableError(f"query parameter max_det: must be at most {limit} (got {max_det})")
+        thresholds = Thresholds(
+            (None if inf.class_thresholds else inf.conf) if conf is None else conf,
+            inf.iou if iou is None else iou,
+            inf.max_det if max_det is None else max_det,
+            self._class_thresholds(conf_per_class),
+        )
+        return Options(thresholds, self._classes(classes))
+
+    def with_body_options(
+        self, options: Options, classes: str | list[Any] | None, conf_per_class: str | dict[str, Any] | None
+    ) -> Options:
+        """`options` plus the class filter and per-class thresholds a body may carry instead of the query; 400
+        when both give the same one."""
+        if classes is not None:
+            if options.classes is not None:
+                raise BadRequestError("give the class filter once: in the query or in the body, not both")
+            options = Options(options.thresholds, self._classes(classes))
+        if conf_per_class is not None:
+            if options.thresholds.class_conf:
+                raise BadRequestError("give conf_per_class once: in the query or in the body, not both")
+            thresholds = options.thresholds._replace(class_conf=self._class_thresholds(conf_per_class))
+            options = Options(thresholds, options.classes)
+        return options
+
+    def _class_thresholds(self, spec: str | dict[str, Any] | None) -> ClassThresholds:
+        """`conf_per_class` (`circle:0.4,2:0.6`, or a JSON object) against the served model's classes."""
+        if spec is None:
+            return ()
+        names = self.model_names()
+        chosen = parse_class_conf(spec, names) if isinstance(spec, str) else resolve_class_conf(spec, names)
+        return tuple(sorted(chosen.items()))
+
+    def _classes(self, spec: str | list[Any] | None) -> frozenset[int] | None:
+        return None if spec is None else parse_classes(spec, self.model_names())
+
+    def model_names(self) -> dict[int, str]:
+        model = self.slot.current
+        names = model.info.get("names", {}) if model is not None else {}
+        return {int(k): str(v) for k, v in names.items()}
+
+    # -- 2. bodies ----------------------------------------------------------------------------------------------
+
+    def receiving(self) -> contextlib.AbstractContextManager[None]:
+        """An upload place held while a body arrives (routes that read their own body: batch forms, clips)."""
+        return self.uploads.holding()
+
+    async def read_image(self, request: Request, options: Options) -> tuple[bytes, Options]:
+        """The one image of a `/predict`-style body (multipart `file` or JSON `image_base64`) and the options it
+        carries; 400/415 from the headers before any place is taken."""
+        kind = body_kind(request)
+        with self.uploads.holding():
+            body = await read_image_input(request, kind, self.max_body_bytes)
+        return body.data, self.with_body_options(options, body.classes, body.conf_per_class)
+
+    # -- 3-7. one image -----------------------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def predicting(
+        self,
+        data: bytes,
+        options: Options,
+        work: Work = SINGLE,
+        started: float | None = None,
+        reservation: Reservation | None = None,
+    ) -> AsyncIterator[Prediction]:
+        """Reserve a queue place (unless given one by `reserve`), decode `data` within the budget, detect; the
+        pixels stay counted until the `with` block ends. `started`: when the request began (perf_counter), for the
+        `read` and `total` timings."""
+        t_read = time.perf_counter()
+        started = t_read if started is None else started
+        started_ns = time.time_ns() - int((t_read - started) * 1e9)  # where the trace's stage spans begin
+        if reservation is None:
+            reservation = self.batcher.reserve(bulk=work.bulk)  # 503 + Retry-After at once when the queue is full
+        try:
+            model_input = None if work.full_size else self._model_input()
+            async with self.decoder.image(data, model_input, bulk=work.bulk) as decoded:
+                t_decode = time.perf_counter()
+                result = await self._infer(reservation, decoded.pixels, options.thresholds)
+                timings = {
+                    "read": round((t_read - started) * 1e3, 3),
+                    "decode": round((t_decode - t_read) * 1e3, 3),
+                    **result.timings_ms,
+                    "total": round((time.perf_counter() - started) * 1e3, 3),
+                }
+                yield self._answer(data, decoded, result, options, work, timings, started_ns)
+        finally:
+            reservation.release()  # when the decode failed before inference (releasing twice is a no-op)
+
+    def reserve(self, count: int, work: Work) -> list[Reservation]:
+        """`count` queue places at once, or none: 503 + Retry-After when they do not all fit (a batch is refused
+        before any of its images is decoded)."""
+        taken: list[Reservation] = []
+        try:
+            for _ in range(count):
+                taken.append(self.batcher.reserve(bulk=work.bulk))
+        except BaseException:
+            for reservation in taken:
+                reservation.release()
+            raise
+        return taken
+
+    def _model_input(self) -> tuple[int, int] | None:
+        """The size decoding may reduce JPEGs to: the served model's input, in `decode_mode: reduced`."""
+        model = self.slot.current
+        if self.server.decode_mode != "reduced" or model is None:
+            return None
+        size = model.info.get("input_size")
+        return (int(size[0]), int(size[1])) if size else None
+
+    async def _infer(
+        self, reservation: Reservation, pixels: npt.NDArray[np.uint8], thresholds: Thresholds
+    ) -> InferenceResult:
+        try:
+            return await self.batcher.submit(reservation, pixels, thresholds, self.server.request_timeout_s)
+        finally:
+            reservation.release()  # the queue place is for inference only, not for what the route does next
+
+    def _answer(
+        self,
+        data: bytes | None,
+        decoded: DecodedImage,
+        result: InferenceResult,
+        options: Options,
+        work: Work,
+        timings: dict[str, float],
+        started_ns: int,
+    ) -> Prediction:
+        """Boxes to the image as sent, the class filter, and what watches the model."""
+        detections = to_sent_image(result.detections, decoded)  # unchanged after a full-size decode
+        sent = filter_classes(detections, options.classes)
+        size = (decoded.height, decoded.width)
+        seen = None
+        if work.observed:
+            self.metrics.observe_stages(timings)
+            if self.spans.enabled:
+                self.spans.record(started_ns, timings, _trace_attributes(result, decoded, detections))
+            self.metrics.observe_detections(sent.class_names())
+            seen = self.drift.observe(decoded.pixels, size, detections)  # all classes: the filter is the client's
+        on_disagree = None
+        if work.collected and data is not None and self.inbox.enabled:
+            reasons = self.inbox.reasons(detections, self.drift.outliers(seen, self.inbox.settings.drift_outlier_share))
+            self.inbox.offer(data, size, detections, result.model, reasons)
+            if self.inbox.settings.shadow_disagreement and not reasons:  # not kept yet: maybe on disagreement
+
+                def on_disagree() -> None:
+                    self.inbox.offer(data, size, detections, result.model, ("shadow_disagreement",))
+
+        if work.shadowed:
+            self.shadow.offer(decoded.pixels, result, options.thresholds, on_disagree)
+        return Prediction(decoded.pixels, size, sent, result, timings)
+
+    # -- a clip's frames ----------------------------------------------------------------------------------------
+
+    def frames(self, frames: Iterator[Frame], frame_pixels: int, options: Options) -> FrameStream:
+        """The processed frames of a clip through the same steps, in frame order (see `FrameStream`)."""
+        return FrameStream(self, frames, frame_pixels, options)
+
+    async def _frame(self, pixels: npt.NDArray[np.uint8], options: Options) -> Prediction:
+        """One decoded frame: waits for a queue place (a full queue mid-clip is not the clip's fault) up to the
+        request timeout."""
+        deadline = time.perf_counter() + self.server.request_timeout_s
+        while True:
+            try:
+                reservation = self.batcher.reserve(bulk=True)
+                break
+            except ServiceUnavailableError:
+                if time.perf_counter() > deadline or self.batcher.closing:
+                    raise
+                await asyncio.sleep(_PLACE_RETRY_S)
+        decoded = DecodedImage(pixels, pixels.shape[1], pixels.shape[0])
+        result = await self._infer(reservation, pixels, options.thresholds)
+        return self._answer(None, decoded, result, options, FRAME, dict(result.timings_ms), 0)
+
+
+class FrameStream:
+    """A clip's processed frames as `(index, Prediction)`, in frame order, with up to `max_batch` frames in
+    inference at once (a clip fills micro-batches by itself).
+
+    Each frame holds its pixels in the shared budget from before it is decoded until the consumer asks for the
+    next one (its line is out). `close()` is synchronous and idempotent, so a response can run it from a `finally`
+    during cancellation: it gives back every hold, cancels the frames in inference, and closes the reader (after
+    a read in flight, which cannot be interrupted)."""
+
+    def __init__(self, pipeline: Pipeline, frames: Iterator[Frame], frame_pixels: int, options: Options) -> None:
+        self._pipeline = pipeline
+        self._frames = frames
+        self._frame_pixels = max(1, frame_pixels)
+        self._options = options
+        self._window = max(1, pipeline.server.max_batch)
+        self._pending: deque[tuple[int, asyncio.Task[Prediction]]] = deque()
+        self._holds: deque[int] = deque()  # one per frame read and not yet handed out
+        self._reading: asyncio.Future[Frame | None] | None = None
+        self._closed = False
+
+    async def __aiter__(self) -> AsyncIterator[tuple[int, Prediction]]:
+        pipeline = self._pipeline
+        budget = pipeline.decoder.pixels
+        loop = asyncio.get_running_loop()
+        limit = pipeline.server.max_video_frames
+        while True:
+            # Room in the budget for the next frame: our own oldest frames make room first, then wait in line.
+            while not (taken := budget.try_take(self._frame_pixels)) and self._pending:
+                yield await self._next()
+            if not taken:
+                taken = await budget.acquire(self._frame_pixels, pipeline.server.decode_wait_s)
+            self._holds.append(taken)
+            self._reading = loop.run_in_executor(pipeline.decoder.bulk_pool, next, self._frames, None)
+            item = await self._reading
+            self._reading = None
+            if item is None:
+                budget.give_back(self._holds.pop())
+                break
+            index, pixels, run = item
+            if index >= limit:
+                raise UnprocessableError(f"the clip has more than {limit} frames (inference.server.max_video_frames)")
+            if run:
+                self._pending.append((index, asyncio.ensure_future(pipeline._frame(pixels, self._options))))
+            else:
+                budget.give_back(self._holds.pop())
+            while self._pending and (len(self._pending) >= self._window or self._pending[0][1].done()):
+                yield await self._next()
+        while self._pending:
+            yield await self._next()
+
+    async def _next(self) -> tuple[int, Prediction]:
+        index, task = self._pending.popleft()
+        prediction = await task
+        if self._holds:
+            self._pipeline.decoder.pixels.give_back(self._holds.popleft())
+        return index, prediction
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        while self._holds:
+            self._pipeline.decoder.pixels.give_back(self._holds.popleft())
+        for _, task in self._pending:
+            task.cancel()
+        if self._reading is not None and not self._reading.done():
+            self._reading.add_done_callback(lambda _: _close_reader(self._frames))
+        else:
+            _close_reader(self._frames)
+
+
+def _close_reader(frames: Iterator[Any]) -> None:
+    close: Callable[[], None] | None = getattr(frames, "close", None)
+    if close is not None:
+        with contextlib.suppress(Exception):
+            close()
+
+
+def _trace_attributes(result: InferenceResult, decoded: DecodedImage, detections: Detections) -> dict[str, Any]:
+    """What a `detector.predict` span says about the prediction (inference.tracing)."""
+    model = result.model
+    return {
+        "detector.model.version": str(model.get("version", "")),
+        "detector.backend": str(model.get("backend", "")),
+        "detector.batch_size": result.batch_size,
+        "detector.image.width": decoded.width,
+        "detector.image.height": decoded.height,
+        "detector.detections": len(detections),
+    }
