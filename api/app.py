@@ -10,10 +10,11 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Security
+from fastapi_offline import FastAPIOffline
 
 from api.admission.auth import AuthMiddleware, KeyRing, api_key_header, install_audit_file, load_keys
 from api.admission.limits import BodySizeLimitMiddleware, ReadTimeoutMiddleware
-from api.docs import install_documented_schemas, install_offline_docs
+from api.docs import STATIC_URL, install_documented_schemas
 from api.errors import install_error_handlers
 from api.model.registry import registry_aware
 from api.monitoring.challenger import challenger_loader
@@ -85,16 +86,14 @@ def create_app(
             await asyncio.to_thread(service.close)  # also flushes the spans still buffered
             log.info("shutdown complete")
 
-    app = FastAPI(
+    app = FastAPIOffline(  # /docs and /redoc with local assets (api/docs.py)
         title="YOLO detector",
         version="1",
         description=DESCRIPTION,
         lifespan=lifespan,
-        docs_url=None,
-        redoc_url=None,
+        static_url=STATIC_URL,
         telemetry=fastapi_telemetry(provider),
     )
-    install_offline_docs(app)
     install_documented_schemas(app)
     app.state.metrics = app_metrics
     app.state.service = None

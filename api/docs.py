@@ -1,50 +1,20 @@
-"""Swagger UI (`/docs`) and ReDoc (`/redoc`) from local files.
+"""The OpenAPI document behind `/docs`, `/redoc` and the docs site's HTTP reference.
 
-FastAPI's default pages load their JavaScript from a CDN, which leaves `/docs` blank on an offline or firewalled
-host. The assets bundled in `fastapi-offline` are served from this app instead.
+The pages themselves come from `fastapi_offline.FastAPIOffline` (api/app.py): FastAPI's default pages load their
+JavaScript from a CDN, which leaves `/docs` blank on an offline or firewalled host; FastAPIOffline serves the
+assets it bundles from this app instead (and honours a proxy's `root_path`).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-import fastapi_offline
 from fastapi import FastAPI
-from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
-from fastapi.responses import HTMLResponse
-from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
 
-from api.schemas import add_documented_schemas
+from api.schemas import add_documented_schemas, schema_ref
 
-STATIC_URL = "/static-docs"
-STATIC_DIR = Path(fastapi_offline.__file__).parent / "static"
-
-
-def install_offline_docs(app: FastAPI) -> None:
-    """Serve `/docs` and `/redoc` with local assets; the app must be created with `docs_url=None, redoc_url=None`."""
-    openapi_url = app.openapi_url or "/openapi.json"
-    app.mount(STATIC_URL, StaticFiles(directory=STATIC_DIR), name="static-docs")
-
-    @app.get("/docs", include_in_schema=False)
-    def swagger_ui() -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url=openapi_url,
-            title=f"{app.title} - Swagger UI",
-            swagger_js_url=f"{STATIC_URL}/swagger-ui-bundle.js",
-            swagger_css_url=f"{STATIC_URL}/swagger-ui.css",
-            swagger_favicon_url=f"{STATIC_URL}/favicon.png",
-        )
-
-    @app.get("/redoc", include_in_schema=False)
-    def redoc() -> HTMLResponse:
-        return get_redoc_html(
-            openapi_url=openapi_url,
-            title=f"{app.title} - ReDoc",
-            redoc_js_url=f"{STATIC_URL}/redoc.standalone.js",
-            redoc_favicon_url=f"{STATIC_URL}/favicon.png",
-            with_google_fonts=False,
-        )
+STATIC_URL = "/static-docs"  # where the Swagger UI and ReDoc assets are served
 
 
 def install_documented_schemas(app: FastAPI) -> None:
@@ -59,3 +29,14 @@ def install_documented_schemas(app: FastAPI) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to customise the schema
+
+
+def request_body(
+    form: type[BaseModel], json: type[BaseModel] | None = None, examples: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """`openapi_extra` for a route that reads its body itself (the pipeline does, api/admission/bodies.py): a
+    multipart `form`, and optionally a JSON alternative with its examples."""
+    content: dict[str, Any] = {"multipart/form-data": {"schema": schema_ref(form, mode="validation")}}
+    if json is not None:
+        content["application/json"] = {"schema": schema_ref(json, mode="validation"), "examples": examples or {}}
+    return {"requestBody": {"required": True, "content": content}}

@@ -55,6 +55,11 @@ class ApiError(Exception):
 
     status: int = 400
 
+    def __init_subclass__(cls, status: int | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if status is not None:
+            cls.status = status
+
     def __init__(self, detail: str, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
@@ -67,51 +72,39 @@ class ApiError(Exception):
         return error
 
 
-class BadRequestError(ApiError):
-    status = 400
+class BadRequestError(ApiError, status=400): ...
 
 
-class UnauthorizedError(ApiError):
-    status = 401
+class UnauthorizedError(ApiError, status=401): ...
 
 
-class NotFoundError(ApiError):
-    status = 404
+class NotFoundError(ApiError, status=404): ...
 
 
-class ConflictError(ApiError):
-    status = 409
+class ConflictError(ApiError, status=409): ...
 
 
-class PayloadTooLargeError(ApiError):
-    status = 413
+class PayloadTooLargeError(ApiError, status=413): ...
 
 
-class UnsupportedMediaTypeError(ApiError):
-    status = 415
+class UnsupportedMediaTypeError(ApiError, status=415): ...
 
 
-class UnprocessableError(ApiError):
-    status = 422
+class UnprocessableError(ApiError, status=422): ...
 
 
-class ServiceUnavailableError(ApiError):
+class ServiceUnavailableError(ApiError, status=503):
     """Not ready, overloaded or shutting down: the client should retry later (hence Retry-After)."""
-
-    status = 503
 
     def __init__(self, detail: str, retry_after_s: int = 1) -> None:
         super().__init__(detail, {"Retry-After": str(retry_after_s)})
 
 
-class GatewayTimeoutError(ApiError):
-    status = 504
+class GatewayTimeoutError(ApiError, status=504): ...
 
 
-class InferenceFailedError(ApiError):
+class InferenceFailedError(ApiError, status=500):
     """The model failed on input the service had accepted: the server's fault, so 5xx (and alerting) not 4xx."""
-
-    status = 500
 
 
 class ModelUnavailableError(ServiceUnavailableError):

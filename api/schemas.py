@@ -153,6 +153,28 @@ class PredictionResponse(BaseModel):
         )
 
 
+class ImageForm(BaseModel):
+    """`/predict` and `/predict/annotated` as multipart/form-data."""
+
+    file: bytes = Field(description="A JPEG (MPO: its first frame), PNG, BMP or WebP image")
+    classes: str | None = Field(None, description="Optional class filter, e.g. circle,0")
+    conf_per_class: str | None = Field(None, description="Optional per-class thresholds, e.g. circle:0.4,square:0.6")
+
+
+class BatchForm(BaseModel):
+    """`/predict/batch`: multipart/form-data with the field `files` repeated."""
+
+    files: list[bytes] = Field(description="JPEG, PNG, BMP or WebP images (repeat the field)")
+    classes: str | None = Field(None, description="Optional class filter, e.g. circle,0")
+    conf_per_class: str | None = Field(None, description="Optional per-class thresholds, e.g. circle:0.4,square:0.6")
+
+
+class VideoForm(BaseModel):
+    """`/predict/video`: multipart/form-data."""
+
+    file: bytes = Field(description="A video: MP4/MOV, Matroska/WebM or AVI")
+
+
 class Base64ImageRequest(BaseModel):
     """The JSON alternative to a multipart upload."""
 

@@ -42,17 +42,10 @@ def effective_config(
 
 
 def serve(
-    config: Config,
-    host: str | None = None,
-    port: int | None = None,
-    model: str | None = None,
-    backend: str | None = None,
-    engine_builder: EngineBuilder | None = None,
-    model_resolver: ModelResolver | None = None,
+    config: Config, engine_builder: EngineBuilder | None = None, model_resolver: ModelResolver | None = None
 ) -> None:
-    """Run the service; `engine_builder` is handed to the TensorRT backend and `model_resolver` resolves
-    `models:/name@alias` (see `api.app.create_app`)."""
-    config = effective_config(config, host, port, model, backend)
+    """Run the service for `config` (with the CLI's overrides applied: `effective_config`); `engine_builder` is
+    handed to the TensorRT backend and `model_resolver` resolves `models:/name@alias` (see `api.app.create_app`)."""
     inf = config.inference
     if is_registry_uri(inf.model_path):
         if model_resolver is None:

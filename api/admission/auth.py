@@ -45,6 +45,7 @@ from fastapi.security import APIKeyHeader
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import error_response
+from api.middleware import HttpMiddleware
 from detector.config import ApiKeyConfig, AuthConfig
 from detector.errors import ConfigError
 
@@ -161,18 +162,15 @@ def presented_key(scope: Scope) -> str | None:
     return None
 
 
-class AuthMiddleware:
+class AuthMiddleware(HttpMiddleware):
     """Keys, scopes and limits for every HTTP request (see the module docstring), and the admin audit log."""
 
     def __init__(self, app: ASGIApp, ring: KeyRing, admin_key_set: bool = False) -> None:
-        self.app = app
+        super().__init__(app)
         self.ring = ring
         self.admin_key_set = admin_key_set  # the legacy inference.server.admin_api_key (checked by the route)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
         needed = required_scope(path)
         auditing = path.startswith("/admin")

@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import error_response
+from api.middleware import HttpMiddleware
 
 ENVELOPE_BYTES = 64 * 1024  # multipart boundaries, part headers, JSON punctuation, a data-URL prefix
 
@@ -44,15 +45,12 @@ def body_limit(max_image_bytes: int, content_type: str) -> int:
     return max_image_bytes
 
 
-class BodySizeLimitMiddleware:
+class BodySizeLimitMiddleware(HttpMiddleware):
     def __init__(self, app: ASGIApp, max_image_bytes: int) -> None:
-        self.app = app
+        super().__init__(app)
         self.max_image_bytes = max_image_bytes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope["headers"])
         limit = body_limit(self.max_image_bytes, headers.get(b"content-type", b"").decode("latin-1"))
         message = f"request body is larger than the limit of {limit} bytes (image limit {self.max_image_bytes} bytes)"
@@ -91,7 +89,7 @@ class BodyReadTimeout(HTTPException):
         super().__init__(408, detail, {"Connection": "close"})
 
 
-class ReadTimeoutMiddleware:
+class ReadTimeoutMiddleware(HttpMiddleware):
     """The whole request body must arrive within `timeout_s` of the request's headers.
 
     Without it a client sending one byte every half second holds its connection, a task and its buffers for as
@@ -100,13 +98,10 @@ class ReadTimeoutMiddleware:
     """
 
     def __init__(self, app: ASGIApp, timeout_s: float) -> None:
-        self.app = app
+        super().__init__(app)
         self.timeout_s = timeout_s
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout_s
         body_done = False

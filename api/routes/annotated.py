@@ -15,10 +15,9 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from starlette.requests import Request
 
-from api.deps import ReadyPipelineDep
+from api.deps import OptionsDep, ReadyPipelineDep
 from api.inference.pipeline import DRAWN
 from api.routes.encoding import ModelResponse, timing_headers
-from api.routes.options import OptionsDep
 from api.routes.predict import openapi_body
 from api.schemas import AnnotatedPredictionResponse, error_responses, schema_ref
 from detector.runtime.draw import draw_detections, encode_jpeg

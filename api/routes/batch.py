@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
-from typing import Any
 
 from fastapi import APIRouter
 from starlette.datastructures import FormData, UploadFile
@@ -19,13 +18,13 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from api.admission.bodies import require_multipart
-from api.deps import ReadyPipelineDep
+from api.deps import OptionsDep, ReadyPipelineDep
+from api.docs import request_body
 from api.errors import UnprocessableError, status_for
 from api.inference.batching import Reservation
 from api.inference.pipeline import BATCH_ITEM, Options, Pipeline
 from api.routes.encoding import ModelResponse, timing_headers
-from api.routes.options import OptionsDep
-from api.schemas import BatchItemError, BatchResponse, ItemError, PredictionResponse, error_responses
+from api.schemas import BatchForm, BatchItemError, BatchResponse, ItemError, PredictionResponse, error_responses
 from detector.errors import DetectorError
 
 router = APIRouter(tags=["inference"])
@@ -41,30 +40,6 @@ def _item_error(status: int, detail: str) -> BatchItemError:
     return BatchItemError(error=ItemError(status=status, detail=detail))
 
 
-def _openapi_body() -> dict[str, Any]:
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {
-                "multipart/form-data": {
-                    "schema": {
-                        "type": "object",
-                        "required": ["files"],
-                        "properties": {
-                            "files": {
-                                "type": "array",
-                                "items": {"type": "string", "format": "binary"},
-                                "description": "JPEG, PNG, BMP or WebP images (repeat the field)",
-                            },
-                            "classes": {"type": "string", "description": "Optional class filter, e.g. circle,0"},
-                        },
-                    }
-                }
-            },
-        }
-    }
-
-
 @router.post(
     "/predict/batch",
     response_model=BatchResponse,
@@ -75,7 +50,7 @@ def _openapi_body() -> dict[str, Any]:
         'the `/predict` body for that image, or `{"error": {"status": 415, "detail": "..."}}` for an image '
         "that could not be used. Query parameters as for `/predict`, applied to every image."
     ),
-    openapi_extra=_openapi_body(),
+    openapi_extra=request_body(BatchForm),
     responses=error_responses(400, 413, 415, 422, 503, 504),
 )
 async def predict_batch(request: Request, pipeline: ReadyPipelineDep, options: OptionsDep) -> ModelResponse:

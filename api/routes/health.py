@@ -38,17 +38,14 @@ def _readiness(service: ServiceDep) -> JSONResponse:
     summary="Readiness: 200 once a model is loaded and warmed up, 503 before (and while shutting down)",
     responses=_NOT_READY,
 )
-async def health(service: ServiceDep) -> JSONResponse:
-    return _readiness(service)
-
-
 @router.get(
     "/readyz",
     response_model=HealthResponse,
     summary="Kubernetes readiness probe: the same answer as /health",
     responses=_NOT_READY,
+    operation_id="readyz_readyz_get",  # as when it had a function of its own
 )
-async def readyz(service: ServiceDep) -> JSONResponse:
+async def health(service: ServiceDep) -> JSONResponse:
     return _readiness(service)
 
 

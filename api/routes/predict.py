@@ -6,55 +6,26 @@ from typing import Any
 from fastapi import APIRouter
 from starlette.requests import Request
 
-from api.deps import ReadyPipelineDep
+from api.deps import OptionsDep, ReadyPipelineDep
+from api.docs import request_body
 from api.inference.pipeline import SINGLE
 from api.routes.encoding import ModelResponse, timing_headers
-from api.routes.options import OptionsDep
-from api.schemas import Base64ImageRequest, PredictionResponse, error_responses, example_image_base64, schema_ref
+from api.schemas import Base64ImageRequest, ImageForm, PredictionResponse, error_responses, example_image_base64
 
 router = APIRouter(tags=["inference"])
 
 
 def openapi_body() -> dict[str, Any]:
-    """Both accepted bodies, documented by hand: the pipeline reads the body itself (api/admission/bodies.py)."""
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {
-                "multipart/form-data": {
-                    "schema": {
-                        "type": "object",
-                        "required": ["file"],
-                        "properties": {
-                            "file": {
-                                "type": "string",
-                                "format": "binary",
-                                "description": "A JPEG (MPO: its first frame), PNG, BMP or WebP image",
-                            },
-                            "classes": {"type": "string", "description": "Optional class filter, e.g. circle,0"},
-                            "conf_per_class": {
-                                "type": "string",
-                                "description": "Optional per-class thresholds, e.g. circle:0.4,square:0.6",
-                            },
-                        },
-                    }
-                },
-                "application/json": {
-                    "schema": schema_ref(Base64ImageRequest, mode="validation"),
-                    "examples": {
-                        "png": {
-                            "summary": "A 64x64 PNG (a circle and a square)",
-                            "value": {"image_base64": example_image_base64()},
-                        },
-                        "data_url": {
-                            "summary": "The same image as a data URL",
-                            "value": {"image_base64": "data:image/png;base64," + example_image_base64()},
-                        },
-                    },
-                },
-            },
-        }
+    """Both accepted bodies (the pipeline reads the body itself, api/admission/bodies.py)."""
+    image = example_image_base64()
+    examples = {
+        "png": {"summary": "A 64x64 PNG (a circle and a square)", "value": {"image_base64": image}},
+        "data_url": {
+            "summary": "The same image as a data URL",
+            "value": {"image_base64": f"data:image/png;base64,{image}"},
+        },
     }
+    return request_body(ImageForm, Base64ImageRequest, examples)
 
 
 @router.post(

@@ -37,7 +37,8 @@ from starlette.types import Message, Receive, Scope, Send
 
 from api.admission.bodies import require_multipart
 from api.admission.http_protocol import CLOSE_EXTENSION
-from api.deps import ReadyServiceDep
+from api.deps import OptionsDep, ReadyServiceDep
+from api.docs import request_body
 from api.errors import (
     ApiError,
     BadRequestError,
@@ -48,8 +49,7 @@ from api.errors import (
 )
 from api.inference.pipeline import FrameStream, Pipeline
 from api.routes.encoding import timing_headers
-from api.routes.options import OptionsDep
-from api.schemas import VideoFrame, error_responses, schema_ref
+from api.schemas import VideoForm, VideoFrame, error_responses, schema_ref
 from detector.config import ServerConfig
 from detector.errors import DetectorError, ImageTooLargeError
 from detector.runtime.video import (
@@ -149,20 +149,7 @@ class _NDJSONResponse(StreamingResponse):
         'detection. A failure after streaming began ends the stream with one `{"error": {"status", "detail"}}` '
         "line. `Server-Timing` covers what happened before the first line (read, probe)."
     ),
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "multipart/form-data": {
-                    "schema": {
-                        "type": "object",
-                        "required": ["file"],
-                        "properties": {"file": {"type": "string", "format": "binary", "description": "A video"}},
-                    }
-                }
-            },
-        }
-    },
+    openapi_extra=request_body(VideoForm),
     response_class=StreamingResponse,
     responses={
         200: {

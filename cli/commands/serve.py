@@ -14,21 +14,13 @@ from detector.errors import ConfigError, ModelLoadError
 
 def cmd_serve(args: argparse.Namespace, config: Config) -> None:
     server = require("api.server", "serve")
+    config = server.effective_config(config, args.host, args.port, args.model, args.backend)
     if args.engine == "uvicorn":
         if args.replicas is not None:
             raise ConfigError("--replicas needs --engine ray (one uvicorn process serves one model)")
-        server.serve(
-            config,
-            host=args.host,
-            port=args.port,
-            model=args.model,
-            backend=args.backend,
-            engine_builder=engine_builder(),
-            model_resolver=model_resolver(config),
-        )
+        server.serve(config, engine_builder=engine_builder(), model_resolver=model_resolver(config))
         return
     runner = require("serve_ray.runner", "ray")  # Ray is imported only here: serving without it is unchanged
-    config = server.effective_config(config, args.host, args.port, args.model, args.backend)
     problem = require("api.service", "serve").model_file_problem(config.inference.model_path)
     if problem:
         raise ModelLoadError(problem)

@@ -6,6 +6,7 @@ at load with the reason in /health; a model that goes blind while serving is cau
 from __future__ import annotations
 
 import dataclasses
+import re
 import shutil
 import threading
 import time
@@ -119,7 +120,8 @@ def test_a_model_that_goes_blind_is_caught_by_the_periodic_check_and_reloaded(
     failed = [b for b in seen if b["status"] == "failed"]
     assert failed or len(loads) == 2, "the blind model was noticed"
     if failed:  # the reload may be quick enough that no poll saw the 503
-        assert "no longer sees what it saw at export (golden image 1 of 4: 0 of" in failed[0]["detail"]
+        # Any of the 4: a check already under way when the model went blind fails on its first image asked after.
+        assert re.search(r"no longer sees what it saw at export \(golden image [1-4] of 4: 0 of", failed[0]["detail"])
     assert len(loads) == 2, "reloaded once, from the same file"
     assert "detector_golden_failures_total 1.0" in metrics
     assert 'detector_model_reloads_total{outcome="ok"} 1.0' in metrics
