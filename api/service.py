@@ -94,6 +94,7 @@ class Service:
             on_failure=self._backend_failed,
             bulk_queue_share=server.bulk_queue_share,
             single_priority=server.single_priority,
+            bulk_hold_ms=server.bulk_hold_ms,
         )
         # The challenger (inference.shadow), scored off the request path; it lives beside the slot, so reloads of
         # the served model keep it. Shed while any request waits for the served model.

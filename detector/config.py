@@ -245,6 +245,10 @@ class ServerConfig(_Strict):
     # single images, which workers also take first (single_priority of them per bulk image while both wait).
     bulk_queue_share: float = Field(0.5, gt=0, le=1)
     single_priority: int = Field(4, ge=1, le=1000)
+    # While a single image is being decoded, a worker holds bulk work back this long at most (0: never).
+    bulk_hold_ms: float = Field(50.0, ge=0, le=10_000)
+    # A batch or a clip waits in line this long for its queue places (or a video job's) before 503 + Retry-After.
+    bulk_wait_s: float = Field(10.0, ge=0, le=600)
     # Model threads; 0 (default): one per slot of the loaded backend (TensorRT: one per execution context, so both
     # contexts are busy at once; CPU backends: 1).
     workers: int = Field(0, ge=0, le=64)

@@ -52,6 +52,9 @@ class JobGate:
         self.active = 0
         self.metrics = metrics
 
+    def has_room(self) -> bool:
+        return self.active < self.limit
+
     def take(self) -> None:
         if self.active >= self.limit:
             if self.metrics is not None:

@@ -10,8 +10,10 @@ smaller pool, so 64 queued batch decodes never sit in front of a single `/predic
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -31,6 +33,7 @@ from detector.runtime.images import DecodedImage, decode_image_scaled, probe_ima
 log = logging.getLogger("api")
 
 T = TypeVar("T")
+BULK_NICENESS = 10  # batch and video decodes yield the CPU to single images and inference (Linux nice, 0-19)
 Frame = tuple[int, npt.NDArray[np.uint8], bool]  # (index, RGB pixels, to be processed): detector.runtime.video
 
 
@@ -45,7 +48,9 @@ class Decoder:
         self.metrics = metrics
         workers = min(8, os.cpu_count() or 2)
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode")
-        self.bulk_pool = ThreadPoolExecutor(max_workers=max(1, workers // 2), thread_name_prefix="decode-bulk")
+        self.bulk_pool = ThreadPoolExecutor(
+            max_workers=max(1, workers // 2), thread_name_prefix="decode-bulk", initializer=_lower_priority
+        )
 
     @asynccontextmanager
     async def image(
@@ -114,6 +119,14 @@ class Decoder:
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
         self.bulk_pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _lower_priority() -> None:
+    """Run this thread (a bulk decoder) at a lower CPU priority, so on a busy machine single images' decodes and
+    the model's threads get the cores first. Raising one's own niceness needs no privilege; Linux applies it per
+    thread. Elsewhere, or if refused, the thread keeps the normal priority."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BULK_NICENESS)
 
 
 def to_sent_image(detections: Detections, image: DecodedImage) -> Detections:

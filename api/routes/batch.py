@@ -57,6 +57,8 @@ async def predict_batch(request: Request, pipeline: ReadyPipelineDep, options: O
     started = time.perf_counter()
     require_multipart(request, "one 'files' part per image (for one image as JSON use /predict)")
     limit = pipeline.server.max_batch_files
+    # Wait in line for room in the bulk share before the body is read (then 503 + Retry-After).
+    await pipeline.wait_for_room(lambda: pipeline.batcher.has_room(bulk=True))
     try:
         # The body is received under an upload place; queue places are taken once every image has arrived.
         with pipeline.receiving():
@@ -89,7 +91,7 @@ async def predict_batch(request: Request, pipeline: ReadyPipelineDep, options: O
         await form.close()
     t_read = time.perf_counter()
     # Every image's queue place at once, before any is decoded: 503 + Retry-After when they do not all fit.
-    places = pipeline.reserve(sum(isinstance(image, bytes) for image in images), BATCH_ITEM)
+    places = await pipeline.reserve(sum(isinstance(image, bytes) for image in images), BATCH_ITEM)
     try:
         unused = iter(places)
         results = await asyncio.gather(*(_one(pipeline, image, options, t_read, unused) for image in images))

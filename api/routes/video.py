@@ -170,7 +170,10 @@ async def predict_video(
     pipeline = service.pipeline
     require_multipart(request, "the clip as field 'file'")
     job: _VideoJob | None = None
-    service.video_jobs.take()  # 503 at once when max_video_jobs clips are streaming; given back by job.close()
+    # Up to max_video_jobs clips stream at once: wait in line for a place (bulk_wait_s), then 503. Given back by
+    # job.close().
+    await pipeline.wait_for_room(service.video_jobs.has_room)
+    service.video_jobs.take()
     try:
         # Uploads are bounded apart from the inference queue: a slow sender holds an upload place, never a queue
         # place (each frame reserves its own when it runs).

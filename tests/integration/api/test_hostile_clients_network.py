@@ -23,6 +23,7 @@ from tests.servers import Server, serving
 
 HEAD_TIMEOUT_S = 2
 SEND_TIMEOUT_S = 3
+BULK_WAIT_S = 1  # a clip or batch waits in line this long for room, then 503 (default 10 s)
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +34,7 @@ def server(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         "DETECTOR_INFERENCE__SERVER__HEAD_TIMEOUT_S": str(HEAD_TIMEOUT_S),
         "DETECTOR_INFERENCE__SERVER__VIDEO_SEND_TIMEOUT_S": str(SEND_TIMEOUT_S),
         "DETECTOR_INFERENCE__SERVER__VIDEO_TMP_DIR": str(folder / "video-spool"),
+        "DETECTOR_INFERENCE__SERVER__BULK_WAIT_S": str(BULK_WAIT_S),
     }
     with serving(model_path, folder, env=env) as srv:
         yield srv
@@ -64,9 +66,11 @@ def test_stalled_video_readers_are_dropped_and_video_jobs_are_bounded(server: Se
     with probe.stalled_video_reader(server.url, clip) as first, probe.stalled_video_reader(server.url, clip) as second:
         assert first.startswith("HTTP/1.1 200") and second.startswith("HTTP/1.1 200")
         time.sleep(0.5)
-        # Two clips stream (max_video_jobs=2): a third is refused at once. Before: no bound.
+        # Two clips stream (max_video_jobs=2): a third waits in line (bulk_wait_s), then is refused. Before: no bound.
+        started = time.monotonic()
         status, text = probe.post_video(server.url, clip)
         assert status == 503 and "video jobs" in text, (status, text)
+        assert BULK_WAIT_S <= time.monotonic() - started < BULK_WAIT_S + 2
         assert len(spooled(server)) == 2
         # Neither client reads: after the send timeout both streams are dropped and their clips removed.
         # Before: the clips stayed for as long as the clients kept their connections open.
@@ -152,13 +156,21 @@ def test_batches_do_not_starve_single_images(server: Server) -> None:
     assert [c for c, _ in loaded] == [200] * len(loaded), loaded  # no normal request shed
     idle_p50 = statistics.median(t for _, t in idle)
     loaded_p50 = statistics.median(t for _, t in loaded)
-    # Before: 0.71 s against 11 ms idle (63x) on the 2-core dev machine; after: 73-143 ms (5-6x) there, with the
-    # 4 batch clients on the same 2 cores and other jobs at load 5-6. The issue's 3x is for a quiet machine.
+    # Before: 0.71 s against 11 ms idle (63x) on the 2-core dev machine; then 40-47 ms (4-5x), the batch clients
+    # re-posting each refused 16-image batch at once; now a batch waits in line for room (bulk_wait_s) and the
+    # normal p50 was 15-16 ms (1.6x), the clients on the same 2 cores.
     assert loaded_p50 < 0.4, (idle_p50, loaded_p50)  # always: before, 0.71 s even on a quiet machine
+    _within_3x(idle_p50, loaded_p50)
+
+
+def _within_3x(idle_p50: float, loaded_p50: float) -> None:
+    """The issue's target: normal p50 under load within 3x its idle value (40 ms at least: timer and scheduler
+    noise on a 10 ms request); skipped, not failed, on a machine other jobs overload."""
     load = os.getloadavg()[0] / (os.cpu_count() or 1)
-    if loaded_p50 >= 8 * idle_p50 and load > 2:
+    bound = max(3 * idle_p50, 0.04)
+    if loaded_p50 >= bound and load > 2:
         pytest.skip(f"p50 {loaded_p50 * 1e3:.0f} ms vs {idle_p50 * 1e3:.0f} ms idle with load {load:.1f} per core")
-    assert loaded_p50 < max(8 * idle_p50, 0.1), (idle_p50, loaded_p50)
+    assert loaded_p50 < bound, (idle_p50, loaded_p50)
 
 
 @pytest.fixture(scope="module")
@@ -213,7 +225,11 @@ def test_a_keyed_server_on_loopback(keyed_server: tuple[Server, dict[str, str]])
 
 
 def test_video_streams_do_not_shed_single_images(server: Server) -> None:
+    idle = probe.timed_predicts(server.url, probe.photo(320, 240, seed=1, fmt="PNG"), 20)
     loaded, video_codes = probe.normal_during_videos(server.url, probe.noise_clip(120), video_clients=9)
-    # Before: 9 of 20 normal requests were 503 while 9 clients streamed clips.
+    # Before: 9 of 20 normal requests were 503 while 9 clients streamed clips; then none shed but p50 70-90 ms
+    # (7-9x), the 7 clients without a video job re-posting their clip at once (1.6 of the 2 cores); now they wait
+    # in line (bulk_wait_s): 13 ms (1.3x).
     assert [c for c, _ in loaded] == [200] * len(loaded), loaded
+    _within_3x(statistics.median(t for _, t in idle), statistics.median(t for _, t in loaded))
     assert 200 in video_codes and set(video_codes) <= {200, 503}, video_codes  # 2 at a time (max_video_jobs)

@@ -267,3 +267,33 @@ def test_workers_take_single_images_first_but_bulk_still_advances() -> None:
     b.close(1)
     # Before: one FIFO, 1 2 3 4 5 100 101 102 103 (the singles behind every bulk image).
     assert det.order == [1, 100, 101, 2, 102, 103, 3, 4, 5], det.order
+
+
+def test_bulk_work_waits_for_a_single_image_being_decoded_but_not_longer_than_the_hold() -> None:
+    open_gate = threading.Event()
+    open_gate.set()
+    det = OrderRecorder(open_gate)
+    b = make(det, micro_batching="never", bulk_hold_ms=300)
+
+    async def main() -> tuple[float, float]:
+        single = b.reserve()  # admitted, still "decoding": nothing submitted yet
+        started = time.perf_counter()
+        bulk = asyncio.ensure_future(one(b, 1, reservation=b.reserve(bulk=True)))
+        await asyncio.sleep(0.05)
+        assert not bulk.done()  # held back for the single on its way
+        await one(b, 100, reservation=single)
+        await bulk
+        held = time.perf_counter() - started
+        # A single that never arrives (its decode failed and it was released late) holds bulk work only so long.
+        stuck = b.reserve()
+        started = time.perf_counter()
+        await one(b, 2, reservation=b.reserve(bulk=True))
+        waited = time.perf_counter() - started
+        stuck.release()
+        return held, waited
+
+    held, waited = asyncio.run(main())
+    b.close(1)
+    assert det.order == [100, 1, 2], det.order  # before: the bulk image first, the single waiting behind its call
+    assert held < 0.3, held
+    assert 0.25 < waited < 1.0, waited
