@@ -86,7 +86,7 @@ def _predict_video(det: Any, path: Path, args: argparse.Namespace) -> dict[str, 
     from api.schemas import VideoFrame  # the /predict/video line's shape, declared once
     from detector.runtime.classes import filter_classes, parse_classes
     from detector.runtime.draw import draw_detections
-    from detector.runtime.video import Tracker, VideoWriter, probe_video, read_frames
+    from detector.runtime.video import Tracker, VideoWriter, probe_video, read_ahead, read_frames
 
     if not path.is_file():
         raise InvalidInputError(f"video not found: {path}")
@@ -100,7 +100,8 @@ def _predict_video(det: Any, path: Path, args: argparse.Namespace) -> dict[str, 
     try:
         bar = tqdm(total=info.frames or None, unit="frame", desc=path.name, file=sys.stderr, disable=args.no_progress)
         with bar:
-            for index, frame, run in read_frames(path, args.vid_stride):
+            # Decoded on a thread of its own, a few frames ahead: decoding overlaps detection and tracking.
+            for index, frame, run in read_ahead(read_frames(path, args.vid_stride)):
                 if run:
                     (dets,) = det.predict_batch(
                         [frame], conf=args.conf, iou=args.iou, max_det=args.max_det, conf_per_class=args.conf_per_class

@@ -1,0 +1,63 @@
+"""`read_ahead`: frames produced on a thread of their own, in order, errors in order, and a consumer that leaves
+early stops the reader and closes the source (no thread or capture left behind)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from detector.runtime.video import read_ahead
+
+
+def test_items_come_in_order_and_the_reader_runs_ahead() -> None:
+    produced: list[int] = []
+
+    def source() -> Iterator[int]:
+        for i in range(20):
+            produced.append(i)
+            yield i
+
+    items = read_ahead(source(), depth=4)
+    assert next(items) == 0
+    time.sleep(0.2)  # the consumer is busy with item 0: the reader fills its buffer meanwhile
+    assert len(produced) >= 4
+    assert [0, *items] == list(range(20))
+
+
+def test_an_error_of_the_source_reaches_the_consumer_after_the_items_before_it() -> None:
+    def source() -> Iterator[int]:
+        yield 1
+        yield 2
+        raise ValueError("frame 3 is broken")
+
+    seen: list[int] = []
+    with pytest.raises(ValueError, match="frame 3 is broken"):
+        for item in read_ahead(source()):
+            seen.append(item)
+    assert seen == [1, 2]
+
+
+def test_leaving_early_stops_the_reader_and_closes_the_source() -> None:
+    closed = threading.Event()
+
+    def source() -> Iterator[int]:
+        try:
+            i = 0
+            while True:  # an endless clip
+                yield i
+                i += 1
+        finally:
+            closed.set()
+
+    before = threading.active_count()
+    for item in read_ahead(source(), depth=2):
+        if item == 5:
+            break
+    assert closed.wait(5), "the source was not closed"
+    deadline = time.monotonic() + 5
+    while threading.active_count() > before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert threading.active_count() == before
