@@ -103,6 +103,19 @@ ClassesQuery = Annotated[
     ),
 ]
 
+TileQuery = Annotated[
+    str | None,
+    Query(
+        description="Detect in overlapping tiles of this size, `WIDTHxHEIGHT` in pixels (e.g. `640x640`), merged "
+        "across tiles (inference.tiling): for small objects in big images. A tile larger than the image: 422",
+        examples=["640x640"],
+        max_length=16,
+    ),
+]
+OverlapQuery = Annotated[
+    float, Query(ge=0, lt=1, description="With `tile`: the share of a tile its neighbour overlaps, each way")
+]
+
 
 async def prediction_options(
     pipeline: ReadyPipelineDep,
@@ -111,9 +124,11 @@ async def prediction_options(
     max_det: MaxDetQuery = None,
     classes: ClassesQuery = None,
     conf_per_class: ConfPerClassQuery = None,
+    tile: TileQuery = None,
+    overlap: OverlapQuery = 0.2,
 ) -> Options:
     """422 for a bad value, before any body is read."""
-    return pipeline.options(conf, iou, max_det, conf_per_class, classes)
+    return pipeline.options(conf, iou, max_det, conf_per_class, classes, tile, overlap)
 
 
 OptionsDep = Annotated[Options, Depends(prediction_options)]

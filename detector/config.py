@@ -385,6 +385,15 @@ class GoldenConfig(_Strict):
     iou: float = Field(0.5, gt=0, le=1)  # a box matches a recorded one of its class at IoU >= this
 
 
+class TilingConfig(_Strict):
+    """`inference.tiling`: how a request's `tile=WxH` is run (detector/runtime/tiling.py)."""
+
+    merge: Literal["nms", "nmm"] = "nms"  # nms: keep the best of overlapping boxes; nmm: merge them (SAHI's default)
+    match_threshold: float = Field(0.5, gt=0, le=1)  # IoU (nms) or intersection over the smaller box (nmm)
+    full_image: bool = False  # also detect the whole image (large objects a tile cuts), as SAHI's standard pass
+    max_tiles: int = Field(64, ge=1, le=4096)  # most tiles one request may cut; more: 422 naming `tile`
+
+
 class InferenceConfig(_Strict):
     # A file, or an MLflow registry URI (models:/yolo-detector@champion) resolved through train.mlflow.tracking_uri.
     model_path: str = "models/model.onnx"
@@ -407,6 +416,7 @@ class InferenceConfig(_Strict):
     inbox: InboxConfig = InboxConfig()
     tracing: TracingConfig = TracingConfig()
     golden: GoldenConfig = GoldenConfig()
+    tiling: TilingConfig = TilingConfig()
 
     @field_validator("backend")
     @classmethod

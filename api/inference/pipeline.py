@@ -25,7 +25,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -44,9 +44,11 @@ from api.monitoring.metrics import Metrics
 from api.monitoring.shadow import Shadow
 from api.monitoring.tracing import StageSpans
 from detector.config import InferenceConfig
+from detector.errors import InvalidInputError
 from detector.runtime import Detections
 from detector.runtime.classes import filter_classes, parse_class_conf, parse_classes, resolve_class_conf
 from detector.runtime.images import DecodedImage
+from detector.runtime.tiling import Tiling, crops, merge_tiles
 
 _PLACE_RETRY_S = 0.02  # how often heavy work waiting in line looks for room
 
@@ -58,6 +60,7 @@ class Options:
 
     thresholds: Thresholds
     classes: frozenset[int] | None = None  # None: every class
+    tiling: Tiling | None = None  # `tile=WxH`: detect in overlapping tiles (detector/runtime/tiling.py)
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,8 @@ class Pipeline:
         max_det: int | None = None,
         conf_per_class: str | dict[str, Any] | None = None,
         classes: str | list[Any] | None = None,
+        tile: str | None = None,
+        overlap: float = 0.2,
     ) -> Options:
         """The client's options with the configured defaults filled in; 422 for a max_det over the server's limit,
         an unknown class or a bad threshold. Without `conf`, and with `inference.class_thresholds`, conf stays None:
@@ -144,7 +149,16 @@ class Pipeline:
             inf.max_det if max_det is None else max_det,
             self._class_thresholds(conf_per_class),
         )
-        return Options(thresholds, self._classes(classes))
+        return Options(thresholds, self._classes(classes), self._tiling(tile, overlap))
+
+    def _tiling(self, tile: str | None, overlap: float) -> Tiling | None:
+        if tile is None:
+            return None
+        settings = self.config.tiling
+        try:
+            return Tiling.parse(tile, overlap, settings.merge, settings.match_threshold, settings.full_image)
+        except InvalidInputError as exc:
+            raise UnprocessableError(str(exc)) from None
 
     def with_body_options(
         self, options: Options, classes: str | list[Any] | None, conf_per_class: str | dict[str, Any] | None
@@ -154,12 +168,12 @@ class Pipeline:
         if classes is not None:
             if options.classes is not None:
                 raise BadRequestError("give the class filter once: in the query or in the body, not both")
-            options = Options(options.thresholds, self._classes(classes))
+            options = Options(options.thresholds, self._classes(classes), options.tiling)
         if conf_per_class is not None:
             if options.thresholds.class_conf:
                 raise BadRequestError("give conf_per_class once: in the query or in the body, not both")
             thresholds = options.thresholds._replace(class_conf=self._class_thresholds(conf_per_class))
-            options = Options(thresholds, options.classes)
+            options = Options(thresholds, options.classes, options.tiling)
         return options
 
     def _class_thresholds(self, spec: str | dict[str, Any] | None) -> ClassThresholds:
@@ -212,10 +226,14 @@ class Pipeline:
         if reservation is None:
             reservation = self.batcher.reserve(bulk=work.bulk)  # 503 + Retry-After at once when the queue is full
         try:
-            model_input = None if work.full_size else self._model_input()
+            model_input = None if work.full_size or options.tiling else self._model_input()
             async with self.decoder.image(data, model_input, bulk=work.bulk) as decoded:
                 t_decode = time.perf_counter()
-                result = await self._infer(reservation, decoded.pixels, options.thresholds)
+                if options.tiling is None:
+                    result = await self._infer(reservation, decoded.pixels, options.thresholds)
+                else:
+                    result = await self._infer_tiles(reservation, decoded.pixels, options.thresholds, options.tiling)
+                    work = replace(work, shadowed=False)  # the challenger sees whole images: no fair comparison
                 timings = {
                     "read": round((t_read - started) * 1e3, 3),
                     "decode": round((t_decode - t_read) * 1e3, 3),
@@ -243,15 +261,7 @@ class Pipeline:
         """`count` queue places at once, or none, waiting in line for them (`wait_for_room`); then 503 +
         Retry-After when they still do not all fit. A batch takes them before any of its images is decoded."""
         await self.wait_for_room(lambda: self.batcher.has_room(work.bulk, count))
-        taken: list[Reservation] = []
-        try:
-            for _ in range(count):
-                taken.append(self.batcher.reserve(bulk=work.bulk))
-        except BaseException:
-            for reservation in taken:
-                reservation.release()
-            raise
-        return taken
+        return self._take_places(count, work.bulk)
 
     def _model_input(self) -> tuple[int, int] | None:
         """The size decoding may reduce JPEGs to: the served model's input, in `decode_mode: reduced`."""
@@ -268,6 +278,55 @@ class Pipeline:
             return await self.batcher.submit(reservation, pixels, thresholds, self.server.request_timeout_s)
         finally:
             reservation.release()  # the queue place is for inference only, not for what the route does next
+
+    async def _infer_tiles(
+        self, reservation: Reservation, pixels: npt.NDArray[np.uint8], thresholds: Thresholds, tiling: Tiling
+    ) -> InferenceResult:
+        """The image's tiles (and the whole image with `full_image`) through the micro-batcher, one queue place
+        each (the request's own, then the rest at once or 503), merged. 422 naming `tile` for a tile larger than
+        the image, or more tiles than `max_tiles` or than the pixel budget holds."""
+        height, width = pixels.shape[:2]
+        try:
+            grid = tiling.grid(width, height)
+        except InvalidInputError as exc:
+            raise UnprocessableError(str(exc)) from None
+        limit = self.config.tiling.max_tiles
+        if len(grid) > limit:
+            raise UnprocessableError(
+                f"tile: {tiling.width}x{tiling.height} with overlap {tiling.overlap:g} cuts this {width}x{height} "
+                f"image into {len(grid)} tiles; at most {limit} (inference.tiling.max_tiles): send larger tiles"
+            )
+        if len(grid) * tiling.width * tiling.height > self.server.decode_pixel_budget:
+            raise UnprocessableError(
+                f"tile: {len(grid)} tiles of {tiling.width}x{tiling.height} exceed the server's pixel budget "
+                f"({self.server.decode_pixel_budget}, inference.server.decode_pixel_budget)"
+            )
+        views = crops(pixels, grid) + ([pixels] if tiling.full_image else [])
+        places = [reservation, *self._take_places(len(views) - 1, reservation.bulk)]
+        try:
+            results = await asyncio.gather(
+                *(self._infer(place, view, thresholds) for place, view in zip(places, views, strict=True))
+            )
+        finally:
+            for place in places:
+                place.release()
+        whole = results.pop().detections if tiling.full_image else None
+        merged = merge_tiles([r.detections for r in results], grid, tiling, thresholds.max_det, whole)
+        stages = ("preprocess", "inference", "postprocess")
+        timings = {"queue_wait": max(r.timings_ms.get("queue_wait", 0.0) for r in results)}
+        timings |= {k: round(sum(r.timings_ms.get(k, 0.0) for r in results), 3) for k in stages}
+        return InferenceResult(merged, results[0].model, len(views), timings)
+
+    def _take_places(self, count: int, bulk: bool) -> list[Reservation]:
+        taken: list[Reservation] = []
+        try:
+            for _ in range(count):
+                taken.append(self.batcher.reserve(bulk=bulk))
+        except BaseException:
+            for place in taken:
+                place.release()
+            raise
+        return taken
 
     def _answer(
         self,
@@ -310,12 +369,21 @@ class Pipeline:
         return FrameStream(self, frames, frame_pixels, options)
 
     async def _frame(self, pixels: npt.NDArray[np.uint8], options: Options) -> Prediction:
-        """One decoded frame: waits for a queue place (a full queue mid-clip is not the clip's fault) up to the
-        request timeout."""
-        await self.wait_for_room(lambda: self.batcher.has_room(bulk=True), self.server.request_timeout_s)
+        """One decoded frame (in tiles with `tile=`): waits for its queue places (a full queue mid-clip is not the
+        clip's fault) up to the request timeout."""
+        places = 1
+        if options.tiling is not None:
+            try:
+                places = len(options.tiling.grid(pixels.shape[1], pixels.shape[0])) + options.tiling.full_image
+            except InvalidInputError as exc:
+                raise UnprocessableError(str(exc)) from None
+        await self.wait_for_room(lambda: self.batcher.has_room(True, places), self.server.request_timeout_s)
         reservation = self.batcher.reserve(bulk=True)
         decoded = DecodedImage(pixels, pixels.shape[1], pixels.shape[0])
-        result = await self._infer(reservation, pixels, options.thresholds)
+        if options.tiling is None:
+            result = await self._infer(reservation, pixels, options.thresholds)
+        else:
+            result = await self._infer_tiles(reservation, pixels, options.thresholds, options.tiling)
         return self._answer(None, decoded, result, options, FRAME, dict(result.timings_ms), 0)
 
 

@@ -6,13 +6,16 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cli.main import Commands
 from cli.output import print_json
 from cli.wiring import engine_builder
 from detector.config import BACKEND_CHOICES, Config
 from detector.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from detector.runtime.tiling import Tiling
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 
@@ -30,6 +33,14 @@ def cmd_predict(args: argparse.Namespace, config: Config) -> None:
         raise InvalidInputError("--save, --jsonl, --track and --vid-stride apply to a video input (.mp4, .avi, ...)")
     if args.vid_stride < 1:
         raise InvalidInputError(f"--vid-stride must be at least 1 (got {args.vid_stride})")
+    if videos and args.tile:
+        raise InvalidInputError("--tile applies to images (POST /predict/video takes tile= for clips)")
+    tiling = None
+    if args.tile:
+        from detector.runtime.tiling import Tiling
+
+        t = inf.tiling
+        tiling = Tiling.parse(args.tile, args.overlap, t.merge, t.match_threshold, t.full_image)
     options = BackendOptions.from_config(config, engine_builder=engine_builder())
     loaded = Detector.load(
         model,
@@ -49,10 +60,12 @@ def cmd_predict(args: argparse.Namespace, config: Config) -> None:
         if videos:
             print_json(_predict_video(det, videos[0], args))
         else:
-            print_json(_predict_images(det, args, inf.server.max_pixels))
+            print_json(_predict_images(det, args, inf.server.max_pixels, tiling))
 
 
-def _predict_images(det: Any, args: argparse.Namespace, max_pixels: int) -> list[dict[str, Any]]:
+def _predict_images(
+    det: Any, args: argparse.Namespace, max_pixels: int, tiling: Tiling | None = None
+) -> list[dict[str, Any]]:
     from api.schemas import PredictionResponse  # the /predict answer's shape, declared once
     from detector.runtime import Timings
     from detector.runtime.classes import filter_classes, parse_classes
@@ -64,13 +77,14 @@ def _predict_images(det: Any, args: argparse.Namespace, max_pixels: int) -> list
     for path in args.images:
         image = read_image(path, max_pixels)
         timings = Timings()
-        (result,) = det.predict_batch(
-            [image],
+        result = det.predict(
+            image,
             conf=args.conf,
             iou=args.iou,
             max_det=args.max_det,
-            timings=timings,
             conf_per_class=args.conf_per_class,
+            tiles=tiling,
+            timings=timings,
         )
         result = filter_classes(result, wanted)
         answer = PredictionResponse.of(result, image.shape[:2], info, timings.as_dict())
@@ -155,6 +169,11 @@ def register(commands: Commands) -> None:
     p.add_argument("--iou", type=float)
     p.add_argument("--max-det", type=int)
     p.add_argument("--classes", help="only these classes: names or ids, comma-separated (e.g. circle,square or 0,1)")
+    p.add_argument(
+        "--tile",
+        help="images: detect in overlapping tiles of WIDTHxHEIGHT px (e.g. 640x640), merged (inference.tiling)",
+    )
+    p.add_argument("--overlap", type=float, default=0.2, help="with --tile: share of a tile its neighbour overlaps")
     p.add_argument("--save", type=Path, help="video: write the annotated video here (.mp4 or .avi)")
     p.add_argument("--jsonl", type=Path, help='video: one JSON line per processed frame {"frame", "time_s", ...}')
     p.add_argument("--track", action="store_true", help="video: give each detection a stable track_id (ByteTrack)")

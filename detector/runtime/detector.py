@@ -33,6 +33,7 @@ from detector.runtime.preprocess import (
     letterbox_params,
     preprocess_batch,
 )
+from detector.runtime.tiling import Tiling, crops, merge_tiles
 
 log = logging.getLogger(__name__)
 
@@ -148,9 +149,21 @@ class Detector:
         iou: float | None = None,
         max_det: int | None = None,
         conf_per_class: Mapping[str, float] | Mapping[int, float] | None = None,
+        tiles: Tiling | None = None,
+        timings: Timings | None = None,
     ) -> Detections:
-        """Detect objects in one RGB `(H, W, 3)` uint8 image."""
-        return self.predict_batch([image], conf=conf, iou=iou, max_det=max_det, conf_per_class=conf_per_class)[0]
+        """Detect objects in one RGB `(H, W, 3)` uint8 image; with `tiles`, in overlapping tiles of it, run as one
+        batch and merged (detector/runtime/tiling.py)."""
+        options: dict[str, Any] = {"conf": conf, "iou": iou, "max_det": max_det, "conf_per_class": conf_per_class}
+        if tiles is None:
+            return self.predict_batch([image], timings=timings, **options)[0]
+        grid = tiles.grid(image.shape[1], image.shape[0])
+        views = crops(check_image(image), grid)
+        if tiles.full_image:
+            views.append(image)
+        found = self.predict_batch(views, timings=timings, **options)
+        whole = found.pop() if tiles.full_image else None
+        return merge_tiles(found, grid, tiles, self.max_det if max_det is None else max_det, whole)
 
     def predict_batch(
         self,

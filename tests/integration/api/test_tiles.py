@@ -1,0 +1,109 @@
+"""Tiled inference (`tile=WxH`) with the real model: the library's tiled answer equals its per-tile answers moved
+into the scene, `/predict` and `detector predict --tile` give the library's answer, and what cannot be tiled is a
+422 naming the parameter."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from detector.runtime import Detector
+from detector.runtime.images import decode_image
+from detector.runtime.tiling import Tiling
+from tests.integration.api.test_api_predict import LOW_CONF, assert_same_detections
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(scope="module")
+def scene(dataset_dir: Path) -> np.ndarray:
+    """A 512x256 scene of eight 128 px validation images side by side, each where a 128 px tile falls."""
+    tiles = [np.asarray(Image.open(p).convert("RGB")) for p in sorted((dataset_dir / "images/val").glob("*.jpg"))[:8]]
+    rows = [np.concatenate(tiles[i : i + 4], axis=1) for i in (0, 4)]
+    return np.ascontiguousarray(np.concatenate(rows, axis=0))
+
+
+def png(image: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, "PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def client(make_config: Any, run_app: Any) -> Iterator[TestClient]:
+    with run_app(make_config("inference.server.decode_mode=exact", "inference.tiling.max_tiles=16")) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def reference(client: TestClient, model_path: Path) -> Iterator[Detector]:
+    with Detector.load(model_path, backend=client.get("/model").json()["backend"]) as det:
+        yield det
+
+
+def test_tiles_equal_each_tile_alone_moved_into_the_scene(reference: Detector, scene: np.ndarray) -> None:
+    # Merged at the model's own NMS IoU (0.7), so merging takes nothing away within a tile (SAHI's 0.5 would).
+    tiled = reference.predict(scene, conf=LOW_CONF, tiles=Tiling(128, 128, overlap=0, match_threshold=0.7))
+    alone = []
+    for y in (0, 128):
+        for x in (0, 128, 256, 384):
+            found = reference.predict(scene[y : y + 128, x : x + 128], conf=LOW_CONF)
+            alone += [
+                (*(b.astype(np.float64) + [x, y, x, y]).round(2).tolist(), round(float(s), 4), int(c))
+                for b, s, c in zip(found.xyxy, found.confidence, found.class_id, strict=True)
+            ]
+    got = [
+        (*b.astype(np.float64).round(2).tolist(), round(float(s), 4), int(c))
+        for b, s, c in zip(tiled.xyxy, tiled.confidence, tiled.class_id, strict=True)
+    ]
+    assert alone, "the quick model finds objects in the validation images"
+    assert sorted(got) == sorted(alone)  # nothing lost or moved by tiling and merging (the tiles do not overlap)
+
+
+def test_predict_with_tile_equals_the_library(client: TestClient, reference: Detector, scene: np.ndarray) -> None:
+    data = png(scene)
+    r = client.post("/predict?tile=128x128&overlap=0.25&conf=0.05", files={"file": ("scene.png", data, "image/png")})
+    assert r.status_code == 200, r.text
+    want = reference.predict(decode_image(data), conf=LOW_CONF, tiles=Tiling(128, 128, overlap=0.25)).to_list()
+    assert want and r.json()["image"] == {"width": 512, "height": 256}
+    assert_same_detections(r.json()["detections"], want)
+    assert r.headers["X-Batch-Size"] == "15"  # 5 x 3 tiles at a 96 px step, each its own micro-batcher job
+
+
+@pytest.mark.parametrize(
+    ("query", "needle"),
+    [
+        ("tile=640x640", "tile: 640x640 is larger than the image (512x256)"),
+        ("tile=32x32", "at most 16 (inference.tiling.max_tiles)"),
+        ("tile=big", "tile: expected WIDTHxHEIGHT"),
+        ("tile=64x64&overlap=1", "overlap"),
+    ],
+)
+def test_what_cannot_be_tiled_is_a_422_naming_the_parameter(
+    client: TestClient, scene: np.ndarray, query: str, needle: str
+) -> None:
+    r = client.post(f"/predict?{query}", files={"file": ("scene.png", png(scene), "image/png")})
+    assert r.status_code == 422 and needle in json.dumps(r.json()), r.text
+
+
+def test_cli_predict_tile_gives_the_library_answer(
+    reference: Detector, scene: np.ndarray, model_path: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "scene.png"
+    path.write_bytes(png(scene))
+    cmd = [sys.executable, "-m", "cli", "predict", str(path), "--model", str(model_path), "--conf", "0.05"]
+    cmd += ["--backend", reference.describe()["backend"], "--tile", "128x128", "--overlap", "0.25"]
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=True, timeout=120)
+    (result,) = json.loads(out.stdout)
+    want = reference.predict(decode_image(path.read_bytes()), conf=LOW_CONF, tiles=Tiling(128, 128, overlap=0.25))
+    assert_same_detections(result["detections"], want.to_list())
