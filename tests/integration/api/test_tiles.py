@@ -59,7 +59,7 @@ def test_tiles_equal_each_tile_alone_moved_into_the_scene(reference: Detector, s
         for x in (0, 128, 256, 384):
             found = reference.predict(scene[y : y + 128, x : x + 128], conf=LOW_CONF)
             alone += [
-                (*(b.astype(np.float64) + [x, y, x, y]).round(2).tolist(), round(float(s), 4), int(c))
+                (*(b.astype(np.float64) + np.array([x, y, x, y])).round(2).tolist(), round(float(s), 4), int(c))
                 for b, s, c in zip(found.xyxy, found.confidence, found.class_id, strict=True)
             ]
     got = [
