@@ -194,7 +194,7 @@ async def predict_video(
     headers = timing_headers(
         timings, **{"X-Video-Frames": str(info.frames), "X-Video-Fps": f"{info.fps:g}", "Cache-Control": "no-store"}
     )
-    frames = read_frames(job.path, vid_stride, pipeline.server.max_pixels)
+    frames = read_frames(job.path, vid_stride, pipeline.server.max_pixels, keep_skipped=False)
     job.frames = pipeline.frames(frames, info.width * info.height, options)
     stream = _lines(job, info, Tracker(info.fps / vid_stride) if track else None)
     return _NDJSONResponse(stream, job, headers, pipeline.server.video_send_timeout_s)

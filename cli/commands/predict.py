@@ -115,7 +115,9 @@ def _predict_video(det: Any, path: Path, args: argparse.Namespace) -> dict[str, 
         bar = tqdm(total=info.frames or None, unit="frame", desc=path.name, file=sys.stderr, disable=args.no_progress)
         with bar:
             # Decoded on a thread of its own, a few frames ahead: decoding overlaps detection and tracking.
-            for index, frame, run in read_ahead(read_frames(path, args.vid_stride)):
+            # Without --save the frames between two --vid-stride frames are only grabbed, never converted.
+            frames_in = read_frames(path, args.vid_stride, keep_skipped=writer is not None)
+            for index, frame, run in read_ahead(frames_in):
                 if run:
                     (dets,) = det.predict_batch(
                         [frame], conf=args.conf, iou=args.iou, max_det=args.max_det, conf_per_class=args.conf_per_class

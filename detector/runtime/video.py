@@ -93,11 +93,16 @@ def probe_video(path: str | Path, max_pixels: int = 0) -> VideoInfo:
         cap.release()
 
 
+SKIPPED: npt.NDArray[np.uint8] = np.zeros((0, 0, 3), np.uint8)  # the pixels of a frame read with keep_skipped=False
+
+
 def read_frames(
-    path: str | Path, vid_stride: int = 1, max_pixels: int = 0
+    path: str | Path, vid_stride: int = 1, max_pixels: int = 0, keep_skipped: bool = True
 ) -> Iterator[tuple[int, npt.NDArray[np.uint8], bool]]:
     """Every frame of the video as `(index, RGB frame, processed)`; `processed` is True for every `vid_stride`-th
     frame (0, N, 2N...). All frames are yielded so a writer can keep the frame count; decoding stops at the end.
+    With `keep_skipped=False` the frames in between are only grabbed (decoded by FFmpeg, but neither converted to
+    RGB nor copied out) and come as the empty `SKIPPED` array: for a caller that only wants the processed ones.
     A frame of more than `max_pixels` (0: no limit; a stream whose size changes mid-clip) is an ImageTooLargeError."""
     import cv2
 
@@ -109,12 +114,19 @@ def read_frames(
     try:
         index = 0
         while True:
+            run = index % vid_stride == 0
+            if not run and not keep_skipped:
+                if not cap.grab():
+                    return
+                yield index, SKIPPED, False
+                index += 1
+                continue
             ok, frame = cap.read()
             if not ok or frame is None:
                 return
             if max_pixels and frame.shape[0] * frame.shape[1] > max_pixels:
                 raise ImageTooLargeError(f"frame {index} has more than {max_pixels} pixels (the limit)")
-            yield index, np.ascontiguousarray(frame[:, :, ::-1]), index % vid_stride == 0
+            yield index, np.ascontiguousarray(frame[:, :, ::-1]), run
             index += 1
     finally:
         cap.release()
