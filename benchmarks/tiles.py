@@ -1,0 +1,219 @@
+"""Tiled inference, ours against SAHI with Ultralytics on the same model, same tiles, same merge rule.
+
+Scenes: `--scenes` canvases of `--width` x `--height` (1920x1080), each holding validation images of the dataset
+(`--data`, a YOLO-format folder) at their own size, so every object keeps the size the model was trained on and is
+small in the scene; the labels come along, moved into the scene. Per scene, interleaved over `--rounds` rounds:
+
+- ours: `Detector.predict(scene, tiles=Tiling(tile, tile, overlap, merge="nms"))`, on ONNX Runtime (the peer's
+  runtime) and on OpenVINO (ours at its best);
+- SAHI: `get_sliced_prediction(scene, AutoDetectionModel("ultralytics", the same ONNX), slice = tile, the same
+  overlap, perform_standard_pred=False, postprocess_type="NMS", match metric IOU at 0.5)`: Ultralytics runs the ONNX
+  on ONNX Runtime.
+
+Prints JSON: the machine, the p50 ms per scene of each, the ratios, the share of SAHI's boxes ours matches (same
+class, IoU >= 0.5) and the other way round, and the recall per class on the scenes' labels with tiles and without
+(the whole scene letterboxed to the model's input, where the objects shrink below what it can see).
+
+    python -m benchmarks.tiles --model models/model.onnx --data data/v1 [--tile 0] [--overlap 0.2] [--scenes 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from benchmarks.machine import machine_info
+from detector.runtime import Detector
+from detector.runtime.detections import Detections
+from detector.runtime.tiling import Tiling
+
+MATCH_IOU = 0.5
+
+
+def scenes(data: Path, count: int, width: int, height: int, seed: int = 0) -> list[tuple[npt.NDArray[np.uint8], Any]]:
+    """`count` scenes of validation images pasted without overlap on a grey canvas, with their labels in scene
+    pixels: (image, array of [class, x1, y1, x2, y2])."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    paths = sorted((data / "images" / "val").glob("*.jpg"))
+    out = []
+    for _ in range(count):
+        canvas = np.full((height, width, 3), 128, np.uint8)
+        labels: list[list[float]] = []
+        picks = rng.permutation(len(paths))
+        x = y = row_h = 0
+        for i in picks:
+            img = np.asarray(Image.open(paths[i]).convert("RGB"))
+            h, w = img.shape[:2]
+            gap = int(rng.integers(w // 2, 2 * w))  # objects spread out: mostly background, as small objects are
+            if x + w > width:
+                x, y, row_h = 0, y + row_h + int(rng.integers(h // 2, 2 * h)), 0
+            if y + h > height:
+                break
+            canvas[y : y + h, x : x + w] = img
+            label_file = data / "labels" / "val" / f"{paths[i].stem}.txt"
+            for line in label_file.read_text().splitlines():
+                c, cx, cy, bw, bh = (float(v) for v in line.split())
+                labels.append(
+                    [c, x + (cx - bw / 2) * w, y + (cy - bh / 2) * h, x + (cx + bw / 2) * w, y + (cy + bh / 2) * h]
+                )
+            x, row_h = x + w + gap, max(row_h, h)
+        out.append((canvas, np.asarray(labels, np.float64).reshape(-1, 5)))
+    return out
+
+
+def _iou(a: npt.NDArray[Any], b: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
+    """IoU of every box of `a` (n, 4) with every box of `b` (m, 4)."""
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = (rb - lt).clip(0).prod(axis=2)
+    area_a = (a[:, 2:] - a[:, :2]).clip(0).prod(axis=1)
+    area_b = (b[:, 2:] - b[:, :2]).clip(0).prod(axis=1)
+    return np.asarray(inter / (area_a[:, None] + area_b[None, :] - inter + 1e-9), np.float64)
+
+
+def matched(found: tuple[npt.NDArray[Any], npt.NDArray[Any]], want: tuple[npt.NDArray[Any], npt.NDArray[Any]]) -> int:
+    """How many of `want`'s boxes (boxes, classes) have a box of `found` of their class at IoU >= 0.5."""
+    (fb, fc), (wb, wc) = found, want
+    if not len(fb) or not len(wb):
+        return 0
+    ious = _iou(wb, fb) * (wc[:, None] == fc[None, :])
+    return int((ious.max(axis=1) >= MATCH_IOU).sum())
+
+
+def _boxes(d: Detections) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
+    return d.xyxy.astype(np.float64), d.class_id.astype(np.int64)
+
+
+def _sahi_boxes(result: Any) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
+    preds = result.object_prediction_list
+    boxes = np.asarray([p.bbox.to_xyxy() for p in preds], np.float64).reshape(-1, 4)
+    return boxes, np.asarray([p.category.id for p in preds], np.int64)
+
+
+def measure(model: Path, data: Path, tile: int, overlap: float, count: int, rounds: int, conf: float) -> dict[str, Any]:
+    from sahi import AutoDetectionModel
+    from sahi.predict import get_sliced_prediction
+
+    pictures = scenes(data, count, 1920, 1080)
+    with Detector.load(model, backend="onnxruntime") as ort, Detector.load(model, backend="openvino") as ov:
+        size = tile or int(ort.input_shape[0])
+        # image_size: each slice letterboxed to the model's input, as ours does (Ultralytics' default would be 640).
+        sahi_model = AutoDetectionModel.from_pretrained(
+            model_type="ultralytics",
+            model_path=str(model),
+            confidence_threshold=conf,
+            device="cpu",
+            image_size=int(ort.input_shape[0]),
+        )
+        tiling = Tiling(size, size, overlap=overlap, merge="nms", match_threshold=0.5)
+
+        def sahi(image: npt.NDArray[np.uint8]) -> Any:
+            return get_sliced_prediction(
+                image,
+                sahi_model,
+                slice_height=size,
+                slice_width=size,
+                overlap_height_ratio=overlap,
+                overlap_width_ratio=overlap,
+                perform_standard_pred=False,
+                postprocess_type="NMS",
+                postprocess_match_metric="IOU",
+                postprocess_match_threshold=0.5,
+                verbose=0,
+            )
+
+        runners: dict[str, Callable[[npt.NDArray[np.uint8]], Any]] = {
+            "ours_onnxruntime": lambda im: ort.predict(im, conf=conf, tiles=tiling),
+            "ours_openvino": lambda im: ov.predict(im, conf=conf, tiles=tiling),
+            "sahi_ultralytics_onnxruntime": sahi,
+        }
+        for run in runners.values():  # warm-up: sessions, compilations, lazy imports
+            run(pictures[0][0])
+        times: dict[str, list[float]] = {name: [] for name in runners}
+        answers: dict[str, list[Any]] = {name: [] for name in runners}
+        for r in range(rounds):
+            order = list(runners) if r % 2 == 0 else list(reversed(runners))
+            for name in order:
+                for image, _ in pictures:
+                    started = time.perf_counter()
+                    answer = runners[name](image)
+                    times[name].append((time.perf_counter() - started) * 1e3)
+                    if r == 0:
+                        answers[name].append(answer)
+        names = {int(k): str(v) for k, v in ort.describe()["names"].items()}
+        agree = sum(
+            matched(_boxes(ours), _sahi_boxes(theirs))
+            for ours, theirs in zip(answers["ours_onnxruntime"], answers["sahi_ultralytics_onnxruntime"], strict=True)
+        )
+        sahi_total = sum(len(t.object_prediction_list) for t in answers["sahi_ultralytics_onnxruntime"])
+        ours_agree = sum(
+            matched(_sahi_boxes(theirs), _boxes(ours))
+            for ours, theirs in zip(answers["ours_onnxruntime"], answers["sahi_ultralytics_onnxruntime"], strict=True)
+        )
+        ours_total = sum(len(o) for o in answers["ours_onnxruntime"])
+        recall = _recall(ort, pictures, tiling, conf, names)
+    p50 = {name: round(statistics.median(v), 1) for name, v in times.items()}
+    return {
+        "machine": machine_info(),
+        "settings": {"tile": size, "overlap": overlap, "scenes": count, "rounds": rounds, "conf": conf, "merge": "nms"},
+        "p50_ms_per_scene": p50,
+        "sahi_over_ours_onnxruntime": round(p50["sahi_ultralytics_onnxruntime"] / p50["ours_onnxruntime"], 2),
+        "sahi_over_ours_openvino": round(p50["sahi_ultralytics_onnxruntime"] / p50["ours_openvino"], 2),
+        "tiles_per_scene": len(tiling.grid(1920, 1080)),
+        "sahi_boxes_matched_by_ours": round(agree / max(1, sahi_total), 4),
+        "sahi_boxes": sahi_total,
+        "our_boxes_matched_by_sahi": round(ours_agree / max(1, ours_total), 4),
+        "our_boxes": ours_total,
+        "recall": recall,
+    }
+
+
+def _recall(
+    det: Detector,
+    pictures: list[tuple[npt.NDArray[np.uint8], Any]],
+    tiling: Tiling,
+    conf: float,
+    names: dict[int, str],
+) -> dict[str, dict[str, float]]:
+    """Per class: the share of labelled objects found (same class, IoU >= 0.5) with tiles and without."""
+    out: dict[str, dict[str, float]] = {}
+    for label, tiles in (("with_tiles", tiling), ("without_tiles", None)):
+        hits: dict[int, int] = {}
+        totals: dict[int, int] = {}
+        for image, labels in pictures:
+            found = _boxes(det.predict(image, conf=conf, tiles=tiles))
+            for c in np.unique(labels[:, 0]).astype(int):
+                want = labels[labels[:, 0] == c]
+                totals[c] = totals.get(c, 0) + len(want)
+                hits[c] = hits.get(c, 0) + matched(found, (want[:, 1:], np.full(len(want), c)))
+        for c, total in totals.items():
+            out.setdefault(names.get(c, str(c)), {})[label] = round(hits[c] / total, 3)
+    return out
+
+
+def main() -> None:  # pragma: no cover - a manual benchmark; tests/integration/benchmarks runs `measure`
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.tiles", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=Path("models/model.onnx"))
+    parser.add_argument("--data", type=Path, default=Path("data/v1"), help="a YOLO-format dataset with images/val")
+    parser.add_argument("--tile", type=int, default=0, help="tile side in px (default: the model's input size)")
+    parser.add_argument("--overlap", type=float, default=0.2)
+    parser.add_argument("--scenes", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--conf", type=float, default=0.25)
+    args = parser.parse_args()
+    result = measure(args.model, args.data, args.tile, args.overlap, args.scenes, args.rounds, args.conf)
+    print(json.dumps(result, indent=1, default=str))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

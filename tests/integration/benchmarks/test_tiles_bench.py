@@ -1,0 +1,23 @@
+"""`python -m benchmarks.tiles` on the quick model: it runs ours and SAHI with Ultralytics on the same scenes and
+tiles, and what it reports can be believed (the two cut the same tiles, so their boxes agree; the scenes' labels
+are found with tiles). Speed is not asserted: that is the benchmark's to measure, not a test's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("sahi")
+pytest.importorskip("ultralytics")
+
+
+def test_ours_and_sahi_cut_the_same_tiles_and_agree(model_path: Path, dataset_dir: Path) -> None:
+    from benchmarks.tiles import measure
+
+    result = measure(model_path, dataset_dir, tile=0, overlap=0.2, count=1, rounds=1, conf=0.25)
+    assert set(result["p50_ms_per_scene"]) == {"ours_onnxruntime", "ours_openvino", "sahi_ultralytics_onnxruntime"}
+    assert result["sahi_boxes"] > 0 and result["our_boxes"] > 0
+    assert result["sahi_boxes_matched_by_ours"] >= 0.95 and result["our_boxes_matched_by_sahi"] >= 0.95, result
+    recall = result["recall"]
+    assert recall and all(v["with_tiles"] >= v["without_tiles"] for v in recall.values()), recall
