@@ -14,7 +14,7 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -80,16 +80,6 @@ class Decoder:
         except _DecodeTimedOut:
             taken = 0  # given back when the decode ends
             raise self._timeout() from None
-        finally:
-            self.pixels.give_back(taken)
-
-    @asynccontextmanager
-    async def frame(self, frames: Iterator[Frame], pixels: int) -> AsyncIterator[Frame | None]:
-        """The next frame of a clip (None at its end), read in the bulk pool with its `pixels` counted in the budget
-        from before it is decoded until the `with` block ends. One reader per clip: frames are read in order."""
-        taken = await self.pixels.acquire(pixels, self.server.decode_wait_s)
-        try:
-            yield await asyncio.get_running_loop().run_in_executor(self.bulk_pool, next, frames, None)
         finally:
             self.pixels.give_back(taken)
 
