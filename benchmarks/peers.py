@@ -191,22 +191,33 @@ def in_process(
     return interleave(calls, budget)
 
 
+HTTP_LEVELS = (1, 4, 8, 16)
+
+
 def http_pairs(
-    services: dict[str, str], jpegs: list[bytes], rounds: int, requests: int, seconds: float
+    services: dict[str, str],
+    jpegs: list[bytes],
+    rounds: int,
+    requests: int,
+    seconds: float,
+    levels: tuple[int, ...] = HTTP_LEVELS,
 ) -> list[dict[str, Any]]:
-    """c=1 latency and c=4 throughput of each service, in alternating rounds (order rotating each round)."""
+    """Latency and throughput of each service at each concurrency in `levels`, in alternating rounds (order rotating
+    each round). A cell sends `requests` per 4 clients (at least `requests`) within `seconds`."""
     cells: dict[tuple[str, int], list[dict[str, Any]]] = {}
     bodies: list[dict[str, Any]] = [{"files": {"file": ("image.jpg", data, "image/jpeg")}} for data in jpegs]
     names = list(services)
-    with httpx.Client(timeout=60, limits=httpx.Limits(max_connections=8, max_keepalive_connections=8)) as client:
+    pool = max(levels)
+    with httpx.Client(timeout=60, limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool)) as client:
         for name in names:  # warm-up: connection setup, lazy compilation of every photo's shape
             for body in bodies * 2:
                 client.post(f"{services[name]}/predict", **body)
         for r in range(rounds):
             for name in names[r % len(names) :] + names[: r % len(names)]:
-                for concurrency in (1, 4):
+                for concurrency in levels:
                     plan = HttpPlan(url=services[name], concurrency=[concurrency], inputs=["multipart"])
-                    plan = HttpPlan(**{**plan.__dict__, "requests": requests, "max_seconds": seconds})
+                    count = requests * max(1, concurrency // 4)
+                    plan = HttpPlan(**{**plan.__dict__, "requests": count, "max_seconds": seconds})
                     cell = run_cell(client, f"{services[name]}/predict", bodies, concurrency, plan)
                     cells.setdefault((name, concurrency), []).append(cell)
     out = []
@@ -269,7 +280,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="threads per runner (default: usable cores)")
     p.add_argument("--max-seconds", type=float, default=6.0, help="per runner, in-process")
     p.add_argument("--http-rounds", type=int, default=2)
-    p.add_argument("--http-requests", type=int, default=60, help="most requests per HTTP cell")
+    p.add_argument("--http-requests", type=int, default=60, help="most requests per HTTP cell, per 4 clients")
+    p.add_argument(
+        "--http-levels",
+        type=lambda text: tuple(int(x) for x in text.split(",")),
+        default=HTTP_LEVELS,
+        help="client concurrencies, comma-separated (default 1,4,8,16)",
+    )
     p.add_argument("--http-seconds", type=float, default=6.0, help="most seconds per HTTP cell")
     p.add_argument("--no-http", action="store_true")
     p.add_argument("--cache-dir", type=Path, default=Path(".cache/benchmarks"))
@@ -362,7 +379,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if not args.no_http:
         with local_service(int8, "openvino", threads) as ours, afternoon_service(ov_int8, args.size) as peer:
             services = {"ours, INT8 model, openvino": ours, "afternoon service, Ultralytics OpenVINO INT8": peer}
-            report["http"] = http_pairs(services, jpegs, args.http_rounds, args.http_requests, args.http_seconds)
+            report["http"] = http_pairs(
+                services, jpegs, args.http_rounds, args.http_requests, args.http_seconds, args.http_levels
+            )
             local = DetectorRunner("openvino", int8, threads, name="ours openvino int8")
             try:
                 calls = [ours_from_jpeg(local, data) for data in jpegs]
@@ -416,11 +435,17 @@ def ratios(report: dict[str, Any]) -> dict[str, float | None]:
             ours["p50_ms"], p50.get(ULTRALYTICS_OPENVINO_INT8)
         )
         out["http c=1 p50: ours / afternoon service (target <= 1.0)"] = r(ours["p50_ms"], peer["p50_ms"])
-        ours4, peer4 = http.get(("ours", 4)), http.get(("afternoon service", 4))
-        if ours4 and peer4:
-            out["http c=4 throughput: ours / afternoon service (target >= 1.3)"] = r(
-                ours4["throughput_rps"], peer4["throughput_rps"]
-            )
+        best = min((v for v in (p50.get(ULTRALYTICS_OPENVINO), p50.get(ULTRALYTICS_OPENVINO_INT8)) if v), default=None)
+        out["http c=1 p50: ours int8 / ultralytics' best ov in-process (fp32/bf16 or int8) (target <= 0.85)"] = r(
+            ours["p50_ms"], best
+        )
+        targets = {4: " (target >= 1.3)", 8: " (target >= 1.6)"}
+        for level in sorted({c for _, c in http} - {1}):
+            ours_c, peer_c = http.get(("ours", level)), http.get(("afternoon service", level))
+            if ours_c and peer_c:
+                out[f"http c={level} throughput: ours / afternoon service{targets.get(level, '')}"] = r(
+                    ours_c["throughput_rps"], peer_c["throughput_rps"]
+                )
     overhead = report.get("http_overhead")
     if overhead:
         out["http overhead c=1 ms: ours http - ours in-process from JPEG, interleaved (target <= 2)"] = overhead[

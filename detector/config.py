@@ -300,8 +300,10 @@ class OpenVinoConfig(_Strict):
     # f32 keeps results equal to the other backends and to the evaluation. bf16 (CPUs with AVX512_BF16/AMX) is
     # faster there, at a measured mAP cost (README, Performance).
     precision: Literal["f32", "bf16"] = "f32"
-    hint: Literal["latency", "throughput"] = "latency"
-    streams: int = Field(0, ge=0, le=64)  # 0: what the hint picks
+    # adaptive: per call, the latency model when alone, a throughput (multi-stream) model when others run
+    # (detector/runtime/backends/openvino_backend.py); latency | throughput: OpenVINO's PERFORMANCE_HINT as is.
+    hint: Literal["adaptive", "latency", "throughput"] = "adaptive"
+    streams: int = Field(0, ge=0, le=64)  # 0: what the hint picks (adaptive: half the CPU's stream range, >= 2)
     # Compiled static-shape models kept (one per letterboxed input shape); 0 compiles the dynamic model once.
     shape_cache: int = Field(8, ge=0, le=256)
 

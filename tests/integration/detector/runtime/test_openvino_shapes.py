@@ -3,6 +3,7 @@ detections as ONNX Runtime on images of mixed sizes, also from several threads a
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -71,3 +72,56 @@ def test_shape_cache_zero_compiles_the_dynamic_model_once(model_path: Path, data
         for im in images:
             _assert_same(ref.predict(im), det.predict(im))
         assert det.backend.cached_shapes == []  # type: ignore[attr-defined]
+
+
+def _wait_for_throughput(backend, shape: tuple[int, ...]):  # type: ignore[no-untyped-def]
+    """Ask for the crowded model until its background compilation has finished (bounded)."""
+    latency = backend.compiled_for(shape)
+    deadline = time.monotonic() + 60
+    while (got := backend.compiled_for(shape, crowded=True)) is latency:
+        assert time.monotonic() < deadline, "the throughput model never finished compiling"
+        time.sleep(0.05)
+    return latency, got
+
+
+def test_adaptive_runs_alone_on_the_latency_model_and_together_on_throughput_streams(
+    model_path: Path, dataset_dir: Path
+) -> None:
+    images = _mixed_images(dataset_dir)[:2]
+    with Detector.load(model_path, "onnxruntime", conf=CONF) as ref:
+        expected = [ref.predict(im) for im in images]
+    with Detector.load(model_path, "openvino", options=_options(8), conf=CONF) as det:
+        backend = det.backend
+        assert backend.adaptive and backend.slots >= 2  # type: ignore[attr-defined]
+        alone = [det.predict(im) for im in images]
+        shape = backend.cached_shapes[0]  # type: ignore[attr-defined]
+        # Nothing was crowded yet: no throughput model exists, and the first crowded call does not wait for one.
+        assert backend.compiled_for(shape, crowded=True) is backend.compiled_for(shape)  # type: ignore[attr-defined]
+        latency, throughput = _wait_for_throughput(backend, shape)
+        assert str(latency.compiled.get_property("PERFORMANCE_HINT")).upper() == "LATENCY"
+        assert str(throughput.compiled.get_property("PERFORMANCE_HINT")).upper() == "THROUGHPUT"
+        assert throughput.compiled.get_property("NUM_STREAMS") == backend.slots  # type: ignore[attr-defined]
+        # Concurrent calls (the service's model threads) use the throughput model and answer the same.
+        with ThreadPoolExecutor(backend.slots) as pool:  # type: ignore[attr-defined]
+            together = list(pool.map(det.predict, images * 8))
+        assert throughput.requests >= 1
+    for a, b in zip(expected, alone, strict=True):
+        _assert_same(a, b)
+    for a, b in zip(expected * 8, together, strict=True):
+        _assert_same(a, b)
+
+
+@pytest.mark.parametrize(("hint", "threads"), [("latency", 0), ("adaptive", 1)])
+def test_latency_hint_or_one_thread_never_compiles_a_throughput_model(
+    model_path: Path, dataset_dir: Path, hint: str, threads: int
+) -> None:
+    options = BackendOptions(device="cpu", threads=threads, openvino=OpenVinoConfig(hint=hint))  # type: ignore[arg-type]
+    with Detector.load(model_path, "openvino", options=options, conf=CONF) as det:
+        det.predict(_mixed_images(dataset_dir)[0])
+        backend = det.backend
+        shape = backend.cached_shapes[0]  # type: ignore[attr-defined]
+        assert backend.slots == 1
+        for _ in range(3):
+            assert backend.compiled_for(shape, crowded=True) is backend.compiled_for(shape)  # type: ignore[attr-defined]
+            time.sleep(0.05)
+        assert backend._compiler is None  # type: ignore[attr-defined]
