@@ -220,6 +220,14 @@ class RegistrySource(BaseModel):
     run_id: str | None
 
 
+class PrecisionChoiceInfo(BaseModel):
+    precision: str = Field(description="f32, bf16 or int8: what the served model computes in")
+    model_path: str = Field(description="The file served (the INT8 twin when int8 was chosen)")
+    reason: str = Field(description="Pinned by config, the only candidate, or measured (and whether cached)")
+    measured_ms: dict[str, float] = Field(description="Median ms per candidate on this CPU, when measured")
+    cpu: str
+
+
 class ModelInfo(BaseModel):
     model_config = ConfigDict(
         protected_namespaces=(),
@@ -269,6 +277,11 @@ class ModelInfo(BaseModel):
         "config", description="Where they come from: `model metadata` (export.thresholds), or `config` (none)"
     )
     class_conf_rule: str = Field("", description="How they were chosen (at export)")
+    precision_choice: PrecisionChoiceInfo | None = Field(
+        None,
+        description="How the precision was chosen on this CPU (`inference.openvino.precision: auto` or `int8`); "
+        "None when the backend computed what it was given",
+    )
 
 
 class ShadowChallenger(BaseModel):

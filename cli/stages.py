@@ -133,7 +133,8 @@ def stage_quantize(
     With `report` (the DVC stage), a refused INT8 model (gate failed, graph unusable, quantizer failed) is an
     outcome, not an error: the reason is written to `report` with status "refused", the pipeline goes on with the
     FP32 model, and the evaluate stage copies the record into metrics.json. Without it, a refusal raises."""
-    from export.int8 import export_int8
+    from detector.runtime.precision import GATES_FILE
+    from export.int8 import bf16_gate, export_int8
 
     out_path = Path(out or config.export.int8.out_path)
     try:
@@ -157,6 +158,14 @@ def stage_quantize(
         result = {"status": "refused", "reason": str(exc), "model": None}
         if isinstance(exc, AccuracyGateError) and exc.gate:
             result["gate"] = exc.gate
+    # What serving's `precision: auto` may pick from (detector/runtime/precision.py): beside the INT8 twin, whose
+    # presence is its pass, the bf16 gate of this CPU.
+    onnx_path = Path(onnx or config.export.onnx_path)
+    result["bf16"] = bf16_gate(onnx_path, Path(data) if data else config.data.dataset_dir, config.export.int8)
+    log.info("bf16 gate: %s", "passed" if result["bf16"]["passed"] else result["bf16"]["reason"])
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    gates = {"int8": {"passed": result["status"] == "accepted"}, "bf16": result["bf16"]}
+    write_atomic(out_path.parent / GATES_FILE, json.dumps(gates, indent=2, sort_keys=True) + "\n")
     if report is not None:
         write_atomic(Path(report), json.dumps(result, indent=2, sort_keys=True) + "\n")
     return result
@@ -254,7 +263,7 @@ def _quality_report(config: Config, onnx_path: Path, int8_path: Path | None) -> 
     else:
         log.warning("%s not found: the quality report has no parity with the .pt", BEST_WEIGHTS)
     models = {"fp32": onnx_path, **({"int8": int8_path} if int8_path is not None else {})}
-    options = BackendOptions.from_config(config, engine_builder=engine_builder())
+    options = BackendOptions.from_config(config, engine_builder=engine_builder()).pinned()  # the files as given
     return quality_report(models, config.data.dataset_dir, rules, reference, options)
 
 

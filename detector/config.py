@@ -298,8 +298,11 @@ class OpenVinoConfig(_Strict):
     """The OpenVINO backend's compile settings (CPU)."""
 
     # f32 keeps results equal to the other backends and to the evaluation. bf16 (CPUs with AVX512_BF16/AMX) is
-    # faster there, at a measured mAP cost (README, Performance).
-    precision: Literal["f32", "bf16"] = "f32"
+    # faster there, at a measured mAP cost (README, Performance). auto (configs/inference.yaml's choice for serving
+    # and `detector predict`): the fastest of f32, bf16 and the INT8 twin that passed their accuracy gates, measured
+    # once per CPU model (detector/runtime/precision.py); int8: the INT8 twin. Evaluation computes what it is given.
+    precision: Literal["auto", "f32", "bf16", "int8"] = "f32"
+    choice_cache: str = ""  # where auto's measured decisions are kept ("": ~/.cache/yolo-detector/precision.json)
     # adaptive: per call, the latency model when alone, a throughput (multi-stream) model when others run
     # (detector/runtime/backends/openvino_backend.py); latency | throughput: OpenVINO's PERFORMANCE_HINT as is.
     hint: Literal["adaptive", "latency", "throughput"] = "adaptive"

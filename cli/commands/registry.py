@@ -37,7 +37,7 @@ def cmd_compare(args: argparse.Namespace, config: Config) -> None:
         raise InvalidInputError(f"--data: no {'/'.join(sorted(IMAGE_SUFFIXES))} images in {folder}")
     inf = config.inference
     backend = args.backend or inf.backend
-    options = BackendOptions.from_config(config, engine_builder=engine_builder())
+    options = BackendOptions.from_config(config, engine_builder=engine_builder()).pinned()  # the files as given
     models: dict[str, Any] = {}
     sources: dict[str, dict[str, Any]] = {}
     for role, spec in (("champion", args.champion), ("challenger", args.challenger)):

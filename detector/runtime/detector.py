@@ -19,13 +19,14 @@ import numpy as np
 import numpy.typing as npt
 
 from detector.errors import InvalidInputError, ModelLoadError
-from detector.runtime import backends
+from detector.runtime import backends, precision
 from detector.runtime.backends.base import Backend, BackendOptions, InputLease
 from detector.runtime.classes import resolve_class_conf
 from detector.runtime.detections import Detections
 from detector.runtime.engines import read_sidecar
 from detector.runtime.metadata import ModelMetadata, read_onnx_metadata
 from detector.runtime.postprocess import postprocess
+from detector.runtime.precision import PrecisionChoice
 from detector.runtime.preprocess import (
     LetterboxInfo,
     check_image,
@@ -70,6 +71,8 @@ class Detector:
     ) -> None:
         self.backend = backend
         self.metadata = metadata
+        # Set by `load` when the precision was chosen on this CPU (`inference.openvino.precision: auto|int8`).
+        self.precision_choice: PrecisionChoice | None = None
         self.conf, self.iou, self.max_det = _check_thresholds(DEFAULT_CONF if conf is None else conf, iou, max_det)
         # The per-class thresholds applied when a call gives no `conf`: the model's own (export.thresholds), with
         # `conf` for classes that have none. By default only when no `conf` was given here: `Detector.load(p,
@@ -103,13 +106,22 @@ class Detector:
         the model's per-class thresholds apply (DEFAULT_CONF for classes without one); with it, `conf` applies to
         every class unless `class_thresholds=True`."""
         path = Path(model_path)
+        choice = None
+        if options is not None and options.openvino.precision in ("auto", "int8"):
+            chosen = backend if backend != "auto" else backends.first_available()
+            if chosen == "openvino" and path.suffix.lower() == ".onnx":
+                choice = precision.choose(path, options)  # measures only the first time per CPU and files
+                log.info("precision %s (%s): %s", choice.precision, choice.reason, choice.model_path)
+                path, options = choice.model_path, choice.options(options)
         metadata = _read_metadata(path)
-        loaded = backends.create(backend, path, options)
+        loaded = backends.create(backend, path, options.pinned() if options is not None else None)
         try:
             log.info("loaded %s on %s (%s)", path, loaded.name, loaded.device_name)
-            return cls(
+            detector = cls(
                 loaded, metadata, conf=conf, iou=iou, max_det=max_det, rect=rect, class_thresholds=class_thresholds
             )
+            detector.precision_choice = choice
+            return detector
         except BaseException:
             # The backend exists but the Detector will not (input shape vs metadata, bad thresholds): release what
             # it holds now. For TensorRT that is an owner thread, a CUDA context and device memory.
@@ -276,6 +288,7 @@ class Detector:
             "class_conf": {m.names.get(c, str(c)): v for c, v in sorted(self.class_conf.items())},
             "class_conf_source": "model metadata" if self.class_conf else "config",
             "class_conf_rule": m.class_conf_rule if self.class_conf else "",
+            "precision_choice": self.precision_choice.info() if self.precision_choice else None,
         }
 
     def close(self) -> None:

@@ -10,7 +10,17 @@ from detector.config import BACKEND_NAMES
 from detector.errors import BackendUnavailableError, InvalidInputError, MissingDependencyError, ModelLoadError
 from detector.runtime.backends.base import Backend, BackendOptions, TensorSpec
 
-__all__ = ["AUTO_ORDER", "REGISTRY", "Backend", "BackendOptions", "TensorSpec", "available", "create", "get"]
+__all__ = [
+    "AUTO_ORDER",
+    "REGISTRY",
+    "Backend",
+    "BackendOptions",
+    "TensorSpec",
+    "available",
+    "create",
+    "first_available",
+    "get",
+]
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +59,12 @@ def available() -> dict[str, str]:
             ok, why = False, str(exc)
         result[name] = "" if ok else (why or "unavailable")
     return result
+
+
+def first_available() -> str | None:
+    """The backend `auto` tries first here (None: none can run)."""
+    status = available()
+    return next((name for name in AUTO_ORDER if status.get(name) == ""), None)
 
 
 def create(name: str, model_path: Path, options: BackendOptions | None = None) -> Backend:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -49,6 +49,13 @@ class BackendOptions:
     # TensorRT backend loads cached engines only and says how to build one.
     engine_builder: EngineBuilder | None = None
     openvino: OpenVinoConfig = field(default_factory=OpenVinoConfig)  # `inference.openvino`
+
+    def pinned(self) -> BackendOptions:
+        """These options computing exactly what they are given: `auto`/`int8` precision (a serving choice that may
+        swap the model file, detector/runtime/precision.py) becomes f32, for evaluation and reports."""
+        if self.openvino.precision in ("f32", "bf16"):
+            return self
+        return replace(self, openvino=self.openvino.model_copy(update={"precision": "f32"}))
 
     @classmethod
     def from_config(cls, config: Config, engine_builder: EngineBuilder | None = None) -> BackendOptions:

@@ -104,7 +104,8 @@ class OpenVinoBackend(Backend):
         hint = "latency" if ovo.hint == "adaptive" else ovo.hint
         self.config: dict[str, Any] = {
             "PERFORMANCE_HINT": hint.upper(),
-            "INFERENCE_PRECISION_HINT": ovo.precision,
+            # auto and int8 are resolved before a backend exists (detector/runtime/precision.py); here they mean f32.
+            "INFERENCE_PRECISION_HINT": "bf16" if ovo.precision == "bf16" else "f32",
         }
         if options.threads:
             self.config["INFERENCE_NUM_THREADS"] = options.threads
@@ -137,6 +138,11 @@ class OpenVinoBackend(Backend):
             return self.core.compile_model(model, "CPU", config or self.config)
         except Exception as exc:
             raise ModelLoadError(f"openvino cannot compile {self.model_path}: {exc}") from exc
+
+    @property
+    def precision(self) -> str | None:
+        """bf16 when asked to compute in it; else what the model's metadata says (fp32, or int8 for a Q/DQ model)."""
+        return "bf16" if self.config["INFERENCE_PRECISION_HINT"] == "bf16" else None
 
     @property
     def slots(self) -> int:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +23,7 @@ from cli.main import main
 from detector.evaluation import read_rgb
 from detector.runtime import Detector
 from detector.runtime.metadata import read_onnx_metadata
+from detector.runtime.precision import GATES_FILE
 from detector.runtime.preprocess import preprocess_batch
 from tests.conftest import REPO, run_cli
 from tests.matching import iou
@@ -60,7 +63,66 @@ def test_writes_int8_model_with_metadata_and_gate_numbers(int8_run: tuple[Path, 
     per_class = gate["per_class_AP50-95"]  # the per-class rule was applied, on every class
     assert set(per_class["fp32"]) == set(per_class["int8"]) == {"circle", "square", "triangle"}
     assert all(per_class["fp32"][c] - per_class["int8"][c] <= gate["max_class_drop"] for c in per_class["fp32"])
-    assert sorted(p.name for p in out.parent.iterdir()) == [out.name]  # nothing else left beside it
+    # Nothing else beside it but the gates serving's `precision: auto` reads: INT8 passed, bf16 measured or why not.
+    assert sorted(p.name for p in out.parent.iterdir()) == sorted([out.name, GATES_FILE])
+    gates = json.loads((out.parent / GATES_FILE).read_text())
+    assert gates["int8"] == {"passed": True} and gates["bf16"] == report["bf16"]
+    if report["bf16"]["passed"] or "the per-class" in report["bf16"]["reason"]:  # measured: the INT8 gate's rules
+        bf16_per_class = report["bf16"]["gate"]["per_class_AP50-95"]
+        assert set(bf16_per_class["bf16"]) == {"circle", "square", "triangle"}
+    else:
+        assert "no native bf16" in report["bf16"]["reason"]
+
+
+def test_auto_precision_serves_the_fastest_gated_candidate_and_says_so(
+    int8_run: tuple[Path, dict], model_path: Path, tmp_path: Path
+) -> None:
+    """The pipeline's layout (models/model.onnx, models/int8/model.int8.onnx + gates.json), served with the
+    default config: the candidates are really compiled and timed, the choice is what `/model` reports and what the
+    service runs, and a second start reuses the measurement."""
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from detector.config import load_config
+
+    out, _ = int8_run
+    models = tmp_path / "models"
+    (models / "int8").mkdir(parents=True)
+    shutil.copy(model_path, models / "model.onnx")
+    shutil.copy(out, models / "int8" / out.name)
+    shutil.copy(out.parent / GATES_FILE, models / "int8" / GATES_FILE)
+    cache = tmp_path / "precision.json"
+    overrides = [f"inference.model_path={models / 'model.onnx'}", f"inference.openvino.choice_cache={cache}"]
+    config = load_config([*overrides, "inference.backend=openvino"], config_dir=REPO / "configs", environ={})
+    assert config.inference.openvino.precision == "auto"  # the shipped default
+    reasons = []
+    for _ in range(2):
+        with TestClient(create_app(config)) as client:
+            deadline = time.monotonic() + 120  # loading includes the first start's measurement
+            while client.get("/health").status_code != 200:
+                assert time.monotonic() < deadline, client.get("/health").text
+                time.sleep(0.2)
+            info = client.get("/model").json()
+            answer = client.post("/predict", files={"file": ("a.png", _png(), "image/png")})
+            assert answer.status_code == 200, answer.text
+        choice = info["precision_choice"]
+        assert choice["precision"] in choice["measured_ms"] and set(choice["measured_ms"]) >= {"f32", "int8"}
+        assert choice["precision"] == min(choice["measured_ms"], key=choice["measured_ms"].get)
+        served = {"int8": "int8", "bf16": "bf16", "f32": "fp32"}[choice["precision"]]
+        assert info["precision"] == served and Path(choice["model_path"]).parent.name in ("models", "int8")
+        reasons.append(choice["reason"])
+    assert reasons[0].startswith("fastest measured") and reasons[1].startswith("cached")
+    assert len(json.loads(cache.read_text())) == 1
+
+
+def _png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (96, 64), (120, 60, 30)).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def test_qdq_graph_suits_tensorrt_explicit_quantization(int8_run: tuple[Path, dict]) -> None:
