@@ -326,8 +326,12 @@ def bf16_gate(onnx_path: Path, dataset_dir: Path, options: Int8Config) -> dict[s
     if not native:
         return {"passed": False, "reason": f"this CPU ({cpu}) has no native bf16: not measured", "cpu": cpu}
     bf16 = BackendOptions(openvino=OpenVinoConfig(precision="bf16", hint="latency"))
-    with Detector.load(onnx_path, backend="openvino", options=bf16) as detector:
-        bf16_result = evaluate_split(detector, dataset_dir, options.gate_split)
+    try:
+        with Detector.load(onnx_path, backend="openvino", options=bf16) as detector:
+            bf16_result = evaluate_split(detector, dataset_dir, options.gate_split)
+    except ModelLoadError as exc:  # OpenVINO cannot compute some layer in bf16 here: no bf16 on this machine
+        why = " ".join(str(exc).split())[-240:]  # OpenVINO's message is many lines; its end names the layer
+        return {"passed": False, "reason": f"OpenVINO cannot run this model in bf16 here: ...{why}", "cpu": cpu}
     failures, gate = accuracy_gate(val_map(onnx_path, dataset_dir, options.gate_split), bf16_result, options, "bf16")
     return {"passed": not failures, "reason": "; ".join(failures), "cpu": cpu, "gate": gate}
 

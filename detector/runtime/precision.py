@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from detector.errors import ModelLoadError
+from detector.errors import DetectorError, ModelLoadError
 from detector.files import write_atomic
 from detector.runtime.backends.base import BackendOptions
 from detector.runtime.metadata import read_onnx_metadata, sha256_file
@@ -88,9 +88,14 @@ def cpu_name() -> str:
 
 
 def native_bf16() -> bool:
-    """Whether OpenVINO computes bf16 natively on this CPU (AVX512_BF16 or AMX); elsewhere bf16 is emulated."""
+    """Whether OpenVINO computes bf16 natively on this CPU (AVX512_BF16 or AMX); elsewhere bf16 is emulated.
+    A oneDNN capped below bf16 (`ONEDNN_MAX_CPU_ISA=AVX2`, as this project's tests run) has none, whatever the CPU
+    reports: OpenVINO then cannot even compile some layers in bf16."""
     import openvino as ov
 
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    if cap and cap != "ALL" and "BF16" not in cap and "AMX" not in cap:
+        return False
     return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
@@ -123,21 +128,29 @@ Measure = Callable[[dict[str, Path], BackendOptions], dict[str, float]]
 
 def measure(found: dict[str, Path], options: BackendOptions, rounds: int = 15) -> dict[str, float]:
     """Median ms of one inference per candidate on a blank input of the model's size, interleaved round by round
-    so that a noisy neighbour slows every candidate alike."""
+    so that a noisy neighbour slows every candidate alike. A candidate OpenVINO cannot compile here is left out
+    (logged); f32, the model as exported, must compile."""
     from detector.runtime.backends.openvino_backend import OpenVinoBackend
 
+    h, w = read_onnx_metadata(found["f32"]).imgsz
+    batch = np.zeros((1, 3, h, w), np.float32)
     loaded = {}
     try:
         for name, path in found.items():
             choice = PrecisionChoice(name, path, "")
             latency = choice.options(options)
             latency = replace(latency, openvino=latency.openvino.model_copy(update={"hint": "latency"}))
-            loaded[name] = OpenVinoBackend(path, latency)
-        h, w = read_onnx_metadata(found["f32"]).imgsz
-        batch = np.zeros((1, 3, h, w), np.float32)
+            try:
+                backend = OpenVinoBackend(path, latency)
+                backend.run(batch)  # compiles the shape: where a precision fails here, it fails
+            except ModelLoadError as exc:
+                if name == "f32":
+                    raise
+                log.warning("precision %s left out: %s", name, exc)
+                continue
+            loaded[name] = backend
         times: dict[str, list[float]] = {name: [] for name in loaded}
-        for backend in loaded.values():  # compile the shape and warm up
-            backend.run(batch)
+        for backend in loaded.values():  # warm up
             backend.run(batch)
         for _ in range(rounds):
             for name, backend in loaded.items():
@@ -164,6 +177,8 @@ def choose(model_path: Path, options: BackendOptions, timer: Measure = measure) 
                 "(it writes the twin only when its accuracy gate passes), or set the precision to auto or f32"
             )
         return PrecisionChoice("int8", twin, "pinned by inference.openvino.precision", cpu=cpu)
+    if _stored_precision(model_path) == "int8":  # served as it is: a Q/DQ model has no other precision to pick
+        return PrecisionChoice("int8", model_path, "the model file itself is INT8", cpu=cpu)
     found, skipped = candidates(model_path)
     if len(found) == 1:
         return PrecisionChoice("f32", model_path, "the only candidate (" + "; ".join(skipped) + ")", cpu=cpu)
@@ -175,10 +190,17 @@ def choose(model_path: Path, options: BackendOptions, timer: Measure = measure) 
         ms = record.get("measured_ms", {})
         return PrecisionChoice(name, found[name], f"cached measurement on this CPU ({_times(ms)})", ms, cpu)
     ms = timer(found, options)
-    name = min(found, key=lambda n: (ms[n], ORDER.index(n)))
+    name = min(ms, key=lambda n: (ms[n], ORDER.index(n)))
     files = {n: str(p) for n, p in found.items()}
     _write_cache(path, key, {"precision": name, "measured_ms": ms, "cpu": cpu, "files": files})
     return PrecisionChoice(name, found[name], f"fastest measured on this CPU ({_times(ms)})", ms, cpu)
+
+
+def _stored_precision(model_path: Path) -> str:
+    try:
+        return read_onnx_metadata(model_path).precision
+    except DetectorError:  # unreadable: loading it says why, with the backend's own message
+        return ""
 
 
 def _times(ms: dict[str, float]) -> str:

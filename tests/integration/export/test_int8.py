@@ -260,3 +260,16 @@ def test_dataset_without_images(tmp_path: Path, model_path: Path, capsys: pytest
     empty = tmp_path / "data"
     (empty / "images" / "train").mkdir(parents=True)
     assert "no calibration images" in _bad_input(tmp_path, capsys, model_path, empty)
+
+
+def test_auto_precision_serves_an_int8_file_as_it_is(int8_run: tuple[Path, dict], tmp_path: Path) -> None:
+    from detector.config import OpenVinoConfig
+    from detector.runtime import BackendOptions
+
+    out, _ = int8_run
+    options = BackendOptions(openvino=OpenVinoConfig(precision="auto", choice_cache=str(tmp_path / "c.json")))
+    with Detector.load(out, "openvino", options) as detector:
+        info = detector.describe()
+    assert info["precision"] == "int8" and info["precision_choice"]["precision"] == "int8"
+    assert info["precision_choice"]["reason"] == "the model file itself is INT8"
+    assert not (tmp_path / "c.json").exists()  # nothing measured
