@@ -435,8 +435,15 @@ def ratios(report: dict[str, Any]) -> dict[str, float | None]:
             ours["p50_ms"], p50.get(ULTRALYTICS_OPENVINO_INT8)
         )
         out["http c=1 p50: ours / afternoon service (target <= 1.0)"] = r(ours["p50_ms"], peer["p50_ms"])
-        best = min((v for v in (p50.get(ULTRALYTICS_OPENVINO), p50.get(ULTRALYTICS_OPENVINO_INT8)) if v), default=None)
-        out["http c=1 p50: ours int8 / ultralytics' best ov in-process (fp32/bf16 or int8) (target <= 0.85)"] = r(
+        # Ultralytics' faster OpenVINO path here (its FP32 export computes in bf16 where the CPU has it), from the JPEG
+        # bytes as a service starts; only INT8 is timed from JPEG, so a faster FP32 path is taken on decoded arrays
+        # (stricter: no decode in theirs) and the key says so.
+        fp32, int8 = p50.get(ULTRALYTICS_OPENVINO), p50.get(ULTRALYTICS_OPENVINO_INT8)
+        if int8 and (not fp32 or int8 <= fp32):
+            key, best = "int8 from JPEG", p50.get(ULTRALYTICS_OPENVINO_INT8 + FROM_JPEG)
+        else:
+            key, best = "fp32/bf16 on decoded arrays", fp32
+        out[f"http c=1 p50: ours int8 / ultralytics' fastest ov in-process ({key}) (target <= 0.85)"] = r(
             ours["p50_ms"], best
         )
         targets = {4: " (target >= 1.3)", 8: " (target >= 1.6)"}

@@ -15,6 +15,10 @@ class, IoU >= 0.5) and the other way round, and the recall per class on the scen
 (the whole scene letterboxed to the model's input, where the objects shrink below what it can see).
 
     python -m benchmarks.tiles --model models/model.onnx --data data/v1 [--tile 0] [--overlap 0.2] [--scenes 3]
+
+With `--scenes-from data/small` the scenes are that dataset's own (the `small` preset: 8-24 px objects in 1280 px
+scenes, `--split test`), for a model trained on its tiles (`data/small-tiles`): the recall gain of tiling where the
+objects were born small.
 """
 
 from __future__ import annotations
@@ -71,6 +75,24 @@ def scenes(data: Path, count: int, width: int, height: int, seed: int = 0) -> li
     return out
 
 
+def dataset_scenes(data: Path, split: str, count: int) -> list[tuple[npt.NDArray[np.uint8], Any]]:
+    """The first `count` images of a dataset split as they are, with their labels in pixels (as `scenes`)."""
+    from PIL import Image
+
+    from detector.data.yolo_format import label_path, list_split_images, read_label_file
+
+    out = []
+    for path in list_split_images(data, split)[:count]:
+        image = np.asarray(Image.open(path).convert("RGB"))
+        h, w = image.shape[:2]
+        labels, _ = read_label_file(label_path(data, split, path))
+        rows = [[lb.cls, *lb.xyxy(w, h)] for lb in labels]
+        out.append((image, np.asarray(rows, np.float64).reshape(-1, 5)))
+    if not out:
+        raise SystemExit(f"--scenes-from: no images in {data / 'images' / split}")
+    return out
+
+
 def _iou(a: npt.NDArray[Any], b: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
     """IoU of every box of `a` (n, 4) with every box of `b` (m, 4)."""
     lt = np.maximum(a[:, None, :2], b[None, :, :2])
@@ -100,11 +122,22 @@ def _sahi_boxes(result: Any) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
     return boxes, np.asarray([p.category.id for p in preds], np.int64)
 
 
-def measure(model: Path, data: Path, tile: int, overlap: float, count: int, rounds: int, conf: float) -> dict[str, Any]:
+def measure(
+    model: Path,
+    data: Path,
+    tile: int,
+    overlap: float,
+    count: int,
+    rounds: int,
+    conf: float,
+    scenes_from: Path | None = None,
+    split: str = "test",
+) -> dict[str, Any]:
     from sahi import AutoDetectionModel
     from sahi.predict import get_sliced_prediction
 
-    pictures = scenes(data, count, 1920, 1080)
+    pictures = dataset_scenes(scenes_from, split, count) if scenes_from else scenes(data, count, 1920, 1080)
+    height, width = pictures[0][0].shape[:2]
     with Detector.load(model, backend="onnxruntime") as ort, Detector.load(model, backend="openvino") as ov:
         size = tile or int(ort.input_shape[0])
         # image_size: each slice letterboxed to the model's input, as ours does (Ultralytics' default would be 640).
@@ -165,11 +198,21 @@ def measure(model: Path, data: Path, tile: int, overlap: float, count: int, roun
     p50 = {name: round(statistics.median(v), 1) for name, v in times.items()}
     return {
         "machine": machine_info(),
-        "settings": {"tile": size, "overlap": overlap, "scenes": count, "rounds": rounds, "conf": conf, "merge": "nms"},
+        "settings": {
+            "tile": size,
+            "overlap": overlap,
+            "scenes": len(pictures),
+            "scene_size": [width, height],
+            "scenes_from": f"{scenes_from}/{split}" if scenes_from else f"{data}/val pasted on 1920x1080",
+            "rounds": rounds,
+            "conf": conf,
+            "merge": "nms",
+        },
         "p50_ms_per_scene": p50,
         "sahi_over_ours_onnxruntime": round(p50["sahi_ultralytics_onnxruntime"] / p50["ours_onnxruntime"], 2),
         "sahi_over_ours_openvino": round(p50["sahi_ultralytics_onnxruntime"] / p50["ours_openvino"], 2),
-        "tiles_per_scene": len(tiling.grid(1920, 1080)),
+        "tiles_per_scene": len(tiling.grid(width, height)),
+        "objects": int(sum(len(labels) for _, labels in pictures)),
         "sahi_boxes_matched_by_ours": round(agree / max(1, sahi_total), 4),
         "sahi_boxes": sahi_total,
         "our_boxes_matched_by_sahi": round(ours_agree / max(1, ours_total), 4),
@@ -210,8 +253,20 @@ def main() -> None:  # pragma: no cover - a manual benchmark; tests/integration/
     parser.add_argument("--scenes", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--conf", type=float, default=0.25)
+    parser.add_argument("--scenes-from", type=Path, help="a dataset of big scenes (data/small) instead of pasted ones")
+    parser.add_argument("--split", default="test", help="its split (default test)")
     args = parser.parse_args()
-    result = measure(args.model, args.data, args.tile, args.overlap, args.scenes, args.rounds, args.conf)
+    result = measure(
+        args.model,
+        args.data,
+        args.tile,
+        args.overlap,
+        args.scenes,
+        args.rounds,
+        args.conf,
+        args.scenes_from,
+        args.split,
+    )
     print(json.dumps(result, indent=1, default=str))
 
 

@@ -303,9 +303,10 @@ class OpenVinoConfig(_Strict):
     # once per CPU model (detector/runtime/precision.py); int8: the INT8 twin. Evaluation computes what it is given.
     precision: Literal["auto", "f32", "bf16", "int8"] = "f32"
     choice_cache: str = ""  # where auto's measured decisions are kept ("": ~/.cache/yolo-detector/precision.json)
-    # adaptive: per call, the latency model when alone, a throughput (multi-stream) model when others run
-    # (detector/runtime/backends/openvino_backend.py); latency | throughput: OpenVINO's PERFORMANCE_HINT as is.
-    hint: Literal["adaptive", "latency", "throughput"] = "adaptive"
+    # latency | throughput: OpenVINO's PERFORMANCE_HINT as is. adaptive: per call, the latency model when alone, a
+    # throughput (multi-stream) model when others run (detector/runtime/backends/openvino_backend.py): 1.3x the
+    # images/s in-process on 2 cores, but over HTTP on those 2 cores it lost at every concurrency (docs/performance.md).
+    hint: Literal["latency", "throughput", "adaptive"] = "latency"
     streams: int = Field(0, ge=0, le=64)  # 0: what the hint picks (adaptive: half the CPU's stream range, >= 2)
     # Compiled static-shape models kept (one per letterboxed input shape); 0 compiles the dynamic model once.
     shape_cache: int = Field(8, ge=0, le=256)

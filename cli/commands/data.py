@@ -1,4 +1,4 @@
-"""`detector data generate|validate|import`."""
+"""`detector data generate|validate|import|tile`."""
 
 from __future__ import annotations
 
@@ -59,6 +59,23 @@ def cmd_import(args: argparse.Namespace, config: Config) -> None:
     )
 
 
+def cmd_tile(args: argparse.Namespace, config: Config) -> None:
+    from detector.data import VERSIONS
+    from detector.data.tiles import tile_dataset
+    from detector.errors import InvalidInputError
+    from detector.runtime.tiling import Tiling
+
+    if args.version in VERSIONS:
+        raise InvalidInputError(f"--version {args.version}: that name is a generator version; choose another")
+    if not 0 < args.min_visible <= 1:
+        raise InvalidInputError(f"--min-visible: must be in (0, 1] (got {args.min_visible:g})")
+    tiling = Tiling.parse(args.tile, args.overlap)
+    summary = tile_dataset(Path(args.source), Path(config.data.root) / args.version, tiling, args.min_visible)
+    print_json(
+        {"dataset": str(summary.root), "tiles": summary.tiles, "objects": summary.objects, "sha256": summary.sha256}
+    )
+
+
 def register(commands: Commands) -> None:
     commands.group("data", "generate, import or validate datasets")
     commands.add("generate", cmd_generate, "generate the configured dataset version under data/<version>/", "data")
@@ -103,3 +120,16 @@ def register(commands: Commands) -> None:
         "are spread over train/val/test): the next data version after reviewing the service's inbox",
     )
     p.add_argument("--force", action="store_true", help="replace an existing data/NAME")
+    p = commands.add(
+        "tile",
+        cmd_tile,
+        "cut a dataset of big scenes into the tiles a small-object model trains on (the inference grid)",
+        "data",
+    )
+    p.add_argument("--source", required=True, metavar="DIR", help="a YOLO dataset (e.g. data/small)")
+    p.add_argument("--version", required=True, metavar="NAME", help="the tiled dataset: data/NAME/ (replaced)")
+    p.add_argument("--tile", default="256x256", metavar="WxH", help="tile size in pixels (default 256x256)")
+    p.add_argument("--overlap", type=float, default=0.2, help="share of a tile shared with its neighbour (0.2)")
+    p.add_argument(
+        "--min-visible", type=float, default=0.5, help="keep an object in a tile holding this share of its box (0.5)"
+    )

@@ -41,6 +41,13 @@ photometric             none                           brightness/contrast jitte
                                                        gaussian noise (std 0-12)
 ======================  =============================  ==================================================
 
+`small` (issue 26: small objects in big images, the case for tiled inference): v1's classes and look, but 10-40
+objects of 8-24 px each (20-60 per scene) in 1280x1280 scenes, whatever `data.imgsz` says, and 5 % as many
+images as the configured split sizes (a scene holds 25 times the pixels of a 256 px image: 20 training scenes cut
+into 720 tiles of 256 px by default). Shrunk to a 256-640 px network
+input whole, its objects fall to 2-12 px; `detector data tile` cuts it into the tiles a model is trained on
+(`data/small-tiles`, dvc.yaml's `tiles` stage), and `detector predict --tile` / `tile=` detect it tile by tile.
+
 Boxes are the tight box of the object's *visible* pixels (so an occluded object's box covers what can be
 seen of it), computed from the rasterised mask rather than from the geometry.
 """
@@ -101,6 +108,8 @@ class Preset:
     brightness_jitter: float  # max |beta| added to every pixel; contrast alpha in [1-j/100, 1+j/100]
     blur_prob: float
     noise_std: tuple[float, float]
+    scene: int = 0  # image side in pixels; 0: `data.imgsz`
+    share: float = 1.0  # images per split, as a share of the configured split sizes (rounded up)
 
 
 PRESETS: dict[str, Preset] = {
@@ -135,6 +144,24 @@ PRESETS: dict[str, Preset] = {
         brightness_jitter=25.0,
         blur_prob=0.35,
         noise_std=(0.0, 12.0),
+    ),
+    "small": Preset(
+        version="small",
+        names=("circle", "square", "triangle"),
+        objects_per_image=(20, 60),
+        size_range=(8 / 1280, 24 / 1280),
+        allow_occlusion=False,
+        min_visible=1.0,
+        rotate=False,
+        aspect_jitter=(1.0, 1.0),
+        cluttered=False,
+        distractors=(0, 0),
+        min_contrast=110.0,
+        brightness_jitter=0.0,
+        blur_prob=0.0,
+        noise_std=(0.0, 0.0),
+        scene=1280,
+        share=0.05,
     ),
 }
 VERSIONS: tuple[str, ...] = tuple(PRESETS)
@@ -174,7 +201,8 @@ def generate_dataset(config: DataConfig, out_dir: Path | None = None) -> Dataset
     preset = get_preset(config.version)
     out = Path(out_dir) if out_dir is not None else config.dataset_dir
     out.parent.mkdir(parents=True, exist_ok=True)
-    counts = {"train": config.splits.train, "val": config.splits.val, "test": config.splits.test}
+    sizes = {"train": config.splits.train, "val": config.splits.val, "test": config.splits.test}
+    counts = {split: math.ceil(n * preset.share) for split, n in sizes.items()}
     names = dict(enumerate(preset.names))
 
     # A hidden sibling on the same file system, so the final rename is atomic. mkdir (not mkdtemp, which
@@ -191,7 +219,7 @@ def generate_dataset(config: DataConfig, out_dir: Path | None = None) -> Dataset
         manifest = {
             "version": preset.version,
             "seed": config.seed,
-            "imgsz": config.imgsz,
+            "imgsz": preset.scene or config.imgsz,
             "names": {str(k): v for k, v in names.items()},
             "counts": counts,
             "objects_per_class": {s: {str(k): v for k, v in h.items()} for s, h in objects.items()},
@@ -248,8 +276,9 @@ def _write_split(root: Path, preset: Preset, config: DataConfig, split: str, n: 
     img_dir.mkdir(parents=True)
     lbl_dir.mkdir(parents=True)
     hist = dict.fromkeys(range(len(preset.names)), 0)
+    s = preset.scene or config.imgsz
     for i in range(n):
-        img, objs = render_image(preset, config.imgsz, _rng(config.seed, preset.version, split, i))
+        img, objs = render_image(preset, s, _rng(config.seed, preset.version, split, i))
         ok, buf = cv2.imencode(".jpg", img, _JPEG_PARAMS)
         if not ok:  # pragma: no cover - only on a broken OpenCV build
             raise DatasetError("OpenCV failed to encode a JPEG")
@@ -257,7 +286,6 @@ def _write_split(root: Path, preset: Preset, config: DataConfig, split: str, n: 
         lines = []
         for o in objs:
             x0, y0, x1, y1 = o.box
-            s = config.imgsz
             cx, cy, w, h = (x0 + x1) / 2 / s, (y0 + y1) / 2 / s, (x1 - x0) / s, (y1 - y0) / s
             lines.append(f"{o.cls} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}\n")
             hist[o.cls] += 1

@@ -60,10 +60,13 @@ def test_ratios_against_the_targets() -> None:
     assert got["http c=1 p50: ours / afternoon service (target <= 1.0)"] == 0.5
     assert got["http c=4 throughput: ours / afternoon service (target >= 1.3)"] == 1.5
     assert got["http c=8 throughput: ours / afternoon service (target >= 1.6)"] == 1.6
-    # The best of Ultralytics' in-process OpenVINO paths (its INT8 here, 8 ms against 12) is the bar.
-    assert (
-        got["http c=1 p50: ours int8 / ultralytics' best ov in-process (fp32/bf16 or int8) (target <= 0.85)"] == 0.875
-    )
+    # The faster of Ultralytics' in-process OpenVINO paths (its INT8 here, 8 ms against 12), from the JPEG, is the bar;
+    # where its FP32 (bf16) export is faster, that one on decoded arrays.
+    assert got["http c=1 p50: ours int8 / ultralytics' fastest ov in-process (int8 from JPEG) (target <= 0.85)"] == 0.7
+    report = _report()
+    report["in_process"]["ultralytics-openvino"]["p50_ms"] = 5.0
+    key = "http c=1 p50: ours int8 / ultralytics' fastest ov in-process (fp32/bf16 on decoded arrays) (target <= 0.85)"
+    assert ratios(report)[key] == 1.4
     assert got["http overhead c=1 ms: ours http - ours in-process from JPEG, interleaved (target <= 2)"] == 0.8
     assert got["http c=1 p50: ours int8 / ultralytics ov int8 in-process from JPEG (target <= 1.0)"] == 0.7
     assert got["http c=1 p50: ours int8 / ultralytics ov int8 in-process on decoded arrays (stricter)"] == 0.875

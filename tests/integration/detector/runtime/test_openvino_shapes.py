@@ -90,7 +90,8 @@ def test_adaptive_runs_alone_on_the_latency_model_and_together_on_throughput_str
     images = _mixed_images(dataset_dir)[:2]
     with Detector.load(model_path, "onnxruntime", conf=CONF) as ref:
         expected = [ref.predict(im) for im in images]
-    with Detector.load(model_path, "openvino", options=_options(8), conf=CONF) as det:
+    adaptive = BackendOptions(device="cpu", openvino=OpenVinoConfig(hint="adaptive"))
+    with Detector.load(model_path, "openvino", options=adaptive, conf=CONF) as det:
         backend = det.backend
         assert backend.adaptive and backend.slots >= 2  # type: ignore[attr-defined]
         alone = [det.predict(im) for im in images]
@@ -111,7 +112,7 @@ def test_adaptive_runs_alone_on_the_latency_model_and_together_on_throughput_str
         _assert_same(a, b)
 
 
-@pytest.mark.parametrize(("hint", "threads"), [("latency", 0), ("adaptive", 1)])
+@pytest.mark.parametrize(("hint", "threads"), [("latency", 0), ("throughput", 0), ("adaptive", 1)])
 def test_latency_hint_or_one_thread_never_compiles_a_throughput_model(
     model_path: Path, dataset_dir: Path, hint: str, threads: int
 ) -> None:

@@ -44,8 +44,8 @@ def v2(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_versions_and_unknown_version(tmp_path: Path) -> None:
-    assert VERSIONS == ("v1", "v2")
-    with pytest.raises(DatasetError, match=r"unknown dataset version 'v9'.*v1, v2"):
+    assert VERSIONS == ("v1", "v2", "small")
+    with pytest.raises(DatasetError, match=r"unknown dataset version 'v9'.*v1, v2, small"):
         generate_dataset(config("v9"), tmp_path / "v9")
     assert not (tmp_path / "v9").exists()
 
