@@ -255,6 +255,7 @@ def main() -> None:  # pragma: no cover - a manual benchmark; tests/integration/
     parser.add_argument("--conf", type=float, default=0.25)
     parser.add_argument("--scenes-from", type=Path, help="a dataset of big scenes (data/small) instead of pasted ones")
     parser.add_argument("--split", default="test", help="its split (default test)")
+    parser.add_argument("--out", type=Path, help="also write the JSON here (e.g. reports/tiles.json)")
     args = parser.parse_args()
     result = measure(
         args.model,
@@ -267,7 +268,11 @@ def main() -> None:  # pragma: no cover - a manual benchmark; tests/integration/
         args.scenes_from,
         args.split,
     )
-    print(json.dumps(result, indent=1, default=str))
+    text = json.dumps(result, indent=1, default=str)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+    print(text)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -46,7 +46,10 @@ def test_dvc_repro_from_a_clean_clone(tmp_path: Path) -> None:
     run_ok(["dvc", "repro"], clone)
     assert (clone / "models/model.onnx").is_file() and (clone / "dvc.lock").is_file()
     lock = yaml.safe_load((clone / "dvc.lock").read_text())
-    assert set(lock["stages"]) == {"data@v1", "data@v2", "train", "export", "quantize", "evaluate", "benchmark"}
+    stages = {"data@v1", "data@v2", "data@small", "tiles", "train", "export", "quantize", "evaluate", "benchmark"}
+    assert set(lock["stages"]) == stages
+    tiles = json.loads((clone / "data/small-tiles/manifest.json").read_text())  # the small preset, cut into tiles
+    assert tiles["tile"] == [256, 256] and tiles["tiles"]["train"] == 3 * 36
     assert "summary" in json.loads((clone / "reports/benchmark.json").read_text())
     metrics = json.loads(run_ok(["dvc", "metrics", "show", "--json"], clone).stdout)
     assert "reports/metrics.json" in json.dumps(metrics)
@@ -66,9 +69,28 @@ def test_dvc_repro_from_a_clean_clone(tmp_path: Path) -> None:
 
     # Each stage declares the code it runs: editing a file makes exactly the stages that read it out of date.
     expected = {
-        "cli/stages.py": {"data@v1", "data@v2", "train", "export", "quantize", "evaluate", "benchmark"},
+        "cli/stages.py": {"data@v1", "data@v2", "data@small", "train", "export", "quantize", "evaluate", "benchmark"},
         # export measures per-class thresholds and the drift profile on the data through the runtime
-        "detector/data/yolo_format.py": {"data@v1", "data@v2", "train", "export", "quantize", "evaluate"},
+        "detector/data/yolo_format.py": {
+            "data@v1",
+            "data@v2",
+            "data@small",
+            "tiles",
+            "train",
+            "export",
+            "quantize",
+            "evaluate",
+        },
+        "detector/data/tiles.py": {
+            "data@v1",
+            "data@v2",
+            "data@small",
+            "tiles",
+            "train",
+            "export",
+            "quantize",
+            "evaluate",
+        },
         "export/onnx.py": {"export"},
         "detector/runtime/preprocess.py": {"export", "quantize", "evaluate", "benchmark"},
         "api/app.py": set(),  # the service is no stage's code

@@ -1,0 +1,260 @@
+"""`python -m benchmarks.video`: video frames/s with tracking, ours against Ultralytics' `track`, same weights, same
+precision (OpenVINO INT8 on both sides), same clips; writes reports/video.{json,md}.
+
+- ours, CLI: the loop `detector predict clip.mp4 --track` runs (`cli.commands.predict._predict_video`: frames
+  decoded ahead on their own thread, INT8 model on OpenVINO, ByteTrack), in-process so no start-up is timed;
+- ours, HTTP: `POST /predict/video?track=true` on a `detector serve` started for the run, the clip uploaded and
+  the NDJSON stream read to its end;
+- Ultralytics: `YOLO(openvino INT8 export).track(source=clip, stream=True)` iterated to the end (its ByteTrack).
+
+Clips, made once and cached: "generated", 30 s of 1280x720 at 30 fps with the project's own test images moving
+over a background; "real", the two photos the project already uses (Ultralytics' bus.jpg and zidane.jpg) panned
+and zoomed into 30 s of 720p. Both mp4v (what OpenCV writes everywhere). Runners take turns per clip in rotating
+order, `--rounds` times; each cell is the median frames/s of its rounds.
+
+    python -m benchmarks.video --model models/model.onnx [--sizes 256,640] [--rounds 3] [--seconds 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import httpx
+import numpy as np
+
+from benchmarks.inputs import export_variant, ultralytics_assets
+from benchmarks.machine import machine_info, usable_cores
+from benchmarks.peers import our_int8, ultralytics_openvino
+from benchmarks.service import local_service
+from detector.files import write_atomic
+from detector.runtime.metadata import read_onnx_metadata
+
+log = logging.getLogger("benchmarks")
+FPS = 30
+WIDTH, HEIGHT = 1280, 720
+
+
+def _writer(path: Path) -> Any:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), FPS, (WIDTH, HEIGHT))
+    if not writer.isOpened():
+        raise SystemExit(f"OpenCV cannot write {path} (mp4v)")
+    return writer
+
+
+def generated_clip(path: Path, data: Path, seconds: int, seed: int = 0) -> Path:
+    """The dataset's test images (up to 8) sliding and bouncing over a grey gradient, `seconds` long."""
+    if path.is_file():
+        return path
+    rng = np.random.default_rng(seed)
+    read = [cv2.imread(str(p)) for p in sorted((data / "images" / "test").glob("*.jpg"))[:8]]
+    sprites = [cv2.resize(s, (180, 180)) for s in read if s is not None]
+    if not sprites:
+        raise SystemExit(f"no test images in {data / 'images' / 'test'} to animate")
+    pos = rng.uniform([0, 0], [WIDTH - 180, HEIGHT - 180], (len(sprites), 2))
+    vel = rng.uniform(-6, 6, (len(sprites), 2))
+    background = np.tile(np.linspace(90, 160, WIDTH, dtype=np.uint8)[None, :, None], (HEIGHT, 1, 3))
+    tmp = path.with_suffix(".tmp.mp4")
+    writer = _writer(tmp)
+    try:
+        for _ in range(seconds * FPS):
+            frame = background.copy()
+            for i, sprite in enumerate(sprites):
+                x, y = pos[i].astype(int)
+                frame[y : y + 180, x : x + 180] = sprite
+            limit = np.array([WIDTH - 180, HEIGHT - 180], np.float64)
+            pos += vel
+            vel = np.where((pos < 0) | (pos > limit), -vel, vel)
+            pos = pos.clip(0, limit)
+            writer.write(frame)
+    finally:
+        writer.release()
+    tmp.replace(path)
+    return path
+
+
+def real_clip(path: Path, seconds: int) -> Path:
+    """bus.jpg and zidane.jpg, each shown for 5 s at a time, slowly zoomed and panned: camera-like 720p frames."""
+    if path.is_file():
+        return path
+    photos = {p.name: image for p in ultralytics_assets() if (image := cv2.imread(str(p))) is not None}
+    if not {"bus.jpg", "zidane.jpg"} <= set(photos):
+        raise SystemExit("Ultralytics' bundled bus.jpg and zidane.jpg are needed (install the train extra)")
+    shots = [cv2.resize(photos[n], (WIDTH, HEIGHT), interpolation=cv2.INTER_CUBIC) for n in ("zidane.jpg", "bus.jpg")]
+    tmp = path.with_suffix(".tmp.mp4")
+    writer = _writer(tmp)
+    try:
+        for i in range(seconds * FPS):
+            shot, t = shots[(i // (5 * FPS)) % 2], (i % (5 * FPS)) / (5 * FPS)
+            zoom = 1.0 + 0.25 * t
+            w, h = int(WIDTH / zoom), int(HEIGHT / zoom)
+            x, y = int((WIDTH - w) * t), int((HEIGHT - h) * 0.5)
+            writer.write(cv2.resize(shot[y : y + h, x : x + w], (WIDTH, HEIGHT), interpolation=cv2.INTER_LINEAR))
+    finally:
+        writer.release()
+    tmp.replace(path)
+    return path
+
+
+def ours_cli(model: Path, threads: int) -> Any:
+    """The `detector predict clip --track` loop, on a loaded detector: returns a clip -> frames function."""
+    from cli.commands.predict import _predict_video
+    from detector.runtime import BackendOptions, Detector
+
+    detector = Detector.load(model, "openvino", BackendOptions(threads=threads))
+    args = argparse.Namespace(
+        track=True, vid_stride=1, save=None, jsonl=None, classes=None, conf=None, iou=0.7, max_det=300,
+        conf_per_class=None, no_progress=True,
+    )  # fmt: skip
+
+    def run(clip: Path) -> int:
+        return int(_predict_video(detector, clip, args)["processed_frames"])
+
+    run.close = detector.close  # type: ignore[attr-defined]
+    return run
+
+
+def ours_http(url: str) -> Any:
+    def run(clip: Path) -> int:
+        frames = 0
+        with httpx.Client(timeout=600) as client, clip.open("rb") as body:
+            files = {"file": (clip.name, body, "video/mp4")}
+            with client.stream("POST", f"{url}/predict/video", params={"track": "true"}, files=files) as response:
+                response.raise_for_status()
+                for line in response.iter_lines():
+                    frames += bool(line.strip())
+        return frames
+
+    return run
+
+
+def ultralytics_track(model_dir: Path, size: int) -> Any:
+    from ultralytics import YOLO
+
+    model = YOLO(str(model_dir), task="detect")
+
+    def run(clip: Path) -> int:
+        results = model.track(source=str(clip), stream=True, imgsz=size, conf=0.25, verbose=False, persist=False)
+        return sum(1 for _ in results)
+
+    return run
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    threads = args.threads or usable_cores()
+    weights = args.weights or args.model.parent / "best.pt"
+    meta = read_onnx_metadata(args.model)
+    data_dir = args.data or Path("data") / (meta.dataset_version or "v1")
+    args.cache_dir.mkdir(parents=True, exist_ok=True)
+    clips = {
+        "generated": generated_clip(args.cache_dir / f"clip-generated-{args.seconds}s.mp4", data_dir, args.seconds),
+        "real": real_clip(args.cache_dir / f"clip-real-{args.seconds}s.mp4", args.seconds),
+    }
+    # /predict/video takes clips up to max_video_seconds and max_upload_mb: room for these clips.
+    os.environ["DETECTOR_INFERENCE__SERVER__MAX_UPLOAD_MB"] = str(
+        max(10, 2 * max(c.stat().st_size for c in clips.values()) // 2**20)
+    )
+    os.environ["DETECTOR_INFERENCE__SERVER__MAX_VIDEO_SECONDS"] = str(max(60, args.seconds + 5))
+    os.environ["DETECTOR_INFERENCE__SERVER__MAX_VIDEO_FRAMES"] = str(max(1800, args.seconds * FPS + 10))
+    cells: dict[tuple[int, str, str], list[float]] = {}
+    for size in args.sizes:
+        fp32 = args.model if meta.imgsz[0] == size else export_variant(weights, size, args.cache_dir)
+        int8 = our_int8(fp32, data_dir, args.cache_dir)
+        theirs = ultralytics_openvino(weights, size, True, data_dir, args.cache_dir)
+        cli = ours_cli(int8, threads)
+        with local_service(int8, "openvino", threads) as url:
+            runners = {
+                "ours, CLI": cli,
+                "ours, HTTP": ours_http(url),
+                "ultralytics track": ultralytics_track(theirs, size),
+            }
+            for run in runners.values():  # warm-up: compilation of the clips' shape, lazy imports, the tracker
+                run(clips["real"])
+            for r in range(args.rounds):
+                for clip_name, clip in clips.items():
+                    names = list(runners)
+                    for name in names[r % len(names) :] + names[: r % len(names)]:
+                        started = time.perf_counter()
+                        frames = runners[name](clip)
+                        fps = frames / (time.perf_counter() - started)
+                        cells.setdefault((size, clip_name, name), []).append(fps)
+                        log.info("%d px %s %s: %.1f frames/s", size, clip_name, name, fps)
+        cli.close()
+    rows = [
+        {"size": s, "clip": c, "runner": n, "fps": round(statistics.median(v), 1), "rounds": [round(x, 1) for x in v]}
+        for (s, c, n), v in cells.items()
+    ]
+    fps = {(r["size"], r["clip"], r["runner"]): r["fps"] for r in rows}
+    ratios = {
+        f"{s} px {c}: {n} / ultralytics track (target >= 2.0)": round(
+            fps[(s, c, n)] / fps[(s, c, "ultralytics track")], 2
+        )
+        for (s, c, n) in fps
+        if n != "ultralytics track" and fps.get((s, c, "ultralytics track"))
+    }
+    return {
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "command": ["python", "-m", "benchmarks.video", *sys.argv[1:]],
+        "machine": machine_info(),
+        "threads": threads,
+        "clips": {n: f"{c.name}: {args.seconds} s, {WIDTH}x{HEIGHT}, {FPS} fps, mp4v" for n, c in clips.items()},
+        "rows": rows,
+        "ratios": ratios,
+    }
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    m = report["machine"]
+    lines = [
+        f"# Video benchmark ({report['created']})",
+        "",
+        f"Machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores; threads {report['threads']}; OpenVINO INT8 on "
+        f"both sides, tracking on. Clips: {'; '.join(f'{k}: {v}' for k, v in report['clips'].items())}.",
+        f"Command: `{' '.join(report['command'])}`",
+        "",
+        "| size | clip | runner | frames/s (median) | rounds |",
+        "|---:|---|---|---:|---|",
+    ]
+    for r in report["rows"]:
+        lines.append(f"| {r['size']} | {r['clip']} | {r['runner']} | {r['fps']} | {r['rounds']} |")
+    lines += ["", "| ratio | value |", "|---|---:|", *[f"| {k} | {v} |" for k, v in report["ratios"].items()]]
+    return "\n".join(lines) + "\n"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.video", description=(__doc__ or "").splitlines()[0])
+    p.add_argument("--model", type=Path, default=Path("models/model.onnx"), help="our FP32 ONNX")
+    p.add_argument("--weights", type=Path, help="its Ultralytics .pt (default: best.pt beside the model)")
+    p.add_argument("--data", type=Path, help="dataset for INT8 calibration and the generated clip (default: its own)")
+    p.add_argument("--sizes", type=lambda t: [int(x) for x in t.split(",")], default=[256, 640])
+    p.add_argument("--seconds", type=int, default=30)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--cache-dir", type=Path, default=Path(".cache/benchmarks"))
+    p.add_argument("--out-dir", type=Path, default=Path("reports"))
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:  # pragma: no cover - a manual benchmark
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
+    args = build_parser().parse_args(argv)
+    report = measure(args)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(args.out_dir / "video.json", json.dumps(report, indent=1) + "\n")
+    write_atomic(args.out_dir / "video.md", to_markdown(report))
+    print(to_markdown(report))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
