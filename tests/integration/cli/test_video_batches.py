@@ -1,0 +1,49 @@
+"""`detector predict clip --track`: consecutive frames batched per backend call (on a GPU) give the same lines,
+tracks and written frames as one frame per call, with and without --vid-stride. Run here on ONNX Runtime with the
+batch size forced, since the machine has no GPU."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import cv2
+import pytest
+
+from cli.commands import predict
+from detector.runtime import Detector
+
+
+def _run(det: Detector, clip: Path, out: Path, per_call: int, stride: int, monkeypatch: pytest.MonkeyPatch) -> tuple:  # type: ignore[type-arg]
+    monkeypatch.setattr(predict, "frames_per_call", lambda _det: per_call)
+    args = argparse.Namespace(
+        track=True, vid_stride=stride, save=out / f"{per_call}-{stride}.mp4", jsonl=out / f"{per_call}-{stride}.jsonl",
+        classes=None, conf=0.1, iou=0.7, max_det=300, conf_per_class=None, no_progress=True,
+    )  # fmt: skip
+    summary = predict._predict_video(det, clip, args)
+    lines = [json.loads(line) for line in args.jsonl.read_text().splitlines()]
+    cap = cv2.VideoCapture(str(args.save))
+    written = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    cap.release()
+    return summary["frames"], summary["processed_frames"], written, lines
+
+
+@pytest.mark.parametrize("stride", [1, 3])
+def test_batched_frames_answer_as_one_at_a_time(
+    model_path: Path, dataset_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stride: int
+) -> None:
+    from benchmarks.video import generated_clip
+
+    clip = generated_clip(tmp_path / "clip.mp4", dataset_dir, seconds=1)
+    with Detector.load(model_path, "onnxruntime") as det:
+        one = _run(det, clip, tmp_path, 1, stride, monkeypatch)
+        batched = _run(det, clip, tmp_path, 4, stride, monkeypatch)
+    assert one[:3] == batched[:3] == (30, len(range(0, 30, stride)), 30)
+    assert [line["frame"] for line in one[3]] == list(range(0, 30, stride))
+    assert sum(len(line["detections"]) for line in one[3]) > 0
+    for a, b in zip(one[3], batched[3], strict=True):
+        assert [d["track_id"] for d in a["detections"]] == [d["track_id"] for d in b["detections"]]
+        assert [d["class_name"] for d in a["detections"]] == [d["class_name"] for d in b["detections"]]
+        for da, db in zip(a["detections"], b["detections"], strict=True):
+            assert da["box"] == pytest.approx(db["box"], abs=1e-3)
