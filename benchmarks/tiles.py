@@ -24,6 +24,7 @@ objects were born small.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import time
@@ -132,28 +133,34 @@ def measure(
     conf: float,
     scenes_from: Path | None = None,
     split: str = "test",
+    int8: tuple[Path, Path] | None = None,
 ) -> dict[str, Any]:
+    """`int8`: (our INT8 ONNX, Ultralytics' OpenVINO INT8 export) of the same weights, for a second pair at that
+    precision: ours on OpenVINO against SAHI with Ultralytics on its OpenVINO export."""
     from sahi import AutoDetectionModel
     from sahi.predict import get_sliced_prediction
 
     pictures = dataset_scenes(scenes_from, split, count) if scenes_from else scenes(data, count, 1920, 1080)
     height, width = pictures[0][0].shape[:2]
-    with Detector.load(model, backend="onnxruntime") as ort, Detector.load(model, backend="openvino") as ov:
-        size = tile or int(ort.input_shape[0])
-        # image_size: each slice letterboxed to the model's input, as ours does (Ultralytics' default would be 640).
-        sahi_model = AutoDetectionModel.from_pretrained(
-            model_type="ultralytics",
-            model_path=str(model),
-            confidence_threshold=conf,
-            device="cpu",
-            image_size=int(ort.input_shape[0]),
-        )
+    with contextlib.ExitStack() as stack:
+        ort = stack.enter_context(Detector.load(model, backend="onnxruntime"))
+        ov = stack.enter_context(Detector.load(model, backend="openvino"))
+        imgsz = int(ort.input_shape[0])
+        size = tile or imgsz
         tiling = Tiling(size, size, overlap=overlap, merge="nms", match_threshold=0.5)
 
-        def sahi(image: npt.NDArray[np.uint8]) -> Any:
-            return get_sliced_prediction(
+        def sahi_on(path: Path) -> Callable[[npt.NDArray[np.uint8]], Any]:
+            # image_size: each slice letterboxed to the model's input, as ours does (Ultralytics' default: 640).
+            peer = AutoDetectionModel.from_pretrained(
+                model_type="ultralytics",
+                model_path=str(path),
+                confidence_threshold=conf,
+                device="cpu",
+                image_size=imgsz,
+            )
+            return lambda image: get_sliced_prediction(
                 image,
-                sahi_model,
+                peer,
                 slice_height=size,
                 slice_width=size,
                 overlap_height_ratio=overlap,
@@ -168,8 +175,14 @@ def measure(
         runners: dict[str, Callable[[npt.NDArray[np.uint8]], Any]] = {
             "ours_onnxruntime": lambda im: ort.predict(im, conf=conf, tiles=tiling),
             "ours_openvino": lambda im: ov.predict(im, conf=conf, tiles=tiling),
-            "sahi_ultralytics_onnxruntime": sahi,
+            "sahi_ultralytics_onnxruntime": sahi_on(model),
         }
+        pairs = {"fp32": ("ours_onnxruntime", "sahi_ultralytics_onnxruntime")}
+        if int8 is not None:
+            ov8 = stack.enter_context(Detector.load(int8[0], backend="openvino"))
+            runners["ours_openvino_int8"] = lambda im: ov8.predict(im, conf=conf, tiles=tiling)
+            runners["sahi_ultralytics_openvino_int8"] = sahi_on(int8[1])
+            pairs["int8"] = ("ours_openvino_int8", "sahi_ultralytics_openvino_int8")
         for run in runners.values():  # warm-up: sessions, compilations, lazy imports
             run(pictures[0][0])
         times: dict[str, list[float]] = {name: [] for name in runners}
@@ -184,19 +197,10 @@ def measure(
                     if r == 0:
                         answers[name].append(answer)
         names = {int(k): str(v) for k, v in ort.describe()["names"].items()}
-        agree = sum(
-            matched(_boxes(ours), _sahi_boxes(theirs))
-            for ours, theirs in zip(answers["ours_onnxruntime"], answers["sahi_ultralytics_onnxruntime"], strict=True)
-        )
-        sahi_total = sum(len(t.object_prediction_list) for t in answers["sahi_ultralytics_onnxruntime"])
-        ours_agree = sum(
-            matched(_sahi_boxes(theirs), _boxes(ours))
-            for ours, theirs in zip(answers["ours_onnxruntime"], answers["sahi_ultralytics_onnxruntime"], strict=True)
-        )
-        ours_total = sum(len(o) for o in answers["ours_onnxruntime"])
+        agreement = {precision: _agreement(answers[a], answers[b]) for precision, (a, b) in pairs.items()}
         recall = _recall(ort, pictures, tiling, conf, names)
     p50 = {name: round(statistics.median(v), 1) for name, v in times.items()}
-    return {
+    result = {
         "machine": machine_info(),
         "settings": {
             "tile": size,
@@ -213,11 +217,30 @@ def measure(
         "sahi_over_ours_openvino": round(p50["sahi_ultralytics_onnxruntime"] / p50["ours_openvino"], 2),
         "tiles_per_scene": len(tiling.grid(width, height)),
         "objects": int(sum(len(labels) for _, labels in pictures)),
+        **agreement["fp32"],
+        "recall": recall,
+    }
+    if "int8" in agreement:
+        result["int8"] = {
+            "sahi_openvino_int8_over_ours_openvino_int8": round(
+                p50["sahi_ultralytics_openvino_int8"] / p50["ours_openvino_int8"], 2
+            ),
+            **agreement["int8"],
+        }
+    return result
+
+
+def _agreement(ours: list[Detections], theirs: list[Any]) -> dict[str, Any]:
+    """How many of SAHI's boxes ours matches (same class, IoU >= 0.5), and the other way round."""
+    sahi_total = sum(len(t.object_prediction_list) for t in theirs)
+    ours_total = sum(len(o) for o in ours)
+    agree = sum(matched(_boxes(o), _sahi_boxes(t)) for o, t in zip(ours, theirs, strict=True))
+    ours_agree = sum(matched(_sahi_boxes(t), _boxes(o)) for o, t in zip(ours, theirs, strict=True))
+    return {
         "sahi_boxes_matched_by_ours": round(agree / max(1, sahi_total), 4),
         "sahi_boxes": sahi_total,
         "our_boxes_matched_by_sahi": round(ours_agree / max(1, ours_total), 4),
         "our_boxes": ours_total,
-        "recall": recall,
     }
 
 
@@ -256,7 +279,29 @@ def main() -> None:  # pragma: no cover - a manual benchmark; tests/integration/
     parser.add_argument("--scenes-from", type=Path, help="a dataset of big scenes (data/small) instead of pasted ones")
     parser.add_argument("--split", default="test", help="its split (default test)")
     parser.add_argument("--out", type=Path, help="also write the JSON here (e.g. reports/tiles.json)")
+    parser.add_argument(
+        "--int8",
+        action="store_true",
+        help="also ours on our INT8 model (OpenVINO) against SAHI on Ultralytics' OpenVINO INT8 export (made, cached)",
+    )
+    parser.add_argument("--cache-dir", type=Path, default=Path(".cache/benchmarks"))
     args = parser.parse_args()
+    int8, refused = None, ""
+    if args.int8:
+        from benchmarks.peers import our_int8, ultralytics_openvino
+        from detector.errors import AccuracyGateError
+        from detector.runtime.metadata import read_onnx_metadata
+
+        meta = read_onnx_metadata(args.model)
+        calibration = Path("data") / (meta.dataset_version or "v1")  # the model's own training data
+        args.cache_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            int8 = (
+                our_int8(args.model, calibration, args.cache_dir),
+                ultralytics_openvino(args.model.parent / "best.pt", meta.imgsz[0], True, calibration, args.cache_dir),
+            )
+        except AccuracyGateError as exc:  # no INT8 model of ours to compare: said in the output, FP32 still measured
+            refused = str(exc)
     result = measure(
         args.model,
         args.data,
@@ -267,7 +312,10 @@ def main() -> None:  # pragma: no cover - a manual benchmark; tests/integration/
         args.conf,
         args.scenes_from,
         args.split,
+        int8,
     )
+    if refused:
+        result["int8"] = {"refused": refused}
     text = json.dumps(result, indent=1, default=str)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

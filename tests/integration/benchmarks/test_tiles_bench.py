@@ -15,8 +15,17 @@ pytest.importorskip("ultralytics")
 def test_ours_and_sahi_cut_the_same_tiles_and_agree(model_path: Path, dataset_dir: Path) -> None:
     from benchmarks.tiles import measure
 
-    result = measure(model_path, dataset_dir, tile=0, overlap=0.2, count=1, rounds=1, conf=0.25)
-    assert set(result["p50_ms_per_scene"]) == {"ours_onnxruntime", "ours_openvino", "sahi_ultralytics_onnxruntime"}
+    # The INT8 pair's code path, with the FP32 files standing in (the exports it is given are the CLI's to make).
+    int8 = (model_path, model_path)
+    result = measure(model_path, dataset_dir, tile=0, overlap=0.2, count=1, rounds=1, conf=0.25, int8=int8)
+    assert set(result["p50_ms_per_scene"]) == {
+        "ours_onnxruntime",
+        "ours_openvino",
+        "sahi_ultralytics_onnxruntime",
+        "ours_openvino_int8",
+        "sahi_ultralytics_openvino_int8",
+    }
+    assert result["int8"]["sahi_boxes_matched_by_ours"] >= 0.95, result["int8"]
     assert result["sahi_boxes"] > 0 and result["our_boxes"] > 0
     assert result["sahi_boxes_matched_by_ours"] >= 0.95 and result["our_boxes_matched_by_sahi"] >= 0.95, result
     recall = result["recall"]
