@@ -1,7 +1,7 @@
 """`python -m benchmarks.video`: video frames/s with tracking, ours against Ultralytics' `track`, same weights, same
 precision (OpenVINO INT8 on both sides), same clips; writes reports/video.{json,md}.
 
-- ours, CLI: the loop `detector predict clip.mp4 --track` runs (`cli.commands.predict._predict_video`: frames
+- ours, CLI: the loop `detector predict clip.mp4 --track` runs (`detector.runtime.video_detect.detect_video`: frames
   decoded ahead on their own thread, INT8 model on OpenVINO, ByteTrack), in-process so no start-up is timed;
 - ours, HTTP: `POST /predict/video?track=true` on a `detector serve` started for the run, the clip uploaded and
   the NDJSON stream read to its end;
@@ -107,17 +107,13 @@ def real_clip(path: Path, seconds: int) -> Path:
 
 def ours_cli(model: Path, threads: int) -> Any:
     """The `detector predict clip --track` loop, on a loaded detector: returns a clip -> frames function."""
-    from cli.commands.predict import _predict_video
     from detector.runtime import BackendOptions, Detector
+    from detector.runtime.video_detect import detect_video
 
     detector = Detector.load(model, "openvino", BackendOptions(threads=threads))
-    args = argparse.Namespace(
-        track=True, vid_stride=1, save=None, jsonl=None, classes=None, conf=None, iou=0.7, max_det=300,
-        conf_per_class=None, no_progress=True,
-    )  # fmt: skip
 
     def run(clip: Path) -> int:
-        return int(_predict_video(detector, clip, args)["processed_frames"])
+        return detect_video(detector, clip, track=True).processed
 
     run.close = detector.close  # type: ignore[attr-defined]
     return run

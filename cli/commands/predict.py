@@ -92,81 +92,52 @@ def _predict_images(
     return out
 
 
-GPU_FRAMES_PER_CALL = 8  # consecutive frames per backend call on a GPU: one launch for several frames
-
-
-def frames_per_call(det: Any) -> int:
-    """On a GPU, consecutive frames go to the backend together (up to its batch limit); on a CPU one at a time,
-    where a batch costs the sum of its images and only delays the first frame's answer (api/inference/batching.py)."""
-    if not str(det.backend.device_name).startswith("cuda"):
-        return 1
-    return min(GPU_FRAMES_PER_CALL, det.max_batch or GPU_FRAMES_PER_CALL)
-
-
 def _predict_video(det: Any, path: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Every frame is written to --save (same fps and count); every --vid-stride-th is detected (the frames in
-    between show the last detections, as Ultralytics' vid_stride does), tracked with --track, and logged."""
+    between show the last detections, as Ultralytics' vid_stride does), tracked with --track, and logged
+    (`detector.runtime.video_detect.detect_video`)."""
     from tqdm import tqdm
 
     from api.schemas import VideoFrame  # the /predict/video line's shape, declared once
-    from detector.runtime.classes import filter_classes, parse_classes
-    from detector.runtime.draw import draw_detections
-    from detector.runtime.video import Tracker, VideoWriter, probe_video, read_ahead, read_frames
+    from detector.runtime.classes import parse_classes
+    from detector.runtime.video import probe_video
+    from detector.runtime.video_detect import detect_video
 
     if not path.is_file():
         raise InvalidInputError(f"video not found: {path}")
     info = probe_video(path)
     wanted = parse_classes(args.classes, det.metadata.names) if args.classes is not None else None
-    tracker = Tracker(info.fps / args.vid_stride) if args.track else None
-    writer = VideoWriter(args.save, info.fps, info.width, info.height) if args.save else None
     jsonl = open(args.jsonl, "w", encoding="utf-8") if args.jsonl else None  # noqa: SIM115 (closed below)
-    processed, frames = 0, 0
-    last = None
-    per_call = frames_per_call(det)
-    pending: list[tuple[int, Any, bool]] = []  # frames read, waiting for their batch's detections
 
-    def flush() -> None:
-        """Detect the pending frames to process in one call, then track, log and write every pending frame in
-        order (tracking needs the frames in order; the batch only changes how many go to the backend at once)."""
-        nonlocal last, processed, frames
-        batch = [frame for _, frame, run in pending if run]
-        found = iter(
-            det.predict_batch(
-                batch, conf=args.conf, iou=args.iou, max_det=args.max_det, conf_per_class=args.conf_per_class
-            )
-            if batch
-            else []
-        )
-        for index, frame, run in pending:
-            if run:
-                dets = filter_classes(next(found), wanted)
-                track_ids = tracker.update(dets) if tracker else None
-                last = (dets, track_ids)
-                processed += 1
-                if jsonl:
-                    jsonl.write(VideoFrame.of(index, info.fps, dets, track_ids).ndjson())
-            if writer:
-                writer.write(draw_detections(frame, *last) if last else frame)
-            frames += 1
-            bar.update(1)
-        pending.clear()
+    def log_frame(index: int, dets: Any, track_ids: list[int | None] | None) -> None:
+        if jsonl:
+            jsonl.write(VideoFrame.of(index, info.fps, dets, track_ids).ndjson())
 
     try:
-        bar = tqdm(total=info.frames or None, unit="frame", desc=path.name, file=sys.stderr, disable=args.no_progress)
-        with bar:
-            # Decoded on a thread of its own, a few frames ahead: decoding overlaps detection and tracking.
-            # Without --save the frames between two --vid-stride frames are only grabbed, never converted.
-            frames_in = read_frames(path, args.vid_stride, keep_skipped=writer is not None)
-            for item in read_ahead(frames_in, depth=max(4, 2 * per_call)):
-                pending.append(item)
-                if sum(run for _, _, run in pending) >= per_call:
-                    flush()
-            flush()
+        with tqdm(
+            total=info.frames or None, unit="frame", desc=path.name, file=sys.stderr, disable=args.no_progress
+        ) as bar:
+            run = detect_video(
+                det,
+                path,
+                info=info,
+                vid_stride=args.vid_stride,
+                track=args.track,
+                save=Path(args.save) if args.save else None,
+                classes=wanted,
+                predict={
+                    "conf": args.conf,
+                    "iou": args.iou,
+                    "max_det": args.max_det,
+                    "conf_per_class": args.conf_per_class,
+                },
+                on_frame=log_frame,
+                on_progress=bar.update,
+            )
     finally:
-        if writer:
-            writer.close()
         if jsonl:
             jsonl.close()
+    frames, processed = run.frames, run.processed
     return {
         "file": str(path),
         "frames": frames,

@@ -12,11 +12,11 @@ import cv2
 import pytest
 
 from cli.commands import predict
-from detector.runtime import Detector
+from detector.runtime import Detector, video_detect
 
 
 def _run(det: Detector, clip: Path, out: Path, per_call: int, stride: int, monkeypatch: pytest.MonkeyPatch) -> tuple:  # type: ignore[type-arg]
-    monkeypatch.setattr(predict, "frames_per_call", lambda _det: per_call)
+    monkeypatch.setattr(video_detect, "frames_per_call", lambda _det: per_call)
     args = argparse.Namespace(
         track=True, vid_stride=stride, save=out / f"{per_call}-{stride}.mp4", jsonl=out / f"{per_call}-{stride}.jsonl",
         classes=None, conf=0.1, iou=0.7, max_det=300, conf_per_class=None, no_progress=True,

@@ -1,0 +1,105 @@
+"""One clip through a detector, frame after frame: the loop `detector predict clip.mp4` runs (and
+`benchmarks/video.py` times against Ultralytics' `track`).
+
+Frames are decoded on a thread of their own, a few ahead (`read_ahead`), so decoding overlaps detection, tracking
+and writing. Every `vid_stride`-th frame is detected; the frames in between show the last detections (as
+Ultralytics' `vid_stride` does) and, when nothing writes them, are only grabbed, never converted. On a GPU,
+consecutive frames go to the backend together (`frames_per_call`), then are tracked and written in order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from detector.errors import InvalidInputError
+from detector.runtime.classes import filter_classes
+from detector.runtime.detections import Detections
+from detector.runtime.detector import Detector
+from detector.runtime.draw import draw_detections
+from detector.runtime.video import Tracker, VideoInfo, VideoWriter, probe_video, read_ahead, read_frames
+
+GPU_FRAMES_PER_CALL = 8  # consecutive frames per backend call on a GPU: one launch for several frames
+
+# (frame index, its detections, their track ids or None) for every detected frame, in order
+OnFrame = Callable[[int, Detections, list[int | None] | None], None]
+
+
+@dataclass(frozen=True)
+class VideoRun:
+    info: VideoInfo
+    frames: int  # frames read (and written, with `save`)
+    processed: int  # frames detected
+
+
+def frames_per_call(det: Detector) -> int:
+    """On a GPU, consecutive frames go to the backend together (up to its batch limit); on a CPU one at a time,
+    where a batch costs the sum of its images and only delays the first frame's answer (api/inference/batching.py)."""
+    if not str(det.backend.device_name).startswith("cuda"):
+        return 1
+    return min(GPU_FRAMES_PER_CALL, det.max_batch or GPU_FRAMES_PER_CALL)
+
+
+def detect_video(
+    det: Detector,
+    path: Path,
+    *,
+    info: VideoInfo | None = None,
+    vid_stride: int = 1,
+    track: bool = False,
+    save: Path | None = None,
+    classes: frozenset[int] | None = None,
+    predict: Mapping[str, Any] | None = None,
+    on_frame: OnFrame | None = None,
+    on_progress: Callable[[], Any] | None = None,
+) -> VideoRun:
+    """Detect (and with `track` track) every `vid_stride`-th frame of `path`; with `save`, write every frame with
+    its boxes (the same fps and count). `on_frame` gets each detected frame's answer, `on_progress` each frame.
+    `info`: the clip's `probe_video`, when the caller has it already; `predict`: keyword arguments of
+    `Detector.predict_batch` (conf, iou, max_det, conf_per_class)."""
+    if not path.is_file():
+        raise InvalidInputError(f"video not found: {path}")
+    info = info or probe_video(path)
+    tracker = Tracker(info.fps / vid_stride) if track else None
+    writer = VideoWriter(save, info.fps, info.width, info.height) if save else None
+    processed = frames = 0
+    last: tuple[Detections, list[int | None] | None] | None = None
+    per_call = frames_per_call(det)
+    pending: list[tuple[int, Any, bool]] = []  # frames read, waiting for their batch's detections
+
+    def flush() -> None:
+        """Detect the pending frames to process in one call, then track, report and write every pending frame in
+        order (tracking needs the frames in order; the batch only changes how many go to the backend at once)."""
+        nonlocal last, processed, frames
+        batch = [frame for _, frame, run in pending if run]
+        found = iter(det.predict_batch(batch, **(predict or {})) if batch else [])
+        for index, frame, run in pending:
+            if run:
+                dets = filter_classes(next(found), classes)
+                track_ids = tracker.update(dets) if tracker else None
+                last = (dets, track_ids)
+                processed += 1
+                if on_frame:
+                    on_frame(index, dets, track_ids)
+            if writer:
+                writer.write(draw_detections(frame, *last) if last else frame)
+            frames += 1
+            if on_progress:
+                on_progress()
+        pending.clear()
+
+    try:
+        # Without `save` the frames between two vid_stride frames are only grabbed, never converted.
+        for item in read_ahead(
+            read_frames(path, vid_stride, keep_skipped=writer is not None), depth=max(4, 2 * per_call)
+        ):
+            pending.append(item)
+            if sum(run for _, _, run in pending) >= per_call:
+                flush()
+        flush()
+    finally:
+        if writer:
+            writer.close()
+    return VideoRun(info, frames, processed)
