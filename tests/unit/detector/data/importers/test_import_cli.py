@@ -111,7 +111,7 @@ def test_data_stage_keeps_an_imported_version(
     with pytest.raises(DatasetError, match="changed since it was imported"):
         stage_data(config)
     shutil.rmtree(root / "mine")
-    with pytest.raises(DatasetError, match=r"not a generator version \(v1, v2\).*dvc pull"):
+    with pytest.raises(DatasetError, match=r"not a generator version \(v1, v2, small\).*dvc pull"):
         stage_data(config)
 
 
