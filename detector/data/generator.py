@@ -58,8 +58,6 @@ import colorsys
 import dataclasses
 import json
 import math
-import os
-import secrets
 import shutil
 import zlib
 from dataclasses import dataclass
@@ -74,7 +72,7 @@ from detector.config import DataConfig
 from detector.data.hashing import dataset_hash
 from detector.data.yolo_format import SPLITS, write_data_yaml
 from detector.errors import DatasetError
-from detector.files import replace_dir
+from detector.files import replace_dir, staging_dir
 
 JPEG_QUALITY = 95
 # Full-resolution chroma (4:4:4): the default 4:2:0 smears colour 1-2 px past a shape's edge, past its box.
@@ -112,23 +110,25 @@ class Preset:
     share: float = 1.0  # images per split, as a share of the configured split sizes (rounded up)
 
 
+_V1 = Preset(
+    version="v1",
+    names=("circle", "square", "triangle"),
+    objects_per_image=(1, 6),
+    size_range=(0.12, 0.35),
+    allow_occlusion=False,
+    min_visible=1.0,
+    rotate=False,
+    aspect_jitter=(1.0, 1.0),
+    cluttered=False,
+    distractors=(0, 0),
+    min_contrast=110.0,
+    brightness_jitter=0.0,
+    blur_prob=0.0,
+    noise_std=(0.0, 0.0),
+)
+
 PRESETS: dict[str, Preset] = {
-    "v1": Preset(
-        version="v1",
-        names=("circle", "square", "triangle"),
-        objects_per_image=(1, 6),
-        size_range=(0.12, 0.35),
-        allow_occlusion=False,
-        min_visible=1.0,
-        rotate=False,
-        aspect_jitter=(1.0, 1.0),
-        cluttered=False,
-        distractors=(0, 0),
-        min_contrast=110.0,
-        brightness_jitter=0.0,
-        blur_prob=0.0,
-        noise_std=(0.0, 0.0),
-    ),
+    "v1": _V1,
     "v2": Preset(
         version="v2",
         names=("circle", "square", "triangle", "star", "hexagon"),
@@ -145,21 +145,12 @@ PRESETS: dict[str, Preset] = {
         blur_prob=0.35,
         noise_std=(0.0, 12.0),
     ),
-    "small": Preset(
+    # v1's classes and look, many more and much smaller objects, in big scenes
+    "small": dataclasses.replace(
+        _V1,
         version="small",
-        names=("circle", "square", "triangle"),
         objects_per_image=(20, 60),
         size_range=(8 / 1280, 24 / 1280),
-        allow_occlusion=False,
-        min_visible=1.0,
-        rotate=False,
-        aspect_jitter=(1.0, 1.0),
-        cluttered=False,
-        distractors=(0, 0),
-        min_contrast=110.0,
-        brightness_jitter=0.0,
-        blur_prob=0.0,
-        noise_std=(0.0, 0.0),
         scene=1280,
         share=0.05,
     ),
@@ -200,15 +191,11 @@ def generate_dataset(config: DataConfig, out_dir: Path | None = None) -> Dataset
     """
     preset = get_preset(config.version)
     out = Path(out_dir) if out_dir is not None else config.dataset_dir
-    out.parent.mkdir(parents=True, exist_ok=True)
     sizes = {"train": config.splits.train, "val": config.splits.val, "test": config.splits.test}
     counts = {split: math.ceil(n * preset.share) for split, n in sizes.items()}
     names = dict(enumerate(preset.names))
 
-    # A hidden sibling on the same file system, so the final rename is atomic. mkdir (not mkdtemp, which
-    # makes it 0700) so the dataset gets the usual umask permissions.
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
-    tmp.mkdir()
+    tmp = staging_dir(out)  # a hidden sibling: the final rename is atomic
     try:
         objects: dict[str, dict[int, int]] = {}
         for split, n in counts.items():

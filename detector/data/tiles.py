@@ -15,8 +15,6 @@ the source, its hash, the tile size and overlap, written to a temporary sibling 
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +34,7 @@ from detector.data.yolo_format import (
     write_label_file,
 )
 from detector.errors import DatasetError
-from detector.files import replace_dir
+from detector.files import replace_dir, staging_dir
 from detector.runtime.tiling import Tiling
 
 _JPEG = [cv2.IMWRITE_JPEG_QUALITY, 95, cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
@@ -84,9 +82,7 @@ def tile_dataset(source: Path, out: Path, tiling: Tiling, min_visible: float = 0
     splits = present_splits(source)
     if not splits:
         raise DatasetError(f"{source}: no images/<split> folders to tile")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
-    tmp.mkdir()
+    tmp = staging_dir(out)  # a hidden sibling: the final rename is atomic
     tiles: dict[str, int] = {}
     objects: dict[str, int] = {}
     try:

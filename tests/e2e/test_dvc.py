@@ -68,29 +68,12 @@ def test_dvc_repro_from_a_clean_clone(tmp_path: Path) -> None:
     assert json.loads((clone / "reports/benchmark.json").read_text())["settings"]["sizes"] == [64]
 
     # Each stage declares the code it runs: editing a file makes exactly the stages that read it out of date.
+    data_readers = {"data@v1", "data@v2", "data@small", "tiles", "train", "export", "quantize", "evaluate"}
     expected = {
         "cli/stages.py": {"data@v1", "data@v2", "data@small", "train", "export", "quantize", "evaluate", "benchmark"},
         # export measures per-class thresholds and the drift profile on the data through the runtime
-        "detector/data/yolo_format.py": {
-            "data@v1",
-            "data@v2",
-            "data@small",
-            "tiles",
-            "train",
-            "export",
-            "quantize",
-            "evaluate",
-        },
-        "detector/data/tiles.py": {
-            "data@v1",
-            "data@v2",
-            "data@small",
-            "tiles",
-            "train",
-            "export",
-            "quantize",
-            "evaluate",
-        },
+        "detector/data/yolo_format.py": data_readers,
+        "detector/data/tiles.py": data_readers,
         "export/onnx.py": {"export"},
         "detector/runtime/preprocess.py": {"export", "quantize", "evaluate", "benchmark"},
         "api/app.py": set(),  # the service is no stage's code
