@@ -17,7 +17,6 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import replace
 from typing import Any, TypeVar
 
 import numpy as np
@@ -27,7 +26,6 @@ from api.admission.pixel_budget import PixelBudget
 from api.errors import GatewayTimeoutError
 from api.monitoring.metrics import Metrics
 from detector.config import ServerConfig
-from detector.runtime import Detections
 from detector.runtime.images import DecodedImage, decode_image_scaled, probe_image
 
 log = logging.getLogger("api")
@@ -117,15 +115,3 @@ def _lower_priority() -> None:
     thread. Elsewhere, or if refused, the thread keeps the normal priority."""
     with contextlib.suppress(AttributeError, OSError):
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BULK_NICENESS)
-
-
-def to_sent_image(detections: Detections, image: DecodedImage) -> Detections:
-    """Boxes from the decoded pixels' coordinates to those of the image as sent (they differ after a reduced
-    decode), clipped to it."""
-    sx, sy = image.scale
-    if (sx, sy) == (1.0, 1.0) or len(detections) == 0:
-        return detections
-    xyxy = detections.xyxy * np.array([sx, sy, sx, sy], np.float32)
-    np.clip(xyxy[:, 0::2], 0, image.width, out=xyxy[:, 0::2])
-    np.clip(xyxy[:, 1::2], 0, image.height, out=xyxy[:, 1::2])
-    return replace(detections, xyxy=xyxy.astype(np.float32))

@@ -36,7 +36,7 @@ from api.admission.bodies import body_kind, read_image_input
 from api.admission.uploads import UploadGate
 from api.errors import BadRequestError, UnprocessableError
 from api.inference.batching import ClassThresholds, InferenceResult, MicroBatcher, Reservation, Thresholds
-from api.inference.decoding import Decoder, Frame, to_sent_image
+from api.inference.decoding import Decoder, Frame
 from api.model.slot import ModelSlot
 from api.monitoring.drift import DriftMonitor
 from api.monitoring.inbox import Inbox
@@ -77,7 +77,7 @@ class Work:
 SINGLE = Work(bulk=False, full_size=False, observed=True, collected=True, shadowed=True)  # /predict
 DRAWN = Work(bulk=False, full_size=True, observed=True, collected=False, shadowed=False)  # /predict/annotated
 BATCH_ITEM = Work(bulk=True, full_size=True, observed=False, collected=False, shadowed=True)  # /predict/batch
-FRAME = Work(bulk=True, full_size=True, observed=False, collected=False, shadowed=False)  # /predict/video
+FRAME = Work(bulk=True, full_size=False, observed=False, collected=False, shadowed=False)  # /predict/video
 
 
 @dataclass(frozen=True)
@@ -226,8 +226,7 @@ class Pipeline:
         if reservation is None:
             reservation = self.batcher.reserve(bulk=work.bulk)  # 503 + Retry-After at once when the queue is full
         try:
-            model_input = None if work.full_size or options.tiling else self._model_input()
-            async with self.decoder.image(data, model_input, bulk=work.bulk) as decoded:
+            async with self.decoder.image(data, self.reduce_to(options, work), bulk=work.bulk) as decoded:
                 t_decode = time.perf_counter()
                 if options.tiling is None:
                     result = await self._infer(reservation, decoded.pixels, options.thresholds)
@@ -263,10 +262,11 @@ class Pipeline:
         await self.wait_for_room(lambda: self.batcher.has_room(work.bulk, count))
         return self._take_places(count, work.bulk)
 
-    def _model_input(self) -> tuple[int, int] | None:
-        """The size decoding may reduce JPEGs to: the served model's input, in `decode_mode: reduced`."""
+    def reduce_to(self, options: Options, work: Work) -> tuple[int, int] | None:
+        """The size decoding may reduce JPEGs and video frames to: the served model's input (h, w), in
+        `decode_mode: reduced`; None when every pixel is needed (drawing, a batch's answers, tiles)."""
         model = self.slot.current
-        if self.server.decode_mode != "reduced" or model is None:
+        if self.server.decode_mode != "reduced" or model is None or work.full_size or options.tiling:
             return None
         size = model.info.get("input_size")
         return (int(size[0]), int(size[1])) if size else None
@@ -339,7 +339,7 @@ class Pipeline:
         started_ns: int,
     ) -> Prediction:
         """Boxes to the image as sent, the class filter, and what watches the model."""
-        detections = to_sent_image(result.detections, decoded)  # unchanged after a full-size decode
+        detections = decoded.to_sent(result.detections)  # unchanged after a full-size decode
         sent = filter_classes(detections, options.classes)
         size = (decoded.height, decoded.width)
         seen = None
@@ -364,13 +364,14 @@ class Pipeline:
 
     # -- a clip's frames ----------------------------------------------------------------------------------------
 
-    def frames(self, frames: Iterator[Frame], frame_pixels: int, options: Options) -> FrameStream:
-        """The processed frames of a clip through the same steps, in frame order (see `FrameStream`)."""
-        return FrameStream(self, frames, frame_pixels, options)
+    def frames(self, frames: Iterator[Frame], size: tuple[int, int], options: Options) -> FrameStream:
+        """The processed frames of a clip through the same steps, in frame order (see `FrameStream`); `size`:
+        the clip's (width, height), which boxes are given in when `frames` come decoded at reduced size."""
+        return FrameStream(self, frames, size, options)
 
-    async def _frame(self, pixels: npt.NDArray[np.uint8], options: Options) -> Prediction:
-        """One decoded frame (in tiles with `tile=`): waits for its queue places (a full queue mid-clip is not the
-        clip's fault) up to the request timeout."""
+    async def _frame(self, pixels: npt.NDArray[np.uint8], size: tuple[int, int], options: Options) -> Prediction:
+        """One decoded frame (in tiles with `tile=`) of a clip of `size` (width, height): waits for its queue
+        places (a full queue mid-clip is not the clip's fault) up to the request timeout."""
         places = 1
         if options.tiling is not None:
             try:
@@ -379,7 +380,7 @@ class Pipeline:
                 raise UnprocessableError(str(exc)) from None
         await self.wait_for_room(lambda: self.batcher.has_room(True, places), self.server.request_timeout_s)
         reservation = self.batcher.reserve(bulk=True)
-        decoded = DecodedImage(pixels, pixels.shape[1], pixels.shape[0])
+        decoded = DecodedImage(pixels, *size)
         if options.tiling is None:
             result = await self._infer(reservation, pixels, options.thresholds)
         else:
@@ -396,10 +397,12 @@ class FrameStream:
     during cancellation: it gives back every hold, cancels the frames in inference, and closes the reader (after
     a read in flight, which cannot be interrupted)."""
 
-    def __init__(self, pipeline: Pipeline, frames: Iterator[Frame], frame_pixels: int, options: Options) -> None:
+    def __init__(self, pipeline: Pipeline, frames: Iterator[Frame], size: tuple[int, int], options: Options) -> None:
         self._pipeline = pipeline
         self._frames = frames
-        self._frame_pixels = max(1, frame_pixels)
+        self._size = size
+        # What a frame holds in the budget: its full size, known before decoding (a reduced decode holds less).
+        self._frame_pixels = max(1, size[0] * size[1])
         self._options = options
         self._window = max(1, pipeline.server.max_batch)
         self._pending: deque[tuple[int, asyncio.Task[Prediction]]] = deque()
@@ -429,7 +432,7 @@ class FrameStream:
             if index >= limit:
                 raise UnprocessableError(f"the clip has more than {limit} frames (inference.server.max_video_frames)")
             if run:
-                self._pending.append((index, asyncio.ensure_future(pipeline._frame(pixels, self._options))))
+                self._pending.append((index, asyncio.ensure_future(pipeline._frame(pixels, self._size, self._options))))
             else:
                 budget.give_back(self._holds.pop())
             while self._pending and (len(self._pending) >= self._window or self._pending[0][1].done()):

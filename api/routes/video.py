@@ -47,7 +47,7 @@ from api.errors import (
     UnsupportedMediaTypeError,
     status_for,
 )
-from api.inference.pipeline import FrameStream, Pipeline
+from api.inference.pipeline import FRAME, FrameStream, Pipeline
 from api.routes.encoding import timing_headers
 from api.schemas import VideoForm, VideoFrame, error_responses, schema_ref
 from detector.config import ServerConfig
@@ -194,8 +194,9 @@ async def predict_video(
     headers = timing_headers(
         timings, **{"X-Video-Frames": str(info.frames), "X-Video-Fps": f"{info.fps:g}", "Cache-Control": "no-store"}
     )
-    frames = read_frames(job.path, vid_stride, pipeline.server.max_pixels, keep_skipped=False)
-    job.frames = pipeline.frames(frames, info.width * info.height, options)
+    reduce_to = pipeline.reduce_to(options, FRAME)  # frames decode at the model's size where the codec can
+    frames = read_frames(job.path, vid_stride, pipeline.server.max_pixels, keep_skipped=False, reduce_to=reduce_to)
+    job.frames = pipeline.frames(frames, (info.width, info.height), options)
     stream = _lines(job, info, Tracker(info.fps / vid_stride) if track else None)
     return _NDJSONResponse(stream, job, headers, pipeline.server.video_send_timeout_s)
 

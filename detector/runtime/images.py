@@ -19,7 +19,7 @@ from __future__ import annotations
 import io
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +28,7 @@ import simplejpeg
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from detector.errors import ImageTooLargeError, InvalidImageError, UnsupportedImageFormatError
+from detector.runtime.detections import Detections
 
 ACCEPTED_FORMATS = ("JPEG", "PNG", "BMP", "WEBP")
 _OPENED_AS = {"MPO": "JPEG"}  # PIL names a multi-picture JPEG "MPO"; we read its first frame as a JPEG
@@ -80,6 +81,17 @@ class DecodedImage:
     def scale(self) -> tuple[float, float]:
         """(x, y) factors from `pixels` coordinates to coordinates of the image as sent."""
         return self.width / self.pixels.shape[1], self.height / self.pixels.shape[0]
+
+    def to_sent(self, detections: Detections) -> Detections:
+        """Boxes from `pixels` coordinates to those of the image (or video frame) as sent (they differ after a
+        reduced decode), clipped to it; `detections` itself after a full-size decode."""
+        sx, sy = self.scale
+        if (sx, sy) == (1.0, 1.0) or len(detections) == 0:
+            return detections
+        xyxy = detections.xyxy * np.array([sx, sy, sx, sy], np.float32)
+        np.clip(xyxy[:, 0::2], 0, self.width, out=xyxy[:, 0::2])
+        np.clip(xyxy[:, 1::2], 0, self.height, out=xyxy[:, 1::2])
+        return replace(detections, xyxy=xyxy.astype(np.float32))
 
 
 def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> npt.NDArray[np.uint8]:

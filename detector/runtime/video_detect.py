@@ -3,8 +3,10 @@
 
 Frames are decoded on a thread of their own, a few ahead (`read_ahead`), so decoding overlaps detection, tracking
 and writing. Every `vid_stride`-th frame is detected; the frames in between show the last detections (as
-Ultralytics' `vid_stride` does) and, when nothing writes them, are only grabbed, never converted. On a GPU,
-consecutive frames go to the backend together (`frames_per_call`), then are tracked and written in order.
+Ultralytics' `vid_stride` does) and, when nothing writes them, are never converted (in MJPEG never decoded).
+When nothing writes frames, a codec that can decodes them at the reduced size the model needs (`read_frames`'
+`reduce_to`) and boxes are mapped back to the clip's size. On a GPU, consecutive frames go to the backend
+together (`frames_per_call`), then are tracked and written in order.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from detector.runtime.classes import filter_classes
 from detector.runtime.detections import Detections
 from detector.runtime.detector import Detector
 from detector.runtime.draw import draw_detections
+from detector.runtime.images import DecodedImage
 from detector.runtime.video import Tracker, VideoInfo, VideoWriter, probe_video, read_ahead, read_frames
 
 GPU_FRAMES_PER_CALL = 8  # consecutive frames per backend call on a GPU: one launch for several frames
@@ -77,7 +80,7 @@ def detect_video(
         found = iter(det.predict_batch(batch, **(predict or {})) if batch else [])
         for index, frame, run in pending:
             if run:
-                dets = filter_classes(next(found), classes)
+                dets = filter_classes(DecodedImage(frame, info.width, info.height).to_sent(next(found)), classes)
                 track_ids = tracker.update(dets) if tracker else None
                 last = (dets, track_ids)
                 processed += 1
@@ -91,10 +94,11 @@ def detect_video(
         pending.clear()
 
     try:
-        # Without `save` the frames between two vid_stride frames are only grabbed, never converted.
-        for item in read_ahead(
-            read_frames(path, vid_stride, keep_skipped=writer is not None), depth=max(4, 2 * per_call)
-        ):
+        # Without `save` the frames between two vid_stride frames are never converted, and the others may decode
+        # at the model's size; a writer needs every frame, whole.
+        saving = writer is not None
+        frames_read = read_frames(path, vid_stride, keep_skipped=saving, reduce_to=None if saving else det.input_shape)
+        for item in read_ahead(frames_read, depth=max(4, 2 * per_call)):
             pending.append(item)
             if sum(run for _, _, run in pending) >= per_call:
                 flush()

@@ -1,0 +1,88 @@
+"""Frames decoded at the model's size (mp4v at 1/8 here) give the same objects, in the clip's coordinates, as
+frames decoded whole: through `POST /predict/video` (`decode_mode: reduced` against `exact`) and through the CLI's
+loop (`detect_video` without a writer against one with, which needs whole frames)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from detector.runtime import Detector
+from detector.runtime.detections import Detections
+from detector.runtime.video import read_frames
+from detector.runtime.video_detect import detect_video
+from tests.clips import confident_scene, write_moving_clip
+from tests.integration.api.conftest import MakeConfig, RunApp
+
+UPSCALE = 8  # the quick model's 128 px input against a scene 8 times its size: lowres 3 where the scene is 128 px
+
+
+@pytest.fixture(scope="module")
+def big_clip(model_path: Path, dataset_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    scene, name = confident_scene(model_path, dataset_dir)
+    side = 128 * UPSCALE
+    big = cv2.resize(scene, (side * scene.shape[1] // max(scene.shape[:2]), side * scene.shape[0] // max(scene.shape[:2])))
+    path = write_moving_clip(big, tmp_path_factory.mktemp("big") / "big.mp4", frames=8, shift=48 * UPSCALE // 2)
+    return path, name
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
+    x2, y2 = min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def _same_objects(exact: list[list[list[float]]], reduced: list[list[list[float]]]) -> None:
+    assert len(exact) == len(reduced) and any(exact)
+    for frame, (want, got) in enumerate(zip(exact, reduced, strict=True)):
+        assert len(want) == len(got), f"frame {frame}: {want} against {got}"
+        for box in want:
+            best = max(_iou(np.array(box), np.array(other)) for other in got)
+            assert best > 0.8, f"frame {frame}: {box} has no match in {got} (IoU {best:.2f})"
+
+
+def test_the_clip_really_decodes_reduced(big_clip: tuple[Path, str]) -> None:
+    (_, pixels, _), *_ = read_frames(big_clip[0], reduce_to=(128, 128))
+    full = next(read_frames(big_clip[0]))[1]
+    assert pixels.shape[0] * UPSCALE == full.shape[0] and pixels.shape[1] * UPSCALE == full.shape[1]
+
+
+def test_video_route_boxes_match_a_whole_decode(
+    make_config: MakeConfig, run_app: RunApp, big_clip: tuple[Path, str], tmp_path: Path
+) -> None:
+    path, name = big_clip
+
+    def boxes(client: TestClient) -> list[list[list[float]]]:
+        files = {"file": ("clip.mp4", path.read_bytes(), "video/mp4")}
+        with client.stream("POST", "/predict/video", params={"classes": name}, files=files) as r:
+            assert r.status_code == 200
+            lines = [json.loads(line) for line in r.iter_lines() if line]
+        return [[[d["box"][k] for k in ("x1", "y1", "x2", "y2")] for d in line["detections"]] for line in lines]
+
+    spool = f"inference.server.video_tmp_dir={tmp_path}"
+    with run_app(make_config(spool, "inference.server.decode_mode=exact")) as client:
+        exact = boxes(client)
+    with run_app(make_config(spool, "inference.server.decode_mode=reduced")) as client:
+        reduced = boxes(client)
+    _same_objects(exact, reduced)
+
+
+def test_cli_loop_boxes_match_a_whole_decode(model_path: Path, big_clip: tuple[Path, str], tmp_path: Path) -> None:
+    path, name = big_clip
+    runs: dict[str, list[list[list[float]]]] = {"reduced": [], "whole": []}
+    with Detector.load(model_path, "onnxruntime") as det:
+        wanted = frozenset(k for k, v in det.metadata.names.items() if v == name)
+        for kind, save in (("reduced", None), ("whole", tmp_path / "drawn.mp4")):
+
+            def keep(index: int, dets: Detections, ids: object, kind: str = kind) -> None:
+                runs[kind].append(dets.xyxy.tolist())
+
+            detect_video(det, path, save=save, classes=wanted, on_frame=keep)
+    _same_objects(runs["whole"], runs["reduced"])

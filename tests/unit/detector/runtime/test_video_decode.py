@@ -1,0 +1,139 @@
+"""`read_frames` decodes with FFmpeg through PyAV: frames at the reduced size a model needs where the codec can
+(mp4v yes, H.264 no), MJPEG packets between two `vid_stride` frames never decoded, the full-size pixel limit
+still applied to reduced frames, and nothing but the whitelisted containers opened."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from detector.errors import ImageTooLargeError, InvalidInputError
+from detector.runtime.video import SKIPPED, NotAVideoError, lowres_for, read_frames
+
+W, H = 640, 480
+
+
+def _frames(n: int) -> list[np.ndarray]:
+    """Smooth RGB frames with structure at every scale (a reduced decode should look like a resized one)."""
+    y, x = np.mgrid[0:H, 0:W].astype(np.float32)
+    out = []
+    for i in range(n):
+        r = 128 + 100 * np.sin(x / 37 + i / 3)
+        g = 128 + 100 * np.cos(y / 29 - i / 5)
+        b = 128 + 100 * np.sin((x + y) / 53)
+        out.append(np.stack([r, g, b], -1).clip(0, 255).astype(np.uint8))
+    return out
+
+
+def _mp4v(path: Path, frames: list[np.ndarray]) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), 10, (W, H))
+    for frame in frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
+def _h264(path: Path, frames: list[np.ndarray]) -> Path:
+    import av
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        for frame in frames:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        out.mux(stream.encode(None))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("size", "reduce_to", "lowres"),
+    [
+        ((1280, 720), None, 0),
+        ((1280, 720), (256, 256), 2),  # 0.2 of the width: 1/4 (320x180) still has every pixel needed
+        ((1280, 720), (640, 640), 1),
+        ((1280, 720), (1280, 1280), 0),
+        ((1280, 720), (720, 1280), 0),
+        ((8000, 8000), (256, 256), 3),  # at most 1/8
+        ((640, 480), (128, 128), 2),
+        ((0, 0), (128, 128), 0),
+    ],
+)
+def test_lowres_is_the_largest_reduction_the_letterbox_still_needs(
+    size: tuple[int, int], reduce_to: tuple[int, int] | None, lowres: int
+) -> None:
+    assert lowres_for(*size, reduce_to) == lowres
+
+
+def test_mp4v_frames_decode_at_the_reduced_size_and_look_like_the_full_ones_resized(tmp_path: Path) -> None:
+    path = _mp4v(tmp_path / "clip.mp4", _frames(6))
+    full = list(read_frames(path))
+    reduced = list(read_frames(path, reduce_to=(128, 128)))
+    assert [(i, run) for i, _, run in reduced] == [(i, run) for i, _, run in full] == [(i, True) for i in range(6)]
+    for (_, big, _), (_, small, _) in zip(full, reduced, strict=True):
+        assert big.shape == (H, W, 3) and small.shape == (H // 4, W // 4, 3)
+        resized = cv2.resize(big, (W // 4, H // 4), interpolation=cv2.INTER_AREA)
+        assert np.abs(resized.astype(int) - small).mean() < 4  # the same picture, not a crop or garbage
+
+
+def test_h264_cannot_decode_reduced_so_its_frames_come_whole(tmp_path: Path) -> None:
+    frames = _frames(4)
+    path = _h264(tmp_path / "clip.mp4", frames)
+    got = list(read_frames(path, reduce_to=(128, 128)))
+    assert len(got) == 4 and all(pixels.shape == (H, W, 3) for _, pixels, _ in got)
+    assert np.abs(got[0][1].astype(int) - frames[0]).mean() < 4
+
+
+def test_reduced_frames_are_held_to_the_pixel_limit_at_full_size(tmp_path: Path) -> None:
+    path = _mp4v(tmp_path / "clip.mp4", _frames(2))
+    with pytest.raises(ImageTooLargeError, match="more than 100000 pixels"):
+        next(read_frames(path, max_pixels=100_000, reduce_to=(128, 128)))  # 160x120 decoded, 640x480 sent
+    assert next(read_frames(path, max_pixels=W * H, reduce_to=(128, 128)))[1].shape == (H // 4, W // 4, 3)
+
+
+def _mjpeg_with_garbage_between_strides(path: Path, stride: int, count: int) -> Path:
+    """An AVI of MJPEG packets where every packet between two `stride` frames is not a JPEG at all."""
+    import av
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mjpeg", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuvj420p"
+        for i in range(count):
+            if i % stride == 0:
+                data = cv2.imencode(".jpg", np.full((48, 64, 3), 10 + i * 20, np.uint8))[1].tobytes()
+            else:
+                data = b"\xff\xd8" + b"not a picture" * 10
+            packet = av.Packet(data)
+            packet.stream, packet.pts, packet.dts, packet.time_base = stream, i, i, Fraction(1, 10)
+            out.mux(packet)
+    return path
+
+
+def test_mjpeg_packets_between_strides_are_never_decoded(tmp_path: Path) -> None:
+    path = _mjpeg_with_garbage_between_strides(tmp_path / "clip.avi", 3, 9)
+    got = list(read_frames(path, vid_stride=3, keep_skipped=False))
+    assert [(i, run) for i, _, run in got] == [(i, i % 3 == 0) for i in range(9)]
+    for i, pixels, run in got:
+        if run:
+            assert pixels.shape == (48, 64, 3) and abs(int(pixels.mean()) - (10 + i * 20)) <= 3
+        else:
+            assert pixels is SKIPPED
+    # Decoding them (a writer needs every frame) meets the garbage: a clear error, not a silent end.
+    with pytest.raises(InvalidInputError, match="cannot be decoded"):
+        list(read_frames(path, vid_stride=3, keep_skipped=True))
+
+
+def test_a_playlist_naming_a_local_clip_is_not_opened(tmp_path: Path) -> None:
+    clip = _mp4v(tmp_path / "secret.mp4", _frames(2))
+    for name in ("list.m3u8", "list.mp4", "list.txt"):
+        playlist = tmp_path / name
+        playlist.write_text(f"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\n{clip}\n#EXT-X-ENDLIST\n")
+        with pytest.raises(NotAVideoError):
+            list(read_frames(playlist))
+    concat = tmp_path / "list.ffconcat"
+    concat.write_text(f"ffconcat version 1.0\nfile '{clip}'\n")
+    with pytest.raises(NotAVideoError):
+        list(read_frames(concat))
