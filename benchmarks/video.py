@@ -9,10 +9,13 @@ precision (OpenVINO INT8 on both sides), same clips; writes reports/video.{json,
 
 Clips, made once and cached: "generated", 30 s of 1280x720 at 30 fps with the project's own test images moving
 over a background; "real", the two photos the project already uses (Ultralytics' bus.jpg and zidane.jpg) panned
-and zoomed into 30 s of 720p. Both mp4v (what OpenCV writes everywhere). Runners take turns per clip in rotating
-order, `--rounds` times; each cell is the median frames/s of its rounds.
+and zoomed into 30 s of 720p; both mp4v (what OpenCV writes everywhere), which FFmpeg can decode at reduced size.
+"real-h264": the real clip re-encoded as H.264 (libx264 through PyAV, what most cameras write), which it cannot:
+there our frames are decoded whole, as Ultralytics' are. Runners take turns per clip in rotating order, `--rounds`
+times; each cell is the median frames/s of its rounds.
 
     python -m benchmarks.video --model models/model.onnx [--sizes 256,640] [--rounds 3] [--seconds 30]
+        [--clips generated,real,real-h264]
 """
 
 from __future__ import annotations
@@ -105,6 +108,23 @@ def real_clip(path: Path, seconds: int) -> Path:
     return path
 
 
+def h264_clip(path: Path, source: Path) -> Path:
+    """`source` re-encoded as H.264 (yuv420p, x264's defaults: B-frames, CABAC) into an MP4."""
+    if path.is_file():
+        return path
+    import av
+
+    tmp = path.with_suffix(".tmp.mp4")
+    with av.open(str(source)) as src, av.open(str(tmp), "w") as out:
+        stream = out.add_stream("libx264", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        for frame in src.decode(video=0):
+            out.mux(stream.encode(frame.reformat(format="yuv420p")))
+        out.mux(stream.encode(None))
+    tmp.replace(path)
+    return path
+
+
 def ours_cli(model: Path, threads: int) -> Any:
     """The `detector predict clip --track` loop, on a loaded detector: returns a clip -> frames function."""
     from detector.runtime import BackendOptions, Detector
@@ -151,13 +171,17 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     meta = read_onnx_metadata(args.model)
     data_dir = args.data or Path("data") / (meta.dataset_version or "v1")
     args.cache_dir.mkdir(parents=True, exist_ok=True)
-    clips = {
-        "generated": generated_clip(args.cache_dir / f"clip-generated-{args.seconds}s.mp4", data_dir, args.seconds),
-        "real": real_clip(args.cache_dir / f"clip-real-{args.seconds}s.mp4", args.seconds),
+    seconds, cache = args.seconds, args.cache_dir
+    real = real_clip(cache / f"clip-real-{seconds}s.mp4", seconds)
+    made = {
+        "generated": lambda: generated_clip(cache / f"clip-generated-{seconds}s.mp4", data_dir, seconds),
+        "real": lambda: real,
+        "real-h264": lambda: h264_clip(cache / f"clip-real-h264-{seconds}s.mp4", real),
     }
+    clips = {name: made[name]() for name in args.clips}
     # /predict/video takes clips up to max_video_seconds and max_upload_mb: room for these clips.
     os.environ["DETECTOR_INFERENCE__SERVER__MAX_UPLOAD_MB"] = str(
-        max(10, 2 * max(c.stat().st_size for c in clips.values()) // 2**20)
+        max(10, 2 * max(c.stat().st_size for c in [real, *clips.values()]) // 2**20)
     )
     os.environ["DETECTOR_INFERENCE__SERVER__MAX_VIDEO_SECONDS"] = str(max(60, args.seconds + 5))
     os.environ["DETECTOR_INFERENCE__SERVER__MAX_VIDEO_FRAMES"] = str(max(1800, args.seconds * FPS + 10))
@@ -174,7 +198,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 "ultralytics track": ultralytics_track(theirs, size),
             }
             for run in runners.values():  # warm-up: compilation of the clips' shape, lazy imports, the tracker
-                run(clips["real"])
+                run(real)
             for r in range(args.rounds):
                 for clip_name, clip in clips.items():
                     names = list(runners)
@@ -202,7 +226,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "command": ["python", "-m", "benchmarks.video", *sys.argv[1:]],
         "machine": machine_info(),
         "threads": threads,
-        "clips": {n: f"{c.name}: {args.seconds} s, {WIDTH}x{HEIGHT}, {FPS} fps, mp4v" for n, c in clips.items()},
+        "clips": {
+            n: f"{c.name}: {args.seconds} s, {WIDTH}x{HEIGHT}, {FPS} fps, {'h264' if 'h264' in n else 'mp4v'}"
+            for n, c in clips.items()
+        },
         "rows": rows,
         "ratios": ratios,
     }
@@ -235,6 +262,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=int, default=30)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument(
+        "--clips",
+        type=lambda t: t.split(","),
+        default=["generated", "real", "real-h264"],
+        help="which clips: generated, real (mp4v), real-h264",
+    )
     p.add_argument("--cache-dir", type=Path, default=Path(".cache/benchmarks"))
     p.add_argument("--out-dir", type=Path, default=Path("reports"))
     return p
