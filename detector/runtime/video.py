@@ -128,8 +128,10 @@ def read_frames(
     With `reduce_to=(h, w)` (a model's input) a codec that decodes at reduced size (FFmpeg's `lowres`: MPEG-4
     Part 2, which OpenCV writes as mp4v, MJPEG, MPEG-1/2, H.263; not H.264, HEVC, VP9 or AV1) decodes at the
     smallest of 1/2, 1/4, 1/8 that a letterbox into it still needs (`lowres_for`), as JPEGs do
-    (`detector.runtime.images`): a 720p mp4v frame for a 256 px model decodes at 320x180 in half the time. Frames
-    may then be smaller than the source: map boxes back with its size (`DecodedImage.to_sent`).
+    (`detector.runtime.images`): a 720p mp4v frame for a 256 px model decodes at 320x180 in half the time. Then,
+    whatever the codec, the frame is shrunk to the letterbox's size before it becomes RGB (`fit_size`; H.264's
+    720p frame to 256x144 for 256 px), so neither the conversion nor the letterbox touches the full frame. Frames
+    are then smaller than the source: map boxes back with its size (`DecodedImage.to_sent`).
     A frame of more than `max_pixels` at full size (0: no limit; a stream whose size changes mid-clip) is an
     ImageTooLargeError. PyAV (FFmpeg's own API), not OpenCV's capture, because only it sets decoder options and
     skips the decoding of single packets; `probe_video` still uses OpenCV."""
@@ -140,7 +142,7 @@ def read_frames(
     try:
         container = av.open(str(path), options=SAFE_AV_OPTIONS)
     except (av.FFmpegError, OSError, ValueError) as exc:
-        raise NotAVideoError(f"{Path(path).name}: not a video OpenCV can read ({exc.__class__.__name__})") from None
+        raise NotAVideoError(f"{Path(path).name}: not a readable video ({exc.__class__.__name__})") from None
     try:
         if not container.streams.video:
             raise NotAVideoError(f"{Path(path).name}: the file has no video stream")
@@ -161,7 +163,7 @@ def read_frames(
             scale = 2**lowres if lowres and frame.width * 2 <= source_width else 1  # decoded at reduced size
             if max_pixels and frame.width * frame.height * scale * scale > max_pixels:
                 raise ImageTooLargeError(f"frame {index} has more than {max_pixels} pixels (the limit)")
-            yield index, _rgb(frame), run
+            yield index, _rgb(frame, fit_size(frame.width, frame.height, reduce_to)), run
     except av.FFmpegError as exc:
         raise InvalidInputError(f"{Path(path).name}: the video cannot be decoded ({exc})") from None
     finally:
@@ -187,14 +189,43 @@ def _frames_of_intra_only(container: Any, stream: Any, vid_stride: int) -> Itera
             index += 1
 
 
-def _rgb(frame: Any) -> npt.NDArray[np.uint8]:
-    """The frame as RGB. 4:2:0 YUV (nearly every camera and encoder) through OpenCV's converter on the planes:
-    PyAV's own conversion (swscale) took 4 ms per 720p frame here against 0.8 ms for this."""
+def fit_size(width: int, height: int, reduce_to: tuple[int, int] | None) -> tuple[int, int] | None:
+    """The (width, height) a `width`x`height` frame shrinks to for a letterbox into `reduce_to=(h, w)`: the
+    letterbox's own scaled size, each side rounded up to even (4:2:0 chroma is half of it); None when nothing
+    shrinks (no `reduce_to`, or the frame is no larger than that)."""
+    if reduce_to is None or width <= 0 or height <= 0:
+        return None
+    ratio = min(reduce_to[0] / height, reduce_to[1] / width)
+    size = (round(width * ratio) + 1) // 2 * 2, (round(height * ratio) + 1) // 2 * 2
+    return size if size[0] < width and size[1] < height else None
+
+
+def _rgb(frame: Any, size: tuple[int, int] | None) -> npt.NDArray[np.uint8]:
+    """The frame as RGB, shrunk to `size` (width, height) first when given. 4:2:0 YUV (nearly every camera and
+    encoder) through OpenCV on the planes: each plane resized, then converted at the small size. Bilinear, as the
+    letterbox resizes (and Ultralytics' does, in training too), so a shrunk frame gets the pixels the letterbox
+    would have made. Measured per 720p frame here: PyAV's own conversion (swscale) 4 ms, OpenCV's 0.35 ms plus the
+    letterbox's resize 0.14 ms, planes shrunk to 256x144 then converted 0.1 ms."""
     import cv2
 
     if frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0:
-        return np.asarray(cv2.cvtColor(frame.to_ndarray(), cv2.COLOR_YUV2RGB_I420), np.uint8)
-    return np.ascontiguousarray(frame.to_ndarray(format="rgb24"), np.uint8)
+        yuv = frame.to_ndarray()  # Y (h rows), then U and V (h/4 rows each, w/2 wide, stacked as w-wide rows)
+        if size is not None:
+            yuv = _shrink_i420(yuv, frame.width, frame.height, size)
+        return np.asarray(cv2.cvtColor(yuv, cv2.COLOR_YUV2RGB_I420), np.uint8)
+    rgb = np.ascontiguousarray(frame.to_ndarray(format="rgb24"), np.uint8)
+    return rgb if size is None else np.asarray(cv2.resize(rgb, size, interpolation=cv2.INTER_LINEAR), np.uint8)
+
+
+def _shrink_i420(yuv: npt.NDArray[np.uint8], width: int, height: int, size: tuple[int, int]) -> npt.NDArray[np.uint8]:
+    """An I420 buffer of `width`x`height` resized to `size` (even), plane by plane."""
+    import cv2
+
+    w, h = size
+    y = cv2.resize(yuv[:height], (w, h), interpolation=cv2.INTER_LINEAR)
+    chroma = yuv[height:].reshape(2, height // 2, width // 2)
+    u, v = (cv2.resize(plane, (w // 2, h // 2), interpolation=cv2.INTER_LINEAR) for plane in chroma)
+    return np.concatenate([y.reshape(-1), u.reshape(-1), v.reshape(-1)]).reshape(h * 3 // 2, w)
 
 
 def read_ahead(items: Iterator[T], depth: int = 4) -> Iterator[T]:

@@ -26,7 +26,8 @@ UPSCALE = 8  # the quick model's 128 px input against a scene 8 times its size: 
 def big_clip(model_path: Path, dataset_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     scene, name = confident_scene(model_path, dataset_dir)
     side = 128 * UPSCALE
-    big = cv2.resize(scene, (side * scene.shape[1] // max(scene.shape[:2]), side * scene.shape[0] // max(scene.shape[:2])))
+    longest = max(scene.shape[:2])
+    big = cv2.resize(scene, (side * scene.shape[1] // longest, side * scene.shape[0] // longest))
     path = write_moving_clip(big, tmp_path_factory.mktemp("big") / "big.mp4", frames=8, shift=48 * UPSCALE // 2)
     return path, name
 

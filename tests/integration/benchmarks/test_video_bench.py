@@ -1,6 +1,6 @@
-"""`python -m benchmarks.video`'s parts on the quick model: its three clips (the third H.264), and each runner (our CLI loop, our
-`POST /predict/video`, Ultralytics' `track`) goes through every frame of a clip, tracking on. Speed is not asserted:
-that is the benchmark's to measure, not a test's."""
+"""`python -m benchmarks.video`'s parts on the quick model: its three clips (the third H.264), and each runner (our
+CLI loop, our `POST /predict/video`, Ultralytics' `track`) goes through every frame of a clip, tracking on. Speed is
+not asserted: that is the benchmark's to measure, not a test's."""
 
 from __future__ import annotations
 
