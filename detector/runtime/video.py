@@ -1,6 +1,7 @@
 """Video in, frames out, annotated video back, and tracking across frames.
 
-OpenCV (already a core dependency) reads and writes the files. Tracking is ByteTrack from Roboflow's `trackers`
+FFmpeg through PyAV decodes the frames (at the model's size where it can, `read_frames`); OpenCV probes the clip
+(size, frame count) and writes annotated videos. Tracking is ByteTrack from Roboflow's `trackers`
 package (the maintained successor of supervision's ByteTrack), fed our `Detections`; a detection the tracker has
 not confirmed yet gets `track_id: null`.
 """

@@ -4,8 +4,9 @@
 Frames are decoded on a thread of their own, a few ahead (`read_ahead`), so decoding overlaps detection, tracking
 and writing. Every `vid_stride`-th frame is detected; the frames in between show the last detections (as
 Ultralytics' `vid_stride` does) and, when nothing writes them, are never converted (in MJPEG never decoded).
-When nothing writes frames, a codec that can decodes them at the reduced size the model needs (`read_frames`'
-`reduce_to`) and boxes are mapped back to the clip's size. On a GPU, consecutive frames go to the backend
+When nothing writes frames, they come at the size the model's letterbox needs (`read_frames`' `reduce_to`: a
+reduced decode where the codec has one, then shrunk before the RGB conversion) and boxes are mapped back to the
+clip's size. On a GPU, consecutive frames go to the backend
 together (`frames_per_call`), then are tracked and written in order.
 """
 
