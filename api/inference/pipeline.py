@@ -392,16 +392,17 @@ class FrameStream:
     """A clip's processed frames as `(index, Prediction)`, in frame order, with up to `max_batch` frames in
     inference at once (a clip fills micro-batches by itself).
 
-    Each frame holds its pixels in the shared budget from before it is decoded until the consumer asks for the
-    next one (its line is out). `close()` is synchronous and idempotent, so a response can run it from a `finally`
-    during cancellation: it gives back every hold, cancels the frames in inference, and closes the reader (after
-    a read in flight, which cannot be interrupted)."""
+    Each frame holds its pixels in the shared budget from before it is decoded (its full size) until the consumer
+    asks for the next one (its line is out); once decoded, only what its array holds (less after a reduced decode).
+    `close()` is synchronous and idempotent, so a response can run it from a `finally` during cancellation: it
+    gives back every hold, cancels the frames in inference, and closes the reader (after a read in flight, which
+    cannot be interrupted)."""
 
     def __init__(self, pipeline: Pipeline, frames: Iterator[Frame], size: tuple[int, int], options: Options) -> None:
         self._pipeline = pipeline
         self._frames = frames
         self._size = size
-        # What a frame holds in the budget: its full size, known before decoding (a reduced decode holds less).
+        # What a frame takes from the budget before it is decoded: its full size (the decoder may make it whole).
         self._frame_pixels = max(1, size[0] * size[1])
         self._options = options
         self._window = max(1, pipeline.server.max_batch)
@@ -432,6 +433,8 @@ class FrameStream:
             if index >= limit:
                 raise UnprocessableError(f"the clip has more than {limit} frames (inference.server.max_video_frames)")
             if run:
+                # A frame decoded at the model's size keeps only what its array holds (as a reduced JPEG does).
+                self._holds[-1] = budget.shrink(self._holds[-1], pixels.shape[0] * pixels.shape[1])
                 self._pending.append((index, asyncio.ensure_future(pipeline._frame(pixels, self._size, self._options))))
             else:
                 budget.give_back(self._holds.pop())

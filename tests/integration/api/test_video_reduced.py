@@ -59,20 +59,35 @@ def test_video_route_boxes_match_a_whole_decode(
     make_config: MakeConfig, run_app: RunApp, big_clip: tuple[Path, str], tmp_path: Path
 ) -> None:
     path, name = big_clip
+    full = int(np.prod(next(read_frames(path))[1].shape[:2]))
 
-    def boxes(client: TestClient) -> list[list[list[float]]]:
+    def boxes(client: TestClient) -> tuple[list[list[list[float]]], set[tuple[int, int]]]:
+        """The boxes of every frame, and what each frame took from the pixel budget and kept after decoding."""
+        budget = client.app.state.service.pixels  # type: ignore[attr-defined]
+        kept: set[tuple[int, int]] = set()
+        shrink = budget.shrink
+
+        def spy(taken: int, needed: int) -> int:
+            kept.add((taken, needed))
+            return int(shrink(taken, needed))
+
+        budget.shrink = spy
         files = {"file": ("clip.mp4", path.read_bytes(), "video/mp4")}
         with client.stream("POST", "/predict/video", params={"classes": name}, files=files) as r:
             assert r.status_code == 200
             lines = [json.loads(line) for line in r.iter_lines() if line]
-        return [[[d["box"][k] for k in ("x1", "y1", "x2", "y2")] for d in line["detections"]] for line in lines]
+        assert budget.held == 0
+        return [[[d["box"][k] for k in ("x1", "y1", "x2", "y2")] for d in line["detections"]] for line in lines], kept
 
     spool = f"inference.server.video_tmp_dir={tmp_path}"
     with run_app(make_config(spool, "inference.server.decode_mode=exact")) as client:
-        exact = boxes(client)
+        exact, exact_kept = boxes(client)
     with run_app(make_config(spool, "inference.server.decode_mode=reduced")) as client:
-        reduced = boxes(client)
+        reduced, reduced_kept = boxes(client)
     _same_objects(exact, reduced)
+    # Each frame takes its full size from the budget before decoding; a reduced one keeps only its array after.
+    assert exact_kept == {(full, full)}
+    assert reduced_kept == {(full, full // UPSCALE**2)}
 
 
 def test_cli_loop_boxes_match_a_whole_decode(model_path: Path, big_clip: tuple[Path, str], tmp_path: Path) -> None:
