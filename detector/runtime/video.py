@@ -21,6 +21,7 @@ import numpy.typing as npt
 
 from detector.errors import ImageTooLargeError, InvalidInputError
 from detector.runtime.detections import Detections
+from detector.runtime.preprocess import letterbox_params
 
 T = TypeVar("T")
 
@@ -196,8 +197,8 @@ def fit_size(width: int, height: int, reduce_to: tuple[int, int] | None) -> tupl
     shrinks (no `reduce_to`, or the frame is no larger than that)."""
     if reduce_to is None or width <= 0 or height <= 0:
         return None
-    ratio = min(reduce_to[0] / height, reduce_to[1] / width)
-    size = (round(width * ratio) + 1) // 2 * 2, (round(height * ratio) + 1) // 2 * 2
+    (new_w, new_h), _ = letterbox_params((height, width), reduce_to)
+    size = (new_w + 1) // 2 * 2, (new_h + 1) // 2 * 2
     return size if size[0] < width and size[1] < height else None
 
 

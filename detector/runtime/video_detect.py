@@ -6,8 +6,8 @@ and writing. Every `vid_stride`-th frame is detected; the frames in between show
 Ultralytics' `vid_stride` does) and, when nothing writes them, are never converted (in MJPEG never decoded).
 When nothing writes frames, they come at the size the model's letterbox needs (`read_frames`' `reduce_to`: a
 reduced decode where the codec has one, then shrunk before the RGB conversion) and boxes are mapped back to the
-clip's size. On a GPU, consecutive frames go to the backend
-together (`frames_per_call`), then are tracked and written in order.
+clip's size. On a GPU, consecutive frames go to the backend together (`frames_per_call`), then are tracked and
+written in order.
 """
 
 from __future__ import annotations
