@@ -17,7 +17,6 @@ RGB, not a grey image.
 from __future__ import annotations
 
 import io
-import math
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -29,6 +28,7 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 
 from detector.errors import ImageTooLargeError, InvalidImageError, UnsupportedImageFormatError
 from detector.runtime.detections import Detections
+from detector.runtime.preprocess import halvings_for
 
 ACCEPTED_FORMATS = ("JPEG", "PNG", "BMP", "WEBP")
 _OPENED_AS = {"MPO": "JPEG"}  # PIL names a multi-picture JPEG "MPO"; we read its first frame as a JPEG
@@ -205,15 +205,16 @@ def _jpeg_scaled_size(data: bytes, img: Image.Image, reduce_to: tuple[int, int] 
 
 
 def _jpeg_minimum(img: Image.Image, reduce_to: tuple[int, int] | None) -> tuple[int, int] | None:
-    """The smallest (height, width), in stored orientation, that a letterbox into `reduce_to` still needs."""
+    """The (height, width), in stored orientation, of the power-of-two DCT scale that a letterbox into `reduce_to`
+    still gets every pixel from (`halvings_for`); libjpeg-turbo then picks exactly that scale. None: full size."""
     if reduce_to is None or img.format not in ("JPEG", "MPO") or img.mode not in ("RGB", "L"):
         return None
     width, height = _displayed_size(img)
-    ratio = min(reduce_to[0] / height, reduce_to[1] / width)
-    if ratio >= 0.5:  # DCT scaling cannot help: the smallest step is 1/2
+    k = halvings_for((height, width), reduce_to)
+    if k == 0:
         return None
     stored_w, stored_h = img.size
-    return math.ceil(stored_h * ratio), math.ceil(stored_w * ratio)
+    return -(-stored_h // 2**k), -(-stored_w // 2**k)
 
 
 def _upright(img: Image.Image) -> Image.Image:

@@ -21,7 +21,7 @@ import numpy.typing as npt
 
 from detector.errors import ImageTooLargeError, InvalidInputError
 from detector.runtime.detections import Detections
-from detector.runtime.preprocess import letterbox_params
+from detector.runtime.preprocess import halvings_for, letterbox_params
 
 T = TypeVar("T")
 
@@ -99,20 +99,14 @@ SKIPPED: npt.NDArray[np.uint8] = np.zeros((0, 0, 3), np.uint8)  # the pixels of 
 
 # What PyAV's FFmpeg may open: the same rule as SAFE_FFMPEG_OPTIONS (PyAV does not read OpenCV's variable).
 SAFE_AV_OPTIONS = {"protocol_whitelist": "file", "format_whitelist": "mov,matroska,webm,avi"}
-MAX_LOWRES = 3  # FFmpeg's reduced decodes: 1/2, 1/4, 1/8
 
 
 def lowres_for(width: int, height: int, reduce_to: tuple[int, int] | None) -> int:
     """FFmpeg's `lowres` for a `width`x`height` stream that a letterbox into `reduce_to=(h, w)` (a model's input)
-    still gets every needed pixel from: the largest k <= 3 with 2**k at most the letterbox's downscale; 0 without
-    `reduce_to` or when the model needs more than half the frame (the same rule as a JPEG's DCT scaling)."""
+    still gets every needed pixel from: 0 without `reduce_to`, else the same halvings as a JPEG's DCT scaling."""
     if reduce_to is None or width <= 0 or height <= 0:
         return 0
-    ratio = min(reduce_to[0] / height, reduce_to[1] / width)
-    k = 0
-    while k < MAX_LOWRES and ratio * 2 ** (k + 1) <= 1.0:
-        k += 1
-    return k
+    return halvings_for((height, width), reduce_to)
 
 
 def read_frames(

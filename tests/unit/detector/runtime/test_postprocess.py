@@ -26,6 +26,10 @@ NAMES3 = {0: "circle", 1: "square", 2: "triangle"}
         ([[0, 0, 10, 10], [1, 1, 11, 11], [2, 2, 12, 12]], [0.9, 0.8, 0.7], 0.5, [0, 2]),  # chain
         ([[0, 0, 10, 10], [0, 0, 10, 10]], [0.9, 0.8], 1.0, [0, 1]),  # iou=1 keeps duplicates
         ([[0, 0, 0, 0], [0, 0, 0, 0]], [0.9, 0.8], 0.5, [0, 1]),  # zero-area boxes never overlap
+        # ... nor among others, which still suppress each other; score order kept across both kinds
+        ([[0, 0, 10, 10], [5, 5, 5, 5], [0, 0, 10, 10], [5, 5, 5, 9]], [0.9, 0.8, 0.7, 0.6], 0.5, [0, 1, 3]),
+        ([[10, 10, 0, 0], [0, 0, 10, 10]], [0.5, 0.9], 0.5, [1, 0]),  # an inverted box has no area either
+        ([[0, 0, 10, 10], [0, 0, 10, 10]], [0.0, -1.0], 0.5, [0]),  # any scores: only their order counts
     ],
 )
 def test_nms_table(boxes, scores, iou, expected) -> None:
