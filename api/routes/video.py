@@ -52,9 +52,9 @@ from api.routes.encoding import timing_headers
 from api.schemas import VideoForm, VideoFrame, error_responses, schema_ref
 from detector.config import ServerConfig
 from detector.errors import DetectorError, ImageTooLargeError
+from detector.runtime.tracking import Tracker
 from detector.runtime.video import (
     NotAVideoError,
-    Tracker,
     VideoInfo,
     probe_video,
     read_frames,

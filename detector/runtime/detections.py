@@ -53,9 +53,9 @@ class Detections:
         return [self.names.get(int(c), str(int(c))) for c in self.class_id]
 
     def to_supervision(self) -> sv.Detections:
-        """The same detections as `supervision.Detections`, for its annotators (drawing) and for the trackers
-        that take them. `data["index"]` is each detection's position here, so a result that drops or reorders
-        detections (a tracker's) can be matched back to them. Imports supervision (scipy: seconds) on first use."""
+        """The same detections as `supervision.Detections`, for its annotators (drawing) and whatever else takes
+        them. `data["index"]` is each detection's position here, so a result that drops or reorders detections
+        can be matched back to them. Imports supervision (scipy: seconds) on first use."""
         import supervision as sv
 
         return sv.Detections(

@@ -48,7 +48,8 @@ def nms(boxes: npt.NDArray[Any], scores: npt.NDArray[Any], iou_threshold: float)
     keep = ~has_area
     candidates = np.flatnonzero(has_area)
     if candidates.size:
-        kept = cv2.dnn.NMSBoxes(xywh[candidates], rank[candidates], 0.0, float(iou_threshold))
+        # OpenCV's stubs ask for sequences; its binding takes the arrays as they are (no list built).
+        kept = cv2.dnn.NMSBoxes(xywh[candidates], rank[candidates], 0.0, float(iou_threshold))  # type: ignore[arg-type]
         keep[candidates[np.asarray(kept, np.int64).reshape(-1)]] = True
     return order[keep[order]].astype(np.int64)
 

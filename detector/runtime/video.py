@@ -1,10 +1,7 @@
-"""Video in, frames out, annotated video back, and tracking across frames.
+"""Video in, frames out, annotated video back.
 
 FFmpeg through PyAV decodes the frames (at the model's size where it can, `read_frames`); OpenCV probes the clip
-(size, frame count) and writes annotated videos. Tracking is ByteTrack from Roboflow's `trackers`
-package (the maintained successor of supervision's ByteTrack), fed our `Detections`; a detection the tracker has
-not confirmed yet gets `track_id: null`.
-"""
+(size, frame count) and writes annotated videos. Tracking (ByteTrack) is `detector.runtime.tracking`."""
 
 from __future__ import annotations
 
@@ -20,7 +17,6 @@ import numpy as np
 import numpy.typing as npt
 
 from detector.errors import ImageTooLargeError, InvalidInputError
-from detector.runtime.detections import Detections
 from detector.runtime.preprocess import halvings_for, letterbox_params
 
 T = TypeVar("T")
@@ -297,53 +293,3 @@ class VideoWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-class Tracker:
-    """ByteTrack over successive frames' detections; `update` returns one track id (or None) per detection.
-
-    One instance per stream. As in the reference ByteTrack (ifzhang/ByteTrack, `STrack.activate`: a track is
-    activated at once when `frame_id == 1`), the tracks started on the stream's first frame get their ids on that
-    frame; a track started later gets its id with its second detection. `trackers.ByteTrackTracker` returns -1 for
-    every track on the frame that creates it, the first frame included, so the first frame is finished here."""
-
-    def __init__(self, frame_rate: float) -> None:
-        import trackers
-
-        # Lower thresholds than the library's (0.7 / 0.6, tuned for crowded street scenes): the detector already
-        # dropped boxes under `conf`, and a 0.5-confident object should still start a track.
-        self._tracker = trackers.ByteTrackTracker(
-            frame_rate=frame_rate,
-            track_activation_threshold=0.3,
-            high_conf_det_threshold=0.4,
-            minimum_consecutive_frames=1,
-        )
-        self._first = True
-
-    def update(self, detections: Detections) -> list[int | None]:
-        tracked = self._tracker.update(detections.to_supervision())  # data["index"] maps tracks back
-        ids: list[int | None] = [None] * len(detections)
-        if len(detections) and len(tracked) and tracked.tracker_id is not None and "index" in tracked.data:
-            for index, tid in zip(tracked.data["index"], tracked.tracker_id, strict=True):
-                ids[int(index)] = int(tid) if int(tid) >= 0 else None
-        if self._first:
-            self._first = False
-            self._activate_first_frame(detections, ids)
-        return ids
-
-    def _activate_first_frame(self, detections: Detections, ids: list[int | None]) -> None:
-        """Give the tracks just created from the first frame's detections their ids now (in detection order, the
-        ids the library would have given them on the next frame). Each new track is found by its box: a track
-        starts at the box of the detection that created it."""
-        new = [t for t in self._tracker.tracks if t.tracker_id == -1]
-        if not new:
-            return
-        starts = np.array([t.get_state_bbox() for t in new], dtype=np.float64).reshape(-1, 4)
-        for i in range(len(detections)):
-            if ids[i] is not None:
-                continue
-            gap = np.abs(starts - detections.xyxy[i].astype(np.float64)).max(axis=1)
-            k = int(np.argmin(gap))
-            if gap[k] <= 1e-3 and new[k].tracker_id == -1:
-                new[k].tracker_id = self._tracker._allocate_tracker_id()
-                ids[i] = int(new[k].tracker_id)

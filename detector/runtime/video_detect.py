@@ -23,7 +23,8 @@ from detector.runtime.detections import Detections
 from detector.runtime.detector import Detector
 from detector.runtime.draw import draw_detections
 from detector.runtime.images import DecodedImage
-from detector.runtime.video import Tracker, VideoInfo, VideoWriter, probe_video, read_ahead, read_frames
+from detector.runtime.tracking import Tracker
+from detector.runtime.video import VideoInfo, VideoWriter, probe_video, read_ahead, read_frames
 
 GPU_FRAMES_PER_CALL = 8  # consecutive frames per backend call on a GPU: one launch for several frames
 

@@ -10,7 +10,6 @@ import supervision as sv
 
 from detector.runtime.detections import Detections
 from detector.runtime.draw import draw_detections
-from detector.runtime.video import Tracker
 
 
 def _dets() -> Detections:
@@ -33,7 +32,7 @@ def test_to_supervision_keeps_every_box_score_class_and_position() -> None:
     assert len(empty) == 0 and empty.xyxy.shape == (0, 4)
 
 
-def test_drawing_and_tracking_both_convert_through_it(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_drawing_converts_through_it(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
     convert = Detections.to_supervision
 
@@ -44,5 +43,3 @@ def test_drawing_and_tracking_both_convert_through_it(monkeypatch: pytest.Monkey
     monkeypatch.setattr(Detections, "to_supervision", counted)
     draw_detections(np.zeros((100, 100, 3), np.uint8), _dets())
     assert calls == [2]
-    Tracker(frame_rate=15.0).update(_dets())
-    assert calls == [2, 2]

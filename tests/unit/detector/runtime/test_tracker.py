@@ -1,4 +1,4 @@
-"""`detector.runtime.video.Tracker` (ByteTrack) on synthetic detections: no model, no video.
+"""`detector.runtime.tracking.Tracker` (ByteTrack) on synthetic detections: no model, no video.
 
 The reference ByteTrack (ifzhang/ByteTrack, `STrack.activate`: `if frame_id == 1: self.is_activated = True`)
 confirms the tracks of a stream's first frame at once; a track born on a later frame is confirmed by its second
@@ -7,9 +7,10 @@ detection."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from detector.runtime.detections import Detections
-from detector.runtime.video import Tracker
+from detector.runtime.tracking import Tracker
 
 
 def _dets(*boxes: tuple[float, float, float, float, float]) -> Detections:
@@ -41,7 +42,7 @@ def test_two_objects_on_the_first_frame_get_distinct_ids_in_input_order() -> Non
 def test_low_confidence_first_frame_detection_starts_no_track() -> None:
     """Under the high-confidence threshold ByteTrack creates no track, on the first frame as on any other."""
     tracker = Tracker(frame_rate=15.0)
-    assert tracker.update(_dets((0.0, 0.0, 20.0, 20.0, 0.35))) == [None]
+    assert tracker.update(_dets((0.0, 0.0, 20.0, 20.0, 0.2))) == [None]
 
 
 def test_an_object_appearing_later_is_confirmed_by_its_second_detection() -> None:
@@ -50,3 +51,95 @@ def test_an_object_appearing_later_is_confirmed_by_its_second_detection() -> Non
     second = tracker.update(_dets(_moving(1)))
     third = tracker.update(_dets(_moving(2)))
     assert second == [None] and third[0] is not None  # as the reference: only frame 1 activates at once
+
+
+def test_an_occluded_object_keeps_its_id_through_low_confidence_and_missed_frames() -> None:
+    tracker = Tracker(frame_rate=30.0)
+    first = tracker.update(_dets(_moving(0)))[0]
+    faint = [tracker.update(_dets((*_moving(i)[:4], 0.15)))[0] for i in range(1, 4)]  # under the high threshold
+    for _ in range(4, 10):
+        tracker.update(Detections.empty({0: "thing"}))  # not seen at all: the track is lost, not gone
+    assert faint == [first] * 3 and tracker.update(_dets(_moving(10)))[0] == first
+
+
+def test_a_track_lost_longer_than_its_buffer_is_gone() -> None:
+    tracker = Tracker(frame_rate=30.0)
+    first = tracker.update(_dets(_moving(0)))[0]
+    for _ in range(32):
+        tracker.update(Detections.empty({0: "thing"}))
+    assert tracker.update(_dets(_moving(0)))[0] is None and tracker.track_count == 1  # a new, unconfirmed track
+    assert tracker.update(_dets(_moving(0)))[0] not in (None, first)
+
+
+def _scene(seed: int, frames: int = 150) -> list[Detections]:
+    """Objects that move, cross, fade under the high threshold, vanish for a while and appear midway; boxes jitter
+    and come in a shuffled order."""
+    rng = np.random.default_rng(seed)
+    n = 12
+    start = rng.uniform(0, 600, (n, 2))
+    speed = rng.uniform(-6, 6, (n, 2))
+    size = rng.uniform(20, 80, (n, 2))
+    born = rng.integers(0, frames // 2, n)
+    born[: n // 2] = 0
+    hidden = [set(range(b, b + rng.integers(0, 12))) for b in rng.integers(0, frames, n)]
+    out = []
+    for f in range(frames):
+        rows = []
+        for k in range(n):
+            if f < born[k] or f in hidden[k]:
+                continue
+            xy = start[k] + speed[k] * f + rng.normal(0, 1.5, 2)
+            conf = rng.choice([rng.uniform(0.12, 0.25), rng.uniform(0.3, 0.95)], p=[0.15, 0.85])
+            rows.append((*xy, *(xy + size[k]), conf))
+        rng.shuffle(rows)
+        out.append(_dets(*rows) if rows else Detections.empty({0: "thing"}))
+    return out
+
+
+def _ultralytics_ids(frames: list[Detections]) -> list[list[int | None]]:
+    """Ultralytics' own `BYTETracker`, with its default settings (bytetrack.yaml), on the same detections."""
+    from types import SimpleNamespace
+
+    byte_tracker = pytest.importorskip("ultralytics.trackers.byte_tracker")
+    args = SimpleNamespace(
+        track_high_thresh=0.25,
+        track_low_thresh=0.1,
+        new_track_thresh=0.25,
+        track_buffer=30,
+        match_thresh=0.8,
+        fuse_score=True,
+    )
+    tracker = byte_tracker.BYTETracker(args)
+
+    class Results(SimpleNamespace):
+        def __len__(self) -> int:
+            return len(self.conf)
+
+        def __getitem__(self, i: object) -> Results:
+            return Results(conf=self.conf[i], xywh=self.xywh[i], cls=self.cls[i], xyxy=self.xyxy[i])
+
+    ids = []
+    for d in frames:
+        xyxy = d.xyxy.astype(np.float32)
+        xywh = np.concatenate([(xyxy[:, :2] + xyxy[:, 2:]) / 2, xyxy[:, 2:] - xyxy[:, :2]], axis=1)
+        rows = tracker.update(Results(conf=d.confidence, xywh=xywh, cls=d.class_id.astype(float), xyxy=xyxy))
+        frame_ids: list[int | None] = [None] * len(d)
+        for row in rows:  # [x1, y1, x2, y2, track_id, score, cls, index]
+            frame_ids[int(row[-1])] = int(row[4])
+        ids.append(frame_ids)
+    return ids
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_ids_follow_the_objects_as_ultralytics_bytetracker_does(seed: int) -> None:
+    """The same boxes get ids, and the same boxes share one: ids themselves differ (Ultralytics numbers a track
+    when it is born, this one when it is confirmed), so one id must map to exactly one of the other's."""
+    frames = _scene(seed)
+    theirs = _ultralytics_ids(frames)
+    tracker = Tracker(frame_rate=30.0)
+    ours = [tracker.update(d) for d in frames]
+    pairs = [(a, b) for o, t in zip(ours, theirs, strict=True) for a, b in zip(o, t, strict=True)]
+    assert [a is None for a, _ in pairs] == [b is None for _, b in pairs], "different boxes got ids"
+    mapping = {(a, b) for a, b in pairs if a is not None}
+    assert len({a for a, _ in mapping}) == len({b for _, b in mapping}) == len(mapping), "ids split or merged"
+    assert len(mapping) >= 12  # every object was tracked at some point (objects hidden long enough come back new)
