@@ -150,6 +150,22 @@ def test_reduced_jpeg_decode_covers_the_model_input_and_keeps_the_sent_size() ->
     assert decode_image_scaled(small, reduce_to=(640, 640)).pixels.shape == (700, 900, 3)
 
 
+@pytest.mark.parametrize(
+    ("size", "decoded"),
+    [
+        ((1280, 720), (640, 360)),  # exactly twice the letterbox: half is every pixel it needs
+        ((1920, 1080), (960, 540)),  # 1/3 would do: 1/2, not libjpeg-turbo's own pick of 3/8 (no SIMD for it)
+        ((6000, 4000), (750, 500)),  # 1/8 at most
+        ((1279, 720), (1279, 720)),  # a pixel short of twice: whole
+    ],
+)
+def test_reduced_jpeg_decodes_only_at_power_of_two_scales(size: tuple[int, int], decoded: tuple[int, int]) -> None:
+    data = _jpeg(*size)
+    image = decode_image_scaled(data, reduce_to=(640, 640))
+    assert image.pixels.shape[1::-1] == decoded
+    assert probe_image(data, reduce_to=(640, 640)).decoded_pixels == decoded[0] * decoded[1]
+
+
 def test_reduced_decode_applies_exif_orientation() -> None:
     img = Image.fromarray(np.zeros((1200, 3000, 3), np.uint8))
     exif = Image.Exif()
