@@ -7,7 +7,7 @@ was 1.9 ms a frame alone and 3.3 ms inside the video loop, a fifth of the whole 
 61-64, without 76-77: INT8 model, 720p clip, AMD EPYC 2 cores), and it ran on the event loop of `POST
 /predict/video?track=true`. Ultralytics' `BYTETracker` steps its Kalman filters in batches but matches in Python:
 6.6 ms a frame there. Here the tracks' states are rows of one array, so a frame costs a few batched numpy calls
-whatever the number of tracks: 0.8 ms on those frames.
+whatever the number of tracks: 0.9-1.6 ms on those frames (0.4-0.8 ms on the other clips).
 
 The algorithm and constants are the reference's (ifzhang/ByteTrack `BYTETracker.update`, `KalmanFilter` in xyah,
 which Ultralytics' tracker follows too): high-confidence detections are matched to tracked and lost tracks by IoU
@@ -21,10 +21,13 @@ class-agnostic, as in both references.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 from scipy.optimize import linear_sum_assignment
 
+from detector.runtime.boxes import box_iou
 from detector.runtime.detections import Detections
 
 # Ultralytics' defaults (bytetrack.yaml), so `track=true` follows objects as `YOLO.track` does: with these, on the same
@@ -72,21 +75,7 @@ def _noise(h: Array, kind: tuple[Array, Array]) -> Array:
     return out
 
 
-def _iou(a: Array, b: Array) -> Array:
-    """`(len(a), len(b))` IoU of xyxy boxes."""
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)))
-    w = (np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])).clip(0)
-    h = (np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])).clip(0)
-    inter = w * h
-    area_a = (a[:, 2] - a[:, 0]).clip(0) * (a[:, 3] - a[:, 1]).clip(0)
-    area_b = (b[:, 2] - b[:, 0]).clip(0) * (b[:, 3] - b[:, 1]).clip(0)
-    union = area_a[:, None] + area_b[None, :] - inter
-    iou: Array = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-    return iou
-
-
-def _match(cost: Array, limit: float) -> tuple[list[tuple[int, int]], list[int], list[int]]:
+def _match(cost: npt.NDArray[np.floating[Any]], limit: float) -> tuple[list[tuple[int, int]], list[int], list[int]]:
     """Minimum-cost pairs (row, col) with cost <= `limit`, then the unmatched rows and columns."""
     pairs: list[tuple[int, int]] = []
     if cost.size:
@@ -133,20 +122,20 @@ class Tracker:
 
         # 1: high detections against every confirmed track, IoU weighted by the detection's confidence
         predicted = _xyxy(self.mean[pool])
-        cost = 1.0 - _iou(predicted, boxes[high]) * scores[high][None, :]
+        cost: npt.NDArray[np.floating[Any]] = 1.0 - box_iou(predicted, boxes[high]) * scores[high][None, :]
         pairs, rest_tracks, rest_high = _match(cost, MATCH_COST)
         self._take([(pool[t], high[d]) for t, d in pairs], boxes, out, matched)
 
         # 2: low detections against the confirmed tracks still tracked and unmatched (occlusions)
         rest = np.array([pool[t] for t in rest_tracks if self.state[pool[t]] == _TRACKED], np.int64)
-        cost = 1.0 - _iou(_xyxy(self.mean[rest]), boxes[low])
+        cost = 1.0 - box_iou(_xyxy(self.mean[rest]), boxes[low])
         pairs, _, _ = _match(cost, LOW_MATCH_COST)
         self._take([(rest[t], low[d]) for t, d in pairs], boxes, out, matched)
 
         # 3: the remaining high detections against the tracks born on the frame before: a match confirms them
         young = np.flatnonzero(~confirmed)
         high_left = high[rest_high]
-        cost = 1.0 - _iou(_xyxy(self.mean[young]), boxes[high_left]) * scores[high_left][None, :]
+        cost = 1.0 - box_iou(_xyxy(self.mean[young]), boxes[high_left]) * scores[high_left][None, :]
         pairs, _, rest_new = _match(cost, UNCONFIRMED_MATCH_COST)
         for t, _ in pairs:
             self.ids[young[t]] = self._allocate()
@@ -205,7 +194,7 @@ class Tracker:
         if not len(tracked) or not len(lost):
             return drop
         boxes = _xyxy(self.mean)
-        for t, lo in zip(*np.nonzero(1.0 - _iou(boxes[tracked], boxes[lost]) < DUPLICATE_COST), strict=True):
+        for t, lo in zip(*np.nonzero(1.0 - box_iou(boxes[tracked], boxes[lost]) < DUPLICATE_COST), strict=True):
             a, b = tracked[t], lost[lo]
             drop[b if self.seen[a] - self.start[a] > self.seen[b] - self.start[b] else a] = True
         return drop
