@@ -334,22 +334,35 @@ def install_cv2_shim() -> str:
     return "Pillow (no OpenCV here)"
 
 
+def config_stub() -> types.ModuleType:
+    """detector.config without pydantic and omegaconf (GPU hosts rarely have them): its module-level `Literal`
+    aliases (the allowed values engines.py reads with get_args), taken from the file itself so they are defined
+    once, and empty classes for the names used only for typing and `from_config`."""
+    import ast
+    import typing
+
+    config = types.ModuleType("detector.config")
+    tree = ast.parse((REPO / "detector" / "config.py").read_text())
+    for node in tree.body:
+        value = getattr(node, "value", None)
+        if isinstance(node, ast.Assign) and isinstance(value, ast.Subscript) and ast.unparse(value.value) == "Literal":
+            code = compile(ast.Module(body=[node], type_ignores=[]), "detector/config.py", "exec")
+            exec(code, {"Literal": typing.Literal}, config.__dict__)
+    for cls in ("Config", "OpenVinoConfig", "EngineConfig"):
+        setattr(config, cls, type(cls, (), {}))
+    return config
+
+
 def load_project() -> dict[str, types.ModuleType]:
     """The backend and what it imports, from their files, without the packages' __init__ (which pull the whole
-    service). detector.config (pydantic, omegaconf) is used only for typing and `from_config`: a stub stands in
-    where those are missing."""
+    service). detector.config (pydantic, omegaconf) always gives way to `config_stub`, so the dry run here loads
+    exactly what a GPU host without them loads."""
     for name in ("detector", "detector.runtime", "detector.runtime.backends"):
         if name not in sys.modules:
             pkg = types.ModuleType(name)
             pkg.__path__ = [str(REPO / name.replace(".", "/"))]
             sys.modules[name] = pkg
-    try:
-        import detector.config  # noqa: F401
-    except ImportError:
-        config = types.ModuleType("detector.config")
-        for cls in ("Config", "OpenVinoConfig", "EngineConfig"):
-            setattr(config, cls, type(cls, (), {}))
-        sys.modules["detector.config"] = config
+    sys.modules["detector.config"] = config_stub()
     loaded = {}
     for name, rel in MODULES:
         spec = importlib.util.spec_from_file_location(name, REPO / rel)
