@@ -6,13 +6,16 @@ and writing. Every `vid_stride`-th frame is detected; the frames in between show
 Ultralytics' `vid_stride` does) and, when nothing writes them, are never converted (in MJPEG never decoded).
 When nothing writes frames, they come at the size the model's letterbox needs (`read_frames`' `reduce_to`: a
 reduced decode where the codec has one, then shrunk before the RGB conversion) and boxes are mapped back to the
-clip's size. On a GPU, consecutive frames go to the backend together (`frames_per_call`), then are tracked and
-written in order.
+clip's size. On a GPU, consecutive frames go to the backend together (`frames_per_call`); on a CPU backend with
+several streams (OpenVINO's adaptive hint, which `detector predict` uses for clips) that many calls run at once
+(`calls_in_flight`). Either way frames are tracked, reported and written in order.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +50,15 @@ def frames_per_call(det: Detector) -> int:
     return min(GPU_FRAMES_PER_CALL, det.max_batch or GPU_FRAMES_PER_CALL)
 
 
+def calls_in_flight(det: Detector) -> int:
+    """Backend calls a clip keeps running at once: on a CPU, the backend's slots (OpenVINO's adaptive hint: one per
+    throughput stream, each a frame on its own cores, which together beat one frame on every core; measured in
+    docs/performance.md); 1 elsewhere, and on a GPU, where frames share a call instead (`frames_per_call`)."""
+    if str(det.backend.device_name).startswith("cuda"):
+        return 1
+    return max(1, int(det.backend.slots))
+
+
 def detect_video(
     det: Detector,
     path: Path,
@@ -71,16 +83,30 @@ def detect_video(
     writer = VideoWriter(save, info.fps, info.width, info.height) if save else None
     processed = frames = 0
     last: tuple[Detections, list[int | None] | None] | None = None
-    per_call = frames_per_call(det)
-    pending: list[tuple[int, Any, bool]] = []  # frames read, waiting for their batch's detections
+    per_call, in_flight = frames_per_call(det), calls_in_flight(det)
+    pool = ThreadPoolExecutor(in_flight, thread_name_prefix="video-detect") if in_flight > 1 else None
+    pending: list[tuple[int, Any, bool]] = []  # frames read, waiting for their call
+    # Calls made (each with its frames, in order) whose frames are not yet tracked, reported and written.
+    calls: deque[tuple[list[tuple[int, Any, bool]], Future[list[Detections]] | list[Detections]]] = deque()
 
-    def flush() -> None:
-        """Detect the pending frames to process in one call, then track, report and write every pending frame in
-        order (tracking needs the frames in order; the batch only changes how many go to the backend at once)."""
-        nonlocal last, processed, frames
+    def call() -> None:
+        """Send the pending frames to process to the backend in one call (in the pool when calls overlap); then
+        finish the oldest calls until fewer than `in_flight` remain."""
         batch = [frame for _, frame, run in pending if run]
-        found = iter(det.predict_batch(batch, **(predict or {})) if batch else [])
-        for index, frame, run in pending:
+        if pool is not None and batch:
+            calls.append((pending.copy(), pool.submit(det.predict_batch, batch, **(predict or {}))))
+        else:
+            calls.append((pending.copy(), det.predict_batch(batch, **(predict or {})) if batch else []))
+        pending.clear()
+        while len(calls) >= in_flight:
+            finish(*calls.popleft())
+
+    def finish(group: list[tuple[int, Any, bool]], answer: Future[list[Detections]] | list[Detections]) -> None:
+        """Track, report and write a call's frames in order (tracking needs the frames in order; calls only change
+        how many frames go to the backend at once)."""
+        nonlocal last, processed, frames
+        found = iter(answer.result() if isinstance(answer, Future) else answer)
+        for index, frame, run in group:
             if run:
                 dets = filter_classes(DecodedImage(frame, info.width, info.height).to_sent(next(found)), classes)
                 track_ids = tracker.update(dets) if tracker else None
@@ -93,19 +119,22 @@ def detect_video(
             frames += 1
             if on_progress:
                 on_progress()
-        pending.clear()
 
     try:
         # Without `save` the frames between two vid_stride frames are never converted, and the others may decode
         # at the model's size; a writer needs every frame, whole.
         saving = writer is not None
         frames_read = read_frames(path, vid_stride, keep_skipped=saving, reduce_to=None if saving else det.input_shape)
-        for item in read_ahead(frames_read, depth=max(4, 2 * per_call)):
+        for item in read_ahead(frames_read, depth=max(4, 2 * per_call * in_flight)):
             pending.append(item)
             if sum(run for _, _, run in pending) >= per_call:
-                flush()
-        flush()
+                call()
+        call()
+        while calls:
+            finish(*calls.popleft())
     finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
         if writer:
             writer.close()
     return VideoRun(info, frames, processed)

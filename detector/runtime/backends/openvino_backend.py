@@ -104,7 +104,8 @@ class OpenVinoBackend(Backend):
         # would drift from the other backends and from the evaluation. bf16 is an explicit, measured opt-in.
         # Adaptive needs threads to split: with a pinned single thread (the shadow challenger) it is plain latency.
         self.adaptive = ovo.hint == "adaptive" and options.threads != 1
-        hint = "latency" if ovo.hint == "adaptive" else ovo.hint
+        # auto: latency here; `BackendOptions.for_clip` makes it adaptive for a clip's frames.
+        hint = "latency" if ovo.hint in ("adaptive", "auto") else ovo.hint
         self.config: dict[str, Any] = {
             "PERFORMANCE_HINT": hint.upper(),
             # auto and int8 are resolved before a backend exists (detector/runtime/precision.py); here they mean f32.

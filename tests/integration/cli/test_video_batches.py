@@ -1,24 +1,37 @@
-"""`detector predict clip --track`: consecutive frames batched per backend call (on a GPU) give the same lines,
-tracks and written frames as one frame per call, with and without --vid-stride. Run here on ONNX Runtime with the
-batch size forced, since the machine has no GPU."""
+"""`detector predict clip --track`: consecutive frames batched per backend call (on a GPU), or several calls in
+flight (OpenVINO's throughput streams on a CPU), give the same lines, tracks and written frames as one frame per
+call, with and without --vid-stride. Batches run here on ONNX Runtime with the batch size forced, since the machine
+has no GPU; calls in flight run for real on OpenVINO with the options `detector predict` uses for a clip."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 
 import cv2
 import pytest
 
 from cli.commands import predict
-from detector.runtime import Detector, video_detect
+from detector.config import OpenVinoConfig
+from detector.runtime import BackendOptions, Detector, video_detect
 
 
-def _run(det: Detector, clip: Path, out: Path, per_call: int, stride: int, monkeypatch: pytest.MonkeyPatch) -> tuple:  # type: ignore[type-arg]
+def _run(
+    det: Detector,
+    clip: Path,
+    out: Path,
+    per_call: int,
+    stride: int,
+    monkeypatch: pytest.MonkeyPatch,
+    in_flight: int = 1,
+) -> tuple:  # type: ignore[type-arg]
     monkeypatch.setattr(video_detect, "frames_per_call", lambda _det: per_call)
+    monkeypatch.setattr(video_detect, "calls_in_flight", lambda _det: in_flight)
+    name = f"{per_call}-{in_flight}-{stride}"
     args = argparse.Namespace(
-        track=True, vid_stride=stride, save=out / f"{per_call}-{stride}.mp4", jsonl=out / f"{per_call}-{stride}.jsonl",
+        track=True, vid_stride=stride, save=out / f"{name}.mp4", jsonl=out / f"{name}.jsonl",
         classes=None, conf=0.1, iou=0.7, max_det=300, conf_per_class=None, no_progress=True,
     )  # fmt: skip
     summary = predict._predict_video(det, clip, args)
@@ -39,11 +52,41 @@ def test_batched_frames_answer_as_one_at_a_time(
     with Detector.load(model_path, "onnxruntime") as det:
         one = _run(det, clip, tmp_path, 1, stride, monkeypatch)
         batched = _run(det, clip, tmp_path, 4, stride, monkeypatch)
-    assert one[:3] == batched[:3] == (30, len(range(0, 30, stride)), 30)
-    assert [line["frame"] for line in one[3]] == list(range(0, 30, stride))
+    _assert_same_answers(one, batched, stride)
+
+
+def _assert_same_answers(one: tuple, other: tuple, stride: int) -> None:  # type: ignore[type-arg]
+    assert one[:3] == other[:3] == (30, len(range(0, 30, stride)), 30)
+    assert [line["frame"] for line in one[3]] == [line["frame"] for line in other[3]] == list(range(0, 30, stride))
     assert sum(len(line["detections"]) for line in one[3]) > 0
-    for a, b in zip(one[3], batched[3], strict=True):
+    for a, b in zip(one[3], other[3], strict=True):
         assert [d["track_id"] for d in a["detections"]] == [d["track_id"] for d in b["detections"]]
         assert [d["class_name"] for d in a["detections"]] == [d["class_name"] for d in b["detections"]]
         for da, db in zip(a["detections"], b["detections"], strict=True):
             assert da["box"] == pytest.approx(db["box"], abs=1e-3)
+
+
+@pytest.mark.parametrize("stride", [1, 3])
+def test_frames_in_flight_on_throughput_streams_answer_as_one_at_a_time(
+    model_path: Path, dataset_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stride: int
+) -> None:
+    from benchmarks.video import generated_clip
+
+    clip = generated_clip(tmp_path / "clip.mp4", dataset_dir, seconds=1)
+    # What `detector predict clip.mp4` loads with configs/inference.yaml's `hint: auto` (threads 2: streams to split)
+    options = BackendOptions(device="cpu", threads=2, openvino=OpenVinoConfig(hint="auto")).for_clip()
+    with Detector.load(model_path, "openvino", options) as det:
+        backend = det.backend
+        in_flight = video_detect.calls_in_flight(det)
+        assert in_flight == backend.slots >= 2
+        one = _run(det, clip, tmp_path, 1, stride, monkeypatch)  # alone: the latency model only
+        (shape,) = backend.cached_shapes  # type: ignore[attr-defined]
+        latency = backend.compiled_for(shape)  # type: ignore[attr-defined]
+        deadline = time.monotonic() + 60
+        while (streams := backend.compiled_for(shape, crowded=True)) is latency:  # type: ignore[attr-defined]
+            assert time.monotonic() < deadline, "the throughput model never finished compiling"
+            time.sleep(0.05)
+        used = streams.requests
+        overlapped = _run(det, clip, tmp_path, 1, stride, monkeypatch, in_flight=in_flight)
+        assert streams.requests > used  # the overlapped frames ran on the throughput streams
+    _assert_same_answers(one, overlapped, stride)

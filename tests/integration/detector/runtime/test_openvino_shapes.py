@@ -112,7 +112,7 @@ def test_adaptive_runs_alone_on_the_latency_model_and_together_on_throughput_str
         _assert_same(a, b)
 
 
-@pytest.mark.parametrize(("hint", "threads"), [("latency", 0), ("throughput", 0), ("adaptive", 1)])
+@pytest.mark.parametrize(("hint", "threads"), [("latency", 0), ("auto", 0), ("throughput", 0), ("adaptive", 1)])
 def test_latency_hint_or_one_thread_never_compiles_a_throughput_model(
     model_path: Path, dataset_dir: Path, hint: str, threads: int
 ) -> None:
