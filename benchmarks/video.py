@@ -3,7 +3,7 @@ precision (OpenVINO INT8 on both sides), same clips; writes reports/video.{json,
 
 - ours, CLI: the loop `detector predict clip.mp4 --track` runs (`detector.runtime.video_detect.detect_video`: frames
   decoded ahead on their own thread, INT8 model on OpenVINO with the shipped `hint: auto`, which for a clip runs
-  two frames at once on throughput streams, ByteTrack), in-process so no start-up is timed;
+  a frame on each throughput stream at once, ByteTrack), in-process so no start-up is timed;
 - ours, HTTP: `POST /predict/video?track=true` on a `detector serve` started for the run, the clip uploaded and
   the NDJSON stream read to its end;
 - Ultralytics: `YOLO(openvino INT8 export).track(source=clip, stream=True)` iterated to the end (its ByteTrack).
@@ -132,7 +132,7 @@ def ours_cli(model: Path, threads: int) -> Any:
     from detector.runtime import BackendOptions, Detector
     from detector.runtime.video_detect import detect_video
 
-    # configs/inference.yaml's `hint: auto`, made adaptive for a clip as `detector predict clip.mp4` does
+    # configs/inference.yaml's `hint: auto`, made throughput for a clip as `detector predict clip.mp4` does
     options = BackendOptions(threads=threads, openvino=OpenVinoConfig(hint="auto")).for_clip()
     detector = Detector.load(model, "openvino", options)
 

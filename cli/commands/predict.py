@@ -43,7 +43,7 @@ def cmd_predict(args: argparse.Namespace, config: Config) -> None:
         tiling = Tiling.parse(args.tile, args.overlap, t.merge, t.match_threshold, t.full_image)
     options = BackendOptions.from_config(config, engine_builder=engine_builder())
     if videos:
-        options = options.for_clip()  # a clip's frames never run out: `hint: auto` runs two at once on streams
+        options = options.for_clip()  # a clip's frames never run out: `hint: auto` runs one on each stream at once
     loaded = Detector.load(
         model,
         backend,

@@ -7,7 +7,7 @@ Ultralytics' `vid_stride` does) and, when nothing writes them, are never convert
 When nothing writes frames, they come at the size the model's letterbox needs (`read_frames`' `reduce_to`: a
 reduced decode where the codec has one, then shrunk before the RGB conversion) and boxes are mapped back to the
 clip's size. On a GPU, consecutive frames go to the backend together (`frames_per_call`); on a CPU backend with
-several streams (OpenVINO's adaptive hint, which `detector predict` uses for clips) that many calls run at once
+several streams (OpenVINO's throughput hint, which `detector predict` uses for clips) that many calls run at once
 (`calls_in_flight`). Either way frames are tracked, reported and written in order.
 """
 
@@ -51,9 +51,9 @@ def frames_per_call(det: Detector) -> int:
 
 
 def calls_in_flight(det: Detector) -> int:
-    """Backend calls a clip keeps running at once: on a CPU, the backend's slots (OpenVINO's adaptive hint: one per
-    throughput stream, each a frame on its own cores, which together beat one frame on every core; measured in
-    docs/performance.md); 1 elsewhere, and on a GPU, where frames share a call instead (`frames_per_call`)."""
+    """Backend calls a clip keeps running at once: on a CPU, the backend's slots (OpenVINO's throughput hint: one per
+    stream, each a frame on its own cores, which together beat one frame on every core; measured in
+    docs/inference.md); 1 elsewhere, and on a GPU, where frames share a call instead (`frames_per_call`)."""
     if str(det.backend.device_name).startswith("cuda"):
         return 1
     return max(1, int(det.backend.slots))

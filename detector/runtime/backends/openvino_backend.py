@@ -78,9 +78,10 @@ class _Shape:
         self.compiling = False
 
 
-def adaptive_streams(core: Any, streams: int) -> int:
-    """Streams of the throughput model in adaptive mode: `streams` when set, else half the CPU's stream range (on
-    2 cores: 2 streams of 1 thread; OpenVINO's THROUGHPUT hint picks the same there), at least 2."""
+def throughput_streams(core: Any, streams: int) -> int:
+    """Streams of a throughput model (the `throughput` hint, or adaptive's second model): `streams` when set, else
+    half the CPU's stream range (on 2 cores: 2 streams of 1 thread; OpenVINO's THROUGHPUT hint picks the same
+    there), at least 2. Set explicitly so the backend knows its slots (one model thread per stream)."""
     if streams:
         return streams
     try:
@@ -104,7 +105,7 @@ class OpenVinoBackend(Backend):
         # would drift from the other backends and from the evaluation. bf16 is an explicit, measured opt-in.
         # Adaptive needs threads to split: with a pinned single thread (the shadow challenger) it is plain latency.
         self.adaptive = ovo.hint == "adaptive" and options.threads != 1
-        # auto: latency here; `BackendOptions.for_clip` makes it adaptive for a clip's frames.
+        # auto: latency here; `BackendOptions.for_clip` makes it throughput for a clip's frames.
         hint = "latency" if ovo.hint in ("adaptive", "auto") else ovo.hint
         self.config: dict[str, Any] = {
             "PERFORMANCE_HINT": hint.upper(),
@@ -113,9 +114,13 @@ class OpenVinoBackend(Backend):
         }
         if options.threads:
             self.config["INFERENCE_NUM_THREADS"] = options.threads
-        if ovo.streams and not self.adaptive:
+        # Streams need threads to split too: with one thread, throughput is one stream, as OpenVINO would pick.
+        streaming = (self.adaptive or hint == "throughput") and options.threads != 1
+        self.streams = throughput_streams(self.core, ovo.streams) if streaming else 1
+        if hint == "throughput" and streaming:
+            self.config["NUM_STREAMS"] = self.streams
+        elif ovo.streams and not self.adaptive:
             self.config["NUM_STREAMS"] = ovo.streams
-        self.streams = adaptive_streams(self.core, ovo.streams) if self.adaptive else 1
         self.throughput_config = {**self.config, "PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": self.streams}
         self._in_flight = 0
         self._flight_lock = threading.Lock()
@@ -150,7 +155,7 @@ class OpenVinoBackend(Backend):
 
     @property
     def slots(self) -> int:
-        """Adaptive: one model thread per throughput stream, so every stream can be busy under load."""
+        """Throughput and adaptive: one model thread per stream, so every stream can be busy under load."""
         return self.streams
 
     def _for_shape(self, shape: tuple[int, ...]) -> _Shape:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import cv2
@@ -79,14 +78,11 @@ def test_frames_in_flight_on_throughput_streams_answer_as_one_at_a_time(
         backend = det.backend
         in_flight = video_detect.calls_in_flight(det)
         assert in_flight == backend.slots >= 2
-        one = _run(det, clip, tmp_path, 1, stride, monkeypatch)  # alone: the latency model only
+        one = _run(det, clip, tmp_path, 1, stride, monkeypatch)
         (shape,) = backend.cached_shapes  # type: ignore[attr-defined]
-        latency = backend.compiled_for(shape)  # type: ignore[attr-defined]
-        deadline = time.monotonic() + 60
-        while (streams := backend.compiled_for(shape, crowded=True)) is latency:  # type: ignore[attr-defined]
-            assert time.monotonic() < deadline, "the throughput model never finished compiling"
-            time.sleep(0.05)
+        streams = backend.compiled_for(shape)  # type: ignore[attr-defined]
+        assert str(streams.compiled.get_property("PERFORMANCE_HINT")).upper() == "THROUGHPUT"
         used = streams.requests
         overlapped = _run(det, clip, tmp_path, 1, stride, monkeypatch, in_flight=in_flight)
-        assert streams.requests > used  # the overlapped frames ran on the throughput streams
+        assert streams.requests >= used + 2  # the overlapped frames ran on threads of their own, one per stream
     _assert_same_answers(one, overlapped, stride)

@@ -112,7 +112,7 @@ def test_adaptive_runs_alone_on_the_latency_model_and_together_on_throughput_str
         _assert_same(a, b)
 
 
-@pytest.mark.parametrize(("hint", "threads"), [("latency", 0), ("auto", 0), ("throughput", 0), ("adaptive", 1)])
+@pytest.mark.parametrize(("hint", "threads"), [("latency", 0), ("auto", 0), ("throughput", 1), ("adaptive", 1)])
 def test_latency_hint_or_one_thread_never_compiles_a_throughput_model(
     model_path: Path, dataset_dir: Path, hint: str, threads: int
 ) -> None:
@@ -126,3 +126,16 @@ def test_latency_hint_or_one_thread_never_compiles_a_throughput_model(
             assert backend.compiled_for(shape, crowded=True) is backend.compiled_for(shape)  # type: ignore[attr-defined]
             time.sleep(0.05)
         assert backend._compiler is None  # type: ignore[attr-defined]
+
+
+def test_the_throughput_hint_has_a_slot_per_stream(model_path: Path, dataset_dir: Path) -> None:
+    """`hint: throughput` (what a clip gets from `hint: auto`) compiles one model with as many streams as the backend
+    has slots, so the service and a clip run a model thread, or a frame, on each."""
+    options = BackendOptions(device="cpu", threads=2, openvino=OpenVinoConfig(hint="throughput"))
+    with Detector.load(model_path, "openvino", options=options, conf=CONF) as det:
+        det.predict(_mixed_images(dataset_dir)[0])
+        backend = det.backend
+        compiled = backend.compiled_for(backend.cached_shapes[0])  # type: ignore[attr-defined]
+        assert str(compiled.compiled.get_property("PERFORMANCE_HINT")).upper() == "THROUGHPUT"
+        assert compiled.compiled.get_property("NUM_STREAMS") == backend.slots >= 2
+        assert not backend.adaptive and backend._compiler is None  # type: ignore[attr-defined]
