@@ -18,6 +18,10 @@ request waits for a compilation it did not need; until it is ready the latency m
 threads on the 640 px INT8 model ran 59 images/s against 45 on the latency model alone; but the HTTP service on the
 same 2 cores lost with it at every concurrency (c=4: 41 against 51 req/s; c=1: 23.1 against 21.7 ms), since decoding
 and HTTP need the cores the streams take. So it is not the default; try it where cores outnumber that work.
+
+The throughput hint alone (what a clip read from a file gets from `hint: auto`, `BackendOptions.for_clip`) compiles
+one model with its streams set explicitly (`throughput_streams`), and the backend has one slot per stream: a clip
+keeps a frame on each, the service runs a model thread on each.
 """
 
 from __future__ import annotations
