@@ -84,5 +84,7 @@ def test_frames_in_flight_on_throughput_streams_answer_as_one_at_a_time(
         assert str(streams.compiled.get_property("PERFORMANCE_HINT")).upper() == "THROUGHPUT"
         used = streams.requests
         overlapped = _run(det, clip, tmp_path, 1, stride, monkeypatch, in_flight=in_flight)
-        assert streams.requests >= used + 2  # the overlapped frames ran on threads of their own, one per stream
+        # The overlapped calls ran on the pool's threads (each makes its own infer request; how many threads the pool
+        # starts depends on how fast frames arrive, so not a count).
+        assert streams.requests > used
     _assert_same_answers(one, overlapped, stride)
