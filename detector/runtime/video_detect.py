@@ -45,7 +45,7 @@ class VideoRun:
 def frames_per_call(det: Detector) -> int:
     """On a GPU, consecutive frames go to the backend together (up to its batch limit); on a CPU one at a time,
     where a batch costs the sum of its images and only delays the first frame's answer (api/inference/batching.py)."""
-    if not str(det.backend.device_name).startswith("cuda"):
+    if not _on_gpu(det):
         return 1
     return min(GPU_FRAMES_PER_CALL, det.max_batch or GPU_FRAMES_PER_CALL)
 
@@ -54,9 +54,13 @@ def calls_in_flight(det: Detector) -> int:
     """Backend calls a clip keeps running at once: on a CPU, the backend's slots (OpenVINO's throughput hint: one per
     stream, each a frame on its own cores, which together beat one frame on every core; measured in
     docs/inference.md); 1 elsewhere, and on a GPU, where frames share a call instead (`frames_per_call`)."""
-    if str(det.backend.device_name).startswith("cuda"):
+    if _on_gpu(det):
         return 1
     return max(1, int(det.backend.slots))
+
+
+def _on_gpu(det: Detector) -> bool:
+    return str(det.backend.device_name).startswith("cuda")
 
 
 def detect_video(
@@ -129,7 +133,8 @@ def detect_video(
             pending.append(item)
             if sum(run for _, _, run in pending) >= per_call:
                 call()
-        call()
+        if pending:
+            call()
         while calls:
             finish(*calls.popleft())
     finally:
