@@ -125,6 +125,8 @@ class _Job:
 
 
 _STOP = None  # queue sentinel: one per worker at shutdown
+# `singles_alone`: bulk calls overlap only after this long without a single image (measured below, `MicroBatcher`).
+SINGLES_QUIET_S = 1.0
 
 
 class _Lanes:
@@ -139,6 +141,12 @@ class _Lanes:
         self.single_priority = max(1, single_priority)
         self.bulk_hold_s = bulk_hold_s
         self.singles_coming = singles_coming  # singles admitted and not yet in the lane (being decoded)
+        # Single images run alone (`Backend.singles_alone`): a single waits for the calls in flight to finish, no
+        # call starts while it runs, and bulk calls overlap only while singles are quiet.
+        self.singles_alone = False
+        self._running = 0  # calls started with a worker's first job and not finished
+        self._last_single = float("-inf")  # when the last single image was queued (perf_counter)
+        self._singles_running = 0
         self._single: deque[_Job | None] = deque()
         self._bulk: deque[_Job | None] = deque()
         self._singles_in_a_row = 0
@@ -147,21 +155,72 @@ class _Lanes:
     def put(self, job: _Job | None, bulk: bool = False) -> None:
         with self._ready:
             (self._bulk if bulk else self._single).append(job)
-            self._ready.notify()
+            if not bulk:
+                self._last_single = time.perf_counter()
+            self._ready.notify_all()
 
     def get(self, timeout: float | None = None) -> _Job | None:
+        """A worker's first job (`timeout` None), counted as a call until `done`, or a companion for its batch."""
         with self._ready:
-            if not self._ready.wait_for(lambda: bool(self._single or self._bulk), timeout=timeout):
-                raise queue.Empty
-            if timeout is None:  # a worker's first job; never while it collects companions for a batch
-                self._hold_bulk()
-            return self._take()
+            if timeout is not None:
+                if not self._ready.wait_for(lambda: bool(self._single or self._bulk), timeout=timeout):
+                    raise queue.Empty
+                return self._take(first=False)
+            while True:
+                while not (self._single_may_start() or self._bulk_may_start()):
+                    self._ready.wait(self._recheck_s())
+                self._hold_bulk()  # releases the lock while it waits: look again after it
+                if self._single_may_start() or self._bulk_may_start():
+                    break
+            job = self._take(first=True)
+            if job is None:  # a stop sentinel
+                return job
+            self._running += 1
+            if not job.reservation.bulk:
+                self._singles_running += 1
+                if self.singles_alone:  # the calls already running finish first; none starts meanwhile
+                    self._ready.wait_for(lambda: self._running == 1)
+            return job
 
     def get_nowait(self) -> _Job | None:
         with self._ready:
             if not (self._single or self._bulk):
                 raise queue.Empty
-            return self._take()
+            return self._take(first=False)
+
+    def done(self, first: _Job) -> None:
+        """The call a worker started with `first` finished."""
+        with self._ready:
+            self._running -= 1
+            self._singles_running -= not first.reservation.bulk
+            self._ready.notify_all()
+
+    def _single_may_start(self, first: bool = True) -> bool:
+        if not self._single:
+            return False
+        if self._single[0] is None or not (first and self.singles_alone):  # a stop sentinel always passes
+            return True
+        return not self._singles_running
+
+    def _bulk_may_start(self, first: bool = True) -> bool:
+        """With `singles_alone`, bulk calls overlap only once single images have been quiet for `SINGLES_QUIET_S`:
+        while they keep coming, one call runs at a time, as on the latency model alone."""
+        if not self._bulk:
+            return False
+        if self._bulk[0] is None or not (first and self.singles_alone):
+            return True
+        if self._singles_running:
+            return False
+        return not self._running or self._singles_quiet()
+
+    def _singles_quiet(self) -> bool:
+        return time.perf_counter() - self._last_single >= SINGLES_QUIET_S and self.singles_coming() <= 0
+
+    def _recheck_s(self) -> float | None:
+        """How long a worker may sleep before the quiet rule could let it start a bulk call (nothing notifies)."""
+        if self.singles_alone and self._bulk and self._running and not self._singles_running:
+            return 0.05
+        return None
 
     def _hold_bulk(self) -> None:
         """Wait (lock released) while only bulk work is here and a single image is being decoded, up to
@@ -173,8 +232,9 @@ class _Lanes:
                 return
             self._ready.wait(min(remaining, 0.002))
 
-    def _take(self) -> _Job | None:
-        if self._single and not (self._bulk and self._singles_in_a_row >= self.single_priority):
+    def _take(self, first: bool) -> _Job | None:
+        single, bulk = self._single_may_start(first), self._bulk_may_start(first)
+        if single and not (bulk and self._singles_in_a_row >= self.single_priority):
             self._singles_in_a_row += 1
             return self._single.popleft()
         self._singles_in_a_row = 0
@@ -240,6 +300,7 @@ class MicroBatcher:
         threads only wait for the slot that backend has."""
         if self.workers == 0:
             self._grow(int(model.info.get("slots") or 1))
+        self._queue.singles_alone = bool(model.info.get("singles_alone"))
 
     def _singles_coming(self) -> int:
         """Single images admitted and not yet in a lane: being decoded (a heuristic read without the lock)."""
@@ -342,6 +403,8 @@ class MicroBatcher:
                 for job in batch:
                     if not job.future.done():
                         job.future.set_exception(RuntimeError("inference failed"))
+            finally:
+                self._queue.done(first)
             if stop:
                 return
 

@@ -281,6 +281,7 @@ class Detector:
             "rect": self.rect,
             "max_batch": self.max_batch,
             "slots": self.backend.slots,
+            "singles_alone": self.backend.singles_alone,
             "dataset_version": m.dataset_version,
             "source_run_id": m.source_run_id,
             # The thresholds a call without `conf` applies (per class by name, `conf` for the others) and their source.

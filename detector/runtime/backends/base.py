@@ -127,6 +127,12 @@ class Backend(ABC):
         return 1
 
     @property
+    def singles_alone(self) -> bool:
+        """Whether the service should run a single image with no other call in flight (OpenVINO's `hint: auto`: on
+        its latency model, every core), its other slots running only bulk work (batch items, video frames)."""
+        return False
+
+    @property
     def failure(self) -> str | None:
         """Why this backend broke at run time and cannot recover in this process (a CUDA fault); None while fine."""
         return None

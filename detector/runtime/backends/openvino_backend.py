@@ -19,6 +19,12 @@ threads on the 640 px INT8 model ran 59 images/s against 45 on the latency model
 same 2 cores lost with it at every concurrency (c=4: 41 against 51 req/s; c=1: 23.1 against 21.7 ms), since decoding
 and HTTP need the cores the streams take. So it is not the default; try it where cores outnumber that work.
 
+`hint: auto` (what configs/inference.yaml ships) is adaptive with `singles_alone`: the service runs a single image
+with no other call in flight, so it gets the latency model and every core as with `hint: latency`, and lets bulk
+calls (video frames, batch items) overlap on the throughput streams only while no single image has come for a
+second (api/inference/batching.py). Video gains what the streams give, single images lose nothing (measured in
+docs/performance.md).
+
 The throughput hint alone (what a clip read from a file gets from `hint: auto`, `BackendOptions.for_clip`) compiles
 one model with its streams set explicitly (`throughput_streams`), and the backend has one slot per stream: a clip
 keeps a frame on each, the service runs a model thread on each.
@@ -108,8 +114,10 @@ class OpenVinoBackend(Backend):
         # f32 by default: on CPUs with bf16/AMX OpenVINO would otherwise lower precision on its own, and results
         # would drift from the other backends and from the evaluation. bf16 is an explicit, measured opt-in.
         # Adaptive needs threads to split: with a pinned single thread (the shadow challenger) it is plain latency.
-        self.adaptive = ovo.hint == "adaptive" and options.threads != 1
-        # auto: latency here; `BackendOptions.for_clip` makes it throughput for a clip's frames.
+        self.adaptive = ovo.hint in ("adaptive", "auto") and options.threads != 1
+        # auto: adaptive, with single images run alone by the service (`singles_alone`); `BackendOptions.for_clip`
+        # makes it throughput for a clip's frames.
+        self._singles_alone = ovo.hint == "auto" and self.adaptive
         hint = "latency" if ovo.hint in ("adaptive", "auto") else ovo.hint
         self.config: dict[str, Any] = {
             "PERFORMANCE_HINT": hint.upper(),
@@ -161,6 +169,12 @@ class OpenVinoBackend(Backend):
     def slots(self) -> int:
         """Throughput and adaptive: one model thread per stream, so every stream can be busy under load."""
         return self.streams
+
+    @property
+    def singles_alone(self) -> bool:
+        """`hint: auto`: a single image keeps the latency behaviour (alone, on every core); bulk calls that overlap
+        take the throughput model."""
+        return self._singles_alone
 
     def _for_shape(self, shape: tuple[int, ...]) -> _Shape:
         if self._dynamic is not None:

@@ -297,3 +297,83 @@ def test_bulk_work_waits_for_a_single_image_being_decoded_but_not_longer_than_th
     assert det.order == [100, 1, 2], det.order  # before: the bulk image first, the single waiting behind its call
     assert held < 0.3, held
     assert 0.25 < waited < 1.0, waited
+
+
+# OpenVINO's `hint: auto` (`singles_alone`): a single image runs alone, bulk calls overlap only while singles are quiet.
+
+
+class IntervalRecorder(FakeDetector):
+    """Records each call's (first image value, start, end); singles are valued >= 100, bulk images below."""
+
+    def __init__(self, delay_s: float) -> None:
+        super().__init__(echo=True, delay_s=delay_s, info={"slots": 2, "singles_alone": True})
+        self.intervals: list[tuple[int, float, float]] = []
+        self._lock = threading.Lock()
+
+    def predict_batch(self, images: Any, *args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        result = super().predict_batch(images, *args, **kwargs)
+        with self._lock:
+            self.intervals.append((int(images[0][0, 0, 0]), started, time.perf_counter()))
+        return result
+
+
+def _overlapping(intervals: list[tuple[int, float, float]], value: int) -> list[int]:
+    _, start, end = next(i for i in intervals if i[0] == value)
+    return [v for v, s, e in intervals if v != value and s < end and start < e]
+
+
+def test_with_singles_alone_a_single_runs_alone_and_bulk_overlaps_only_while_singles_are_quiet(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("api.inference.batching.SINGLES_QUIET_S", 0.5)
+    det = IntervalRecorder(delay_s=0.04)
+    b = make(det, micro_batching="never", workers=0)
+    model = b.slot.current
+    assert model is not None
+    b.follow(model)  # two model threads, singles alone
+
+    async def bulk(values: range) -> None:
+        await asyncio.gather(*(one(b, v, reservation=b.reserve(bulk=True)) for v in values))
+
+    async def main() -> tuple[float, float]:
+        await bulk(range(0, 8))  # no single yet: the two threads overlap bulk calls
+        mixed = asyncio.ensure_future(bulk(range(10, 30)))
+        singles_from = time.perf_counter()
+        for v in range(100, 106):  # a steady stream of single images while the bulk work goes on
+            await one(b, v)
+            await asyncio.sleep(0.02)
+        singles_until = time.perf_counter()
+        await mixed
+        return singles_from, singles_until
+
+    singles_from, singles_until = asyncio.run(main())
+    b.close(1)
+    calls = det.intervals
+    assert any(_overlapping(calls, v) for v in range(0, 8)), "quiet singles: bulk calls should overlap"
+    for v in range(100, 106):
+        assert _overlapping(calls, v) == [], f"single {v} ran beside {_overlapping(calls, v)}"
+    # While singles keep coming (and for the quiet time after the last), bulk calls run one at a time.
+    busy = [(v, s, e) for v, s, e in calls if singles_from <= s <= singles_until]
+    assert all(not _overlapping(busy, v) for v, _, _ in busy), busy
+    assert any(v < 100 for v, _, _ in busy)  # bulk work still advanced between the singles
+
+
+def test_without_singles_alone_singles_and_bulk_share_the_threads() -> None:
+    """The control: a backend without `singles_alone` (TensorRT's slots) runs a single beside a bulk call."""
+    det = IntervalRecorder(delay_s=0.04)
+    det.info = {"slots": 2}
+    b = make(det, micro_batching="never", workers=0)
+    model = b.slot.current
+    assert model is not None
+    b.follow(model)
+
+    async def main() -> None:
+        mixed = asyncio.ensure_future(asyncio.gather(*(one(b, v, reservation=b.reserve(bulk=True)) for v in range(4))))
+        await asyncio.sleep(0.01)
+        await one(b, 100)
+        await mixed
+
+    asyncio.run(main())
+    b.close(1)
+    assert _overlapping(det.intervals, 100)

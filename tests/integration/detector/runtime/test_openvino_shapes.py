@@ -84,16 +84,21 @@ def _wait_for_throughput(backend, shape: tuple[int, ...]):  # type: ignore[no-un
     return latency, got
 
 
+@pytest.mark.parametrize("hint", ["adaptive", "auto"])
 def test_adaptive_runs_alone_on_the_latency_model_and_together_on_throughput_streams(
-    model_path: Path, dataset_dir: Path
+    model_path: Path, dataset_dir: Path, hint: str
 ) -> None:
+    """`auto` is adaptive too, with `singles_alone`: the service runs single images alone (on the latency model) and
+    lets only bulk calls overlap (api/inference/batching.py)."""
     images = _mixed_images(dataset_dir)[:2]
     with Detector.load(model_path, "onnxruntime", conf=CONF) as ref:
         expected = [ref.predict(im) for im in images]
-    adaptive = BackendOptions(device="cpu", openvino=OpenVinoConfig(hint="adaptive"))
+    adaptive = BackendOptions(device="cpu", openvino=OpenVinoConfig(hint=hint))  # type: ignore[arg-type]
     with Detector.load(model_path, "openvino", options=adaptive, conf=CONF) as det:
         backend = det.backend
         assert backend.adaptive and backend.slots >= 2  # type: ignore[attr-defined]
+        assert backend.singles_alone is (hint == "auto")
+        assert det.describe()["singles_alone"] is (hint == "auto")
         alone = [det.predict(im) for im in images]
         shape = backend.cached_shapes[0]  # type: ignore[attr-defined]
         # Nothing was crowded yet: no throughput model exists, and the first crowded call does not wait for one.
@@ -112,7 +117,7 @@ def test_adaptive_runs_alone_on_the_latency_model_and_together_on_throughput_str
         _assert_same(a, b)
 
 
-@pytest.mark.parametrize(("hint", "threads"), [("latency", 0), ("auto", 0), ("throughput", 1), ("adaptive", 1)])
+@pytest.mark.parametrize(("hint", "threads"), [("latency", 0), ("auto", 1), ("throughput", 1), ("adaptive", 1)])
 def test_latency_hint_or_one_thread_never_compiles_a_throughput_model(
     model_path: Path, dataset_dir: Path, hint: str, threads: int
 ) -> None:
@@ -121,7 +126,7 @@ def test_latency_hint_or_one_thread_never_compiles_a_throughput_model(
         det.predict(_mixed_images(dataset_dir)[0])
         backend = det.backend
         shape = backend.cached_shapes[0]  # type: ignore[attr-defined]
-        assert backend.slots == 1
+        assert backend.slots == 1 and not backend.singles_alone
         for _ in range(3):
             assert backend.compiled_for(shape, crowded=True) is backend.compiled_for(shape)  # type: ignore[attr-defined]
             time.sleep(0.05)
