@@ -105,9 +105,10 @@ class InferenceResult:
 class Reservation:
     """A place in the queue, held from admission until the response is built; release() is idempotent."""
 
-    def __init__(self, batcher: MicroBatcher, bulk: bool = False) -> None:
+    def __init__(self, batcher: MicroBatcher, bulk: bool = False, overlap: bool = False) -> None:
         self._batcher = batcher
         self.bulk = bulk
+        self.overlap = overlap  # a video frame: may run beside other calls under `singles_alone` (`_Lanes`)
         self.waiting = True  # counted in the queue depth until a worker picks the job up
         self.active = True  # counted until the request is done (shutdown waits for these)
 
@@ -159,20 +160,21 @@ class _Lanes:
                 self._last_single = time.perf_counter()
             self._ready.notify_all()
 
-    def get(self, timeout: float | None = None) -> _Job | None:
-        """A worker's first job (`timeout` None), counted as a call until `done`, or a companion for its batch."""
+    def get(self, timeout: float | None = None, worker: int = 0) -> _Job | None:
+        """Worker `worker`'s first job (`timeout` None), counted as a call until `done`, or a companion for its
+        batch (`timeout` set: no rule but the lanes' order)."""
         with self._ready:
             if timeout is not None:
                 if not self._ready.wait_for(lambda: bool(self._single or self._bulk), timeout=timeout):
                     raise queue.Empty
-                return self._take(first=False)
+                return self._take()
             while True:
-                while not (self._single_may_start() or self._bulk_may_start()):
+                while not (self._single_may_start(worker) or self._bulk_may_start(worker)):
                     self._ready.wait(self._recheck_s())
                 self._hold_bulk()  # releases the lock while it waits: look again after it
-                if self._single_may_start() or self._bulk_may_start():
+                if self._single_may_start(worker) or self._bulk_may_start(worker):
                     break
-            job = self._take(first=True)
+            job = self._take(worker)
             if job is None:  # a stop sentinel
                 return job
             self._running += 1
@@ -186,7 +188,7 @@ class _Lanes:
         with self._ready:
             if not (self._single or self._bulk):
                 raise queue.Empty
-            return self._take(first=False)
+            return self._take()
 
     def done(self, first: _Job) -> None:
         """The call a worker started with `first` finished."""
@@ -195,30 +197,36 @@ class _Lanes:
             self._singles_running -= not first.reservation.bulk
             self._ready.notify_all()
 
-    def _single_may_start(self, first: bool = True) -> bool:
+    # With `singles_alone`, worker 0 runs every single image and batch item, one call at a time as the latency model
+    # alone would (on its one infer request: a second worker taking turns cost a few per cent), and the other workers
+    # only video frames, beside it, once single images have been quiet for `SINGLES_QUIET_S`.
+
+    def _single_may_start(self, worker: int | None) -> bool:
         if not self._single:
             return False
-        if self._single[0] is None or not (first and self.singles_alone):  # a stop sentinel always passes
+        if self._single[0] is None or worker is None or not self.singles_alone:  # a stop sentinel always passes
             return True
-        return not self._singles_running
+        return worker == 0 and not self._singles_running
 
-    def _bulk_may_start(self, first: bool = True) -> bool:
-        """With `singles_alone`, bulk calls overlap only once single images have been quiet for `SINGLES_QUIET_S`:
-        while they keep coming, one call runs at a time, as on the latency model alone."""
+    def _bulk_may_start(self, worker: int | None) -> bool:
         if not self._bulk:
             return False
-        if self._bulk[0] is None or not (first and self.singles_alone):
+        head = self._bulk[0]
+        if head is None or worker is None or not self.singles_alone:
             return True
         if self._singles_running:
             return False
-        return not self._running or self._singles_quiet()
+        if worker == 0 and not self._running:
+            return True
+        return head.reservation.overlap and self._singles_quiet()
 
     def _singles_quiet(self) -> bool:
         return time.perf_counter() - self._last_single >= SINGLES_QUIET_S and self.singles_coming() <= 0
 
     def _recheck_s(self) -> float | None:
-        """How long a worker may sleep before the quiet rule could let it start a bulk call (nothing notifies)."""
-        if self.singles_alone and self._bulk and self._running and not self._singles_running:
+        """How long a worker may sleep before the quiet rule could let it start a video frame (nothing notifies)."""
+        head = self._bulk[0] if self._bulk else None
+        if self.singles_alone and head is not None and head.reservation.overlap and not self._singles_running:
             return 0.05
         return None
 
@@ -232,8 +240,9 @@ class _Lanes:
                 return
             self._ready.wait(min(remaining, 0.002))
 
-    def _take(self, first: bool) -> _Job | None:
-        single, bulk = self._single_may_start(first), self._bulk_may_start(first)
+    def _take(self, worker: int | None = None) -> _Job | None:
+        """The next job worker `worker` may start (None: a companion, which joins a call already counted)."""
+        single, bulk = self._single_may_start(worker), self._bulk_may_start(worker)
         if single and not (bulk and self._singles_in_a_row >= self.single_priority):
             self._singles_in_a_row += 1
             return self._single.popleft()
@@ -290,7 +299,8 @@ class MicroBatcher:
             if self._stopped:
                 return
             while len(self._threads) < count:
-                t = threading.Thread(target=self._worker, name=f"model-worker-{len(self._threads)}", daemon=True)
+                index = len(self._threads)
+                t = threading.Thread(target=self._worker, args=(index,), name=f"model-worker-{index}", daemon=True)
                 self._threads.append(t)
                 t.start()
 
@@ -318,15 +328,15 @@ class MicroBatcher:
 
     # -- request side (event loop) ------------------------------------------------------------------------------
 
-    def reserve(self, bulk: bool = False) -> Reservation:
-        """Admit one request (`bulk`: a batch item or a video frame) or refuse at once with 503 + Retry-After
-        (never blocks)."""
+    def reserve(self, bulk: bool = False, overlap: bool = False) -> Reservation:
+        """Admit one request (`bulk`: a batch item or a video frame; `overlap`: a video frame, which may run beside
+        other calls, `_Lanes`) or refuse at once with 503 + Retry-After (never blocks)."""
         with self._lock:
             self._check_room(bulk)
             self._waiting += 1
             self._bulk_waiting += bulk
             self._active += 1
-            return Reservation(self, bulk)
+            return Reservation(self, bulk, overlap)
 
     def has_room(self, bulk: bool = False, count: int = 1) -> bool:
         """Whether `count` reservations would be admitted now (counts no rejection)."""
@@ -390,9 +400,9 @@ class MicroBatcher:
 
     # -- worker side (threads) ----------------------------------------------------------------------------------
 
-    def _worker(self) -> None:
+    def _worker(self, index: int) -> None:
         while True:
-            first = self._queue.get()
+            first = self._queue.get(worker=index)
             if first is _STOP:
                 return
             batch, stop = self._collect(first)

@@ -379,7 +379,7 @@ class Pipeline:
             except InvalidInputError as exc:
                 raise UnprocessableError(str(exc)) from None
         await self.wait_for_room(lambda: self.batcher.has_room(True, places), self.server.request_timeout_s)
-        reservation = self.batcher.reserve(bulk=True)
+        reservation = self.batcher.reserve(bulk=True, overlap=True)
         decoded = DecodedImage(pixels, *size)
         if options.tiling is None:
             result = await self._infer(reservation, pixels, options.thresholds)

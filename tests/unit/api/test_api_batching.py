@@ -299,7 +299,8 @@ def test_bulk_work_waits_for_a_single_image_being_decoded_but_not_longer_than_th
     assert 0.25 < waited < 1.0, waited
 
 
-# OpenVINO's `hint: auto` (`singles_alone`): a single image runs alone, bulk calls overlap only while singles are quiet.
+# OpenVINO's `hint: auto` (`singles_alone`): a single image runs alone; video frames overlap only while singles are
+# quiet.
 
 
 class IntervalRecorder(FakeDetector):
@@ -308,6 +309,7 @@ class IntervalRecorder(FakeDetector):
     def __init__(self, delay_s: float) -> None:
         super().__init__(echo=True, delay_s=delay_s, info={"slots": 2, "singles_alone": True})
         self.intervals: list[tuple[int, float, float]] = []
+        self.threads: dict[int, str] = {}  # first image value -> the model thread that ran the call
         self._lock = threading.Lock()
 
     def predict_batch(self, images: Any, *args: Any, **kwargs: Any) -> Any:
@@ -315,6 +317,7 @@ class IntervalRecorder(FakeDetector):
         result = super().predict_batch(images, *args, **kwargs)
         with self._lock:
             self.intervals.append((int(images[0][0, 0, 0]), started, time.perf_counter()))
+            self.threads[int(images[0][0, 0, 0])] = threading.current_thread().name
         return result
 
 
@@ -323,7 +326,7 @@ def _overlapping(intervals: list[tuple[int, float, float]], value: int) -> list[
     return [v for v, s, e in intervals if v != value and s < end and start < e]
 
 
-def test_with_singles_alone_a_single_runs_alone_and_bulk_overlaps_only_while_singles_are_quiet(
+def test_with_singles_alone_a_single_runs_alone_and_video_frames_overlap_only_while_singles_are_quiet(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr("api.inference.batching.SINGLES_QUIET_S", 0.5)
@@ -333,11 +336,12 @@ def test_with_singles_alone_a_single_runs_alone_and_bulk_overlaps_only_while_sin
     assert model is not None
     b.follow(model)  # two model threads, singles alone
 
-    async def bulk(values: range) -> None:
-        await asyncio.gather(*(one(b, v, reservation=b.reserve(bulk=True)) for v in values))
+    async def bulk(values: range, overlap: bool = True) -> None:
+        await asyncio.gather(*(one(b, v, reservation=b.reserve(bulk=True, overlap=overlap)) for v in values))
 
     async def main() -> tuple[float, float]:
-        await bulk(range(0, 8))  # no single yet: the two threads overlap bulk calls
+        await bulk(range(0, 8))  # video frames, no single yet: the two threads overlap them
+        await bulk(range(40, 48), overlap=False)  # batch items: one call at a time even so
         mixed = asyncio.ensure_future(bulk(range(10, 30)))
         singles_from = time.perf_counter()
         for v in range(100, 106):  # a steady stream of single images while the bulk work goes on
@@ -350,7 +354,11 @@ def test_with_singles_alone_a_single_runs_alone_and_bulk_overlaps_only_while_sin
     singles_from, singles_until = asyncio.run(main())
     b.close(1)
     calls = det.intervals
-    assert any(_overlapping(calls, v) for v in range(0, 8)), "quiet singles: bulk calls should overlap"
+    assert any(_overlapping(calls, v) for v in range(0, 8)), "quiet singles: video frames should overlap"
+    assert not any(_overlapping(calls, v) for v in range(40, 48)), "batch items should not overlap"
+    # Singles and batch items always on the first model thread (its infer request), video frames on both.
+    assert {det.threads[v] for v in [*range(40, 48), *range(100, 106)]} == {"model-worker-0"}
+    assert {det.threads[v] for v in range(0, 8)} == {"model-worker-0", "model-worker-1"}
     for v in range(100, 106):
         assert _overlapping(calls, v) == [], f"single {v} ran beside {_overlapping(calls, v)}"
     # While singles keep coming (and for the quiet time after the last), bulk calls run one at a time.
