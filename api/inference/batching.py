@@ -38,6 +38,17 @@ its images and OpenVINO compiles one static model per batch size: on the 2-core 
 photos gave 45 req/s with one image per call against 35 (first pass, compiling) and 47 (warm) batched, and OpenVINO's
 throughput streams with two workers gave 43-51 req/s but 33 ms instead of 23 at c=1 (`benchmarks/peers.py` photos,
 INT8 model). So `micro_batching: auto` (the default) batches only models on a GPU.
+
+Single images alone (`singles_alone`: OpenVINO's `hint: auto`, the shipped default): the backend has a model thread
+per throughput stream (2 on 2 cores), but single images and batch items run on the first one, one call at a time, a
+single waiting for the calls in flight to finish, so they get the latency model and every core as with `hint:
+latency`; video frames also run on the other threads, beside each other on the throughput streams, once no single
+image has come for `SINGLES_QUIET_S`. Why this split, measured on the 2-core AMD host with the 640 px INT8 model
+(interleaved A/B against `hint: latency`): `/predict/video` gained 9-11 % (75.5 -> 82.1 frames/s on the generated
+clip, 57.8 -> 64.1 on H.264: one frame on one core costs less CPU than one frame on two); single images over HTTP at
+c=1/4/8 were equal, and so were they while a clip streamed, once they ran alone (52 against 31 ms at p50 when they
+took a stream beside a frame); batch items lost 14 % on the streams (55.5 against 64.4 images/s for 16 photos: their
+JPEG decoding needs the cores), so they stay on the latency model too.
 """
 
 from __future__ import annotations
