@@ -137,7 +137,7 @@ class _Job:
 
 
 _STOP = None  # queue sentinel: one per worker at shutdown
-# `singles_alone`: bulk calls overlap only after this long without a single image (measured below, `MicroBatcher`).
+# `singles_alone`: video frames overlap only after this long without a single image (the module's docstring).
 SINGLES_QUIET_S = 1.0
 
 
@@ -154,7 +154,7 @@ class _Lanes:
         self.bulk_hold_s = bulk_hold_s
         self.singles_coming = singles_coming  # singles admitted and not yet in the lane (being decoded)
         # Single images run alone (`Backend.singles_alone`): a single waits for the calls in flight to finish, no
-        # call starts while it runs, and bulk calls overlap only while singles are quiet.
+        # call starts while it runs, and video frames overlap only while singles are quiet.
         self.singles_alone = False
         self._running = 0  # calls started with a worker's first job and not finished
         self._last_single = float("-inf")  # when the last single image was queued (perf_counter)
@@ -208,9 +208,9 @@ class _Lanes:
             self._singles_running -= not first.reservation.bulk
             self._ready.notify_all()
 
-    # With `singles_alone`, worker 0 runs every single image and batch item, one call at a time as the latency model
-    # alone would (on its one infer request: a second worker taking turns cost a few per cent), and the other workers
-    # only video frames, beside it, once single images have been quiet for `SINGLES_QUIET_S`.
+    # With `singles_alone`, worker 0 runs every single image and batch item, one call at a time and on one infer
+    # request, as the latency hint alone did, and the other workers only video frames, beside it, once single images
+    # have been quiet for `SINGLES_QUIET_S`.
 
     def _single_may_start(self, worker: int | None) -> bool:
         if not self._single:
