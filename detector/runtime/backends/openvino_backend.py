@@ -167,13 +167,13 @@ class OpenVinoBackend(Backend):
 
     @property
     def slots(self) -> int:
-        """Throughput and adaptive: one model thread per stream, so every stream can be busy under load."""
+        """Throughput, adaptive and auto: one model thread per stream, so every stream can be busy under load."""
         return self.streams
 
     @property
     def singles_alone(self) -> bool:
-        """`hint: auto`: a single image keeps the latency behaviour (alone, on every core); bulk calls that overlap
-        take the throughput model."""
+        """`hint: auto`: a single image keeps the latency behaviour (alone, on every core); video frames that
+        overlap take the throughput model (api/inference/batching.py)."""
         return self._singles_alone
 
     def _for_shape(self, shape: tuple[int, ...]) -> _Shape:
