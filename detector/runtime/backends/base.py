@@ -128,8 +128,8 @@ class Backend(ABC):
 
     @property
     def singles_alone(self) -> bool:
-        """Whether the service should run a single image with no other call in flight (OpenVINO's `hint: auto`: on
-        its latency model, every core), its other slots running only bulk work (batch items, video frames)."""
+        """Whether the service should run a single image (and a batch item) with no other call in flight (OpenVINO's
+        `hint: auto`: on its latency model, every core), its other slots running only video frames."""
         return False
 
     @property

@@ -20,9 +20,9 @@ same 2 cores lost with it at every concurrency (c=4: 41 against 51 req/s; c=1: 2
 and HTTP need the cores the streams take. So it is not the default; try it where cores outnumber that work.
 
 `hint: auto` (what configs/inference.yaml ships) is adaptive with `singles_alone`: the service runs a single image
-with no other call in flight, so it gets the latency model and every core as with `hint: latency`, and lets bulk
-calls (video frames, batch items) overlap on the throughput streams only while no single image has come for a
-second (api/inference/batching.py). Video gains what the streams give, single images lose nothing (measured in
+or a batch item with no other call in flight, so it gets the latency model and every core as with `hint: latency`,
+and lets video frames overlap on the throughput streams only while no single image has come for a second
+(api/inference/batching.py). Video gains what the streams give, single images lose nothing (measured in
 docs/performance.md).
 
 The throughput hint alone (what a clip read from a file gets from `hint: auto`, `BackendOptions.for_clip`) compiles
@@ -117,7 +117,6 @@ class OpenVinoBackend(Backend):
         self.adaptive = ovo.hint in ("adaptive", "auto") and options.threads != 1
         # auto: adaptive, with single images run alone by the service (`singles_alone`); `BackendOptions.for_clip`
         # makes it throughput for a clip's frames.
-        self._singles_alone = ovo.hint == "auto" and self.adaptive
         hint = "latency" if ovo.hint in ("adaptive", "auto") else ovo.hint
         self.config: dict[str, Any] = {
             "PERFORMANCE_HINT": hint.upper(),
@@ -174,7 +173,7 @@ class OpenVinoBackend(Backend):
     def singles_alone(self) -> bool:
         """`hint: auto`: a single image keeps the latency behaviour (alone, on every core); video frames that
         overlap take the throughput model (api/inference/batching.py)."""
-        return self._singles_alone
+        return self.adaptive and self.options.openvino.hint == "auto"
 
     def _for_shape(self, shape: tuple[int, ...]) -> _Shape:
         if self._dynamic is not None:
