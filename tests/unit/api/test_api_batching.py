@@ -315,9 +315,10 @@ class IntervalRecorder(FakeDetector):
     def predict_batch(self, images: Any, *args: Any, **kwargs: Any) -> Any:
         started = time.perf_counter()
         result = super().predict_batch(images, *args, **kwargs)
+        value = int(images[0][0, 0, 0])
         with self._lock:
-            self.intervals.append((int(images[0][0, 0, 0]), started, time.perf_counter()))
-            self.threads[int(images[0][0, 0, 0])] = threading.current_thread().name
+            self.intervals.append((value, started, time.perf_counter()))
+            self.threads[value] = threading.current_thread().name
         return result
 
 

@@ -89,7 +89,7 @@ def test_adaptive_runs_alone_on_the_latency_model_and_together_on_throughput_str
     model_path: Path, dataset_dir: Path, hint: str
 ) -> None:
     """`auto` is adaptive too, with `singles_alone`: the service runs single images alone (on the latency model) and
-    lets only bulk calls overlap (api/inference/batching.py)."""
+    lets only video frames overlap (api/inference/batching.py)."""
     images = _mixed_images(dataset_dir)[:2]
     with Detector.load(model_path, "onnxruntime", conf=CONF) as ref:
         expected = [ref.predict(im) for im in images]
