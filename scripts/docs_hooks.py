@@ -29,6 +29,7 @@ REPO_PAGES = (
     "reports/experiments.md",
     "reports/int8_640.md",
     "reports/peers.md",
+    "reports/peers_intel.md",
     "reports/video.md",
     "reports/ray_benchmark.md",
 )

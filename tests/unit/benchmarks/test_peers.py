@@ -40,6 +40,7 @@ def _report() -> dict:
             "ultralytics-openvino-int8": {**summary, "p50_ms": 8.0},
             "ours openvino int8, from JPEG": {**summary, "p50_ms": 6.5},
             "ultralytics-openvino-int8, from JPEG": {**summary, "p50_ms": 10.0},
+            "ultralytics-openvino, from JPEG": {**summary, "p50_ms": 14.0},
         },
         "http_overhead": {"http_p50_ms": 7.0, "in_process_p50_ms": 6.2, "overhead_ms": 0.8, "n": 40},
         "http": [
@@ -60,13 +61,18 @@ def test_ratios_against_the_targets() -> None:
     assert got["http c=1 p50: ours / afternoon service (target <= 1.0)"] == 0.5
     assert got["http c=4 throughput: ours / afternoon service (target >= 1.3)"] == 1.5
     assert got["http c=8 throughput: ours / afternoon service (target >= 1.6)"] == 1.6
-    # The faster of Ultralytics' in-process OpenVINO paths (its INT8 here, 8 ms against 12), from the JPEG, is the bar;
-    # where its FP32 (bf16) export is faster, that one on decoded arrays.
-    assert got["http c=1 p50: ours int8 / ultralytics' fastest ov in-process (int8 from JPEG) (target <= 0.85)"] == 0.7
+    # The faster of Ultralytics' in-process OpenVINO paths from the JPEG is the bar (its INT8 here, 10 ms against 14);
+    # where its FP32 (bf16) export is faster, that one. On decoded arrays, the stricter line: 8 ms against 12.
+    fastest = "http c=1 p50: ours int8 / ultralytics' fastest ov in-process"
+    assert got[f"{fastest} (int8 from JPEG) (target <= 0.85)"] == 0.7
+    assert got[f"{fastest} (int8 on decoded arrays) (stricter)"] == 0.875
     report = _report()
-    report["in_process"]["ultralytics-openvino"]["p50_ms"] = 5.0
-    key = "http c=1 p50: ours int8 / ultralytics' fastest ov in-process (fp32/bf16 on decoded arrays) (target <= 0.85)"
-    assert ratios(report)[key] == 1.4
+    report["in_process"]["ultralytics-openvino, from JPEG"]["p50_ms"] = 5.0
+    report["in_process"]["ultralytics-openvino"]["p50_ms"] = 3.5
+    swapped = ratios(report)
+    assert swapped[f"{fastest} (fp32/bf16 from JPEG) (target <= 0.85)"] == 1.4
+    assert swapped[f"{fastest} (fp32/bf16 on decoded arrays) (stricter)"] == 2.0
+    assert f"{fastest} (int8 from JPEG) (target <= 0.85)" not in swapped
     assert got["http overhead c=1 ms: ours http - ours in-process from JPEG, interleaved (target <= 2)"] == 0.8
     assert got["http c=1 p50: ours int8 / ultralytics ov int8 in-process from JPEG (target <= 1.0)"] == 0.7
     assert got["http c=1 p50: ours int8 / ultralytics ov int8 in-process on decoded arrays (stricter)"] == 0.875
