@@ -390,7 +390,8 @@ class Pipeline:
 
 class FrameStream:
     """A clip's processed frames as `(index, Prediction)`, in frame order, with up to `max_batch` frames in
-    inference at once (a clip fills micro-batches by itself).
+    inference at once (a clip fills micro-batches by itself) and the next frame read (decoded) meanwhile, one read
+    at a time (the reader is a generator), while its line and the ones before it are answered.
 
     Each frame holds its pixels in the shared budget from before it is decoded (its full size) until the consumer
     asks for the next one (its line is out); once decoded, only what its array holds (less after a reduced decode).
@@ -417,13 +418,14 @@ class FrameStream:
         loop = asyncio.get_running_loop()
         limit = pipeline.server.max_video_frames
         while True:
-            # Room in the budget for the next frame: our own oldest frames make room first, then wait in line.
-            while not (taken := budget.try_take(self._frame_pixels)) and self._pending:
-                yield await self._next()
-            if not taken:
-                taken = await budget.acquire(self._frame_pixels, pipeline.server.decode_wait_s)
-            self._holds.append(taken)
-            self._reading = loop.run_in_executor(pipeline.decoder.bulk_pool, next, self._frames, None)
+            if self._reading is None:
+                # Room in the budget for the next frame: our own oldest frames make room first, then wait in line.
+                while not (taken := budget.try_take(self._frame_pixels)) and self._pending:
+                    yield await self._next()
+                if not taken:
+                    taken = await budget.acquire(self._frame_pixels, pipeline.server.decode_wait_s)
+                self._holds.append(taken)
+                self._reading = loop.run_in_executor(pipeline.decoder.bulk_pool, next, self._frames, None)
             item = await self._reading
             self._reading = None
             if item is None:
@@ -438,6 +440,11 @@ class FrameStream:
                 self._pending.append((index, asyncio.ensure_future(pipeline._frame(pixels, self._size, self._options))))
             else:
                 budget.give_back(self._holds.pop())
+            # Read ahead while the budget has room: the next frame decodes while the ones before it are answered
+            # (tracked, written, sent), as the CLI's reader thread does; else decoding waited for each line.
+            if taken := budget.try_take(self._frame_pixels):
+                self._holds.append(taken)
+                self._reading = loop.run_in_executor(pipeline.decoder.bulk_pool, next, self._frames, None)
             while self._pending and (len(self._pending) >= self._window or self._pending[0][1].done()):
                 yield await self._next()
         while self._pending:
@@ -458,10 +465,17 @@ class FrameStream:
             self._pipeline.decoder.pixels.give_back(self._holds.popleft())
         for _, task in self._pending:
             task.cancel()
-        if self._reading is not None and not self._reading.done():
-            self._reading.add_done_callback(lambda _: _close_reader(self._frames))
-        else:
+        if self._reading is None:
             _close_reader(self._frames)
+        elif self._reading.done():
+            self._after_read(self._reading)
+        else:
+            self._reading.add_done_callback(self._after_read)
+
+    def _after_read(self, reading: asyncio.Future[Frame | None]) -> None:
+        if not reading.cancelled():
+            reading.exception()  # taken: a read that fails after the client left is nobody's news
+        _close_reader(self._frames)
 
 
 def _close_reader(frames: Iterator[Any]) -> None:

@@ -1,0 +1,91 @@
+"""A clip's frames in the service (`api.inference.pipeline.FrameStream`): the next frame is read (decoded) while the
+lines before it are being answered, its pixels held in the budget from before its read, and every hold comes back
+at the end, after a disconnect too. A stand-in pipeline: real pixel budget and thread pool, no model."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+from api.admission.pixel_budget import PixelBudget
+from api.inference.pipeline import FrameStream
+
+SIZE = (64, 48)  # the clip's (width, height)
+NO_OPTIONS: Any = None  # the stand-in pipeline's _frame ignores them
+FRAMES = 6
+
+
+def _pipeline(pool: ThreadPoolExecutor, budget: PixelBudget) -> Any:
+    async def frame(pixels: np.ndarray, size: tuple[int, int], options: Any) -> str:
+        return f"prediction {int(pixels[0, 0, 0])}"
+
+    server = SimpleNamespace(max_batch=1, max_video_frames=100, decode_wait_s=1.0)
+    return SimpleNamespace(decoder=SimpleNamespace(pixels=budget, bulk_pool=pool), server=server, _frame=frame)
+
+
+def _reader(started: list[threading.Event]) -> Iterator[tuple[int, np.ndarray, bool]]:
+    for index in range(FRAMES):
+        started[index].set()
+        yield index, np.full((SIZE[1], SIZE[0], 3), index, np.uint8), True
+
+
+def test_the_next_frame_is_read_while_a_line_is_answered() -> None:
+    started = [threading.Event() for _ in range(FRAMES)]
+    budget = PixelBudget(capacity=10 * SIZE[0] * SIZE[1])
+    overlapped: list[bool] = []
+    got: list[tuple[int, Any]] = []
+
+    async def consume() -> None:
+        stream = FrameStream(_pipeline(pool, budget), _reader(started), SIZE, options=NO_OPTIONS)
+        try:
+            async for index, prediction in stream:
+                got.append((index, prediction))
+                if index + 1 < FRAMES:
+                    # While this frame's line is being answered (tracked, sent), the reader is on the next frame:
+                    # one read waiting for each line made the service slower than the CLI on long clips.
+                    overlapped.append(await asyncio.to_thread(started[index + 1].wait, 2.0))
+                # Each frame read and not yet handed out holds its pixels; the line out gives them back.
+                assert budget.held <= 2 * SIZE[0] * SIZE[1]
+        finally:
+            stream.close()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        asyncio.run(consume())
+    assert got == [(i, f"prediction {i}") for i in range(FRAMES)]
+    assert overlapped == [True] * (FRAMES - 1)
+    assert budget.held == 0
+
+
+def test_a_disconnect_gives_every_hold_back_and_closes_the_reader_after_its_read() -> None:
+    release, closed = threading.Event(), threading.Event()
+    budget = PixelBudget(capacity=10 * SIZE[0] * SIZE[1])
+
+    def reader() -> Iterator[tuple[int, np.ndarray, bool]]:
+        try:
+            yield 0, np.zeros((SIZE[1], SIZE[0], 3), np.uint8), True
+            release.wait(5.0)  # the read ahead of frame 1 is still running when the client goes
+            yield 1, np.ones((SIZE[1], SIZE[0], 3), np.uint8), True
+        finally:
+            closed.set()
+
+    async def consume_one() -> None:
+        stream = FrameStream(_pipeline(pool, budget), reader(), SIZE, options=NO_OPTIONS)
+        iterator: Any = stream.__aiter__()
+        assert (await iterator.__anext__())[0] == 0
+        assert budget.held == SIZE[0] * SIZE[1]  # frame 1, being read, holds its pixels
+        stream.close()
+        await iterator.aclose()
+        assert budget.held == 0
+        assert not closed.is_set()  # a read in flight cannot be interrupted: the reader closes after it
+        release.set()
+        assert await asyncio.to_thread(closed.wait, 5.0)
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        asyncio.run(consume_one())
+    assert budget.held == 0
