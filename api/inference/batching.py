@@ -180,10 +180,10 @@ class _Lanes:
                     raise queue.Empty
                 return self._take()
             while True:
-                while not (self._single_may_start(worker) or self._bulk_may_start(worker)):
+                while not self._may_start(worker):
                     self._ready.wait(self._recheck_s())
                 self._hold_bulk()  # releases the lock while it waits: look again after it
-                if self._single_may_start(worker) or self._bulk_may_start(worker):
+                if self._may_start(worker):
                     break
             job = self._take(worker)
             if job is None:  # a stop sentinel
@@ -211,6 +211,9 @@ class _Lanes:
     # With `singles_alone`, worker 0 runs every single image and batch item, one call at a time and on one infer
     # request, as the latency hint alone did, and the other workers only video frames, beside it, once single images
     # have been quiet for `SINGLES_QUIET_S`.
+
+    def _may_start(self, worker: int) -> bool:
+        return self._single_may_start(worker) or self._bulk_may_start(worker)
 
     def _single_may_start(self, worker: int | None) -> bool:
         if not self._single:

@@ -415,7 +415,6 @@ class FrameStream:
     async def __aiter__(self) -> AsyncIterator[tuple[int, Prediction]]:
         pipeline = self._pipeline
         budget = pipeline.decoder.pixels
-        loop = asyncio.get_running_loop()
         limit = pipeline.server.max_video_frames
         while True:
             if self._reading is None:
@@ -424,8 +423,7 @@ class FrameStream:
                     yield await self._next()
                 if not taken:
                     taken = await budget.acquire(self._frame_pixels, pipeline.server.decode_wait_s)
-                self._holds.append(taken)
-                self._reading = loop.run_in_executor(pipeline.decoder.bulk_pool, next, self._frames, None)
+                self._reading = self._read(taken)
             item = await self._reading
             self._reading = None
             if item is None:
@@ -443,12 +441,17 @@ class FrameStream:
             # Read ahead while the budget has room: the next frame decodes while the ones before it are answered
             # (tracked, written, sent), as the CLI's reader thread does; else decoding waited for each line.
             if taken := budget.try_take(self._frame_pixels):
-                self._holds.append(taken)
-                self._reading = loop.run_in_executor(pipeline.decoder.bulk_pool, next, self._frames, None)
+                self._reading = self._read(taken)
             while self._pending and (len(self._pending) >= self._window or self._pending[0][1].done()):
                 yield await self._next()
         while self._pending:
             yield await self._next()
+
+    def _read(self, taken: int) -> asyncio.Future[Frame | None]:
+        """The next frame's read, started on the bulk decode pool, its `taken` pixels held until its line is out."""
+        self._holds.append(taken)
+        loop = asyncio.get_running_loop()
+        return loop.run_in_executor(self._pipeline.decoder.bulk_pool, next, self._frames, None)
 
     async def _next(self) -> tuple[int, Prediction]:
         index, task = self._pending.popleft()
