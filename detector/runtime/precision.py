@@ -30,10 +30,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from detector.errors import DetectorError, ModelLoadError
 from detector.files import write_atomic
-from detector.runtime.backends.base import BackendOptions
+from detector.runtime.backends.base import Backend, BackendOptions
 from detector.runtime.metadata import read_onnx_metadata, sha256_file
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,11 @@ def default_cache() -> Path:
 Measure = Callable[[dict[str, Path], BackendOptions], dict[str, float]]
 
 
+def _blank(backend: Backend, h: int, w: int) -> npt.NDArray[Any]:
+    """A blank input of the model's size in the type the backend takes (uint8 pixels on OpenVINO)."""
+    return np.zeros((1, 3, h, w), backend.input_spec.dtype)
+
+
 def measure(found: dict[str, Path], options: BackendOptions, rounds: int = 15) -> dict[str, float]:
     """Median ms of one inference per candidate on a blank input of the model's size, interleaved round by round
     so that a noisy neighbour slows every candidate alike. A candidate OpenVINO cannot compile here is left out
@@ -133,7 +139,6 @@ def measure(found: dict[str, Path], options: BackendOptions, rounds: int = 15) -
     from detector.runtime.backends.openvino_backend import OpenVinoBackend
 
     h, w = read_onnx_metadata(found["f32"]).imgsz
-    batch = np.zeros((1, 3, h, w), np.float32)
     loaded = {}
     try:
         for name, path in found.items():
@@ -142,7 +147,7 @@ def measure(found: dict[str, Path], options: BackendOptions, rounds: int = 15) -
             latency = replace(latency, openvino=latency.openvino.model_copy(update={"hint": "latency"}))
             try:
                 backend = OpenVinoBackend(path, latency)
-                backend.run(batch)  # compiles the shape: where a precision fails here, it fails
+                backend.run(_blank(backend, h, w))  # compiles the shape: where a precision fails here, it fails
             except ModelLoadError as exc:
                 if name == "f32":
                     raise
@@ -150,12 +155,13 @@ def measure(found: dict[str, Path], options: BackendOptions, rounds: int = 15) -
                 continue
             loaded[name] = backend
         times: dict[str, list[float]] = {name: [] for name in loaded}
-        for backend in loaded.values():  # warm up
-            backend.run(batch)
+        blanks = {name: _blank(backend, h, w) for name, backend in loaded.items()}
+        for name, backend in loaded.items():  # warm up
+            backend.run(blanks[name])
         for _ in range(rounds):
             for name, backend in loaded.items():
                 t0 = time.perf_counter()
-                backend.run(batch)
+                backend.run(blanks[name])
                 times[name].append((time.perf_counter() - t0) * 1e3)
     finally:
         for backend in loaded.values():

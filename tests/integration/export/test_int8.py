@@ -27,6 +27,7 @@ from detector.runtime.precision import GATES_FILE
 from detector.runtime.preprocess import preprocess_batch
 from tests.conftest import REPO, run_cli
 from tests.matching import iou
+from tests.openvino_reference import assert_uint8_input_is_exact
 
 SUBSET = ["export.int8.subset_size=16"]  # a small calibration set keeps the NNCF run to seconds
 
@@ -158,6 +159,15 @@ def test_onnxruntime_and_openvino_agree_on_the_int8_model(int8_run: tuple[Path, 
     assert_backends_agree(int8_run[0], dataset_dir)
 
 
+def test_openvino_takes_uint8_pixels_and_gives_the_float_input_outputs_exactly(
+    int8_run: tuple[Path, dict], dataset_dir: Path
+) -> None:
+    """The INT8 model's first quantizer reads the scaled pixels: scaled in OpenVINO's graph, they must be the same."""
+    pytest.importorskip("openvino")
+    images = [read_rgb(p) for p in sorted((dataset_dir / "images" / "val").glob("*.jpg"))[:3]]
+    assert_uint8_input_is_exact(int8_run[0], images)
+
+
 def test_gate_and_agreement_hold_on_a_cpu_without_vnni(tmp_path: Path, model_path: Path, dataset_dir: Path) -> None:
     """What a CPU without VNNI computes (oneDNN limited to AVX2: u8 x s8 products saturate in int16 there): the
     model quantized in that environment passes the gate, and ONNX Runtime and OpenVINO agree on it there."""
@@ -196,8 +206,7 @@ def assert_backends_agree(int8_path: Path, dataset_dir: Path) -> None:
     with Detector.load(int8_path, "onnxruntime", conf=0.1) as ort, Detector.load(int8_path, "openvino") as ov:
         for image in images:
             shape = ort.batch_shape([image])
-            batch, _ = preprocess_batch([image], shape)
-            raw_a, raw_b = ort.backend.run(batch), ov.backend.run(batch)
+            raw_a, raw_b = (d.backend.run(preprocess_batch([image], shape, d.input_dtype)[0]) for d in (ort, ov))
             scores_a, scores_b = raw_a[:, 4:], raw_b[:, 4:]
             assert np.abs(scores_a - scores_b).max() <= 0.075
             live = np.maximum(scores_a, scores_b).max(axis=1) > 0.1

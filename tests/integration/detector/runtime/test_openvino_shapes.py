@@ -13,6 +13,7 @@ import pytest
 from detector.config import OpenVinoConfig
 from detector.evaluation import read_rgb
 from detector.runtime import BackendOptions, Detector
+from tests.openvino_reference import assert_uint8_input_is_exact
 
 pytest.importorskip("openvino")
 
@@ -144,3 +145,9 @@ def test_the_throughput_hint_has_a_slot_per_stream(model_path: Path, dataset_dir
         assert str(compiled.compiled.get_property("PERFORMANCE_HINT")).upper() == "THROUGHPUT"
         assert compiled.compiled.get_property("NUM_STREAMS") == backend.slots >= 2
         assert not backend.adaptive and backend._compiler is None  # type: ignore[attr-defined]
+
+
+def test_uint8_pixels_normalised_in_the_graph_give_the_float_input_outputs_exactly(
+    model_path: Path, dataset_dir: Path
+) -> None:
+    assert_uint8_input_is_exact(model_path, _mixed_images(dataset_dir)[:4])
