@@ -139,6 +139,9 @@ class _Job:
 _STOP = None  # queue sentinel: one per worker at shutdown
 # `singles_alone`: video frames overlap only after this long without a single image (the module's docstring).
 SINGLES_QUIET_S = 1.0
+# `singles_alone`: while this many single images wait in the lane (more than one call can take), singles also start
+# on the other model threads, beside each other, on the throughput streams; never beside a bulk call.
+DEEP_SINGLES = 2
 
 
 class _Lanes:
@@ -191,7 +194,9 @@ class _Lanes:
             self._running += 1
             if not job.reservation.bulk:
                 self._singles_running += 1
-                if self.singles_alone:  # the calls already running finish first; none starts meanwhile
+                # The calls already running finish first (none starts meanwhile), unless this single joins others
+                # because the lane is deep (then no bulk call was running: `_single_may_start`).
+                if self.singles_alone and self._singles_running == 1:
                     self._ready.wait_for(lambda: self._running == 1)
             return job
 
@@ -210,7 +215,7 @@ class _Lanes:
 
     # With `singles_alone`, worker 0 runs every single image and batch item, one call at a time and on one infer
     # request, as the latency hint alone did, and the other workers only video frames, beside it, once single images
-    # have been quiet for `SINGLES_QUIET_S`.
+    # have been quiet for `SINGLES_QUIET_S`, and single images beside single images while `DEEP_SINGLES` wait.
 
     def _may_start(self, worker: int) -> bool:
         return self._single_may_start(worker) or self._bulk_may_start(worker)
@@ -220,7 +225,9 @@ class _Lanes:
             return False
         if self._single[0] is None or worker is None or not self.singles_alone:  # a stop sentinel always passes
             return True
-        return worker == 0 and not self._singles_running
+        if worker == 0 and not self._singles_running:
+            return True
+        return len(self._single) >= DEEP_SINGLES and self._running == self._singles_running > 0
 
     def _bulk_may_start(self, worker: int | None) -> bool:
         if not self._bulk:

@@ -368,6 +368,31 @@ def test_with_singles_alone_a_single_runs_alone_and_video_frames_overlap_only_wh
     assert any(v < 100 for v, _, _ in busy)  # bulk work still advanced between the singles
 
 
+def test_with_singles_alone_a_deep_lane_of_singles_overlaps_but_never_beside_bulk_work() -> None:
+    """Two singles at once still run one after the other (the latency model); eight at once leave `DEEP_SINGLES`
+    waiting, so they also start on the second thread (the throughput streams), while no video frame starts."""
+    det = IntervalRecorder(delay_s=0.04)
+    b = make(det, micro_batching="never", workers=0)
+    model = b.slot.current
+    assert model is not None
+    b.follow(model)
+
+    async def main() -> None:
+        await asyncio.gather(one(b, 100), one(b, 101))
+        frames = [one(b, v, reservation=b.reserve(bulk=True, overlap=True)) for v in range(0, 6)]
+        await asyncio.gather(*(one(b, v) for v in range(110, 118)), *frames)
+
+    asyncio.run(main())
+    b.close(1)
+    calls = det.intervals
+    assert _overlapping(calls, 100) == [] and _overlapping(calls, 101) == []
+    deep = range(110, 118)
+    assert any(_overlapping(calls, v) for v in deep), "a deep lane of singles should overlap"
+    assert {det.threads[v] for v in deep} == {"model-worker-0", "model-worker-1"}
+    for v in deep:
+        assert all(other >= 100 for other in _overlapping(calls, v)), f"single {v} ran beside a video frame"
+
+
 def test_without_singles_alone_singles_and_bulk_share_the_threads() -> None:
     """The control: a backend without `singles_alone` (TensorRT's slots) runs a single beside a bulk call."""
     det = IntervalRecorder(delay_s=0.04)
