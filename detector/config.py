@@ -307,10 +307,10 @@ class OpenVinoConfig(_Strict):
     # throughput (multi-stream) model when others run (detector/runtime/backends/openvino_backend.py): 1.3x the
     # images/s in-process on 2 cores, but over HTTP on those 2 cores it lost at every concurrency (docs/performance.md).
     # auto (configs/inference.yaml's choice): adaptive where the service runs each single image and batch item alone
-    # (the latency model, as `latency`) and overlaps video frames on throughput streams while singles are quiet
-    # (api/inference/batching.py); latency for images elsewhere; throughput for a clip read from a file (`detector
-    # predict clip.mp4`: a frame on each stream at once, `BackendOptions.for_clip`; docs/inference.md). throughput runs
-    # one model thread per stream in the service too.
+    # (the latency model, as `latency`) and overlaps video frames on throughput streams while singles are quiet, and
+    # queued single images beside each other (api/inference/batching.py); latency for images elsewhere; throughput for
+    # a clip read from a file (`detector predict clip.mp4`: a frame on each stream at once, `BackendOptions.for_clip`;
+    # docs/inference.md). throughput runs one model thread per stream in the service too.
     hint: Literal["auto", "latency", "throughput", "adaptive"] = "latency"
     streams: int = Field(0, ge=0, le=64)  # 0: what the hint picks (adaptive: half the CPU's stream range, >= 2)
     # Compiled static-shape models kept (one per letterboxed input shape); 0 compiles the dynamic model once.

@@ -30,6 +30,7 @@ REPO_PAGES = (
     "reports/int8_640.md",
     "reports/peers.md",
     "reports/peers_intel.md",
+    "reports/peers_amd_latest.md",
     "reports/video.md",
     "reports/ray_benchmark.md",
 )

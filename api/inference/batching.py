@@ -49,6 +49,11 @@ clip, 57.8 -> 64.1 on H.264: one frame on one core costs less CPU than one frame
 c=1/4/8 were equal, and so were they while a clip streamed, once they ran alone (52 against 31 ms at p50 when they
 took a stream beside a frame); batch items lost 14 % on the streams (55.5 against 64.4 images/s for 16 photos: their
 JPEG decoding needs the cores), so they stay on the latency model too.
+
+A queue of single images (`DEEP_SINGLES` waiting in the lane) is the exception: then singles also start on the
+other threads, beside each other on the (unpinned) throughput streams, never beside bulk work. A/B on the same host
+and model, two services interleaved: c=8 47.1/51.1 -> 54.9/60.3 req/s, c=4 51.1/58.5 -> 57.1/60.8, c=1 equal
+(docs/performance.md, "Under load").
 """
 
 from __future__ import annotations

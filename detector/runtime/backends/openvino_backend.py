@@ -21,9 +21,9 @@ and HTTP need the cores the streams take. So it is not the default; try it where
 
 `hint: auto` (what configs/inference.yaml ships) is adaptive with `singles_alone`: the service runs a single image
 or a batch item with no other call in flight, so it gets the latency model and every core as with `hint: latency`,
-and lets video frames overlap on the throughput streams only while no single image has come for a second
-(api/inference/batching.py). Video gains what the streams give, single images lose nothing (measured in
-docs/performance.md).
+and lets video frames overlap on the throughput streams only while no single image has come for a second, and
+single images beside each other only while a queue of them waits (api/inference/batching.py). Video gains what the
+streams give, single images lose nothing (measured in docs/performance.md).
 
 The throughput hint alone (what a clip read from a file gets from `hint: auto`, `BackendOptions.for_clip`) compiles
 one model with its streams set explicitly (`throughput_streams`), and the backend has one slot per stream: a clip
