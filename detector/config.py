@@ -305,7 +305,8 @@ class OpenVinoConfig(_Strict):
     choice_cache: str = ""  # where auto's measured decisions are kept ("": ~/.cache/yolo-detector/precision.json)
     # latency | throughput: OpenVINO's PERFORMANCE_HINT as is. adaptive: per call, the latency model when alone, a
     # throughput (multi-stream) model when others run (detector/runtime/backends/openvino_backend.py): 1.3x the
-    # images/s in-process on 2 cores, but over HTTP on those 2 cores it lost at every concurrency (docs/performance.md).
+    # images/s in-process on 2 cores, but over HTTP on those 2 cores it lost at every concurrency (docs/performance.md;
+    # measured with the streams still pinned to cores).
     # auto (configs/inference.yaml's choice): adaptive where the service runs each single image and batch item alone
     # (the latency model, as `latency`) and overlaps video frames on throughput streams while singles are quiet, and
     # queued single images beside each other (api/inference/batching.py); latency for images elsewhere; throughput for

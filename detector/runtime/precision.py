@@ -34,7 +34,7 @@ import numpy.typing as npt
 
 from detector.errors import DetectorError, ModelLoadError
 from detector.files import write_atomic
-from detector.runtime.backends.base import Backend, BackendOptions
+from detector.runtime.backends.base import BackendOptions
 from detector.runtime.metadata import read_onnx_metadata, sha256_file
 
 log = logging.getLogger(__name__)
@@ -127,11 +127,6 @@ def default_cache() -> Path:
 Measure = Callable[[dict[str, Path], BackendOptions], dict[str, float]]
 
 
-def _blank(backend: Backend, h: int, w: int) -> npt.NDArray[Any]:
-    """A blank input of the model's size in the type the backend takes (uint8 pixels on OpenVINO)."""
-    return np.zeros((1, 3, h, w), backend.input_spec.dtype)
-
-
 def measure(found: dict[str, Path], options: BackendOptions, rounds: int = 15) -> dict[str, float]:
     """Median ms of one inference per candidate on a blank input of the model's size, interleaved round by round
     so that a noisy neighbour slows every candidate alike. A candidate OpenVINO cannot compile here is left out
@@ -140,6 +135,7 @@ def measure(found: dict[str, Path], options: BackendOptions, rounds: int = 15) -
 
     h, w = read_onnx_metadata(found["f32"]).imgsz
     loaded = {}
+    blanks: dict[str, npt.NDArray[Any]] = {}
     try:
         for name, path in found.items():
             choice = PrecisionChoice(name, path, "")
@@ -147,15 +143,15 @@ def measure(found: dict[str, Path], options: BackendOptions, rounds: int = 15) -
             latency = replace(latency, openvino=latency.openvino.model_copy(update={"hint": "latency"}))
             try:
                 backend = OpenVinoBackend(path, latency)
-                backend.run(_blank(backend, h, w))  # compiles the shape: where a precision fails here, it fails
+                blank = np.zeros((1, 3, h, w), backend.input_spec.dtype)  # the type it takes: uint8 pixels
+                backend.run(blank)  # compiles the shape: where a precision fails here, it fails
             except ModelLoadError as exc:
                 if name == "f32":
                     raise
                 log.warning("precision %s left out: %s", name, exc)
                 continue
-            loaded[name] = backend
+            loaded[name], blanks[name] = backend, blank
         times: dict[str, list[float]] = {name: [] for name in loaded}
-        blanks = {name: _blank(backend, h, w) for name, backend in loaded.items()}
         for name, backend in loaded.items():  # warm up
             backend.run(blanks[name])
         for _ in range(rounds):

@@ -17,7 +17,9 @@ the latency one. The throughput model of a shape is compiled in the background t
 request waits for a compilation it did not need; until it is ready the latency model serves. In-process, two
 threads on the 640 px INT8 model ran 59 images/s against 45 on the latency model alone; but the HTTP service on the
 same 2 cores lost with it at every concurrency (c=4: 41 against 51 req/s; c=1: 23.1 against 21.7 ms), since decoding
-and HTTP need the cores the streams take. So it is not the default; try it where cores outnumber that work.
+and HTTP need the cores the streams take. So it is not the default; try it where cores outnumber that work. (That
+was with the streams pinned to cores, OpenVINO's default; they are unpinned now, below, and `adaptive` was not
+measured again over HTTP.)
 
 `hint: auto` (what configs/inference.yaml ships) is adaptive with `singles_alone`: the service runs a single image
 or a batch item with no other call in flight, so it gets the latency model and every core as with `hint: latency`,
