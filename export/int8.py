@@ -20,7 +20,7 @@ import re
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ from detector.errors import (
     QuantizationRefusedError,
 )
 from detector.evaluation import MetricsResult, evaluate_split
-from detector.evaluation.evaluate import read_rgb
+from detector.evaluation.evaluate import match_split, read_rgb
 from detector.evaluation.gate import class_drops
 from detector.files import write_atomic
 from detector.runtime import BackendOptions, Detector
@@ -160,10 +160,29 @@ def tensorrt_qdq_problems(model: Any) -> list[str]:
     return problems
 
 
+@dataclasses.dataclass(frozen=True)
+class Restore:
+    """A second quantization, after the first model failed the gate: NNCF's accuracy control, measured on the gate's
+    images (`images`, files of `split` of `dataset_dir`). `failures` and `quantizers` (its QuantizeLinear nodes) say
+    what the first model was, for the report."""
+
+    dataset_dir: Path
+    split: str
+    images: list[Path]
+    failures: list[str]
+    quantizers: int
+
+
 def quantize_model(
-    model: Any, metadata: ModelMetadata, fp32_path: Path, images: list[Path], options: Int8Config
+    model: Any,
+    metadata: ModelMetadata,
+    fp32_path: Path,
+    images: list[Path],
+    options: Int8Config,
+    restore: Restore | None = None,
 ) -> tuple[Any, dict[str, Any]]:
-    """NNCF post-training quantization of `model` calibrated on `images`; returns the Q/DQ model and what was done."""
+    """NNCF post-training quantization of `model` calibrated on `images`; returns the Q/DQ model and what was done.
+    With `restore`, quantization with accuracy control (`Int8Config.max_float_layers`)."""
     try:
         import nncf
     except ImportError as exc:
@@ -181,18 +200,23 @@ def quantize_model(
         scope = nncf.IgnoredScope(patterns=patterns, types=types, validate=False) if patterns or types else None
         preset = {"performance": nncf.QuantizationPreset.PERFORMANCE, "mixed": nncf.QuantizationPreset.MIXED}
         advanced = advanced_parameters(options)
+        settings: dict[str, Any] = {
+            "preset": preset[options.preset],
+            "subset_size": min(options.subset_size, len(images)),
+            "fast_bias_correction": options.fast_bias_correction,
+            "ignored_scope": scope,
+        }
         started = time.perf_counter()
         try:
             with _nncf_output_on_stderr(nncf):
-                quantized = nncf.quantize(
-                    model,
-                    nncf.Dataset(images, transform),
-                    preset=preset[options.preset],
-                    subset_size=min(options.subset_size, len(images)),
-                    fast_bias_correction=options.fast_bias_correction,
-                    ignored_scope=scope,
-                    advanced_parameters=advanced,
-                )
+                if restore is None:
+                    quantized = nncf.quantize(
+                        model, nncf.Dataset(images, transform), advanced_parameters=advanced, **settings
+                    )
+                else:
+                    quantized = _quantize_with_accuracy_control(
+                        nncf, model, nncf.Dataset(images, transform), transform, restore, options, advanced, settings
+                    )
         except Exception as exc:  # NNCF raises many types for graphs it cannot handle; one refusal for all of them
             raise QuantizationRefusedError(
                 f"NNCF could not quantize {_describe(metadata)} ({type(exc).__name__}: {str(exc)[:300]}); serve the "
@@ -225,12 +249,106 @@ def quantize_model(
         "fp32_sha256": sha256_file(fp32_path),
         "seconds": round(seconds, 1),
     }
+    if restore is not None:
+        info["accuracy_control"] = {
+            "first_gate": "; ".join(restore.failures),
+            "first_quantize_linear_nodes": restore.quantizers,
+            "max_float_layers": options.max_float_layers,
+        }
     meta = dataclasses.replace(metadata, precision="int8", quantization=info)
     props = {p.key: p.value for p in model.metadata_props} | {METADATA_KEY: meta.to_json()}
     del quantized.metadata_props[:]
     for key, value in props.items():
         quantized.metadata_props.add(key=key, value=value)
     return quantized, info
+
+
+# Images NNCF ranks the quantized layers on: every layer put back to float is scored on each of them, so the time
+# grows with layers x images (NNCF's default is the calibration subset, 300). On the 2-core AMD host the quick model's
+# 46 layer groups took 25 s on its 40 val images.
+_RANKING_IMAGES = 100
+
+
+def _quantize_with_accuracy_control(
+    nncf: Any,
+    model: Any,
+    calibration: Any,
+    transform: Callable[[Path], dict[str, npt.NDArray[Any]]],
+    restore: Restore,
+    options: Int8Config,
+    advanced: Any,
+    settings: dict[str, Any],
+) -> Any:
+    """`nncf.quantize_with_accuracy_control` with the gate's metric: the layers that move the outputs most go back to
+    float until the overall mAP50-95 drop is within `max_map_drop`, at most `max_float_layers` of them. NNCF knows
+    only the overall metric; the per-class rule is the gate's, afterwards."""
+    from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
+
+    with GateMetric(model, restore.dataset_dir, restore.split) as metric:
+        return nncf.quantize_with_accuracy_control(
+            model,
+            calibration,
+            nncf.Dataset(restore.images, transform),
+            metric,
+            max_drop=options.max_map_drop,
+            drop_type=nncf.DropType.ABSOLUTE,
+            advanced_quantization_parameters=advanced,
+            advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(
+                max_num_iterations=options.max_float_layers,
+                ranking_subset_size=min(_RANKING_IMAGES, len(restore.images)),
+                num_ranking_workers=1,  # the candidates share `metric`'s one session
+            ),
+            **settings,
+        )
+
+
+class GateMetric:
+    """NNCF's validation function: a candidate graph's mAP50-95 on the images of `split` it is given, measured as the
+    gate measures it (its quantizers made signed as shipped, `fp32`'s metadata, our runtime on the gate's backend).
+
+    NNCF ranks the layers of an ONNX model only in its "metric" mode (its output-distance mode is OpenVINO-only): it
+    scores each layer put back to float on each image's own mAP, one call per image. So the last candidate's session
+    is kept between calls (one per candidate, not one per image)."""
+
+    def __init__(self, fp32: Any, dataset_dir: Path, split: str) -> None:
+        self.fp32, self.dataset_dir, self.split = fp32, dataset_dir, split
+        self._candidate: Any = None
+        self._detector: Detector | None = None
+        self._tmp = tempfile.TemporaryDirectory(prefix="int8-candidate-")
+
+    def __call__(self, candidate: Any, items: Iterable[Path]) -> tuple[float, None]:
+        detector = self._load(candidate)
+        metrics = match_split(detector, self.dataset_dir, self.split, conf=0.001, iou=0.7, images=list(items))
+        return metrics.compute().map50_95, None
+
+    def _load(self, candidate: Any) -> Detector:
+        import onnx
+
+        if candidate is not self._candidate:
+            self._drop()
+            shipped = onnx.ModelProto()
+            shipped.CopyFrom(candidate)
+            signed_activation_quantizers(shipped)
+            del shipped.metadata_props[:]
+            shipped.metadata_props.extend(self.fp32.metadata_props)
+            path = Path(self._tmp.name) / "candidate.onnx"
+            onnx.save(shipped, str(path))
+            self._detector = Detector.load(path, backend=_GATE_BACKEND)
+            self._candidate = candidate
+        assert self._detector is not None
+        return self._detector
+
+    def _drop(self) -> None:
+        if self._detector is not None:
+            self._detector.close()
+        self._detector = self._candidate = None
+
+    def __enter__(self) -> GateMetric:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._drop()
+        self._tmp.cleanup()
 
 
 def _describe(metadata: ModelMetadata) -> str:
@@ -266,14 +384,22 @@ def _nncf_output_on_stderr(nncf: Any) -> Iterator[None]:
     from nncf.common.logging import nncf_logger
 
     nncf.set_log_level(logging.INFO if log.isEnabledFor(logging.DEBUG) else logging.WARNING)
-    streams = [(h, h.setStream(sys.stderr)) for h in nncf_logger.handlers if isinstance(h, logging.StreamHandler)]
+    handlers = [h for h in nncf_logger.handlers if isinstance(h, logging.StreamHandler)]
+    streams = [(h, _swap_stream(h, sys.stderr)) for h in handlers]
     try:
         with contextlib.redirect_stdout(sys.stderr):
             yield
     finally:
         for handler, stream in streams:
-            if stream is not None:
-                handler.setStream(stream)
+            _swap_stream(handler, stream)
+
+
+def _swap_stream(handler: logging.StreamHandler[Any], stream: Any) -> Any:
+    """Point `handler` at `stream`, returning the one it had. Not `setStream`: it flushes the old stream, which can
+    be closed by now (NNCF's handler keeps the stdout it was imported under: in-process, a finished test's capture)."""
+    with handler.lock or contextlib.nullcontext():
+        old, handler.stream = handler.stream, stream
+    return old
 
 
 def val_map(model_path: Path, dataset_dir: Path, split: str) -> MetricsResult:
@@ -336,6 +462,17 @@ def bf16_gate(onnx_path: Path, dataset_dir: Path, options: Int8Config) -> dict[s
     return {"passed": not failures, "reason": "; ".join(failures), "cpu": cpu, "gate": gate}
 
 
+def _judge(
+    quantized: Any, candidate: Path, fp32_result: MetricsResult, dataset_dir: Path, options: Int8Config
+) -> tuple[list[str], dict[str, Any]]:
+    """Write `quantized` to `candidate` and gate it: why it may not ship ([] when it may), and the numbers."""
+    import onnx
+
+    candidate.write_bytes(quantized.SerializeToString())
+    onnx.checker.check_model(str(candidate))
+    return accuracy_gate(fp32_result, val_map(candidate, dataset_dir, options.gate_split), options)
+
+
 def export_int8(
     onnx_path: Path,
     out: Path,
@@ -344,30 +481,36 @@ def export_int8(
     thresholds: ThresholdsConfig | None = None,
     profile: ProfileConfig | None = None,
 ) -> dict[str, Any]:
-    """Quantize `onnx_path` into `out` if the gate passes; AccuracyGateError (with both numbers) otherwise.
+    """Quantize `onnx_path` into `out` if the gate passes; AccuracyGateError (with both numbers) otherwise. A model
+    that fails it is quantized once more with accuracy control (`Int8Config.max_float_layers`), and gated again.
 
     Nothing appears at `out` unless the gate passed; a stale file there is removed when it fails, so no INT8 model
     that looks good is left behind. The INT8 model gets per-class thresholds measured on itself (`thresholds`;
     None: none, not the FP32 model's, which quantization shifts), and its own drift reference profile (`profile`)."""
-    import onnx
-
     from export.profile import add_reference_profile
     from export.thresholds import add_class_thresholds
 
     onnx_path, out, dataset_dir = Path(onnx_path), Path(out), Path(dataset_dir)
     model, metadata = load_fp32_onnx(onnx_path)
     images = calibration_images(dataset_dir, options.calibration_split, options.subset_size, options.seed)
-    if not list_split_images(dataset_dir, options.gate_split):
+    gate_images = list_split_images(dataset_dir, options.gate_split)
+    if not gate_images:
         raise DatasetError(f"no gate images: {dataset_dir / 'images' / options.gate_split} has no image files")
+    fp32_result = val_map(onnx_path, dataset_dir, options.gate_split)
     quantized, info = quantize_model(model, metadata, onnx_path, images, options)
-    data = quantized.SerializeToString()
     with tempfile.TemporaryDirectory(prefix="int8-") as tmp:
         candidate = Path(tmp) / out.name
-        candidate.write_bytes(data)
-        onnx.checker.check_model(str(candidate))
-        fp32_result = val_map(onnx_path, dataset_dir, options.gate_split)
-        int8_result = val_map(candidate, dataset_dir, options.gate_split)
-        failures, gate = accuracy_gate(fp32_result, int8_result, options)
+        failures, gate = _judge(quantized, candidate, fp32_result, dataset_dir, options)
+        if failures and options.max_float_layers:
+            log.warning("INT8 gate failed (%s): quantizing again with accuracy control", "; ".join(failures))
+            quantizers = sum(n.op_type == "QuantizeLinear" for n in quantized.graph.node)
+            restore = Restore(dataset_dir, options.gate_split, gate_images, failures, quantizers)
+            quantized, info = quantize_model(model, metadata, onnx_path, images, options, restore)
+            failures, gate = _judge(quantized, candidate, fp32_result, dataset_dir, options)
+            nodes = info["quantize_linear_nodes"]
+            gate["accuracy_control"] = {**info["accuracy_control"], "quantize_linear_nodes": nodes}
+            if failures:
+                failures.append(f"also with up to {options.max_float_layers} layers kept in float (accuracy control)")
         if not failures:  # only a model that will ship
             add_class_thresholds(candidate, dataset_dir, thresholds or ThresholdsConfig(enabled=False))
             add_reference_profile(candidate, dataset_dir, profile or ProfileConfig(enabled=False))

@@ -40,9 +40,12 @@ def evaluate_split(
     iou: float = 0.7,
     max_det: int = 300,
     batch_size: int = 8,
+    images: Sequence[Path] | None = None,
 ) -> MetricsResult:
-    """Run `detector` over every image of `split` and score it against the labels (see module docstring)."""
-    result = match_split(detector, dataset_dir, split, conf, iou, max_det, batch_size, multi_label=True).compute()
+    """Run `detector` over every image of `split` (or only `images`, files of it) and score it against the labels
+    (see module docstring)."""
+    metrics = match_split(detector, dataset_dir, split, conf, iou, max_det, batch_size, multi_label=True, images=images)
+    result = metrics.compute()
     log.info("evaluated %d images of %s/%s: %s", result.n_images, dataset_dir, split, result.as_dict())
     return result
 
@@ -56,12 +59,14 @@ def match_split(
     max_det: int = 300,
     batch_size: int = 8,
     multi_label: bool = True,
+    images: Sequence[Path] | None = None,
 ) -> DetectionMetrics:
-    """The predictions of `detector` on every image of `split`, matched against the labels (not yet scored)."""
+    """The predictions of `detector` on every image of `split` (or only `images`, files of it), matched against the
+    labels (not yet scored)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     dataset_dir = Path(dataset_dir)
-    images = list_images(dataset_dir, split)
+    images = list_images(dataset_dir, split) if images is None else list(images)
     names = detector.metadata.names
     metrics = DetectionMetrics(names)
     for chunk in _chunks(images, batch_size):

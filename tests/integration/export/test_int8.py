@@ -20,11 +20,15 @@ import pytest
 from onnx import numpy_helper
 
 from cli.main import main
-from detector.evaluation import read_rgb
+from detector.config import Int8Config
+from detector.data.yolo_format import list_split_images
+from detector.errors import AccuracyGateError
+from detector.evaluation import evaluate_split, read_rgb
 from detector.runtime import Detector
 from detector.runtime.metadata import read_onnx_metadata
 from detector.runtime.precision import GATES_FILE
 from detector.runtime.preprocess import preprocess_batch
+from export.int8 import GateMetric, export_int8, val_map
 from tests.conftest import REPO, run_cli
 from tests.matching import iou
 from tests.openvino_reference import assert_uint8_input_is_exact
@@ -230,12 +234,46 @@ def test_gate_failure_leaves_no_int8_model(
     out = tmp_path / "model.int8.onnx"
     out.write_bytes(b"a stale model from an earlier run")
     args = ["export", "int8", "--onnx", str(model_path), "--out", str(out), "--data", str(dataset_dir)]
-    code = main([*args, *SUBSET, "export.int8.max_map_drop=-1"])
+    code = main([*args, *SUBSET, "export.int8.max_map_drop=-1", "export.int8.max_float_layers=0"])
     err = capsys.readouterr().err
     assert code == 2
     line = next(x for x in err.splitlines() if x.startswith("error:"))
     assert "INT8 gate failed" in line and "(INT8)" in line and "(FP32)" in line
+    assert "accuracy control" not in line  # max_float_layers 0: refused at once
     assert list(tmp_path.iterdir()) == []  # neither the new model nor the stale one, nor a staged file
+
+
+def test_a_failed_gate_quantizes_again_with_layers_back_in_float_then_gates_again(
+    tmp_path: Path, model_path: Path, dataset_dir: Path
+) -> None:
+    """An impossible gate (a drop of at most -1), so the path is the same on every CPU: the first model fails, NNCF's
+    accuracy control puts the two layers that cost the most back into float, the gate judges that model, fails it
+    too, and says both; nothing is written."""
+    out = tmp_path / "model.int8.onnx"
+    options = Int8Config(subset_size=16, max_map_drop=-1, max_float_layers=2)
+    with pytest.raises(AccuracyGateError) as failed:
+        export_int8(model_path, out, dataset_dir, options)
+    assert "also with up to 2 layers kept in float (accuracy control)" in str(failed.value)
+    control = failed.value.gate["accuracy_control"]
+    assert control["first_gate"].startswith("val mAP50-95") and control["max_float_layers"] == 2
+    # Layers went back to float: fewer quantizers than the first model (a layer's input and weight quantizers go).
+    assert 0 < control["quantize_linear_nodes"] < control["first_quantize_linear_nodes"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_accuracy_controls_metric_is_the_gates_measurement(model_path: Path, dataset_dir: Path) -> None:
+    """NNCF's validation function scores a graph as the gate does: on the FP32 model, the same mAP50-95 as
+    `val_map`, on the whole split and on a part of it; one session per graph, not per call."""
+    fp32 = onnx.load(str(model_path))
+    images = list_split_images(dataset_dir, "val")
+    with GateMetric(fp32, dataset_dir, "val") as metric:
+        whole, per_item = metric(fp32, images)
+        assert whole == pytest.approx(val_map(model_path, dataset_dir, "val").map50_95) and per_item is None
+        part, _ = metric(fp32, images[:5])
+        first = metric._detector
+        assert metric(fp32, images[5:6])[0] >= 0 and metric._detector is first
+    with Detector.load(model_path, backend="onnxruntime") as detector:
+        assert part == pytest.approx(evaluate_split(detector, dataset_dir, "val", images=images[:5]).map50_95)
 
 
 def _bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str], onnx_path: Path, data: Path) -> str:
