@@ -265,7 +265,7 @@ def quantize_model(
 
 # Images NNCF ranks the quantized layers on: every layer put back to float is scored on each of them, so the time
 # grows with layers x images (NNCF's default is the calibration subset, 300). On the 2-core AMD host the quick model's
-# 46 layer groups took 25 s on its 40 val images, the small preset's 64 s on 144 val tiles.
+# 46 layer groups took 25 s on its 40 val images, the small preset's 64 s on 100 val tiles.
 _RANKING_IMAGES = 100
 
 
