@@ -279,9 +279,9 @@ def _quantize_with_accuracy_control(
     advanced: Any,
     settings: dict[str, Any],
 ) -> Any:
-    """`nncf.quantize_with_accuracy_control` with the gate's metric: the layers that move the outputs most go back to
-    float until the overall mAP50-95 drop is within `max_map_drop`, at most `max_float_layers` of them. NNCF knows
-    only the overall metric; the per-class rule is the gate's, afterwards."""
+    """`nncf.quantize_with_accuracy_control` with the gate's metric: the layers whose float version gives back the
+    most mAP50-95 go back to float until the overall drop is within `max_map_drop`, at most `max_float_layers` of them.
+    NNCF knows only the overall metric; the per-class rule is the gate's, afterwards."""
     from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
 
     with GateMetric(model, restore.dataset_dir, restore.split) as metric:
@@ -318,7 +318,7 @@ class GateMetric:
 
     def __call__(self, candidate: Any, items: Iterable[Path]) -> tuple[float, None]:
         detector = self._load(candidate)
-        metrics = match_split(detector, self.dataset_dir, self.split, conf=0.001, iou=0.7, images=list(items))
+        metrics = match_split(detector, self.dataset_dir, self.split, images=list(items))  # evaluate_split's settings
         return metrics.compute().map50_95, None
 
     def _load(self, candidate: Any) -> Detector:
