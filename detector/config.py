@@ -159,7 +159,7 @@ class Int8Config(_Strict):
     max_map_drop: float = Field(0.01, le=1)
     max_class_drop: float = Field(0.05, ge=0, le=1)
     # When the quantized model fails the gate: NNCF's quantization with accuracy control ranks the quantized layers by
-    # how far each moves the outputs, and puts back into float the worst ones, one at a time, until gate_split's
+    # the mAP50-95 each gives back in float, and puts the worst ones back into float, one at a time, until gate_split's
     # mAP50-95 is within max_map_drop or this many are float; the gate then judges what it made. 0: refuse at once.
     max_float_layers: int = Field(8, ge=0, le=1000)
 

@@ -503,8 +503,8 @@ def export_int8(
         failures, gate = _judge(quantized, candidate, fp32_result, dataset_dir, options)
         if failures and options.max_float_layers:
             log.warning("INT8 gate failed (%s): quantizing again with accuracy control", "; ".join(failures))
-            quantizers = sum(n.op_type == "QuantizeLinear" for n in quantized.graph.node)
-            restore = Restore(dataset_dir, options.gate_split, gate_images, failures, quantizers)
+            first = info["quantize_linear_nodes"]
+            restore = Restore(dataset_dir, options.gate_split, gate_images, failures, first)
             quantized, info = quantize_model(model, metadata, onnx_path, images, options, restore)
             failures, gate = _judge(quantized, candidate, fp32_result, dataset_dir, options)
             nodes = info["quantize_linear_nodes"]
