@@ -12,7 +12,9 @@ small in the scene; the labels come along, moved into the scene. Per scene, inte
 
 Prints JSON: the machine, the p50 ms per scene of each, the ratios, the share of SAHI's boxes ours matches (same
 class, IoU >= 0.5) and the other way round, and the recall per class on the scenes' labels with tiles and without
-(the whole scene letterboxed to the model's input, where the objects shrink below what it can see).
+(the whole scene letterboxed to the model's input, where the objects shrink below what it can see). With `--int8`,
+ours on our gated INT8 model (OpenVINO) against SAHI on Ultralytics' OpenVINO INT8 export, and the boxes of both
+on our INT8 file alone (ONNX Runtime): two quantizers disagree on borderline boxes, one file shows the tiling's part.
 
     python -m benchmarks.tiles --model models/model.onnx --data data/v1 [--tile 0] [--overlap 0.2] [--scenes 3]
 
@@ -136,7 +138,8 @@ def measure(
     int8: tuple[Path, Path] | None = None,
 ) -> dict[str, Any]:
     """`int8`: (our INT8 ONNX, Ultralytics' OpenVINO INT8 export) of the same weights, for a second pair at that
-    precision: ours on OpenVINO against SAHI with Ultralytics on its OpenVINO export."""
+    precision: ours on OpenVINO against SAHI with Ultralytics on its OpenVINO export; and the boxes of both on our
+    INT8 file on ONNX Runtime (`same_file_onnxruntime`), which tells the tiling's agreement from the quantizers'."""
     from sahi import AutoDetectionModel
     from sahi.predict import get_sliced_prediction
 
@@ -198,6 +201,15 @@ def measure(
                         answers[name].append(answer)
         names = {int(k): str(v) for k, v in ort.describe()["names"].items()}
         agreement = {precision: _agreement(answers[a], answers[b]) for precision, (a, b) in pairs.items()}
+        if int8 is not None:
+            # Two INT8 models from two quantizers (ours: NNCF on the ONNX; Ultralytics': NNCF on its OpenVINO IR)
+            # disagree on borderline boxes whatever the tiling does. SAHI with Ultralytics on our INT8 file, on ONNX
+            # Runtime as ours there, separates the two: what differs then is the tiling and merging alone. One
+            # untimed pass (ONNX Runtime runs this Q/DQ model slower than OpenVINO: not a speed pair).
+            ort8 = stack.enter_context(Detector.load(int8[0], backend="onnxruntime"))
+            sahi8 = sahi_on(int8[0])
+            same = [(ort8.predict(im, conf=conf, tiles=tiling), sahi8(im)) for im, _ in pictures]
+            agreement["int8_same_file"] = _agreement([o for o, _ in same], [t for _, t in same])
         recall = _recall(ort, pictures, tiling, conf, names)
     p50 = {name: round(statistics.median(v), 1) for name, v in times.items()}
     result = {
@@ -226,6 +238,7 @@ def measure(
                 p50["sahi_ultralytics_openvino_int8"] / p50["ours_openvino_int8"], 2
             ),
             **agreement["int8"],
+            "same_file_onnxruntime": agreement["int8_same_file"],
         }
     return result
 

@@ -26,6 +26,9 @@ def test_ours_and_sahi_cut_the_same_tiles_and_agree(model_path: Path, dataset_di
         "sahi_ultralytics_openvino_int8",
     }
     assert result["int8"]["sahi_boxes_matched_by_ours"] >= 0.95, result["int8"]
+    same_file = result["int8"]["same_file_onnxruntime"]
+    assert same_file["sahi_boxes"] == result["sahi_boxes"], same_file  # the FP32 file again, on the same runtime
+    assert same_file["sahi_boxes_matched_by_ours"] >= 0.95 and same_file["our_boxes_matched_by_sahi"] >= 0.95
     assert result["sahi_boxes"] > 0 and result["our_boxes"] > 0
     assert result["sahi_boxes_matched_by_ours"] >= 0.95 and result["our_boxes_matched_by_sahi"] >= 0.95, result
     recall = result["recall"]
