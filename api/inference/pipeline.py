@@ -48,7 +48,7 @@ from detector.errors import InvalidInputError
 from detector.runtime import Detections
 from detector.runtime.classes import filter_classes, parse_class_conf, parse_classes, resolve_class_conf
 from detector.runtime.images import DecodedImage
-from detector.runtime.tiling import Tiling, crops, merge_tiles
+from detector.runtime.tiling import Box, Tiling, crops, merge_tiles
 
 _PLACE_RETRY_S = 0.02  # how often heavy work waiting in line looks for room
 
@@ -282,10 +282,21 @@ class Pipeline:
     async def _infer_tiles(
         self, reservation: Reservation, pixels: npt.NDArray[np.uint8], thresholds: Thresholds, tiling: Tiling
     ) -> InferenceResult:
-        """The image's tiles (and the whole image with `full_image`) through the micro-batcher, one queue place
-        each (the request's own, then the rest at once or 503), merged. 422 naming `tile` for a tile larger than
-        the image, or more tiles than `max_tiles` or than the pixel budget holds."""
-        height, width = pixels.shape[:2]
+        """The image's tiles (and the whole image with `full_image`) as one micro-batcher job on the request's
+        queue place, run as one batch as the library runs them (`MicroBatcher.submit_together`), merged."""
+        grid = self.tile_grid(tiling, pixels.shape[1], pixels.shape[0])
+        views = crops(pixels, grid) + ([pixels] if tiling.full_image else [])
+        try:
+            results = await self.batcher.submit_together(reservation, views, thresholds, self.server.request_timeout_s)
+        finally:
+            reservation.release()  # the queue place is for inference only, not for what the route does next
+        whole = results.pop().detections if tiling.full_image else None
+        merged = merge_tiles([r.detections for r in results], grid, tiling, thresholds.max_det, whole)
+        return InferenceResult(merged, results[0].model, results[0].batch_size, dict(results[0].timings_ms))
+
+    def tile_grid(self, tiling: Tiling, width: int, height: int) -> list[Box]:
+        """The tiles of a `width` x `height` image; 422 naming `tile` for a tile larger than the image, or more
+        tiles than `max_tiles` or than the pixel budget holds."""
         try:
             grid = tiling.grid(width, height)
         except InvalidInputError as exc:
@@ -301,21 +312,7 @@ class Pipeline:
                 f"tile: {len(grid)} tiles of {tiling.width}x{tiling.height} exceed the server's pixel budget "
                 f"({self.server.decode_pixel_budget}, inference.server.decode_pixel_budget)"
             )
-        views = crops(pixels, grid) + ([pixels] if tiling.full_image else [])
-        places = [reservation, *self._take_places(len(views) - 1, reservation.bulk)]
-        try:
-            results = await asyncio.gather(
-                *(self._infer(place, view, thresholds) for place, view in zip(places, views, strict=True))
-            )
-        finally:
-            for place in places:
-                place.release()
-        whole = results.pop().detections if tiling.full_image else None
-        merged = merge_tiles([r.detections for r in results], grid, tiling, thresholds.max_det, whole)
-        stages = ("preprocess", "inference", "postprocess")
-        timings = {"queue_wait": max(r.timings_ms.get("queue_wait", 0.0) for r in results)}
-        timings |= {k: round(sum(r.timings_ms.get(k, 0.0) for r in results), 3) for k in stages}
-        return InferenceResult(merged, results[0].model, len(views), timings)
+        return grid
 
     def _take_places(self, count: int, bulk: bool) -> list[Reservation]:
         taken: list[Reservation] = []
@@ -371,14 +368,11 @@ class Pipeline:
 
     async def _frame(self, pixels: npt.NDArray[np.uint8], size: tuple[int, int], options: Options) -> Prediction:
         """One decoded frame (in tiles with `tile=`) of a clip of `size` (width, height): waits for its queue
-        places (a full queue mid-clip is not the clip's fault) up to the request timeout."""
-        places = 1
+        place (a full queue mid-clip is not the clip's fault) up to the request timeout; tiles that cannot be cut
+        are refused before that wait."""
         if options.tiling is not None:
-            try:
-                places = len(options.tiling.grid(pixels.shape[1], pixels.shape[0])) + options.tiling.full_image
-            except InvalidInputError as exc:
-                raise UnprocessableError(str(exc)) from None
-        await self.wait_for_room(lambda: self.batcher.has_room(True, places), self.server.request_timeout_s)
+            self.tile_grid(options.tiling, pixels.shape[1], pixels.shape[0])
+        await self.wait_for_room(lambda: self.batcher.has_room(True), self.server.request_timeout_s)
         reservation = self.batcher.reserve(bulk=True, overlap=True)
         decoded = DecodedImage(pixels, *size)
         if options.tiling is None:

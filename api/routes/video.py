@@ -183,6 +183,8 @@ async def predict_video(
         t_read = time.perf_counter()
         info = await pipeline.decoder.run(_probe, job.path, pipeline.server.max_pixels)
         _check_limits(pipeline.server, info)
+        if options.tiling is not None:  # frames are tiled whole (never decoded reduced): a 422 before any line
+            pipeline.tile_grid(options.tiling, info.width, info.height)
         t_probe = time.perf_counter()
     except BaseException:
         if job is not None:

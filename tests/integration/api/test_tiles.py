@@ -1,6 +1,6 @@
 """Tiled inference (`tile=WxH`) with the real model: the library's tiled answer equals its per-tile answers moved
-into the scene, `/predict` and `detector predict --tile` give the library's answer, and what cannot be tiled is a
-422 naming the parameter."""
+into the scene, `/predict`, `/predict/video` and `detector predict --tile` give the library's answer, a tiled
+image takes one queue place however many tiles it has, and what cannot be tiled is a 422 naming the parameter."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ from PIL import Image
 from detector.runtime import Detector
 from detector.runtime.images import decode_image
 from detector.runtime.tiling import Tiling
+from detector.runtime.video import read_frames
+from tests.clips import write_moving_clip
 from tests.integration.api.test_api_predict import LOW_CONF, assert_same_detections
 
 REPO = Path(__file__).resolve().parents[3]
@@ -41,7 +43,11 @@ def png(image: np.ndarray) -> bytes:
 
 @pytest.fixture(scope="module")
 def client(make_config: Any, run_app: Any) -> Iterator[TestClient]:
-    with run_app(make_config("inference.server.decode_mode=exact", "inference.tiling.max_tiles=16")) as c:
+    # A queue of 4 places (2 for video frames): fewer than the 15 tiles the tests cut, which must not matter.
+    config = make_config(
+        "inference.server.decode_mode=exact", "inference.tiling.max_tiles=16", "inference.server.queue_size=4"
+    )
+    with run_app(config) as c:
         yield c
 
 
@@ -77,7 +83,35 @@ def test_predict_with_tile_equals_the_library(client: TestClient, reference: Det
     want = reference.predict(decode_image(data), conf=LOW_CONF, tiles=Tiling(128, 128, overlap=0.25)).to_list()
     assert want and r.json()["image"] == {"width": 512, "height": 256}
     assert_same_detections(r.json()["detections"], want)
-    assert r.headers["X-Batch-Size"] == "15"  # 5 x 3 tiles at a 96 px step, each its own micro-batcher job
+    assert r.headers["X-Batch-Size"] == "15"  # 5 x 3 tiles at a 96 px step, one backend call for all of them
+
+
+def test_a_clip_in_tiles_gives_the_library_answer_per_frame(
+    client: TestClient, reference: Detector, scene: np.ndarray, tmp_path: Path
+) -> None:
+    # 15 tiles a frame where video frames may hold 2 queue places: each frame's tiles are one job on one place.
+    path = write_moving_clip(scene, tmp_path / "scene.mp4", frames=4, shift=32)
+    params = {"tile": "128x128", "overlap": "0.25", "conf": "0.05"}
+    with client.stream("POST", "/predict/video", params=params, files={"file": ("s.mp4", path.read_bytes())}) as r:
+        lines = [json.loads(line) for line in r.iter_lines() if line]
+    assert r.status_code == 200 and [line.get("frame") for line in lines] == [0, 1, 2, 3], lines
+    tiling = Tiling(128, 128, overlap=0.25)
+    for line, (_, frame, _) in zip(lines, read_frames(path), strict=True):  # the service's own reader
+        want = reference.predict(frame, conf=LOW_CONF, tiles=tiling).to_list()
+        assert want and line["detections"]
+        assert_same_detections(line["detections"], want)
+
+
+@pytest.mark.parametrize(
+    ("tile", "needle"),
+    [("32x32", "at most 16 (inference.tiling.max_tiles)"), ("640x640", "tile: 640x640 is larger than the image")],
+)
+def test_a_clip_that_cannot_be_tiled_is_a_422_before_any_line(
+    client: TestClient, scene: np.ndarray, tmp_path: Path, tile: str, needle: str
+) -> None:
+    path = write_moving_clip(scene, tmp_path / "scene.mp4", frames=2, shift=32)
+    r = client.post("/predict/video", params={"tile": tile}, files={"file": ("s.mp4", path.read_bytes())})
+    assert r.status_code == 422 and needle in r.json()["detail"], r.text
 
 
 @pytest.mark.parametrize(

@@ -60,6 +60,29 @@ def test_concurrent_requests_share_one_call_and_get_their_own_result() -> None:
     assert all(r.model["name"] == "fake" for r in results)
 
 
+def test_a_tiled_images_views_are_one_call_of_their_own_on_one_place() -> None:
+    det = FakeDetector(echo=True)
+    b = make(det, queue_size=2)  # fewer places than the 5 views: they need one
+
+    async def main() -> tuple[list[Any], Any]:
+        tiled, single = b.reserve(), b.reserve()  # arriving together, as micro-batching would join them
+        try:
+            return await asyncio.gather(
+                b.submit_together(tiled, [image(v) for v in (10, 11, 12, 13, 14)], DEFAULT, 5),
+                b.submit(single, image(20), DEFAULT, 5),
+            )
+        finally:
+            tiled.release()
+            single.release()
+
+    views, alone = asyncio.run(main())
+    b.close(1)
+    assert [round(float(r.detections.confidence[0]) * 255) for r in views] == [10, 11, 12, 13, 14]
+    assert round(float(alone.detections.confidence[0]) * 255) == 20
+    assert sorted(det.calls) == [(1, 0.25, 0.7, 300), (5, 0.25, 0.7, 300)]  # never one call of 6
+    assert {r.batch_size for r in views} == {5} and alone.batch_size == 1
+
+
 @pytest.mark.parametrize(
     ("mode", "info", "limit"),
     [
