@@ -52,6 +52,20 @@ def test_static_shapes_match_onnxruntime_on_mixed_sizes(model_path: Path, datase
     assert all(-1 not in s for s in shapes)
 
 
+def test_batches_of_any_size_share_one_model_per_input_size(model_path: Path, dataset_dir: Path) -> None:
+    # Tiles of one size, as images of different sizes cut them: 3, 5 and 2 at a time.
+    tiles = [read_rgb(p) for p in sorted((dataset_dir / "images" / "val").glob("*.jpg"))[:5]]
+    assert len({t.shape for t in tiles}) == 1
+    with Detector.load(model_path, "onnxruntime", conf=CONF) as ref:
+        expected = ref.predict_batch(tiles)
+    with Detector.load(model_path, "openvino", options=_options(8), conf=CONF) as det:
+        got = det.predict_batch(tiles[:3]) + det.predict_batch(tiles) + det.predict_batch(tiles[3:])
+        shapes = det.backend.cached_shapes  # type: ignore[attr-defined]
+    for a, b in zip(expected[:3] + expected + expected[3:], got, strict=True):
+        _assert_same(a, b)
+    assert shapes == [(-1, 3, *det.input_shape)]  # one compilation for the three batch sizes
+
+
 def test_cache_is_bounded_and_stays_correct_under_threads(model_path: Path, dataset_dir: Path) -> None:
     images = _mixed_images(dataset_dir)
     with Detector.load(model_path, "onnxruntime", conf=CONF) as ref:
