@@ -99,6 +99,28 @@ def test_large_batches_are_split(model_path: Path, dataset_dir: Path) -> None:
         assert_same_detections(r, s.xyxy, s.confidence, s.class_id, iou_min=0.999, conf_tol=1e-4)
 
 
+def test_without_a_backend_limit_calls_are_bounded_by_input_pixels(model_path: Path, dataset_dir: Path) -> None:
+    class Recording(OnnxRuntimeBackend):  # a dynamic batch and no limit of its own, as on a CPU
+        calls: ClassVar[list[int]] = []
+
+        def run(self, batch):  # type: ignore[no-untyped-def]
+            self.calls.append(len(batch))
+            return super().run(batch)
+
+    from detector.runtime import BackendOptions
+
+    det = Detector(Recording(model_path, BackendOptions()), read_onnx_metadata(model_path), conf=CONF)
+    assert det.max_batch is None
+    h, w = det.input_shape
+    assert det.images_per_call == 8 * 640 * 640 // (h * w)  # 8 images of 640 px, 50 of 256 px: memory, not count
+    images = _images(dataset_dir, 7)
+    det.images_per_call = 3
+    results = det.predict_batch(images)
+    assert Recording.calls == [3, 3, 1]
+    for r, s in zip(results, [det.predict(im) for im in images], strict=True):
+        assert_same_detections(r, s.xyxy, s.confidence, s.class_id, iou_min=0.999, conf_tol=1e-4)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_concurrent_calls_equal_sequential(backend: str, model_path: Path, dataset_dir: Path) -> None:
     images = _images(dataset_dir, 16)
