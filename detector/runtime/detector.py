@@ -171,7 +171,7 @@ class Detector:
         timings: Timings | None = None,
     ) -> Detections:
         """Detect objects in one RGB `(H, W, 3)` uint8 image; with `tiles`, in overlapping tiles of it, run as one
-        batch and merged (detector/runtime/tiling.py)."""
+        batch (in backend calls of at most `images_per_call`) and merged (detector/runtime/tiling.py)."""
         options: dict[str, Any] = {"conf": conf, "iou": iou, "max_det": max_det, "conf_per_class": conf_per_class}
         if tiles is None:
             return self.predict_batch([image], timings=timings, **options)[0]
