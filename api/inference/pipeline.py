@@ -298,21 +298,21 @@ class Pipeline:
         """The tiles of a `width` x `height` image; 422 naming `tile` for a tile larger than the image, or more
         tiles than `max_tiles` or than the pixel budget holds."""
         try:
-            grid = tiling.grid(width, height)
+            count = tiling.count(width, height)  # counted before any tile is made: a client sets the step
         except InvalidInputError as exc:
             raise UnprocessableError(str(exc)) from None
         limit = self.config.tiling.max_tiles
-        if len(grid) > limit:
+        if count > limit:
             raise UnprocessableError(
                 f"tile: {tiling.width}x{tiling.height} with overlap {tiling.overlap:g} cuts this {width}x{height} "
-                f"image into {len(grid)} tiles; at most {limit} (inference.tiling.max_tiles): send larger tiles"
+                f"image into {count} tiles; at most {limit} (inference.tiling.max_tiles): send larger tiles"
             )
-        if len(grid) * tiling.width * tiling.height > self.server.decode_pixel_budget:
+        if count * tiling.width * tiling.height > self.server.decode_pixel_budget:
             raise UnprocessableError(
-                f"tile: {len(grid)} tiles of {tiling.width}x{tiling.height} exceed the server's pixel budget "
+                f"tile: {count} tiles of {tiling.width}x{tiling.height} exceed the server's pixel budget "
                 f"({self.server.decode_pixel_budget}, inference.server.decode_pixel_budget)"
             )
-        return grid
+        return tiling.grid(width, height)
 
     def _take_places(self, count: int, bulk: bool) -> list[Reservation]:
         taken: list[Reservation] = []

@@ -64,14 +64,23 @@ class Tiling:
     def grid(self, width: int, height: int) -> list[Box]:
         """The tiles covering a `width` x `height` image, row by row; the last of each row and column ends at the
         image's edge. InvalidInputError when a tile is larger than the image."""
+        xs, ys = self._starts(width, height)
+        return [(x, y, x + self.width, y + self.height) for y in ys for x in xs]
+
+    def count(self, width: int, height: int) -> int:
+        """How many tiles `grid` would cut, without cutting them: check it first where the sizes come from a
+        client, since a one-pixel step on a big image is millions of tiles (a 2000x2000 image in 32 px tiles at
+        overlap 0.99: 3.9 million, 0.6 s and 0.55 GB to list)."""
+        xs, ys = self._starts(width, height)
+        return len(xs) * len(ys)
+
+    def _starts(self, width: int, height: int) -> tuple[list[int], list[int]]:
         if self.width > width or self.height > height:
             raise InvalidInputError(
                 f"tile: {self.width}x{self.height} is larger than the image ({width}x{height}); send a smaller tile "
                 "or no tile"
             )
-        xs = _starts(width, self.width, self.overlap)
-        ys = _starts(height, self.height, self.overlap)
-        return [(x, y, x + self.width, y + self.height) for y in ys for x in xs]
+        return _starts(width, self.width, self.overlap), _starts(height, self.height, self.overlap)
 
 
 def _starts(length: int, tile: int, overlap: float) -> list[int]:

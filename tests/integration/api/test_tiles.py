@@ -102,6 +102,19 @@ def test_a_clip_in_tiles_gives_the_library_answer_per_frame(
         assert_same_detections(line["detections"], want)
 
 
+def test_a_step_of_one_pixel_is_refused_before_a_tile_is_cut(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 1.8 million tiles of this 1400x1400 image: refused from their count; listing them would block the event loop.
+    def no_grid(self: Tiling, width: int, height: int) -> list[Any]:
+        raise AssertionError("the grid was made")
+
+    monkeypatch.setattr(Tiling, "grid", no_grid)
+    data = png(np.full((1400, 1400, 3), 90, np.uint8))
+    r = client.post("/predict?tile=64x64&overlap=0.99", files={"file": ("big.png", data, "image/png")})
+    assert r.status_code == 422 and "into 1787569 tiles; at most 16" in r.json()["detail"], r.text
+
+
 @pytest.mark.parametrize(
     ("tile", "needle"),
     [("32x32", "at most 16 (inference.tiling.max_tiles)"), ("640x640", "tile: 640x640 is larger than the image")],

@@ -30,6 +30,19 @@ def test_the_grid_covers_the_image_with_the_overlap_and_ends_at_its_edges() -> N
     assert Tiling(640, 480).grid(640, 480) == [(0, 0, 640, 480)]  # a tile the size of the image: one tile
 
 
+def test_count_is_the_grids_length_without_making_it() -> None:
+    for tiling, size in [
+        (Tiling(320, 320, 0.2), (1000, 600)),
+        (Tiling(64, 32, 0.5), (300, 77)),
+        (Tiling(64, 64), (64, 64)),
+    ]:
+        assert tiling.count(*size) == len(tiling.grid(*size))
+    # A one-pixel step on a big image: 3.6 billion tiles, counted in a moment (listing them would need terabytes).
+    assert Tiling(32, 32, overlap=0.99).count(60_000, 60_000) == (60_000 - 32 + 1) ** 2
+    with pytest.raises(InvalidInputError, match="larger than the image"):
+        Tiling(640, 640).count(320, 240)
+
+
 def test_crops_are_views_of_the_image() -> None:
     image = np.zeros((100, 200, 3), np.uint8)
     (tile,) = crops(image, [(50, 10, 150, 90)])
