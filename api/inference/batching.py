@@ -26,10 +26,12 @@ Inference runs only in these worker threads, never on the event loop; the loop a
 Fair sharing (issue 21): batch items and video frames are *bulk* work. They may hold at most `bulk_queue_share` of
 the queue's places (a batch or a clip waits in line for room, api/inference/pipeline.py `wait_for_room`), so a
 heavy client never fills the queue that decides whether single-image requests are shed; and workers take jobs
-from two lanes, single images first: while both lanes wait, `single_priority` single jobs are taken per bulk job,
-so a 16-image batch queued ahead of a /predict delays it by at most one backend call, and bulk work still advances
-under a steady stream of singles. While a single image is still being decoded and only bulk work waits, a worker
-holds the bulk job back up to `bulk_hold_ms`, so the single does not arrive to find a bulk call just started:
+from two lanes, single images first: while both lanes wait, `single_priority` single images are taken per bulk
+image (a tiled image counts as its tiles, either way), so a 16-image batch queued ahead of a /predict delays it by
+at most one backend call, and bulk work still advances under a steady stream of singles, also while a deep lane of
+singles overlaps them on two threads (that overlap pauses when a bulk job is owed). While a single image is still
+being decoded and only bulk work waits, a worker holds the bulk job back up to `bulk_hold_ms`, so the single does
+not arrive to find a bulk call just started:
 measured on the 2-core host with 4 batch or 9 video clients, the single's queue_wait p50 went from 1.9-3.0 ms to
 1.2-1.5 ms and its p50 from 14-20 ms to 13-16 ms (idle: 10 ms).
 
@@ -235,7 +237,11 @@ class _Lanes:
             return True
         if worker == 0 and not self._singles_running:
             return True
-        return len(self._single) >= DEEP_SINGLES and self._running == self._singles_running > 0
+        # A deep lane overlaps singles, but not once a bulk job is owed (`single_priority` singles in a row): bulk
+        # work never starts beside a single, and with two threads leapfrogging a single was nearly always running,
+        # so a batch or clip waited until the singles stopped (a 2-image batch 25 s, until the load ended).
+        owed = self._bulk and self._singles_in_a_row >= self.single_priority
+        return not owed and len(self._single) >= DEEP_SINGLES and self._running == self._singles_running > 0
 
     def _bulk_may_start(self, worker: int | None) -> bool:
         if not self._bulk:
@@ -273,10 +279,15 @@ class _Lanes:
         """The next job worker `worker` may start (None: a companion, which joins a call already counted)."""
         single, bulk = self._single_may_start(worker), self._bulk_may_start(worker)
         if single and not (bulk and self._singles_in_a_row >= self.single_priority):
-            self._singles_in_a_row += 1
-            return self._single.popleft()
-        self._singles_in_a_row = 0
-        return self._bulk.popleft()
+            job = self._single.popleft()
+            # A tiled image counts as its tiles: `single_priority` is per image, and it is that many images' work.
+            self._singles_in_a_row += len(job.images) if job is not None else 1
+            return job
+        job = self._bulk.popleft()
+        # Shares by images both ways: after a bulk job of n images (a tiled frame), n x single_priority single
+        # images go before the next bulk job, as after n bulk jobs of one.
+        self._singles_in_a_row = -(len(job.images) - 1) * self.single_priority if job is not None else 0
+        return job
 
     def singles_queued(self) -> int:
         return len(self._single)

@@ -292,6 +292,56 @@ def test_workers_take_single_images_first_but_bulk_still_advances() -> None:
     assert det.order == [1, 100, 101, 2, 102, 103, 3, 4, 5], det.order
 
 
+def test_a_tiled_single_image_counts_as_its_tiles_before_bulk_work_goes_next() -> None:
+    gate = threading.Event()
+    det = OrderRecorder(gate)
+    b = make(det, micro_batching="never", single_priority=2)
+
+    async def main() -> None:
+        first = asyncio.ensure_future(one(b, 1, reservation=b.reserve(bulk=True)))
+        await asyncio.sleep(0.1)  # the worker holds job 1, waiting on the gate
+        bulk = [asyncio.ensure_future(one(b, v, reservation=b.reserve(bulk=True))) for v in (2, 3)]
+        await asyncio.sleep(0.05)
+        tiled = b.reserve()
+        tiles = asyncio.ensure_future(b.submit_together(tiled, [image(v) for v in (50, 51, 52)], DEFAULT, 5))
+        await asyncio.sleep(0.05)
+        singles = [asyncio.ensure_future(one(b, v, reservation=b.reserve())) for v in (100, 101)]
+        await asyncio.sleep(0.05)
+        gate.set()
+        await asyncio.gather(first, *bulk, tiles, *singles)
+        tiled.release()
+
+    asyncio.run(main())
+    b.close(1)
+    # Three tiles are three images' work: a bulk job goes next (counted as one single, the singles would go first).
+    assert det.order == [1, 50, 51, 52, 2, 100, 101, 3], det.order
+
+
+def test_a_tiled_bulk_job_counts_as_its_tiles_before_the_next_bulk_job() -> None:
+    gate = threading.Event()
+    det = OrderRecorder(gate)
+    b = make(det, micro_batching="never", single_priority=2)
+
+    async def main() -> None:
+        first = asyncio.ensure_future(one(b, 1, reservation=b.reserve(bulk=True)))
+        await asyncio.sleep(0.1)  # the worker holds job 1, waiting on the gate
+        frame = b.reserve(bulk=True)  # a clip's frame in two tiles
+        tiles = asyncio.ensure_future(b.submit_together(frame, [image(2), image(3)], DEFAULT, 5))
+        await asyncio.sleep(0.05)
+        bulk = asyncio.ensure_future(one(b, 4, reservation=b.reserve(bulk=True)))
+        await asyncio.sleep(0.05)
+        singles = [asyncio.ensure_future(one(b, v, reservation=b.reserve())) for v in range(100, 106)]
+        await asyncio.sleep(0.05)
+        gate.set()
+        await asyncio.gather(first, tiles, bulk, *singles)
+        frame.release()
+
+    asyncio.run(main())
+    b.close(1)
+    # Two bulk images just ran: four single images (2 x single_priority) before the next bulk job.
+    assert det.order == [1, 100, 101, 2, 3, 102, 103, 104, 105, 4], det.order
+
+
 def test_bulk_work_waits_for_a_single_image_being_decoded_but_not_longer_than_the_hold() -> None:
     open_gate = threading.Event()
     open_gate.set()
@@ -414,6 +464,34 @@ def test_with_singles_alone_a_deep_lane_of_singles_overlaps_but_never_beside_bul
     assert {det.threads[v] for v in deep} == {"model-worker-0", "model-worker-1"}
     for v in deep:
         assert all(other >= 100 for other in _overlapping(calls, v)), f"single {v} ran beside a video frame"
+
+
+def test_with_singles_alone_bulk_work_advances_under_a_deep_stream_of_singles() -> None:
+    """Six clients keep the single lane deep, so singles overlap on both threads and one is nearly always running;
+    bulk work may not start beside a single, so the overlap stops when a bulk job is owed (`single_priority`)."""
+    det = IntervalRecorder(delay_s=0.02)
+    b = make(det, micro_batching="never", workers=0, single_priority=4)
+    model = b.slot.current
+    assert model is not None
+    b.follow(model)
+
+    async def client(first: int) -> None:
+        for v in range(first, first + 15):
+            await one(b, v)
+
+    async def main() -> None:
+        singles = [asyncio.ensure_future(client(100 + 20 * k)) for k in range(6)]
+        await asyncio.sleep(0.05)  # the lane is deep: both threads run singles
+        await asyncio.gather(*(one(b, v, reservation=b.reserve(bulk=True)) for v in (1, 2, 3)))
+        await asyncio.gather(*singles)
+
+    asyncio.run(main())
+    b.close(1)
+    calls = det.intervals
+    last_bulk = max(e for v, _, e in calls if v < 100)
+    after = sum(1 for v, s, _ in calls if v >= 100 and s > last_bulk)
+    assert after >= 30, f"the bulk items waited for all but {after} of the 90 singles"  # before: none after them
+    assert not any(_overlapping(calls, v) for v in (1, 2, 3))  # never beside a single, as before
 
 
 def test_without_singles_alone_singles_and_bulk_share_the_threads() -> None:
