@@ -371,6 +371,8 @@ class Pipeline:
         place (a full queue mid-clip is not the clip's fault) up to the request timeout; tiles that cannot be cut
         are refused before that wait."""
         if options.tiling is not None:
+            # The route checked the tiles on the probed size; a container may lie about it (or change size
+            # mid-stream), and a frame that cannot be tiled is refused now rather than after waiting for a place.
             self.tile_grid(options.tiling, pixels.shape[1], pixels.shape[0])
         await self.wait_for_room(lambda: self.batcher.has_room(True), self.server.request_timeout_s)
         reservation = self.batcher.reserve(bulk=True, overlap=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
@@ -271,75 +272,67 @@ def test_bulk_work_holds_at_most_its_share_of_the_queue() -> None:
     b.close(1)
 
 
-def test_workers_take_single_images_first_but_bulk_still_advances() -> None:
+Job = Callable[[MicroBatcher], Awaitable[Any]]
+
+
+def bulk(value: int) -> Job:
+    return lambda b: one(b, value, reservation=b.reserve(bulk=True))
+
+
+def single(value: int) -> Job:
+    return lambda b: one(b, value, reservation=b.reserve())
+
+
+def tiled(values: tuple[int, ...], is_bulk: bool = False) -> Job:
+    """One job of several images on one queue place, as a tiled image or a clip's tiled frame."""
+
+    async def run(b: MicroBatcher) -> Any:
+        place = b.reserve(bulk=is_bulk)
+        try:
+            return await b.submit_together(place, [image(v) for v in values], DEFAULT, 5)
+        finally:
+            place.release()
+
+    return run
+
+
+def run_order(waves: list[list[Job]]) -> list[int]:
+    """The images in the order the worker ran them: the first wave's job holds the only worker (at a gate) while
+    each later wave queues behind it, 50 ms apart; then the gate opens. One image per call, single_priority 2."""
     gate = threading.Event()
     det = OrderRecorder(gate)
     b = make(det, micro_batching="never", single_priority=2)
 
     async def main() -> None:
-        first = asyncio.ensure_future(one(b, 1, reservation=b.reserve(bulk=True)))
-        await asyncio.sleep(0.1)  # the worker holds job 1, waiting on the gate
-        bulk = [asyncio.ensure_future(one(b, v, reservation=b.reserve(bulk=True))) for v in range(2, 6)]
-        await asyncio.sleep(0.05)
-        singles = [asyncio.ensure_future(one(b, v, reservation=b.reserve())) for v in range(100, 104)]
-        await asyncio.sleep(0.05)
+        tasks: list[asyncio.Future[Any]] = []
+        for i, wave in enumerate(waves):
+            tasks += [asyncio.ensure_future(job(b)) for job in wave]
+            await asyncio.sleep(0.1 if i == 0 else 0.05)
         gate.set()
-        await asyncio.gather(first, *bulk, *singles)
+        await asyncio.gather(*tasks)
 
     asyncio.run(main())
     b.close(1)
+    return det.order
+
+
+def test_workers_take_single_images_first_but_bulk_still_advances() -> None:
+    order = run_order([[bulk(1)], [bulk(v) for v in range(2, 6)], [single(v) for v in range(100, 104)]])
     # Before: one FIFO, 1 2 3 4 5 100 101 102 103 (the singles behind every bulk image).
-    assert det.order == [1, 100, 101, 2, 102, 103, 3, 4, 5], det.order
+    assert order == [1, 100, 101, 2, 102, 103, 3, 4, 5], order
 
 
 def test_a_tiled_single_image_counts_as_its_tiles_before_bulk_work_goes_next() -> None:
-    gate = threading.Event()
-    det = OrderRecorder(gate)
-    b = make(det, micro_batching="never", single_priority=2)
-
-    async def main() -> None:
-        first = asyncio.ensure_future(one(b, 1, reservation=b.reserve(bulk=True)))
-        await asyncio.sleep(0.1)  # the worker holds job 1, waiting on the gate
-        bulk = [asyncio.ensure_future(one(b, v, reservation=b.reserve(bulk=True))) for v in (2, 3)]
-        await asyncio.sleep(0.05)
-        tiled = b.reserve()
-        tiles = asyncio.ensure_future(b.submit_together(tiled, [image(v) for v in (50, 51, 52)], DEFAULT, 5))
-        await asyncio.sleep(0.05)
-        singles = [asyncio.ensure_future(one(b, v, reservation=b.reserve())) for v in (100, 101)]
-        await asyncio.sleep(0.05)
-        gate.set()
-        await asyncio.gather(first, *bulk, tiles, *singles)
-        tiled.release()
-
-    asyncio.run(main())
-    b.close(1)
+    order = run_order([[bulk(1)], [bulk(2), bulk(3)], [tiled((50, 51, 52))], [single(100), single(101)]])
     # Three tiles are three images' work: a bulk job goes next (counted as one single, the singles would go first).
-    assert det.order == [1, 50, 51, 52, 2, 100, 101, 3], det.order
+    assert order == [1, 50, 51, 52, 2, 100, 101, 3], order
 
 
 def test_a_tiled_bulk_job_counts_as_its_tiles_before_the_next_bulk_job() -> None:
-    gate = threading.Event()
-    det = OrderRecorder(gate)
-    b = make(det, micro_batching="never", single_priority=2)
-
-    async def main() -> None:
-        first = asyncio.ensure_future(one(b, 1, reservation=b.reserve(bulk=True)))
-        await asyncio.sleep(0.1)  # the worker holds job 1, waiting on the gate
-        frame = b.reserve(bulk=True)  # a clip's frame in two tiles
-        tiles = asyncio.ensure_future(b.submit_together(frame, [image(2), image(3)], DEFAULT, 5))
-        await asyncio.sleep(0.05)
-        bulk = asyncio.ensure_future(one(b, 4, reservation=b.reserve(bulk=True)))
-        await asyncio.sleep(0.05)
-        singles = [asyncio.ensure_future(one(b, v, reservation=b.reserve())) for v in range(100, 106)]
-        await asyncio.sleep(0.05)
-        gate.set()
-        await asyncio.gather(first, tiles, bulk, *singles)
-        frame.release()
-
-    asyncio.run(main())
-    b.close(1)
+    # A clip's frame in two tiles, then a bulk image, then six singles.
+    order = run_order([[bulk(1)], [tiled((2, 3), is_bulk=True)], [bulk(4)], [single(v) for v in range(100, 106)]])
     # Two bulk images just ran: four single images (2 x single_priority) before the next bulk job.
-    assert det.order == [1, 100, 101, 2, 3, 102, 103, 104, 105, 4], det.order
+    assert order == [1, 100, 101, 2, 3, 102, 103, 104, 105, 4], order
 
 
 def test_bulk_work_waits_for_a_single_image_being_decoded_but_not_longer_than_the_hold() -> None:
