@@ -46,3 +46,23 @@ def write_moving_clip(scene: np.ndarray, path: Path, frames: int = 30, shift: in
         writer.write(np.ascontiguousarray(wide[:, off : off + w]))
     writer.release()
     return path
+
+
+def write_mjpeg_of_sizes(path: Path, sizes: list[tuple[int, int]], fps: int = 10) -> Path:
+    """An AVI of MJPEG frames of the given (width, height) each, its header declaring the first: a clip whose frame
+    size changes mid-stream (each MJPEG packet is a whole JPEG of its own size). Mid-grey with a white square."""
+    from fractions import Fraction
+
+    import av
+
+    with av.open(str(path), "w", format="avi") as out:
+        stream = out.add_stream("mjpeg", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = *sizes[0], "yuvj420p"
+        for i, (width, height) in enumerate(sizes):
+            frame = np.full((height, width, 3), 128, np.uint8)
+            half = min(width, height) // 6
+            frame[height // 2 - half : height // 2 + half, width // 2 - half : width // 2 + half] = 255
+            packet = av.Packet(cv2.imencode(".jpg", frame)[1].tobytes())
+            packet.stream, packet.pts, packet.dts, packet.time_base = stream, i, i, Fraction(1, fps)
+            out.mux(packet)
+    return path

@@ -91,7 +91,8 @@ def probe_video(path: str | Path, max_pixels: int = 0) -> VideoInfo:
         cap.release()
 
 
-SKIPPED: npt.NDArray[np.uint8] = np.zeros((0, 0, 3), np.uint8)  # the pixels of a frame read with keep_skipped=False
+SKIPPED: npt.NDArray[np.uint8] = np.zeros((0, 0, 3), np.uint8)
+_FFMPEG_MIN_PIXEL_LIMIT = 1 << 20  # the pixels of a frame read with keep_skipped=False
 
 # What PyAV's FFmpeg may open: the same rule as SAFE_FFMPEG_OPTIONS (PyAV does not read OpenCV's variable).
 SAFE_AV_OPTIONS = {"protocol_whitelist": "file", "format_whitelist": "mov,matroska,webm,avi"}
@@ -135,6 +136,7 @@ def read_frames(
         container = av.open(str(path), options=SAFE_AV_OPTIONS)
     except (av.FFmpegError, OSError, ValueError) as exc:
         raise NotAVideoError(f"{Path(path).name}: not a readable video ({exc.__class__.__name__})") from None
+    index = -1  # the last frame read
     try:
         if not container.streams.video:
             raise NotAVideoError(f"{Path(path).name}: the file has no video stream")
@@ -142,20 +144,38 @@ def read_frames(
         context = stream.codec_context
         source_width = context.width  # as the stream declares it (the decoder reports the reduced one)
         lowres = lowres_for(source_width, context.height, reduce_to)
-        if lowres:
-            context.options = {"lowres": str(lowres)}  # FFmpeg lowers it to the codec's maximum (0 for H.264)
+        options = {"lowres": str(lowres)} if lowres else {}  # FFmpeg lowers it to the codec's maximum (0 for H.264)
+        if max_pixels:
+            # A frame far over the limit is refused by FFmpeg before it is allocated (FFmpeg checks the coded size,
+            # whatever `lowres` does); the exact limit is checked below, on each decoded frame. Without it a frame
+            # larger than the stream declares (a size change mid-clip) was decoded first: a 12000x12000 MJPEG frame in a
+            # 2.3 MB AVI took the reader from 96 to 305 MB (peak RSS). Twice the limit, and at least a megapixel,
+            # because FFmpeg's MPEG-4 decoder holds its own scratch buffers to it too: a 64x64 mp4v clip needs 53760,
+            # 320x240 125440 (measured).
+            options["max_pixels"] = str(max(2 * max_pixels, _FFMPEG_MIN_PIXEL_LIMIT))
+        context.options = options
         frames: Iterator[tuple[int, Any]] = enumerate(container.decode(stream))
         if not keep_skipped and vid_stride > 1 and context.codec.intra_only:
             frames = _frames_of_intra_only(container, stream, vid_stride)
+        scale = 0  # scale: how much smaller than sent each frame decodes (0: not known yet)
         for index, frame in frames:
             run = index % vid_stride == 0
             if frame is None or (not run and not keep_skipped):
                 yield index, SKIPPED, run
                 continue
-            scale = 2**lowres if lowres and frame.width * 2 <= source_width else 1  # decoded at reduced size
+            if not scale:  # `lowres` applies to the whole stream or not at all: the first frame says which
+                scale = 2**lowres if frame.width < source_width else 1
             if max_pixels and frame.width * frame.height * scale * scale > max_pixels:
                 raise ImageTooLargeError(f"frame {index} has more than {max_pixels} pixels (the limit)")
             yield index, _rgb(frame, fit_size(frame.width, frame.height, reduce_to)), run
+    except av.ArgumentError as exc:
+        if max_pixels:  # EINVAL is what FFmpeg answers for a frame over `max_pixels` (damaged data: INVALIDDATA)
+            which = "the first frame" if index < 0 else f"a frame after frame {index}"
+            raise ImageTooLargeError(
+                f"{Path(path).name}: {which} has more than {max_pixels} pixels (the limit), or cannot be decoded "
+                f"({exc.strerror})"
+            ) from None
+        raise InvalidInputError(f"{Path(path).name}: the video cannot be decoded ({exc})") from None
     except av.FFmpegError as exc:
         raise InvalidInputError(f"{Path(path).name}: the video cannot be decoded ({exc})") from None
     finally:
@@ -266,7 +286,9 @@ def read_ahead(items: Iterator[T], depth: int = 4) -> Iterator[T]:
 
 
 class VideoWriter:
-    """MP4 (mp4v) or AVI (MJPG) by suffix, at the source's fps and size; frames are RGB."""
+    """MP4 (mp4v) or AVI (MJPG) by suffix, at the source's fps and size; frames are RGB. A frame of another size (a
+    stream whose size changes mid-clip) is scaled to the writer's, as a player shows it: OpenCV's writer silently
+    drops such a frame (a 15-frame clip switching size twice was written as 5 frames)."""
 
     def __init__(self, path: str | Path, fps: float, width: int, height: int) -> None:
         import cv2
@@ -274,15 +296,24 @@ class VideoWriter:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         fourcc = "MJPG" if path.suffix.lower() == ".avi" else "mp4v"
-        self._writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*fourcc), fps, (width, height))
+        self.size = (width, height)
+        self._writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*fourcc), fps, self.size)
         if not self._writer.isOpened():
             raise InvalidInputError(f"cannot write a video to {path} (use a .mp4 or .avi name)")
         self.frames = 0
 
+    def fit(self, frame_rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+        """`frame_rgb` at the writer's size (itself when it is): draw boxes given in the clip's size on this."""
+        import cv2
+
+        if (frame_rgb.shape[1], frame_rgb.shape[0]) == self.size:
+            return frame_rgb
+        return np.asarray(cv2.resize(frame_rgb, self.size, interpolation=cv2.INTER_AREA), np.uint8)
+
     def write(self, frame_rgb: npt.NDArray[np.uint8]) -> None:
         import cv2
 
-        self._writer.write(cv2.cvtColor(np.ascontiguousarray(frame_rgb), cv2.COLOR_RGB2BGR))
+        self._writer.write(cv2.cvtColor(np.ascontiguousarray(self.fit(frame_rgb)), cv2.COLOR_RGB2BGR))
         self.frames += 1
 
     def close(self) -> None:

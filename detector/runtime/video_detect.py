@@ -4,11 +4,13 @@
 Frames are decoded on a thread of their own, a few ahead (`read_ahead`), so decoding overlaps detection, tracking
 and writing. Every `vid_stride`-th frame is detected; the frames in between show the last detections (as
 Ultralytics' `vid_stride` does) and, when nothing writes them, are never converted (in MJPEG never decoded).
-When nothing writes frames, they come at the size the model's letterbox needs (`read_frames`' `reduce_to`: a
-reduced decode where the codec has one, then shrunk before the RGB conversion) and boxes are mapped back to the
-clip's size. On a GPU, consecutive frames go to the backend together (`frames_per_call`); on a CPU backend with
-several streams (OpenVINO's throughput hint, which `detector predict` uses for clips) that many calls run at once
-(`calls_in_flight`). Either way frames are tracked, reported and written in order.
+When nothing writes frames, they come at the size the model's letterbox needs (`read_frames`' `reduce_to`: a reduced
+decode where the codec has one, then shrunk before the RGB conversion) and boxes are mapped back to the clip's size.
+The clip's size is its first frame's: a frame of another size (a stream whose size changes mid-clip) is taken as
+scaled to it, as a player shows it, boxes and written frame alike. On a GPU, consecutive frames go to the backend
+together (`frames_per_call`); on a CPU backend with several streams (OpenVINO's throughput hint, which `detector
+predict` uses for clips) that many calls run at once (`calls_in_flight`). Either way frames are tracked, reported
+and written in order.
 """
 
 from __future__ import annotations
@@ -118,8 +120,8 @@ def detect_video(
                 processed += 1
                 if on_frame:
                     on_frame(index, dets, track_ids)
-            if writer:
-                writer.write(draw_detections(frame, *last) if last else frame)
+            if writer:  # boxes are in the clip's size: drawn on the frame at that size
+                writer.write(draw_detections(writer.fit(frame), *last) if last else frame)
             frames += 1
             if on_progress:
                 on_progress()

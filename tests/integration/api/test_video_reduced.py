@@ -16,7 +16,7 @@ from detector.runtime import Detector
 from detector.runtime.detections import Detections
 from detector.runtime.video import read_frames
 from detector.runtime.video_detect import detect_video
-from tests.clips import confident_scene, write_moving_clip
+from tests.clips import confident_scene, write_mjpeg_of_sizes, write_moving_clip
 from tests.integration.api.conftest import MakeConfig, RunApp
 
 UPSCALE = 8  # the quick model's 128 px input against a scene 8 times its size: lowres 3 where the scene is 128 px
@@ -102,3 +102,33 @@ def test_cli_loop_boxes_match_a_whole_decode(model_path: Path, big_clip: tuple[P
 
             detect_video(det, path, save=save, classes=wanted, on_frame=keep)
     _same_objects(runs["whole"], runs["reduced"])
+
+
+def test_a_clip_whose_frames_change_size_is_answered_in_its_first_frames_size(
+    model_path: Path, make_config: MakeConfig, run_app: RunApp, tmp_path: Path
+) -> None:
+    # A square at the centre of each frame; the header declares the first size (16:9), then 2x, then 4:3.
+    sizes = [(640, 360)] * 3 + [(1280, 720)] * 3 + [(320, 240)] * 3
+    clip = write_mjpeg_of_sizes(tmp_path / "sizes.avi", sizes)
+    runs: dict[str, list[list[list[float]]]] = {"reduced": [], "whole": []}
+    with Detector.load(model_path, "onnxruntime") as det:
+        for kind, save in (("reduced", None), ("whole", tmp_path / "drawn.mp4")):
+
+            def keep(index: int, dets: Detections, ids: object, kind: str = kind) -> None:
+                runs[kind].append(dets.xyxy.tolist())
+
+            detect_video(det, clip, save=save, on_frame=keep)
+    _same_objects(runs["whole"], runs["reduced"])
+    # Every frame is scaled to the clip's size, boxes included: the square stays at the centre of 640x360.
+    for boxes in runs["whole"]:
+        assert any(abs((x1 + x2) / 2 - 320) < 24 and abs((y1 + y2) / 2 - 180) < 24 for x1, y1, x2, y2 in boxes)
+    # Every frame written, at that size (before: OpenCV's writer dropped the 6 frames of other sizes, silently).
+    written = [pixels.shape for _, pixels, _ in read_frames(tmp_path / "drawn.mp4")]
+    assert written == [(360, 640, 3)] * len(sizes)
+    # The service answers every frame in the same coordinates.
+    with run_app(make_config(f"inference.server.video_tmp_dir={tmp_path}")) as client:
+        r = client.post("/predict/video", files={"file": ("sizes.avi", clip.read_bytes(), "video/x-msvideo")})
+    assert r.status_code == 200, r.text
+    lines = [json.loads(line) for line in r.text.splitlines() if line]
+    served = [[[d["box"][k] for k in ("x1", "y1", "x2", "y2")] for d in line["detections"]] for line in lines]
+    _same_objects(runs["whole"], served)

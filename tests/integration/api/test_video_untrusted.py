@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.clips import write_moving_clip
+from tests.clips import write_mjpeg_of_sizes, write_moving_clip
 from tests.integration.api.conftest import MakeConfig, RunApp
 
 SIDE = 64  # frames of the clips below: 4096 pixels
@@ -93,6 +93,22 @@ def test_frames_over_max_pixels_are_413_before_decoding(app: TestClient, clips: 
     r = app.post("/predict/video", files={"file": ("big.mp4", clips["big"].read_bytes(), "video/mp4")})
     assert r.status_code == 413, r.text
     assert "128x128" in r.json()["detail"] and str(MAX_PIXELS) in r.json()["detail"]
+
+
+def test_a_frame_that_outgrows_the_header_mid_clip_ends_the_stream_with_a_413_line(
+    app: TestClient, tmp_path: Path
+) -> None:
+    # The header (and the probe's first frame) say 64x64; the third frame is 128x128, over max_pixels.
+    clip = write_mjpeg_of_sizes(tmp_path / "grows.avi", [(SIDE, SIDE)] * 2 + [(SIDE * 2, SIDE * 2)] + [(SIDE, SIDE)])
+    r = app.post("/predict/video", files={"file": ("grows.avi", clip.read_bytes(), "video/x-msvideo")})
+    assert r.status_code == 200, r.text
+    lines = [json.loads(line) for line in r.text.splitlines() if line]
+    assert [line["frame"] for line in lines[:-1]] == [0, 1], lines
+    error = lines[-1]["error"]
+    assert error["status"] == 413 and f"more than {MAX_PIXELS} pixels" in error["detail"], error
+    assert "grows" not in error["detail"] and str(tmp_path) not in error["detail"]
+    assert app.app.state.service.video_jobs.active == 0  # type: ignore[attr-defined]
+    assert app.app.state.service.pixels.held == 0  # type: ignore[attr-defined]
 
 
 def test_refused_clips_give_their_video_job_place_back(app: TestClient, clips: dict[str, Path]) -> None:

@@ -14,6 +14,7 @@ import pytest
 
 from detector.errors import ImageTooLargeError, InvalidInputError
 from detector.runtime.video import SKIPPED, NotAVideoError, fit_size, lowres_for, read_frames
+from tests.clips import write_mjpeg_of_sizes
 
 W, H = 640, 480
 
@@ -119,6 +120,33 @@ def test_reduced_frames_are_held_to_the_pixel_limit_at_full_size(tmp_path: Path)
     with pytest.raises(ImageTooLargeError, match="more than 100000 pixels"):
         next(read_frames(path, max_pixels=100_000, reduce_to=(128, 128)))  # 160x120 decoded, 640x480 sent
     assert next(read_frames(path, max_pixels=W * H, reduce_to=(128, 128)))[1].shape == (96, 128, 3)
+
+
+def test_a_frame_larger_than_the_stream_declares_is_held_to_the_pixel_limit(tmp_path: Path) -> None:
+    # The header says 64x48 (the first frame); the second frame is 640x480 = 307200 pixels.
+    path = write_mjpeg_of_sizes(tmp_path / "clip.avi", [(64, 48), (640, 480), (64, 48)])
+    assert [p.shape for _, p, _ in read_frames(path)] == [(48, 64, 3), (480, 640, 3), (48, 64, 3)]
+    for reduce_to in (None, (32, 32)):
+        frames = read_frames(path, max_pixels=100_000, reduce_to=reduce_to)
+        assert next(frames)[0] == 0
+        # Before: with reduce_to (decoded at half size) the limit saw 320x240 and let the frame through.
+        with pytest.raises(ImageTooLargeError, match="frame 1 has more than 100000 pixels"):
+            next(frames)
+    # Within the limit, each frame comes at its own size (reduced: 1/2 the 64x48 ones, 1/8 the 640x480 one, then
+    # shrunk to 32 px: the same letterbox size whatever the frame's).
+    assert [p.shape for _, p, _ in read_frames(path, max_pixels=640 * 480, reduce_to=(32, 32))] == [(24, 32, 3)] * 3
+
+
+def test_a_frame_far_over_the_limit_is_refused_before_it_is_decoded(tmp_path: Path) -> None:
+    # 1280x1024 is over FFmpeg's own bound here (twice the limit, at least a megapixel): FFmpeg refuses it before
+    # allocating it (before: decoded whole, then refused).
+    path = write_mjpeg_of_sizes(tmp_path / "clip.avi", [(64, 48), (1280, 1024)])
+    for reduce_to in (None, (32, 32)):
+        frames = read_frames(path, max_pixels=100_000, reduce_to=reduce_to)
+        assert next(frames)[0] == 0
+        with pytest.raises(ImageTooLargeError, match="a frame after frame 0 has more than 100000 pixels"):
+            next(frames)
+    assert [p.shape for _, p, _ in read_frames(path)][1] == (1024, 1280, 3)  # a valid frame, without a limit
 
 
 def _mjpeg_with_garbage_between_strides(path: Path, stride: int, count: int) -> Path:
