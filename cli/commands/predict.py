@@ -33,8 +33,6 @@ def cmd_predict(args: argparse.Namespace, config: Config) -> None:
         raise InvalidInputError("--save, --jsonl, --track and --vid-stride apply to a video input (.mp4, .avi, ...)")
     if args.vid_stride < 1:
         raise InvalidInputError(f"--vid-stride must be at least 1 (got {args.vid_stride})")
-    if videos and args.tile:
-        raise InvalidInputError("--tile applies to images (POST /predict/video takes tile= for clips)")
     tiling = None
     if args.tile:
         from detector.runtime.tiling import Tiling
@@ -60,7 +58,7 @@ def cmd_predict(args: argparse.Namespace, config: Config) -> None:
 
             args.conf_per_class = parse_class_conf(args.conf_per_class, det.metadata.names)
         if videos:
-            print_json(_predict_video(det, videos[0], args))
+            print_json(_predict_video(det, videos[0], args, tiling))
         else:
             print_json(_predict_images(det, args, inf.server.max_pixels, tiling))
 
@@ -79,25 +77,28 @@ def _predict_images(
     for path in args.images:
         image = read_image(path, max_pixels)
         timings = Timings()
-        result = det.predict(
-            image,
-            conf=args.conf,
-            iou=args.iou,
-            max_det=args.max_det,
-            conf_per_class=args.conf_per_class,
-            tiles=tiling,
-            timings=timings,
-        )
+        try:
+            result = det.predict(
+                image,
+                conf=args.conf,
+                iou=args.iou,
+                max_det=args.max_det,
+                conf_per_class=args.conf_per_class,
+                tiles=tiling,
+                timings=timings,
+            )
+        except InvalidInputError as exc:  # a tile larger than this image: say which of the images it is
+            raise InvalidInputError(f"{path}: {exc}") from None
         result = filter_classes(result, wanted)
         answer = PredictionResponse.of(result, image.shape[:2], info, timings.as_dict())
         out.append({"file": str(path), **answer.model_dump(mode="json")})
     return out
 
 
-def _predict_video(det: Any, path: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """Every frame is written to --save (same fps and count); every --vid-stride-th is detected (the frames in
-    between show the last detections, as Ultralytics' vid_stride does), tracked with --track, and logged
-    (`detector.runtime.video_detect.detect_video`)."""
+def _predict_video(det: Any, path: Path, args: argparse.Namespace, tiling: Tiling | None = None) -> dict[str, Any]:
+    """Every frame is written to --save (same fps and count); every --vid-stride-th is detected (in tiles with
+    --tile; the frames in between show the last detections, as Ultralytics' vid_stride does), tracked with --track,
+    and logged (`detector.runtime.video_detect.detect_video`)."""
     from tqdm import tqdm
 
     from api.schemas import VideoFrame  # the /predict/video line's shape, declared once
@@ -133,6 +134,7 @@ def _predict_video(det: Any, path: Path, args: argparse.Namespace) -> dict[str, 
                     "max_det": args.max_det,
                     "conf_per_class": args.conf_per_class,
                 },
+                tiles=tiling,
                 on_frame=log_frame,
                 on_progress=bar.update,
             )
@@ -176,7 +178,7 @@ def register(commands: Commands) -> None:
     p.add_argument("--classes", help="only these classes: names or ids, comma-separated (e.g. circle,square or 0,1)")
     p.add_argument(
         "--tile",
-        help="images: detect in overlapping tiles of WIDTHxHEIGHT px (e.g. 640x640), merged (inference.tiling)",
+        help="detect in overlapping tiles of WIDTHxHEIGHT px (e.g. 640x640), merged (inference.tiling)",
     )
     p.add_argument("--overlap", type=float, default=0.2, help="with --tile: share of a tile its neighbour overlaps")
     p.add_argument("--save", type=Path, help="video: write the annotated video here (.mp4 or .avi)")

@@ -28,6 +28,7 @@ from detector.runtime.detections import Detections
 from detector.runtime.detector import Detector
 from detector.runtime.draw import draw_detections
 from detector.runtime.images import DecodedImage
+from detector.runtime.tiling import Tiling
 from detector.runtime.tracking import Tracker
 from detector.runtime.video import VideoInfo, VideoWriter, probe_video, read_ahead, read_frames
 
@@ -75,34 +76,46 @@ def detect_video(
     save: Path | None = None,
     classes: frozenset[int] | None = None,
     predict: Mapping[str, Any] | None = None,
+    tiles: Tiling | None = None,
     on_frame: OnFrame | None = None,
     on_progress: Callable[[], Any] | None = None,
 ) -> VideoRun:
     """Detect (and with `track` track) every `vid_stride`-th frame of `path`; with `save`, write every frame with
     its boxes (the same fps and count). `on_frame` gets each detected frame's answer, `on_progress` each frame.
     `info`: the clip's `probe_video`, when the caller has it already; `predict`: keyword arguments of
-    `Detector.predict_batch` (conf, iou, max_det, conf_per_class)."""
+    `Detector.predict_batch` (conf, iou, max_det, conf_per_class). `tiles`: each frame detected in overlapping
+    tiles (`Detector.predict`'s; frames decoded whole, one frame a call, its tiles the batch)."""
     if not path.is_file():
         raise InvalidInputError(f"video not found: {path}")
     info = info or probe_video(path)
+    if tiles is not None:
+        try:
+            tiles.count(info.width, info.height)  # a tile larger than the clip: refused before any frame
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"{path.name}: {exc}") from None
     tracker = Tracker(info.fps / vid_stride) if track else None
     writer = VideoWriter(save, info.fps, info.width, info.height) if save else None
     processed = frames = 0
     last: tuple[Detections, list[int | None] | None] | None = None
-    per_call, in_flight = frames_per_call(det), calls_in_flight(det)
+    per_call, in_flight = 1 if tiles else frames_per_call(det), calls_in_flight(det)
     pool = ThreadPoolExecutor(in_flight, thread_name_prefix="video-detect") if in_flight > 1 else None
     pending: list[tuple[int, Any, bool]] = []  # frames read, waiting for their call
     # Calls made (each with its frames, in order) whose frames are not yet tracked, reported and written.
     calls: deque[tuple[list[tuple[int, Any, bool]], Future[list[Detections]] | list[Detections]]] = deque()
+
+    def detect(batch: list[Any]) -> list[Detections]:
+        if tiles is None:
+            return det.predict_batch(batch, **(predict or {}))
+        return [det.predict(frame, tiles=tiles, **(predict or {})) for frame in batch]
 
     def call() -> None:
         """Send the pending frames to process to the backend in one call (in the pool when calls overlap); then
         finish the oldest calls until fewer than `in_flight` remain."""
         batch = [frame for _, frame, run in pending if run]
         if pool is not None and batch:
-            calls.append((pending.copy(), pool.submit(det.predict_batch, batch, **(predict or {}))))
+            calls.append((pending.copy(), pool.submit(detect, batch)))
         else:
-            calls.append((pending.copy(), det.predict_batch(batch, **(predict or {})) if batch else []))
+            calls.append((pending.copy(), detect(batch) if batch else []))
         pending.clear()
         while len(calls) >= in_flight:
             finish(*calls.popleft())
@@ -128,9 +141,10 @@ def detect_video(
 
     try:
         # Without `save` the frames between two vid_stride frames are never converted, and the others may decode
-        # at the model's size; a writer needs every frame, whole.
+        # at the model's size; a writer needs every frame, whole, and so do tiles.
         saving = writer is not None
-        frames_read = read_frames(path, vid_stride, keep_skipped=saving, reduce_to=None if saving else det.input_shape)
+        reduce_to = None if saving or tiles else det.input_shape
+        frames_read = read_frames(path, vid_stride, keep_skipped=saving, reduce_to=reduce_to)
         for item in read_ahead(frames_read, depth=max(4, 2 * per_call * in_flight)):
             pending.append(item)
             if sum(run for _, _, run in pending) >= per_call:

@@ -1,5 +1,5 @@
 """Tiled inference (`tile=WxH`) with the real model: the library's tiled answer equals its per-tile answers moved
-into the scene, `/predict`, `/predict/video` and `detector predict --tile` give the library's answer, a tiled
+into the scene, `/predict`, `/predict/video` and `detector predict --tile` (images and clips) give the library's answer, a tiled
 image takes one queue place however many tiles it has, and what cannot be tiled is a 422 naming the parameter."""
 
 from __future__ import annotations
@@ -154,3 +154,32 @@ def test_cli_predict_tile_gives_the_library_answer(
     (result,) = json.loads(out.stdout)
     want = reference.predict(decode_image(path.read_bytes()), conf=LOW_CONF, tiles=Tiling(128, 128, overlap=0.25))
     assert_same_detections(result["detections"], want.to_list())
+    # Among several images, one smaller than the tile: the error says which.
+    small = tmp_path / "small.png"
+    small.write_bytes(png(scene[:100, :100]))
+    cmd[4:4] = [str(small)]
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and not out.stdout, out
+    assert "small.png: tile: 128x128 is larger than the image (100x100)" in out.stderr, out.stderr
+
+
+def test_cli_predict_clip_with_tile_gives_the_library_answer_per_frame(
+    reference: Detector, scene: np.ndarray, model_path: Path, tmp_path: Path
+) -> None:
+    path = write_moving_clip(scene, tmp_path / "scene.mp4", frames=4, shift=32)
+    jsonl = tmp_path / "lines.jsonl"
+    cmd = [sys.executable, "-m", "cli", "predict", str(path), "--model", str(model_path), "--conf", "0.05"]
+    cmd += ["--backend", reference.describe()["backend"], "--tile", "128x128", "--overlap", "0.25"]
+    subprocess.run(
+        [*cmd, "--jsonl", str(jsonl), "--no-progress"], cwd=REPO, capture_output=True, check=True, timeout=120
+    )
+    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert [line["frame"] for line in lines] == [0, 1, 2, 3]
+    tiling = Tiling(128, 128, overlap=0.25)
+    for line, (_, frame, _) in zip(lines, read_frames(path), strict=True):
+        want = reference.predict(frame, conf=LOW_CONF, tiles=tiling).to_list()
+        assert want and line["detections"]
+        assert_same_detections(line["detections"], want)
+    # A tile larger than the clip's frames: refused before a frame is read.
+    out = subprocess.run([*cmd[:-4], "--tile", "640x640"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "scene.mp4: tile: 640x640 is larger than the image (512x256)" in out.stderr, out
