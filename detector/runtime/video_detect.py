@@ -66,6 +66,20 @@ def _on_gpu(det: Detector) -> bool:
     return str(det.backend.device_name).startswith("cuda")
 
 
+def _detect_frames(
+    det: Detector, predict: Mapping[str, Any], tiles: Tiling | None, info: VideoInfo, name: str
+) -> Callable[[list[Any]], list[Detections]]:
+    """What one call does with its frames: a batch, or each frame in tiles (checked against the clip's size first:
+    a tile larger than the clip is refused before any frame is read)."""
+    if tiles is None:
+        return lambda frames: det.predict_batch(frames, **predict)
+    try:
+        tiles.count(info.width, info.height)
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"{name}: {exc}") from None
+    return lambda frames: [det.predict(frame, tiles=tiles, **predict) for frame in frames]
+
+
 def detect_video(
     det: Detector,
     path: Path,
@@ -88,11 +102,7 @@ def detect_video(
     if not path.is_file():
         raise InvalidInputError(f"video not found: {path}")
     info = info or probe_video(path)
-    if tiles is not None:
-        try:
-            tiles.count(info.width, info.height)  # a tile larger than the clip: refused before any frame
-        except InvalidInputError as exc:
-            raise InvalidInputError(f"{path.name}: {exc}") from None
+    detect = _detect_frames(det, predict or {}, tiles, info, path.name)
     tracker = Tracker(info.fps / vid_stride) if track else None
     writer = VideoWriter(save, info.fps, info.width, info.height) if save else None
     processed = frames = 0
@@ -102,11 +112,6 @@ def detect_video(
     pending: list[tuple[int, Any, bool]] = []  # frames read, waiting for their call
     # Calls made (each with its frames, in order) whose frames are not yet tracked, reported and written.
     calls: deque[tuple[list[tuple[int, Any, bool]], Future[list[Detections]] | list[Detections]]] = deque()
-
-    def detect(batch: list[Any]) -> list[Detections]:
-        if tiles is None:
-            return det.predict_batch(batch, **(predict or {}))
-        return [det.predict(frame, tiles=tiles, **(predict or {})) for frame in batch]
 
     def call() -> None:
         """Send the pending frames to process to the backend in one call (in the pool when calls overlap); then

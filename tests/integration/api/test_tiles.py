@@ -1,6 +1,7 @@
 """Tiled inference (`tile=WxH`) with the real model: the library's tiled answer equals its per-tile answers moved
-into the scene, `/predict`, `/predict/video` and `detector predict --tile` (images and clips) give the library's answer, a tiled
-image takes one queue place however many tiles it has, and what cannot be tiled is a 422 naming the parameter."""
+into the scene, `/predict`, `/predict/video` and `detector predict --tile` (images and clips) give the library's
+answer, a tiled image takes one queue place however many tiles it has, and what cannot be tiled is a 422 naming the
+parameter."""
 
 from __future__ import annotations
 
