@@ -66,3 +66,19 @@ def write_mjpeg_of_sizes(path: Path, sizes: list[tuple[int, int]], fps: int = 10
             packet.stream, packet.pts, packet.dts, packet.time_base = stream, i, i, Fraction(1, fps)
             out.mux(packet)
     return path
+
+
+def turn_mp4(path: Path, out: Path, degrees: int) -> Path:
+    """A copy of the MP4 at `path` whose track says to show it turned clockwise by `degrees` (90, 180, 270), as a
+    phone writes a portrait clip: the pixels stay as they are, the track header's display matrix changes."""
+    import struct
+
+    data = bytearray(path.read_bytes())
+    at = data.find(b"tkhd") + 4  # the box's version byte
+    # version, flags, creation, modification, track id, reserved, duration, reserved, layer, group, volume, reserved
+    matrix = at + (4 + 8 + 8 + 4 + 4 + 8 if data[at] == 1 else 4 + 4 + 4 + 4 + 4 + 4) + 8 + 8
+    one, minus = 0x10000, -0x10000 & 0xFFFFFFFF
+    a, b, c, d = {90: (0, one, minus, 0), 180: (minus, 0, 0, minus), 270: (0, minus, one, 0)}[degrees]
+    data[matrix : matrix + 20] = struct.pack(">IIIII", a, b, 0, c, d)
+    out.write_bytes(bytes(data))
+    return out

@@ -100,10 +100,11 @@ SAFE_AV_OPTIONS = {"protocol_whitelist": "file", "format_whitelist": "mov,matros
 
 def lowres_for(width: int, height: int, reduce_to: tuple[int, int] | None) -> int:
     """FFmpeg's `lowres` for a `width`x`height` stream that a letterbox into `reduce_to=(h, w)` (a model's input)
-    still gets every needed pixel from: 0 without `reduce_to`, else the same halvings as a JPEG's DCT scaling."""
+    still gets every needed pixel from: 0 without `reduce_to`, else the same halvings as a JPEG's DCT scaling, in
+    whichever orientation needs fewer (the stream may be shown turned a quarter, known only from its first frame)."""
     if reduce_to is None or width <= 0 or height <= 0:
         return 0
-    return halvings_for((height, width), reduce_to)
+    return min(halvings_for((height, width), reduce_to), halvings_for((width, height), reduce_to))
 
 
 def read_frames(
@@ -167,7 +168,7 @@ def read_frames(
                 scale = 2**lowres if frame.width < source_width else 1
             if max_pixels and frame.width * frame.height * scale * scale > max_pixels:
                 raise ImageTooLargeError(f"frame {index} has more than {max_pixels} pixels (the limit)")
-            yield index, _rgb(frame, fit_size(frame.width, frame.height, reduce_to)), run
+            yield index, _upright(frame, reduce_to), run
     except av.ArgumentError as exc:
         if max_pixels:  # EINVAL is what FFmpeg answers for a frame over `max_pixels` (damaged data: INVALIDDATA)
             which = "the first frame" if index < 0 else f"a frame after frame {index}"
@@ -210,6 +211,26 @@ def fit_size(width: int, height: int, reduce_to: tuple[int, int] | None) -> tupl
     (new_w, new_h), _ = letterbox_params((height, width), reduce_to)
     size = (new_w + 1) // 2 * 2, (new_h + 1) // 2 * 2
     return size if size[0] < width and size[1] < height else None
+
+
+def _upright(frame: Any, reduce_to: tuple[int, int] | None) -> npt.NDArray[np.uint8]:
+    """The frame as RGB as it is shown: turned by its display matrix (a phone's portrait clip is stored landscape,
+    with a quarter turn to show it), as OpenCV's reader and players do, so the frame, the clip's size (OpenCV's
+    probe) and the boxes agree; shrunk for `reduce_to` before the turn. Before, such a clip was detected lying on
+    its side and its boxes stretched from 320x240 to 240x320."""
+    import cv2
+
+    turns = round(float(getattr(frame, "rotation", 0) or 0) / 90) % 4  # counterclockwise quarter turns
+    if turns % 2 == 0:
+        size = fit_size(frame.width, frame.height, reduce_to)
+    else:
+        shown = fit_size(frame.height, frame.width, reduce_to)
+        size = None if shown is None else (shown[1], shown[0])
+    rgb = _rgb(frame, size)
+    if turns == 0:
+        return rgb
+    code = {1: cv2.ROTATE_90_COUNTERCLOCKWISE, 2: cv2.ROTATE_180, 3: cv2.ROTATE_90_CLOCKWISE}[turns]
+    return np.asarray(cv2.rotate(rgb, code), np.uint8)
 
 
 def _rgb(frame: Any, size: tuple[int, int] | None) -> npt.NDArray[np.uint8]:

@@ -16,7 +16,7 @@ from detector.runtime import Detector
 from detector.runtime.detections import Detections
 from detector.runtime.video import read_frames
 from detector.runtime.video_detect import detect_video
-from tests.clips import confident_scene, write_mjpeg_of_sizes, write_moving_clip
+from tests.clips import confident_scene, turn_mp4, write_mjpeg_of_sizes, write_moving_clip
 from tests.integration.api.conftest import MakeConfig, RunApp
 
 UPSCALE = 8  # the quick model's 128 px input against a scene 8 times its size: lowres 3 where the scene is 128 px
@@ -132,3 +132,30 @@ def test_a_clip_whose_frames_change_size_is_answered_in_its_first_frames_size(
     lines = [json.loads(line) for line in r.text.splitlines() if line]
     served = [[[d["box"][k] for k in ("x1", "y1", "x2", "y2")] for d in line["detections"]] for line in lines]
     _same_objects(runs["whole"], served)
+
+
+def test_a_clip_shown_turned_is_detected_upright_as_opencv_shows_it(
+    model_path: Path, dataset_dir: Path, make_config: MakeConfig, run_app: RunApp, tmp_path: Path
+) -> None:
+    # A phone's portrait clip: the pixels stored landscape (768x512), the track saying to show them turned a quarter.
+    # Before: detected lying on their side, boxes stretched into the turned size OpenCV's probe reports (512x768).
+    scene = cv2.resize(confident_scene(model_path, dataset_dir)[0], (512, 512))
+    landscape = cv2.copyMakeBorder(scene, 0, 0, 128, 128, cv2.BORDER_CONSTANT, value=(114, 114, 114))
+    plain = write_moving_clip(landscape, tmp_path / "plain.mp4", frames=6, shift=64)
+    path = turn_mp4(plain, tmp_path / "turned.mp4", 90)
+    capture = cv2.VideoCapture(str(path))
+    shown = [cv2.cvtColor(capture.read()[1], cv2.COLOR_BGR2RGB) for _ in range(6)]
+    capture.release()
+    assert shown[0].shape == (768, 512, 3)  # upright: portrait
+    cli: list[list[list[float]]] = []
+    with Detector.load(model_path, "onnxruntime") as det:
+        want = [det.predict(frame).xyxy.tolist() for frame in shown]
+        detect_video(det, path, on_frame=lambda index, dets, ids: cli.append(dets.xyxy.tolist()))
+    _same_objects(want, cli)
+    with run_app(make_config(f"inference.server.video_tmp_dir={tmp_path}")) as client:
+        r = client.post("/predict/video", files={"file": ("turned.mp4", path.read_bytes(), "video/mp4")})
+    assert r.status_code == 200, r.text
+    lines = [json.loads(line) for line in r.text.splitlines() if line]
+    _same_objects(
+        want, [[[d["box"][k] for k in ("x1", "y1", "x2", "y2")] for d in line["detections"]] for line in lines]
+    )

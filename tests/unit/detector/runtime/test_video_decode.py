@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from detector.errors import ImageTooLargeError, InvalidInputError
-from detector.runtime.video import SKIPPED, NotAVideoError, fit_size, lowres_for, read_frames
-from tests.clips import write_mjpeg_of_sizes
+from detector.runtime.video import SKIPPED, NotAVideoError, fit_size, lowres_for, probe_video, read_frames
+from tests.clips import turn_mp4, write_mjpeg_of_sizes
 
 W, H = 640, 480
 
@@ -120,6 +120,25 @@ def test_reduced_frames_are_held_to_the_pixel_limit_at_full_size(tmp_path: Path)
     with pytest.raises(ImageTooLargeError, match="more than 100000 pixels"):
         next(read_frames(path, max_pixels=100_000, reduce_to=(128, 128)))  # 160x120 decoded, 640x480 sent
     assert next(read_frames(path, max_pixels=W * H, reduce_to=(128, 128)))[1].shape == (96, 128, 3)
+
+
+@pytest.mark.parametrize("degrees", [90, 180, 270])
+def test_a_clip_shown_turned_comes_upright_as_opencv_reads_it(tmp_path: Path, degrees: int) -> None:
+    # A phone's portrait clip: landscape pixels, a display matrix turning them. Before: frames came lying on their
+    # side while the probe (OpenCV) gave the turned size, so boxes were stretched from 640x480 to 480x640.
+    frames = _frames(2)
+    path = turn_mp4(_mp4v(tmp_path / "plain.mp4", frames), tmp_path / "turned.mp4", degrees)
+    info = probe_video(path)
+    capture = cv2.VideoCapture(str(path))
+    shown = [cv2.cvtColor(capture.read()[1], cv2.COLOR_BGR2RGB) for _ in frames]
+    capture.release()
+    assert (info.height, info.width, 3) == shown[0].shape == ((H, W, 3) if degrees == 180 else (W, H, 3))
+    whole = [pixels for _, pixels, _ in read_frames(path)]
+    assert all(np.abs(got.astype(int) - want).mean() < 2 for got, want in zip(whole, shown, strict=True))
+    # Reduced: shrunk to the letterbox size of the frame as shown (256x128 input: 96x128 portrait, 172x128 landscape).
+    reduced = [pixels for _, pixels, _ in read_frames(path, reduce_to=(128, 256))]
+    assert all(p.shape == ((128, 172, 3) if degrees == 180 else (128, 96, 3)) for p in reduced)
+    assert all(_like(small, big) for small, big in zip(reduced, shown, strict=True))
 
 
 def test_a_frame_larger_than_the_stream_declares_is_held_to_the_pixel_limit(tmp_path: Path) -> None:
