@@ -20,7 +20,7 @@ from starlette.requests import Request
 from api.admission.bodies import require_multipart
 from api.deps import OptionsDep, ReadyPipelineDep
 from api.docs import request_body
-from api.errors import UnprocessableError, status_for
+from api.errors import ApiError, UnprocessableError, status_for
 from api.inference.batching import Reservation
 from api.inference.pipeline import BATCH_ITEM, Options, Pipeline
 from api.routes.encoding import ModelResponse, timing_headers
@@ -120,3 +120,7 @@ async def _one(
         if status >= 500:
             raise
         return _item_error(status, str(exc))
+    except ApiError as exc:  # this image's own fault (a tile larger than it): its entry, not the whole batch's
+        if exc.status >= 500:
+            raise
+        return _item_error(exc.status, exc.detail)

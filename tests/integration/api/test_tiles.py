@@ -87,6 +87,25 @@ def test_predict_with_tile_equals_the_library(client: TestClient, reference: Det
     assert r.headers["X-Batch-Size"] == "15"  # 5 x 3 tiles at a 96 px step, one backend call for all of them
 
 
+def test_a_batch_in_tiles_answers_each_image_and_refuses_only_the_one_smaller_than_a_tile(
+    client: TestClient, reference: Detector, scene: np.ndarray
+) -> None:
+    files = [
+        ("files", ("scene.png", png(scene), "image/png")),
+        ("files", ("small.png", png(scene[:100, :100]), "image/png")),
+    ]
+    r = client.post("/predict/batch?tile=128x128&overlap=0.25&conf=0.05", files=files)
+    # Before: the whole batch was a 422 for the small image's sake, without saying which image.
+    assert r.status_code == 200, r.text
+    first, second = r.json()["results"]
+    want = reference.predict(scene, conf=LOW_CONF, tiles=Tiling(128, 128, overlap=0.25)).to_list()
+    assert_same_detections(first["detections"], want)
+    assert second["error"] == {
+        "status": 422,
+        "detail": "tile: 128x128 is larger than the image (100x100); send a smaller tile or no tile",
+    }
+
+
 def test_a_clip_in_tiles_gives_the_library_answer_per_frame(
     client: TestClient, reference: Detector, scene: np.ndarray, tmp_path: Path
 ) -> None:
