@@ -57,14 +57,13 @@ class Commands:
     def add(
         self, name: str, handler: Handler, help_: str, group: str | None = None, positional_overrides: bool = True
     ) -> argparse.ArgumentParser:
-        """A subcommand taking trailing `key=value` config overrides (or, when it has positionals of its own,
-        `--set key=value`)."""
+        """A subcommand taking `--set key=value` config overrides, and trailing `key=value` ones too unless it has
+        positionals of its own (a user who learnt one spelling on one command finds it on every other)."""
         parent = self._groups[group] if group else self._sub
         p: argparse.ArgumentParser = parent.add_parser(name, help=help_, description=help_)
         if positional_overrides:
             p.add_argument("overrides", nargs="*", default=[], help="config overrides, e.g. train.epochs=5")
-        else:
-            p.add_argument("--set", dest="overrides", action="append", default=[], help="config override key=value")
+        p.add_argument("--set", dest="set_overrides", action="append", default=[], help="config override key=value")
         p.set_defaults(handler=handler)
         return p
 
@@ -89,7 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,  # stdout carries the JSON results
     )
     try:
-        config = load_config(args.overrides, config_dir=args.config_dir)
+        overrides = [*getattr(args, "overrides", []), *getattr(args, "set_overrides", [])]
+        config = load_config(overrides, config_dir=args.config_dir)
         args.handler(args, config)
     except DetectorError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from cli.main import build_parser, main
+from detector.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -33,6 +34,20 @@ COMMANDS = [
 def test_every_command_is_registered(argv: list[str]) -> None:
     args = build_parser().parse_args(argv)
     assert callable(args.handler)
+
+
+@pytest.mark.parametrize("argv", COMMANDS, ids=lambda a: " ".join(a))
+def test_every_command_takes_set_overrides(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # Before: `detector predict --set k=v` but `detector serve k=v` only (`--set` there: "unrecognized arguments").
+    seen: list[list[str]] = []
+
+    def load_config(overrides: list[str], config_dir: Any = None) -> None:
+        seen.append(overrides)
+        raise ConfigError("stop before the command runs")
+
+    monkeypatch.setattr("cli.main.load_config", load_config)
+    assert main([*argv, "--set", "inference.conf=0.5", "--set", "inference.iou=0.6"]) == 2
+    assert seen == [["inference.conf=0.5", "inference.iou=0.6"]]
 
 
 def test_ui_flags_parse() -> None:
