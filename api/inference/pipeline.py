@@ -304,7 +304,7 @@ class Pipeline:
         limit = self.config.tiling.max_tiles
         if count > limit:
             raise UnprocessableError(
-                f"tile: {tiling.width}x{tiling.height} with overlap {tiling.overlap:g} cuts this {width}x{height} "
+                f"tile: {tiling.width}x{tiling.height} with overlap {tiling.overlap} cuts this {width}x{height} "
                 f"image into {count} tiles; at most {limit} (inference.tiling.max_tiles): send larger tiles"
             )
         if count * tiling.width * tiling.height > self.server.decode_pixel_budget:

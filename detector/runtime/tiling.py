@@ -58,7 +58,7 @@ class Tiling:
         if min(width, height) < MIN_TILE:
             raise InvalidInputError(f"tile: each side must be at least {MIN_TILE} px (got {width}x{height})")
         if not 0 <= overlap < 1:
-            raise InvalidInputError(f"overlap: must be at least 0 and less than 1 (got {overlap:g})")
+            raise InvalidInputError(f"overlap: must be at least 0 and less than 1 (got {overlap})")
         return cls(width, height, overlap, merge, match_threshold, full_image)
 
     def grid(self, width: int, height: int) -> list[Box]:
