@@ -125,7 +125,8 @@ def read_frames(
     (`detector.runtime.images`): a 720p mp4v frame for a 256 px model decodes at 320x180 in half the time. Then,
     whatever the codec, the frame is shrunk to the letterbox's size before it becomes RGB (`fit_size`; H.264's
     720p frame to 256x144 for 256 px), so neither the conversion nor the letterbox touches the full frame. Frames
-    are then smaller than the source: map boxes back with its size (`DecodedImage.to_sent`).
+    are then smaller than the source: map boxes back with its size (`DecodedImage.to_sent`). Frames come upright:
+    a display matrix's quarter turns (a phone's portrait clip) are applied, as OpenCV's reader does.
     A frame of more than `max_pixels` at full size (0: no limit; a stream whose size changes mid-clip) is an
     ImageTooLargeError. PyAV (FFmpeg's own API), not OpenCV's capture, because only it sets decoder options and
     skips the decoding of single packets; `probe_video` still uses OpenCV."""
