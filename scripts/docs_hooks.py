@@ -31,6 +31,7 @@ REPO_PAGES = (
     "reports/peers.md",
     "reports/peers_intel.md",
     "reports/peers_amd_latest.md",
+    "reports/peers_amd_run5.md",
     "reports/video.md",
     "reports/video_latest.md",
     "reports/ray_benchmark.md",
