@@ -32,6 +32,7 @@ REPO_PAGES = (
     "reports/peers_intel.md",
     "reports/peers_amd_latest.md",
     "reports/peers_amd_run5.md",
+    "reports/peers_amd_run6.md",
     "reports/video.md",
     "reports/video_latest.md",
     "reports/ray_benchmark.md",
