@@ -48,9 +48,12 @@ def write_moving_clip(scene: np.ndarray, path: Path, frames: int = 30, shift: in
     return path
 
 
-def write_mjpeg_of_sizes(path: Path, sizes: list[tuple[int, int]], fps: int = 10) -> Path:
+def write_mjpeg_of_sizes(
+    path: Path, sizes: list[tuple[int, int]], fps: int = 10, scene: np.ndarray | None = None
+) -> Path:
     """An AVI of MJPEG frames of the given (width, height) each, its header declaring the first: a clip whose frame
-    size changes mid-stream (each MJPEG packet is a whole JPEG of its own size). Mid-grey with a white square."""
+    size changes mid-stream (each MJPEG packet is a whole JPEG of its own size). Each frame is `scene` (RGB)
+    stretched to its size, or mid-grey with a white square."""
     from fractions import Fraction
 
     import av
@@ -59,9 +62,12 @@ def write_mjpeg_of_sizes(path: Path, sizes: list[tuple[int, int]], fps: int = 10
         stream = out.add_stream("mjpeg", rate=fps)
         stream.width, stream.height, stream.pix_fmt = *sizes[0], "yuvj420p"
         for i, (width, height) in enumerate(sizes):
-            frame = np.full((height, width, 3), 128, np.uint8)
-            half = min(width, height) // 6
-            frame[height // 2 - half : height // 2 + half, width // 2 - half : width // 2 + half] = 255
+            if scene is not None:
+                frame = cv2.resize(np.ascontiguousarray(scene[:, :, ::-1]), (width, height))
+            else:
+                frame = np.full((height, width, 3), 128, np.uint8)
+                half = min(width, height) // 6
+                frame[height // 2 - half : height // 2 + half, width // 2 - half : width // 2 + half] = 255
             packet = av.Packet(cv2.imencode(".jpg", frame)[1].tobytes())
             packet.stream, packet.pts, packet.dts, packet.time_base = stream, i, i, Fraction(1, fps)
             out.mux(packet)
