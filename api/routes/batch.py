@@ -115,12 +115,8 @@ async def _one(
         async with pipeline.predicting(image, options, BATCH_ITEM, t_read, next(places)) as prediction:
             timings = {k: v for k, v in prediction.timings_ms.items() if k != "read"}  # read: the whole request's
             return PredictionResponse.of(prediction.detections, prediction.size, prediction.model, timings)
-    except DetectorError as exc:
-        status = status_for(exc)
+    except (ApiError, DetectorError) as exc:  # this image's own fault (a tile larger than it): its entry only
+        status = exc.status if isinstance(exc, ApiError) else status_for(exc)
         if status >= 500:
             raise
         return _item_error(status, str(exc))
-    except ApiError as exc:  # this image's own fault (a tile larger than it): its entry, not the whole batch's
-        if exc.status >= 500:
-            raise
-        return _item_error(exc.status, exc.detail)
