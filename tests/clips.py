@@ -49,11 +49,16 @@ def write_moving_clip(scene: np.ndarray, path: Path, frames: int = 30, shift: in
 
 
 def write_mjpeg_of_sizes(
-    path: Path, sizes: list[tuple[int, int]], fps: int = 10, scene: np.ndarray | None = None
+    path: Path,
+    sizes: list[tuple[int, int]],
+    fps: int = 10,
+    scene: np.ndarray | None = None,
+    damaged: frozenset[int] = frozenset(),
 ) -> Path:
     """An AVI of MJPEG frames of the given (width, height) each, its header declaring the first: a clip whose frame
     size changes mid-stream (each MJPEG packet is a whole JPEG of its own size). Each frame is `scene` (RGB)
-    stretched to its size, or mid-grey with a white square."""
+    stretched to its size, or mid-grey with a white square; the frames in `damaged` keep their JPEG's start of image
+    and length, and the rest of their bytes is zeroed (bits lost on a disk or on the way)."""
     from fractions import Fraction
 
     import av
@@ -68,7 +73,10 @@ def write_mjpeg_of_sizes(
                 frame = np.full((height, width, 3), 128, np.uint8)
                 half = min(width, height) // 6
                 frame[height // 2 - half : height // 2 + half, width // 2 - half : width // 2 + half] = 255
-            packet = av.Packet(cv2.imencode(".jpg", frame)[1].tobytes())
+            data = cv2.imencode(".jpg", frame)[1].tobytes()
+            if i in damaged:
+                data = data[:2] + bytes(len(data) - 2)
+            packet = av.Packet(data)
             packet.stream, packet.pts, packet.dts, packet.time_base = stream, i, i, Fraction(1, fps)
             out.mux(packet)
     return path

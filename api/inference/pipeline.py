@@ -49,6 +49,7 @@ from detector.runtime import Detections
 from detector.runtime.classes import filter_classes, parse_class_conf, parse_classes, resolve_class_conf
 from detector.runtime.images import DecodedImage
 from detector.runtime.tiling import Box, Tiling, crops, merge_tiles
+from detector.runtime.video import DAMAGED
 
 _PLACE_RETRY_S = 0.02  # how often heavy work waiting in line looks for room
 
@@ -391,6 +392,8 @@ class FrameStream:
 
     Each frame holds its pixels in the shared budget from before it is decoded (its full size) until the consumer
     asks for the next one (its line is out); once decoded, only what its array holds (less after a reduced decode).
+    A packet that could not be decoded (`read_frames`' DAMAGED) comes in its place as `(index, None)`, and the
+    frames after it follow. `max_video_frames` bounds what is read: frames, skipped or not, and damaged packets.
     `close()` is synchronous and idempotent, so a response can run it from a `finally` during cancellation: it
     gives back every hold, cancels the frames in inference, and closes the reader (after a read in flight, which
     cannot be interrupted)."""
@@ -403,15 +406,16 @@ class FrameStream:
         self._frame_pixels = max(1, size[0] * size[1])
         self._options = options
         self._window = max(1, pipeline.server.max_batch)
-        self._pending: deque[tuple[int, asyncio.Task[Prediction]]] = deque()
+        self._pending: deque[tuple[int, asyncio.Future[Prediction | None]]] = deque()
         self._holds: deque[int] = deque()  # one per frame read and not yet handed out
         self._reading: asyncio.Future[Frame | None] | None = None
         self._closed = False
 
-    async def __aiter__(self) -> AsyncIterator[tuple[int, Prediction]]:
+    async def __aiter__(self) -> AsyncIterator[tuple[int, Prediction | None]]:
         pipeline = self._pipeline
         budget = pipeline.decoder.pixels
         limit = pipeline.server.max_video_frames
+        read = 0  # items read: frames (skipped ones too) and damaged packets
         while True:
             if self._reading is None:
                 # Room in the budget for the next frame: our own oldest frames make room first, then wait in line.
@@ -426,9 +430,15 @@ class FrameStream:
                 budget.give_back(self._holds.pop())
                 break
             index, pixels, run = item
-            if index >= limit:
+            read += 1
+            if read > limit:
                 raise UnprocessableError(f"the clip has more than {limit} frames (inference.server.max_video_frames)")
-            if run:
+            if pixels is DAMAGED:  # its place in the answer: keeps a pixel of its hold until then
+                self._holds[-1] = budget.shrink(self._holds[-1], 0)
+                damaged: asyncio.Future[Prediction | None] = asyncio.get_running_loop().create_future()
+                damaged.set_result(None)
+                self._pending.append((index, damaged))
+            elif run:
                 # A frame decoded at the model's size keeps only what its array holds (as a reduced JPEG does).
                 self._holds[-1] = budget.shrink(self._holds[-1], pixels.shape[0] * pixels.shape[1])
                 self._pending.append((index, asyncio.ensure_future(pipeline._frame(pixels, self._size, self._options))))
@@ -449,7 +459,7 @@ class FrameStream:
         loop = asyncio.get_running_loop()
         return loop.run_in_executor(self._pipeline.decoder.bulk_pool, next, self._frames, None)
 
-    async def _next(self) -> tuple[int, Prediction]:
+    async def _next(self) -> tuple[int, Prediction | None]:
         index, task = self._pending.popleft()
         prediction = await task
         if self._holds:

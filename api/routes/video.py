@@ -146,8 +146,10 @@ class _NDJSONResponse(StreamingResponse):
         "`max_video_frames` (413/422 beyond). Answers `application/x-ndjson`: one JSON line per processed frame "
         '(`{"frame", "time_s", "detections", "timings_ms"}`), each sent as soon as it is ready. '
         "`vid_stride=N` processes every N-th frame; `track=true` adds a stable `track_id` (ByteTrack) to each "
-        'detection. A failure after streaming began ends the stream with one `{"error": {"status", "detail"}}` '
-        "line. `Server-Timing` covers what happened before the first line (read, probe)."
+        'detection. A frame that cannot be decoded (damaged data) gets a `{"warning": {"frame", "detail"}}` line '
+        "in its place, and the frames after it follow. A failure after streaming began ends the stream with one "
+        '`{"error": {"status", "detail"}}` line. `Server-Timing` covers what happened before the first line (read, '
+        "probe)."
     ),
     openapi_extra=request_body(VideoForm),
     response_class=StreamingResponse,
@@ -285,11 +287,17 @@ def _check_limits(server: ServerConfig, info: VideoInfo) -> None:
 
 
 async def _lines(job: _VideoJob, info: VideoInfo, tracker: Tracker | None) -> AsyncIterator[bytes]:
-    """One NDJSON line per processed frame, in frame order, tracked in that order; an error after streaming began
-    ends the stream with one error line."""
+    """One NDJSON line per processed frame, in frame order, tracked in that order; a warning line for a frame that
+    could not be decoded; an error after streaming began ends the stream with one error line."""
     assert job.frames is not None
     try:
         async for index, prediction in job.frames:
+            if prediction is None:  # a packet the decoder rejected (damaged data)
+                detail = f"frame {index} cannot be decoded (damaged data): skipped, the frames after it follow"
+                log.info("video stream: %s", detail)
+                job.lines += 1
+                yield (json.dumps({"warning": {"frame": index, "detail": detail}}) + "\n").encode()
+                continue
             detections = prediction.detections
             track_ids = tracker.update(detections) if tracker else None
             line = VideoFrame.of(index, info.fps, detections, track_ids, prediction.timings_ms)

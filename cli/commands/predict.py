@@ -96,7 +96,7 @@ def _predict_images(
 
 
 def _predict_video(det: Any, path: Path, args: argparse.Namespace, tiling: Tiling | None = None) -> dict[str, Any]:
-    """Every frame is written to --save (same fps and count); every --vid-stride-th is detected (in tiles with
+    """Every frame that decodes is written to --save (same fps); every --vid-stride-th is detected (in tiles with
     --tile; the frames in between show the last detections, as Ultralytics' vid_stride does), tracked with --track,
     and logged (`detector.runtime.video_detect.detect_video`)."""
     from tqdm import tqdm
@@ -146,6 +146,7 @@ def _predict_video(det: Any, path: Path, args: argparse.Namespace, tiling: Tilin
         "file": str(path),
         "frames": frames,
         "processed_frames": processed,
+        "damaged_frames": list(run.damaged),  # skipped: their data could not be decoded (a warning says so too)
         "fps": info.fps,
         "width": info.width,
         "height": info.height,

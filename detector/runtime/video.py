@@ -77,8 +77,11 @@ def probe_video(path: str | Path, max_pixels: int = 0) -> VideoInfo:
             raise ImageTooLargeError(
                 f"the video's frames are {width}x{height} = {width * height} pixels; the limit is {max_pixels}"
             )
-        ok, frame = cap.read()
-        if not ok or frame is None:
+        for _ in range(MAX_DAMAGED_IN_A_ROW):  # past damaged first frames, as `read_frames` goes past them
+            ok, frame = cap.read()
+            if ok and frame is not None:
+                break
+        else:
             raise InvalidInputError(f"{Path(path).name}: the video has no decodable frame")
         if max_pixels and frame.shape[0] * frame.shape[1] > max_pixels:  # a header that understated the size
             raise ImageTooLargeError(f"the video's frames have more than {max_pixels} pixels (the limit)")
@@ -92,6 +95,11 @@ def probe_video(path: str | Path, max_pixels: int = 0) -> VideoInfo:
 
 
 SKIPPED: npt.NDArray[np.uint8] = np.zeros((0, 0, 3), np.uint8)
+# A packet FFmpeg could not decode (damaged or cut-off data): `read_frames` yields this in its place and goes on.
+DAMAGED: npt.NDArray[np.uint8] = np.zeros((0, 0, 3), np.uint8)
+# Damaged packets in a row after which the rest of a clip is taken as undecodable (an error): a file of garbage
+# ends early instead of being tried packet by packet to its end (about 4 s of a 25 fps MJPEG clip).
+MAX_DAMAGED_IN_A_ROW = 100
 _FFMPEG_MIN_PIXEL_LIMIT = 1 << 20  # the pixels of a frame read with keep_skipped=False
 
 # What PyAV's FFmpeg may open: the same rule as SAFE_FFMPEG_OPTIONS (PyAV does not read OpenCV's variable).
@@ -128,8 +136,13 @@ def read_frames(
     are then smaller than the source: map boxes back with its size (`DecodedImage.to_sent`). Frames come upright:
     a display matrix's quarter turns (a phone's portrait clip) are applied, as OpenCV's reader does.
     A frame of more than `max_pixels` at full size (0: no limit; a stream whose size changes mid-clip) is an
-    ImageTooLargeError. PyAV (FFmpeg's own API), not OpenCV's capture, because only it sets decoder options and
-    skips the decoding of single packets; `probe_video` still uses OpenCV."""
+    ImageTooLargeError. A packet FFmpeg cannot decode (damaged data; the last, cut-off packet of a recording that
+    stopped mid-write) comes as `(index, DAMAGED, False)` and the frames after it follow, as players skip it: in an
+    intra-only stream (MJPEG) it is that frame's index, elsewhere the index the next decoded frame gets. Before,
+    the first damaged frame ended the clip with an error, and every frame after it was lost. `MAX_DAMAGED_IN_A_ROW`
+    damaged packets in a row, or a clip with none that decodes, are an InvalidInputError.
+    PyAV (FFmpeg's own API), not OpenCV's capture, because only it sets decoder options and skips the decoding of
+    single packets; `probe_video` still uses OpenCV."""
     import av
 
     if vid_stride < 1:
@@ -156,11 +169,12 @@ def read_frames(
             # 320x240 125440 (measured).
             options["max_pixels"] = str(max(2 * max_pixels, _FFMPEG_MIN_PIXEL_LIMIT))
         context.options = options
-        frames: Iterator[tuple[int, Any]] = enumerate(container.decode(stream))
-        if not keep_skipped and vid_stride > 1 and context.codec.intra_only:
-            frames = _frames_of_intra_only(container, stream, vid_stride)
+        demux_only = vid_stride if not keep_skipped and context.codec.intra_only else 1
         scale = 0  # scale: how much smaller than sent each frame decodes (0: not known yet)
-        for index, frame in frames:
+        for index, frame in _decoded(container, stream, demux_only, Path(path).name):
+            if frame is DAMAGED:
+                yield index, DAMAGED, False
+                continue
             run = index % vid_stride == 0
             if frame is None or (not run and not keep_skipped):
                 yield index, SKIPPED, run
@@ -184,23 +198,39 @@ def read_frames(
         container.close()
 
 
-def _frames_of_intra_only(container: Any, stream: Any, vid_stride: int) -> Iterator[tuple[int, Any]]:
-    """`(index, frame)` of an intra-only stream, frame None for every packet between two `vid_stride` frames:
-    those are demuxed but never decoded (each packet is one whole picture, none refers to another)."""
-    index = 0
+def _decoded(container: Any, stream: Any, demux_only: int, name: str) -> Iterator[tuple[int, Any]]:
+    """`(index, frame)` for every frame of `stream`, packet by packet (what `container.decode` does), with DAMAGED
+    for a packet whose data FFmpeg rejects. In an intra-only stream (each packet one whole picture, none referring to
+    another) the index counts packets, damaged ones too, and with `demux_only` N > 1 the packets between two N-th
+    ones come as frame None: demuxed, never decoded."""
+    import av
+
+    intra_only = bool(stream.codec_context.codec.intra_only)
+    index = 0  # the next frame's
+    in_a_row = damaged = decoded = 0
     for packet in container.demux(stream):
-        if packet.size == 0:  # the end: drain the decoder
-            for frame in packet.decode():
-                yield index, frame
-                index += 1
-            return
-        if index % vid_stride:
+        if demux_only > 1 and packet.size and index % demux_only:
             yield index, None
             index += 1
             continue
-        for frame in packet.decode():
+        try:
+            frames = packet.decode()  # a packet of size 0 (the end) drains the decoder
+        except av.InvalidDataError as exc:
+            in_a_row, damaged = in_a_row + 1, damaged + 1
+            if in_a_row >= MAX_DAMAGED_IN_A_ROW:
+                raise InvalidInputError(
+                    f"{name}: the video cannot be decoded from frame {index} on ({in_a_row} damaged packets in a "
+                    f"row: {exc.strerror})"
+                ) from None
+            yield index, DAMAGED
+            index += intra_only
+            continue
+        for frame in frames:
+            in_a_row, decoded = 0, decoded + 1
             yield index, frame
             index += 1
+    if damaged and not decoded:
+        raise InvalidInputError(f"{name}: no frame of the video can be decoded ({damaged} damaged packets)")
 
 
 def fit_size(width: int, height: int, reduce_to: tuple[int, int] | None) -> tuple[int, int] | None:

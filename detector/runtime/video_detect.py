@@ -7,7 +7,9 @@ Ultralytics' `vid_stride` does) and, when nothing writes them, are never convert
 When nothing writes frames, they come at the size the model's letterbox needs (`read_frames`' `reduce_to`: a reduced
 decode where the codec has one, then shrunk before the RGB conversion) and boxes are mapped back to the clip's size.
 The clip's size is its first frame's: a frame of another size (a stream whose size changes mid-clip) is taken as
-scaled to it, as a player shows it, boxes and written frame alike. On a GPU, consecutive frames go to the backend
+scaled to it, as a player shows it, boxes and written frame alike. A frame that cannot be decoded (damaged data, a
+recording cut off mid-write) is skipped, as players do, and reported (`VideoRun.damaged`, a warning): it is neither
+detected nor written, and the frames after it are. On a GPU, consecutive frames go to the backend
 together (`frames_per_call`); on a CPU backend with several streams (OpenVINO's throughput hint, which `detector
 predict` uses for clips) that many calls run at once (`calls_in_flight`). Either way frames are tracked, reported
 and written in order.
@@ -15,6 +17,7 @@ and written in order.
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -30,7 +33,9 @@ from detector.runtime.draw import draw_detections
 from detector.runtime.images import DecodedImage
 from detector.runtime.tiling import Tiling
 from detector.runtime.tracking import Tracker
-from detector.runtime.video import VideoInfo, VideoWriter, probe_video, read_ahead, read_frames
+from detector.runtime.video import DAMAGED, VideoInfo, VideoWriter, probe_video, read_ahead, read_frames
+
+log = logging.getLogger("detector.runtime.video_detect")
 
 GPU_FRAMES_PER_CALL = 8  # consecutive frames per backend call on a GPU: one launch for several frames
 
@@ -43,6 +48,7 @@ class VideoRun:
     info: VideoInfo
     frames: int  # frames read (and written, with `save`)
     processed: int  # frames detected
+    damaged: tuple[int, ...] = ()  # where a packet could not be decoded (`read_frames`' DAMAGED): skipped
 
 
 def frames_per_call(det: Detector) -> int:
@@ -106,6 +112,7 @@ def detect_video(
     tracker = Tracker(info.fps / vid_stride) if track else None
     writer = VideoWriter(save, info.fps, info.width, info.height) if save else None
     processed = frames = 0
+    damaged: list[int] = []
     last: tuple[Detections, list[int | None] | None] | None = None
     per_call, in_flight = 1 if tiles else frames_per_call(det), calls_in_flight(det)
     pool = ThreadPoolExecutor(in_flight, thread_name_prefix="video-detect") if in_flight > 1 else None
@@ -151,6 +158,9 @@ def detect_video(
         reduce_to = None if saving or tiles else det.input_shape
         frames_read = read_frames(path, vid_stride, keep_skipped=saving, reduce_to=reduce_to)
         for item in read_ahead(frames_read, depth=max(4, 2 * per_call * in_flight)):
+            if item[1] is DAMAGED:  # nothing to detect or write: the frames after it go on
+                damaged.append(item[0])
+                continue
             pending.append(item)
             if sum(run for _, _, run in pending) >= per_call:
                 call()
@@ -163,4 +173,12 @@ def detect_video(
             pool.shutdown(wait=True, cancel_futures=True)
         if writer:
             writer.close()
-    return VideoRun(info, frames, processed)
+        _warn_damaged(path.name, damaged)
+    return VideoRun(info, frames, processed, tuple(damaged))
+
+
+def _warn_damaged(name: str, damaged: list[int]) -> None:
+    """One warning for the packets of a clip that could not be decoded (skipped), naming the first ten."""
+    if damaged:
+        shown = ", ".join(map(str, damaged[:10])) + (", ..." if len(damaged) > 10 else "")
+        log.warning("%s: %d damaged packet(s) skipped, at frame %s", name, len(damaged), shown)

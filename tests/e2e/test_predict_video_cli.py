@@ -10,7 +10,7 @@ import pytest
 
 from detector.runtime import Detector
 from detector.runtime.images import read_image
-from tests.clips import confident_scene, write_moving_clip
+from tests.clips import confident_scene, write_mjpeg_of_sizes, write_moving_clip
 from tests.conftest import run_cli
 
 
@@ -71,6 +71,20 @@ def test_vid_stride_and_errors(scene_clip: tuple[Path, str], model_path: Path, t
     notvideo.write_text("not a video")
     bad = run_cli([*args[:1], str(notvideo), *args[2:]], cwd=tmp_path)
     assert bad.returncode == 2 and "not a video" in bad.stderr
+
+
+def test_a_clip_with_damaged_frames_is_read_past_them(model_path: Path, tmp_path: Path) -> None:
+    # Before: "error: ... the video cannot be decoded", exit 2, and the frames after the damaged one were lost.
+    clip = write_mjpeg_of_sizes(tmp_path / "damaged.avi", [(160, 120)] * 8, damaged=frozenset({3}))
+    args = ["predict", str(clip), "--model", str(model_path), "--backend", "onnxruntime", "--no-progress"]
+    proc = run_cli([*args, "--save", str(tmp_path / "out.mp4"), "--jsonl", str(tmp_path / "out.jsonl")], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads(proc.stdout)
+    assert (summary["frames"], summary["processed_frames"], summary["damaged_frames"]) == (7, 7, [3])
+    assert "damaged.avi: 1 damaged packet(s) skipped, at frame 3" in proc.stderr
+    lines = [json.loads(x)["frame"] for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert lines == [0, 1, 2, 4, 5, 6, 7]
+    assert frame_count(tmp_path / "out.mp4")[0] == 7
 
 
 def test_images_with_class_filter(dataset_dir: Path, model_path: Path, tmp_path: Path) -> None:

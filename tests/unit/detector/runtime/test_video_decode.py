@@ -13,7 +13,16 @@ import numpy as np
 import pytest
 
 from detector.errors import ImageTooLargeError, InvalidInputError
-from detector.runtime.video import SKIPPED, NotAVideoError, fit_size, lowres_for, probe_video, read_frames
+from detector.runtime.video import (
+    DAMAGED,
+    MAX_DAMAGED_IN_A_ROW,
+    SKIPPED,
+    NotAVideoError,
+    fit_size,
+    lowres_for,
+    probe_video,
+    read_frames,
+)
 from tests.clips import turn_mp4, write_mjpeg_of_sizes
 
 W, H = 640, 480
@@ -195,9 +204,67 @@ def test_mjpeg_packets_between_strides_are_never_decoded(tmp_path: Path) -> None
             assert pixels.shape == (48, 64, 3) and abs(int(pixels.mean()) - (10 + i * 20)) <= 3
         else:
             assert pixels is SKIPPED
-    # Decoding them (a writer needs every frame) meets the garbage: a clear error, not a silent end.
-    with pytest.raises(InvalidInputError, match="cannot be decoded"):
-        list(read_frames(path, vid_stride=3, keep_skipped=True))
+    # Decoding them (a writer needs every frame) meets the garbage: each says so (DAMAGED), in its place.
+    got = list(read_frames(path, vid_stride=3, keep_skipped=True))
+    assert [(i, pixels is DAMAGED, run) for i, pixels, run in got] == [(i, i % 3 != 0, i % 3 == 0) for i in range(9)]
+
+
+def _grey_levels(frames: list[tuple[int, np.ndarray, bool]]) -> list[tuple[int, int | str, bool]]:
+    return [(i, "damaged" if p is DAMAGED else "skipped" if p is SKIPPED else int(p.mean()), r) for i, p, r in frames]
+
+
+def test_a_damaged_frame_is_skipped_and_the_frames_after_it_follow(tmp_path: Path) -> None:
+    # Before: the first damaged frame ended the clip with an error; the frames after it were lost (OpenCV's reader
+    # and players skip it and go on).
+    sizes = [(64, 48)] * 8
+    clean = write_mjpeg_of_sizes(tmp_path / "clean.avi", sizes)
+    clip = write_mjpeg_of_sizes(tmp_path / "damaged.avi", sizes, damaged=frozenset({2, 5}))
+    want = _grey_levels(list(read_frames(clean)))
+    got = _grey_levels(list(read_frames(clip)))
+    assert got == [(i, "damaged", False) if i in (2, 5) else want[i] for i in range(8)]
+    # Every third frame, the others demuxed only: a damaged frame to process is skipped, the next one is processed.
+    got = _grey_levels(list(read_frames(clip, vid_stride=5, keep_skipped=False)))
+    assert [(i, level if level in ("damaged", "skipped") else "frame", run) for i, level, run in got] == [
+        (0, "frame", True),
+        *((i, "skipped", False) for i in (1, 2, 3, 4)),
+        (5, "damaged", False),
+        *((i, "skipped", False) for i in (6, 7)),
+    ]
+    # Reduced for a model's input: the same frames.
+    assert [i for i, p, _ in read_frames(clip, reduce_to=(32, 32)) if p is not DAMAGED] == [0, 1, 3, 4, 6, 7]
+
+
+def test_a_recording_cut_off_mid_frame_keeps_the_frames_before_the_cut(tmp_path: Path) -> None:
+    clip = write_mjpeg_of_sizes(tmp_path / "clip.avi", [(64, 48)] * 6)
+    data = clip.read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(data[: data.rfind(b"\xff\xd8") + 200])  # the last JPEG cut short, the AVI's index gone
+    got = _grey_levels(list(read_frames(cut)))
+    assert got[:5] == _grey_levels(list(read_frames(clip)))[:5]
+    assert got[5:] == [(5, "damaged", False)]
+    assert probe_video(cut).width == 64
+
+
+def test_a_clip_that_never_decodes_is_refused_after_a_bounded_number_of_packets(tmp_path: Path) -> None:
+    few = write_mjpeg_of_sizes(tmp_path / "few.avi", [(64, 48)] * 3, damaged=frozenset(range(3)))
+    with pytest.raises(InvalidInputError, match="no frame of the video can be decoded"):
+        list(read_frames(few))
+    with pytest.raises(InvalidInputError, match="no decodable frame"):
+        probe_video(few)
+    # Past a run of damaged packets the rest is taken as undecodable: the frames before it were given.
+    count = MAX_DAMAGED_IN_A_ROW + 20
+    many = write_mjpeg_of_sizes(tmp_path / "many.avi", [(64, 48)] * count, damaged=frozenset(range(1, count)))
+    frames = read_frames(many)
+    assert next(frames)[0] == 0
+    assert all(p is DAMAGED for _, p, _ in (next(frames) for _ in range(MAX_DAMAGED_IN_A_ROW - 1)))
+    with pytest.raises(InvalidInputError, match=f"from frame {MAX_DAMAGED_IN_A_ROW} on"):
+        next(frames)
+
+
+def test_a_damaged_first_frame_does_not_hide_the_clip_from_the_probe(tmp_path: Path) -> None:
+    clip = write_mjpeg_of_sizes(tmp_path / "clip.avi", [(64, 48)] * 4, damaged=frozenset({0}))
+    assert probe_video(clip) == probe_video(write_mjpeg_of_sizes(tmp_path / "clean.avi", [(64, 48)] * 4))
+    assert [i for i, p, _ in read_frames(clip) if p is not DAMAGED] == [1, 2, 3]
 
 
 def test_a_playlist_naming_a_local_clip_is_not_opened(tmp_path: Path) -> None:
