@@ -137,8 +137,8 @@ def read_frames(
     a display matrix's quarter turns (a phone's portrait clip) are applied, as OpenCV's reader does.
     A frame of more than `max_pixels` at full size (0: no limit; a stream whose size changes mid-clip) is an
     ImageTooLargeError. A packet FFmpeg cannot decode (damaged data; the last, cut-off packet of a recording that
-    stopped mid-write) comes as `(index, DAMAGED, False)` and the frames after it follow, as players skip it: in an
-    intra-only stream (MJPEG) it is that frame's index, elsewhere the index the next decoded frame gets. Before,
+    stopped mid-write) comes as `(index, DAMAGED, False)`, in the place of the frame it held, and the frames after it
+    follow, as players skip it. Before,
     the first damaged frame ended the clip with an error, and every frame after it was lost. `MAX_DAMAGED_IN_A_ROW`
     damaged packets in a row, or a clip with none that decodes, are an InvalidInputError.
     PyAV (FFmpeg's own API), not OpenCV's capture, because only it sets decoder options and skips the decoding of
@@ -200,12 +200,12 @@ def read_frames(
 
 def _decoded(container: Any, stream: Any, demux_only: int, name: str) -> Iterator[tuple[int, Any]]:
     """`(index, frame)` for every frame of `stream`, packet by packet (what `container.decode` does), with DAMAGED
-    for a packet whose data FFmpeg rejects. In an intra-only stream (each packet one whole picture, none referring to
-    another) the index counts packets, damaged ones too, and with `demux_only` N > 1 the packets between two N-th
-    ones come as frame None: demuxed, never decoded."""
+    for a packet whose data FFmpeg rejects, counted as a frame: in MP4, Matroska and AVI a packet holds one frame,
+    so the frames after it keep their index (and time). With `demux_only` N > 1 (an intra-only stream, each packet
+    one whole picture, none referring to another) the packets between two N-th ones come as frame None: demuxed,
+    never decoded."""
     import av
 
-    intra_only = bool(stream.codec_context.codec.intra_only)
     index = 0  # the next frame's
     in_a_row = damaged = decoded = 0
     for packet in container.demux(stream):
@@ -223,7 +223,7 @@ def _decoded(container: Any, stream: Any, demux_only: int, name: str) -> Iterato
                     f"row: {exc.strerror})"
                 ) from None
             yield index, DAMAGED
-            index += intra_only
+            index += 1
             continue
         for frame in frames:
             in_a_row, decoded = 0, decoded + 1

@@ -181,4 +181,4 @@ def _warn_damaged(name: str, damaged: list[int]) -> None:
     """One warning for the packets of a clip that could not be decoded (skipped), naming the first ten."""
     if damaged:
         shown = ", ".join(map(str, damaged[:10])) + (", ..." if len(damaged) > 10 else "")
-        log.warning("%s: %d damaged packet(s) skipped, at frame %s", name, len(damaged), shown)
+        log.warning("%s: %d frame(s) cannot be decoded (damaged data), skipped: %s", name, len(damaged), shown)

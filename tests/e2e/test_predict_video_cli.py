@@ -81,7 +81,7 @@ def test_a_clip_with_damaged_frames_is_read_past_them(model_path: Path, tmp_path
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads(proc.stdout)
     assert (summary["frames"], summary["processed_frames"], summary["damaged_frames"]) == (7, 7, [3])
-    assert "damaged.avi: 1 damaged packet(s) skipped, at frame 3" in proc.stderr
+    assert "damaged.avi: 1 frame(s) cannot be decoded (damaged data), skipped: 3" in proc.stderr
     lines = [json.loads(x)["frame"] for x in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert lines == [0, 1, 2, 4, 5, 6, 7]
     assert frame_count(tmp_path / "out.mp4")[0] == 7

@@ -234,6 +234,22 @@ def test_a_damaged_frame_is_skipped_and_the_frames_after_it_follow(tmp_path: Pat
     assert [i for i, p, _ in read_frames(clip, reduce_to=(32, 32)) if p is not DAMAGED] == [0, 1, 3, 4, 6, 7]
 
 
+def test_damaged_h264_packets_keep_the_frames_after_them_at_their_index(tmp_path: Path) -> None:
+    clip = _h264(tmp_path / "clip.mp4", _frames(30))
+    data = bytearray(clip.read_bytes())  # the frames' data first, the index (moov) at the end
+    for at in (0.3, 0.5, 0.7):
+        data[int(len(data) * at) : int(len(data) * at) + 3000] = bytes(3000)
+    damaged = tmp_path / "damaged.mp4"
+    damaged.write_bytes(bytes(data))
+    got = list(read_frames(damaged))
+    lost = [i for i, pixels, _ in got if pixels is DAMAGED]
+    # Each damaged packet takes its frame's place: the indices (and times) of the frames after it stay right.
+    assert [i for i, _, _ in got] == list(range(30)) and 0 < len(lost) < 30
+    clean = list(read_frames(clip))
+    for (i, pixels, _), (_, want, _) in zip(got[: lost[0]], clean, strict=False):
+        assert np.array_equal(pixels, want), i
+
+
 def test_a_recording_cut_off_mid_frame_keeps_the_frames_before_the_cut(tmp_path: Path) -> None:
     clip = write_mjpeg_of_sizes(tmp_path / "clip.avi", [(64, 48)] * 6)
     data = clip.read_bytes()
