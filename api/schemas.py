@@ -458,7 +458,10 @@ class VideoFrame(BaseModel):
     """One NDJSON line of `/predict/video` (media type application/x-ndjson)."""
 
     frame: int = Field(description="Index of the frame in the clip (0-based)")
-    time_s: float = Field(description="frame / fps")
+    time_s: float = Field(
+        description="When the frame is shown, in seconds from the clip's start: its timestamp (right in a "
+        "variable-frame-rate clip too); frame / fps where the clip has none"
+    )
     detections: list[VideoDetection]
     timings_ms: dict[str, float] | None = Field(
         None, description="The frame's stages in the service (queue_wait, preprocess, inference, postprocess)"
@@ -468,7 +471,7 @@ class VideoFrame(BaseModel):
     def of(
         cls,
         index: int,
-        fps: float,
+        time_s: float,
         detections: Detections,
         track_ids: list[int | None] | None = None,
         timings_ms: dict[str, float] | None = None,
@@ -476,7 +479,7 @@ class VideoFrame(BaseModel):
         """One line; `track_id` only when tracking, `timings_ms` only when given (dump with exclude_unset)."""
         line: dict[str, Any] = {
             "frame": index,
-            "time_s": round(index / fps, 4) if fps > 0 else 0.0,
+            "time_s": round(time_s, 4),
             "detections": detection_rows(detections, track_ids),
         }
         if timings_ms is not None:

@@ -96,3 +96,25 @@ def turn_mp4(path: Path, out: Path, degrees: int) -> Path:
     data[matrix : matrix + 20] = struct.pack(">IIIII", a, b, 0, c, d)
     out.write_bytes(bytes(data))
     return out
+
+
+def write_vfr_clip(path: Path, times_ms: list[int], size: tuple[int, int] = (160, 120)) -> Path:
+    """An H.264 MP4 whose frames are shown at `times_ms` (a variable frame rate, as phones record in low light):
+    frame i is grey level 4 * i with a white square moving right."""
+    from fractions import Fraction
+
+    import av
+
+    width, height = size
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        for i, at in enumerate(times_ms):
+            image = np.full((height, width, 3), 4 * i % 256, np.uint8)
+            image[height // 3 : height // 3 + 30, 2 * i % (width - 30) :][:, :30] = 255
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base = at, Fraction(1, 1000)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path

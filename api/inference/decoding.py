@@ -19,9 +19,6 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
-import numpy as np
-import numpy.typing as npt
-
 from api.admission.pixel_budget import PixelBudget
 from api.errors import GatewayTimeoutError
 from api.monitoring.metrics import Metrics
@@ -32,7 +29,6 @@ log = logging.getLogger("api")
 
 T = TypeVar("T")
 BULK_NICENESS = 10  # batch and video decodes yield the CPU to single images and inference (Linux nice, 0-19)
-Frame = tuple[int, npt.NDArray[np.uint8], bool]  # (index, RGB pixels, to be processed): detector.runtime.video
 
 
 class _DecodeTimedOut(Exception):

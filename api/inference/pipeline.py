@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -36,7 +36,7 @@ from api.admission.bodies import body_kind, read_image_input
 from api.admission.uploads import UploadGate
 from api.errors import BadRequestError, UnprocessableError
 from api.inference.batching import ClassThresholds, InferenceResult, MicroBatcher, Reservation, Thresholds
-from api.inference.decoding import Decoder, Frame
+from api.inference.decoding import Decoder
 from api.model.slot import ModelSlot
 from api.monitoring.drift import DriftMonitor
 from api.monitoring.inbox import Inbox
@@ -49,7 +49,7 @@ from detector.runtime import Detections
 from detector.runtime.classes import filter_classes, parse_class_conf, parse_classes, resolve_class_conf
 from detector.runtime.images import DecodedImage
 from detector.runtime.tiling import Box, Tiling, crops, merge_tiles
-from detector.runtime.video import DAMAGED
+from detector.runtime.video import DAMAGED, Frame
 
 _PLACE_RETRY_S = 0.02  # how often heavy work waiting in line looks for room
 
@@ -386,13 +386,13 @@ class Pipeline:
 
 
 class FrameStream:
-    """A clip's processed frames as `(index, Prediction)`, in frame order, with up to `max_batch` frames in
+    """A clip's processed frames as `(index, time_s, Prediction)`, in frame order, with up to `max_batch` frames in
     inference at once (a clip fills micro-batches by itself) and the next frame read (decoded) meanwhile, one read
     at a time (the reader is a generator), while its line and the ones before it are answered.
 
     Each frame holds its pixels in the shared budget from before it is decoded (its full size) until the consumer
     asks for the next one (its line is out); once decoded, only what its array holds (less after a reduced decode).
-    A packet that could not be decoded (`read_frames`' DAMAGED) comes in its place as `(index, None)`, and the
+    A packet that could not be decoded (`read_frames`' DAMAGED) comes in its place as `(index, time_s, None)`, and the
     frames after it follow. `max_video_frames` bounds what is read: frames, skipped or not, and damaged packets.
     `close()` is synchronous and idempotent, so a response can run it from a `finally` during cancellation: it
     gives back every hold, cancels the frames in inference, and closes the reader (after a read in flight, which
@@ -406,12 +406,12 @@ class FrameStream:
         self._frame_pixels = max(1, size[0] * size[1])
         self._options = options
         self._window = max(1, pipeline.server.max_batch)
-        self._pending: deque[tuple[int, asyncio.Future[Prediction | None]]] = deque()
+        self._pending: deque[tuple[int, float, asyncio.Future[Prediction | None]]] = deque()
         self._holds: deque[int] = deque()  # one per frame read and not yet handed out
         self._reading: asyncio.Future[Frame | None] | None = None
         self._closed = False
 
-    async def __aiter__(self) -> AsyncIterator[tuple[int, Prediction | None]]:
+    async def __aiter__(self) -> AsyncIterator[tuple[int, float, Prediction | None]]:
         pipeline = self._pipeline
         budget = pipeline.decoder.pixels
         limit = pipeline.server.max_video_frames
@@ -429,7 +429,7 @@ class FrameStream:
             if item is None:
                 budget.give_back(self._holds.pop())
                 break
-            index, pixels, run = item
+            index, pixels, run, time_s = item
             read += 1
             if read > limit:
                 raise UnprocessableError(f"the clip has more than {limit} frames (inference.server.max_video_frames)")
@@ -437,18 +437,19 @@ class FrameStream:
                 self._holds[-1] = budget.shrink(self._holds[-1], 0)
                 damaged: asyncio.Future[Prediction | None] = asyncio.get_running_loop().create_future()
                 damaged.set_result(None)
-                self._pending.append((index, damaged))
+                self._pending.append((index, time_s, damaged))
             elif run:
                 # A frame decoded at the model's size keeps only what its array holds (as a reduced JPEG does).
                 self._holds[-1] = budget.shrink(self._holds[-1], pixels.shape[0] * pixels.shape[1])
-                self._pending.append((index, asyncio.ensure_future(pipeline._frame(pixels, self._size, self._options))))
+                frame = asyncio.ensure_future(pipeline._frame(pixels, self._size, self._options))
+                self._pending.append((index, time_s, cast("asyncio.Future[Prediction | None]", frame)))
             else:
                 budget.give_back(self._holds.pop())
             # Read ahead while the budget has room: the next frame decodes while the ones before it are answered
             # (tracked, written, sent), as the CLI's reader thread does; else decoding waited for each line.
             if taken := budget.try_take(self._frame_pixels):
                 self._reading = self._read(taken)
-            while self._pending and (len(self._pending) >= self._window or self._pending[0][1].done()):
+            while self._pending and (len(self._pending) >= self._window or self._pending[0][2].done()):
                 yield await self._next()
         while self._pending:
             yield await self._next()
@@ -459,12 +460,12 @@ class FrameStream:
         loop = asyncio.get_running_loop()
         return loop.run_in_executor(self._pipeline.decoder.bulk_pool, next, self._frames, None)
 
-    async def _next(self) -> tuple[int, Prediction | None]:
-        index, task = self._pending.popleft()
+    async def _next(self) -> tuple[int, float, Prediction | None]:
+        index, time_s, task = self._pending.popleft()
         prediction = await task
         if self._holds:
             self._pipeline.decoder.pixels.give_back(self._holds.popleft())
-        return index, prediction
+        return index, time_s, prediction
 
     def close(self) -> None:
         if self._closed:
@@ -472,7 +473,7 @@ class FrameStream:
         self._closed = True
         while self._holds:
             self._pipeline.decoder.pixels.give_back(self._holds.popleft())
-        for _, task in self._pending:
+        for _, _, task in self._pending:
             task.cancel()
         if self._reading is None:
             _close_reader(self._frames)

@@ -291,7 +291,7 @@ async def _lines(job: _VideoJob, info: VideoInfo, tracker: Tracker | None) -> As
     could not be decoded; an error after streaming began ends the stream with one error line."""
     assert job.frames is not None
     try:
-        async for index, prediction in job.frames:
+        async for index, time_s, prediction in job.frames:
             if prediction is None:  # a packet the decoder rejected (damaged data)
                 detail = f"frame {index} cannot be decoded (damaged data): skipped, the frames after it follow"
                 log.info("video stream: %s", detail)
@@ -300,7 +300,7 @@ async def _lines(job: _VideoJob, info: VideoInfo, tracker: Tracker | None) -> As
                 continue
             detections = prediction.detections
             track_ids = tracker.update(detections) if tracker else None
-            line = VideoFrame.of(index, info.fps, detections, track_ids, prediction.timings_ms)
+            line = VideoFrame.of(index, time_s, detections, track_ids, prediction.timings_ms)
             job.lines += 1
             yield line.ndjson().encode()
         job.finished = True

@@ -112,9 +112,9 @@ def _predict_video(det: Any, path: Path, args: argparse.Namespace, tiling: Tilin
     wanted = parse_classes(args.classes, det.metadata.names) if args.classes is not None else None
     jsonl = open(args.jsonl, "w", encoding="utf-8") if args.jsonl else None  # noqa: SIM115 (closed below)
 
-    def log_frame(index: int, dets: Any, track_ids: list[int | None] | None) -> None:
+    def log_frame(index: int, time_s: float, dets: Any, track_ids: list[int | None] | None) -> None:
         if jsonl:
-            jsonl.write(VideoFrame.of(index, info.fps, dets, track_ids).ndjson())
+            jsonl.write(VideoFrame.of(index, time_s, dets, track_ids).ndjson())
 
     try:
         with tqdm(

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -106,6 +106,15 @@ _FFMPEG_MIN_PIXEL_LIMIT = 1 << 20  # the pixels of a frame read with keep_skippe
 SAFE_AV_OPTIONS = {"protocol_whitelist": "file", "format_whitelist": "mov,matroska,webm,avi"}
 
 
+class Frame(NamedTuple):
+    """One frame of a clip, as `read_frames` gives it."""
+
+    number: int  # its place in the clip, 0-based (a damaged packet keeps its frame's place)
+    pixels: npt.NDArray[np.uint8]  # RGB, upright; or SKIPPED, or DAMAGED
+    run: bool  # to be processed (every vid_stride-th frame)
+    time_s: float  # when it is shown, from the clip's start: its timestamp; index / frame rate where it has none
+
+
 def lowres_for(width: int, height: int, reduce_to: tuple[int, int] | None) -> int:
     """FFmpeg's `lowres` for a `width`x`height` stream that a letterbox into `reduce_to=(h, w)` (a model's input)
     still gets every needed pixel from: 0 without `reduce_to`, else the same halvings as a JPEG's DCT scaling, in
@@ -121,9 +130,11 @@ def read_frames(
     max_pixels: int = 0,
     keep_skipped: bool = True,
     reduce_to: tuple[int, int] | None = None,
-) -> Iterator[tuple[int, npt.NDArray[np.uint8], bool]]:
-    """Every frame of the video as `(index, RGB frame, processed)`; `processed` is True for every `vid_stride`-th
+) -> Iterator[Frame]:
+    """Every frame of the video as a `Frame` (number, RGB pixels, run, time); `run` is True for every `vid_stride`-th
     frame (0, N, 2N...). All frames are yielded so a writer can keep the frame count; decoding stops at the end.
+    A frame's time is its timestamp, so a variable-frame-rate clip (a phone's, in low light) gets the times a player
+    shows; index / fps, which the lines said before, was 0.9 s off mid-clip in a 30-then-10 fps clip.
 
     With `keep_skipped=False` the frames in between come as the empty `SKIPPED` array, never converted to RGB;
     in an intra-only stream (MJPEG, where no frame depends on another) they are not even decoded, only demuxed.
@@ -137,7 +148,7 @@ def read_frames(
     a display matrix's quarter turns (a phone's portrait clip) are applied, as OpenCV's reader does.
     A frame of more than `max_pixels` at full size (0: no limit; a stream whose size changes mid-clip) is an
     ImageTooLargeError. A packet FFmpeg cannot decode (damaged data; the last, cut-off packet of a recording that
-    stopped mid-write) comes as `(index, DAMAGED, False)`, in the place of the frame it held, and the frames after it
+    stopped mid-write) comes as a Frame of DAMAGED pixels, in the place of the frame it held, and the frames after it
     follow, as players skip it. Before,
     the first damaged frame ended the clip with an error, and every frame after it was lost. `MAX_DAMAGED_IN_A_ROW`
     damaged packets in a row, or a clip with none that decodes, are an InvalidInputError.
@@ -171,19 +182,21 @@ def read_frames(
         context.options = options
         demux_only = vid_stride if not keep_skipped and context.codec.intra_only else 1
         scale = 0  # scale: how much smaller than sent each frame decodes (0: not known yet)
-        for index, frame in _decoded(container, stream, demux_only, Path(path).name):
+        clock = _Clock(stream)
+        for index, frame, pts in _decoded(container, stream, demux_only, Path(path).name):
+            time_s = clock.seconds(pts, index)
             if frame is DAMAGED:
-                yield index, DAMAGED, False
+                yield Frame(index, DAMAGED, False, time_s)
                 continue
             run = index % vid_stride == 0
             if frame is None or (not run and not keep_skipped):
-                yield index, SKIPPED, run
+                yield Frame(index, SKIPPED, run, time_s)
                 continue
             if not scale:  # `lowres` applies to the whole stream or not at all: the first frame says which
                 scale = 2**lowres if frame.width < source_width else 1
             if max_pixels and frame.width * frame.height * scale * scale > max_pixels:
                 raise ImageTooLargeError(f"frame {index} has more than {max_pixels} pixels (the limit)")
-            yield index, _upright(frame, reduce_to), run
+            yield Frame(index, _upright(frame, reduce_to), run, time_s)
     except av.ArgumentError as exc:
         if max_pixels:  # EINVAL is what FFmpeg answers for a frame over `max_pixels` (damaged data: INVALIDDATA)
             which = "the first frame" if index < 0 else f"a frame after frame {index}"
@@ -198,19 +211,36 @@ def read_frames(
         container.close()
 
 
-def _decoded(container: Any, stream: Any, demux_only: int, name: str) -> Iterator[tuple[int, Any]]:
-    """`(index, frame)` for every frame of `stream`, packet by packet (what `container.decode` does), with DAMAGED
-    for a packet whose data FFmpeg rejects, counted as a frame: in MP4, Matroska and AVI a packet holds one frame,
-    so the frames after it keep their index (and time). With `demux_only` N > 1 (an intra-only stream, each packet
-    one whole picture, none referring to another) the packets between two N-th ones come as frame None: demuxed,
-    never decoded."""
+class _Clock:
+    """Seconds from a stream's start for a timestamp (in the stream's time base); index / frame rate without one."""
+
+    def __init__(self, stream: Any) -> None:
+        self.time_base = stream.time_base
+        self.start = stream.start_time  # None: the first timestamp seen
+        rate = stream.average_rate or stream.guessed_rate
+        self.rate = float(rate) if rate else 0.0
+
+    def seconds(self, pts: int | None, index: int) -> float:
+        if pts is None or not self.time_base:
+            return index / self.rate if self.rate else 0.0
+        if self.start is None:
+            self.start = pts
+        return max(0.0, float((pts - self.start) * self.time_base))
+
+
+def _decoded(container: Any, stream: Any, demux_only: int, name: str) -> Iterator[tuple[int, Any, int | None]]:
+    """`(index, frame, timestamp)` for every frame of `stream`, packet by packet (what `container.decode` does),
+    with DAMAGED for a packet whose data FFmpeg rejects, counted as a frame: in MP4, Matroska and AVI a packet holds
+    one frame, so the frames after it keep their index (and time). With `demux_only` N > 1 (an intra-only stream,
+    each packet one whole picture, none referring to another) the packets between two N-th ones come as frame None:
+    demuxed, never decoded."""
     import av
 
     index = 0  # the next frame's
     in_a_row = damaged = decoded = 0
     for packet in container.demux(stream):
         if demux_only > 1 and packet.size and index % demux_only:
-            yield index, None
+            yield index, None, packet.pts
             index += 1
             continue
         try:
@@ -222,12 +252,12 @@ def _decoded(container: Any, stream: Any, demux_only: int, name: str) -> Iterato
                     f"{name}: the video cannot be decoded from frame {index} on ({in_a_row} damaged packets in a "
                     f"row: {exc.strerror})"
                 ) from None
-            yield index, DAMAGED
+            yield index, DAMAGED, packet.pts
             index += 1
             continue
         for frame in frames:
             in_a_row, decoded = 0, decoded + 1
-            yield index, frame
+            yield index, frame, frame.pts
             index += 1
     if damaged and not decoded:
         raise InvalidInputError(f"{name}: no frame of the video can be decoded ({damaged} damaged packets)")

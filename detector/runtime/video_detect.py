@@ -33,14 +33,14 @@ from detector.runtime.draw import draw_detections
 from detector.runtime.images import DecodedImage
 from detector.runtime.tiling import Tiling
 from detector.runtime.tracking import Tracker
-from detector.runtime.video import DAMAGED, VideoInfo, VideoWriter, probe_video, read_ahead, read_frames
+from detector.runtime.video import DAMAGED, Frame, VideoInfo, VideoWriter, probe_video, read_ahead, read_frames
 
 log = logging.getLogger("detector.runtime.video_detect")
 
 GPU_FRAMES_PER_CALL = 8  # consecutive frames per backend call on a GPU: one launch for several frames
 
-# (frame index, its detections, their track ids or None) for every detected frame, in order
-OnFrame = Callable[[int, Detections, list[int | None] | None], None]
+# (frame index, its time in seconds, its detections, their track ids or None) for every detected frame, in order
+OnFrame = Callable[[int, float, Detections, list[int | None] | None], None]
 
 
 @dataclass(frozen=True)
@@ -116,14 +116,14 @@ def detect_video(
     last: tuple[Detections, list[int | None] | None] | None = None
     per_call, in_flight = 1 if tiles else frames_per_call(det), calls_in_flight(det)
     pool = ThreadPoolExecutor(in_flight, thread_name_prefix="video-detect") if in_flight > 1 else None
-    pending: list[tuple[int, Any, bool]] = []  # frames read, waiting for their call
+    pending: list[Frame] = []  # frames read, waiting for their call
     # Calls made (each with its frames, in order) whose frames are not yet tracked, reported and written.
-    calls: deque[tuple[list[tuple[int, Any, bool]], Future[list[Detections]] | list[Detections]]] = deque()
+    calls: deque[tuple[list[Frame], Future[list[Detections]] | list[Detections]]] = deque()
 
     def call() -> None:
         """Send the pending frames to process to the backend in one call (in the pool when calls overlap); then
         finish the oldest calls until fewer than `in_flight` remain."""
-        batch = [frame for _, frame, run in pending if run]
+        batch = [frame.pixels for frame in pending if frame.run]
         if pool is not None and batch:
             calls.append((pending.copy(), pool.submit(detect, batch)))
         else:
@@ -132,19 +132,19 @@ def detect_video(
         while len(calls) >= in_flight:
             finish(*calls.popleft())
 
-    def finish(group: list[tuple[int, Any, bool]], answer: Future[list[Detections]] | list[Detections]) -> None:
+    def finish(group: list[Frame], answer: Future[list[Detections]] | list[Detections]) -> None:
         """Track, report and write a call's frames in order (tracking needs the frames in order; calls only change
         how many frames go to the backend at once)."""
         nonlocal last, processed, frames
         found = iter(answer.result() if isinstance(answer, Future) else answer)
-        for index, frame, run in group:
+        for index, frame, run, time_s in group:
             if run:
                 dets = filter_classes(DecodedImage(frame, info.width, info.height).to_sent(next(found)), classes)
                 track_ids = tracker.update(dets) if tracker else None
                 last = (dets, track_ids)
                 processed += 1
                 if on_frame:
-                    on_frame(index, dets, track_ids)
+                    on_frame(index, time_s, dets, track_ids)
             if writer:  # boxes are in the clip's size: drawn on the frame at that size
                 writer.write(draw_detections(writer.fit(frame), *last) if last else frame)
             frames += 1
@@ -158,11 +158,11 @@ def detect_video(
         reduce_to = None if saving or tiles else det.input_shape
         frames_read = read_frames(path, vid_stride, keep_skipped=saving, reduce_to=reduce_to)
         for item in read_ahead(frames_read, depth=max(4, 2 * per_call * in_flight)):
-            if item[1] is DAMAGED:  # nothing to detect or write: the frames after it go on
-                damaged.append(item[0])
+            if item.pixels is DAMAGED:  # nothing to detect or write: the frames after it go on
+                damaged.append(item.number)
                 continue
             pending.append(item)
-            if sum(run for _, _, run in pending) >= per_call:
+            if sum(frame.run for frame in pending) >= per_call:
                 call()
         if pending:
             call()

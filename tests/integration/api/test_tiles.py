@@ -116,7 +116,7 @@ def test_a_clip_in_tiles_gives_the_library_answer_per_frame(
         lines = [json.loads(line) for line in r.iter_lines() if line]
     assert r.status_code == 200 and [line.get("frame") for line in lines] == [0, 1, 2, 3], lines
     tiling = Tiling(128, 128, overlap=0.25)
-    for line, (_, frame, _) in zip(lines, read_frames(path), strict=True):  # the service's own reader
+    for line, (_, frame, _, _) in zip(lines, read_frames(path), strict=True):  # the service's own reader
         want = reference.predict(frame, conf=LOW_CONF, tiles=tiling).to_list()
         assert want and line["detections"]
         assert_same_detections(line["detections"], want)
@@ -196,7 +196,7 @@ def test_cli_predict_clip_with_tile_gives_the_library_answer_per_frame(
     lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
     assert [line["frame"] for line in lines] == [0, 1, 2, 3]
     tiling = Tiling(128, 128, overlap=0.25)
-    for line, (_, frame, _) in zip(lines, read_frames(path), strict=True):
+    for line, (_, frame, _, _) in zip(lines, read_frames(path), strict=True):
         want = reference.predict(frame, conf=LOW_CONF, tiles=tiling).to_list()
         assert want and line["detections"]
         assert_same_detections(line["detections"], want)

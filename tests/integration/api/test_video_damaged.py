@@ -44,7 +44,7 @@ def test_the_library_skips_damaged_frames_and_detects_the_rest(
                 det,
                 clip,
                 save=tmp_path / f"{name}.mp4",
-                on_frame=lambda i, d, _, n=name: seen[n].__setitem__(i, _boxes(d)),
+                on_frame=lambda i, _, d, ids, n=name: seen[n].__setitem__(i, _boxes(d)),
             )
             assert run.damaged == (() if name == "clean" else tuple(sorted(DAMAGED)))
             assert run.frames == run.processed == len(SIZES) - len(run.damaged)

@@ -51,7 +51,7 @@ def _same_objects(exact: list[list[list[float]]], reduced: list[list[list[float]
 
 
 def test_the_clip_really_decodes_reduced(big_clip: tuple[Path, str]) -> None:
-    (_, pixels, _), *_ = read_frames(big_clip[0], reduce_to=(128, 128))
+    (_, pixels, _, _), *_ = read_frames(big_clip[0], reduce_to=(128, 128))
     full = next(read_frames(big_clip[0]))[1]
     assert pixels.shape[0] * UPSCALE == full.shape[0] and pixels.shape[1] * UPSCALE == full.shape[1]
 
@@ -98,7 +98,7 @@ def test_cli_loop_boxes_match_a_whole_decode(model_path: Path, big_clip: tuple[P
         wanted = frozenset(k for k, v in det.metadata.names.items() if v == name)
         for kind, save in (("reduced", None), ("whole", tmp_path / "drawn.mp4")):
 
-            def keep(index: int, dets: Detections, ids: object, kind: str = kind) -> None:
+            def keep(index: int, time_s: float, dets: Detections, ids: object, kind: str = kind) -> None:
                 runs[kind].append(dets.xyxy.tolist())
 
             detect_video(det, path, save=save, classes=wanted, on_frame=keep)
@@ -119,7 +119,7 @@ def test_a_clip_whose_frames_change_size_is_answered_in_its_first_frames_size(
         (x1, y1, x2, y2), *_ = filter_classes(det.predict(cv2.resize(scene, sizes[0])), wanted).xyxy.tolist()
         for kind, save in (("reduced", None), ("whole", tmp_path / "drawn.mp4")):
 
-            def keep(index: int, dets: Detections, ids: object, kind: str = kind) -> None:
+            def keep(index: int, time_s: float, dets: Detections, ids: object, kind: str = kind) -> None:
                 runs[kind].append(dets.xyxy.tolist())
 
             detect_video(det, clip, save=save, classes=wanted, on_frame=keep)
@@ -129,7 +129,7 @@ def test_a_clip_whose_frames_change_size_is_answered_in_its_first_frames_size(
     for boxes in runs["whole"]:
         assert any(abs((a + c) / 2 - centre[0]) < 24 and abs((b + d) / 2 - centre[1]) < 24 for a, b, c, d in boxes)
     # Every frame written, at that size (before: OpenCV's writer dropped the 6 frames of other sizes, silently).
-    written = [pixels.shape for _, pixels, _ in read_frames(tmp_path / "drawn.mp4")]
+    written = [pixels.shape for _, pixels, _, _ in read_frames(tmp_path / "drawn.mp4")]
     assert written == [(360, 640, 3)] * len(sizes)
     # The service answers every frame in the same coordinates.
     with run_app(make_config(f"inference.server.video_tmp_dir={tmp_path}")) as client:
@@ -178,7 +178,7 @@ def test_a_clip_shown_turned_is_detected_upright_as_opencv_shows_it(
     cli: list[Scored] = []
     with Detector.load(model_path, "onnxruntime") as det:
         want = [_scored(det.predict(frame)) for frame in shown]
-        detect_video(det, path, on_frame=lambda index, dets, ids: cli.append(_scored(dets)))
+        detect_video(det, path, on_frame=lambda index, time_s, dets, ids: cli.append(_scored(dets)))
     _confident_agree(want, cli)
     with run_app(make_config(f"inference.server.video_tmp_dir={tmp_path}")) as client:
         r = client.post("/predict/video", files={"file": ("turned.mp4", path.read_bytes(), "video/mp4")})

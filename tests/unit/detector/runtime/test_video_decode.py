@@ -23,7 +23,7 @@ from detector.runtime.video import (
     probe_video,
     read_frames,
 )
-from tests.clips import turn_mp4, write_mjpeg_of_sizes
+from tests.clips import turn_mp4, write_mjpeg_of_sizes, write_vfr_clip
 
 W, H = 640, 480
 
@@ -107,8 +107,10 @@ def test_mp4v_frames_decode_reduced_and_look_like_the_full_ones_shrunk(tmp_path:
     path = _mp4v(tmp_path / "clip.mp4", _frames(6))
     full = list(read_frames(path))
     reduced = list(read_frames(path, reduce_to=(128, 128)))
-    assert [(i, run) for i, _, run in reduced] == [(i, run) for i, _, run in full] == [(i, True) for i in range(6)]
-    for (_, big, _), (_, small, _) in zip(full, reduced, strict=True):
+    assert (
+        [(i, run) for i, _, run, _ in reduced] == [(i, run) for i, _, run, _ in full] == [(i, True) for i in range(6)]
+    )
+    for (_, big, _, _), (_, small, _, _) in zip(full, reduced, strict=True):
         assert big.shape == (H, W, 3) and small.shape == (96, 128, 3)  # decoded at 160x120, then shrunk
         assert _like(small, big)
 
@@ -119,9 +121,9 @@ def test_h264_decodes_whole_and_is_shrunk_before_conversion(tmp_path: Path) -> N
     whole = list(read_frames(path))
     got = list(read_frames(path, reduce_to=(128, 128)))
     assert len(got) == len(whole) == 4
-    assert all(pixels.shape == (H, W, 3) for _, pixels, _ in whole) and _like(whole[0][1], frames[0])
-    assert all(pixels.shape == (96, 128, 3) for _, pixels, _ in got)
-    assert all(_like(small, big) for (_, small, _), (_, big, _) in zip(got, whole, strict=True))
+    assert all(pixels.shape == (H, W, 3) for _, pixels, _, _ in whole) and _like(whole[0][1], frames[0])
+    assert all(pixels.shape == (96, 128, 3) for _, pixels, _, _ in got)
+    assert all(_like(small, big) for (_, small, _, _), (_, big, _, _) in zip(got, whole, strict=True))
 
 
 def test_reduced_frames_are_held_to_the_pixel_limit_at_full_size(tmp_path: Path) -> None:
@@ -142,10 +144,10 @@ def test_a_clip_shown_turned_comes_upright_as_opencv_reads_it(tmp_path: Path, de
     shown = [cv2.cvtColor(capture.read()[1], cv2.COLOR_BGR2RGB) for _ in frames]
     capture.release()
     assert (info.height, info.width, 3) == shown[0].shape == ((H, W, 3) if degrees == 180 else (W, H, 3))
-    whole = [pixels for _, pixels, _ in read_frames(path)]
+    whole = [pixels for _, pixels, _, _ in read_frames(path)]
     assert all(np.abs(got.astype(int) - want).mean() < 2 for got, want in zip(whole, shown, strict=True))
     # Reduced: shrunk to the letterbox size of the frame as shown (256x128 input: 96x128 portrait, 172x128 landscape).
-    reduced = [pixels for _, pixels, _ in read_frames(path, reduce_to=(128, 256))]
+    reduced = [pixels for _, pixels, _, _ in read_frames(path, reduce_to=(128, 256))]
     assert all(p.shape == ((128, 172, 3) if degrees == 180 else (128, 96, 3)) for p in reduced)
     assert all(_like(small, big) for small, big in zip(reduced, shown, strict=True))
 
@@ -153,7 +155,7 @@ def test_a_clip_shown_turned_comes_upright_as_opencv_reads_it(tmp_path: Path, de
 def test_a_frame_larger_than_the_stream_declares_is_held_to_the_pixel_limit(tmp_path: Path) -> None:
     # The header says 64x48 (the first frame); the second frame is 640x480 = 307200 pixels.
     path = write_mjpeg_of_sizes(tmp_path / "clip.avi", [(64, 48), (640, 480), (64, 48)])
-    assert [p.shape for _, p, _ in read_frames(path)] == [(48, 64, 3), (480, 640, 3), (48, 64, 3)]
+    assert [p.shape for _, p, _, _ in read_frames(path)] == [(48, 64, 3), (480, 640, 3), (48, 64, 3)]
     for reduce_to in (None, (32, 32)):
         frames = read_frames(path, max_pixels=100_000, reduce_to=reduce_to)
         assert next(frames)[0] == 0
@@ -162,7 +164,7 @@ def test_a_frame_larger_than_the_stream_declares_is_held_to_the_pixel_limit(tmp_
             next(frames)
     # Within the limit, each frame comes at its own size (reduced: 1/2 the 64x48 ones, 1/8 the 640x480 one, then
     # shrunk to 32 px: the same letterbox size whatever the frame's).
-    assert [p.shape for _, p, _ in read_frames(path, max_pixels=640 * 480, reduce_to=(32, 32))] == [(24, 32, 3)] * 3
+    assert [p.shape for _, p, _, _ in read_frames(path, max_pixels=640 * 480, reduce_to=(32, 32))] == [(24, 32, 3)] * 3
 
 
 def test_a_frame_far_over_the_limit_is_refused_before_it_is_decoded(tmp_path: Path) -> None:
@@ -174,7 +176,7 @@ def test_a_frame_far_over_the_limit_is_refused_before_it_is_decoded(tmp_path: Pa
         assert next(frames)[0] == 0
         with pytest.raises(ImageTooLargeError, match="a frame after frame 0 has more than 100000 pixels"):
             next(frames)
-    assert [p.shape for _, p, _ in read_frames(path)][1] == (1024, 1280, 3)  # a valid frame, without a limit
+    assert [p.shape for _, p, _, _ in read_frames(path)][1] == (1024, 1280, 3)  # a valid frame, without a limit
 
 
 def _mjpeg_with_garbage_between_strides(path: Path, stride: int, count: int) -> Path:
@@ -198,19 +200,21 @@ def _mjpeg_with_garbage_between_strides(path: Path, stride: int, count: int) -> 
 def test_mjpeg_packets_between_strides_are_never_decoded(tmp_path: Path) -> None:
     path = _mjpeg_with_garbage_between_strides(tmp_path / "clip.avi", 3, 9)
     got = list(read_frames(path, vid_stride=3, keep_skipped=False))
-    assert [(i, run) for i, _, run in got] == [(i, i % 3 == 0) for i in range(9)]
-    for i, pixels, run in got:
+    assert [(i, run) for i, _, run, _ in got] == [(i, i % 3 == 0) for i in range(9)]
+    for i, pixels, run, _ in got:
         if run:
             assert pixels.shape == (48, 64, 3) and abs(int(pixels.mean()) - (10 + i * 20)) <= 3
         else:
             assert pixels is SKIPPED
     # Decoding them (a writer needs every frame) meets the garbage: each says so (DAMAGED), in its place.
     got = list(read_frames(path, vid_stride=3, keep_skipped=True))
-    assert [(i, pixels is DAMAGED, run) for i, pixels, run in got] == [(i, i % 3 != 0, i % 3 == 0) for i in range(9)]
+    assert [(i, pixels is DAMAGED, run) for i, pixels, run, _ in got] == [(i, i % 3 != 0, i % 3 == 0) for i in range(9)]
 
 
 def _grey_levels(frames: list[tuple[int, np.ndarray, bool]]) -> list[tuple[int, int | str, bool]]:
-    return [(i, "damaged" if p is DAMAGED else "skipped" if p is SKIPPED else int(p.mean()), r) for i, p, r in frames]
+    return [
+        (i, "damaged" if p is DAMAGED else "skipped" if p is SKIPPED else int(p.mean()), r) for i, p, r, _ in frames
+    ]
 
 
 def test_a_damaged_frame_is_skipped_and_the_frames_after_it_follow(tmp_path: Path) -> None:
@@ -231,7 +235,7 @@ def test_a_damaged_frame_is_skipped_and_the_frames_after_it_follow(tmp_path: Pat
         *((i, "skipped", False) for i in (6, 7)),
     ]
     # Reduced for a model's input: the same frames.
-    assert [i for i, p, _ in read_frames(clip, reduce_to=(32, 32)) if p is not DAMAGED] == [0, 1, 3, 4, 6, 7]
+    assert [i for i, p, _, _ in read_frames(clip, reduce_to=(32, 32)) if p is not DAMAGED] == [0, 1, 3, 4, 6, 7]
 
 
 def test_damaged_h264_packets_keep_the_frames_after_them_at_their_index(tmp_path: Path) -> None:
@@ -242,11 +246,11 @@ def test_damaged_h264_packets_keep_the_frames_after_them_at_their_index(tmp_path
     damaged = tmp_path / "damaged.mp4"
     damaged.write_bytes(bytes(data))
     got = list(read_frames(damaged))
-    lost = [i for i, pixels, _ in got if pixels is DAMAGED]
+    lost = [i for i, pixels, _, _ in got if pixels is DAMAGED]
     # Each damaged packet takes its frame's place: the indices (and times) of the frames after it stay right.
-    assert [i for i, _, _ in got] == list(range(30)) and 0 < len(lost) < 30
+    assert [i for i, _, _, _ in got] == list(range(30)) and 0 < len(lost) < 30
     clean = list(read_frames(clip))
-    for (i, pixels, _), (_, want, _) in zip(got[: lost[0]], clean, strict=False):
+    for (i, pixels, _, _), (_, want, _, _) in zip(got[: lost[0]], clean, strict=False):
         assert np.array_equal(pixels, want), i
 
 
@@ -272,7 +276,7 @@ def test_a_clip_that_never_decodes_is_refused_after_a_bounded_number_of_packets(
     many = write_mjpeg_of_sizes(tmp_path / "many.avi", [(64, 48)] * count, damaged=frozenset(range(1, count)))
     frames = read_frames(many)
     assert next(frames)[0] == 0
-    assert all(p is DAMAGED for _, p, _ in (next(frames) for _ in range(MAX_DAMAGED_IN_A_ROW - 1)))
+    assert all(f.pixels is DAMAGED for f in (next(frames) for _ in range(MAX_DAMAGED_IN_A_ROW - 1)))
     with pytest.raises(InvalidInputError, match=f"from frame {MAX_DAMAGED_IN_A_ROW} on"):
         next(frames)
 
@@ -280,7 +284,7 @@ def test_a_clip_that_never_decodes_is_refused_after_a_bounded_number_of_packets(
 def test_a_damaged_first_frame_does_not_hide_the_clip_from_the_probe(tmp_path: Path) -> None:
     clip = write_mjpeg_of_sizes(tmp_path / "clip.avi", [(64, 48)] * 4, damaged=frozenset({0}))
     assert probe_video(clip) == probe_video(write_mjpeg_of_sizes(tmp_path / "clean.avi", [(64, 48)] * 4))
-    assert [i for i, p, _ in read_frames(clip) if p is not DAMAGED] == [1, 2, 3]
+    assert [i for i, p, _, _ in read_frames(clip) if p is not DAMAGED] == [1, 2, 3]
 
 
 def test_a_playlist_naming_a_local_clip_is_not_opened(tmp_path: Path) -> None:
@@ -294,3 +298,17 @@ def test_a_playlist_naming_a_local_clip_is_not_opened(tmp_path: Path) -> None:
     concat.write_text(f"ffconcat version 1.0\nfile '{clip}'\n")
     with pytest.raises(NotAVideoError):
         list(read_frames(concat))
+
+
+def test_frames_carry_the_time_they_are_shown_at_also_at_a_variable_frame_rate(tmp_path: Path) -> None:
+    # 30 fps, then 10 fps (a phone in low light). index / fps (OpenCV's average rate: 15.8 here), what the lines
+    # said before, put frame 30 at 1.89 s where it is shown at 0.99 s.
+    times_ms = [33 * i for i in range(30)] + [990 + 100 * i for i in range(30)]
+    clip = write_vfr_clip(tmp_path / "vfr.mp4", times_ms)
+    frames = list(read_frames(clip))
+    assert [f.number for f in frames] == list(range(60))
+    assert [f.time_s for f in frames] == pytest.approx([t / 1000 for t in times_ms], abs=1e-6)
+    # Demuxed only (every third frame of an MJPEG clip): the skipped frames keep their times too.
+    mjpeg = write_mjpeg_of_sizes(tmp_path / "clip.avi", [(64, 48)] * 7, fps=10)
+    got = list(read_frames(mjpeg, vid_stride=3, keep_skipped=False))
+    assert [f.time_s for f in got] == pytest.approx([i / 10 for i in range(7)])

@@ -77,9 +77,11 @@ def test_frames_between_strides_are_only_grabbed_when_not_kept(tmp_path: Path) -
     kept = list(read_frames(path, vid_stride=3))
     grabbed = list(read_frames(path, vid_stride=3, keep_skipped=False))
     assert (
-        [(i, run) for i, _, run in grabbed] == [(i, run) for i, _, run in kept] == [(i, i % 3 == 0) for i in range(10)]
+        [(i, run) for i, _, run, _ in grabbed]
+        == [(i, run) for i, _, run, _ in kept]
+        == [(i, i % 3 == 0) for i in range(10)]
     )
-    for (_, want, run), (_, got, _) in zip(kept, grabbed, strict=True):
+    for (_, want, run, _), (_, got, _, _) in zip(kept, grabbed, strict=True):
         if run:
             assert np.array_equal(got, want)  # the processed frames are the same pixels
         else:
