@@ -1,10 +1,11 @@
-"""`detector predict IMAGE...` (JSON, one result per image) and `detector predict CLIP.mp4 --save out.mp4`
+"""`detector predict IMAGE|FOLDER...` (JSON, one result per image) and `detector predict CLIP.mp4 --save out.mp4`
 (annotated video, optional tracking, one JSON line per processed frame)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,9 +16,13 @@ from detector.config import BACKEND_CHOICES, Config
 from detector.errors import InvalidInputError
 
 if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
     from detector.runtime.tiling import Tiling
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".mpo")  # what a folder is searched for
 
 
 def cmd_predict(args: argparse.Namespace, config: Config) -> None:
@@ -60,39 +65,87 @@ def cmd_predict(args: argparse.Namespace, config: Config) -> None:
         if videos:
             print_json(_predict_video(det, videos[0], args, tiling))
         else:
-            print_json(_predict_images(det, args, inf.server.max_pixels, tiling))
+            results = _predict_images(det, args, inf.server.max_pixels, tiling)
+            print_json(results)
+            failed = [r for r in results if "error" in r]
+            if failed:  # every other image is answered above; the exit status says the run was not clean
+                raise InvalidInputError(
+                    f"{len(failed)} of {len(results)} images failed, the first: {failed[0]['error']}"
+                )
 
 
 def _predict_images(
     det: Any, args: argparse.Namespace, max_pixels: int, tiling: Tiling | None = None
 ) -> list[dict[str, Any]]:
+    from tqdm import tqdm
+
     from api.schemas import PredictionResponse  # the /predict answer's shape, declared once
     from detector.runtime import Timings
     from detector.runtime.classes import filter_classes, parse_classes
-    from detector.runtime.images import read_image
+    from detector.runtime.video import read_ahead
 
+    paths = image_paths(args.images)
     info = det.describe()
     wanted = parse_classes(args.classes, det.metadata.names) if args.classes is not None else None
-    out = []
-    for path in args.images:
-        image = read_image(path, max_pixels)
-        timings = Timings()
-        try:
-            result = det.predict(
-                image,
-                conf=args.conf,
-                iou=args.iou,
-                max_det=args.max_det,
-                conf_per_class=args.conf_per_class,
-                tiles=tiling,
-                timings=timings,
-            )
-        except InvalidInputError as exc:  # a tile larger than this image: say which of the images it is
-            raise InvalidInputError(f"{path}: {exc}") from None
-        result = filter_classes(result, wanted)
-        answer = PredictionResponse.of(result, image.shape[:2], info, timings.as_dict())
-        out.append({"file": str(path), **answer.model_dump(mode="json")})
+    out: list[dict[str, Any]] = []
+    bar = tqdm(total=len(paths), unit="image", file=sys.stderr, disable=args.no_progress or len(paths) < 2)
+    # The next images decode on a thread of their own while this one is detected (JPEG decoding releases the GIL):
+    # 120 photos of 1920x1080 and 1080x1440, 640 px INT8 model, 2-core AMD EPYC: 5.1-5.3 s -> 4.7-4.9 s for the
+    # command, about 2.8 s of it start-up (20 -> 17 ms an image).
+    with bar:
+        for path, image in read_ahead(_read_images(paths, max_pixels), depth=2):
+            bar.update()
+            if isinstance(image, InvalidInputError):  # this image's own entry; the others are answered
+                out.append({"file": str(path), "error": str(image)})
+                continue
+            timings = Timings()
+            try:
+                result = det.predict(
+                    image,
+                    conf=args.conf,
+                    iou=args.iou,
+                    max_det=args.max_det,
+                    conf_per_class=args.conf_per_class,
+                    tiles=tiling,
+                    timings=timings,
+                )
+            except InvalidInputError as exc:  # a tile larger than this image: its entry says so
+                out.append({"file": str(path), "error": f"{path}: {exc}"})
+                continue
+            result = filter_classes(result, wanted)
+            answer = PredictionResponse.of(result, image.shape[:2], info, timings.as_dict())
+            out.append({"file": str(path), **answer.model_dump(mode="json")})
     return out
+
+
+def image_paths(given: list[Path]) -> list[Path]:
+    """The images to detect, in order: files as given, and a folder's images (`IMAGE_SUFFIXES`, sorted by name, not
+    its subfolders). A missing file or a folder without images stops the run before any image is read."""
+    out: list[Path] = []
+    for path in given:
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise InvalidInputError(f"{path}: a folder without images ({', '.join(IMAGE_SUFFIXES)})")
+            out.extend(found)
+        elif not path.is_file():
+            raise InvalidInputError(f"image not found: {path}")
+        else:
+            out.append(path)
+    return out
+
+
+def _read_images(
+    paths: list[Path], max_pixels: int
+) -> Iterator[tuple[Path, npt.NDArray[np.uint8] | InvalidInputError]]:
+    """Each image decoded, or why it cannot be (not an image, damaged, over the pixel limit)."""
+    from detector.runtime.images import read_image
+
+    for path in paths:
+        try:
+            yield path, read_image(path, max_pixels)
+        except InvalidInputError as exc:
+            yield path, exc
 
 
 def _predict_video(det: Any, path: Path, args: argparse.Namespace, tiling: Tiling | None = None) -> dict[str, Any]:
@@ -163,7 +216,9 @@ def register(commands: Commands) -> None:
         "detect objects in images (prints a JSON list, one result per image) or in a video (--save, --jsonl)",
         positional_overrides=False,  # the images are positional
     )
-    p.add_argument("images", nargs="+", type=Path, help="image files, or one video file (.mp4, .avi, .mov, ...)")
+    p.add_argument(
+        "images", nargs="+", type=Path, help="image files or folders of images, or one video file (.mp4, .avi, ...)"
+    )
     p.add_argument("--model", help="ONNX file (default: inference.model_path)")
     p.add_argument("--backend", choices=BACKEND_CHOICES)
     p.add_argument(
@@ -186,4 +241,4 @@ def register(commands: Commands) -> None:
     p.add_argument("--jsonl", type=Path, help='video: one JSON line per processed frame {"frame", "time_s", ...}')
     p.add_argument("--track", action="store_true", help="video: give each detection a stable track_id (ByteTrack)")
     p.add_argument("--vid-stride", type=int, default=1, help="video: detect every N-th frame (default 1)")
-    p.add_argument("--no-progress", action="store_true", help="video: no progress bar on stderr")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")

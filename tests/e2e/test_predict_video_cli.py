@@ -96,3 +96,32 @@ def test_images_with_class_filter(dataset_dir: Path, model_path: Path, tmp_path:
         for path, result in zip(images, json.loads(only.stdout), strict=True):
             every = det.predict(read_image(path), conf=0.05).to_list()
             assert result["detections"] == [d for d in every if d["class_id"] in (0, 1)]
+
+
+def test_a_folder_of_images_with_a_bad_one_answers_every_other(dataset_dir: Path, model_path: Path, tmp_path: Path):
+    # Before: a folder was "Is a directory", and one bad image among many ended the run with no result at all.
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    images = sorted((dataset_dir / "images" / "test").glob("*.jpg"))[:3]
+    for image in images:
+        (folder / image.name).write_bytes(image.read_bytes())
+    (folder / "b_cut.jpg").write_bytes(images[0].read_bytes()[:300])  # a download cut short
+    (folder / "notes.txt").write_text("not an image, not looked at")
+    (folder / "sub").mkdir()  # nor are subfolders
+    base = ["predict", "--model", str(model_path), "--backend", "onnxruntime", "--conf", "0.05"]
+    proc = run_cli([*base, str(folder)], cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    results = json.loads(proc.stdout)
+    names = sorted([*(image.name for image in images), "b_cut.jpg"])
+    assert [Path(r["file"]).name for r in results] == names
+    cut = results[names.index("b_cut.jpg")]
+    assert set(cut) == {"file", "error"} and cut["error"].startswith(str(folder / "b_cut.jpg"))
+    assert "1 of 4 images failed, the first: " in proc.stderr and "b_cut.jpg" in proc.stderr
+    with Detector.load(model_path, "onnxruntime") as det:
+        for result in results:
+            if "error" not in result:
+                assert result["detections"] == det.predict(read_image(result["file"]), conf=0.05).to_list()
+    # A missing file, or a folder without images: refused before any image is read.
+    for wrong, message in ((tmp_path / "nope.jpg", "image not found"), (folder / "sub", "a folder without images")):
+        proc = run_cli([*base, str(folder), str(wrong)], cwd=tmp_path)
+        assert proc.returncode == 2 and message in proc.stderr and not proc.stdout, proc.stderr[-2000:]

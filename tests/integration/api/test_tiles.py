@@ -179,8 +179,11 @@ def test_cli_predict_tile_gives_the_library_answer(
     small.write_bytes(png(scene[:100, :100]))
     cmd[4:4] = [str(small)]
     out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 2 and not out.stdout, out
-    assert "small.png: tile: 128x128 is larger than the image (100x100)" in out.stderr, out.stderr
+    assert out.returncode == 2 and "small.png: tile: 128x128 is larger than the image (100x100)" in out.stderr, out
+    small_one, scene_one = json.loads(out.stdout)  # that image's own entry, and the other image answered
+    assert small_one["file"] == str(small)
+    assert small_one["error"].startswith(f"{small}: tile: 128x128 is larger than the image (100x100)")
+    assert_same_detections(scene_one["detections"], want.to_list())
 
 
 def test_cli_predict_clip_with_tile_gives_the_library_answer_per_frame(
