@@ -201,7 +201,7 @@ async def predict_video(
     reduce_to = pipeline.reduce_to(options, FRAME)  # frames decode at the model's size where the codec can
     frames = read_frames(job.path, vid_stride, pipeline.server.max_pixels, keep_skipped=False, reduce_to=reduce_to)
     job.frames = pipeline.frames(frames, (info.width, info.height), options)
-    stream = _lines(job, info, Tracker(info.fps / vid_stride) if track else None)
+    stream = _lines(job, Tracker(info.fps / vid_stride) if track else None)
     return _NDJSONResponse(stream, job, headers, pipeline.server.video_send_timeout_s)
 
 
@@ -286,7 +286,7 @@ def _check_limits(server: ServerConfig, info: VideoInfo) -> None:
         )
 
 
-async def _lines(job: _VideoJob, info: VideoInfo, tracker: Tracker | None) -> AsyncIterator[bytes]:
+async def _lines(job: _VideoJob, tracker: Tracker | None) -> AsyncIterator[bytes]:
     """One NDJSON line per processed frame, in frame order, tracked in that order; a warning line for a frame that
     could not be decoded; an error after streaming began ends the stream with one error line."""
     assert job.frames is not None

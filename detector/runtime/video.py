@@ -149,9 +149,9 @@ def read_frames(
     A frame of more than `max_pixels` at full size (0: no limit; a stream whose size changes mid-clip) is an
     ImageTooLargeError. A packet FFmpeg cannot decode (damaged data; the last, cut-off packet of a recording that
     stopped mid-write) comes as a Frame of DAMAGED pixels, in the place of the frame it held, and the frames after it
-    follow, as players skip it. Before,
-    the first damaged frame ended the clip with an error, and every frame after it was lost. `MAX_DAMAGED_IN_A_ROW`
-    damaged packets in a row, or a clip with none that decodes, are an InvalidInputError.
+    follow, as players skip it (before, the first damaged frame ended the clip with an error, and every frame after
+    it was lost). `MAX_DAMAGED_IN_A_ROW` damaged packets in a row, or a clip with none that decodes, are an
+    InvalidInputError.
     PyAV (FFmpeg's own API), not OpenCV's capture, because only it sets decoder options and skips the decoding of
     single packets; `probe_video` still uses OpenCV."""
     import av
@@ -249,8 +249,8 @@ def _decoded(container: Any, stream: Any, demux_only: int, name: str) -> Iterato
             in_a_row, damaged = in_a_row + 1, damaged + 1
             if in_a_row >= MAX_DAMAGED_IN_A_ROW:
                 raise InvalidInputError(
-                    f"{name}: the video cannot be decoded from frame {index} on ({in_a_row} damaged packets in a "
-                    f"row: {exc.strerror})"
+                    f"{name}: the video cannot be decoded from frame {index + 1 - in_a_row} on ({in_a_row} damaged "
+                    f"packets in a row: {exc.strerror})"
                 ) from None
             yield index, DAMAGED, packet.pts
             index += 1

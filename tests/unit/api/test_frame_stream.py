@@ -15,6 +15,7 @@ import numpy as np
 
 from api.admission.pixel_budget import PixelBudget
 from api.inference.pipeline import FrameStream
+from detector.runtime.video import DAMAGED, Frame
 
 SIZE = (64, 48)  # the clip's (width, height)
 NO_OPTIONS: Any = None  # the stand-in pipeline's _frame ignores them
@@ -29,10 +30,10 @@ def _pipeline(pool: ThreadPoolExecutor, budget: PixelBudget) -> Any:
     return SimpleNamespace(decoder=SimpleNamespace(pixels=budget, bulk_pool=pool), server=server, _frame=frame)
 
 
-def _reader(started: list[threading.Event]) -> Iterator[tuple[int, np.ndarray, bool]]:
+def _reader(started: list[threading.Event]) -> Iterator[Frame]:
     for index in range(FRAMES):
         started[index].set()
-        yield index, np.full((SIZE[1], SIZE[0], 3), index, np.uint8), True
+        yield Frame(index, np.full((SIZE[1], SIZE[0], 3), index, np.uint8), True, index / 10)
 
 
 def test_the_next_frame_is_read_while_a_line_is_answered() -> None:
@@ -44,8 +45,9 @@ def test_the_next_frame_is_read_while_a_line_is_answered() -> None:
     async def consume() -> None:
         stream = FrameStream(_pipeline(pool, budget), _reader(started), SIZE, options=NO_OPTIONS)
         try:
-            async for index, prediction in stream:
+            async for index, time_s, prediction in stream:
                 got.append((index, prediction))
+                assert time_s == index / 10
                 if index + 1 < FRAMES:
                     # While this frame's line is being answered (tracked, sent), the reader is on the next frame:
                     # one read waiting for each line made the service slower than the CLI on long clips.
@@ -66,11 +68,11 @@ def test_a_disconnect_gives_every_hold_back_and_closes_the_reader_after_its_read
     release, closed = threading.Event(), threading.Event()
     budget = PixelBudget(capacity=10 * SIZE[0] * SIZE[1])
 
-    def reader() -> Iterator[tuple[int, np.ndarray, bool]]:
+    def reader() -> Iterator[Frame]:
         try:
-            yield 0, np.zeros((SIZE[1], SIZE[0], 3), np.uint8), True
+            yield Frame(0, np.zeros((SIZE[1], SIZE[0], 3), np.uint8), True, 0.0)
             release.wait(5.0)  # the read ahead of frame 1 is still running when the client goes
-            yield 1, np.ones((SIZE[1], SIZE[0], 3), np.uint8), True
+            yield Frame(1, np.ones((SIZE[1], SIZE[0], 3), np.uint8), True, 0.1)
         finally:
             closed.set()
 
@@ -88,4 +90,25 @@ def test_a_disconnect_gives_every_hold_back_and_closes_the_reader_after_its_read
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         asyncio.run(consume_one())
+    assert budget.held == 0
+
+
+def test_a_damaged_packet_comes_in_its_place_and_holds_nothing_after_its_line() -> None:
+    budget = PixelBudget(capacity=10 * SIZE[0] * SIZE[1])
+
+    def reader() -> Iterator[Frame]:
+        for index in range(4):
+            pixels = DAMAGED if index == 1 else np.full((SIZE[1], SIZE[0], 3), index, np.uint8)
+            yield Frame(index, pixels, pixels is not DAMAGED, index / 10)
+
+    async def consume() -> list[tuple[int, float, Any]]:
+        stream = FrameStream(_pipeline(pool, budget), reader(), SIZE, options=NO_OPTIONS)
+        try:
+            return [item async for item in stream]
+        finally:
+            stream.close()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        got = asyncio.run(consume())
+    assert got == [(0, 0.0, "prediction 0"), (1, 0.1, None), (2, 0.2, "prediction 2"), (3, 0.3, "prediction 3")]
     assert budget.held == 0

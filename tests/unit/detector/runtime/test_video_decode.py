@@ -277,7 +277,7 @@ def test_a_clip_that_never_decodes_is_refused_after_a_bounded_number_of_packets(
     frames = read_frames(many)
     assert next(frames)[0] == 0
     assert all(f.pixels is DAMAGED for f in (next(frames) for _ in range(MAX_DAMAGED_IN_A_ROW - 1)))
-    with pytest.raises(InvalidInputError, match=f"from frame {MAX_DAMAGED_IN_A_ROW} on"):
+    with pytest.raises(InvalidInputError, match=f"from frame 1 on \\({MAX_DAMAGED_IN_A_ROW} damaged packets in a row"):
         next(frames)
 
 
