@@ -217,7 +217,7 @@ class _Clock:
     def __init__(self, stream: Any) -> None:
         # A float, not PyAV's Fraction: 0.15 instead of 1.35 us a frame (timeit), and exact to well under 1 us.
         self.time_base = float(stream.time_base or 0)
-        self.start = stream.start_time  # None: the first timestamp seen
+        self.start: int | None = stream.start_time  # None: the first timestamp seen
         rate = stream.average_rate or stream.guessed_rate
         self.rate = float(rate) if rate else 0.0
 
