@@ -156,11 +156,12 @@ def _predict_video(det: Any, path: Path, args: argparse.Namespace, tiling: Tilin
 
     from api.schemas import VideoFrame  # the /predict/video line's shape, declared once
     from detector.runtime.classes import parse_classes
-    from detector.runtime.video import probe_video
+    from detector.runtime.video import check_outputs, probe_video
     from detector.runtime.video_detect import detect_video
 
     if not path.is_file():
         raise InvalidInputError(f"video not found: {path}")
+    check_outputs(path, args.save, args.jsonl)  # before either is opened (truncated)
     info = probe_video(path)
     wanted = parse_classes(args.classes, det.metadata.names) if args.classes is not None else None
     jsonl = open(args.jsonl, "w", encoding="utf-8") if args.jsonl else None  # noqa: SIM115 (closed below)

@@ -115,6 +115,20 @@ class Frame(NamedTuple):
     time_s: float  # when it is shown, from the clip's start: its timestamp; index / frame rate where it has none
 
 
+def check_outputs(source: Path, *outputs: Path | None) -> None:
+    """Refuse an output that is the clip itself (a link to it too) or another output: the writer would truncate the
+    clip before a frame of it was read (`--save clip.mp4` on clip.mp4 left 5 KB of a 37 KB clip, and an error)."""
+    seen = [source]
+    for output in outputs:
+        if output is None:
+            continue
+        for other in seen:
+            if output.resolve() == other.resolve() or (output.exists() and other.exists() and output.samefile(other)):
+                what = "the clip itself" if other is source else f"another output ({other})"
+                raise InvalidInputError(f"{output} is {what}: write to another file")
+        seen.append(output)
+
+
 def lowres_for(width: int, height: int, reduce_to: tuple[int, int] | None) -> int:
     """FFmpeg's `lowres` for a `width`x`height` stream that a letterbox into `reduce_to=(h, w)` (a model's input)
     still gets every needed pixel from: 0 without `reduce_to`, else the same halvings as a JPEG's DCT scaling, in

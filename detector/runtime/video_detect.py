@@ -33,7 +33,16 @@ from detector.runtime.draw import draw_detections
 from detector.runtime.images import DecodedImage
 from detector.runtime.tiling import Tiling
 from detector.runtime.tracking import Tracker
-from detector.runtime.video import DAMAGED, Frame, VideoInfo, VideoWriter, probe_video, read_ahead, read_frames
+from detector.runtime.video import (
+    DAMAGED,
+    Frame,
+    VideoInfo,
+    VideoWriter,
+    check_outputs,
+    probe_video,
+    read_ahead,
+    read_frames,
+)
 
 log = logging.getLogger("detector.runtime.video_detect")
 
@@ -107,6 +116,7 @@ def detect_video(
     tiles (`Detector.predict`'s; frames decoded whole, one frame a call, its tiles the batch)."""
     if not path.is_file():
         raise InvalidInputError(f"video not found: {path}")
+    check_outputs(path, save)
     info = info or probe_video(path)
     detect = _detect_frames(det, predict or {}, tiles, info, path.name)
     tracker = Tracker(info.fps / vid_stride) if track else None

@@ -67,6 +67,10 @@ def test_vid_stride_and_errors(scene_clip: tuple[Path, str], model_path: Path, t
     assert frame_count(out)[0] == 30  # every frame is written, detected or not
     bad = run_cli([*args, "--classes", "dog"], cwd=tmp_path)
     assert bad.returncode == 2 and "unknown class 'dog'" in bad.stderr and "0=circle" in bad.stderr
+    # --save onto the clip itself: refused before it is opened for writing (before: the clip was truncated).
+    before = clip.read_bytes()
+    bad = run_cli([*args, "--save", str(clip)], cwd=tmp_path)
+    assert bad.returncode == 2 and "is the clip itself" in bad.stderr and clip.read_bytes() == before
     notvideo = tmp_path / "notes.mp4"
     notvideo.write_text("not a video")
     bad = run_cli([*args[:1], str(notvideo), *args[2:]], cwd=tmp_path)
