@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from api.admission.pixel_budget import PixelBudget
+from api.admission.spool import prepare as prepare_spool
 from api.admission.uploads import JobGate, UploadGate
 from api.errors import ConflictError, ServiceUnavailableError
 from api.inference.batching import MicroBatcher, Thresholds
@@ -108,6 +109,9 @@ class Service:
         )
         self.uploads = UploadGate(server.max_uploads, metrics)
         self.video_jobs = JobGate(server.max_video_jobs, "video", metrics)
+        prepare_spool(
+            server.video_tmp_dir or None
+        )  # and remove the clips a killed process left (api/admission/spool.py)
         self.pixels = PixelBudget(server.decode_pixel_budget, metrics)
         self.decoder = Decoder(server, self.pixels, metrics)
         drift = config.inference.drift

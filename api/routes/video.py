@@ -12,7 +12,8 @@ frame in flight holds its pixels in the shared decode budget, and a client that 
 `video_send_timeout_s` is dropped (the clip removed). Frames are decoded in the decode pool and submitted to the same
 micro-batcher as images, up to `max_batch` frames in flight, so a clip fills batches by itself; lines come out in
 frame order, tracked (ByteTrack) in that order. The temporary file is removed whatever happens: a refused clip, the
-end of the stream, an error, or the client going away mid-stream.
+end of the stream, an error, or the client going away mid-stream; and if the process itself dies mid-stream, by the
+next service to start (api/admission/spool.py).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -37,6 +37,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from api.admission.bodies import require_multipart
 from api.admission.http_protocol import CLOSE_EXTENSION
+from api.admission.spool import SpooledClip, spool
 from api.deps import OptionsDep, ReadyServiceDep
 from api.docs import request_body
 from api.errors import (
@@ -71,8 +72,9 @@ class _VideoJob:
     """The temporary clip and its frames in the pipeline; `close()` is synchronous and idempotent, so it can run from
     a `finally` during cancellation (no await), and waits for nothing (api/inference/pipeline.py, FrameStream)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, clip: SpooledClip) -> None:
+        self.clip = clip
+        self.path = clip.path
         self.frames: FrameStream | None = None
         self.closed = False
         self.lines = 0  # NDJSON lines handed to the server so far
@@ -88,8 +90,7 @@ class _VideoJob:
                 callback()
         if self.frames is not None:
             self.frames.close()
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()  # an open capture keeps reading an unlinked file; the name is gone at once
+        self.clip.close()
 
 
 class _StalledReader(Exception):
@@ -218,11 +219,9 @@ async def _spool_upload(request: Request, pipeline: Pipeline) -> _VideoJob:
         # The container is read from the first bytes, before FFmpeg sees anything; the file gets the server's name
         # and that container's suffix, never the client's name or extension.
         suffix = _container_suffix(upload.file)
-        tmp_dir = pipeline.server.video_tmp_dir or None
-        fd, name = tempfile.mkstemp(prefix="detector-video-", suffix=suffix, dir=tmp_dir)
-        job = _VideoJob(Path(name))
+        job = _VideoJob(spool(pipeline.server.video_tmp_dir or None, suffix))
         try:
-            with os.fdopen(fd, "wb") as out:
+            with os.fdopen(job.clip.writer(), "wb") as out:
                 await asyncio.get_running_loop().run_in_executor(None, shutil.copyfileobj, upload.file, out)
             if job.path.stat().st_size == 0:
                 raise BadRequestError("the clip is empty (0 bytes)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import re
 import signal
@@ -19,6 +20,7 @@ from PIL import Image
 
 from detector.runtime import Detector
 from detector.runtime.images import decode_image
+from tests.clips import write_moving_clip
 from tests.monitoring import prom_query, scrape
 from tests.servers import Server, serving, start_server, stop, wait_ready
 
@@ -178,6 +180,28 @@ def test_sigterm_drains_in_flight_requests(model_path: Path, tmp_path: Path) -> 
     answered = [o for o in outcomes if isinstance(o, int)]
     assert set(answered) == {200}, outcomes
     assert len(answered) >= in_flight, outcomes
+
+
+def test_a_clip_left_by_a_killed_server_is_removed_by_the_next_one(model_path: Path, tmp_path: Path) -> None:
+    # Before: each server killed mid-stream (SIGKILL, the OOM killer) left its spooled clip in the folder for good.
+    spool = tmp_path / "spool"
+    env = {"DETECTOR_INFERENCE__SERVER__VIDEO_TMP_DIR": str(spool)}
+    clip = write_moving_clip(np.full((64, 64, 3), 90, np.uint8), tmp_path / "clip.mp4", frames=1500, fps=30)
+    srv = start_server(model_path, tmp_path, env=env)
+    try:
+        wait_ready(srv)
+        files = {"file": ("clip.mp4", clip.read_bytes(), "video/mp4")}
+        with contextlib.suppress(httpx.HTTPError), httpx.stream("POST", f"{srv.url}/predict/video", files=files) as r:
+            assert r.status_code == 200
+            next(r.iter_lines())  # streaming: the clip is spooled and being read
+            srv.proc.send_signal(signal.SIGKILL)
+            srv.proc.wait(timeout=10)
+    finally:
+        stop(srv)
+    (left,) = spool.iterdir()  # what the killed server could not remove
+    assert left.name.startswith("detector-video-") and left.stat().st_size == clip.stat().st_size
+    with serving(model_path, tmp_path, env=env):
+        assert list(spool.iterdir()) == []
 
 
 def test_missing_model_fails_fast(tmp_path: Path) -> None:
