@@ -38,6 +38,14 @@ def cmd_predict(args: argparse.Namespace, config: Config) -> None:
         raise InvalidInputError("--save, --jsonl, --track and --vid-stride apply to a video input (.mp4, .avi, ...)")
     if args.vid_stride < 1:
         raise InvalidInputError(f"--vid-stride must be at least 1 (got {args.vid_stride})")
+    # What is read and written is checked before the model loads: a typo fails in a moment, not after it.
+    if videos:
+        from detector.runtime.video import check_outputs
+
+        if not videos[0].is_file():
+            raise InvalidInputError(f"video not found: {videos[0]}")
+        check_outputs(videos[0], args.save, args.jsonl)  # before either is opened (truncated)
+    images = [] if videos else _image_paths(args.images)
     tiling = None
     if args.tile:
         from detector.runtime.tiling import Tiling
@@ -65,7 +73,7 @@ def cmd_predict(args: argparse.Namespace, config: Config) -> None:
         if videos:
             print_json(_predict_video(det, videos[0], args, tiling))
         else:
-            results = _predict_images(det, args, inf.server.max_pixels, tiling)
+            results = _predict_images(det, images, args, inf.server.max_pixels, tiling)
             print_json(results)
             failed = [r for r in results if "error" in r]
             if failed:  # every other image is answered above; the exit status says the run was not clean
@@ -75,7 +83,7 @@ def cmd_predict(args: argparse.Namespace, config: Config) -> None:
 
 
 def _predict_images(
-    det: Any, args: argparse.Namespace, max_pixels: int, tiling: Tiling | None = None
+    det: Any, paths: list[Path], args: argparse.Namespace, max_pixels: int, tiling: Tiling | None = None
 ) -> list[dict[str, Any]]:
     from tqdm import tqdm
 
@@ -84,7 +92,6 @@ def _predict_images(
     from detector.runtime.classes import filter_classes, parse_classes
     from detector.runtime.video import read_ahead
 
-    paths = image_paths(args.images)
     info = det.describe()
     wanted = parse_classes(args.classes, det.metadata.names) if args.classes is not None else None
     out: list[dict[str, Any]] = []
@@ -118,7 +125,7 @@ def _predict_images(
     return out
 
 
-def image_paths(given: list[Path]) -> list[Path]:
+def _image_paths(given: list[Path]) -> list[Path]:
     """The images to detect, in order: files as given, and a folder's images (`IMAGE_SUFFIXES`, sorted by name, not
     its subfolders). A missing file or a folder without images stops the run before any image is read."""
     out: list[Path] = []
@@ -156,12 +163,9 @@ def _predict_video(det: Any, path: Path, args: argparse.Namespace, tiling: Tilin
 
     from api.schemas import VideoFrame  # the /predict/video line's shape, declared once
     from detector.runtime.classes import parse_classes
-    from detector.runtime.video import check_outputs, probe_video
+    from detector.runtime.video import probe_video
     from detector.runtime.video_detect import detect_video
 
-    if not path.is_file():
-        raise InvalidInputError(f"video not found: {path}")
-    check_outputs(path, args.save, args.jsonl)  # before either is opened (truncated)
     info = probe_video(path)
     wanted = parse_classes(args.classes, det.metadata.names) if args.classes is not None else None
     jsonl = open(args.jsonl, "w", encoding="utf-8") if args.jsonl else None  # noqa: SIM115 (closed below)

@@ -155,7 +155,7 @@ def test_cli_predict_prints_one_result_per_image_in_order(quick_pipeline: Path, 
         (["train", "train.epochz=1"], "train.epochz: unknown key"),
         (["data", "validate", "--path", "no/such/dataset"], "no/such/dataset"),
         (["predict", "missing.jpg", "--model", "models/model.onnx"], "missing.jpg"),
-        (["predict", "x.jpg", "--model", "no_model.onnx"], "model file not found"),
+        (["predict", "data/v1/images/val", "--model", "no_model.onnx"], "model file not found"),
         (["evaluate", "export.onnx_path=none.onnx"], "run the export stage first"),
     ],
 )
