@@ -76,7 +76,7 @@ def prepare(folder: str | None) -> int:
         except BlockingIOError:
             continue  # a live job's
         else:
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):  # gone meanwhile, or another user's in a shared /tmp: not ours
                 path.unlink()
                 removed += 1
         finally:
