@@ -109,9 +109,8 @@ class Service:
         )
         self.uploads = UploadGate(server.max_uploads, metrics)
         self.video_jobs = JobGate(server.max_video_jobs, "video", metrics)
-        prepare_spool(
-            server.video_tmp_dir or None
-        )  # and remove the clips a killed process left (api/admission/spool.py)
+        # The clip spool's folder, made if missing, without the clips a killed process left (api/admission/spool.py).
+        prepare_spool(server.video_tmp_dir or None)
         self.pixels = PixelBudget(server.decode_pixel_budget, metrics)
         self.decoder = Decoder(server, self.pixels, metrics)
         drift = config.inference.drift
