@@ -78,12 +78,16 @@ def test_the_spooled_clip_has_the_servers_name_and_the_containers_suffix(
         lines = r.iter_lines()
         first = next(line for line in lines if line)
         spooled = [p.name for p in video_tmp.iterdir()]
-        held = app.app.state.service.pixels.held  # type: ignore[attr-defined]
-        rest = [line for line in lines if line]
+        held = [app.app.state.service.pixels.held]  # type: ignore[attr-defined]
+        rest = []
+        for line in lines:
+            rest += [line] if line else []
+            held.append(app.app.state.service.pixels.held)  # type: ignore[attr-defined]
     assert json.loads(first)["frame"] == 0 and len(rest) == 11
     assert len(spooled) == 1 and spooled[0].startswith("detector-video-") and spooled[0].endswith(".mp4"), spooled
-    # Frames in flight hold their pixels in the shared decode budget (before: video frames were not counted).
-    assert 0 < held <= MAX_PIXELS
+    # Frames in flight hold their pixels in the shared decode budget (before: video frames were not counted). Looked
+    # at after every line, not once: between two frames the reader may hold none for a moment.
+    assert 0 < max(held) <= MAX_PIXELS, held
     assert app.app.state.service.pixels.held == 0  # type: ignore[attr-defined]
     assert list(video_tmp.iterdir()) == []
 
