@@ -36,11 +36,13 @@ def confident_scene(model_path: Path, dataset_dir: Path, shift: int = 48) -> tup
 
 
 def write_moving_clip(scene: np.ndarray, path: Path, frames: int = 30, shift: int = 48, fps: float = 15) -> Path:
-    """`frames` frames of `scene` panned `shift` px sideways (mirrored at the border): its objects move across."""
+    """`frames` frames of `scene` panned `shift` px sideways (mirrored at the border): its objects move across. An
+    .avi is MJPEG, anything else mp4v."""
     bgr = np.ascontiguousarray(scene[:, :, ::-1])
     h, w = bgr.shape[:2]
     wide = cv2.copyMakeBorder(bgr, 0, 0, shift // 2, shift - shift // 2, cv2.BORDER_REFLECT)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (w, h))
+    fourcc = "MJPG" if path.suffix.lower() == ".avi" else "mp4v"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*fourcc), fps, (w, h))
     for i in range(frames):
         off = round(i * shift / max(frames - 1, 1))
         writer.write(np.ascontiguousarray(wide[:, off : off + w]))

@@ -1,5 +1,6 @@
-"""`detector predict IMAGE|FOLDER...` (JSON, one result per image) and `detector predict CLIP.mp4 --save out.mp4`
-(annotated video, optional tracking, one JSON line per processed frame)."""
+"""`detector predict IMAGE|FOLDER...` (JSON, one result per image), `detector predict CLIP.mp4 --save out.mp4`
+(annotated video, optional tracking, one JSON line per processed frame) and `detector predict rtsp://...` (a live
+stream, its newest frame each time, until it ends or Ctrl-C)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 
     from detector.runtime.tiling import Tiling
 
+DEFAULT_TIMEOUT_S = 10.0  # a live stream: the longest wait to connect, then for data
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".mpo")  # what a folder is searched for
 
@@ -31,10 +33,12 @@ def cmd_predict(args: argparse.Namespace, config: Config) -> None:
     inf = config.inference
     model = args.model or inf.model_path
     backend = args.backend or inf.backend
-    videos = [p for p in args.images if p.suffix.lower() in VIDEO_SUFFIXES]
+    live = _live_source(args)
+    paths = [Path(source) for source in args.images]
+    videos = [p for p in paths if p.suffix.lower() in VIDEO_SUFFIXES] if live is None else []
     if videos and len(args.images) > 1:
         raise InvalidInputError("give one video at a time (or only images)")
-    if not videos and (args.save or args.jsonl or args.track or args.vid_stride != 1):
+    if not videos and live is None and (args.save or args.jsonl or args.track or args.vid_stride != 1):
         raise InvalidInputError("--save, --jsonl, --track and --vid-stride apply to a video input (.mp4, .avi, ...)")
     if args.vid_stride < 1:
         raise InvalidInputError(f"--vid-stride must be at least 1 (got {args.vid_stride})")
@@ -45,7 +49,7 @@ def cmd_predict(args: argparse.Namespace, config: Config) -> None:
         if not videos[0].is_file():
             raise InvalidInputError(f"video not found: {videos[0]}")
         check_outputs(videos[0], args.save, args.jsonl)  # before either is opened (truncated)
-    images = [] if videos else _image_paths(args.images)
+    images = [] if videos or live is not None else _image_paths(paths)
     tiling = None
     if args.tile:
         from detector.runtime.tiling import Tiling
@@ -70,7 +74,9 @@ def cmd_predict(args: argparse.Namespace, config: Config) -> None:
             from detector.runtime.classes import parse_class_conf
 
             args.conf_per_class = parse_class_conf(args.conf_per_class, det.metadata.names)
-        if videos:
+        if live is not None:
+            _predict_live(det, live, args, tiling)
+        elif videos:
             print_json(_predict_video(det, videos[0], args, tiling))
         else:
             results = _predict_images(det, images, args, inf.server.max_pixels, tiling)
@@ -214,6 +220,98 @@ def _predict_video(det: Any, path: Path, args: argparse.Namespace, tiling: Tilin
     }
 
 
+def _live_source(args: argparse.Namespace) -> str | None:
+    """The live stream's URL when the source is one (then alone, without --vid-stride); None for files. A URL of
+    another kind (file://, ftp://) is refused, naming the kinds read. --timeout and --max-frames need a stream."""
+    from detector.runtime.live import check_live, is_live
+
+    for source in args.images:
+        check_live(source)
+    live = [source for source in args.images if is_live(source)]
+    if not live:
+        if args.timeout is not None or args.max_frames:
+            raise InvalidInputError("--timeout and --max-frames apply to a live stream (rtsp://, http://, ...)")
+        return None
+    if len(args.images) > 1:
+        raise InvalidInputError("give one live stream at a time (and no files beside it)")
+    if args.vid_stride != 1:
+        raise InvalidInputError(
+            "--vid-stride applies to files: a live stream is read as fast as it is detected (the frames that arrive "
+            "while one is detected are dropped)"
+        )
+    if args.timeout is not None and args.timeout <= 0:
+        raise InvalidInputError(f"--timeout must be more than 0 seconds (got {args.timeout:g})")
+    if args.max_frames < 0:
+        raise InvalidInputError(f"--max-frames must be 0 (no limit) or more (got {args.max_frames})")
+    if args.save and args.jsonl and args.save.resolve() == args.jsonl.resolve():
+        raise InvalidInputError(f"--save and --jsonl are one file ({args.save}): write to two files")
+    return str(live[0])
+
+
+def _predict_live(det: Any, url: str, args: argparse.Namespace, tiling: Tiling | None = None) -> None:
+    """The newest frame of the stream, again and again, until it ends, --max-frames, or Ctrl-C
+    (`detector.runtime.live_detect.detect_live`); prints the summary, then fails (exit 2) if the stream stalled or
+    broke off."""
+    from tqdm import tqdm
+
+    from api.schemas import VideoFrame
+    from detector.runtime.classes import parse_classes
+    from detector.runtime.live import names_a_file, redact
+    from detector.runtime.live_detect import detect_live
+
+    wanted = parse_classes(args.classes, det.metadata.names) if args.classes is not None else None
+    jsonl = open(args.jsonl, "w", encoding="utf-8") if args.jsonl else None  # noqa: SIM115 (closed below)
+
+    def log_frame(index: int, time_s: float, dets: Any, track_ids: list[int | None] | None) -> None:
+        if jsonl:
+            jsonl.write(VideoFrame.of(index, time_s, dets, track_ids).ndjson())
+            jsonl.flush()  # a live run is read while it goes (tail -f)
+
+    try:
+        with tqdm(unit="frame", desc=redact(url), file=sys.stderr, disable=args.no_progress) as bar:
+            run = detect_live(
+                det,
+                url,
+                track=args.track,
+                save=Path(args.save) if args.save else None,
+                classes=wanted,
+                predict={
+                    "conf": args.conf,
+                    "iou": args.iou,
+                    "max_det": args.max_det,
+                    "conf_per_class": args.conf_per_class,
+                },
+                tiles=tiling,
+                timeout_s=args.timeout or DEFAULT_TIMEOUT_S,
+                max_frames=args.max_frames,
+                keep_all=names_a_file(url, VIDEO_SUFFIXES),  # http://host/clip.mp4: a file, every frame read
+                on_frame=log_frame,
+                on_progress=bar.update,
+            )
+    finally:
+        if jsonl:
+            jsonl.close()
+    print_json(
+        {
+            "source": redact(url),
+            "received_frames": run.received,
+            "processed_frames": run.processed,
+            "dropped_frames": run.dropped,  # arrived while an earlier frame was detected: never detected
+            "damaged_frames": run.damaged,
+            "fps": run.info.fps,  # as the stream declares it
+            "width": run.info.width,
+            "height": run.info.height,
+            "saved": str(args.save) if args.save else None,
+            "written_frames": run.written,
+            "jsonl": str(args.jsonl) if args.jsonl else None,
+            "tracked": bool(args.track),
+            "ended": run.ended,
+        }
+    )
+    if not run.clean:
+        raise InvalidInputError(f"{redact(url)}: {run.ended} after {run.received} frames")
+
+
 def register(commands: Commands) -> None:
     p = commands.add(
         "predict",
@@ -222,7 +320,10 @@ def register(commands: Commands) -> None:
         positional_overrides=False,  # the images are positional
     )
     p.add_argument(
-        "images", nargs="+", type=Path, help="image files or folders of images, or one video file (.mp4, .avi, ...)"
+        "images",
+        nargs="+",
+        help="image files or folders of images, or one video file (.mp4, .avi, ...), or one live stream's URL "
+        "(rtsp://, http://, tcp://, udp://, ...)",
     )
     p.add_argument("--model", help="ONNX file (default: inference.model_path)")
     p.add_argument("--backend", choices=BACKEND_CHOICES)
@@ -246,4 +347,12 @@ def register(commands: Commands) -> None:
     p.add_argument("--jsonl", type=Path, help='video: one JSON line per processed frame {"frame", "time_s", ...}')
     p.add_argument("--track", action="store_true", help="video: give each detection a stable track_id (ByteTrack)")
     p.add_argument("--vid-stride", type=int, default=1, help="video: detect every N-th frame (default 1)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        help=f"live stream: seconds to wait to connect, then for data, before it fails (default {DEFAULT_TIMEOUT_S:g})",
+    )
+    p.add_argument(
+        "--max-frames", type=int, default=0, help="live stream: stop after this many detected frames (default: none)"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")

@@ -210,7 +210,7 @@ def read_frames(
                 scale = 2**lowres if frame.width < source_width else 1
             if max_pixels and frame.width * frame.height * scale * scale > max_pixels:
                 raise ImageTooLargeError(f"frame {index} has more than {max_pixels} pixels (the limit)")
-            yield Frame(index, _upright(frame, reduce_to), run, time_s)
+            yield Frame(index, upright(frame, reduce_to), run, time_s)
     except av.ArgumentError as exc:
         if max_pixels:  # EINVAL is what FFmpeg answers for a frame over `max_pixels` (damaged data: INVALIDDATA)
             which = "the first frame" if index < 0 else f"a frame after frame {index}"
@@ -289,7 +289,7 @@ def fit_size(width: int, height: int, reduce_to: tuple[int, int] | None) -> tupl
     return size if size[0] < width and size[1] < height else None
 
 
-def _upright(frame: Any, reduce_to: tuple[int, int] | None) -> npt.NDArray[np.uint8]:
+def upright(frame: Any, reduce_to: tuple[int, int] | None) -> npt.NDArray[np.uint8]:
     """The frame as RGB as it is shown: turned by its display matrix (a phone's portrait clip is stored landscape,
     with a quarter turn to show it), as OpenCV's reader and players do, so the frame, the clip's size (OpenCV's
     probe) and the boxes agree; shrunk for `reduce_to` before the turn. Before, such a clip was detected lying on

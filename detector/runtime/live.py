@@ -1,0 +1,258 @@
+"""Live sources for `detector predict URL`: a camera's RTSP stream, an IP camera's HTTP MJPEG, MPEG-TS over TCP or
+UDP, read as fast as they are detected.
+
+A file waits for its reader (`read_ahead`'s bounded queue holds the decoder back); a camera does not. Frames queued
+behind a detector slower than the camera make every answer later than the one before (seconds behind after a
+minute), and a reader that stops draining the connection lets the socket overflow, so the camera or FFmpeg drops data
+and frames break. So a thread of its own reads the stream all the time and keeps only the newest frame (`_Newest`);
+the detector takes the newest each time, and the frames it never took are counted as dropped. Ultralytics' stream
+loader does the same with `buffer=False`. In an intra-only stream (MJPEG, what HTTP cameras send) only the packet is
+kept and only the frames taken are decoded; other codecs need every frame decoded, so the thread decodes them all.
+
+With `save`, every frame received is written (with the newest boxes drawn), so the recording keeps the camera's
+pace whatever the detector's. Credentials in the URL (`rtsp://user:password@host/...`) never reach a message or
+the summary (`redact`). FFmpeg may use network protocols only (`LIVE_PROTOCOLS`), never `file`: its HLS reader
+already refuses a remote playlist's local segments, and this holds every other demuxer to the network too.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit, urlunsplit
+
+import numpy as np
+import numpy.typing as npt
+
+from detector.errors import InvalidInputError
+from detector.runtime.video import VideoInfo, lowres_for, upright
+
+LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "tcp", "udp", "srt")
+LIVE_PROTOCOLS = "rtsp,rtsps,rtmp,rtmps,rtmpt,rtp,srtp,http,https,httpproxy,tcp,tls,udp,srt,crypto"
+DEFAULT_FPS = 25.0  # a stream that declares no rate (HTTP MJPEG): FFmpeg's own assumption for it
+
+
+def is_live(source: str) -> bool:
+    """True for a URL whose scheme is a live source's (`LIVE_SCHEMES`)."""
+    scheme, sep, _ = source.partition("://")
+    return bool(sep) and scheme.lower() in LIVE_SCHEMES
+
+
+def check_live(source: str) -> None:
+    """InvalidInputError for a URL-looking source that is not a live one (`file://`, `ftp://`...), naming those
+    accepted."""
+    scheme, sep, _ = source.partition("://")
+    if sep and not is_live(source):
+        raise InvalidInputError(
+            f"{scheme}:// is not a source this reads: give a file, a folder or a live stream "
+            f"({', '.join(LIVE_SCHEMES)})"
+        )
+
+
+def names_a_file(url: str, suffixes: tuple[str, ...]) -> bool:
+    """True for an http(s) URL whose path ends in one of the video file `suffixes` (http://host/clip.mp4): a file
+    served over HTTP, whose every frame is read (the server waits; nothing is missed), not a camera."""
+    parts = urlsplit(url)
+    return parts.scheme.lower() in ("http", "https") and parts.path.lower().endswith(suffixes)
+
+
+def redact(url: str) -> str:
+    """`url` without the password of its user part, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class LiveFrame(NamedTuple):
+    """A frame of a live stream, as `LiveStream.frames` gives it."""
+
+    number: int  # its place among the frames received, 0-based
+    pixels: npt.NDArray[np.uint8]  # RGB, upright; smaller than sent after a reduced decode
+    time_s: float  # when it arrived, from the start of reading
+    width: int  # its size as sent (boxes are given in it), upright
+    height: int
+
+
+class StreamEnded(Exception):  # not an error: why a live stream stopped giving frames
+    """Raised by `LiveStream.frames` when the stream stops: `clean` for its end, else broken off or stalled."""
+
+    def __init__(self, reason: str, clean: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.clean = clean
+
+
+class _Newest:
+    """A one-frame mailbox: `put` replaces what was not taken yet (counted as dropped), `take` waits for the next.
+    With `keep_all` (a video file served over HTTP, not a camera) `put` waits for the frame before to be taken
+    instead, until `stop` is set."""
+
+    def __init__(self, keep_all: bool, stop: threading.Event) -> None:
+        self._ready = threading.Condition()
+        self._item: tuple[int, Any, float] | None = None
+        self._end: StreamEnded | None = None
+        self._keep_all, self._stop = keep_all, stop
+        self.dropped = 0
+
+    def put(self, item: tuple[int, Any, float]) -> None:
+        with self._ready:
+            while self._keep_all and self._item is not None and not self._stop.is_set():
+                self._ready.wait(0.1)
+            if self._item is not None:
+                self.dropped += 1
+            self._item = item
+            self._ready.notify_all()
+
+    def end(self, ended: StreamEnded) -> None:
+        with self._ready:
+            self._end = ended
+            self._ready.notify()
+
+    def take(self) -> tuple[int, Any, float]:
+        """The newest item; StreamEnded once the stream has stopped and nothing is left."""
+        with self._ready:
+            while self._item is None:
+                if self._end is not None:
+                    raise self._end
+                self._ready.wait(0.5)  # a timeout, so Ctrl-C reaches the waiting thread
+            item, self._item = self._item, None
+            self._ready.notify_all()  # a `keep_all` reader waits for the slot
+            return item
+
+
+class LiveStream:
+    """An open live source: `info` (its size and declared rate; `frames` 0), `frames()` the newest frame each
+    time, and what became of the others (`received`, `dropped`, `damaged`). Close it (or use it as a context)."""
+
+    def __init__(
+        self,
+        url: str,
+        timeout_s: float = 10.0,
+        reduce_to: tuple[int, int] | None = None,
+        on_every_frame: Callable[[npt.NDArray[np.uint8]], None] | None = None,
+        keep_all: bool = False,
+    ) -> None:
+        """`timeout_s`: the longest wait to connect and then for data (a stalled stream ends with an error).
+        `reduce_to`: decode at the model's size where the codec can (as `read_frames`). `on_every_frame`: called
+        on the reading thread with every frame received, whole, as RGB (for a recording); frames are then
+        decoded whole. `keep_all`: no frame is dropped, the reader waits for the detector (a file served over HTTP,
+        `names_a_file`)."""
+        import av
+
+        self.name = redact(url)
+        self.timeout_s = timeout_s
+        try:
+            self._container = av.open(
+                url, timeout=(timeout_s, timeout_s), options={"protocol_whitelist": LIVE_PROTOCOLS}
+            )
+        except av.FFmpegError as exc:
+            raise InvalidInputError(f"{self.name}: cannot open the stream ({_why(exc)})") from None
+        if not self._container.streams.video:
+            self._container.close()
+            raise InvalidInputError(f"{self.name}: the stream has no video")
+        self._stream = self._container.streams.video[0]
+        context = self._stream.codec_context
+        rate = self._stream.average_rate or self._stream.guessed_rate
+        self.info = VideoInfo(float(rate) if rate else DEFAULT_FPS, 0, context.width, context.height)
+        self._on_every_frame = on_every_frame
+        self._reduce_to = None if on_every_frame else reduce_to
+        lowres = lowres_for(context.width, context.height, self._reduce_to)
+        if lowres:
+            context.options = {"lowres": str(lowres)}
+        # Only the frames taken are decoded where no frame refers to another (and nothing records every frame).
+        self._packets_only = bool(context.codec.intra_only) and on_every_frame is None
+        self._stop = threading.Event()
+        self._newest = _Newest(keep_all, self._stop)
+        self.received = self.damaged = 0
+        self._started = time.monotonic()
+        self._reader = threading.Thread(target=self._read, name="live-reader", daemon=True)
+
+    @property
+    def dropped(self) -> int:
+        """Frames received that the detector never took (it was busy with an earlier one)."""
+        return self._newest.dropped
+
+    def frames(self) -> Iterator[LiveFrame]:
+        """The newest frame received, each time one is asked for, until the stream stops (StreamEnded). Reading
+        starts at the first call."""
+        import av
+
+        if not self._reader.is_alive():
+            self._started = time.monotonic()
+            self._reader.start()
+        while True:
+            number, item, arrived = self._newest.take()
+            if self._packets_only:
+                try:
+                    decoded = item.decode()
+                except av.InvalidDataError:  # a damaged picture: skipped, as players do; the next one follows
+                    self.damaged += 1
+                    continue
+                if not decoded:
+                    continue
+                item = decoded[-1]
+            if isinstance(item, np.ndarray):  # converted whole on the reading thread (a recording)
+                yield LiveFrame(number, item, arrived, item.shape[1], item.shape[0])
+                continue
+            width, height = self.info.width or item.width, self.info.height or item.height
+            if round(float(getattr(item, "rotation", 0) or 0) / 90) % 2:  # shown turned a quarter (as `upright`)
+                width, height = height, width
+            yield LiveFrame(number, upright(item, self._reduce_to), arrived, width, height)
+
+    def _read(self) -> None:
+        import av
+
+        ended = StreamEnded("the stream ended", clean=True)
+        try:
+            for packet in self._container.demux(self._stream):
+                if self._stop.is_set():
+                    return
+                if self._packets_only:
+                    if packet.size:
+                        self._deliver(packet)
+                    continue
+                try:
+                    decoded = packet.decode()
+                except av.InvalidDataError:
+                    self.damaged += 1
+                    continue
+                for frame in decoded:
+                    self._deliver(frame)
+        except av.ExitError:  # PyAV's read timeout
+            ended = StreamEnded(f"no data for {self.timeout_s:g} s: the stream stalled", clean=False)
+        except (av.FFmpegError, OSError) as exc:
+            ended = StreamEnded(f"the stream broke off ({_why(exc)})", clean=False)
+        except BaseException as exc:  # a recording that fails (a full disk): the run ends with it
+            ended = StreamEnded(f"reading the stream failed ({exc})", clean=False)
+        finally:
+            self._newest.end(ended)
+
+    def _deliver(self, item: Any) -> None:
+        number, self.received = self.received, self.received + 1
+        if self._on_every_frame is not None:
+            item = upright(item, None)
+            self._on_every_frame(item)
+        self._newest.put((number, item, time.monotonic() - self._started))
+
+    def close(self) -> None:
+        """Stop reading (the reader ends at its next packet, or at the read timeout) and close the connection."""
+        self._stop.set()
+        if self._reader.is_alive():
+            self._reader.join(timeout=self.timeout_s + 1)
+        if not self._reader.is_alive():  # never under a reader still in FFmpeg (the process ends it then)
+            self._container.close()
+
+    def __enter__(self) -> LiveStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _why(exc: BaseException) -> str:
+    return str(getattr(exc, "strerror", None) or exc.__class__.__name__)

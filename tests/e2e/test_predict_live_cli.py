@@ -1,0 +1,156 @@
+"""`detector predict URL` on live sources as users run it: the real CLI against loopback cameras (tests/cameras.py),
+its answers compared with the library's on the same frames."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from detector.runtime import Detector
+from detector.runtime.video_detect import detect_video
+from tests.cameras import http_files, mjpeg_camera, mjpeg_packets
+from tests.clips import confident_scene, write_moving_clip
+from tests.conftest import REPO, run_cli
+from tests.e2e.test_predict_video_cli import frame_count
+
+FRAMES = 20
+
+
+@pytest.fixture(scope="module")
+def scene(model_path: Path, dataset_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, dict]:
+    """An MJPEG clip of a scene with one object moving across, a class found in it, and the library's answer for
+    each frame (`detect_video`: the same JPEGs through the same decoder)."""
+    image, name = confident_scene(model_path, dataset_dir)
+    clip = write_moving_clip(image, tmp_path_factory.mktemp("live") / "clip.avi", frames=FRAMES, fps=15)
+    answers: dict[int, list[dict[str, Any]]] = {}
+    with Detector.load(model_path, "onnxruntime") as det:
+        detect_video(det, clip, on_frame=lambda i, _t, dets, _ids: answers.__setitem__(i, dets.to_list()))
+    assert len(answers) == FRAMES and all(answers.values())
+    return clip, name, answers
+
+
+def _same(line: dict[str, Any], expected: list[dict[str, Any]], name: str | None = None) -> bool:
+    """The line's detections are the library's for its frame (of class `name`; None: all), to the lines' rounding."""
+    wanted = [d for d in expected if name is None or d["class_name"] == name]
+    got = line["detections"]
+    return len(got) == len(wanted) and all(
+        g["class_id"] == w["class_id"]
+        and abs(g["confidence"] - w["confidence"]) < 1e-3
+        and all(abs(g["box"][k] - w["box"][k]) < 0.05 for k in ("x1", "y1", "x2", "y2"))
+        for g, w in zip(got, wanted, strict=True)
+    )
+
+
+def _base(url: str, model_path: Path) -> list[str]:
+    return ["predict", url, "--model", str(model_path), "--backend", "onnxruntime", "--no-progress"]
+
+
+def test_a_camera_is_detected_as_the_library_detects_its_frames(
+    scene: tuple[Path, str, dict], model_path: Path, tmp_path: Path
+) -> None:
+    clip, name, answers = scene
+    jsonl = tmp_path / "live.jsonl"
+    with mjpeg_camera(mjpeg_packets(clip), fps=15) as url:  # the clip over and over, at its pace
+        args = [*_base(url, model_path), "--jsonl", str(jsonl), "--track", "--classes", name, "--max-frames", "12"]
+        proc = run_cli(args, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads(proc.stdout)
+    assert summary["ended"] == "12 frames detected (max_frames)" and summary["processed_frames"] == 12
+    assert summary["received_frames"] >= summary["processed_frames"] + summary["dropped_frames"]
+    assert (summary["width"], summary["height"]) == frame_count(clip)[2] and summary["tracked"] is True
+    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    frames = [line["frame"] for line in lines]
+    assert len(lines) == 12 and frames == sorted(set(frames))
+    for line in lines:
+        assert _same(line, answers[line["frame"] % FRAMES], name), (line, answers[line["frame"] % FRAMES])
+    ids = [d["track_id"] for line in lines for d in line["detections"]]
+    assert sum(tid is not None for tid in ids) >= 8, ids  # tracked
+
+
+def test_a_clip_served_over_http_loses_no_frame(scene: tuple[Path, str, dict], model_path: Path, tmp_path: Path):
+    clip, _, answers = scene
+    jsonl = tmp_path / "http.jsonl"
+    with http_files({"/clips/clip.avi": clip.read_bytes()}) as base:
+        proc = run_cli([*_base(f"{base}/clips/clip.avi", model_path), "--jsonl", str(jsonl)], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads(proc.stdout)
+    assert summary["ended"] == "the stream ended"
+    assert (summary["received_frames"], summary["processed_frames"], summary["dropped_frames"]) == (FRAMES, FRAMES, 0)
+    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert [line["frame"] for line in lines] == list(range(FRAMES))
+    assert all(_same(line, answers[line["frame"]]) for line in lines), lines
+
+
+def test_ctrl_c_ends_the_run_with_a_playable_recording(scene: tuple[Path, str, dict], model_path: Path, tmp_path: Path):
+    clip, _, _ = scene
+    out, jsonl = tmp_path / "rec.mp4", tmp_path / "rec.jsonl"
+    env = {**os.environ, "YOLO_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+    with mjpeg_camera(mjpeg_packets(clip), fps=15) as url:
+        args = [*_base(url, model_path), "--save", str(out), "--jsonl", str(jsonl)]
+        cmd = [sys.executable, "-m", "cli", "--config-dir", str(REPO / "configs"), *args]
+        proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline and proc.poll() is None:
+                if jsonl.exists() and len(jsonl.read_text().splitlines()) >= 5:
+                    break
+                time.sleep(0.1)
+            proc.send_signal(signal.SIGINT)
+            stdout, stderr = proc.communicate(timeout=30)
+        finally:
+            proc.kill()
+    assert proc.returncode == 0, stderr[-2000:]
+    summary = json.loads(stdout)
+    assert summary["ended"] == "stopped (Ctrl-C)" and summary["processed_frames"] >= 5
+    # Every frame received is in the recording (boxes drawn on it), and the file is closed and playable.
+    assert summary["written_frames"] == summary["received_frames"] >= summary["processed_frames"]
+    assert frame_count(out)[0] == summary["written_frames"]
+
+
+def test_a_stalled_camera_fails_after_its_frames_and_never_shows_the_password(
+    scene: tuple[Path, str, dict], model_path: Path, tmp_path: Path
+) -> None:
+    clip, _, _ = scene
+    jsonl = tmp_path / "stall.jsonl"
+    with mjpeg_camera(mjpeg_packets(clip), fps=15, frames=4, then="stall") as url:
+        secret = url.replace("http://", "http://admin:hunter2@")
+        started = time.monotonic()
+        proc = run_cli([*_base(secret, model_path), "--timeout", "1", "--jsonl", str(jsonl)], cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "no data for 1 s: the stream stalled after 4 frames" in proc.stderr
+    summary = json.loads(proc.stdout)  # the summary is printed before the error
+    assert summary["received_frames"] == 4 and summary["source"].startswith("http://admin:***@")
+    assert 1 <= len(jsonl.read_text().splitlines()) <= 4
+    assert "hunter2" not in proc.stdout + proc.stderr
+    assert time.monotonic() - started < 60
+
+
+def test_what_a_live_source_refuses(dataset_dir: Path, model_path: Path, tmp_path: Path) -> None:
+    image = str(next((dataset_dir / "images" / "test").glob("*.jpg")))
+    url = "rtsp://127.0.0.1:9/none"
+    for args, message in (
+        ([url, "--vid-stride", "2"], "--vid-stride applies to files"),
+        (["file:///etc/hosts"], "file:// is not a source this reads"),
+        ([url, image], "one live stream at a time"),
+        ([image, "--max-frames", "3"], "--timeout and --max-frames apply to a live stream"),
+        ([url, "--timeout", "0"], "--timeout must be more than 0"),
+    ):
+        proc = run_cli(["predict", *args, "--model", str(model_path)], cwd=tmp_path, timeout=60)
+        assert proc.returncode == 2 and message in proc.stderr, (args, proc.stderr[-2000:])
+    # Tiles larger than the stream's frames: refused when the stream has opened, before a frame is detected.
+    clip = write_moving_clip(np.full((96, 128, 3), 90, np.uint8), tmp_path / "grey.avi", frames=3)
+    with mjpeg_camera(mjpeg_packets(clip), fps=15) as camera:
+        proc = run_cli(["predict", camera, "--model", str(model_path), "--tile", "256x256"], cwd=tmp_path, timeout=60)
+    assert proc.returncode == 2 and "tile: 256x256 is larger than the image (128x96)" in proc.stderr, proc.stderr
+    # Nothing listening there: a clear error in about the timeout, not a hang.
+    proc = run_cli(["predict", url, "--model", str(model_path), "--timeout", "2"], cwd=tmp_path, timeout=60)
+    assert proc.returncode == 2 and "rtsp://127.0.0.1:9/none: cannot open the stream" in proc.stderr, proc.stderr

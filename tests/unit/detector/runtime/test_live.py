@@ -1,0 +1,184 @@
+"""`LiveStream` on loopback cameras (tests/cameras.py): the newest frame each time, the others counted as dropped;
+every frame for a file served over HTTP; a stalled, a closed and an unreachable stream; credentials never shown."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from detector.errors import InvalidInputError
+from detector.runtime.live import LiveStream, StreamEnded, _Newest, check_live, is_live, names_a_file, redact
+from tests.cameras import http_files, mjpeg_camera, mpegts_camera
+from tests.servers import free_port
+
+SIZE = (96, 128)  # h, w
+
+
+def _frames(n: int) -> list[np.ndarray]:
+    """`n` RGB frames, each with a white bar at its own place (frame i: column 8 * i): told apart at a glance."""
+    out = []
+    for i in range(n):
+        rgb = np.full((*SIZE, 3), 60, np.uint8)
+        rgb[:, (8 * i) % SIZE[1] : (8 * i) % SIZE[1] + 8] = 255
+        out.append(rgb)
+    return out
+
+
+def _jpegs(frames: list[np.ndarray]) -> list[bytes]:
+    return [cv2.imencode(".jpg", f[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes() for f in frames]
+
+
+def _which(pixels: np.ndarray, frames: list[np.ndarray]) -> int:
+    """The frame `pixels` is closest to."""
+    return int(np.argmin([np.abs(pixels.astype(int) - f).mean() for f in frames]))
+
+
+def _take_all(stream: LiveStream, delay_s: float = 0.0) -> tuple[list[int], list[np.ndarray], StreamEnded]:
+    numbers, pixels = [], []
+    with pytest.raises(StreamEnded) as ended:
+        for frame in stream.frames():
+            numbers.append(frame.number)
+            pixels.append(frame.pixels)
+            time.sleep(delay_s)
+    return numbers, pixels, ended.value
+
+
+def test_sources_and_credentials() -> None:
+    assert is_live("rtsp://cam/stream") and is_live("HTTP://cam/video.mjpg") and is_live("tcp://127.0.0.1:9")
+    assert not is_live("clip.mp4") and not is_live("file:///tmp/clip.mp4") and not is_live("C:/clips/a.mp4")
+    check_live("clip.mp4")
+    for other in ("file:///etc/passwd", "ftp://host/clip.mp4"):
+        with pytest.raises(InvalidInputError, match="rtsp, rtsps"):
+            check_live(other)
+    assert redact("rtsp://admin:s3cret@10.0.0.5:554/live") == "rtsp://admin:***@10.0.0.5:554/live"
+    assert redact("rtsp://10.0.0.5/live") == "rtsp://10.0.0.5/live"
+    assert names_a_file("http://host/a/clip.MP4", (".mp4",)) and not names_a_file("http://host/video.mjpg", (".mp4",))
+    assert not names_a_file("rtsp://host/clip.mp4", (".mp4",))
+
+
+def test_the_mailbox_keeps_the_newest_or_waits() -> None:
+    stop = threading.Event()
+    newest = _Newest(keep_all=False, stop=stop)
+    for n in range(3):
+        newest.put((n, None, 0.0))
+    assert newest.take()[0] == 2 and newest.dropped == 2
+    newest.put((3, None, 0.0))
+    newest.end(StreamEnded("the stream ended", clean=True))
+    assert newest.take()[0] == 3  # what came before the end is taken first
+    with pytest.raises(StreamEnded):
+        newest.take()
+
+    waiting = _Newest(keep_all=True, stop=stop)
+    waiting.put((0, None, 0.0))
+    second = threading.Thread(target=waiting.put, args=((1, None, 0.0),))
+    second.start()
+    second.join(0.3)
+    assert second.is_alive()  # waits for the first to be taken
+    assert waiting.take()[0] == 0
+    second.join(5)
+    assert waiting.take()[0] == 1 and waiting.dropped == 0
+
+
+def test_frames_are_the_cameras_in_order() -> None:
+    frames = _frames(12)
+    with mjpeg_camera(_jpegs(frames), fps=30, frames=12) as url, LiveStream(url, timeout_s=5) as stream:
+        assert (stream.info.width, stream.info.height) == (SIZE[1], SIZE[0])
+        numbers, pixels, ended = _take_all(stream)
+    assert numbers == sorted(set(numbers)) and numbers[-1] == 11 and stream.received == 12
+    assert len(numbers) + stream.dropped == 12
+    for number, got in zip(numbers, pixels, strict=True):
+        assert _which(got, frames) == number % 12
+        assert np.abs(got.astype(int) - frames[number]).mean() < 3  # FFmpeg's JPEG decoder, not libjpeg's
+    # An HTTP MJPEG stream has no end mark: FFmpeg reports the closed connection as an I/O error.
+    assert not ended.clean and "broke off" in ended.reason
+
+
+def test_a_slow_detector_gets_the_newest_frame_and_the_rest_are_dropped() -> None:
+    frames = _frames(16)
+    with mjpeg_camera(_jpegs(frames), fps=200, frames=80) as url, LiveStream(url, timeout_s=5) as stream:
+        numbers, pixels, _ = _take_all(stream, delay_s=0.05)
+    assert stream.received == 80 and stream.dropped > 20 and len(numbers) + stream.dropped == 80
+    assert numbers == sorted(set(numbers)) and numbers[-1] == 79  # the last frame is never dropped
+    assert all(_which(got, frames) == n % 16 for n, got in zip(numbers, pixels, strict=True))
+
+
+def test_a_file_over_http_loses_no_frame() -> None:
+    frames = _frames(16)
+    with (
+        mjpeg_camera(_jpegs(frames), fps=200, frames=40) as url,
+        LiveStream(url, timeout_s=5, keep_all=True) as stream,
+    ):
+        numbers, _, _ = _take_all(stream, delay_s=0.01)
+    assert numbers == list(range(40)) and stream.dropped == 0
+
+
+def test_reduced_decode_and_a_recording_of_every_frame() -> None:
+    frames = _frames(10)
+    recorded: list[np.ndarray] = []
+    with (
+        mjpeg_camera(_jpegs(frames), fps=100, frames=10) as url,
+        LiveStream(url, timeout_s=5, reduce_to=(32, 32)) as small,
+    ):
+        frame = next(small.frames())
+        assert frame.pixels.shape[1] < SIZE[1] and (frame.width, frame.height) == (SIZE[1], SIZE[0])
+    with (
+        mjpeg_camera(_jpegs(frames), fps=100, frames=10) as url,
+        LiveStream(url, timeout_s=5, reduce_to=(32, 32), on_every_frame=recorded.append) as whole,
+    ):
+        _take_all(whole, delay_s=0.05)
+    assert len(recorded) == 10 and all(r.shape[:2] == SIZE for r in recorded)  # whole, every one
+    assert [_which(r, frames) for r in recorded] == list(range(10))
+
+
+def test_a_stalled_stream_ends_with_an_error_after_its_frames() -> None:
+    frames = _frames(4)
+    with mjpeg_camera(_jpegs(frames), fps=30, frames=3, then="stall") as url:
+        started = time.monotonic()
+        with LiveStream(url, timeout_s=1) as stream:
+            numbers, _, ended = _take_all(stream)
+        took = time.monotonic() - started
+    assert numbers[-1] == 2 and not ended.clean and ended.reason == "no data for 1 s: the stream stalled"
+    assert took < 5
+
+
+def test_the_end_of_a_tcp_stream_is_a_clean_end() -> None:
+    frames = _frames(20)
+    with mpegts_camera(frames, fps=50) as url, LiveStream(url, timeout_s=5) as stream:
+        numbers, pixels, ended = _take_all(stream)
+    assert ended.clean and ended.reason == "the stream ended"
+    assert stream.received == 20 and numbers[-1] == 19
+    assert all(_which(got, frames) == n % 16 for n, got in zip(numbers, pixels, strict=True))  # 16 bar places
+
+
+def test_nothing_listening_and_no_video() -> None:
+    started = time.monotonic()
+    with pytest.raises(InvalidInputError, match=r"cannot open the stream"):
+        LiveStream(f"tcp://127.0.0.1:{free_port()}", timeout_s=2)
+    assert time.monotonic() - started < 5
+    page = {"/page.html": b"<html>not a video</html>" * 100}
+    with http_files(page) as base, pytest.raises(InvalidInputError, match=r"cannot open the stream|has no video"):
+        LiveStream(f"{base}/page.html", timeout_s=2)
+
+
+def test_a_remote_playlist_cannot_read_local_files(tmp_path: Path) -> None:
+    import av
+
+    secret = tmp_path / "secret.ts"
+    with av.open(str(secret), "w", format="mpegts") as out:
+        stream = out.add_stream("mpeg4", rate=25)
+        stream.width = stream.height = 64
+        stream.pix_fmt = "yuv420p"
+        for frame in _frames(5):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame[:64, :64]))):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    for segment in (f"file://{secret}", str(secret)):
+        playlist = f"#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:0.2,\n{segment}\n#EXT-X-ENDLIST\n".encode()
+        with http_files({"/live.m3u8": playlist}) as base, pytest.raises(InvalidInputError, match="cannot open"):
+            LiveStream(f"{base}/live.m3u8", timeout_s=2)
