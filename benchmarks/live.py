@@ -1,0 +1,311 @@
+"""`python -m benchmarks.live`: a live camera answered while it streams. Ours (the loop of `detector predict URL`,
+`detector.runtime.live_detect.detect_live`) against Ultralytics' `YOLO(openvino INT8 export).predict(source=URL,
+stream=True)` (its stream loader, which keeps the newest frame, `buffer=False`), same weights, same precision, the
+same camera; writes reports/live.{json,md}.
+
+The camera is an HTTP MJPEG stream on loopback (what IP cameras serve): the "real" clip of benchmarks/video.py,
+1280x720 at 30 fps, each frame a JPEG (quality 85) carrying its own number as a barcode, sent at the camera's pace
+to the first client only. It notes when it sent each frame. A runner, a process of its own (so the CPU it reports is
+its own), answers frames until the stream ends; an answer's latency is when it was answered minus when the camera
+sent that frame: the frame's age at its answer, waiting included. Reported per runner: frames answered per second,
+latency p50 / p95, and the cores it kept busy. No tracking on either side. Runners take turns in rotating order,
+`--rounds` times; a cell is the median of its rounds.
+
+    python -m benchmarks.live --model models/model.onnx [--sizes 640] [--rounds 3] [--seconds 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import http.server
+import json
+import logging
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from benchmarks.inputs import export_variant
+from benchmarks.machine import machine_info, usable_cores
+from benchmarks.peers import our_int8, ultralytics_openvino
+from benchmarks.video import FPS, real_clip
+from detector.files import write_atomic
+from detector.runtime.metadata import read_onnx_metadata
+
+log = logging.getLogger("benchmarks")
+BITS, BLOCK = 12, 16  # the frame number: 12 bits, each a 16 px block and its complement beside it
+
+
+def stamp(bgr: np.ndarray, number: int) -> np.ndarray:
+    """`bgr` with `number` drawn as a barcode along its top-left edge (survives JPEG)."""
+    out = bgr.copy()
+    for bit in range(BITS):
+        on = (number >> bit) & 1
+        x = bit * 2 * BLOCK
+        out[:BLOCK, x : x + BLOCK] = 255 * on
+        out[:BLOCK, x + BLOCK : x + 2 * BLOCK] = 255 * (1 - on)
+    return out
+
+
+def read_stamp(bgr: np.ndarray) -> int | None:
+    """The number `stamp` drew, or None where there is none (a blank frame Ultralytics' loader makes up)."""
+    number = 0
+    inner = slice(BLOCK // 4, BLOCK - BLOCK // 4)
+    for bit in range(BITS):
+        x = bit * 2 * BLOCK
+        on = bgr[inner, x : x + BLOCK][:, inner].mean() > 128
+        off = bgr[inner, x + BLOCK : x + 2 * BLOCK][:, inner].mean() > 128
+        if on == off:
+            return None
+        number |= int(on) << bit
+    return number
+
+
+def camera_frames(clip: Path, count: int) -> list[bytes]:
+    """The first `count` frames of `clip` as stamped JPEGs."""
+    cap = cv2.VideoCapture(str(clip))
+    out: list[bytes] = []
+    try:
+        while len(out) < count:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            jpeg = cv2.imencode(".jpg", stamp(frame, len(out)), [cv2.IMWRITE_JPEG_QUALITY, 85])[1]
+            out.append(jpeg.tobytes())
+    finally:
+        cap.release()
+    return out
+
+
+class Camera:
+    """An HTTP MJPEG camera on loopback sending `jpegs` at `fps` from frame 0 to each client, noting when it sent each
+    frame (`sent`: the times of the connection that got the most); once one connection got the whole stream, later
+    ones get a 503 (Ultralytics' loader reconnects at the end), so the stream ends."""
+
+    def __init__(self, jpegs: list[bytes], fps: float) -> None:
+        self.connections: list[list[float]] = []
+        finished = threading.Event()
+        camera = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if finished.is_set():
+                    self.send_error(503)
+                    return
+                sent: list[float] = []
+                camera.connections.append(sent)
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                start = time.monotonic()
+                try:
+                    for i, jpeg in enumerate(jpegs):
+                        time.sleep(max(0.0, start + i / fps - time.monotonic()))
+                        sent.append(time.time())
+                        head = b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg)
+                        self.wfile.write(head + jpeg + b"\r\n")
+                    finished.set()
+                except OSError:  # the client left (a probe that opens and closes)
+                    pass
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/video.mjpg"
+
+    @property
+    def sent(self) -> list[float]:
+        return max(self.connections, key=len, default=[])
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def load_ours(url: str, model: Path, threads: int) -> Callable[[], list[tuple[int, float]]]:
+    """Our model loaded and warmed up; the returned call answers the camera until its stream ends."""
+    from detector.config import OpenVinoConfig
+    from detector.runtime import BackendOptions, Detector
+    from detector.runtime.live_detect import detect_live
+
+    # configs/inference.yaml's `hint: auto`, as `detector predict URL` loads it (a single frame: the latency model)
+    det = Detector.load(model, "openvino", BackendOptions(threads=threads, openvino=OpenVinoConfig(hint="auto")))
+    det.predict(np.zeros((720, 1280, 3), np.uint8))
+
+    def go() -> list[tuple[int, float]]:
+        answers: list[tuple[int, float]] = []
+        detect_live(det, url, on_frame=lambda number, _t, _d, _i: answers.append((number, time.time())))
+        return answers
+
+    return go
+
+
+def load_ultralytics(url: str, model: Path, size: int) -> Callable[[], list[tuple[int, float]]]:
+    """Ultralytics' model loaded and warmed up; the returned call answers the camera until its stream ends."""
+    from ultralytics import YOLO
+
+    yolo = YOLO(str(model), task="detect")
+    yolo.predict(np.zeros((720, 1280, 3), np.uint8), imgsz=size, verbose=False)
+
+    def go() -> list[tuple[int, float]]:
+        answers: list[tuple[int, float]] = []
+        for result in yolo.predict(source=url, stream=True, imgsz=size, conf=0.25, verbose=False):
+            number = read_stamp(result.orig_img)
+            if number is not None:  # not a blank frame its loader made up when the stream ended
+                answers.append((number, time.time()))
+        return answers
+
+    return go
+
+
+def runner_main(args: argparse.Namespace) -> None:
+    """One runner in this process: loads, then answers the camera at `--url` until its stream ends, and writes the
+    answers and the CPU it used while answering (loading not counted)."""
+    if args.kind == "ours":
+        go = load_ours(args.url, args.runner_model, args.threads)
+    else:
+        go = load_ultralytics(args.url, args.runner_model, args.size)
+    before, started = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+    answers = go()
+    after, wall = resource.getrusage(resource.RUSAGE_SELF), time.monotonic() - started
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    args.out.write_text(json.dumps({"answers": answers, "cpu_s": cpu, "wall_s": wall}))
+
+
+def one_round(kind: str, model: Path, size: int, threads: int, jpegs: list[bytes]) -> dict[str, float]:
+    """A fresh camera, one runner process against it; its cell for this round."""
+    camera = Camera(jpegs, FPS)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "answers.json"
+        cmd = [sys.executable, "-m", "benchmarks.live", "runner", "--kind", kind, "--url", camera.url]
+        cmd += ["--runner-model", str(model), "--size", str(size), "--threads", str(threads), "--out", str(out)]
+        try:
+            subprocess.run(cmd, check=True, timeout=len(jpegs) / FPS + 300, stdout=subprocess.DEVNULL)
+        finally:
+            camera.close()
+        got = json.loads(out.read_text())
+    answers = [(n, t) for n, t in got["answers"] if 0 <= n < len(camera.sent)]
+    ages = [(t - camera.sent[n]) * 1e3 for n, t in answers]
+    seconds = len(jpegs) / FPS
+    return {
+        "answered_per_s": len(answers) / seconds,
+        "answered_share": len(answers) / len(jpegs),
+        "latency_p50_ms": statistics.median(ages),
+        "latency_p95_ms": float(np.percentile(ages, 95)),
+        # The process's CPU while it answered, over that time: the cores it kept busy.
+        "cores_busy": got["cpu_s"] / got["wall_s"],
+    }
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    threads = args.threads or usable_cores()
+    weights = args.weights or args.model.parent / "best.pt"
+    meta = read_onnx_metadata(args.model)
+    data_dir = args.data or Path("data") / (meta.dataset_version or "v1")
+    args.cache_dir.mkdir(parents=True, exist_ok=True)
+    clip = real_clip(args.cache_dir / "clip-real-30s.mp4", 30)
+    jpegs = camera_frames(clip, args.seconds * FPS)
+    cells: dict[tuple[int, str], list[dict[str, float]]] = {}
+    for size in args.sizes:
+        fp32 = args.model if meta.imgsz[0] == size else export_variant(weights, size, args.cache_dir)
+        theirs = ultralytics_openvino(weights, size, True, data_dir, args.cache_dir)
+        runners = {
+            "ours (detector predict URL)": ("ours", our_int8(fp32, data_dir, args.cache_dir)),
+            "ultralytics predict(stream)": ("ultralytics", theirs),
+        }
+        names = list(runners)
+        for r in range(args.rounds):
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                kind, model = runners[name]
+                cell = one_round(kind, model, size, threads, jpegs)
+                cells.setdefault((size, name), []).append(cell)
+                log.info("%d px %s: %s", size, name, {k: round(v, 2) for k, v in cell.items()})
+    rows = []
+    for (size, name), rounds in cells.items():
+        row: dict[str, Any] = {"size": size, "runner": name}
+        for key in rounds[0]:
+            row[key] = round(statistics.median(c[key] for c in rounds), 3)
+        row["rounds"] = rounds
+        rows.append(row)
+    return {
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "command": ["python", "-m", "benchmarks.live", *sys.argv[1:]],
+        "machine": machine_info(),
+        "threads": threads,
+        "camera": f"HTTP MJPEG on loopback, 1280x720 at {FPS} fps, {args.seconds} s, JPEG quality 85 ({clip.name})",
+        "rows": rows,
+    }
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    m = report["machine"]
+    lines = [
+        f"# Live camera benchmark ({report['created']})",
+        "",
+        f"Machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores; threads {report['threads']}; OpenVINO INT8 on "
+        f"both sides, no tracking. Camera: {report['camera']}.",
+        f"Command: `{' '.join(report['command'])}`",
+        "",
+        "| size | runner | answered frames/s | share answered | latency p50 (ms) | latency p95 (ms) | cores busy |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in report["rows"]:
+        lines.append(
+            f"| {r['size']} | {r['runner']} | {r['answered_per_s']:.1f} | {r['answered_share']:.0%} | "
+            f"{r['latency_p50_ms']:.1f} | {r['latency_p95_ms']:.1f} | {r['cores_busy']:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.live", description=__doc__.split("\n\n")[0])
+    p.add_argument("mode", nargs="?", default="measure", choices=["measure", "runner"], help=argparse.SUPPRESS)
+    p.add_argument("--model", type=Path, default=Path("models/model.onnx"), help="our FP32 ONNX model")
+    p.add_argument("--weights", type=Path, help="its .pt (default: best.pt beside it), for Ultralytics' export")
+    p.add_argument("--data", type=Path, help="calibration data for both INT8 models (default: the model's dataset)")
+    p.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[640])
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--seconds", type=int, default=20, help="the camera's stream length (at most 30)")
+    p.add_argument("--threads", type=int, default=0, help="our inference threads (default: the usable cores)")
+    p.add_argument("--cache-dir", type=Path, default=Path(".cache/benchmarks"))
+    p.add_argument("--out-dir", type=Path, default=Path("reports"))
+    # The runner process's own arguments.
+    p.add_argument("--kind", choices=["ours", "ultralytics"], help=argparse.SUPPRESS)
+    p.add_argument("--url", help=argparse.SUPPRESS)
+    p.add_argument("--runner-model", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--size", type=int, default=640, help=argparse.SUPPRESS)
+    p.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:  # pragma: no cover - a manual benchmark
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.mode == "runner":
+        runner_main(args)
+        return 0
+    if not 1 <= args.seconds <= 30:
+        raise SystemExit("--seconds must be 1-30 (the clip's length)")
+    report = measure(args)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(args.out_dir / "live.json", json.dumps(report, indent=2) + "\n")
+    write_atomic(args.out_dir / "live.md", to_markdown(report))
+    print(to_markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""`python -m benchmarks.live`'s parts on the quick model: the frame number stamped into each JPEG reads back, the
+camera sends every frame at its pace, and both runners answer it (ours through a runner process, as the benchmark
+runs it). Speed is not asserted: that is the benchmark's to measure, not a test's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("ultralytics")
+
+
+def test_stamps_survive_jpeg() -> None:
+    from benchmarks.live import read_stamp, stamp
+
+    rng = np.random.default_rng(0)
+    for number in (0, 1, 1234, 4095):
+        noisy = rng.integers(0, 255, (720, 1280, 3), np.uint8)
+        jpeg = cv2.imencode(".jpg", stamp(noisy, number), [cv2.IMWRITE_JPEG_QUALITY, 85])[1]
+        assert read_stamp(cv2.imdecode(jpeg, cv2.IMREAD_COLOR)) == number
+    assert read_stamp(np.zeros((720, 1280, 3), np.uint8)) is None  # a blank frame has no number
+
+
+def test_both_runners_answer_the_camera(model_path: Path, tmp_path: Path) -> None:
+    from benchmarks.live import Camera, camera_frames, load_ultralytics, one_round, read_stamp
+    from benchmarks.video import real_clip
+
+    jpegs = camera_frames(real_clip(tmp_path / "r.mp4", seconds=1), 30)
+    assert [read_stamp(cv2.imdecode(np.frombuffer(j, np.uint8), cv2.IMREAD_COLOR)) for j in jpegs] == list(range(30))
+    ours = one_round("ours", model_path, 128, 2, jpegs)  # a runner process, as the benchmark starts it
+    assert 0 < ours["answered_share"] <= 1 and 0 < ours["latency_p50_ms"] <= ours["latency_p95_ms"] < 5000
+    camera = Camera(jpegs, 30)
+    try:
+        answers = load_ultralytics(camera.url, model_path, 128)()  # Ultralytics runs the same ONNX here
+    finally:
+        camera.close()
+    numbers = [n for n, _ in answers]
+    assert numbers and numbers == sorted(set(numbers)) and numbers[-1] <= 29
+    assert len(camera.sent) == 30 and camera.sent == sorted(camera.sent)
