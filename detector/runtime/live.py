@@ -146,10 +146,13 @@ class LiveStream:
 
         self.name = redact(url)
         self.timeout_s = timeout_s
+        options = {"protocol_whitelist": LIVE_PROTOCOLS}
+        if url.lower().startswith(("rtsp://", "rtsps://")):
+            # RTP over the RTSP connection, not UDP: a lost UDP packet smears every frame until the next key frame.
+            # OpenCV's reader (Ultralytics') asks for TCP too unless OPENCV_FFMPEG_CAPTURE_OPTIONS says otherwise.
+            options["rtsp_transport"] = "tcp"
         try:
-            self._container = av.open(
-                url, timeout=(timeout_s, timeout_s), options={"protocol_whitelist": LIVE_PROTOCOLS}
-            )
+            self._container = av.open(url, timeout=(timeout_s, timeout_s), options=options)
         except av.FFmpegError as exc:
             raise InvalidInputError(f"{self.name}: cannot open the stream ({_why(exc)})") from None
         if not self._container.streams.video:
