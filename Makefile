@@ -78,10 +78,11 @@ quantize: install-train  ## INT8 Q/DQ ONNX (NNCF) of models/model.onnx, gated on
 int8-640: install-train  ## the INT8 gate on a 640 px model: fine-tune models/best.pt at 640 px, quantize (~35 min) -> reports/int8_640.*
 	$(RUN) bash scripts/int8_640.sh
 
-bench-peers: install-dev  ## ours vs Ultralytics (OpenVINO FP32/INT8, HTTP c=1..16), SAHI (tiles), track (video) -> reports/{peers,tiles,video}.*
+bench-peers: install-dev  ## ours vs Ultralytics (OpenVINO FP32/INT8, HTTP c=1..16), SAHI (tiles), track (video), a live camera -> reports/{peers,tiles,video,live}.*
 	$(RUN) python -m benchmarks.peers --model models/model.onnx
 	$(RUN) python -m benchmarks.tiles --model models/model.onnx --out reports/tiles.json
 	$(RUN) python -m benchmarks.video --model models/model.onnx
+	$(RUN) python -m benchmarks.live --model models/model.onnx --sizes 256,640
 
 docker-cpu:  ## build + run the CPU image (OpenVINO/ONNX Runtime) on http://127.0.0.1:8000, models/ mounted
 	docker build -t $(IMAGE_CPU) -f Dockerfile .

@@ -35,6 +35,7 @@ REPO_PAGES = (
     "reports/peers_amd_run6.md",
     "reports/video.md",
     "reports/video_latest.md",
+    "reports/live.md",
     "reports/ray_benchmark.md",
 )
 
