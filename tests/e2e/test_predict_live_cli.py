@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from detector.runtime import Detector
+from detector.runtime.tiling import Tiling
 from detector.runtime.video_detect import detect_video
 from tests.cameras import http_files, mjpeg_camera, mjpeg_packets
 from tests.clips import confident_scene, write_moving_clip
@@ -74,6 +75,24 @@ def test_a_camera_is_detected_as_the_library_detects_its_frames(
         assert _same(line, answers[line["frame"] % FRAMES], name), (line, answers[line["frame"] % FRAMES])
     ids = [d["track_id"] for line in lines for d in line["detections"]]
     assert sum(tid is not None for tid in ids) >= 8, ids  # tracked
+
+
+def test_tiles_on_a_camera_give_the_librarys_tiled_answer(
+    scene: tuple[Path, str, dict], model_path: Path, tmp_path: Path
+) -> None:
+    clip, _, _ = scene
+    tiled: dict[int, list[dict[str, Any]]] = {}
+    with Detector.load(model_path, "onnxruntime") as det:
+        on_frame = lambda i, _t, dets, _ids: tiled.__setitem__(i, dets.to_list())  # noqa: E731
+        detect_video(det, clip, tiles=Tiling.parse("64x64", 0.2), on_frame=on_frame)
+    assert len(tiled) == FRAMES and all(tiled.values())
+    jsonl = tmp_path / "tiles.jsonl"
+    with mjpeg_camera(mjpeg_packets(clip), fps=15) as url:
+        args = [*_base(url, model_path), "--tile", "64x64", "--max-frames", "4", "--jsonl", str(jsonl)]
+        proc = run_cli(args, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert len(lines) == 4 and all(_same(line, tiled[line["frame"] % FRAMES]) for line in lines), lines
 
 
 def test_a_clip_served_over_http_loses_no_frame(scene: tuple[Path, str, dict], model_path: Path, tmp_path: Path):
