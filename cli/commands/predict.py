@@ -229,8 +229,10 @@ def _live_source(args: argparse.Namespace) -> str | None:
         check_live(source)
     live = [source for source in args.images if is_live(source)]
     if not live:
-        if args.timeout is not None or args.max_frames:
-            raise InvalidInputError("--timeout and --max-frames apply to a live stream (rtsp://, http://, ...)")
+        if args.timeout is not None or args.max_frames or args.reconnect:
+            raise InvalidInputError(
+                "--timeout, --max-frames and --reconnect apply to a live stream (rtsp://, http://, ...)"
+            )
         return None
     if len(args.images) > 1:
         raise InvalidInputError("give one live stream at a time (and no files beside it)")
@@ -250,14 +252,14 @@ def _live_source(args: argparse.Namespace) -> str | None:
 
 def _predict_live(det: Any, url: str, args: argparse.Namespace, tiling: Tiling | None = None) -> None:
     """The newest frame of the stream, again and again, until it ends, --max-frames, or Ctrl-C
-    (`detector.runtime.live_detect.detect_live`); prints the summary, then fails (exit 2) if the stream stalled or
-    broke off."""
+    (`detector.runtime.live_detect.detect_live`; with --reconnect it is opened again when it ends); prints the
+    summary, then fails (exit 2) if the stream stalled or broke off."""
     from tqdm import tqdm
 
     from api.schemas import VideoFrame
     from detector.runtime.classes import parse_classes
     from detector.runtime.live import names_a_file, redact
-    from detector.runtime.live_detect import detect_live
+    from detector.runtime.live_detect import Reading, detect_live
 
     wanted = parse_classes(args.classes, det.metadata.names) if args.classes is not None else None
     jsonl = open(args.jsonl, "w", encoding="utf-8") if args.jsonl else None  # noqa: SIM115 (closed below)
@@ -282,9 +284,12 @@ def _predict_live(det: Any, url: str, args: argparse.Namespace, tiling: Tiling |
                     "conf_per_class": args.conf_per_class,
                 },
                 tiles=tiling,
-                timeout_s=args.timeout or DEFAULT_TIMEOUT_S,
+                reading=Reading(
+                    timeout_s=args.timeout or DEFAULT_TIMEOUT_S,
+                    keep_all=names_a_file(url, VIDEO_SUFFIXES),  # http://host/clip.mp4: a file, every frame read
+                    reconnect=args.reconnect,
+                ),
                 max_frames=args.max_frames,
-                keep_all=names_a_file(url, VIDEO_SUFFIXES),  # http://host/clip.mp4: a file, every frame read
                 on_frame=log_frame,
                 on_progress=bar.update,
             )
@@ -306,6 +311,7 @@ def _predict_live(det: Any, url: str, args: argparse.Namespace, tiling: Tiling |
             "jsonl": str(args.jsonl) if args.jsonl else None,
             "tracked": bool(args.track),
             "ended": run.ended,
+            "reconnects": run.reconnects,
         }
     )
     if not run.clean:
@@ -354,5 +360,11 @@ def register(commands: Commands) -> None:
     )
     p.add_argument(
         "--max-frames", type=int, default=0, help="live stream: stop after this many detected frames (default: none)"
+    )
+    p.add_argument(
+        "--reconnect",
+        action="store_true",
+        help="live stream: open it again when it ends, stalls or breaks off (waits 1, 2, 4... up to 30 s between "
+        "tries); the run then ends at --max-frames or Ctrl-C",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")

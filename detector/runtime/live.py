@@ -136,12 +136,14 @@ class LiveStream:
         reduce_to: tuple[int, int] | None = None,
         on_every_frame: Callable[[npt.NDArray[np.uint8]], None] | None = None,
         keep_all: bool = False,
+        started: float = 0.0,
     ) -> None:
         """`timeout_s`: the longest wait to connect and then for data (a stalled stream ends with an error).
         `reduce_to`: decode at the model's size where the codec can (as `read_frames`). `on_every_frame`: called
         on the reading thread with every frame received, whole, as RGB (for a recording); frames are then
         decoded whole. `keep_all`: no frame is dropped, the reader waits for the detector (a file served over HTTP,
-        `names_a_file`)."""
+        `names_a_file`). `started`: the `time.monotonic()` frame times count from (a reconnection keeps the first
+        connection's); 0: when reading starts."""
         import av
 
         self.name = redact(url)
@@ -172,7 +174,7 @@ class LiveStream:
         self._stop = threading.Event()
         self._newest = _Newest(keep_all, self._stop)
         self.received = self.damaged = 0
-        self._started = time.monotonic()
+        self.started = started  # what `time_s` counts from (0: when reading starts)
         self._reader = threading.Thread(target=self._read, name="live-reader", daemon=True)
 
     @property
@@ -186,7 +188,7 @@ class LiveStream:
         import av
 
         if not self._reader.is_alive():
-            self._started = time.monotonic()
+            self.started = self.started or time.monotonic()
             self._reader.start()
         while True:
             number, item, arrived = self._newest.take()
@@ -240,7 +242,7 @@ class LiveStream:
         if self._on_every_frame is not None:
             item = upright(item, None)
             self._on_every_frame(item)
-        self._newest.put((number, item, time.monotonic() - self._started))
+        self._newest.put((number, item, time.monotonic() - self.started))
 
     def close(self) -> None:
         """Stop reading (the reader ends at its next packet, or at the read timeout) and close the connection."""

@@ -3,12 +3,14 @@
 Each turn takes the newest frame received, detects it (one frame a call, with the latency model: a camera wants each
 answer soon, and a frame that waited is dropped anyway), tracks it and reports it. The run ends at the stream's end,
 at `max_frames` detected frames, on Ctrl-C (a normal way to stop watching a camera: the recording is closed and
-playable, the summary printed), or with an error when the stream stalls or breaks off (after the frames before it).
+playable, the summary printed), or with an error when the stream stalls or breaks off (after the frames before it);
+with `reconnect`, a stream that ends, stalls or breaks off is opened again instead (a camera rebooting, Wi-Fi).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,16 +18,31 @@ from typing import Any
 
 from detector.errors import InvalidInputError
 from detector.runtime.classes import filter_classes
+from detector.runtime.detections import Detections
 from detector.runtime.detector import Detector
 from detector.runtime.draw import draw_detections
 from detector.runtime.images import DecodedImage
-from detector.runtime.live import LiveStream, StreamEnded
+from detector.runtime.live import LiveFrame, LiveStream, StreamEnded
 from detector.runtime.tiling import Tiling
 from detector.runtime.tracking import Tracker
 from detector.runtime.video import VideoInfo, VideoWriter
 from detector.runtime.video_detect import OnFrame
 
 log = logging.getLogger("detector.runtime.live_detect")
+MAX_RECONNECT_WAIT_S = 30.0  # the longest wait between two tries to open a stream again
+
+
+@dataclass(frozen=True)
+class Reading:
+    """How a live stream is read."""
+
+    timeout_s: float = 10.0  # the longest wait to connect, then for data
+    keep_all: bool = False  # no frame dropped: the stream waits for the detector (a video file served over HTTP)
+    # When the stream ends, stalls or breaks off, open it again (waiting 1, 2, 4... up to MAX_RECONNECT_WAIT_S
+    # seconds between failed tries) and go on, frames numbered and timed on from where they were, tracks and the
+    # recording kept: the run then ends only at max_frames or Ctrl-C. The first open must succeed (a wrong URL
+    # fails at once). Never for `keep_all`: a file's end is its end.
+    reconnect: bool = False
 
 
 @dataclass(frozen=True)
@@ -38,6 +55,7 @@ class LiveRun:
     written: int  # frames in the recording (`save`)
     ended: str  # why the run stopped
     clean: bool  # the stream's end, max_frames or Ctrl-C; False when it stalled or broke off
+    reconnects: int = 0  # times the stream was opened again (`reconnect`)
 
 
 def detect_live(
@@ -49,9 +67,8 @@ def detect_live(
     classes: frozenset[int] | None = None,
     predict: Mapping[str, Any] | None = None,
     tiles: Tiling | None = None,
-    timeout_s: float = 10.0,
+    reading: Reading = Reading(),
     max_frames: int = 0,
-    keep_all: bool = False,
     on_frame: OnFrame | None = None,
     on_progress: Callable[[], Any] | None = None,
 ) -> LiveRun:
@@ -59,7 +76,7 @@ def detect_live(
     (or `max_frames` frames are detected, 0: no limit, or Ctrl-C). With `save`, every frame received is written with
     the newest boxes. `on_frame` gets each detected frame's answer (index: the frame's number among those received;
     time: when it arrived), `on_progress` each detected frame. `predict`: keyword arguments of `Detector.predict`.
-    `keep_all`: no frame is dropped, the stream waits for the detector (a video file served over HTTP)."""
+    `reading`: how the stream is read (`Reading`)."""
     if max_frames < 0:
         raise InvalidInputError(f"max_frames must be 0 (no limit) or more (got {max_frames})")
     recording: dict[str, Any] = {"writer": None, "last": None}
@@ -68,45 +85,81 @@ def detect_live(
         writer = recording["writer"]
         if writer is None:  # the recording's size is its first frame's (upright), as a clip's is
             assert save is not None
-            writer = recording["writer"] = VideoWriter(save, stream.info.fps, pixels.shape[1], pixels.shape[0])
+            writer = recording["writer"] = VideoWriter(save, info.fps, pixels.shape[1], pixels.shape[0])
         last = recording["last"]
         writer.write(draw_detections(writer.fit(pixels), *last) if last else pixels)
 
-    processed, ended, clean = 0, "", True
-    stream = LiveStream(url, timeout_s, None if tiles else det.input_shape, record if save else None, keep_all)
+    def open_stream(started: float = 0.0) -> LiveStream:
+        reduce_to = None if tiles else det.input_shape
+        return LiveStream(url, reading.timeout_s, reduce_to, record if save else None, reading.keep_all, started)
+
+    def detect(frame: LiveFrame) -> tuple[Detections, list[int | None] | None]:
+        if tiles is not None:
+            found = det.predict(frame.pixels, tiles=tiles, **(predict or {}))
+        else:
+            found = det.predict_batch([frame.pixels], **(predict or {}))[0]
+        dets = filter_classes(DecodedImage(frame.pixels, frame.width, frame.height).to_sent(found), classes)
+        return dets, tracker.update(dets) if tracker else None
+
+    stream = open_stream()
     info = stream.info
     tracker = Tracker(info.fps) if track else None
+    processed, ended, clean, reconnects = 0, "", True, 0
+    earlier = [0, 0, 0]  # frames received, dropped, damaged on the connections before this one
     try:
-        if tiles is not None:  # a tile larger than the stream's frames: refused before a frame is detected
+        _check_tiles(tiles, stream)
+        while not ended:
             try:
-                tiles.count(info.width, info.height)
-            except InvalidInputError as exc:
-                raise InvalidInputError(f"{stream.name}: {exc}") from None
-        for frame in stream.frames():
-            if tiles is not None:
-                found = det.predict(frame.pixels, tiles=tiles, **(predict or {}))
-            else:
-                found = det.predict_batch([frame.pixels], **(predict or {}))[0]
-            dets = filter_classes(DecodedImage(frame.pixels, frame.width, frame.height).to_sent(found), classes)
-            track_ids = tracker.update(dets) if tracker else None
-            recording["last"] = (dets, track_ids)
-            processed += 1
-            if on_frame:
-                on_frame(frame.number, frame.time_s, dets, track_ids)
-            if on_progress:
-                on_progress()
-            if max_frames and processed >= max_frames:
-                ended = f"{max_frames} frames detected (max_frames)"
-                break
-    except StreamEnded as exc:
-        ended, clean = exc.reason, exc.clean
+                for frame in stream.frames():
+                    recording["last"] = dets, track_ids = detect(frame)
+                    processed += 1
+                    if on_frame:
+                        on_frame(earlier[0] + frame.number, frame.time_s, dets, track_ids)
+                    if on_progress:
+                        on_progress()
+                    if max_frames and processed >= max_frames:
+                        ended = f"{max_frames} frames detected (max_frames)"
+                        break
+            except StreamEnded as exc:
+                if not reading.reconnect or reading.keep_all:
+                    ended, clean = exc.reason, exc.clean
+                    break
+                log.warning("%s: %s after %d frames received; reconnecting", stream.name, exc.reason, stream.received)
+                earlier = [earlier[0] + stream.received, earlier[1] + stream.dropped, earlier[2] + stream.damaged]
+                stream.close()
+                stream = _reopen(open_stream, stream.started)
+                reconnects += 1
     except KeyboardInterrupt:
-        ended = "stopped (Ctrl-C)"
+        ended, clean = "stopped (Ctrl-C)", True
     finally:
         stream.close()
         if recording["writer"] is not None:
             recording["writer"].close()
+    received = earlier[0] + stream.received
     if not clean:
-        log.warning("%s: %s after %d frames received", stream.name, ended, stream.received)
+        log.warning("%s: %s after %d frames received", stream.name, ended, received)
     written = recording["writer"].frames if recording["writer"] is not None else 0
-    return LiveRun(info, stream.received, processed, stream.dropped, stream.damaged, written, ended, clean)
+    dropped, damaged = earlier[1] + stream.dropped, earlier[2] + stream.damaged
+    return LiveRun(info, received, processed, dropped, damaged, written, ended, clean, reconnects)
+
+
+def _check_tiles(tiles: Tiling | None, stream: LiveStream) -> None:
+    """A tile larger than the stream's frames: refused before a frame is detected, naming the stream."""
+    if tiles is not None:
+        try:
+            tiles.count(stream.info.width, stream.info.height)
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"{stream.name}: {exc}") from None
+
+
+def _reopen(open_stream: Callable[[float], LiveStream], started: float) -> LiveStream:
+    """The stream opened again, tried until it opens: 1 s after it went, then 2, 4... up to `MAX_RECONNECT_WAIT_S`
+    between tries (a camera rebooting, a network back after a minute). Ctrl-C stops the waiting."""
+    wait = 1.0
+    while True:
+        time.sleep(wait)
+        try:
+            return open_stream(started)
+        except InvalidInputError as exc:
+            log.warning("%s; trying again in %g s", exc, min(2 * wait, MAX_RECONNECT_WAIT_S))
+            wait = min(2 * wait, MAX_RECONNECT_WAIT_S)

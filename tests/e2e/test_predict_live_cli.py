@@ -153,6 +153,25 @@ def test_a_stalled_camera_fails_after_its_frames_and_never_shows_the_password(
     assert time.monotonic() - started < 60
 
 
+def test_reconnect_goes_on_past_a_camera_that_drops_the_connection(
+    scene: tuple[Path, str, dict], model_path: Path, tmp_path: Path
+) -> None:
+    clip, _, answers = scene
+    jsonl = tmp_path / "again.jsonl"
+    with mjpeg_camera(mjpeg_packets(clip), fps=15, frames=6) as url:  # each connection: 6 frames, then closed
+        args = [*_base(url, model_path), "--reconnect", "--max-frames", "10", "--jsonl", str(jsonl)]
+        proc = run_cli(args, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads(proc.stdout)
+    assert summary["ended"] == "10 frames detected (max_frames)" and summary["reconnects"] >= 1
+    assert "the stream broke off (Input/output error) after 6 frames received; reconnecting" in proc.stderr
+    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    frames, times = [line["frame"] for line in lines], [line["time_s"] for line in lines]
+    # Numbered and timed on across connections: frame 6 is the second connection's first (the clip's frame 0).
+    assert frames == sorted(set(frames)) and frames[-1] >= 6 and times == sorted(times)
+    assert all(_same(line, answers[line["frame"] % 6]) for line in lines), lines
+
+
 def test_what_a_live_source_refuses(dataset_dir: Path, model_path: Path, tmp_path: Path) -> None:
     image = str(next((dataset_dir / "images" / "test").glob("*.jpg")))
     url = "rtsp://127.0.0.1:9/none"
@@ -160,7 +179,7 @@ def test_what_a_live_source_refuses(dataset_dir: Path, model_path: Path, tmp_pat
         ([url, "--vid-stride", "2"], "--vid-stride applies to files"),
         (["file:///etc/hosts"], "file:// is not a source this reads"),
         ([url, image], "one live stream at a time"),
-        ([image, "--max-frames", "3"], "--timeout and --max-frames apply to a live stream"),
+        ([image, "--max-frames", "3"], "--timeout, --max-frames and --reconnect apply to a live stream"),
         ([url, "--timeout", "0"], "--timeout must be more than 0"),
     ):
         proc = run_cli(["predict", *args, "--model", str(model_path)], cwd=tmp_path, timeout=60)

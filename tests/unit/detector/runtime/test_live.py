@@ -182,3 +182,20 @@ def test_a_remote_playlist_cannot_read_local_files(tmp_path: Path) -> None:
         playlist = f"#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:0.2,\n{segment}\n#EXT-X-ENDLIST\n".encode()
         with http_files({"/live.m3u8": playlist}) as base, pytest.raises(InvalidInputError, match="cannot open"):
             LiveStream(f"{base}/live.m3u8", timeout_s=2)
+
+
+def test_a_stream_that_will_not_open_again_is_tried_with_growing_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    from detector.runtime import live_detect
+
+    waits: list[float] = []
+    monkeypatch.setattr(live_detect.time, "sleep", waits.append)
+    tries = iter([InvalidInputError("down")] * 7 + ["opened"])
+
+    def open_stream(started: float) -> object:
+        outcome = next(tries)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    assert live_detect._reopen(open_stream, 0.0) == "opened"  # type: ignore[arg-type]
+    assert waits == [1, 2, 4, 8, 16, 30, 30, 30]
