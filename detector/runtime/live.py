@@ -187,7 +187,7 @@ class LiveStream:
         starts at the first call."""
         import av
 
-        if not self._reader.is_alive():
+        if self._reader.ident is None:  # not started yet (a second call goes on reading, never restarts it)
             self.started = self.started or time.monotonic()
             self._reader.start()
         while True:
