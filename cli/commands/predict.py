@@ -5,7 +5,10 @@ stream, its newest frame each time, until it ends or Ctrl-C)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -69,7 +72,7 @@ def cmd_predict(args: argparse.Namespace, config: Config) -> None:
         rect=inf.rect,
         class_thresholds=inf.class_thresholds,
     )
-    with loaded as det:
+    with loaded as det, _stop_on_sigterm():
         if args.conf_per_class is not None:  # checked against the model's classes before any image is read
             from detector.runtime.classes import parse_class_conf
 
@@ -86,6 +89,25 @@ def cmd_predict(args: argparse.Namespace, config: Config) -> None:
                 raise InvalidInputError(
                     f"{len(failed)} of {len(results)} images failed, the first: {failed[0]['error']}"
                 )
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm() -> Iterator[None]:
+    """SIGTERM (`docker stop`, systemd, a supervisor) stops the run as Ctrl-C does, so a recording being written is
+    closed and playable: by default SIGTERM killed the process mid-write and left an MP4 without its index (no
+    player opens it). A live run then prints its summary (ended: "stopped (SIGTERM)"); a clip's run exits 130."""
+    if threading.current_thread() is not threading.main_thread():  # signal handlers belong to the main thread
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _predict_images(

@@ -129,8 +129,8 @@ def detect_live(
                 stream.close()
                 stream = _reopen(open_stream, stream.started)
                 reconnects += 1
-    except KeyboardInterrupt:
-        ended, clean = "stopped (Ctrl-C)", True
+    except KeyboardInterrupt as exc:  # Ctrl-C; or SIGTERM where the caller turns it into this (the CLI does)
+        ended, clean = f"stopped ({str(exc) or 'Ctrl-C'})", True
     finally:
         stream.close()
         if recording["writer"] is not None:

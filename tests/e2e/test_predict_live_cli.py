@@ -109,30 +109,53 @@ def test_a_clip_served_over_http_loses_no_frame(scene: tuple[Path, str, dict], m
     assert all(_same(line, answers[line["frame"]]) for line in lines), lines
 
 
-def test_ctrl_c_ends_the_run_with_a_playable_recording(scene: tuple[Path, str, dict], model_path: Path, tmp_path: Path):
+def _start(args: list[str], cwd: Path) -> subprocess.Popen[str]:
+    """`detector ...` started as run_cli runs it, left running."""
+    env = {**os.environ, "YOLO_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "cli", "--config-dir", str(REPO / "configs"), *args]
+    return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _stop_after_lines(proc: subprocess.Popen[str], jsonl: Path, lines: int, signum: int) -> tuple[str, str]:
+    """Send `signum` once `jsonl` has `lines` lines (or the process ended, or 90 s); its stdout and stderr."""
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and proc.poll() is None:
+            if jsonl.exists() and len(jsonl.read_text().splitlines()) >= lines:
+                break
+            time.sleep(0.05)
+        proc.send_signal(signum)
+        return proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+
+
+@pytest.mark.parametrize(("signum", "said"), [(signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM")])
+def test_ctrl_c_or_sigterm_ends_the_run_with_a_playable_recording(
+    scene: tuple[Path, str, dict], model_path: Path, tmp_path: Path, signum: int, said: str
+) -> None:
+    # Before (SIGTERM: docker stop, systemd): the process died mid-write and the MP4 had no index (unplayable).
     clip, _, _ = scene
     out, jsonl = tmp_path / "rec.mp4", tmp_path / "rec.jsonl"
-    env = {**os.environ, "YOLO_OFFLINE": "1", "PYTHONPATH": str(REPO)}
     with mjpeg_camera(mjpeg_packets(clip), fps=15) as url:
-        args = [*_base(url, model_path), "--save", str(out), "--jsonl", str(jsonl)]
-        cmd = [sys.executable, "-m", "cli", "--config-dir", str(REPO / "configs"), *args]
-        proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            deadline = time.monotonic() + 90
-            while time.monotonic() < deadline and proc.poll() is None:
-                if jsonl.exists() and len(jsonl.read_text().splitlines()) >= 5:
-                    break
-                time.sleep(0.1)
-            proc.send_signal(signal.SIGINT)
-            stdout, stderr = proc.communicate(timeout=30)
-        finally:
-            proc.kill()
+        proc = _start([*_base(url, model_path), "--save", str(out), "--jsonl", str(jsonl)], tmp_path)
+        stdout, stderr = _stop_after_lines(proc, jsonl, 5, signum)
     assert proc.returncode == 0, stderr[-2000:]
     summary = json.loads(stdout)
-    assert summary["ended"] == "stopped (Ctrl-C)" and summary["processed_frames"] >= 5
+    assert summary["ended"] == f"stopped ({said})" and summary["processed_frames"] >= 5
     # Every frame received is in the recording (boxes drawn on it), and the file is closed and playable.
     assert summary["written_frames"] == summary["received_frames"] >= summary["processed_frames"]
     assert frame_count(out)[0] == summary["written_frames"]
+
+
+def test_sigterm_mid_clip_leaves_a_playable_video(model_path: Path, tmp_path: Path) -> None:
+    clip = write_moving_clip(np.full((64, 64, 3), 90, np.uint8), tmp_path / "long.mp4", frames=3000, fps=30)
+    out, jsonl = tmp_path / "out.mp4", tmp_path / "out.jsonl"
+    args = ["predict", str(clip), "--model", str(model_path), "--no-progress", "--save", str(out)]
+    proc = _start([*args, "--jsonl", str(jsonl)], tmp_path)
+    _, stderr = _stop_after_lines(proc, jsonl, 10, signal.SIGTERM)
+    assert proc.returncode == 130, stderr[-2000:]  # interrupted: the run did not finish
+    assert 10 <= frame_count(out)[0] < 3000  # what was written before the signal, closed and playable
 
 
 def test_a_stalled_camera_fails_after_its_frames_and_never_shows_the_password(
