@@ -11,17 +11,23 @@ sent that frame: the frame's age at its answer, waiting included. Reported per r
 latency p50 / p95, and the cores it kept busy. No tracking on either side. Runners take turns in rotating order,
 `--rounds` times; a cell is the median of its rounds.
 
-    python -m benchmarks.live --model models/model.onnx [--sizes 640] [--rounds 3] [--seconds 20]
+With `--camera h264` the camera sends the same stamped frames as H.264 (x264 `veryfast`, `zerolatency`: no
+B-frames, as cameras send) in MPEG-TS over TCP; `--fps` makes it faster than 30 fps (the clip shown faster).
+
+    python -m benchmarks.live --model models/model.onnx [--sizes 640] [--rounds 3] [--seconds 20] [--camera h264]
+        [--fps 60]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import http.server
 import json
 import logging
 import resource
+import socket
 import statistics
 import subprocess
 import sys
@@ -135,6 +141,74 @@ class Camera:
         self.server.server_close()
 
 
+def h264_chunks(clip: Path, count: int, fps: float) -> list[bytes]:
+    """The first `count` frames of `clip`, stamped, as H.264 (x264 `veryfast`, `zerolatency`: no B-frames, as
+    cameras send; a key frame a second) in MPEG-TS: one chunk of bytes per frame, each sent as the camera's frame."""
+    import av
+
+    written = bytearray()
+
+    class Sink:
+        def write(self, data: bytes) -> int:
+            written.extend(data)
+            return len(data)
+
+    chunks: list[bytes] = []
+    cap = cv2.VideoCapture(str(clip))
+    out = av.open(Sink(), "w", format="mpegts", container_options={"flush_packets": "1"})
+    try:
+        stream = out.add_stream("libx264", rate=round(fps), options={"preset": "veryfast", "tune": "zerolatency"})
+        stream.width, stream.height, stream.pix_fmt = 1280, 720, "yuv420p"
+        stream.codec_context.gop_size = round(fps)
+        while len(chunks) < count:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            image = av.VideoFrame.from_ndarray(stamp(frame, len(chunks)), format="bgr24")
+            for packet in stream.encode(image):
+                out.mux(packet)
+            chunks.append(bytes(written))
+            written.clear()
+        for packet in stream.encode():
+            out.mux(packet)
+    finally:
+        out.close()
+        cap.release()
+    chunks[-1] += bytes(written)
+    return chunks
+
+
+class TcpCamera:
+    """A camera sending MPEG-TS over TCP on loopback (`h264_chunks`), chunk i at i/`fps`, to its first client, then
+    closing; later connections are closed at once. `sent`: when each chunk went."""
+
+    def __init__(self, chunks: list[bytes], fps: float) -> None:
+        self.sent: list[float] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"tcp://127.0.0.1:{self._listener.getsockname()[1]}"
+
+        def serve() -> None:
+            with contextlib.suppress(OSError):
+                conn, _ = self._listener.accept()
+                with conn:
+                    threading.Thread(target=refuse_the_rest, daemon=True).start()
+                    start = time.monotonic()
+                    for i, chunk in enumerate(chunks):
+                        time.sleep(max(0.0, start + i / fps - time.monotonic()))
+                        self.sent.append(time.time())
+                        conn.sendall(chunk)
+
+        def refuse_the_rest() -> None:
+            with contextlib.suppress(OSError):
+                while True:
+                    self._listener.accept()[0].close()
+
+        threading.Thread(target=serve, daemon=True).start()
+
+    def close(self) -> None:
+        self._listener.close()
+
+
 def load_ours(url: str, model: Path, threads: int) -> Callable[[], list[tuple[int, float]]]:
     """Our model loaded and warmed up; the returned call answers the camera until its stream ends."""
     from detector.config import OpenVinoConfig
@@ -186,25 +260,26 @@ def runner_main(args: argparse.Namespace) -> None:
 
 
 def one_round(
-    kind: str, model: Path, size: int, threads: int, jpegs: list[bytes], fps: float = FPS
+    kind: str, model: Path, size: int, threads: int, chunks: list[bytes], fps: float = FPS, camera_kind: str = "mjpeg"
 ) -> dict[str, float]:
-    """A fresh camera at `fps`, one runner process against it; its cell for this round."""
-    camera = Camera(jpegs, fps)
+    """A fresh camera at `fps` (`camera_kind` "mjpeg": HTTP MJPEG of these JPEGs; "h264": MPEG-TS over TCP of these
+    chunks), one runner process against it; its cell for this round."""
+    camera: Camera | TcpCamera = Camera(chunks, fps) if camera_kind == "mjpeg" else TcpCamera(chunks, fps)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "answers.json"
         cmd = [sys.executable, "-m", "benchmarks.live", "runner", "--kind", kind, "--url", camera.url]
         cmd += ["--runner-model", str(model), "--size", str(size), "--threads", str(threads), "--out", str(out)]
         try:
-            subprocess.run(cmd, check=True, timeout=len(jpegs) / fps + 300, stdout=subprocess.DEVNULL)
+            subprocess.run(cmd, check=True, timeout=len(chunks) / fps + 300, stdout=subprocess.DEVNULL)
         finally:
             camera.close()
         got = json.loads(out.read_text())
     answers = [(n, t) for n, t in got["answers"] if 0 <= n < len(camera.sent)]
     ages = [(t - camera.sent[n]) * 1e3 for n, t in answers]
-    seconds = len(jpegs) / fps
+    seconds = len(chunks) / fps
     return {
         "answered_per_s": len(answers) / seconds,
-        "answered_share": len(answers) / len(jpegs),
+        "answered_share": len(answers) / len(chunks),
         "latency_p50_ms": statistics.median(ages),
         "latency_p95_ms": float(np.percentile(ages, 95)),
         # The process's CPU while it answered, over that time: the cores it kept busy.
@@ -219,7 +294,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     data_dir = args.data or Path("data") / (meta.dataset_version or "v1")
     args.cache_dir.mkdir(parents=True, exist_ok=True)
     clip = real_clip(args.cache_dir / "clip-real-30s.mp4", 30)
-    jpegs = camera_frames(clip, round(args.seconds * args.fps))  # a faster camera shows the clip faster
+    count = round(args.seconds * args.fps)  # a faster camera shows the clip faster
+    chunks = camera_frames(clip, count) if args.camera == "mjpeg" else h264_chunks(clip, count, args.fps)
     cells: dict[tuple[int, str], list[dict[str, float]]] = {}
     for size in args.sizes:
         fp32 = args.model if meta.imgsz[0] == size else export_variant(weights, size, args.cache_dir)
@@ -232,7 +308,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         for r in range(args.rounds):
             for name in names[r % len(names) :] + names[: r % len(names)]:
                 kind, model = runners[name]
-                cell = one_round(kind, model, size, threads, jpegs, args.fps)
+                cell = one_round(kind, model, size, threads, chunks, args.fps, args.camera)
                 cells.setdefault((size, name), []).append(cell)
                 log.info("%d px %s: %s", size, name, {k: round(v, 2) for k, v in cell.items()})
     rows = []
@@ -247,8 +323,12 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "command": ["python", "-m", "benchmarks.live", *sys.argv[1:]],
         "machine": machine_info(),
         "threads": threads,
-        "camera": f"HTTP MJPEG on loopback, 1280x720 at {args.fps:g} fps, {args.seconds} s, JPEG quality 85 "
-        f"({clip.name})",
+        "camera": (
+            "HTTP MJPEG on loopback, JPEG quality 85"
+            if args.camera == "mjpeg"
+            else "H.264 (x264 veryfast, zerolatency, a key frame a second) in MPEG-TS over TCP on loopback"
+        )
+        + f", 1280x720 at {args.fps:g} fps, {args.seconds} s ({clip.name})",
         "rows": rows,
     }
 
@@ -283,6 +363,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--seconds", type=int, default=20, help="the camera's stream length (at most 30)")
     p.add_argument("--fps", type=float, default=FPS, help="the camera's frame rate (a faster one than the detectors)")
+    p.add_argument(
+        "--camera",
+        choices=["mjpeg", "h264"],
+        default="mjpeg",
+        help="HTTP MJPEG (IP cameras), or H.264 in MPEG-TS over TCP",
+    )
     p.add_argument("--threads", type=int, default=0, help="our inference threads (default: the usable cores)")
     p.add_argument("--cache-dir", type=Path, default=Path(".cache/benchmarks"))
     p.add_argument("--out-dir", type=Path, default=Path("reports"))

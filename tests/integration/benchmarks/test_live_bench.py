@@ -40,3 +40,19 @@ def test_both_runners_answer_the_camera(model_path: Path, tmp_path: Path) -> Non
     numbers = [n for n, _ in answers]
     assert numbers and numbers == sorted(set(numbers)) and numbers[-1] <= 29
     assert len(camera.sent) == 30 and camera.sent == sorted(camera.sent)
+
+
+def test_the_h264_camera_sends_every_stamped_frame_and_ours_answers_it(model_path: Path, tmp_path: Path) -> None:
+    import io
+
+    import av
+
+    from benchmarks.live import h264_chunks, one_round, read_stamp
+    from benchmarks.video import real_clip
+
+    chunks = h264_chunks(real_clip(tmp_path / "r.mp4", seconds=1), 30, 30)
+    with av.open(io.BytesIO(b"".join(chunks)), format="mpegts") as container:
+        stamps = [read_stamp(f.to_ndarray(format="bgr24")) for f in container.decode(video=0)]
+    assert len(chunks) == 30 and stamps == list(range(30))
+    ours = one_round("ours", model_path, 128, 2, chunks, 30, camera_kind="h264")
+    assert 0 < ours["answered_share"] <= 1 and 0 < ours["latency_p50_ms"] <= ours["latency_p95_ms"] < 5000
