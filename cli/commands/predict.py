@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import signal
 import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from cli.main import Commands
 from cli.output import print_json
@@ -51,7 +52,7 @@ def cmd_predict(args: argparse.Namespace, config: Config) -> None:
 
         if not videos[0].is_file():
             raise InvalidInputError(f"video not found: {videos[0]}")
-        check_outputs(videos[0], args.save, args.jsonl)  # before either is opened (truncated)
+        check_outputs(videos[0], args.save, _lines_file(args))  # before either is opened (truncated)
     images = [] if videos or live is not None else _image_paths(paths)
     tiling = None
     if args.tile:
@@ -80,7 +81,7 @@ def cmd_predict(args: argparse.Namespace, config: Config) -> None:
         if live is not None:
             _predict_live(det, live, args, tiling)
         elif videos:
-            print_json(_predict_video(det, videos[0], args, tiling))
+            _print_summary(args, _predict_video(det, videos[0], args, tiling))
         else:
             results = _predict_images(det, images, args, inf.server.max_pixels, tiling)
             print_json(results)
@@ -183,6 +184,28 @@ def _read_images(
             yield path, exc
 
 
+def _lines_file(args: argparse.Namespace) -> Path | None:
+    """--jsonl as a file to check against the other outputs; None without one, or for `-` (stdout)."""
+    return None if args.jsonl is None or str(args.jsonl) == "-" else Path(args.jsonl)
+
+
+def _open_lines(args: argparse.Namespace) -> TextIO | None:
+    """Where --jsonl's lines go: the file (created or emptied), stdout for `-`, None without --jsonl."""
+    if args.jsonl is None:
+        return None
+    if str(args.jsonl) == "-":
+        return sys.stdout
+    return open(args.jsonl, "w", encoding="utf-8")  # the caller closes it
+
+
+def _print_summary(args: argparse.Namespace, summary: dict[str, Any]) -> None:
+    """A video's summary on stdout; on stderr when stdout carries the lines (`--jsonl -`), so it stays NDJSON."""
+    if str(args.jsonl) == "-":
+        print(json.dumps(summary, default=str), file=sys.stderr)
+    else:
+        print_json(summary)
+
+
 def _predict_video(det: Any, path: Path, args: argparse.Namespace, tiling: Tiling | None = None) -> dict[str, Any]:
     """Every frame that decodes is written to --save (same fps); every --vid-stride-th is detected (in tiles with
     --tile; the frames in between show the last detections, as Ultralytics' vid_stride does), tracked with --track,
@@ -196,11 +219,13 @@ def _predict_video(det: Any, path: Path, args: argparse.Namespace, tiling: Tilin
 
     info = probe_video(path)
     wanted = parse_classes(args.classes, det.metadata.names) if args.classes is not None else None
-    jsonl = open(args.jsonl, "w", encoding="utf-8") if args.jsonl else None  # noqa: SIM115 (closed below)
+    jsonl = _open_lines(args)
 
     def log_frame(index: int, time_s: float, dets: Any, track_ids: list[int | None] | None) -> None:
         if jsonl:
             jsonl.write(VideoFrame.of(index, time_s, dets, track_ids).ndjson())
+            if jsonl is sys.stdout:
+                jsonl.flush()
 
     try:
         with tqdm(
@@ -225,7 +250,7 @@ def _predict_video(det: Any, path: Path, args: argparse.Namespace, tiling: Tilin
                 on_progress=bar.update,
             )
     finally:
-        if jsonl:
+        if jsonl and jsonl is not sys.stdout:
             jsonl.close()
     frames, processed = run.frames, run.processed
     return {
@@ -267,7 +292,7 @@ def _live_source(args: argparse.Namespace) -> str | None:
         raise InvalidInputError(f"--timeout must be more than 0 seconds (got {args.timeout:g})")
     if args.max_frames < 0:
         raise InvalidInputError(f"--max-frames must be 0 (no limit) or more (got {args.max_frames})")
-    if args.save and args.jsonl and args.save.resolve() == args.jsonl.resolve():
+    if args.save and _lines_file(args) and args.save.resolve() == args.jsonl.resolve():
         raise InvalidInputError(f"--save and --jsonl are one file ({args.save}): write to two files")
     return str(live[0])
 
@@ -284,12 +309,12 @@ def _predict_live(det: Any, url: str, args: argparse.Namespace, tiling: Tiling |
     from detector.runtime.live_detect import Reading, detect_live
 
     wanted = parse_classes(args.classes, det.metadata.names) if args.classes is not None else None
-    jsonl = open(args.jsonl, "w", encoding="utf-8") if args.jsonl else None  # noqa: SIM115 (closed below)
+    jsonl = _open_lines(args)
 
     def log_frame(index: int, time_s: float, dets: Any, track_ids: list[int | None] | None) -> None:
         if jsonl:
             jsonl.write(VideoFrame.of(index, time_s, dets, track_ids).ndjson())
-            jsonl.flush()  # a live run is read while it goes (tail -f)
+            jsonl.flush()  # a live run is read while it goes (tail -f, a pipe)
 
     try:
         with tqdm(unit="frame", desc=redact(url), file=sys.stderr, disable=args.no_progress) as bar:
@@ -316,9 +341,10 @@ def _predict_live(det: Any, url: str, args: argparse.Namespace, tiling: Tiling |
                 on_progress=bar.update,
             )
     finally:
-        if jsonl:
+        if jsonl and jsonl is not sys.stdout:
             jsonl.close()
-    print_json(
+    _print_summary(
+        args,
         {
             "source": redact(url),
             "received_frames": run.received,
@@ -334,7 +360,7 @@ def _predict_live(det: Any, url: str, args: argparse.Namespace, tiling: Tiling |
             "tracked": bool(args.track),
             "ended": run.ended,
             "reconnects": run.reconnects,
-        }
+        },
     )
     if not run.clean:
         raise InvalidInputError(f"{redact(url)}: {run.ended} after {run.received} frames")
@@ -372,7 +398,12 @@ def register(commands: Commands) -> None:
     )
     p.add_argument("--overlap", type=float, default=0.2, help="with --tile: share of a tile its neighbour overlaps")
     p.add_argument("--save", type=Path, help="video: write the annotated video here (.mp4 or .avi)")
-    p.add_argument("--jsonl", type=Path, help='video: one JSON line per processed frame {"frame", "time_s", ...}')
+    p.add_argument(
+        "--jsonl",
+        type=Path,
+        help='video: one JSON line per processed frame {"frame", "time_s", ...}; `-`: on stdout (the summary then goes '
+        "to stderr)",
+    )
     p.add_argument("--track", action="store_true", help="video: give each detection a stable track_id (ByteTrack)")
     p.add_argument("--vid-stride", type=int, default=1, help="video: detect every N-th frame (default 1)")
     p.add_argument(

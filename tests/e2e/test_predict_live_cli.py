@@ -95,6 +95,24 @@ def test_tiles_on_a_camera_give_the_librarys_tiled_answer(
     assert len(lines) == 4 and all(_same(line, tiled[line["frame"] % FRAMES]) for line in lines), lines
 
 
+def test_lines_on_stdout_for_a_pipe(scene: tuple[Path, str, dict], model_path: Path, tmp_path: Path) -> None:
+    # `--jsonl -`: stdout carries only the lines (`detector predict rtsp://... --jsonl - | jq`), the summary stderr.
+    clip, _, answers = scene
+    proc = run_cli([*_base(str(clip), model_path), "--jsonl", "-"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [line["frame"] for line in lines] == list(range(FRAMES))
+    assert all(_same(line, answers[line["frame"]]) for line in lines), lines
+    summary = json.loads(proc.stderr.strip().splitlines()[-1])
+    assert summary["processed_frames"] == FRAMES and summary["jsonl"] == "-"
+    assert not (tmp_path / "-").exists()
+    with mjpeg_camera(mjpeg_packets(clip), fps=15) as url:
+        proc = run_cli([*_base(url, model_path), "--jsonl", "-", "--max-frames", "3"], cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len([json.loads(line) for line in proc.stdout.splitlines()]) == 3
+    assert json.loads(proc.stderr.strip().splitlines()[-1])["processed_frames"] == 3
+
+
 def test_a_clip_served_over_http_loses_no_frame(scene: tuple[Path, str, dict], model_path: Path, tmp_path: Path):
     clip, _, answers = scene
     jsonl = tmp_path / "http.jsonl"
