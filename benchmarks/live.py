@@ -21,26 +21,23 @@ B-frames, as cameras send) in MPEG-TS over TCP; `--fps` makes it faster than 30 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
-import http.server
 import json
 import logging
 import resource
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
+from benchmarks.cameras import MjpegCamera, TsCamera, ts_chunks
 from benchmarks.inputs import export_variant
 from benchmarks.machine import machine_info, usable_cores
 from benchmarks.peers import our_int8, ultralytics_openvino
@@ -77,136 +74,28 @@ def read_stamp(bgr: np.ndarray) -> int | None:
     return number
 
 
-def camera_frames(clip: Path, count: int) -> list[bytes]:
-    """The first `count` frames of `clip` as stamped JPEGs."""
+def _stamped(clip: Path, count: int) -> Iterator[np.ndarray]:
+    """The first `count` frames of `clip` (BGR), each stamped with its number."""
     cap = cv2.VideoCapture(str(clip))
-    out: list[bytes] = []
     try:
-        while len(out) < count:
+        for number in range(count):
             ok, frame = cap.read()
             if not ok:
-                break
-            jpeg = cv2.imencode(".jpg", stamp(frame, len(out)), [cv2.IMWRITE_JPEG_QUALITY, 85])[1]
-            out.append(jpeg.tobytes())
+                return
+            yield stamp(frame, number)
     finally:
         cap.release()
-    return out
 
 
-class Camera:
-    """An HTTP MJPEG camera on loopback sending `jpegs` at `fps` from frame 0 to each client, noting when it sent each
-    frame (`sent`: the times of the connection that got the most); once one connection got the whole stream, later
-    ones get a 503 (Ultralytics' loader reconnects at the end), so the stream ends."""
-
-    def __init__(self, jpegs: list[bytes], fps: float) -> None:
-        self.connections: list[list[float]] = []
-        finished = threading.Event()
-        camera = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if finished.is_set():
-                    self.send_error(503)
-                    return
-                sent: list[float] = []
-                camera.connections.append(sent)
-                self.send_response(200)
-                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-                self.end_headers()
-                start = time.monotonic()
-                try:
-                    for i, jpeg in enumerate(jpegs):
-                        time.sleep(max(0.0, start + i / fps - time.monotonic()))
-                        sent.append(time.time())
-                        head = b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg)
-                        self.wfile.write(head + jpeg + b"\r\n")
-                    finished.set()
-                except OSError:  # the client left (a probe that opens and closes)
-                    pass
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/video.mjpg"
-
-    @property
-    def sent(self) -> list[float]:
-        return max(self.connections, key=len, default=[])
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+def camera_frames(clip: Path, count: int) -> list[bytes]:
+    """The first `count` frames of `clip` as stamped JPEGs (quality 85)."""
+    return [cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes() for f in _stamped(clip, count)]
 
 
 def h264_chunks(clip: Path, count: int, fps: float) -> list[bytes]:
-    """The first `count` frames of `clip`, stamped, as H.264 (x264 `veryfast`, `zerolatency`: no B-frames, as
-    cameras send; a key frame a second) in MPEG-TS: one chunk of bytes per frame, each sent as the camera's frame."""
-    import av
-
-    written = bytearray()
-
-    class Sink:
-        def write(self, data: bytes) -> int:
-            written.extend(data)
-            return len(data)
-
-    chunks: list[bytes] = []
-    cap = cv2.VideoCapture(str(clip))
-    out = av.open(Sink(), "w", format="mpegts", container_options={"flush_packets": "1"})
-    try:
-        stream = out.add_stream("libx264", rate=round(fps), options={"preset": "veryfast", "tune": "zerolatency"})
-        stream.width, stream.height, stream.pix_fmt = 1280, 720, "yuv420p"
-        stream.codec_context.gop_size = round(fps)
-        while len(chunks) < count:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            image = av.VideoFrame.from_ndarray(stamp(frame, len(chunks)), format="bgr24")
-            for packet in stream.encode(image):
-                out.mux(packet)
-            chunks.append(bytes(written))
-            written.clear()
-        for packet in stream.encode():
-            out.mux(packet)
-    finally:
-        out.close()
-        cap.release()
-    chunks[-1] += bytes(written)
-    return chunks
-
-
-class TcpCamera:
-    """A camera sending MPEG-TS over TCP on loopback (`h264_chunks`), chunk i at i/`fps`, to its first client, then
-    closing; later connections are closed at once. `sent`: when each chunk went."""
-
-    def __init__(self, chunks: list[bytes], fps: float) -> None:
-        self.sent: list[float] = []
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"tcp://127.0.0.1:{self._listener.getsockname()[1]}"
-
-        def serve() -> None:
-            with contextlib.suppress(OSError):
-                conn, _ = self._listener.accept()
-                with conn:
-                    threading.Thread(target=refuse_the_rest, daemon=True).start()
-                    start = time.monotonic()
-                    for i, chunk in enumerate(chunks):
-                        time.sleep(max(0.0, start + i / fps - time.monotonic()))
-                        self.sent.append(time.time())
-                        conn.sendall(chunk)
-
-        def refuse_the_rest() -> None:
-            with contextlib.suppress(OSError):
-                while True:
-                    self._listener.accept()[0].close()
-
-        threading.Thread(target=serve, daemon=True).start()
-
-    def close(self) -> None:
-        self._listener.close()
+    """The first `count` frames of `clip`, stamped, as H.264 in MPEG-TS (`ts_chunks`: x264 `zerolatency`, no
+    B-frames, as cameras send), one chunk of bytes per frame."""
+    return ts_chunks(_stamped(clip, count), fps)
 
 
 def load_ours(url: str, model: Path, threads: int) -> Callable[[], list[tuple[int, float]]]:
@@ -264,7 +153,9 @@ def one_round(
 ) -> dict[str, float]:
     """A fresh camera at `fps` (`camera_kind` "mjpeg": HTTP MJPEG of these JPEGs; "h264": MPEG-TS over TCP of these
     chunks), one runner process against it; its cell for this round."""
-    camera: Camera | TcpCamera = Camera(chunks, fps) if camera_kind == "mjpeg" else TcpCamera(chunks, fps)
+    camera: MjpegCamera | TsCamera = (
+        MjpegCamera(chunks, fps, once=True) if camera_kind == "mjpeg" else TsCamera(chunks, fps)
+    )
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "answers.json"
         cmd = [sys.executable, "-m", "benchmarks.live", "runner", "--kind", kind, "--url", camera.url]

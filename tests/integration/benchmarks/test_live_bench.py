@@ -25,14 +25,15 @@ def test_stamps_survive_jpeg() -> None:
 
 
 def test_both_runners_answer_the_camera(model_path: Path, tmp_path: Path) -> None:
-    from benchmarks.live import Camera, camera_frames, load_ultralytics, one_round, read_stamp
+    from benchmarks.cameras import MjpegCamera
+    from benchmarks.live import camera_frames, load_ultralytics, one_round, read_stamp
     from benchmarks.video import real_clip
 
     jpegs = camera_frames(real_clip(tmp_path / "r.mp4", seconds=1), 30)
     assert [read_stamp(cv2.imdecode(np.frombuffer(j, np.uint8), cv2.IMREAD_COLOR)) for j in jpegs] == list(range(30))
     ours = one_round("ours", model_path, 128, 2, jpegs)  # a runner process, as the benchmark starts it
     assert 0 < ours["answered_share"] <= 1 and 0 < ours["latency_p50_ms"] <= ours["latency_p95_ms"] < 5000
-    camera = Camera(jpegs, 30)
+    camera = MjpegCamera(jpegs, 30, once=True)
     try:
         answers = load_ultralytics(camera.url, model_path, 128)()  # Ultralytics runs the same ONNX here
     finally:
