@@ -24,7 +24,10 @@ def test_stamps_survive_jpeg() -> None:
     assert read_stamp(np.zeros((720, 1280, 3), np.uint8)) is None  # a blank frame has no number
 
 
-def test_both_runners_answer_the_camera(model_path: Path, tmp_path: Path) -> None:
+def test_both_runners_answer_the_camera(model_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The service built by earlier tests in this process limits OpenCV's FFmpeg to local files (restrict_ffmpeg);
+    # the benchmark's runners are processes of their own, without it.
+    monkeypatch.delenv("OPENCV_FFMPEG_CAPTURE_OPTIONS", raising=False)
     from benchmarks.cameras import MjpegCamera
     from benchmarks.live import camera_frames, load_ultralytics, one_round, read_stamp
     from benchmarks.video import real_clip
