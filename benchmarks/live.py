@@ -39,7 +39,7 @@ import numpy as np
 
 from benchmarks.cameras import MjpegCamera, TsCamera, ts_chunks
 from benchmarks.inputs import export_variant
-from benchmarks.machine import machine_info, usable_cores
+from benchmarks.machine import machine_info, machine_line, usable_cores
 from benchmarks.peers import our_int8, ultralytics_openvino
 from benchmarks.video import FPS, real_clip
 from detector.files import write_atomic
@@ -225,12 +225,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def to_markdown(report: dict[str, Any]) -> str:
-    m = report["machine"]
     lines = [
         f"# Live camera benchmark ({report['created']})",
         "",
-        f"Machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores; threads {report['threads']}; OpenVINO INT8 on "
-        f"both sides, no tracking. Camera: {report['camera']}.",
+        machine_line(report) + f"OpenVINO INT8 on both sides, no tracking. Camera: {report['camera']}.",
         f"Command: `{' '.join(report['command'])}`",
         "",
         "| size | runner | answered frames/s | share answered | latency p50 (ms) | latency p95 (ms) | cores busy |",

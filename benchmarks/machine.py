@@ -73,3 +73,9 @@ def machine_info() -> dict[str, Any]:
         "arch": platform.machine(),
         "load_avg_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
     }
+
+
+def machine_line(report: dict[str, Any]) -> str:
+    """The start of a report's "Machine:" line: the CPU, its usable cores and the threads the run used."""
+    m = report["machine"]
+    return f"Machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores; threads {report['threads']}; "

@@ -40,7 +40,7 @@ from benchmarks.backend_bench import Samples, interleave
 from benchmarks.errors import BenchmarkInputError
 from benchmarks.http_bench import HttpPlan, run_cell
 from benchmarks.inputs import export_variant, ultralytics_assets
-from benchmarks.machine import library_versions, machine_info, usable_cores
+from benchmarks.machine import library_versions, machine_info, machine_line, usable_cores
 from benchmarks.runners import (
     ULTRALYTICS_ONNX,
     ULTRALYTICS_OPENVINO,
@@ -466,12 +466,11 @@ def ratios(report: dict[str, Any]) -> dict[str, float | None]:
 
 
 def to_markdown(report: dict[str, Any]) -> str:
-    m = report["machine"]
     lines = [
         f"# Peers benchmark ({report['created']})",
         "",
-        f"Machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores; threads {report['threads']}; "
-        f"{report['size']} px, batch 1; images: {', '.join(report['images'])}. OpenVINO's default CPU precision "
+        machine_line(report)
+        + f"{report['size']} px, batch 1; images: {', '.join(report['images'])}. OpenVINO's default CPU precision "
         f"here (what Ultralytics' OpenVINO runners compute in): {report.get('openvino_default_precision', '?')}.",
         f"Command: `{' '.join(report['command'])}`",
         "",

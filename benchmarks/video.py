@@ -37,7 +37,7 @@ import httpx
 import numpy as np
 
 from benchmarks.inputs import export_variant, ultralytics_assets
-from benchmarks.machine import machine_info, usable_cores
+from benchmarks.machine import machine_info, machine_line, usable_cores
 from benchmarks.peers import our_int8, ultralytics_openvino
 from benchmarks.service import local_service
 from detector.files import write_atomic
@@ -240,11 +240,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def to_markdown(report: dict[str, Any]) -> str:
-    m = report["machine"]
     lines = [
         f"# Video benchmark ({report['created']})",
         "",
-        f"Machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores; threads {report['threads']}; OpenVINO INT8 on "
+        machine_line(report) + "OpenVINO INT8 on "
         f"both sides, tracking on. Clips: {'; '.join(f'{k}: {v}' for k, v in report['clips'].items())}.",
         f"Command: `{' '.join(report['command'])}`",
         "",
