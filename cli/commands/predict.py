@@ -12,7 +12,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 from cli.main import Commands
 from cli.output import print_json
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
     from detector.runtime.tiling import Tiling
+    from detector.runtime.video_detect import OnFrame
 
 DEFAULT_TIMEOUT_S = 10.0  # a live stream: the longest wait to connect, then for data
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
@@ -189,13 +190,34 @@ def _lines_file(args: argparse.Namespace) -> Path | None:
     return None if args.jsonl is None or str(args.jsonl) == "-" else Path(args.jsonl)
 
 
-def _open_lines(args: argparse.Namespace) -> TextIO | None:
-    """Where --jsonl's lines go: the file (created or emptied), stdout for `-`, None without --jsonl."""
+@contextlib.contextmanager
+def _frame_lines(args: argparse.Namespace, flush: bool) -> Iterator[OnFrame | None]:
+    """The `on_frame` that writes --jsonl's line for each detected frame (the /predict/video line's shape): into the
+    file (created or emptied, closed at the end), or stdout for `-` (flushed line by line, for a pipe); with
+    `flush`, a file's lines are flushed too (a live run is read while it goes: tail -f). None without --jsonl."""
+    from api.schemas import VideoFrame  # the /predict/video line's shape, declared once
+
     if args.jsonl is None:
-        return None
-    if str(args.jsonl) == "-":
-        return sys.stdout
-    return open(args.jsonl, "w", encoding="utf-8")  # the caller closes it
+        yield None
+        return
+    stdout = str(args.jsonl) == "-"
+    out = sys.stdout if stdout else open(args.jsonl, "w", encoding="utf-8")  # noqa: SIM115 (closed below)
+
+    def write(index: int, time_s: float, dets: Any, track_ids: list[int | None] | None) -> None:
+        out.write(VideoFrame.of(index, time_s, dets, track_ids).ndjson())
+        if flush or stdout:
+            out.flush()
+
+    try:
+        yield write
+    finally:
+        if not stdout:
+            out.close()
+
+
+def _predict_options(args: argparse.Namespace) -> dict[str, Any]:
+    """`Detector.predict`'s keyword arguments from the command line."""
+    return {"conf": args.conf, "iou": args.iou, "max_det": args.max_det, "conf_per_class": args.conf_per_class}
 
 
 def _print_summary(args: argparse.Namespace, summary: dict[str, Any]) -> None:
@@ -212,46 +234,29 @@ def _predict_video(det: Any, path: Path, args: argparse.Namespace, tiling: Tilin
     and logged (`detector.runtime.video_detect.detect_video`)."""
     from tqdm import tqdm
 
-    from api.schemas import VideoFrame  # the /predict/video line's shape, declared once
     from detector.runtime.classes import parse_classes
     from detector.runtime.video import probe_video
     from detector.runtime.video_detect import detect_video
 
     info = probe_video(path)
     wanted = parse_classes(args.classes, det.metadata.names) if args.classes is not None else None
-    jsonl = _open_lines(args)
-
-    def log_frame(index: int, time_s: float, dets: Any, track_ids: list[int | None] | None) -> None:
-        if jsonl:
-            jsonl.write(VideoFrame.of(index, time_s, dets, track_ids).ndjson())
-            if jsonl is sys.stdout:
-                jsonl.flush()
-
-    try:
-        with tqdm(
-            total=info.frames or None, unit="frame", desc=path.name, file=sys.stderr, disable=args.no_progress
-        ) as bar:
-            run = detect_video(
-                det,
-                path,
-                info=info,
-                vid_stride=args.vid_stride,
-                track=args.track,
-                save=Path(args.save) if args.save else None,
-                classes=wanted,
-                predict={
-                    "conf": args.conf,
-                    "iou": args.iou,
-                    "max_det": args.max_det,
-                    "conf_per_class": args.conf_per_class,
-                },
-                tiles=tiling,
-                on_frame=log_frame,
-                on_progress=bar.update,
-            )
-    finally:
-        if jsonl and jsonl is not sys.stdout:
-            jsonl.close()
+    with (
+        _frame_lines(args, flush=False) as log_frame,
+        tqdm(total=info.frames or None, unit="frame", desc=path.name, file=sys.stderr, disable=args.no_progress) as bar,
+    ):
+        run = detect_video(
+            det,
+            path,
+            info=info,
+            vid_stride=args.vid_stride,
+            track=args.track,
+            save=Path(args.save) if args.save else None,
+            classes=wanted,
+            predict=_predict_options(args),
+            tiles=tiling,
+            on_frame=log_frame,
+            on_progress=bar.update,
+        )
     frames, processed = run.frames, run.processed
     return {
         "file": str(path),
@@ -303,46 +308,32 @@ def _predict_live(det: Any, url: str, args: argparse.Namespace, tiling: Tiling |
     summary, then fails (exit 2) if the stream stalled or broke off."""
     from tqdm import tqdm
 
-    from api.schemas import VideoFrame
     from detector.runtime.classes import parse_classes
     from detector.runtime.live import names_a_file, redact
     from detector.runtime.live_detect import Reading, detect_live
 
     wanted = parse_classes(args.classes, det.metadata.names) if args.classes is not None else None
-    jsonl = _open_lines(args)
-
-    def log_frame(index: int, time_s: float, dets: Any, track_ids: list[int | None] | None) -> None:
-        if jsonl:
-            jsonl.write(VideoFrame.of(index, time_s, dets, track_ids).ndjson())
-            jsonl.flush()  # a live run is read while it goes (tail -f, a pipe)
-
-    try:
-        with tqdm(unit="frame", desc=redact(url), file=sys.stderr, disable=args.no_progress) as bar:
-            run = detect_live(
-                det,
-                url,
-                track=args.track,
-                save=Path(args.save) if args.save else None,
-                classes=wanted,
-                predict={
-                    "conf": args.conf,
-                    "iou": args.iou,
-                    "max_det": args.max_det,
-                    "conf_per_class": args.conf_per_class,
-                },
-                tiles=tiling,
-                reading=Reading(
-                    timeout_s=args.timeout or DEFAULT_TIMEOUT_S,
-                    keep_all=names_a_file(url, VIDEO_SUFFIXES),  # http://host/clip.mp4: a file, every frame read
-                    reconnect=args.reconnect,
-                ),
-                max_frames=args.max_frames,
-                on_frame=log_frame,
-                on_progress=bar.update,
-            )
-    finally:
-        if jsonl and jsonl is not sys.stdout:
-            jsonl.close()
+    with (
+        _frame_lines(args, flush=True) as log_frame,
+        tqdm(unit="frame", desc=redact(url), file=sys.stderr, disable=args.no_progress) as bar,
+    ):
+        run = detect_live(
+            det,
+            url,
+            track=args.track,
+            save=Path(args.save) if args.save else None,
+            classes=wanted,
+            predict=_predict_options(args),
+            tiles=tiling,
+            reading=Reading(
+                timeout_s=args.timeout or DEFAULT_TIMEOUT_S,
+                keep_all=names_a_file(url, VIDEO_SUFFIXES),  # http://host/clip.mp4: a file, every frame read
+                reconnect=args.reconnect,
+            ),
+            max_frames=args.max_frames,
+            on_frame=log_frame,
+            on_progress=bar.update,
+        )
     _print_summary(
         args,
         {
