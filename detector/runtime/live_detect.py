@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from detector.errors import InvalidInputError
 from detector.runtime.classes import filter_classes
 from detector.runtime.detections import Detections
@@ -28,7 +26,7 @@ from detector.runtime.live import LiveFrame, LiveStream, StreamEnded
 from detector.runtime.tiling import Tiling
 from detector.runtime.tracking import Tracker
 from detector.runtime.video import VideoInfo, VideoWriter
-from detector.runtime.video_detect import OnFrame
+from detector.runtime.video_detect import OnFrame, frames_detector
 
 log = logging.getLogger("detector.runtime.live_detect")
 MAX_RECONNECT_WAIT_S = 30.0  # the longest wait between two tries to open a stream again
@@ -96,24 +94,21 @@ def detect_live(
         return LiveStream(url, reading.timeout_s, reduce_to, record if save else None, reading.keep_all, started)
 
     def detect(frame: LiveFrame) -> tuple[Detections, list[int | None] | None]:
-        if tiles is not None:
-            found = det.predict(frame.pixels, tiles=tiles, **(predict or {}))
-        else:
-            found = det.predict_batch([frame.pixels], **(predict or {}))[0]
+        found = detect_frames([frame.pixels])[0]
         dets = filter_classes(DecodedImage(frame.pixels, frame.width, frame.height).to_sent(found), classes)
         return dets, tracker.update(dets) if tracker else None
 
     # A backend's first call is slow (OpenVINO on the quick model: 375 ms, then 2-3 ms): made before the stream opens,
     # since a camera's frames that come meanwhile are dropped (7 of a 30 fps camera's first 8 before, 3 now; the
     # first frame's own input shape, its aspect letterboxed, still costs about 125 ms once).
-    det.predict(np.zeros((*det.input_shape, 3), np.uint8))
+    det.warmup(runs=1)
     stream = open_stream()
     info = stream.info
     tracker = Tracker(info.fps) if track else None
     processed, ended, clean, reconnects = 0, "", True, 0
     earlier = [0, 0, 0]  # frames received, dropped, damaged on the connections before this one
     try:
-        _check_tiles(tiles, stream)
+        detect_frames = frames_detector(det, predict or {}, tiles, info, stream.name)  # a tile too large: refused
         while not ended:
             try:
                 for frame in stream.frames():
@@ -147,15 +142,6 @@ def detect_live(
     written = recording["writer"].frames if recording["writer"] is not None else 0
     dropped, damaged = earlier[1] + stream.dropped, earlier[2] + stream.damaged
     return LiveRun(info, received, processed, dropped, damaged, written, ended, clean, reconnects)
-
-
-def _check_tiles(tiles: Tiling | None, stream: LiveStream) -> None:
-    """A tile larger than the stream's frames: refused before a frame is detected, naming the stream."""
-    if tiles is not None:
-        try:
-            tiles.count(stream.info.width, stream.info.height)
-        except InvalidInputError as exc:
-            raise InvalidInputError(f"{stream.name}: {exc}") from None
 
 
 def _reopen(open_stream: Callable[[float], LiveStream], started: float) -> LiveStream:

@@ -81,11 +81,12 @@ def _on_gpu(det: Detector) -> bool:
     return str(det.backend.device_name).startswith("cuda")
 
 
-def _detect_frames(
+def frames_detector(
     det: Detector, predict: Mapping[str, Any], tiles: Tiling | None, info: VideoInfo, name: str
 ) -> Callable[[list[Any]], list[Detections]]:
     """What one call does with its frames: a batch, or each frame in tiles (checked against the clip's size first:
-    a tile larger than the clip is refused before any frame is read)."""
+    a tile larger than the clip is refused, naming it (`name`), before any frame is read). A clip's and a live
+    stream's (`detector.runtime.live_detect`)."""
     if tiles is None:
         return lambda frames: det.predict_batch(frames, **predict)
     try:
@@ -118,7 +119,7 @@ def detect_video(
         raise InvalidInputError(f"video not found: {path}")
     check_outputs(path, save)
     info = info or probe_video(path)
-    detect = _detect_frames(det, predict or {}, tiles, info, path.name)
+    detect = frames_detector(det, predict or {}, tiles, info, path.name)
     tracker = Tracker(info.fps / vid_stride) if track else None
     writer = VideoWriter(save, info.fps, info.width, info.height) if save else None
     processed = frames = 0
