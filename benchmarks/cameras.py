@@ -1,15 +1,20 @@
 """Cameras on loopback, for `benchmarks/live.py` and the tests of `detector predict URL`: an IP camera's HTTP MJPEG
-stream (`MjpegCamera`) and a camera sending MPEG-TS over TCP (`TsCamera`, its bytes from `ts_chunks`). Each sends
-at a camera's pace on threads of its own, notes when it sent each frame, and stops at `close()` (or its `with`)."""
+stream (`MjpegCamera`), a camera sending MPEG-TS over TCP (`TsCamera`, its bytes from `ts_chunks`) and an RTSP
+camera sending H.264 in RTP over the RTSP connection (`RtspCamera`, its frames from `h264_frames`). Each sends at a
+camera's pace on threads of its own, notes when it sent each frame, and stops at `close()` (or its `with`)."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import http.server
+import re
+import secrets
 import socket
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -152,3 +157,193 @@ class TsCamera:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def h264_frames(frames: Iterable[np.ndarray], fps: float) -> list[list[bytes]]:
+    """BGR frames (all one size) encoded as H.264 by x264 (`veryfast`, `zerolatency`: no B-frames, each frame's
+    bytes at once, as cameras send; a key frame a second, each with its SPS and PPS): each frame's NAL units,
+    without their Annex B start codes, what an RTSP camera packs into RTP."""
+    import av
+
+    codec: Any = None
+    units: list[list[bytes]] = []
+    for frame in frames:
+        if codec is None:
+            codec = av.CodecContext.create("libx264", "w")
+            codec.height, codec.width = frame.shape[:2]
+            codec.pix_fmt, codec.gop_size = "yuv420p", round(fps)
+            codec.time_base = Fraction(1, round(fps))
+            codec.options = {"preset": "veryfast", "tune": "zerolatency"}
+        picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="bgr24")
+        picture.pts = len(units)
+        annex_b = b"".join(bytes(p) for p in codec.encode(picture))
+        units.append([nal.rstrip(b"\0") for nal in re.split(b"\0\0\1", annex_b) if nal.strip(b"\0")])
+    if codec is not None:
+        rest = b"".join(bytes(p) for p in codec.encode(None))  # zerolatency keeps none back; in case
+        if rest:
+            units[-1] += [nal.rstrip(b"\0") for nal in re.split(b"\0\0\1", rest) if nal.strip(b"\0")]
+    return units
+
+
+class RtspCamera:
+    """An RTSP camera (RFC 2326) on loopback: DESCRIBE gives an H.264 stream (`h264_frames`), SETUP takes RTP over
+    the RTSP connection (interleaved, what `detector predict` asks for; UDP gets 461 Unsupported Transport), PLAY
+    sends frame i at i/`fps` in RTP packets (RFC 6184: a NAL unit a packet, FU-A fragments above 1400 bytes), then
+    `then`: "bye" (an RTCP BYE: the stream's end), "close" (the connection dropped) or "stall" (kept open, nothing
+    sent). With `user` and `password` every request needs them (Basic auth, 401 without); `url` carries them.
+    With `once`, after one client got every frame the next ones get a 503. `sent`: when each frame went, on the
+    connection that got the most. Written here because no package of the registries serves RTSP (GStreamer's
+    server and mediamtx are not pip-installable); it speaks just what FFmpeg's client needs."""
+
+    MTU = 1400
+
+    def __init__(
+        self,
+        frames: list[list[bytes]],
+        fps: float,
+        then: str = "bye",
+        user: str | None = None,
+        password: str | None = None,
+        once: bool = False,
+    ) -> None:
+        self.connections: list[list[float]] = []
+        self._frames, self._fps, self._then, self._once = frames, fps, then, once
+        self._auth = f"Basic {base64.b64encode(f'{user}:{password}'.encode()).decode()}" if user else None
+        self._done, self._finished = threading.Event(), threading.Event()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        port = self._listener.getsockname()[1]
+        credentials = f"{user}:{password}@" if user else ""
+        self.url = f"rtsp://{credentials}127.0.0.1:{port}/stream"
+        self._base = f"rtsp://127.0.0.1:{port}/stream/"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def sent(self) -> list[float]:
+        return max(self.connections, key=len, default=[])
+
+    def sdp(self) -> str:
+        """The session description: the first frame's SPS and PPS (so a client knows the size before a frame)."""
+        sps = next(n for n in self._frames[0] if n[0] & 0x1F == 7)
+        pps = next(n for n in self._frames[0] if n[0] & 0x1F == 8)
+        sets = ",".join(base64.b64encode(n).decode() for n in (sps, pps))
+        return (
+            "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=camera\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\na=control:*\r\n"
+            "m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n"
+            f"a=fmtp:96 packetization-mode=1;profile-level-id={sps[1:4].hex()};sprop-parameter-sets={sets}\r\n"
+            f"a=framerate:{self._fps:g}\r\na=control:track1\r\n"
+        )
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = self._listener.accept()
+                threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        lock = threading.Lock()  # replies and RTP share the connection
+        session = secrets.token_hex(4)
+
+        def reply(status: str, cseq: str, headers: dict[str, str] | None = None, body: str = "") -> None:
+            head = f"RTSP/1.0 {status}\r\nCSeq: {cseq}\r\n"
+            head += "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+            if body:
+                head += f"Content-Length: {len(body)}\r\n"
+            with lock:
+                conn.sendall((head + "\r\n" + body).encode())
+
+        with conn, contextlib.suppress(OSError, ValueError):
+            rfile = conn.makefile("rb")
+            while not self._done.is_set():
+                first = rfile.read(1)
+                if not first:
+                    return
+                if first == b"$":  # the client's own interleaved packets (RTCP receiver reports): skipped
+                    head = rfile.read(3)
+                    rfile.read(int.from_bytes(head[1:3], "big"))
+                    continue
+                method = (first + rfile.readline()).decode().split(" ", 1)[0]
+                headers: dict[str, str] = {}
+                while line := rfile.readline().decode().strip():
+                    key, _, value = line.partition(":")
+                    headers[key.strip().lower()] = value.strip()
+                rfile.read(int(headers.get("content-length", 0)))
+                cseq = headers.get("cseq", "0")
+                if self._auth and headers.get("authorization") != self._auth:
+                    reply("401 Unauthorized", cseq, {"WWW-Authenticate": 'Basic realm="camera"'})
+                elif method == "OPTIONS":
+                    reply("200 OK", cseq, {"Public": "OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN, GET_PARAMETER"})
+                elif method == "DESCRIBE" and self._once and self._finished.is_set():
+                    reply("503 Service Unavailable", cseq)
+                elif method == "DESCRIBE":
+                    reply("200 OK", cseq, {"Content-Type": "application/sdp", "Content-Base": self._base}, self.sdp())
+                elif method == "SETUP" and "/TCP" not in headers.get("transport", ""):
+                    reply("461 Unsupported Transport", cseq)
+                elif method == "SETUP":
+                    transport = "RTP/AVP/TCP;unicast;interleaved=0-1"
+                    reply("200 OK", cseq, {"Transport": transport, "Session": f"{session};timeout=60"})
+                elif method == "PLAY":
+                    reply("200 OK", cseq, {"Session": session, "Range": "npt=0.000-"})
+                    threading.Thread(target=self._play, args=(conn, lock), daemon=True).start()
+                elif method == "TEARDOWN":
+                    reply("200 OK", cseq, {"Session": session})
+                    return
+                elif method in ("GET_PARAMETER", "SET_PARAMETER"):  # keep-alives
+                    reply("200 OK", cseq, {"Session": session})
+                else:
+                    reply("501 Not Implemented", cseq)
+
+    def _play(self, conn: socket.socket, lock: threading.Lock) -> None:
+        sent: list[float] = []
+        self.connections.append(sent)
+        ssrc, seq = secrets.randbits(32), secrets.randbits(16)
+        start = time.monotonic()
+        with contextlib.suppress(OSError):  # the client left
+            for i, nals in enumerate(self._frames):
+                if self._done.is_set():
+                    return
+                time.sleep(max(0.0, start + i / self._fps - time.monotonic()))
+                timestamp = round(i * 90000 / self._fps) & 0xFFFFFFFF
+                packets = []
+                for last, payload in _rtp_payloads(nals, self.MTU):
+                    head = bytes([0x80, 96 | (0x80 if last else 0)]) + seq.to_bytes(2, "big")
+                    packets.append(head + timestamp.to_bytes(4, "big") + ssrc.to_bytes(4, "big") + payload)
+                    seq = (seq + 1) & 0xFFFF
+                sent.append(time.time())
+                with lock:
+                    conn.sendall(b"".join(b"$\0" + len(p).to_bytes(2, "big") + p for p in packets))
+            self._finished.set()
+            if self._then == "bye":  # RTCP BYE on the RTCP channel: FFmpeg's client ends the stream cleanly
+                # (with a reason: FFmpeg drops an RTCP packet shorter than an RTP header, 12 bytes)
+                bye = bytes([0x81, 203, 0, 2]) + ssrc.to_bytes(4, "big") + b"\3end"
+                with lock:
+                    conn.sendall(b"$\1" + len(bye).to_bytes(2, "big") + bye)
+            elif self._then == "close":
+                conn.shutdown(socket.SHUT_RDWR)
+            else:
+                self._done.wait(60)
+
+    def close(self) -> None:
+        self._done.set()
+        self._listener.close()
+
+    def __enter__(self) -> RtspCamera:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _rtp_payloads(nals: list[bytes], mtu: int) -> Iterator[tuple[bool, bytes]]:
+    """RTP payloads of one frame's NAL units (RFC 6184), each with whether it is the frame's last (the marker
+    bit): a NAL unit whole where it fits, else FU-A fragments of it."""
+    for n, nal in enumerate(nals):
+        last_nal = n == len(nals) - 1
+        if len(nal) <= mtu:
+            yield last_nal, nal
+            continue
+        indicator = (nal[0] & 0xE0) | 28
+        body = nal[1:]
+        for at in range(0, len(body), mtu):
+            start, end = at == 0, at + mtu >= len(body)
+            header = (0x80 if start else 0) | (0x40 if end else 0) | (nal[0] & 0x1F)
+            yield last_nal and end, bytes([indicator, header]) + body[at : at + mtu]

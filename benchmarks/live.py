@@ -11,11 +11,12 @@ sent that frame: the frame's age at its answer, waiting included. Reported per r
 latency p50 / p95, and the cores it kept busy. No tracking on either side. Runners take turns in rotating order,
 `--rounds` times; a cell is the median of its rounds.
 
-With `--camera h264` the camera sends the same stamped frames as H.264 (x264 `veryfast`, `zerolatency`: no
-B-frames, as cameras send) in MPEG-TS over TCP; `--fps` makes it faster than 30 fps (the clip shown faster).
+With `--camera rtsp` the camera is an RTSP one sending the same stamped frames as H.264 (x264 `veryfast`,
+`zerolatency`: no B-frames, as cameras send) in RTP over the RTSP connection; `--camera h264` sends that H.264 in
+MPEG-TS over TCP. `--fps` makes the camera faster than 30 fps (the clip shown faster).
 
-    python -m benchmarks.live --model models/model.onnx [--sizes 640] [--rounds 3] [--seconds 20] [--camera h264]
-        [--fps 60]
+    python -m benchmarks.live --model models/model.onnx [--sizes 640] [--rounds 3] [--seconds 20]
+        [--camera mjpeg|rtsp|h264] [--fps 60]
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from benchmarks.cameras import MjpegCamera, TsCamera, ts_chunks
+from benchmarks.cameras import MjpegCamera, RtspCamera, TsCamera, h264_frames, ts_chunks
 from benchmarks.inputs import export_variant
 from benchmarks.machine import machine_info, machine_line, usable_cores
 from benchmarks.peers import our_int8, ultralytics_openvino
@@ -98,6 +99,18 @@ def h264_chunks(clip: Path, count: int, fps: float) -> list[bytes]:
     return ts_chunks(_stamped(clip, count), fps)
 
 
+def rtsp_frames(clip: Path, count: int, fps: float) -> list[list[bytes]]:
+    """The first `count` frames of `clip`, stamped, as an RTSP camera's H.264 (`h264_frames`): NAL units a frame."""
+    return h264_frames(_stamped(clip, count), fps)
+
+
+CAMERAS: dict[str, Callable[[Path, int, float], list[Any]]] = {
+    "mjpeg": lambda clip, count, _fps: camera_frames(clip, count),
+    "rtsp": rtsp_frames,
+    "h264": h264_chunks,
+}
+
+
 def load_ours(url: str, model: Path, threads: int) -> Callable[[], list[tuple[int, float]]]:
     """Our model loaded and warmed up; the returned call answers the camera until its stream ends."""
     from detector.config import OpenVinoConfig
@@ -149,13 +162,18 @@ def runner_main(args: argparse.Namespace) -> None:
 
 
 def one_round(
-    kind: str, model: Path, size: int, threads: int, chunks: list[bytes], fps: float = FPS, camera_kind: str = "mjpeg"
+    kind: str, model: Path, size: int, threads: int, chunks: list[Any], fps: float = FPS, camera_kind: str = "mjpeg"
 ) -> dict[str, float]:
-    """A fresh camera at `fps` (`camera_kind` "mjpeg": HTTP MJPEG of these JPEGs; "h264": MPEG-TS over TCP of these
-    chunks), one runner process against it; its cell for this round."""
-    camera: MjpegCamera | TsCamera = (
-        MjpegCamera(chunks, fps, once=True) if camera_kind == "mjpeg" else TsCamera(chunks, fps)
-    )
+    """A fresh camera at `fps` (`camera_kind`, and `chunks` from its `CAMERAS` entry: "mjpeg", HTTP MJPEG of these
+    JPEGs; "rtsp", RTSP of these H.264 frames; "h264", MPEG-TS over TCP of these chunks), one runner process against
+    it; its cell for this round."""
+    camera: MjpegCamera | RtspCamera | TsCamera
+    if camera_kind == "mjpeg":
+        camera = MjpegCamera(chunks, fps, once=True)
+    elif camera_kind == "rtsp":
+        camera = RtspCamera(chunks, fps, once=True)
+    else:
+        camera = TsCamera(chunks, fps)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "answers.json"
         cmd = [sys.executable, "-m", "benchmarks.live", "runner", "--kind", kind, "--url", camera.url]
@@ -186,7 +204,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     args.cache_dir.mkdir(parents=True, exist_ok=True)
     clip = real_clip(args.cache_dir / "clip-real-30s.mp4", 30)
     count = round(args.seconds * args.fps)  # a faster camera shows the clip faster
-    chunks = camera_frames(clip, count) if args.camera == "mjpeg" else h264_chunks(clip, count, args.fps)
+    chunks = CAMERAS[args.camera](clip, count, args.fps)
     cells: dict[tuple[int, str], list[dict[str, float]]] = {}
     for size in args.sizes:
         fp32 = args.model if meta.imgsz[0] == size else export_variant(weights, size, args.cache_dir)
@@ -214,11 +232,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "command": ["python", "-m", "benchmarks.live", *sys.argv[1:]],
         "machine": machine_info(),
         "threads": threads,
-        "camera": (
-            "HTTP MJPEG on loopback, JPEG quality 85"
-            if args.camera == "mjpeg"
-            else "H.264 (x264 veryfast, zerolatency, a key frame a second) in MPEG-TS over TCP on loopback"
-        )
+        "camera": {
+            "mjpeg": "HTTP MJPEG on loopback, JPEG quality 85",
+            "rtsp": "RTSP on loopback, H.264 (x264 veryfast, zerolatency, a key frame a second) in RTP over TCP",
+            "h264": "H.264 (x264 veryfast, zerolatency, a key frame a second) in MPEG-TS over TCP on loopback",
+        }[args.camera]
         + f", 1280x720 at {args.fps:g} fps, {args.seconds} s ({clip.name})",
         "rows": rows,
     }
@@ -254,9 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=float, default=FPS, help="the camera's frame rate (a faster one than the detectors)")
     p.add_argument(
         "--camera",
-        choices=["mjpeg", "h264"],
+        choices=list(CAMERAS),
         default="mjpeg",
-        help="HTTP MJPEG (IP cameras), or H.264 in MPEG-TS over TCP",
+        help="HTTP MJPEG (IP cameras), RTSP with H.264 in RTP over TCP, or H.264 in MPEG-TS over TCP",
     )
     p.add_argument("--threads", type=int, default=0, help="our inference threads (default: the usable cores)")
     p.add_argument("--cache-dir", type=Path, default=Path(".cache/benchmarks"))

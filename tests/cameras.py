@@ -1,5 +1,6 @@
-"""Live sources on loopback for the tests of `detector predict URL`: an IP camera's HTTP MJPEG stream and a camera's
-MPEG-TS over TCP (the benchmark's cameras, benchmarks/cameras.py), and plain files over HTTP (a playlist, a clip)."""
+"""Live sources on loopback for the tests of `detector predict URL`: an IP camera's HTTP MJPEG stream, a camera's
+MPEG-TS over TCP and an RTSP camera's H.264 (the benchmark's cameras, benchmarks/cameras.py), and plain files over
+HTTP (a playlist, a clip)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.cameras import MjpegCamera, TsCamera, ts_chunks
+from benchmarks.cameras import MjpegCamera, RtspCamera, TsCamera, h264_frames, ts_chunks
 
 
 def mjpeg_packets(clip: Path) -> list[bytes]:
@@ -37,6 +38,44 @@ def mpegts_camera(frames: Sequence[np.ndarray], fps: float) -> Iterator[str]:
     connects, then closing the connection: the stream's end. Yields `tcp://127.0.0.1:<port>`."""
     with TsCamera(ts_chunks((f[:, :, ::-1] for f in frames), fps, codec="mpeg4"), fps) as camera:
         yield camera.url
+
+
+@contextlib.contextmanager
+def rtsp_camera(
+    units: list[list[bytes]], fps: float, then: str = "bye", user: str | None = None, password: str | None = None
+) -> Iterator[str]:
+    """An RTSP camera sending these H.264 frames (`h264_rgb`) at `fps` to each client, then `then` ("bye": the
+    stream's end; "close": the connection dropped). With `user` and `password` it asks for them; the URL yielded
+    carries them."""
+    with RtspCamera(units, fps, then=then, user=user, password=password) as camera:
+        yield camera.url
+
+
+def h264_rgb(frames: Sequence[np.ndarray], fps: float) -> list[list[bytes]]:
+    """RGB frames as an RTSP camera's H.264 (x264 zerolatency): each frame's NAL units."""
+    return h264_frames((f[:, :, ::-1] for f in frames), fps)
+
+
+def annex_b(units: list[list[bytes]]) -> bytes:
+    """Those frames as a raw H.264 bitstream (Annex B)."""
+    return b"".join(b"\0\0\0\1" + nal for nals in units for nal in nals)
+
+
+def h264_mkv(units: list[list[bytes]], fps: int, path: Path) -> Path:
+    """Those frames, the same bitstream, in a Matroska file at `fps` (what `detect_video` reads)."""
+    import io
+    from fractions import Fraction
+
+    import av
+
+    with av.open(io.BytesIO(annex_b(units)), "r", format="h264") as raw, av.open(str(path), "w") as out:
+        stream = out.add_stream_from_template(raw.streams.video[0])
+        for i, packet in enumerate(p for p in raw.demux(raw.streams.video[0]) if p.size):
+            packet.pts = packet.dts = i
+            packet.time_base = Fraction(1, fps)
+            packet.stream = stream
+            out.mux(packet)
+    return path
 
 
 @contextlib.contextmanager

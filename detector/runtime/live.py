@@ -153,6 +153,10 @@ class LiveStream:
             # RTP over the RTSP connection, not UDP: a lost UDP packet smears every frame until the next key frame.
             # OpenCV's reader (Ultralytics') asks for TCP too unless OPENCV_FFMPEG_CAPTURE_OPTIONS says otherwise.
             options["rtsp_transport"] = "tcp"
+            # FFmpeg reads 20 frames to estimate a rate before the stream opens (0.9 s of a 30 fps camera, all but
+            # the newest then dropped); an RTSP stream's RTP timestamps already give it (checked with and without
+            # the SDP's `a=framerate`), so only H.264's 7-frame decoder-delay guess is left (0.27 s).
+            options["fpsprobesize"] = "0"
         try:
             self._container = av.open(url, timeout=(timeout_s, timeout_s), options=options)
         except av.FFmpegError as exc:

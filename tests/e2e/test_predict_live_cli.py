@@ -18,7 +18,7 @@ import pytest
 from detector.runtime import Detector
 from detector.runtime.tiling import Tiling
 from detector.runtime.video_detect import detect_video
-from tests.cameras import http_files, mjpeg_camera, mjpeg_packets
+from tests.cameras import h264_mkv, h264_rgb, http_files, mjpeg_camera, mjpeg_packets, rtsp_camera
 from tests.clips import confident_scene, write_moving_clip
 from tests.conftest import REPO, run_cli
 from tests.e2e.test_predict_video_cli import frame_count
@@ -37,6 +37,26 @@ def scene(model_path: Path, dataset_dir: Path, tmp_path_factory: pytest.TempPath
         detect_video(det, clip, on_frame=lambda i, _t, dets, _ids: answers.__setitem__(i, dets.to_list()))
     assert len(answers) == FRAMES and all(answers.values())
     return clip, name, answers
+
+
+@pytest.fixture(scope="module")
+def h264_scene(
+    scene: tuple[Path, str, dict], model_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[list[list[bytes]], str, dict]:
+    """The scene's frames as an RTSP camera's H.264, and the library's answer for each frame: `detect_video` on the
+    same bitstream in a file (the same decoder, the same frames)."""
+    import av
+
+    clip, name, _ = scene
+    with av.open(str(clip)) as container:
+        units = h264_rgb([f.to_ndarray(format="rgb24") for f in container.decode(video=0)], 15)
+    file = h264_mkv(units, 15, tmp_path_factory.mktemp("rtsp") / "clip.mkv")
+    answers: dict[int, list[dict[str, Any]]] = {}
+    with Detector.load(model_path, "onnxruntime") as det:
+        on_frame = lambda i, _t, dets, _ids: answers.__setitem__(i, dets.to_list())  # noqa: E731
+        detect_video(det, file, on_frame=on_frame)
+    assert len(answers) == FRAMES and all(answers.values())
+    return units, name, answers
 
 
 def _same(line: dict[str, Any], expected: list[dict[str, Any]], name: str | None = None) -> bool:
@@ -75,6 +95,25 @@ def test_a_camera_is_detected_as_the_library_detects_its_frames(
         assert _same(line, answers[line["frame"] % FRAMES], name), (line, answers[line["frame"] % FRAMES])
     ids = [d["track_id"] for line in lines for d in line["detections"]]
     assert sum(tid is not None for tid in ids) >= 8, ids  # tracked
+
+
+def test_an_rtsp_camera_behind_a_password_is_detected_as_the_library_detects_its_frames(
+    h264_scene: tuple[list[list[bytes]], str, dict], model_path: Path, tmp_path: Path
+) -> None:
+    # RTSP, what IP cameras speak: H.264 in RTP over the RTSP connection, Basic auth, an RTCP BYE at the end.
+    units, name, answers = h264_scene
+    jsonl = tmp_path / "rtsp.jsonl"
+    with rtsp_camera(units, fps=15, user="admin", password="hunter2") as url:
+        args = [*_base(url, model_path), "--jsonl", str(jsonl), "--classes", name, "--track"]
+        proc = run_cli(args, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads(proc.stdout)
+    assert summary["ended"] == "the stream ended" and summary["source"].startswith("rtsp://admin:***@127.0.0.1:")
+    assert summary["received_frames"] == FRAMES == summary["processed_frames"] + summary["dropped_frames"]
+    assert summary["fps"] == 15 and "hunter2" not in proc.stdout + proc.stderr
+    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert len(lines) == summary["processed_frames"] >= FRAMES // 2 and lines[-1]["frame"] == FRAMES - 1
+    assert all(_same(line, answers[line["frame"]], name) for line in lines), lines
 
 
 def test_tiles_on_a_camera_give_the_librarys_tiled_answer(

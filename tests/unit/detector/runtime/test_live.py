@@ -1,5 +1,6 @@
 """`LiveStream` on loopback cameras (tests/cameras.py): the newest frame each time, the others counted as dropped;
-every frame for a file served over HTTP; a stalled, a closed and an unreachable stream; credentials never shown."""
+every frame for a file served over HTTP; an RTSP camera behind a password; a stalled, a closed and an unreachable
+stream; credentials never shown."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import pytest
 
 from detector.errors import InvalidInputError
 from detector.runtime.live import LiveStream, StreamEnded, _Newest, check_live, is_live, names_a_file, redact
-from tests.cameras import http_files, mjpeg_camera, mpegts_camera
+from detector.runtime.video import upright
+from tests.cameras import annex_b, h264_rgb, http_files, mjpeg_camera, mpegts_camera, rtsp_camera
 from tests.servers import free_port
 
 SIZE = (96, 128)  # h, w
@@ -153,6 +155,50 @@ def test_the_end_of_a_tcp_stream_is_a_clean_end() -> None:
     assert ended.clean and ended.reason == "the stream ended"
     assert stream.received == 20 and numbers[-1] == 19
     assert all(_which(got, frames) == n % 16 for n, got in zip(numbers, pixels, strict=True))  # 16 bar places
+
+
+def _decoded(units: list[list[bytes]]) -> list[np.ndarray]:
+    """The frames of that H.264 bitstream read as a raw file, converted to RGB as `LiveStream` converts them."""
+    import io
+
+    import av
+
+    with av.open(io.BytesIO(annex_b(units)), format="h264") as container:
+        return [upright(f, None) for f in container.decode(video=0)]
+
+
+def test_an_rtsp_camera_behind_a_password() -> None:
+    # The cameras' own protocol, end to end: RTSP (DESCRIBE, SETUP with RTP over the connection, PLAY) and H.264 in
+    # RTP, FU-A fragments included (the key frames outgrow a packet), Basic auth from the URL's credentials, the
+    # rate the camera declares, and its RTCP BYE as the stream's end.
+    grain = np.random.default_rng(0).integers(0, 30, (*SIZE, 3), dtype=np.uint8)  # key frames beyond a packet
+    frames = [f + grain for f in _frames(30)]
+    units = h264_rgb(frames, 30)
+    assert any(len(nal) > 1400 for nals in units for nal in nals)  # some NAL units go in fragments
+    with rtsp_camera(units, fps=30, user="admin", password="s3cret") as url:
+        with LiveStream(url, timeout_s=5) as stream:
+            assert stream.name == url.replace("s3cret", "***") and "s3cret" not in stream.name
+            assert stream.info.fps == 30 and (stream.info.width, stream.info.height) == (SIZE[1], SIZE[0])
+            numbers, pixels, ended = _take_all(stream)
+        with pytest.raises(InvalidInputError, match=r"cannot open the stream \(.*401") as refused:
+            LiveStream(url.replace("s3cret", "guess"), timeout_s=2)
+        assert "guess" not in str(refused.value)
+    assert ended.clean and ended.reason == "the stream ended"
+    assert stream.received == 30 and numbers[-1] == 29 and len(numbers) + stream.dropped == 30
+    decoded = _decoded(units)  # the same bitstream read from memory: the pixels must be these, exactly
+    for number, got in zip(numbers, pixels, strict=True):
+        assert _which(got, frames) == number % 16  # 16 bar places
+        assert np.array_equal(got, decoded[number])
+
+
+def test_an_rtsp_connection_that_drops_ends_the_stream_at_once() -> None:
+    # FFmpeg's RTSP reader reports a connection closed without a BYE as the stream's end (it cannot tell a camera
+    # that stopped from one that fell over), so `--reconnect` is what keeps a camera that reboots: documented.
+    with rtsp_camera(h264_rgb(_frames(10), 30), fps=30, then="close") as url, LiveStream(url, timeout_s=5) as stream:
+        started = time.monotonic()
+        numbers, _, ended = _take_all(stream)
+    assert numbers[-1] == 9 and stream.received == 10 and ended.reason == "the stream ended"
+    assert time.monotonic() - started < 3  # not waiting out the 5 s timeout
 
 
 def test_nothing_listening_and_no_video() -> None:
