@@ -36,6 +36,7 @@ REPO_PAGES = (
     "reports/video.md",
     "reports/video_latest.md",
     "reports/live.md",
+    "reports/live_rtsp.md",
     "reports/ray_benchmark.md",
 )
 
