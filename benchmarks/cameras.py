@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import http.server
 import re
 import secrets
@@ -190,7 +191,8 @@ class RtspCamera:
     the RTSP connection (interleaved, what `detector predict` asks for; UDP gets 461 Unsupported Transport), PLAY
     sends frame i at i/`fps` in RTP packets (RFC 6184: a NAL unit a packet, FU-A fragments above 1400 bytes), then
     `then`: "bye" (an RTCP BYE: the stream's end), "close" (the connection dropped) or "stall" (kept open, nothing
-    sent). With `user` and `password` every request needs them (Basic auth, 401 without); `url` carries them.
+    sent). With `user` and `password` every request needs them (`auth`: "basic", or "digest" as most IP cameras
+    ask, RFC 2617 without qop; 401 without them); `url` carries them.
     With `once`, after one client got every frame the next ones get a 503. `sent`: when each frame went, on the
     connection that got the most. Written here because no package of the registries serves RTSP (GStreamer's
     server and mediamtx are not pip-installable); it speaks just what FFmpeg's client needs."""
@@ -205,10 +207,11 @@ class RtspCamera:
         user: str | None = None,
         password: str | None = None,
         once: bool = False,
+        auth: str = "basic",
     ) -> None:
         self.connections: list[list[float]] = []
         self._frames, self._fps, self._then, self._once = frames, fps, then, once
-        self._auth = f"Basic {base64.b64encode(f'{user}:{password}'.encode()).decode()}" if user else None
+        self._user, self._password, self._digest = user, password, auth == "digest"
         self._done, self._finished = threading.Event(), threading.Event()
         self._listener = socket.create_server(("127.0.0.1", 0))
         port = self._listener.getsockname()[1]
@@ -268,8 +271,9 @@ class RtspCamera:
                     headers[key.strip().lower()] = value.strip()
                 rfile.read(int(headers.get("content-length", 0)))
                 cseq = headers.get("cseq", "0")
-                if self._auth and headers.get("authorization") != self._auth:
-                    reply("401 Unauthorized", cseq, {"WWW-Authenticate": 'Basic realm="camera"'})
+                if self._user and not self._authorized(method, headers.get("authorization", ""), session):
+                    challenge = f'Digest realm="camera", nonce="{session}"' if self._digest else 'Basic realm="camera"'
+                    reply("401 Unauthorized", cseq, {"WWW-Authenticate": challenge})
                 elif method == "OPTIONS":
                     reply("200 OK", cseq, {"Public": "OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN, GET_PARAMETER"})
                 elif method == "DESCRIBE" and self._once and self._finished.is_set():
@@ -291,6 +295,20 @@ class RtspCamera:
                     reply("200 OK", cseq, {"Session": session})
                 else:
                     reply("501 Not Implemented", cseq)
+
+    def _authorized(self, method: str, given: str, nonce: str) -> bool:
+        """Whether the Authorization header `given` carries this camera's user and password."""
+        if not self._digest:
+            return given == f"Basic {base64.b64encode(f'{self._user}:{self._password}'.encode()).decode()}"
+        fields = dict(re.findall(r'(\w+)="([^"]*)"', given))
+        if not given.startswith("Digest ") or fields.get("username") != self._user or fields.get("nonce") != nonce:
+            return False
+
+        def md5(text: str) -> str:
+            return hashlib.md5(text.encode()).hexdigest()
+
+        known = md5(f"{self._user}:camera:{self._password}")
+        return fields.get("response") == md5(f"{known}:{nonce}:{md5(method + ':' + fields.get('uri', ''))}")
 
     def _play(self, conn: socket.socket, lock: threading.Lock) -> None:
         sent: list[float] = []

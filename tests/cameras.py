@@ -42,12 +42,17 @@ def mpegts_camera(frames: Sequence[np.ndarray], fps: float) -> Iterator[str]:
 
 @contextlib.contextmanager
 def rtsp_camera(
-    units: list[list[bytes]], fps: float, then: str = "bye", user: str | None = None, password: str | None = None
+    units: list[list[bytes]],
+    fps: float,
+    then: str = "bye",
+    user: str | None = None,
+    password: str | None = None,
+    auth: str = "basic",
 ) -> Iterator[str]:
     """An RTSP camera sending these H.264 frames (`h264_rgb`) at `fps` to each client, then `then` ("bye": the
-    stream's end; "close": the connection dropped). With `user` and `password` it asks for them; the URL yielded
-    carries them."""
-    with RtspCamera(units, fps, then=then, user=user, password=password) as camera:
+    stream's end; "close": the connection dropped). With `user` and `password` it asks for them (`auth`: "basic" or
+    "digest"); the URL yielded carries them."""
+    with RtspCamera(units, fps, then=then, user=user, password=password, auth=auth) as camera:
         yield camera.url
 
 

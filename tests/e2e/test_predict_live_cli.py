@@ -100,10 +100,10 @@ def test_a_camera_is_detected_as_the_library_detects_its_frames(
 def test_an_rtsp_camera_behind_a_password_is_detected_as_the_library_detects_its_frames(
     h264_scene: tuple[list[list[bytes]], str, dict], model_path: Path, tmp_path: Path
 ) -> None:
-    # RTSP, what IP cameras speak: H.264 in RTP over the RTSP connection, Basic auth, an RTCP BYE at the end.
+    # RTSP, what IP cameras speak: H.264 in RTP over the RTSP connection, Digest auth, an RTCP BYE at the end.
     units, name, answers = h264_scene
     jsonl = tmp_path / "rtsp.jsonl"
-    with rtsp_camera(units, fps=15, user="admin", password="hunter2") as url:
+    with rtsp_camera(units, fps=15, user="admin", password="hunter2", auth="digest") as url:
         args = [*_base(url, model_path), "--jsonl", str(jsonl), "--classes", name, "--track"]
         proc = run_cli(args, cwd=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]

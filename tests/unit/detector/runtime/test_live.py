@@ -167,15 +167,16 @@ def _decoded(units: list[list[bytes]]) -> list[np.ndarray]:
         return [upright(f, None) for f in container.decode(video=0)]
 
 
-def test_an_rtsp_camera_behind_a_password() -> None:
+@pytest.mark.parametrize("auth", ["digest", "basic"])
+def test_an_rtsp_camera_behind_a_password(auth: str) -> None:
     # The cameras' own protocol, end to end: RTSP (DESCRIBE, SETUP with RTP over the connection, PLAY) and H.264 in
-    # RTP, FU-A fragments included (the key frames outgrow a packet), Basic auth from the URL's credentials, the
-    # rate the camera declares, and its RTCP BYE as the stream's end.
+    # RTP, FU-A fragments included (the key frames outgrow a packet), Digest or Basic auth from the URL's
+    # credentials, the rate the camera declares, and its RTCP BYE as the stream's end.
     grain = np.random.default_rng(0).integers(0, 30, (*SIZE, 3), dtype=np.uint8)  # key frames beyond a packet
     frames = [f + grain for f in _frames(30)]
     units = h264_rgb(frames, 30)
     assert any(len(nal) > 1400 for nals in units for nal in nals)  # some NAL units go in fragments
-    with rtsp_camera(units, fps=30, user="admin", password="s3cret") as url:
+    with rtsp_camera(units, fps=30, user="admin", password="s3cret", auth=auth) as url:
         with LiveStream(url, timeout_s=5) as stream:
             assert stream.name == url.replace("s3cret", "***") and "s3cret" not in stream.name
             assert stream.info.fps == 30 and (stream.info.width, stream.info.height) == (SIZE[1], SIZE[0])
