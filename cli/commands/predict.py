@@ -388,7 +388,7 @@ def register(commands: Commands) -> None:
         help="detect in overlapping tiles of WIDTHxHEIGHT px (e.g. 640x640), merged (inference.tiling)",
     )
     p.add_argument("--overlap", type=float, default=0.2, help="with --tile: share of a tile its neighbour overlaps")
-    p.add_argument("--save", type=Path, help="video: write the annotated video here (.mp4 or .avi)")
+    p.add_argument("--save", type=Path, help="write the annotated video here (.mp4, .avi; live: .mp4, .mkv, .mov)")
     p.add_argument(
         "--jsonl",
         type=Path,

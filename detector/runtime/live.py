@@ -9,10 +9,11 @@ the detector takes the newest each time, and the frames it never took are counte
 loader does the same with `buffer=False`. In an intra-only stream (MJPEG, what HTTP cameras send) only the packet is
 kept and only the frames taken are decoded; other codecs need every frame decoded, so the thread decodes them all.
 
-With `save`, every frame received is written (with the newest boxes drawn), so the recording keeps the camera's
-pace whatever the detector's. Credentials in the URL (`rtsp://user:password@host/...`) never reach a message or
-the summary (`redact`). FFmpeg may use network protocols only (`LIVE_PROTOCOLS`), never `file`: its HLS reader
-already refuses a remote playlist's local segments, and this holds every other demuxer to the network too.
+With `save`, every frame received is written (with the newest boxes drawn) at the time it arrived, so the recording
+keeps the camera's pace whatever the detector's or the rate the stream declares. Credentials in the URL
+(`rtsp://user:password@host/...`) never reach a message or the summary (`redact`). FFmpeg may use network protocols only
+(`LIVE_PROTOCOLS`), never `file`: its HLS reader already refuses a remote playlist's local segments, and this holds
+every other demuxer to the network too.
 """
 
 from __future__ import annotations
@@ -134,16 +135,16 @@ class LiveStream:
         url: str,
         timeout_s: float = 10.0,
         reduce_to: tuple[int, int] | None = None,
-        on_every_frame: Callable[[npt.NDArray[np.uint8]], None] | None = None,
+        on_every_frame: Callable[[npt.NDArray[np.uint8], float], None] | None = None,
         keep_all: bool = False,
         started: float = 0.0,
     ) -> None:
         """`timeout_s`: the longest wait to connect and then for data (a stalled stream ends with an error).
-        `reduce_to`: decode at the model's size where the codec can (as `read_frames`). `on_every_frame`: called
-        on the reading thread with every frame received, whole, as RGB (for a recording); frames are then
-        decoded whole. `keep_all`: no frame is dropped, the reader waits for the detector (a file served over HTTP,
-        `names_a_file`). `started`: the `time.monotonic()` frame times count from (a reconnection keeps the first
-        connection's); 0: when reading starts."""
+        `reduce_to`: decode at the model's size where the codec can (as `read_frames`). `on_every_frame`: called on the
+        reading thread with every frame received, whole, as RGB, and when it arrived (`LiveFrame.time_s`), for a
+        recording; frames are then decoded whole. `keep_all`: no frame is dropped, the reader waits for the detector (a
+        file served over HTTP, `names_a_file`). `started`: the `time.monotonic()` frame times count from (a reconnection
+        keeps the first connection's); 0: when reading starts."""
         import av
 
         self.name = redact(url)
@@ -243,10 +244,11 @@ class LiveStream:
 
     def _deliver(self, item: Any) -> None:
         number, self.received = self.received, self.received + 1
+        arrived = time.monotonic() - self.started
         if self._on_every_frame is not None:
             item = upright(item, None)
-            self._on_every_frame(item)
-        self._newest.put((number, item, time.monotonic() - self.started))
+            self._on_every_frame(item, arrived)
+        self._newest.put((number, item, arrived))
 
     def close(self) -> None:
         """Stop reading (the reader ends at its next packet, or at the read timeout) and close the connection."""

@@ -25,7 +25,7 @@ from detector.runtime.images import DecodedImage
 from detector.runtime.live import LiveFrame, LiveStream, StreamEnded
 from detector.runtime.tiling import Tiling
 from detector.runtime.tracking import Tracker
-from detector.runtime.video import VideoInfo, VideoWriter
+from detector.runtime.video import StampedVideoWriter, VideoInfo, check_stamped_path
 from detector.runtime.video_detect import OnFrame, frames_detector
 
 log = logging.getLogger("detector.runtime.live_detect")
@@ -72,22 +72,24 @@ def detect_live(
     on_frame: OnFrame | None = None,
     on_progress: Callable[[], Any] | None = None,
 ) -> LiveRun:
-    """Detect (and with `track` track) the newest frame of the live stream at `url`, again and again, until it ends
-    (or `max_frames` frames are detected, 0: no limit, or Ctrl-C). With `save`, every frame received is written with
-    the newest boxes. `on_frame` gets each detected frame's answer (index: the frame's number among those received;
-    time: when it arrived), `on_progress` each detected frame. `predict`: keyword arguments of `Detector.predict`.
-    `reading`: how the stream is read (`Reading`)."""
+    """Detect (and with `track` track) the newest frame of the live stream at `url`, again and again, until it ends (or
+    `max_frames` frames are detected, 0: no limit, or Ctrl-C). With `save` (.mp4, .mkv, .mov), every frame received is
+    written with the newest boxes at the time it arrived (`StampedVideoWriter`). `on_frame` gets each detected frame's
+    answer (index: the frame's number among those received; time: when it arrived), `on_progress` each detected frame.
+    `predict`: keyword arguments of `Detector.predict`. `reading`: how the stream is read (`Reading`)."""
     if max_frames < 0:
         raise InvalidInputError(f"max_frames must be 0 (no limit) or more (got {max_frames})")
+    if save is not None:
+        check_stamped_path(save)  # before the stream opens: the recording is made on the reading thread
     recording: dict[str, Any] = {"writer": None, "last": None}
 
-    def record(pixels: Any) -> None:  # on the reading thread: every frame, whole, with the newest boxes
+    def record(pixels: Any, arrived: float) -> None:  # on the reading thread: every frame, whole, the newest boxes
         writer = recording["writer"]
         if writer is None:  # the recording's size is its first frame's (upright), as a clip's is
             assert save is not None
-            writer = recording["writer"] = VideoWriter(save, info.fps, pixels.shape[1], pixels.shape[0])
+            writer = recording["writer"] = StampedVideoWriter(save, pixels.shape[1], pixels.shape[0])
         last = recording["last"]
-        writer.write(draw_detections(writer.fit(pixels), *last) if last else pixels)
+        writer.write(draw_detections(writer.fit(pixels), *last) if last else pixels, arrived)
 
     def open_stream(started: float = 0.0) -> LiveStream:
         reduce_to = None if tiles else det.input_shape

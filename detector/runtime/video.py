@@ -10,6 +10,7 @@ import queue
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
@@ -401,11 +402,7 @@ class VideoWriter:
 
     def fit(self, frame_rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
         """`frame_rgb` at the writer's size (itself when it is): draw boxes given in the clip's size on this."""
-        import cv2
-
-        if (frame_rgb.shape[1], frame_rgb.shape[0]) == self.size:
-            return frame_rgb
-        return np.asarray(cv2.resize(frame_rgb, self.size, interpolation=cv2.INTER_AREA), np.uint8)
+        return _fit(frame_rgb, self.size)
 
     def write(self, frame_rgb: npt.NDArray[np.uint8]) -> None:
         import cv2
@@ -421,3 +418,80 @@ class VideoWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class StampedVideoWriter:
+    """A live stream's recording: MP4, MKV or MOV (MPEG-4 Part 2, as `VideoWriter`'s mp4v) in which each frame keeps
+    the time it is given (when it arrived), so it plays at the camera's pace whatever rate the stream declares (an
+    HTTP MJPEG camera declares none; FFmpeg assumes 25) or keeps (cameras lower their rate in the dark), and the gap
+    of a reconnection shows as the last frame held. Through PyAV: OpenCV's writer gives every frame one duration.
+    Frames are RGB, scaled to the first one's size as `VideoWriter` does."""
+
+    SUFFIXES = (".mp4", ".mkv", ".mov")  # containers with a time for each frame (AVI has one rate)
+    TIME_BASE = 1000  # frame times in ms (MPEG-4 Part 2 takes at most 65535 ticks a second)
+
+    def __init__(self, path: str | Path, width: int, height: int) -> None:
+        import av
+
+        path = Path(path)
+        check_stamped_path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.size = (width, height)
+        self._container = av.open(str(path), "w")
+        self._stream: Any = self._container.add_stream("mpeg4", rate=25)  # a nominal rate: each frame has its time
+        self._stream.width, self._stream.height = width, height
+        self._stream.pix_fmt = "yuv420p"
+        self._stream.codec_context.time_base = Fraction(1, self.TIME_BASE)
+        # A constant quantizer (4 of 31), not the encoder's default 200 kbit/s that smears a 720p frame.
+        self._stream.codec_context.options = {"flags": "+qscale", "global_quality": str(4 * 118)}  # FF_QP2LAMBDA
+        self._first: float | None = None
+        self._last_pts = -1
+        self.frames = 0
+
+    def fit(self, frame_rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+        """`frame_rgb` at the recording's size (itself when it is): draw boxes given in the stream's size on this."""
+        return _fit(frame_rgb, self.size)
+
+    def write(self, frame_rgb: npt.NDArray[np.uint8], time_s: float) -> None:
+        """Write a frame shown from `time_s` (seconds on any clock: the first frame is the recording's 0)."""
+        import av
+
+        if self._first is None:
+            self._first = time_s
+        # Strictly increasing: two frames within the same ms (a burst read at the start) each get their own tick.
+        pts = self._last_pts = max(self._last_pts + 1, round((time_s - self._first) * self.TIME_BASE))
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(self.fit(frame_rgb)), format="rgb24")
+        frame.pts, frame.time_base = pts, Fraction(1, self.TIME_BASE)
+        for packet in self._stream.encode(frame):
+            self._container.mux(packet)
+        self.frames += 1
+
+    def close(self) -> None:
+        try:
+            for packet in self._stream.encode():
+                self._container.mux(packet)
+        finally:
+            self._container.close()
+
+    def __enter__(self) -> StampedVideoWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def check_stamped_path(path: Path) -> None:
+    """InvalidInputError unless `path` names a container `StampedVideoWriter` writes."""
+    if path.suffix.lower() not in StampedVideoWriter.SUFFIXES:
+        raise InvalidInputError(
+            f"cannot record a live stream to {path.name}: use {', '.join(StampedVideoWriter.SUFFIXES)} "
+            "(each frame keeps the time it arrived; AVI has one rate for all)"
+        )
+
+
+def _fit(frame_rgb: npt.NDArray[np.uint8], size: tuple[int, int]) -> npt.NDArray[np.uint8]:
+    import cv2
+
+    if (frame_rgb.shape[1], frame_rgb.shape[0]) == size:
+        return frame_rgb
+    return np.asarray(cv2.resize(frame_rgb, size, interpolation=cv2.INTER_AREA), np.uint8)

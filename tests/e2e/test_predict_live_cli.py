@@ -205,6 +205,29 @@ def test_ctrl_c_or_sigterm_ends_the_run_with_a_playable_recording(
     assert frame_count(out)[0] == summary["written_frames"]
 
 
+def test_a_recording_keeps_the_cameras_pace(scene: tuple[Path, str, dict], model_path: Path, tmp_path: Path) -> None:
+    # An HTTP MJPEG camera declares no rate (FFmpeg assumes 25): before, its 30 fps were recorded at 25 a second and
+    # played 20 % slow, and the lines' times matched no moment of the recording. Now each frame keeps its time.
+    import av
+
+    clip, _, _ = scene
+    out, jsonl = tmp_path / "pace.mp4", tmp_path / "pace.jsonl"
+    with mjpeg_camera(mjpeg_packets(clip), fps=30) as url:
+        args = [*_base(url, model_path), "--save", str(out), "--jsonl", str(jsonl), "--max-frames", "30"]
+        proc = run_cli(args, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads(proc.stdout)
+    with av.open(str(out)) as container:
+        times = [float(f.pts * f.time_base) for f in container.decode(video=0)]
+    assert len(times) == summary["written_frames"] == summary["received_frames"] >= 30
+    assert abs(float(np.median(np.diff(times))) - 1 / 30) < 0.004, np.diff(times)  # the camera's pace, not 1/25
+    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    first = lines[0]
+    for line in lines:  # a line's time is its frame's moment in the recording (to the recording's ms ticks)
+        shown = times[line["frame"]] - times[first["frame"]]
+        assert abs(shown - (line["time_s"] - first["time_s"])) < 0.01, (line, shown)
+
+
 def test_sigterm_mid_clip_leaves_a_playable_video(model_path: Path, tmp_path: Path) -> None:
     clip = write_moving_clip(np.full((64, 64, 3), 90, np.uint8), tmp_path / "long.mp4", frames=3000, fps=30)
     out, jsonl = tmp_path / "out.mp4", tmp_path / "out.jsonl"
@@ -261,6 +284,7 @@ def test_what_a_live_source_refuses(dataset_dir: Path, model_path: Path, tmp_pat
         ([url, image], "one live stream at a time"),
         ([image, "--max-frames", "3"], "--timeout, --max-frames and --reconnect apply to a live stream"),
         ([url, "--timeout", "0"], "--timeout must be more than 0"),
+        ([url, "--save", "live.avi"], "cannot record a live stream to live.avi: use .mp4, .mkv, .mov"),
     ):
         proc = run_cli(["predict", *args, "--model", str(model_path)], cwd=tmp_path, timeout=60)
         assert proc.returncode == 2 and message in proc.stderr, (args, proc.stderr[-2000:])

@@ -130,7 +130,7 @@ def test_reduced_decode_and_a_recording_of_every_frame() -> None:
         assert frame.pixels.shape[1] < SIZE[1] and (frame.width, frame.height) == (SIZE[1], SIZE[0])
     with (
         mjpeg_camera(_jpegs(frames), fps=100, frames=10) as url,
-        LiveStream(url, timeout_s=5, reduce_to=(32, 32), on_every_frame=recorded.append) as whole,
+        LiveStream(url, timeout_s=5, reduce_to=(32, 32), on_every_frame=lambda rgb, _t: recorded.append(rgb)) as whole,
     ):
         _take_all(whole, delay_s=0.05)
     assert len(recorded) == 10 and all(r.shape[:2] == SIZE for r in recorded)  # whole, every one

@@ -1,15 +1,17 @@
 """`check_outputs`: an output that is the clip itself (by another name, a symlink or a hard link) or another output
-is refused before anything is opened for writing; before, `--save clip.mp4` truncated the clip being read."""
+is refused before anything is opened for writing; before, `--save clip.mp4` truncated the clip being read. A live
+recording (`StampedVideoWriter`) keeps each frame's time."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from detector.errors import InvalidInputError
-from detector.runtime.video import check_outputs
+from detector.runtime.video import StampedVideoWriter, check_outputs
 
 
 def test_an_output_that_is_the_clip_or_another_output_is_refused(tmp_path: Path) -> None:
@@ -25,3 +27,31 @@ def test_an_output_that_is_the_clip_or_another_output_is_refused(tmp_path: Path)
         check_outputs(clip, tmp_path / "out.mp4", tmp_path / "sub" / ".." / "out.mp4")
     check_outputs(clip, tmp_path / "out.mp4", tmp_path / "out.jsonl", None)  # distinct files: fine
     assert clip.read_bytes() == b"the user's only copy"
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_a_live_recording_keeps_each_frames_time(tmp_path: Path, suffix: str) -> None:
+    import av
+
+    # A camera at 30 fps, a 2 s gap (a reconnection), then 10 fps; three frames read at once at the start (FFmpeg's
+    # probe). A rate for all frames (OpenCV's writer) would play this too fast or too slow throughout.
+    times = [100.0, 100.0, 100.0] + [100 + i / 30 for i in range(3, 30)] + [103 + i / 10 for i in range(10)]
+    path = tmp_path / f"live{suffix}"
+    with StampedVideoWriter(path, 64, 48) as writer:
+        for i, t in enumerate(times):
+            frame = np.full((96, 128, 3) if i == 5 else (48, 64, 3), 8 * (i % 30), np.uint8)  # one of another size
+            writer.write(frame, t)
+    assert writer.frames == len(times)
+    with av.open(str(path)) as container:
+        decoded = list(container.decode(video=0))
+    assert len(decoded) == len(times) and {(f.width, f.height) for f in decoded} == {(64, 48)}
+    got = [float(f.pts * f.time_base) for f in decoded]
+    assert got[:3] == [0.0, 0.001, 0.002]  # one tick each: no two frames at one time
+    assert all(abs(g - (t - 100)) < 0.0015 for g, t in zip(got[3:], times[3:], strict=True)), got
+    assert abs(got[-1] - 3.9) < 0.002  # plays for as long as the camera sent
+
+
+def test_a_live_recording_is_a_container_with_frame_times(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError, match=r"cannot record a live stream to live.avi: use .mp4, .mkv, .mov"):
+        StampedVideoWriter(tmp_path / "live.avi", 64, 48)
+    assert not (tmp_path / "live.avi").exists()
