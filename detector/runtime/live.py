@@ -111,8 +111,8 @@ class _Newest:
 
     def end(self, ended: StreamEnded) -> None:
         with self._ready:
-            self._end = ended
-            self._ready.notify()
+            self._end = self._end or ended  # the first reason stands (an interrupt, then the reader's own end)
+            self._ready.notify_all()
 
     def take(self) -> tuple[int, Any, float]:
         """The newest item; StreamEnded once the stream has stopped and nothing is left."""
@@ -213,6 +213,11 @@ class LiveStream:
             if round(float(getattr(item, "rotation", 0) or 0) / 90) % 2:  # shown turned a quarter (as `upright`)
                 width, height = height, width
             yield LiveFrame(number, upright(item, self._reduce_to), arrived, width, height)
+
+    def interrupt(self, reason: str) -> None:
+        """End `frames` at its next wait for a frame (another thread asks this run to stop): StreamEnded(`reason`,
+        clean)."""
+        self._newest.end(StreamEnded(reason, clean=True))
 
     def _read(self) -> None:
         import av

@@ -10,7 +10,7 @@ with `reconnect`, a stream that ends, stalls or breaks off is opened again inste
 from __future__ import annotations
 
 import logging
-import time
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +45,43 @@ class Reading:
     reconnect: bool = False
 
 
+class Stop:
+    """Asks `detect_live` runs on other threads to stop, as Ctrl-C stops one on the main thread (a signal reaches only
+    the main thread): `request` ends each run's wait for a frame at once, and its wait to reconnect."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._streams: set[LiveStream] = set()
+        self.reason = ""
+
+    @property
+    def requested(self) -> bool:
+        return self._event.is_set()
+
+    def request(self, reason: str) -> None:
+        """Stop every run watching this; `reason` is their `ended` (the first request's stands)."""
+        with self._lock:
+            self.reason = self.reason or reason
+            self._event.set()
+            for stream in self._streams:
+                stream.interrupt(self.reason)
+
+    def watch(self, stream: LiveStream) -> None:
+        with self._lock:
+            self._streams.add(stream)
+            if self._event.is_set():
+                stream.interrupt(self.reason)
+
+    def unwatch(self, stream: LiveStream) -> None:
+        with self._lock:
+            self._streams.discard(stream)
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep `seconds`, or less when a stop is requested meanwhile (then True)."""
+        return self._event.wait(seconds)
+
+
 @dataclass(frozen=True)
 class LiveRun:
     info: VideoInfo  # the stream's size and declared rate
@@ -71,89 +108,176 @@ def detect_live(
     max_frames: int = 0,
     on_frame: OnFrame | None = None,
     on_progress: Callable[[], Any] | None = None,
+    stop: Stop | None = None,
 ) -> LiveRun:
     """Detect (and with `track` track) the newest frame of the live stream at `url`, again and again, until it ends (or
     `max_frames` frames are detected, 0: no limit, or Ctrl-C). With `save` (.mp4, .mkv, .mov), every frame received is
     written with the newest boxes at the time it arrived (`StampedVideoWriter`). `on_frame` gets each detected frame's
     answer (index: the frame's number among those received; time: when it arrived), `on_progress` each detected frame.
-    `predict`: keyword arguments of `Detector.predict`. `reading`: how the stream is read (`Reading`)."""
+    `predict`: keyword arguments of `Detector.predict`. `reading`: how the stream is read (`Reading`). `stop`: how
+    another thread stops this run (`Stop`; on the main thread Ctrl-C does)."""
     if max_frames < 0:
         raise InvalidInputError(f"max_frames must be 0 (no limit) or more (got {max_frames})")
-    if save is not None:
-        check_stamped_path(save)  # before the stream opens: the recording is made on the reading thread
-    recording: dict[str, Any] = {"writer": None, "last": None}
-
-    def record(pixels: Any, arrived: float) -> None:  # on the reading thread: every frame, whole, the newest boxes
-        writer = recording["writer"]
-        if writer is None:  # the recording's size is its first frame's (upright), as a clip's is
-            assert save is not None
-            writer = recording["writer"] = StampedVideoWriter(save, pixels.shape[1], pixels.shape[0])
-        last = recording["last"]
-        writer.write(draw_detections(writer.fit(pixels), *last) if last else pixels, arrived)
+    recording = _Recording(save)
+    stop = stop or Stop()
+    processed = 0
 
     def open_stream(started: float = 0.0) -> LiveStream:
         reduce_to = None if tiles else det.input_shape
-        return LiveStream(url, reading.timeout_s, reduce_to, record if save else None, reading.keep_all, started)
+        record = recording.record if save else None
+        return LiveStream(url, reading.timeout_s, reduce_to, record, reading.keep_all, started)
 
-    def detect(frame: LiveFrame) -> tuple[Detections, list[int | None] | None]:
+    def answer(frame: LiveFrame, number: int) -> str:
+        """Detect, track and report a frame (`number`: among all received); why the run ends after it, or ""."""
+        nonlocal processed
         found = detect_frames([frame.pixels])[0]
         dets = filter_classes(DecodedImage(frame.pixels, frame.width, frame.height).to_sent(found), classes)
-        return dets, tracker.update(dets) if tracker else None
+        recording.last = dets, track_ids = dets, tracker.update(dets) if tracker else None
+        processed += 1
+        if on_frame:
+            on_frame(number, frame.time_s, dets, track_ids)
+        if on_progress:
+            on_progress()
+        if max_frames and processed >= max_frames:
+            return f"{max_frames} frames detected (max_frames)"
+        return stop.reason if stop.requested else ""  # checked here too: where frames keep coming, no wait ends
 
     # A backend's first call is slow (OpenVINO on the quick model: 375 ms, then 2-3 ms): made before the stream opens,
     # since a camera's frames that come meanwhile are dropped (7 of a 30 fps camera's first 8 before, 3 now; the
     # first frame's own input shape, its aspect letterboxed, still costs about 125 ms once).
     det.warmup(runs=1)
     stream = open_stream()
+    stop.watch(stream)
     info = stream.info
     tracker = Tracker(info.fps) if track else None
-    processed, ended, clean, reconnects = 0, "", True, 0
+    ended, clean, reconnects = "", True, 0
     earlier = [0, 0, 0]  # frames received, dropped, damaged on the connections before this one
     try:
         detect_frames = frames_detector(det, predict or {}, tiles, info, stream.name)  # a tile too large: refused
         while not ended:
             try:
                 for frame in stream.frames():
-                    recording["last"] = dets, track_ids = detect(frame)
-                    processed += 1
-                    if on_frame:
-                        on_frame(earlier[0] + frame.number, frame.time_s, dets, track_ids)
-                    if on_progress:
-                        on_progress()
-                    if max_frames and processed >= max_frames:
-                        ended = f"{max_frames} frames detected (max_frames)"
+                    ended = answer(frame, earlier[0] + frame.number)
+                    if ended:
                         break
             except StreamEnded as exc:
-                if not reading.reconnect or reading.keep_all:
-                    ended, clean = exc.reason, exc.clean
+                if stop.requested or not reading.reconnect or reading.keep_all:
+                    ended, clean = (stop.reason, True) if stop.requested else (exc.reason, exc.clean)
                     break
-                log.warning("%s: %s after %d frames received; reconnecting", stream.name, exc.reason, stream.received)
                 earlier = [earlier[0] + stream.received, earlier[1] + stream.dropped, earlier[2] + stream.damaged]
-                stream.close()
-                stream = _reopen(open_stream, stream.started)
+                again = _next_connection(stream, exc.reason, open_stream, stop)
+                if again is None:  # stopped while waiting to reconnect
+                    ended = stop.reason
+                    break
+                stream = again
                 reconnects += 1
     except KeyboardInterrupt as exc:  # Ctrl-C; or SIGTERM where the caller turns it into this (the CLI does)
         ended, clean = f"stopped ({str(exc) or 'Ctrl-C'})", True
     finally:
         stream.close()
-        if recording["writer"] is not None:
-            recording["writer"].close()
+        stop.unwatch(stream)
+        recording.close()
     received = earlier[0] + stream.received
     if not clean:
         log.warning("%s: %s after %d frames received", stream.name, ended, received)
-    written = recording["writer"].frames if recording["writer"] is not None else 0
     dropped, damaged = earlier[1] + stream.dropped, earlier[2] + stream.damaged
-    return LiveRun(info, received, processed, dropped, damaged, written, ended, clean, reconnects)
+    return LiveRun(info, received, processed, dropped, damaged, recording.written, ended, clean, reconnects)
 
 
-def _reopen(open_stream: Callable[[float], LiveStream], started: float) -> LiveStream:
+class _Recording:
+    """`save`'s recording (None: none), made on the reading thread: every frame received, whole, with the newest
+    boxes (`last`) drawn, at the time it arrived."""
+
+    def __init__(self, save: Path | None) -> None:
+        if save is not None:
+            check_stamped_path(save)  # before the stream opens: a bad name fails now, not on the reading thread
+        self.save = save
+        self.last: tuple[Detections, list[int | None] | None] | None = None
+        self._writer: StampedVideoWriter | None = None
+
+    def record(self, pixels: Any, arrived: float) -> None:
+        if self._writer is None:  # the recording's size is its first frame's (upright), as a clip's is
+            assert self.save is not None
+            self._writer = StampedVideoWriter(self.save, pixels.shape[1], pixels.shape[0])
+        last = self.last
+        self._writer.write(draw_detections(self._writer.fit(pixels), *last) if last else pixels, arrived)
+
+    @property
+    def written(self) -> int:
+        return self._writer.frames if self._writer is not None else 0
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+
+def _next_connection(
+    stream: LiveStream, why: str, open_stream: Callable[[float], LiveStream], stop: Stop
+) -> LiveStream | None:
+    """`stream`, which ended (`why`), closed and opened again (`_reopen`), watched by `stop`; None when stopped."""
+    log.warning("%s: %s after %d frames received; reconnecting", stream.name, why, stream.received)
+    stream.close()
+    stop.unwatch(stream)
+    again = _reopen(open_stream, stream.started, stop)
+    if again is not None:
+        stop.watch(again)
+    return again
+
+
+def _reopen(open_stream: Callable[[float], LiveStream], started: float, stop: Stop) -> LiveStream | None:
     """The stream opened again, tried until it opens: 1 s after it went, then 2, 4... up to `MAX_RECONNECT_WAIT_S`
-    between tries (a camera rebooting, a network back after a minute). Ctrl-C stops the waiting."""
+    between tries (a camera rebooting, a network back after a minute). Ctrl-C stops the waiting; so does `stop`
+    (then None)."""
     wait = 1.0
     while True:
-        time.sleep(wait)
+        if stop.wait(wait):
+            return None
         try:
             return open_stream(started)
         except InvalidInputError as exc:
             log.warning("%s; trying again in %g s", exc, min(2 * wait, MAX_RECONNECT_WAIT_S))
             wait = min(2 * wait, MAX_RECONNECT_WAIT_S)
+
+
+def detect_cameras(
+    det: Detector,
+    urls: list[str],
+    *,
+    saves: list[Path | None],
+    on_frame: Callable[[int, int, float, Detections, list[int | None] | None], None] | None = None,
+    on_progress: Callable[[], Any] | None = None,
+    **options: Any,
+) -> list[LiveRun]:
+    """Several live streams at once with one detector (one model in memory, the cores shared): each through
+    `detect_live` on a thread of its own with its own tracker, recording (`saves[i]`) and reconnections. `on_frame`
+    gets the camera's place in `urls` first. The run ends when every stream has (each at its `max_frames`, its end,
+    or its failure: the others go on), or on Ctrl-C for all. A stream that cannot be opened at the start stops the
+    others and is raised. `options`: `detect_live`'s other keyword arguments, the same for each."""
+    stop = Stop()
+    runs: list[LiveRun | None] = [None] * len(urls)
+    failed: list[BaseException] = []
+
+    def watch(camera: int) -> None:
+        report = None if on_frame is None else lambda *answer: on_frame(camera, *answer)
+        try:
+            runs[camera] = detect_live(
+                det, urls[camera], save=saves[camera], on_frame=report, on_progress=on_progress, stop=stop, **options
+            )
+        except BaseException as exc:  # e.g. a stream that will not open: the whole run fails with it
+            failed.append(exc)
+            stop.request("stopped (another stream failed to open)")
+
+    threads = [threading.Thread(target=watch, args=(i,), name=f"camera-{i}", daemon=True) for i in range(len(urls))]
+    for thread in threads:
+        thread.start()
+    try:
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(0.2)  # a timeout, so Ctrl-C reaches this (the main) thread
+    except KeyboardInterrupt as exc:  # Ctrl-C; or SIGTERM where the caller turns it into this (the CLI does)
+        stop.request(f"stopped ({str(exc) or 'Ctrl-C'})")
+        for thread in threads:
+            thread.join()
+    if failed:
+        raise failed[0]
+    return [run for run in runs if run is not None]

@@ -235,7 +235,8 @@ def test_a_stream_that_will_not_open_again_is_tried_with_growing_waits(monkeypat
     from detector.runtime import live_detect
 
     waits: list[float] = []
-    monkeypatch.setattr(live_detect.time, "sleep", waits.append)
+    stop = live_detect.Stop()
+    monkeypatch.setattr(stop, "wait", lambda seconds: waits.append(seconds) or False)
     tries = iter([InvalidInputError("down")] * 7 + ["opened"])
 
     def open_stream(started: float) -> object:
@@ -244,5 +245,8 @@ def test_a_stream_that_will_not_open_again_is_tried_with_growing_waits(monkeypat
             raise outcome
         return outcome
 
-    assert live_detect._reopen(open_stream, 0.0) == "opened"  # type: ignore[arg-type]
+    assert live_detect._reopen(open_stream, 0.0, stop) == "opened"  # type: ignore[arg-type]
     assert waits == [1, 2, 4, 8, 16, 30, 30, 30]
+    stop.request("stopped (Ctrl-C)")  # a stop while it waits: no more tries
+    monkeypatch.setattr(stop, "wait", lambda seconds: True)
+    assert live_detect._reopen(open_stream, 0.0, stop) is None  # type: ignore[arg-type]
