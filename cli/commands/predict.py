@@ -1,6 +1,6 @@
 """`detector predict IMAGE|FOLDER...` (JSON, one result per image), `detector predict CLIP.mp4 --save out.mp4`
-(annotated video, optional tracking, one JSON line per processed frame) and `detector predict rtsp://...` (a live
-stream, its newest frame each time, until it ends or Ctrl-C)."""
+(annotated video, optional tracking, one JSON line per processed frame) and `detector predict rtsp://... [rtsp://...]`
+(live streams, the newest frame of each each time, until they end or Ctrl-C)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
     from detector.runtime.tiling import Tiling
-    from detector.runtime.video_detect import OnFrame
 
 DEFAULT_TIMEOUT_S = 10.0  # a live stream: the longest wait to connect, then for data
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
@@ -38,7 +37,7 @@ def cmd_predict(args: argparse.Namespace, config: Config) -> None:
     inf = config.inference
     model = args.model or inf.model_path
     backend = args.backend or inf.backend
-    live = _live_source(args)
+    live = _live_sources(args)
     paths = [Path(source) for source in args.images]
     videos = [p for p in paths if p.suffix.lower() in VIDEO_SUFFIXES] if live is None else []
     if videos and len(args.images) > 1:
@@ -191,10 +190,11 @@ def _lines_file(args: argparse.Namespace) -> Path | None:
 
 
 @contextlib.contextmanager
-def _frame_lines(args: argparse.Namespace, flush: bool) -> Iterator[OnFrame | None]:
+def _frame_lines(args: argparse.Namespace, flush: bool) -> Iterator[Any]:
     """The `on_frame` that writes --jsonl's line for each detected frame (the /predict/video line's shape): into the
     file (created or emptied, closed at the end), or stdout for `-` (flushed line by line, for a pipe); with
-    `flush`, a file's lines are flushed too (a live run is read while it goes: tail -f). None without --jsonl."""
+    `flush`, a file's lines are flushed too (a live run is read while it goes: tail -f). None without --jsonl. Its
+    `camera` keyword puts the stream's place first in the line (several streams)."""
     from api.schemas import VideoFrame  # the /predict/video line's shape, declared once
 
     if args.jsonl is None:
@@ -203,10 +203,16 @@ def _frame_lines(args: argparse.Namespace, flush: bool) -> Iterator[OnFrame | No
     stdout = str(args.jsonl) == "-"
     out = sys.stdout if stdout else open(args.jsonl, "w", encoding="utf-8")  # noqa: SIM115 (closed below)
 
-    def write(index: int, time_s: float, dets: Any, track_ids: list[int | None] | None) -> None:
-        out.write(VideoFrame.of(index, time_s, dets, track_ids).ndjson())
-        if flush or stdout:
-            out.flush()
+    lock = threading.Lock()  # several cameras' threads write lines
+
+    def write(index: int, time_s: float, dets: Any, track_ids: list[int | None] | None, camera: int = -1) -> None:
+        line = VideoFrame.of(index, time_s, dets, track_ids).ndjson()
+        if camera >= 0:  # several streams: which one the line is of, first
+            line = json.dumps({"camera": camera, **json.loads(line)}, separators=(",", ":")) + "\n"
+        with lock:
+            out.write(line)
+            if flush or stdout:
+                out.flush()
 
     try:
         yield write
@@ -272,9 +278,10 @@ def _predict_video(det: Any, path: Path, args: argparse.Namespace, tiling: Tilin
     }
 
 
-def _live_source(args: argparse.Namespace) -> str | None:
-    """The live stream's URL when the source is one (then alone, without --vid-stride); None for files. A URL of
-    another kind (file://, ftp://) is refused, naming the kinds read. --timeout and --max-frames need a stream."""
+def _live_sources(args: argparse.Namespace) -> list[str] | None:
+    """The live streams' URLs when the sources are (then streams only, without --vid-stride); None for files. A URL
+    of another kind (file://, ftp://) is refused, naming the kinds read. --timeout and --max-frames need a stream;
+    with several streams --save names a folder."""
     from detector.runtime.live import check_live, is_live
 
     for source in args.images:
@@ -286,8 +293,12 @@ def _live_source(args: argparse.Namespace) -> str | None:
                 "--timeout, --max-frames and --reconnect apply to a live stream (rtsp://, http://, ...)"
             )
         return None
-    if len(args.images) > 1:
-        raise InvalidInputError("give one live stream at a time (and no files beside it)")
+    if len(live) < len(args.images):
+        raise InvalidInputError("give live streams only, or files only")
+    if len(live) > 1 and args.save and Path(args.save).suffix.lower() in VIDEO_SUFFIXES:
+        raise InvalidInputError(
+            f"--save {args.save}: with several streams --save names a folder (each recorded as camera-N.mp4 in it)"
+        )
     if args.vid_stride != 1:
         raise InvalidInputError(
             "--vid-stride applies to files: a live stream is read as fast as it is detected (the frames that arrive "
@@ -299,43 +310,56 @@ def _live_source(args: argparse.Namespace) -> str | None:
         raise InvalidInputError(f"--max-frames must be 0 (no limit) or more (got {args.max_frames})")
     if args.save and _lines_file(args) and args.save.resolve() == args.jsonl.resolve():
         raise InvalidInputError(f"--save and --jsonl are one file ({args.save}): write to two files")
-    return str(live[0])
+    return [str(url) for url in live]
 
 
-def _predict_live(det: Any, url: str, args: argparse.Namespace, tiling: Tiling | None = None) -> None:
-    """The newest frame of the stream, again and again, until it ends, --max-frames, or Ctrl-C
-    (`detector.runtime.live_detect.detect_live`; with --reconnect it is opened again when it ends); prints the
-    summary, then fails (exit 2) if the stream stalled or broke off."""
+def _predict_live(det: Any, urls: list[str], args: argparse.Namespace, tiling: Tiling | None = None) -> None:
+    """The newest frame of each stream, again and again, until it ends, --max-frames, or Ctrl-C
+    (`detector.runtime.live_detect.detect_live`; several streams at once, one model: `detect_cameras`, each line
+    with its stream's place as `camera`, each recording `camera-N.mp4` in the --save folder; with --reconnect a
+    stream is opened again when it ends); prints the summary (several: one per stream under `cameras`), then fails
+    (exit 2) if a stream stalled or broke off."""
     from tqdm import tqdm
 
     from detector.runtime.classes import parse_classes
     from detector.runtime.live import names_a_file, redact
-    from detector.runtime.live_detect import Reading, detect_live
+    from detector.runtime.live_detect import Reading, detect_cameras, detect_live
 
-    wanted = parse_classes(args.classes, det.metadata.names) if args.classes is not None else None
+    several = len(urls) > 1
+    saves: list[Path | None] = [None] * len(urls)
+    if args.save:
+        saves = [Path(args.save) / f"camera-{i}.mp4" for i in range(len(urls))] if several else [Path(args.save)]
+    readings = [
+        Reading(
+            timeout_s=args.timeout or DEFAULT_TIMEOUT_S,
+            keep_all=names_a_file(url, VIDEO_SUFFIXES),  # http://host/clip.mp4: a file, every frame read
+            reconnect=args.reconnect,
+        )
+        for url in urls
+    ]
+    options: dict[str, Any] = {
+        "track": args.track,
+        "classes": parse_classes(args.classes, det.metadata.names) if args.classes is not None else None,
+        "predict": _predict_options(args),
+        "tiles": tiling,
+        "max_frames": args.max_frames,
+    }
+    desc = f"{len(urls)} streams" if several else redact(urls[0])
     with (
         _frame_lines(args, flush=True) as log_frame,
-        tqdm(unit="frame", desc=redact(url), file=sys.stderr, disable=args.no_progress) as bar,
+        tqdm(unit="frame", desc=desc, file=sys.stderr, disable=args.no_progress) as bar,
     ):
-        run = detect_live(
-            det,
-            url,
-            track=args.track,
-            save=Path(args.save) if args.save else None,
-            classes=wanted,
-            predict=_predict_options(args),
-            tiles=tiling,
-            reading=Reading(
-                timeout_s=args.timeout or DEFAULT_TIMEOUT_S,
-                keep_all=names_a_file(url, VIDEO_SUFFIXES),  # http://host/clip.mp4: a file, every frame read
-                reconnect=args.reconnect,
-            ),
-            max_frames=args.max_frames,
-            on_frame=log_frame,
-            on_progress=bar.update,
-        )
-    _print_summary(
-        args,
+        if several:
+            on_frame = None if log_frame is None else lambda camera, *answer: log_frame(*answer, camera=camera)
+            runs = detect_cameras(
+                det, urls, saves=saves, readings=readings, on_frame=on_frame, on_progress=bar.update, **options
+            )
+        else:
+            only = detect_live(
+                det, urls[0], save=saves[0], reading=readings[0], on_frame=log_frame, on_progress=bar.update, **options
+            )
+            runs = [only]
+    summaries = [
         {
             "source": redact(url),
             "received_frames": run.received,
@@ -345,16 +369,20 @@ def _predict_live(det: Any, url: str, args: argparse.Namespace, tiling: Tiling |
             "fps": run.info.fps,  # as the stream declares it
             "width": run.info.width,
             "height": run.info.height,
-            "saved": str(args.save) if args.save else None,
+            "saved": str(save) if save else None,
             "written_frames": run.written,
             "jsonl": str(args.jsonl) if args.jsonl else None,
             "tracked": bool(args.track),
             "ended": run.ended,
             "reconnects": run.reconnects,
-        },
-    )
-    if not run.clean:
-        raise InvalidInputError(f"{redact(url)}: {run.ended} after {run.received} frames")
+        }
+        for url, run, save in zip(urls, runs, saves, strict=True)
+    ]
+    _print_summary(args, {"cameras": summaries} if several else summaries[0])
+    failed = [f"{redact(u)}: {run.ended} after {run.received} frames" for u, run in zip(urls, runs, strict=True)]
+    failed = [why for why, run in zip(failed, runs, strict=True) if not run.clean]
+    if failed:
+        raise InvalidInputError("; ".join(failed))
 
 
 def register(commands: Commands) -> None:

@@ -244,40 +244,52 @@ def detect_cameras(
     urls: list[str],
     *,
     saves: list[Path | None],
+    readings: list[Reading],
     on_frame: Callable[[int, int, float, Detections, list[int | None] | None], None] | None = None,
     on_progress: Callable[[], Any] | None = None,
     **options: Any,
 ) -> list[LiveRun]:
     """Several live streams at once with one detector (one model in memory, the cores shared): each through
-    `detect_live` on a thread of its own with its own tracker, recording (`saves[i]`) and reconnections. `on_frame`
-    gets the camera's place in `urls` first. The run ends when every stream has (each at its `max_frames`, its end,
-    or its failure: the others go on), or on Ctrl-C for all. A stream that cannot be opened at the start stops the
-    others and is raised. `options`: `detect_live`'s other keyword arguments, the same for each."""
+    `detect_live` on a thread of its own with its own tracker, recording (`saves[i]`), reading (`readings[i]`) and
+    reconnections. `on_frame` gets the camera's place in `urls` first. The run ends when every stream has (each at its
+    `max_frames`, its end, or its failure: the others go on), or on Ctrl-C for all. A stream that cannot be opened at
+    the start stops the others and is raised. `options`: `detect_live`'s other keyword arguments, the same for each."""
     stop = Stop()
     runs: list[LiveRun | None] = [None] * len(urls)
     failed: list[BaseException] = []
+    finished = [False] * len(urls)
+    wake = threading.Event()
 
     def watch(camera: int) -> None:
         report = None if on_frame is None else lambda *answer: on_frame(camera, *answer)
         try:
             runs[camera] = detect_live(
-                det, urls[camera], save=saves[camera], on_frame=report, on_progress=on_progress, stop=stop, **options
+                det,
+                urls[camera],
+                save=saves[camera],
+                reading=readings[camera],
+                on_frame=report,
+                on_progress=on_progress,
+                stop=stop,
+                **options,
             )
         except BaseException as exc:  # e.g. a stream that will not open: the whole run fails with it
             failed.append(exc)
             stop.request("stopped (another stream failed to open)")
+        finally:
+            finished[camera] = True
+            wake.set()
 
-    threads = [threading.Thread(target=watch, args=(i,), name=f"camera-{i}", daemon=True) for i in range(len(urls))]
-    for thread in threads:
-        thread.start()
-    try:
-        for thread in threads:
-            while thread.is_alive():
-                thread.join(0.2)  # a timeout, so Ctrl-C reaches this (the main) thread
-    except KeyboardInterrupt as exc:  # Ctrl-C; or SIGTERM where the caller turns it into this (the CLI does)
-        stop.request(f"stopped ({str(exc) or 'Ctrl-C'})")
-        for thread in threads:
-            thread.join()
+    for camera in range(len(urls)):
+        threading.Thread(target=watch, args=(camera,), name=f"camera-{camera}", daemon=True).start()
+    # Waited for with an Event, not Thread.join: a join that Ctrl-C interrupts may later return before its thread
+    # ends (seen here on Python 3.11: the summary was built with one run missing).
+    while not all(finished):
+        try:
+            wake.wait(0.5)  # a timeout, so Ctrl-C reaches this (the main) thread
+            wake.clear()
+        except KeyboardInterrupt as exc:  # Ctrl-C; or SIGTERM where the caller turns it into this (the CLI does)
+            stop.request(f"stopped ({str(exc) or 'Ctrl-C'})")
     if failed:
         raise failed[0]
     return [run for run in runs if run is not None]

@@ -22,6 +22,7 @@ from tests.cameras import h264_mkv, h264_rgb, http_files, mjpeg_camera, mjpeg_pa
 from tests.clips import confident_scene, write_moving_clip
 from tests.conftest import REPO, run_cli
 from tests.e2e.test_predict_video_cli import frame_count
+from tests.servers import free_port
 
 FRAMES = 20
 
@@ -71,8 +72,9 @@ def _same(line: dict[str, Any], expected: list[dict[str, Any]], name: str | None
     )
 
 
-def _base(url: str, model_path: Path) -> list[str]:
-    return ["predict", url, "--model", str(model_path), "--backend", "onnxruntime", "--no-progress"]
+def _base(url: str | list[str], model_path: Path) -> list[str]:
+    urls = [url] if isinstance(url, str) else url
+    return ["predict", *urls, "--model", str(model_path), "--backend", "onnxruntime", "--no-progress"]
 
 
 def test_a_camera_is_detected_as_the_library_detects_its_frames(
@@ -114,6 +116,64 @@ def test_an_rtsp_camera_behind_a_password_is_detected_as_the_library_detects_its
     lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
     assert len(lines) == summary["processed_frames"] >= FRAMES // 2 and lines[-1]["frame"] == FRAMES - 1
     assert all(_same(line, answers[line["frame"]], name) for line in lines), lines
+
+
+def test_several_cameras_in_one_process(
+    scene: tuple[Path, str, dict],
+    h264_scene: tuple[list[list[bytes]], str, dict],
+    model_path: Path,
+    tmp_path: Path,
+) -> None:
+    # One model for an HTTP MJPEG camera and an RTSP one behind a password: each line says which, each camera is
+    # tracked and recorded on its own, and each answer is the library's for that camera's frame.
+    clip, name, mjpeg_answers = scene
+    units, _, rtsp_answers = h264_scene
+    jsonl, folder = tmp_path / "both.jsonl", tmp_path / "recordings"
+    with (
+        mjpeg_camera(mjpeg_packets(clip), fps=15) as mjpeg,
+        rtsp_camera(units * 3, fps=15, user="admin", password="hunter2", auth="digest") as rtsp,
+    ):
+        args = [*_base([mjpeg, rtsp], model_path), "--jsonl", str(jsonl), "--save", str(folder), "--track"]
+        proc = run_cli([*args, "--classes", name, "--max-frames", "8"], cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    cameras = json.loads(proc.stdout)["cameras"]
+    assert [c["source"] for c in cameras] == [mjpeg, rtsp.replace("hunter2", "***")]
+    assert "hunter2" not in proc.stdout + proc.stderr
+    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    for camera, summary, answers in ((0, cameras[0], mjpeg_answers), (1, cameras[1], rtsp_answers)):
+        assert summary["ended"] == "8 frames detected (max_frames)" and summary["tracked"] is True
+        assert summary["saved"] == str(folder / f"camera-{camera}.mp4")
+        assert frame_count(folder / f"camera-{camera}.mp4")[0] == summary["written_frames"] >= 8
+        mine = [line for line in lines if line["camera"] == camera]
+        frames = [line["frame"] for line in mine]
+        assert len(mine) == 8 and frames == sorted(set(frames))
+        assert all(_same(line, answers[line["frame"] % FRAMES], name) for line in mine), mine
+
+
+def test_ctrl_c_stops_every_camera(scene: tuple[Path, str, dict], model_path: Path, tmp_path: Path) -> None:
+    clip, _, _ = scene
+    jsonl, folder = tmp_path / "stop.jsonl", tmp_path / "recordings"
+    with mjpeg_camera(mjpeg_packets(clip), fps=15) as one, mjpeg_camera(mjpeg_packets(clip), fps=15) as two:
+        proc = _start([*_base([one, two], model_path), "--save", str(folder), "--jsonl", str(jsonl)], tmp_path)
+        stdout, stderr = _stop_after_lines(proc, jsonl, 10, signal.SIGINT)
+    assert proc.returncode == 0, stderr[-2000:]
+    cameras = json.loads(stdout)["cameras"]
+    for camera, summary in enumerate(cameras):
+        assert summary["ended"] == "stopped (Ctrl-C)" and summary["processed_frames"] >= 1
+        assert frame_count(folder / f"camera-{camera}.mp4")[0] == summary["written_frames"] > 0  # closed, playable
+
+
+def test_a_stream_that_will_not_open_fails_the_run_at_once(
+    scene: tuple[Path, str, dict], model_path: Path, tmp_path: Path
+) -> None:
+    clip, _, _ = scene
+    down = f"rtsp://admin:hunter2@127.0.0.1:{free_port()}/stream"
+    with mjpeg_camera(mjpeg_packets(clip), fps=15) as url:
+        started = time.monotonic()
+        proc = run_cli([*_base([url, down], model_path), "--timeout", "2"], cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "rtsp://admin:***@127.0.0.1" in proc.stderr and "cannot open the stream" in proc.stderr
+    assert "hunter2" not in proc.stdout + proc.stderr and time.monotonic() - started < 60
 
 
 def test_tiles_on_a_camera_give_the_librarys_tiled_answer(
@@ -281,7 +341,8 @@ def test_what_a_live_source_refuses(dataset_dir: Path, model_path: Path, tmp_pat
     for args, message in (
         ([url, "--vid-stride", "2"], "--vid-stride applies to files"),
         (["file:///etc/hosts"], "file:// is not a source this reads"),
-        ([url, image], "one live stream at a time"),
+        ([url, image], "give live streams only, or files only"),
+        ([url, url, "--save", "both.mp4"], "with several streams --save names a folder"),
         ([image, "--max-frames", "3"], "--timeout, --max-frames and --reconnect apply to a live stream"),
         ([url, "--timeout", "0"], "--timeout must be more than 0"),
         ([url, "--save", "live.avi"], "cannot record a live stream to live.avi: use .mp4, .mkv, .mov"),
