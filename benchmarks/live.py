@@ -13,10 +13,13 @@ latency p50 / p95, and the cores it kept busy. No tracking on either side. Runne
 
 With `--camera rtsp` the camera is an RTSP one sending the same stamped frames as H.264 (x264 `veryfast`,
 `zerolatency`: no B-frames, as cameras send) in RTP over the RTSP connection; `--camera h264` sends that H.264 in
-MPEG-TS over TCP. `--fps` makes the camera faster than 30 fps (the clip shown faster).
+MPEG-TS over TCP. `--fps` makes the camera faster than 30 fps (the clip shown faster). With `--cameras N`, N such
+cameras at once (each its own server, the same frames): ours answers them in one process on one model
+(`detector predict URL URL...`, `detect_cameras`), Ultralytics with its loader over a `.streams` file of the N URLs
+(a batch of the N newest frames a call); frames/s are then per camera.
 
     python -m benchmarks.live --model models/model.onnx [--sizes 640] [--rounds 3] [--seconds 20]
-        [--camera mjpeg|rtsp|h264] [--fps 60]
+        [--camera mjpeg|rtsp|h264] [--fps 60] [--cameras 2]
 """
 
 from __future__ import annotations
@@ -111,37 +114,55 @@ CAMERAS: dict[str, Callable[[Path, int, float], list[Any]]] = {
 }
 
 
-def load_ours(url: str, model: Path, threads: int) -> Callable[[], list[tuple[int, float]]]:
-    """Our model loaded and warmed up; the returned call answers the camera until its stream ends."""
+Answer = tuple[int, int, float]  # the camera's place, the frame's number (its stamp), when it was answered
+
+
+def load_ours(urls: list[str], model: Path, threads: int) -> Callable[[], list[Answer]]:
+    """Our model loaded and warmed up; the returned call answers the cameras until their streams end."""
     from detector.config import OpenVinoConfig
     from detector.runtime import BackendOptions, Detector
-    from detector.runtime.live_detect import detect_live
+    from detector.runtime.live_detect import Reading, detect_cameras, detect_live
 
     # configs/inference.yaml's `hint: auto`, as `detector predict URL` loads it (a single frame: the latency model)
     det = Detector.load(model, "openvino", BackendOptions(threads=threads, openvino=OpenVinoConfig(hint="auto")))
     det.predict(np.zeros((720, 1280, 3), np.uint8))
 
-    def go() -> list[tuple[int, float]]:
-        answers: list[tuple[int, float]] = []
-        detect_live(det, url, on_frame=lambda number, _t, _d, _i: answers.append((number, time.time())))
+    def go() -> list[Answer]:
+        answers: list[Answer] = []
+        if len(urls) == 1:
+            on_frame = lambda number, _t, _d, _i: answers.append((0, number, time.time()))  # noqa: E731
+            detect_live(det, urls[0], on_frame=on_frame)
+        else:
+            on_camera = lambda camera, number, _t, _d, _i: answers.append((camera, number, time.time()))  # noqa: E731
+            readings = [Reading()] * len(urls)
+            detect_cameras(det, urls, saves=[None] * len(urls), readings=readings, on_frame=on_camera)
         return answers
 
     return go
 
 
-def load_ultralytics(url: str, model: Path, size: int) -> Callable[[], list[tuple[int, float]]]:
-    """Ultralytics' model loaded and warmed up; the returned call answers the camera until its stream ends."""
+def load_ultralytics(urls: list[str], model: Path, size: int, folder: Path) -> Callable[[], list[Answer]]:
+    """Ultralytics' model loaded and warmed up; the returned call answers the cameras until their streams end
+    (several: its loader over a `.streams` file of the URLs, written in `folder`)."""
+    import os
+
     from ultralytics import YOLO
+    from ultralytics.utils import ops
 
     yolo = YOLO(str(model), task="detect")
     yolo.predict(np.zeros((720, 1280, 3), np.uint8), imgsz=size, verbose=False)
+    source = urls[0]
+    if len(urls) > 1:
+        source = str(folder / "cameras.streams")
+        Path(source).write_text("\n".join(urls) + "\n")
+    names = [ops.clean_str(url).replace(os.sep, "_") for url in urls]  # how its loader names each source
 
-    def go() -> list[tuple[int, float]]:
-        answers: list[tuple[int, float]] = []
-        for result in yolo.predict(source=url, stream=True, imgsz=size, conf=0.25, verbose=False):
+    def go() -> list[Answer]:
+        answers: list[Answer] = []
+        for result in yolo.predict(source=source, stream=True, imgsz=size, conf=0.25, verbose=False):
             number = read_stamp(result.orig_img)
             if number is not None:  # not a blank frame its loader made up when the stream ended
-                answers.append((number, time.time()))
+                answers.append((names.index(result.path) if len(urls) > 1 else 0, number, time.time()))
         return answers
 
     return go
@@ -153,7 +174,7 @@ def runner_main(args: argparse.Namespace) -> None:
     if args.kind == "ours":
         go = load_ours(args.url, args.runner_model, args.threads)
     else:
-        go = load_ultralytics(args.url, args.runner_model, args.size)
+        go = load_ultralytics(args.url, args.runner_model, args.size, args.out.parent)
     before, started = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
     answers = go()
     after, wall = resource.getrusage(resource.RUSAGE_SELF), time.monotonic() - started
@@ -161,34 +182,46 @@ def runner_main(args: argparse.Namespace) -> None:
     args.out.write_text(json.dumps({"answers": answers, "cpu_s": cpu, "wall_s": wall}))
 
 
+def _camera(kind: str, chunks: list[Any], fps: float) -> MjpegCamera | RtspCamera | TsCamera:
+    if kind == "mjpeg":
+        return MjpegCamera(chunks, fps, once=True)
+    if kind == "rtsp":
+        return RtspCamera(chunks, fps, once=True)
+    return TsCamera(chunks, fps)
+
+
 def one_round(
-    kind: str, model: Path, size: int, threads: int, chunks: list[Any], fps: float = FPS, camera_kind: str = "mjpeg"
+    kind: str,
+    model: Path,
+    size: int,
+    threads: int,
+    chunks: list[Any],
+    fps: float = FPS,
+    camera_kind: str = "mjpeg",
+    cameras: int = 1,
 ) -> dict[str, float]:
-    """A fresh camera at `fps` (`camera_kind`, and `chunks` from its `CAMERAS` entry: "mjpeg", HTTP MJPEG of these
-    JPEGs; "rtsp", RTSP of these H.264 frames; "h264", MPEG-TS over TCP of these chunks), one runner process against
-    it; its cell for this round."""
-    camera: MjpegCamera | RtspCamera | TsCamera
-    if camera_kind == "mjpeg":
-        camera = MjpegCamera(chunks, fps, once=True)
-    elif camera_kind == "rtsp":
-        camera = RtspCamera(chunks, fps, once=True)
-    else:
-        camera = TsCamera(chunks, fps)
+    """`cameras` fresh cameras at `fps` (`camera_kind`, and `chunks` from its `CAMERAS` entry: "mjpeg", HTTP MJPEG
+    of these JPEGs; "rtsp", RTSP of these H.264 frames; "h264", MPEG-TS over TCP of these chunks), one runner
+    process against them; its cell for this round (frames/s per camera)."""
+    started = [_camera(camera_kind, chunks, fps) for _ in range(cameras)]
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "answers.json"
-        cmd = [sys.executable, "-m", "benchmarks.live", "runner", "--kind", kind, "--url", camera.url]
+        cmd = [sys.executable, "-m", "benchmarks.live", "runner", "--kind", kind]
+        for camera in started:
+            cmd += ["--url", camera.url]
         cmd += ["--runner-model", str(model), "--size", str(size), "--threads", str(threads), "--out", str(out)]
         try:
             subprocess.run(cmd, check=True, timeout=len(chunks) / fps + 300, stdout=subprocess.DEVNULL)
         finally:
-            camera.close()
+            for camera in started:
+                camera.close()
         got = json.loads(out.read_text())
-    answers = [(n, t) for n, t in got["answers"] if 0 <= n < len(camera.sent)]
-    ages = [(t - camera.sent[n]) * 1e3 for n, t in answers]
+    answers = [(c, n, t) for c, n, t in got["answers"] if 0 <= n < len(started[c].sent)]
+    ages = [(t - started[c].sent[n]) * 1e3 for c, n, t in answers]
     seconds = len(chunks) / fps
     return {
-        "answered_per_s": len(answers) / seconds,
-        "answered_share": len(answers) / len(chunks),
+        "answered_per_s": len(answers) / seconds / cameras,
+        "answered_share": len(answers) / len(chunks) / cameras,
         "latency_p50_ms": statistics.median(ages),
         "latency_p95_ms": float(np.percentile(ages, 95)),
         # The process's CPU while it answered, over that time: the cores it kept busy.
@@ -217,7 +250,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         for r in range(args.rounds):
             for name in names[r % len(names) :] + names[: r % len(names)]:
                 kind, model = runners[name]
-                cell = one_round(kind, model, size, threads, chunks, args.fps, args.camera)
+                cell = one_round(kind, model, size, threads, chunks, args.fps, args.camera, args.cameras)
                 cells.setdefault((size, name), []).append(cell)
                 log.info("%d px %s: %s", size, name, {k: round(v, 2) for k, v in cell.items()})
     rows = []
@@ -237,7 +270,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             "rtsp": "RTSP on loopback, H.264 (x264 veryfast, zerolatency, a key frame a second) in RTP over TCP",
             "h264": "H.264 (x264 veryfast, zerolatency, a key frame a second) in MPEG-TS over TCP on loopback",
         }[args.camera]
-        + f", 1280x720 at {args.fps:g} fps, {args.seconds} s ({clip.name})",
+        + f", 1280x720 at {args.fps:g} fps, {args.seconds} s ({clip.name})"
+        + (f"; {args.cameras} such cameras at once" if args.cameras > 1 else ""),
+        "cameras": args.cameras,
         "rows": rows,
     }
 
@@ -249,7 +284,8 @@ def to_markdown(report: dict[str, Any]) -> str:
         machine_line(report) + f"OpenVINO INT8 on both sides, no tracking. Camera: {report['camera']}.",
         f"Command: `{' '.join(report['command'])}`",
         "",
-        "| size | runner | answered frames/s | share answered | latency p50 (ms) | latency p95 (ms) | cores busy |",
+        "| size | runner | answered frames/s (a camera) | share answered | latency p50 (ms) | latency p95 (ms) "
+        "| cores busy |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in report["rows"]:
@@ -276,12 +312,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="mjpeg",
         help="HTTP MJPEG (IP cameras), RTSP with H.264 in RTP over TCP, or H.264 in MPEG-TS over TCP",
     )
+    p.add_argument("--cameras", type=int, default=1, help="that many cameras at once, answered by one process")
     p.add_argument("--threads", type=int, default=0, help="our inference threads (default: the usable cores)")
     p.add_argument("--cache-dir", type=Path, default=Path(".cache/benchmarks"))
     p.add_argument("--out-dir", type=Path, default=Path("reports"))
     # The runner process's own arguments.
     p.add_argument("--kind", choices=["ours", "ultralytics"], help=argparse.SUPPRESS)
-    p.add_argument("--url", help=argparse.SUPPRESS)
+    p.add_argument("--url", action="append", help=argparse.SUPPRESS)
     p.add_argument("--runner-model", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--size", type=int, default=640, help=argparse.SUPPRESS)
     p.add_argument("--out", type=Path, help=argparse.SUPPRESS)

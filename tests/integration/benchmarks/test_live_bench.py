@@ -38,10 +38,10 @@ def test_both_runners_answer_the_camera(model_path: Path, tmp_path: Path, monkey
     assert 0 < ours["answered_share"] <= 1 and 0 < ours["latency_p50_ms"] <= ours["latency_p95_ms"] < 5000
     camera = MjpegCamera(jpegs, 30, once=True)
     try:
-        answers = load_ultralytics(camera.url, model_path, 128)()  # Ultralytics runs the same ONNX here
+        answers = load_ultralytics([camera.url], model_path, 128, tmp_path)()  # Ultralytics runs the same ONNX here
     finally:
         camera.close()
-    numbers = [n for n, _ in answers]
+    numbers = [n for _, n, _ in answers]
     assert numbers and numbers == sorted(set(numbers)) and numbers[-1] <= 29
     assert len(camera.sent) == 30 and camera.sent == sorted(camera.sent)
 
@@ -83,9 +83,31 @@ def test_the_rtsp_camera_is_answered_by_both_runners(
     assert 0 < ours["answered_share"] <= 1 and 0 < ours["latency_p50_ms"] <= ours["latency_p95_ms"] < 5000
     camera = RtspCamera(frames, 30, once=True)  # OpenCV's FFmpeg reader (Ultralytics') reads it too
     try:
-        answers = load_ultralytics(camera.url, model_path, 128)()
+        answers = load_ultralytics([camera.url], model_path, 128, tmp_path)()
     finally:
         camera.close()
-    numbers = [n for n, _ in answers]
+    numbers = [n for _, n, _ in answers]
     assert numbers and numbers == sorted(set(numbers)) and numbers[-1] <= 59
     assert len(camera.sent) == 60
+
+
+def test_two_cameras_at_once_are_answered_by_both_runners(
+    model_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OPENCV_FFMPEG_CAPTURE_OPTIONS", raising=False)  # as above
+    from benchmarks.cameras import MjpegCamera
+    from benchmarks.live import camera_frames, load_ultralytics, one_round
+    from benchmarks.video import real_clip
+
+    jpegs = camera_frames(real_clip(tmp_path / "r.mp4", seconds=1), 30)
+    ours = one_round("ours", model_path, 128, 2, jpegs, cameras=2)  # one runner process for both
+    assert 0 < ours["answered_share"] <= 1 and 0 < ours["latency_p50_ms"] <= ours["latency_p95_ms"] < 5000
+    cameras = [MjpegCamera(jpegs, 30, once=True) for _ in range(2)]
+    try:
+        answers = load_ultralytics([c.url for c in cameras], model_path, 128, tmp_path)()  # its .streams loader
+    finally:
+        for camera in cameras:
+            camera.close()
+    for which in (0, 1):  # each camera's frames, told apart
+        numbers = [n for c, n, _ in answers if c == which]
+        assert numbers and numbers == sorted(set(numbers)) and numbers[-1] <= 29
