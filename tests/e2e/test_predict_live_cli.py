@@ -163,6 +163,26 @@ def test_ctrl_c_stops_every_camera(scene: tuple[Path, str, dict], model_path: Pa
         assert frame_count(folder / f"camera-{camera}.mp4")[0] == summary["written_frames"] > 0  # closed, playable
 
 
+def test_a_stream_that_stalls_leaves_the_others_going(
+    scene: tuple[Path, str, dict], model_path: Path, tmp_path: Path
+) -> None:
+    clip, _, _ = scene
+    jsonl = tmp_path / "stall.jsonl"
+    with (
+        mjpeg_camera(mjpeg_packets(clip), fps=15, frames=4, then="stall") as stalls,
+        mjpeg_camera(mjpeg_packets(clip), fps=15) as goes_on,
+    ):
+        args = [*_base([stalls, goes_on], model_path), "--timeout", "1", "--max-frames", "30", "--jsonl", str(jsonl)]
+        proc = run_cli(args, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]  # after both: the summary first, then the failure
+    first, second = json.loads(proc.stdout)["cameras"]
+    assert first["ended"] == "no data for 1 s: the stream stalled" and first["received_frames"] == 4
+    assert second["ended"] == "30 frames detected (max_frames)"  # 2 s at 15 fps: long after the first stalled
+    assert f"{stalls}: no data for 1 s: the stream stalled after 4 frames" in proc.stderr
+    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert sum(line["camera"] == 1 for line in lines) == 30 and 1 <= sum(line["camera"] == 0 for line in lines) <= 4
+
+
 def test_a_stream_that_will_not_open_fails_the_run_at_once(
     scene: tuple[Path, str, dict], model_path: Path, tmp_path: Path
 ) -> None:
