@@ -273,9 +273,9 @@ def detect_cameras(
                 stop=stop,
                 **options,
             )
-        except BaseException as exc:  # e.g. a stream that will not open: the whole run fails with it
+        except BaseException as exc:  # a stream that will not open (or a fault): the whole run fails with it
             failed.append(exc)
-            stop.request("stopped (another stream failed to open)")
+            stop.request("stopped (another stream failed)")
         finally:
             finished[camera] = True
             wake.set()
