@@ -437,7 +437,14 @@ class StampedVideoWriter:
         check_stamped_path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         self.size = (width, height)
-        self._container = av.open(str(path), "w")
+        # Written so that a process killed mid-recording (SIGKILL, the OOM killer, a power cut) leaves a playable
+        # file up to its last key frame: each packet goes to the file as it is made (`flush_packets`), and an MP4 is
+        # fragmented at each key frame (`movflags`) instead of needing its index written at the close (before, such a
+        # file had only its 44-byte header and played nothing).
+        options = {"flush_packets": "1"}
+        if path.suffix.lower() in (".mp4", ".mov"):
+            options["movflags"] = "+frag_keyframe+empty_moov+default_base_moof"
+        self._container = av.open(str(path), "w", container_options=options)
         self._stream: Any = self._container.add_stream("mpeg4", rate=25)  # a nominal rate: each frame has its time
         self._stream.width, self._stream.height = width, height
         self._stream.pix_fmt = "yuv420p"

@@ -55,3 +55,39 @@ def test_a_live_recording_is_a_container_with_frame_times(tmp_path: Path) -> Non
     with pytest.raises(InvalidInputError, match=r"cannot record a live stream to live.avi: use .mp4, .mkv, .mov"):
         StampedVideoWriter(tmp_path / "live.avi", 64, 48)
     assert not (tmp_path / "live.avi").exists()
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_a_live_recording_killed_mid_write_plays_to_its_last_key_frame(tmp_path: Path, suffix: str) -> None:
+    # SIGKILL (the OOM killer, a power cut) gives no chance to close: before, the MP4 was its 44-byte header and the
+    # MKV empty, so hours of a camera were lost. Now each packet reaches the file and an MP4 is fragmented.
+    import signal
+    import subprocess
+    import sys
+
+    import av
+
+    from tests.conftest import REPO
+
+    path = tmp_path / f"killed{suffix}"
+    writes = (
+        "import sys, numpy as np\n"
+        "from detector.runtime.video import StampedVideoWriter\n"
+        "w = StampedVideoWriter(sys.argv[1], 160, 120)\n"
+        "for i in range(10**6):\n"
+        "    w.write(np.full((120, 160, 3), (7 * i) % 255, np.uint8), i / 30)\n"
+        "    print(i, flush=True)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", writes, str(path)], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if int(line) >= 99:  # 100 frames written
+                break
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    with av.open(str(path)) as container:
+        played = sum(1 for _ in container.decode(video=0))
+    assert 100 - 12 <= played <= 100 + 12  # up to the last key frame (one every 12 frames), or a few more written
