@@ -187,15 +187,15 @@ def h264_frames(frames: Iterable[np.ndarray], fps: float) -> list[list[bytes]]:
 
 
 class RtspCamera:
-    """An RTSP camera (RFC 2326) on loopback: DESCRIBE gives an H.264 stream (`h264_frames`), SETUP takes RTP over
-    the RTSP connection (interleaved, what `detector predict` asks for; UDP gets 461 Unsupported Transport), PLAY
-    sends frame i at i/`fps` in RTP packets (RFC 6184: a NAL unit a packet, FU-A fragments above 1400 bytes), then
-    `then`: "bye" (an RTCP BYE: the stream's end), "close" (the connection dropped) or "stall" (kept open, nothing
-    sent). With `user` and `password` every request needs them (`auth`: "basic", or "digest" as most IP cameras
-    ask, RFC 2617 without qop; 401 without them); `url` carries them.
-    With `once`, after one client got every frame the next ones get a 503. `sent`: when each frame went, on the
-    connection that got the most. Written here because no package of the registries serves RTSP (GStreamer's
-    server and mediamtx are not pip-installable); it speaks just what FFmpeg's client needs."""
+    """An RTSP camera (RFC 2326) on loopback: DESCRIBE gives an H.264 stream (`h264_frames`), SETUP takes RTP over the
+    RTSP connection (interleaved, what `detector predict` asks for; UDP gets 461 Unsupported Transport), PLAY sends
+    frame i at i/`fps` in RTP packets (RFC 6184: a NAL unit a packet, FU-A fragments above 1400 bytes), then `then`:
+    "bye" (an RTCP BYE: the stream's end), "close" (the connection dropped) or "stall" (kept open, nothing sent). With
+    `user` and `password` every request needs them (`auth`: "basic", or "digest" as most IP cameras ask, RFC 2617
+    without qop; 401 without them); `url` carries them. With `once`, after one client got every frame the next ones get
+    a 503. `sent`: when each frame went, on the connection that got the most. Written here because no package of the
+    registries serves RTSP (GStreamer's server and mediamtx are not pip-installable); it speaks just what FFmpeg's
+    client needs."""
 
     MTU = 1400
 
