@@ -1,6 +1,6 @@
 """`detector predict IMAGE|FOLDER...` (JSON, one result per image), `detector predict CLIP.mp4 --save out.mp4`
 (annotated video, optional tracking, one JSON line per processed frame) and `detector predict rtsp://... [rtsp://...]`
-(live streams, the newest frame of each each time, until they end or Ctrl-C)."""
+(live streams, the newest frame of each, again and again, until they end or Ctrl-C)."""
 
 from __future__ import annotations
 
