@@ -293,19 +293,23 @@ def test_a_recording_keeps_the_cameras_pace(scene: tuple[Path, str, dict], model
     clip, _, _ = scene
     out, jsonl = tmp_path / "pace.mp4", tmp_path / "pace.jsonl"
     with mjpeg_camera(mjpeg_packets(clip), fps=30) as url:
-        args = [*_base(url, model_path), "--save", str(out), "--jsonl", str(jsonl), "--max-frames", "30"]
+        args = [*_base(url, model_path), "--save", str(out), "--jsonl", str(jsonl), "--max-frames", "45"]
         proc = run_cli(args, cwd=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads(proc.stdout)
     with av.open(str(out)) as container:
         times = [float(f.pts * f.time_base) for f in container.decode(video=0)]
-    assert len(times) == summary["written_frames"] == summary["received_frames"] >= 30
-    assert abs(float(np.median(np.diff(times))) - 1 / 30) < 0.004, np.diff(times)  # the camera's pace, not 1/25
+    assert len(times) == summary["written_frames"] == summary["received_frames"] >= 45
+    # The camera's pace, not 1/25, over the last 20 frames: the first ones can come in a burst (read while the stream
+    # opens, or after the reading thread waited on a busy machine; seen in CI: 0.48 s, then 15 frames at once).
+    steady = np.diff(times[-21:])
+    assert abs(float(steady.mean()) - 1 / 30) < 0.003, np.diff(times)
     lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
     first = lines[0]
-    for line in lines:  # a line's time is its frame's moment in the recording (to the recording's ms ticks)
+    for line in lines:  # a line's time is its frame's moment in the recording (to the recording's ms ticks, which a
+        # burst of frames within one ms pushes on by a tick each)
         shown = times[line["frame"]] - times[first["frame"]]
-        assert abs(shown - (line["time_s"] - first["time_s"])) < 0.01, (line, shown)
+        assert abs(shown - (line["time_s"] - first["time_s"])) < 0.02, (line, shown)
 
 
 def test_sigterm_mid_clip_leaves_a_playable_video(model_path: Path, tmp_path: Path) -> None:
