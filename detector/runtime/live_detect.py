@@ -21,6 +21,7 @@ from detector.runtime.classes import filter_classes
 from detector.runtime.detections import Detections
 from detector.runtime.detector import Detector
 from detector.runtime.draw import draw_detections
+from detector.runtime.draw import preload as preload_drawing
 from detector.runtime.images import DecodedImage
 from detector.runtime.live import LiveFrame, LiveStream, StreamEnded
 from detector.runtime.tiling import Tiling
@@ -191,6 +192,9 @@ class _Recording:
     def __init__(self, save: Path | None) -> None:
         if save is not None:
             check_stamped_path(save)  # before the stream opens: a bad name fails now, not on the reading thread
+            # The drawing library's import (scipy under it) held the reading thread 0.23-0.48 s at the first boxes:
+            # frames piled up in the socket, then came at once with late arrival times. Made before the stream opens.
+            preload_drawing()
         self.save = save
         self.last: tuple[Detections, list[int | None] | None] | None = None
         self._writer: StampedVideoWriter | None = None
