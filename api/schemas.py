@@ -486,6 +486,7 @@ class VideoFrame(BaseModel):
             line["timings_ms"] = timings_ms
         return cls.model_validate(line)
 
-    def ndjson(self) -> str:
-        """The line as written (`json.dumps` spacing, as lines have always been written; newline included)."""
-        return json.dumps(self.model_dump(mode="json", exclude_unset=True)) + "\n"
+    def ndjson(self, **first: Any) -> str:
+        """The line as written (`json.dumps` spacing, as lines have always been written; newline included); `first`:
+        fields put before the frame's (the CLI's `camera` with several streams)."""
+        return json.dumps({**first, **self.model_dump(mode="json", exclude_unset=True)}) + "\n"

@@ -206,9 +206,8 @@ def _frame_lines(args: argparse.Namespace, flush: bool) -> Iterator[Any]:
     lock = threading.Lock()  # several cameras' threads write lines
 
     def write(index: int, time_s: float, dets: Any, track_ids: list[int | None] | None, camera: int = -1) -> None:
-        line = VideoFrame.of(index, time_s, dets, track_ids).ndjson()
-        if camera >= 0:  # several streams: which one the line is of, first
-            line = json.dumps({"camera": camera, **json.loads(line)}, separators=(",", ":")) + "\n"
+        first = {"camera": camera} if camera >= 0 else {}  # several streams: which one the line is of, first
+        line = VideoFrame.of(index, time_s, dets, track_ids).ndjson(**first)
         with lock:
             out.write(line)
             if flush or stdout:
@@ -379,8 +378,11 @@ def _predict_live(det: Any, urls: list[str], args: argparse.Namespace, tiling: T
         for url, run, save in zip(urls, runs, saves, strict=True)
     ]
     _print_summary(args, {"cameras": summaries} if several else summaries[0])
-    failed = [f"{redact(u)}: {run.ended} after {run.received} frames" for u, run in zip(urls, runs, strict=True)]
-    failed = [why for why, run in zip(failed, runs, strict=True) if not run.clean]
+    failed = [
+        f"{summary['source']}: {run.ended} after {run.received} frames"
+        for summary, run in zip(summaries, runs, strict=True)
+        if not run.clean
+    ]
     if failed:
         raise InvalidInputError("; ".join(failed))
 

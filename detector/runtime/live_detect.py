@@ -133,7 +133,8 @@ def detect_live(
         nonlocal processed
         found = detect_frames([frame.pixels])[0]
         dets = filter_classes(DecodedImage(frame.pixels, frame.width, frame.height).to_sent(found), classes)
-        recording.last = dets, track_ids = dets, tracker.update(dets) if tracker else None
+        track_ids = tracker.update(dets) if tracker else None
+        recording.last = dets, track_ids
         processed += 1
         if on_frame:
             on_frame(number, frame.time_s, dets, track_ids)
