@@ -177,13 +177,16 @@ def h264_frames(frames: Iterable[np.ndarray], fps: float) -> list[list[bytes]]:
             codec.options = {"preset": "veryfast", "tune": "zerolatency"}
         picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="bgr24")
         picture.pts = len(units)
-        annex_b = b"".join(bytes(p) for p in codec.encode(picture))
-        units.append([nal.rstrip(b"\0") for nal in re.split(b"\0\0\1", annex_b) if nal.strip(b"\0")])
-    if codec is not None:
-        rest = b"".join(bytes(p) for p in codec.encode(None))  # zerolatency keeps none back; in case
-        if rest:
-            units[-1] += [nal.rstrip(b"\0") for nal in re.split(b"\0\0\1", rest) if nal.strip(b"\0")]
+        units.append(_nal_units(b"".join(bytes(p) for p in codec.encode(picture))))
+    if codec is not None:  # zerolatency keeps no frame back; in case
+        units[-1] += _nal_units(b"".join(bytes(p) for p in codec.encode(None)))
     return units
+
+
+def _nal_units(annex_b: bytes) -> list[bytes]:
+    """The NAL units of an Annex B bitstream, without their start codes (3 or 4 bytes: the 4th is a zero left at
+    the end of the unit before, which never ends in zero)."""
+    return [nal.rstrip(b"\0") for nal in re.split(b"\0\0\1", annex_b) if nal.strip(b"\0")]
 
 
 class RtspCamera:
