@@ -12,7 +12,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from cli.main import Commands
 from cli.output import print_json
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
+    from detector.runtime.live_recording import Saving
     from detector.runtime.tiling import Tiling
 
 DEFAULT_TIMEOUT_S = 10.0  # a live stream: the longest wait to connect, then for data
@@ -277,19 +278,26 @@ def _predict_video(det: Any, path: Path, args: argparse.Namespace, tiling: Tilin
     }
 
 
-def _live_sources(args: argparse.Namespace) -> list[str] | None:
-    """The live streams' URLs when the sources are (then streams only, without --vid-stride); None for files. A URL
-    of another kind (file://, ftp://) is refused, naming the kinds read. --timeout and --max-frames need a stream;
-    with several streams --save names a folder."""
+class _Live(NamedTuple):
+    urls: list[str]
+    saves: list[Saving | None]  # each stream's recording (--save; several streams: camera-N.mp4 in that folder)
+
+
+def _live_sources(args: argparse.Namespace) -> _Live | None:
+    """The live streams' URLs and recordings when the sources are streams (then streams only, without --vid-stride);
+    None for files. A URL of another kind (file://, ftp://) is refused, naming the kinds read. --timeout,
+    --max-frames, --reconnect, --segment and --keep need a stream; with several streams --save names a folder."""
     from detector.runtime.live import check_live, is_live
+    from detector.runtime.live_recording import Saving
 
     for source in args.images:
         check_live(source)
     live = [source for source in args.images if is_live(source)]
     if not live:
-        if args.timeout is not None or args.max_frames or args.reconnect:
+        if args.timeout is not None or args.max_frames or args.reconnect or args.segment or args.keep:
             raise InvalidInputError(
-                "--timeout, --max-frames and --reconnect apply to a live stream (rtsp://, http://, ...)"
+                "--timeout, --max-frames, --reconnect, --segment and --keep apply to a live stream (rtsp://, http://, "
+                "...)"
             )
         return None
     if len(live) < len(args.images):
@@ -309,10 +317,16 @@ def _live_sources(args: argparse.Namespace) -> list[str] | None:
         raise InvalidInputError(f"--max-frames must be 0 (no limit) or more (got {args.max_frames})")
     if args.save and _lines_file(args) and args.save.resolve() == args.jsonl.resolve():
         raise InvalidInputError(f"--save and --jsonl are one file ({args.save}): write to two files")
-    return [str(url) for url in live]
+    if (args.segment or args.keep) and not args.save:
+        raise InvalidInputError("--segment and --keep apply to a recording (--save)")
+    saves: list[Saving | None] = [None] * len(live)
+    if args.save:  # made here: a bad name or value fails before the model loads
+        paths = [Path(args.save) / f"camera-{i}.mp4" for i in range(len(live))] if len(live) > 1 else [args.save]
+        saves = [Saving(path, args.segment or 0.0, args.keep or 0) for path in paths]
+    return _Live([str(url) for url in live], saves)
 
 
-def _predict_live(det: Any, urls: list[str], args: argparse.Namespace, tiling: Tiling | None = None) -> None:
+def _predict_live(det: Any, live: _Live, args: argparse.Namespace, tiling: Tiling | None = None) -> None:
     """The newest frame of each stream, again and again, until it ends, --max-frames, or Ctrl-C
     (`detector.runtime.live_detect.detect_live`; several streams at once, one model: `detect_cameras`, each line
     with its stream's place as `camera`, each recording `camera-N.mp4` in the --save folder; with --reconnect a
@@ -324,10 +338,8 @@ def _predict_live(det: Any, urls: list[str], args: argparse.Namespace, tiling: T
     from detector.runtime.live import names_a_file, redact
     from detector.runtime.live_detect import Reading, detect_cameras, detect_live
 
+    urls, saves = live
     several = len(urls) > 1
-    saves: list[Path | None] = [None] * len(urls)
-    if args.save:
-        saves = [Path(args.save) / f"camera-{i}.mp4" for i in range(len(urls))] if several else [Path(args.save)]
     readings = [
         Reading(
             timeout_s=args.timeout or DEFAULT_TIMEOUT_S,
@@ -368,12 +380,15 @@ def _predict_live(det: Any, urls: list[str], args: argparse.Namespace, tiling: T
             "fps": run.info.fps,  # as the stream declares it
             "width": run.info.width,
             "height": run.info.height,
-            "saved": str(save) if save else None,
+            "saved": str(save.path) if save else None,
             "written_frames": run.written,
             "jsonl": str(args.jsonl) if args.jsonl else None,
             "tracked": bool(args.track),
             "ended": run.ended,
             "reconnects": run.reconnects,
+            # With --segment: the files on disk, each with its first frame's time (a line's `time_s` t is in the last
+            # segment whose `from_s` <= t, at t - from_s into it).
+            **({"segments": _segments(run)} if save and save.segment_s else {}),
         }
         for url, run, save in zip(urls, runs, saves, strict=True)
     ]
@@ -385,6 +400,10 @@ def _predict_live(det: Any, urls: list[str], args: argparse.Namespace, tiling: T
     ]
     if failed:
         raise InvalidInputError("; ".join(failed))
+
+
+def _segments(run: Any) -> list[dict[str, Any]]:
+    return [{"file": str(segment.path), "from_s": round(segment.from_s, 3)} for segment in run.segments]
 
 
 def register(commands: Commands) -> None:
@@ -440,5 +459,17 @@ def register(commands: Commands) -> None:
         action="store_true",
         help="live stream: open it again when it ends, stalls or breaks off (waits 1, 2, 4... up to 30 s between "
         "tries); the run then ends at --max-frames or Ctrl-C",
+    )
+    p.add_argument(
+        "--segment",
+        type=float,
+        help="live stream: record in files of about this many seconds, each named for its start (UTC): "
+        "live.mp4 -> live-20261205T154000Z.mp4, ...",
+    )
+    p.add_argument(
+        "--keep",
+        type=int,
+        help="with --segment: keep at most this many segments of that name in the folder (earlier runs' too), "
+        "deleting the oldest",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,13 +20,12 @@ from detector.errors import InvalidInputError
 from detector.runtime.classes import filter_classes
 from detector.runtime.detections import Detections
 from detector.runtime.detector import Detector
-from detector.runtime.draw import draw_detections
-from detector.runtime.draw import preload as preload_drawing
 from detector.runtime.images import DecodedImage
 from detector.runtime.live import LiveFrame, LiveStream, StreamEnded
+from detector.runtime.live_recording import LiveRecording, Saving, Segment
 from detector.runtime.tiling import Tiling
 from detector.runtime.tracking import Tracker
-from detector.runtime.video import StampedVideoWriter, VideoInfo, check_stamped_path
+from detector.runtime.video import VideoInfo
 from detector.runtime.video_detect import OnFrame, frames_detector
 
 log = logging.getLogger("detector.runtime.live_detect")
@@ -90,10 +89,11 @@ class LiveRun:
     processed: int  # frames detected
     dropped: int  # arrived while an earlier one was detected, never taken
     damaged: int  # could not be decoded (skipped)
-    written: int  # frames in the recording (`save`)
+    written: int  # frames in the recording (`save`), its segments together
     ended: str  # why the run stopped
     clean: bool  # the stream's end, max_frames or Ctrl-C; False when it stalled or broke off
     reconnects: int = 0  # times the stream was opened again (`reconnect`)
+    segments: tuple[Segment, ...] = ()  # the recording's files still on disk (one without segments)
 
 
 def detect_live(
@@ -101,7 +101,7 @@ def detect_live(
     url: str,
     *,
     track: bool = False,
-    save: Path | None = None,
+    save: Path | Saving | None = None,
     classes: frozenset[int] | None = None,
     predict: Mapping[str, Any] | None = None,
     tiles: Tiling | None = None,
@@ -112,14 +112,14 @@ def detect_live(
     stop: Stop | None = None,
 ) -> LiveRun:
     """Detect (and with `track` track) the newest frame of the live stream at `url`, again and again, until it ends (or
-    `max_frames` frames are detected, 0: no limit, or Ctrl-C). With `save` (.mp4, .mkv, .mov), every frame received is
-    written with the newest boxes at the time it arrived (`StampedVideoWriter`). `on_frame` gets each detected frame's
-    answer (index: the frame's number among those received; time: when it arrived), `on_progress` each detected frame.
-    `predict`: keyword arguments of `Detector.predict`. `reading`: how the stream is read (`Reading`). `stop`: how
-    another thread stops this run (`Stop`; on the main thread Ctrl-C does)."""
+    `max_frames` frames are detected, 0: no limit, or Ctrl-C). With `save` (.mp4, .mkv, .mov; a `Saving` for segments),
+    every frame received is written with the newest boxes at the time it arrived (`LiveRecording`). `on_frame` gets each
+    detected frame's answer (index: the frame's number among those received; time: when it arrived), `on_progress` each
+    detected frame. `predict`: keyword arguments of `Detector.predict`. `reading`: how the stream is read (`Reading`).
+    `stop`: how another thread stops this run (`Stop`; on the main thread Ctrl-C does)."""
     if max_frames < 0:
         raise InvalidInputError(f"max_frames must be 0 (no limit) or more (got {max_frames})")
-    recording = _Recording(save)
+    recording = LiveRecording(Saving(save) if isinstance(save, Path) else save)
     stop = stop or Stop()
     processed = 0
 
@@ -183,37 +183,8 @@ def detect_live(
     if not clean:
         log.warning("%s: %s after %d frames received", stream.name, ended, received)
     dropped, damaged = earlier[1] + stream.dropped, earlier[2] + stream.damaged
-    return LiveRun(info, received, processed, dropped, damaged, recording.written, ended, clean, reconnects)
-
-
-class _Recording:
-    """`save`'s recording (None: none), made on the reading thread: every frame received, whole, with the newest
-    boxes (`last`) drawn, at the time it arrived."""
-
-    def __init__(self, save: Path | None) -> None:
-        if save is not None:
-            check_stamped_path(save)  # before the stream opens: a bad name fails now, not on the reading thread
-            # The drawing library's import (scipy under it) held the reading thread 0.23-0.48 s at the first boxes:
-            # frames piled up in the socket, then came at once with late arrival times. Made before the stream opens.
-            preload_drawing()
-        self.save = save
-        self.last: tuple[Detections, list[int | None] | None] | None = None
-        self._writer: StampedVideoWriter | None = None
-
-    def record(self, pixels: Any, arrived: float) -> None:
-        if self._writer is None:  # the recording's size is its first frame's (upright), as a clip's is
-            assert self.save is not None
-            self._writer = StampedVideoWriter(self.save, pixels.shape[1], pixels.shape[0])
-        last = self.last
-        self._writer.write(draw_detections(self._writer.fit(pixels), *last) if last else pixels, arrived)
-
-    @property
-    def written(self) -> int:
-        return self._writer.frames if self._writer is not None else 0
-
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
+    written, segments = recording.written, tuple(recording.kept())
+    return LiveRun(info, received, processed, dropped, damaged, written, ended, clean, reconnects, segments)
 
 
 def _next_connection(
@@ -248,7 +219,7 @@ def detect_cameras(
     det: Detector,
     urls: list[str],
     *,
-    saves: list[Path | None],
+    saves: Sequence[Path | Saving | None],
     readings: list[Reading],
     on_frame: Callable[[int, int, float, Detections, list[int | None] | None], None] | None = None,
     on_progress: Callable[[], Any] | None = None,

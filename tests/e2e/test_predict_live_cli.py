@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -312,6 +313,40 @@ def test_a_recording_keeps_the_cameras_pace(scene: tuple[Path, str, dict], model
         assert abs(shown - (line["time_s"] - first["time_s"])) < 0.02, (line, shown)
 
 
+def test_a_camera_recorded_in_segments_keeps_the_newest(
+    scene: tuple[Path, str, dict], model_path: Path, tmp_path: Path
+) -> None:
+    # A camera watched for days: a file a second here, the newest two kept, an earlier run's segment deleted too.
+    import av
+
+    clip, _, _ = scene
+    out, jsonl = tmp_path / "cam.mkv", tmp_path / "cam.jsonl"
+    earlier, other = tmp_path / "cam-20200101T000000Z.mkv", tmp_path / "cam-notes.mkv"
+    earlier.write_bytes(b"an earlier run's segment")
+    other.write_bytes(b"not a segment")
+    with mjpeg_camera(mjpeg_packets(clip), fps=30) as url:
+        args = [*_base(url, model_path), "--save", str(out), "--segment", "1", "--keep", "2", "--jsonl", str(jsonl)]
+        proc = run_cli([*args, "--max-frames", "100"], cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads(proc.stdout)
+    segments = summary["segments"]
+    assert len(segments) == 2 and summary["saved"] == str(out)
+    assert sorted(tmp_path.glob("cam-*.mkv")) == sorted([other, *(Path(s["file"]) for s in segments)])
+    assert all(re.fullmatch(r"cam-\d{8}T\d{6}Z\.mkv", Path(s["file"]).name) for s in segments), segments
+    assert 0.99 < segments[1]["from_s"] - segments[0]["from_s"] < 1.1
+    lines = {line["frame"]: line["time_s"] for line in map(json.loads, jsonl.read_text().splitlines())}
+    for n, segment in enumerate(segments):
+        with av.open(segment["file"]) as container:
+            frames = list(container.decode(video=0))
+        assert frames[0].key_frame and frames[0].pts == 0  # plays on its own, from its start
+        shown = [segment["from_s"] + float(f.pts * f.time_base) for f in frames]
+        assert shown[-1] - shown[0] < 1.0 and (n == 1 or len(frames) >= 20)  # a second of a 30 fps camera (the last:
+        # up to where the run stopped)
+        # A line's time is a moment of the segment it falls in.
+        inside = [t for t in lines.values() if shown[0] <= t <= shown[-1]]
+        assert inside and all(min(abs(t - s) for s in shown) < 0.002 for t in inside)
+
+
 def test_sigterm_mid_clip_leaves_a_playable_video(model_path: Path, tmp_path: Path) -> None:
     clip = write_moving_clip(np.full((64, 64, 3), 90, np.uint8), tmp_path / "long.mp4", frames=3000, fps=30)
     out, jsonl = tmp_path / "out.mp4", tmp_path / "out.jsonl"
@@ -367,7 +402,8 @@ def test_what_a_live_source_refuses(dataset_dir: Path, model_path: Path, tmp_pat
         (["file:///etc/hosts"], "file:// is not a source this reads"),
         ([url, image], "give live streams only, or files only"),
         ([url, url, "--save", "both.mp4"], "with several streams --save names a folder"),
-        ([image, "--max-frames", "3"], "--timeout, --max-frames and --reconnect apply to a live stream"),
+        ([image, "--max-frames", "3"], "--timeout, --max-frames, --reconnect, --segment and --keep apply to a live"),
+        ([url, "--segment", "60"], "--segment and --keep apply to a recording (--save)"),
         ([url, "--timeout", "0"], "--timeout must be more than 0"),
         ([url, "--save", "live.avi"], "cannot record a live stream to live.avi: use .mp4, .mkv, .mov"),
     ):

@@ -1,0 +1,99 @@
+"""A live recording in segments (`LiveRecording` with `Saving.segment_s`): a new file every so many seconds of the
+stream, each named for its start and playable on its own from a key frame, the oldest deleted beyond `keep`."""
+
+from __future__ import annotations
+
+import calendar
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from detector.errors import InvalidInputError
+from detector.runtime import live_recording
+from detector.runtime.live_recording import LiveRecording, Saving
+
+WALL = float(calendar.timegm((2026, 12, 5, 15, 40, 0)))  # 2026-12-05 15:40:00 UTC
+
+
+def _record(saving: Saving, times: list[float], monkeypatch: pytest.MonkeyPatch) -> LiveRecording:
+    """`times` (arrival, seconds from the start of reading) recorded, the wall clock then at WALL + that time."""
+    now = [WALL]
+    monkeypatch.setattr(live_recording.time, "time", lambda: now[0])
+    recording = LiveRecording(saving)
+    for i, t in enumerate(times):
+        now[0] = WALL + t
+        recording.record(np.full((48, 64, 3), 5 * (i % 50), np.uint8), t)
+    recording.close()
+    return recording
+
+
+def _frames(path: Path) -> list[tuple[float, bool]]:
+    import av
+
+    with av.open(str(path)) as container:
+        return [(float(f.pts * f.time_base), f.key_frame) for f in container.decode(video=0)]
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_a_recording_in_segments(tmp_path: Path, suffix: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # 10 fps for 5 s, in 2 s segments: three files, cut every 2 s from the first frame.
+    times = [0.35 + i / 10 for i in range(50)]
+    recording = _record(Saving(tmp_path / f"live{suffix}", segment_s=2), times, monkeypatch)
+    names = [segment.path.name for segment in recording.segments]
+    assert names == [f"live-20261205T15400{s}Z{suffix}" for s in (0, 2, 4)]
+    assert [round(segment.from_s, 2) for segment in recording.segments] == [0.35, 2.35, 4.35]
+    played = [_frames(segment.path) for segment in recording.segments]
+    assert [len(frames) for frames in played] == [20, 20, 10] and recording.written == 50
+    for frames in played:  # each plays on its own: a key frame first, its own times from 0 at the camera's pace
+        assert frames[0] == (0.0, True)
+        assert np.allclose(np.diff([t for t, _ in frames]), 0.1, atol=0.0015)
+    assert recording.kept() == recording.segments
+
+
+def test_one_file_without_segments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    recording = _record(Saving(tmp_path / "live.mp4"), [i / 10 for i in range(30)], monkeypatch)
+    assert [segment.path.name for segment in recording.segments] == ["live.mp4"]
+    assert len(_frames(tmp_path / "live.mp4")) == 30 and list(tmp_path.iterdir()) == [tmp_path / "live.mp4"]
+
+
+def test_keep_deletes_the_oldest_segments_of_that_name_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # An earlier run's segments (a watcher restarted) count; files of other names, or not segments, are never touched.
+    earlier = [tmp_path / f"cam-2026120{d}T000000Z.mkv" for d in (1, 2)]
+    others = [
+        tmp_path / n for n in ("cam.mkv", "cam-notes.mkv", "cam-20261201T000000Z.mp4", "camx-20261201T000000Z.mkv")
+    ]
+    for path in earlier + others:
+        path.write_bytes(b"x")
+    recording = _record(Saving(tmp_path / "cam.mkv", segment_s=1, keep=3), [i / 10 for i in range(45)], monkeypatch)
+    made = [segment.path.name for segment in recording.segments]
+    assert made == [f"cam-20261205T15400{s}Z.mkv" for s in range(5)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*made[-3:], *(p.name for p in others)])
+    assert [segment.path.name for segment in recording.kept()] == made[-3:]
+    assert recording.written == 45
+
+
+def test_a_clock_set_back_never_overwrites_a_segment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(live_recording.time, "time", lambda: WALL)  # the same second for every segment
+    recording = LiveRecording(Saving(tmp_path / "live.mp4", segment_s=1))
+    for t in (0.0, 1.0, 2.0, 2.5):
+        recording.record(np.zeros((48, 64, 3), np.uint8), t)
+    recording.close()
+    names = [segment.path.name for segment in recording.segments]
+    assert names == ["live-20261205T154000Z.mp4", "live-20261205T154000Z-2.mp4", "live-20261205T154000Z-3.mp4"]
+    assert [len(_frames(segment.path)) for segment in recording.segments] == [1, 1, 2]
+    assert Saving(tmp_path / "live.mp4", segment_s=1).segments_on_disk() == [s.path for s in recording.segments]
+
+
+def test_what_saving_refuses(tmp_path: Path) -> None:
+    for kwargs, message in (
+        ({"segment_s": 0.5}, r"segment: at least 1 second, or 0 for one file \(got 0.5\)"),
+        ({"segment_s": -1}, r"segment: at least 1 second"),
+        ({"segment_s": 60, "keep": -1}, r"keep: 0 \(all\) or more segments \(got -1\)"),
+        ({"keep": 3}, r"keep applies to a recording in segments"),
+    ):
+        with pytest.raises(InvalidInputError, match=message):
+            Saving(tmp_path / "live.mp4", **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match=r"cannot record a live stream to live.avi"):
+        Saving(tmp_path / "live.avi", segment_s=60)
+    assert not list(tmp_path.iterdir())
