@@ -190,8 +190,9 @@ def _nal_units(annex_b: bytes) -> list[bytes]:
 
 
 class RtspCamera:
-    """An RTSP camera (RFC 2326) on loopback: DESCRIBE gives an H.264 stream (`h264_frames`), SETUP takes RTP over the
-    RTSP connection (interleaved, what `detector predict` asks for; UDP gets 461 Unsupported Transport), PLAY sends
+    """An RTSP camera (RFC 2326) on loopback: DESCRIBE gives an H.264 stream (`h264_frames`), SETUP takes the
+    `transports` it serves ("tcp": RTP over the RTSP connection, interleaved, what `detector predict` asks for first;
+    "udp": RTP and RTCP to the client's two UDP ports; another gets 461 Unsupported Transport), PLAY sends
     frame i at i/`fps` in RTP packets (RFC 6184: a NAL unit a packet, FU-A fragments above 1400 bytes), then `then`:
     "bye" (an RTCP BYE: the stream's end), "close" (the connection dropped) or "stall" (kept open, nothing sent). With
     `user` and `password` every request needs them (`auth`: "basic", or "digest" as most IP cameras ask, RFC 2617
@@ -211,9 +212,11 @@ class RtspCamera:
         password: str | None = None,
         once: bool = False,
         auth: str = "basic",
+        transports: tuple[str, ...] = ("tcp",),
     ) -> None:
         self.connections: list[list[float]] = []
         self._frames, self._fps, self._then, self._once = frames, fps, then, once
+        self._transports = transports
         self._user, self._password, self._digest = user, password, auth == "digest"
         self._done, self._finished = threading.Event(), threading.Event()
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -257,7 +260,8 @@ class RtspCamera:
             with lock:
                 conn.sendall((head + "\r\n" + body).encode())
 
-        with conn, contextlib.suppress(OSError, ValueError):
+        udp: _UdpPeer | None = None  # RTP over UDP, when SETUP asked for it
+        with conn, contextlib.ExitStack() as stack, contextlib.suppress(OSError, ValueError):
             rfile = conn.makefile("rb")
             while not self._done.is_set():
                 first = rfile.read(1)
@@ -283,14 +287,22 @@ class RtspCamera:
                     reply("503 Service Unavailable", cseq)
                 elif method == "DESCRIBE":
                     reply("200 OK", cseq, {"Content-Type": "application/sdp", "Content-Base": self._base}, self.sdp())
-                elif method == "SETUP" and "/TCP" not in headers.get("transport", ""):
-                    reply("461 Unsupported Transport", cseq)
                 elif method == "SETUP":
-                    transport = "RTP/AVP/TCP;unicast;interleaved=0-1"
+                    asked = headers.get("transport", "")
+                    ports = re.search(r"client_port=(\d+)-(\d+)", asked)
+                    if "/TCP" in asked and "tcp" in self._transports:
+                        transport = "RTP/AVP/TCP;unicast;interleaved=0-1"
+                    elif ports and "/TCP" not in asked and "udp" in self._transports:
+                        udp = _UdpPeer(conn.getpeername()[0], int(ports[1]), int(ports[2]))
+                        stack.callback(udp.close)
+                        transport = f"RTP/AVP;unicast;client_port={ports[1]}-{ports[2]};server_port={udp.ports}"
+                    else:
+                        reply("461 Unsupported Transport", cseq)
+                        continue
                     reply("200 OK", cseq, {"Transport": transport, "Session": f"{session};timeout=60"})
                 elif method == "PLAY":
                     reply("200 OK", cseq, {"Session": session, "Range": "npt=0.000-"})
-                    threading.Thread(target=self._play, args=(conn, lock), daemon=True).start()
+                    threading.Thread(target=self._play, args=(conn, lock, udp), daemon=True).start()
                 elif method == "TEARDOWN":
                     reply("200 OK", cseq, {"Session": session})
                     return
@@ -313,7 +325,7 @@ class RtspCamera:
         known = md5(f"{self._user}:camera:{self._password}")
         return fields.get("response") == md5(f"{known}:{nonce}:{md5(method + ':' + fields.get('uri', ''))}")
 
-    def _play(self, conn: socket.socket, lock: threading.Lock) -> None:
+    def _play(self, conn: socket.socket, lock: threading.Lock, udp: _UdpPeer | None) -> None:
         sent: list[float] = []
         self.connections.append(sent)
         ssrc, seq = secrets.randbits(32), secrets.randbits(16)
@@ -330,14 +342,20 @@ class RtspCamera:
                     packets.append(head + timestamp.to_bytes(4, "big") + ssrc.to_bytes(4, "big") + payload)
                     seq = (seq + 1) & 0xFFFF
                 sent.append(time.time())
-                with lock:
-                    conn.sendall(b"".join(b"$\0" + len(p).to_bytes(2, "big") + p for p in packets))
+                if udp is not None:
+                    udp.send_rtp(packets)
+                else:
+                    with lock:
+                        conn.sendall(b"".join(b"$\0" + len(p).to_bytes(2, "big") + p for p in packets))
             self._finished.set()
             if self._then == "bye":  # RTCP BYE on the RTCP channel: FFmpeg's client ends the stream cleanly
                 # (with a reason: FFmpeg drops an RTCP packet shorter than an RTP header, 12 bytes)
                 bye = bytes([0x81, 203, 0, 2]) + ssrc.to_bytes(4, "big") + b"\3end"
-                with lock:
-                    conn.sendall(b"$\1" + len(bye).to_bytes(2, "big") + bye)
+                if udp is not None:
+                    udp.send_rtcp(bye)
+                else:
+                    with lock:
+                        conn.sendall(b"$\1" + len(bye).to_bytes(2, "big") + bye)
             elif self._then == "close":
                 conn.shutdown(socket.SHUT_RDWR)
             else:
@@ -352,6 +370,32 @@ class RtspCamera:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _UdpPeer:
+    """RTP and RTCP over UDP to a client's two ports, from two of this camera's own (RFC 2326's client_port and
+    server_port)."""
+
+    def __init__(self, host: str, rtp_port: int, rtcp_port: int) -> None:
+        self._rtp, self._rtcp = (
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM),
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM),
+        )
+        self._rtp.bind(("127.0.0.1", 0))
+        self._rtcp.bind(("127.0.0.1", 0))
+        self.ports = f"{self._rtp.getsockname()[1]}-{self._rtcp.getsockname()[1]}"
+        self._to_rtp, self._to_rtcp = (host, rtp_port), (host, rtcp_port)
+
+    def send_rtp(self, packets: list[bytes]) -> None:
+        for packet in packets:
+            self._rtp.sendto(packet, self._to_rtp)
+
+    def send_rtcp(self, packet: bytes) -> None:
+        self._rtcp.sendto(packet, self._to_rtcp)
+
+    def close(self) -> None:
+        self._rtp.close()
+        self._rtcp.close()
 
 
 def _rtp_payloads(nals: list[bytes], mtu: int) -> Iterator[tuple[bool, bytes]]:

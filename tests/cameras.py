@@ -48,11 +48,12 @@ def rtsp_camera(
     user: str | None = None,
     password: str | None = None,
     auth: str = "basic",
+    transports: tuple[str, ...] = ("tcp",),
 ) -> Iterator[str]:
     """An RTSP camera sending these H.264 frames (`h264_rgb`) at `fps` to each client, then `then` ("bye": the
     stream's end; "close": the connection dropped). With `user` and `password` it asks for them (`auth`: "basic" or
-    "digest"); the URL yielded carries them."""
-    with RtspCamera(units, fps, then=then, user=user, password=password, auth=auth) as camera:
+    "digest"); the URL yielded carries them. `transports`: how it sends RTP ("tcp": over the RTSP connection, "udp")."""
+    with RtspCamera(units, fps, then=then, user=user, password=password, auth=auth, transports=transports) as camera:
         yield camera.url
 
 

@@ -18,6 +18,8 @@ every other demuxer to the network too.
 
 from __future__ import annotations
 
+import errno
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,6 +32,7 @@ import numpy.typing as npt
 from detector.errors import InvalidInputError
 from detector.runtime.video import VideoInfo, lowres_for, upright
 
+log = logging.getLogger("detector.runtime.live")
 LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "tcp", "udp", "srt")
 LIVE_PROTOCOLS = "rtsp,rtsps,rtmp,rtmps,rtmpt,rtp,srtp,http,https,httpproxy,tcp,tls,udp,srt,crypto"
 DEFAULT_FPS = 25.0  # a stream that declares no rate (HTTP MJPEG): FFmpeg's own assumption for it
@@ -149,17 +152,31 @@ class LiveStream:
 
         self.name = redact(url)
         self.timeout_s = timeout_s
-        options = {"protocol_whitelist": LIVE_PROTOCOLS}
+        # FFmpeg reads 20 frames to estimate a rate before the stream opens (0.73 s of a 30 fps camera, 1.47 s at
+        # 15 fps, all but the newest then dropped). Not needed: an RTSP stream's RTP timestamps give the rate (checked
+        # with and without the SDP's `a=framerate`; only H.264's 7-frame decoder-delay guess is left, 0.27 s), and an
+        # MPEG-TS stream's codec header does (H.264's or MPEG-2's: opened in 0.10-0.20 s; the stream's own guess is
+        # then twice the rate, counting fields, so the codec's is taken first below). An HTTP MJPEG stream opened at
+        # once either way (it has no timestamps to measure).
+        options = {"protocol_whitelist": LIVE_PROTOCOLS, "fpsprobesize": "0"}
         if url.lower().startswith(("rtsp://", "rtsps://")):
             # RTP over the RTSP connection, not UDP: a lost UDP packet smears every frame until the next key frame.
             # OpenCV's reader (Ultralytics') asks for TCP too unless OPENCV_FFMPEG_CAPTURE_OPTIONS says otherwise.
+            # (FFmpeg's "tcp+udp" tries UDP first, so a camera that serves both would be read over UDP.)
             options["rtsp_transport"] = "tcp"
-            # FFmpeg reads 20 frames to estimate a rate before the stream opens (0.9 s of a 30 fps camera, all but
-            # the newest then dropped); an RTSP stream's RTP timestamps already give it (checked with and without
-            # the SDP's `a=framerate`), so only H.264's 7-frame decoder-delay guess is left (0.27 s).
-            options["fpsprobesize"] = "0"
         try:
-            self._container = av.open(url, timeout=(timeout_s, timeout_s), options=options)
+            try:
+                self._container = av.open(url, timeout=(timeout_s, timeout_s), options=options)
+            except av.FFmpegError as exc:
+                # A camera that serves RTP over UDP only answers SETUP with 461, which FFmpeg gives as this errno:
+                # asked again over UDP (read then, frames broken where packets are lost, rather than not at all).
+                if options.get("rtsp_transport") != "tcp" or exc.errno != errno.EPROTONOSUPPORT:
+                    raise
+                log.warning(
+                    "%s: the camera sends RTP over UDP only; read over UDP (a lost packet breaks frames)", self.name
+                )
+                options["rtsp_transport"] = "udp"
+                self._container = av.open(url, timeout=(timeout_s, timeout_s), options=options)
         except av.FFmpegError as exc:
             raise InvalidInputError(f"{self.name}: cannot open the stream ({_why(exc)})") from None
         if not self._container.streams.video:
@@ -167,7 +184,7 @@ class LiveStream:
             raise InvalidInputError(f"{self.name}: the stream has no video")
         self._stream = self._container.streams.video[0]
         context = self._stream.codec_context
-        rate = self._stream.average_rate or self._stream.guessed_rate
+        rate = self._stream.average_rate or context.framerate or self._stream.guessed_rate
         self.info = VideoInfo(float(rate) if rate else DEFAULT_FPS, 0, context.width, context.height)
         self._on_every_frame = on_every_frame
         self._reduce_to = None if on_every_frame else reduce_to

@@ -125,14 +125,15 @@ def test_several_cameras_in_one_process(
     model_path: Path,
     tmp_path: Path,
 ) -> None:
-    # One model for an HTTP MJPEG camera and an RTSP one behind a password: each line says which, each camera is
-    # tracked and recorded on its own, and each answer is the library's for that camera's frame.
+    # One model for an HTTP MJPEG camera and an RTSP one behind a password that sends RTP over UDP only (read after
+    # TCP is refused): each line says which, each camera is tracked and recorded on its own, and each answer is the
+    # library's for that camera's frame.
     clip, name, mjpeg_answers = scene
     units, _, rtsp_answers = h264_scene
     jsonl, folder = tmp_path / "both.jsonl", tmp_path / "recordings"
     with (
         mjpeg_camera(mjpeg_packets(clip), fps=15) as mjpeg,
-        rtsp_camera(units * 3, fps=15, user="admin", password="hunter2", auth="digest") as rtsp,
+        rtsp_camera(units * 3, fps=15, user="admin", password="hunter2", auth="digest", transports=("udp",)) as rtsp,
     ):
         args = [*_base([mjpeg, rtsp], model_path), "--jsonl", str(jsonl), "--save", str(folder), "--track"]
         proc = run_cli([*args, "--classes", name, "--max-frames", "8"], cwd=tmp_path, timeout=120)
@@ -140,6 +141,7 @@ def test_several_cameras_in_one_process(
     cameras = json.loads(proc.stdout)["cameras"]
     assert [c["source"] for c in cameras] == [mjpeg, rtsp.replace("hunter2", "***")]
     assert "hunter2" not in proc.stdout + proc.stderr
+    assert "the camera sends RTP over UDP only; read over UDP" in proc.stderr
     lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
     for camera, summary, answers in ((0, cameras[0], mjpeg_answers), (1, cameras[1], rtsp_answers)):
         assert summary["ended"] == "8 frames detected (max_frames)" and summary["tracked"] is True

@@ -4,6 +4,7 @@ stream; credentials never shown."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from pathlib import Path
@@ -157,6 +158,21 @@ def test_the_end_of_a_tcp_stream_is_a_clean_end() -> None:
     assert all(_which(got, frames) == n % 16 for n, got in zip(numbers, pixels, strict=True))  # 16 bar places
 
 
+@pytest.mark.parametrize("codec", ["libx264", "mpeg2video"])
+def test_an_mpegts_stream_opens_without_reading_frames_to_guess_its_rate(codec: str) -> None:
+    # FFmpeg read 20 frames to estimate the rate before the stream opened (1.47 s of a 15 fps camera, 22 frames sent
+    # before the first came out); the codec's header gives it (not the stream's own guess: 30, counting fields).
+    from benchmarks.cameras import TsCamera, ts_chunks
+
+    frames = _frames(40)
+    chunks = ts_chunks((f[:, :, ::-1] for f in frames), 15, codec=codec)
+    with TsCamera(chunks, 15) as camera, LiveStream(camera.url, timeout_s=5) as stream:
+        first = next(stream.frames())
+        sent_before = len(camera.sent)
+    assert stream.info.fps == 15 and first.number == 0 and _which(first.pixels, frames) == 0
+    assert sent_before <= 10, sent_before
+
+
 def _decoded(units: list[list[bytes]]) -> list[np.ndarray]:
     """The frames of that H.264 bitstream read as a raw file, converted to RGB as `LiveStream` converts them."""
     import io
@@ -190,6 +206,27 @@ def test_an_rtsp_camera_behind_a_password(auth: str) -> None:
     for number, got in zip(numbers, pixels, strict=True):
         assert _which(got, frames) == number % 16  # 16 bar places
         assert np.array_equal(got, decoded[number])
+
+
+@pytest.mark.parametrize("transports", [("udp",), ("udp", "tcp")])
+def test_an_rtsp_camera_that_sends_over_udp_only(transports: tuple[str, ...], caplog: pytest.LogCaptureFixture) -> None:
+    # Asked over TCP first (SETUP refused: 461), then over UDP; a camera that serves both is read over TCP. Before,
+    # a UDP-only camera was not read at all ("cannot open the stream (Protocol not supported)").
+    frames = _frames(30)
+    units = h264_rgb(frames, 30)
+    with (
+        caplog.at_level(logging.WARNING, "detector.runtime.live"),
+        rtsp_camera(units, fps=30, transports=transports) as url,
+        LiveStream(url, timeout_s=5) as stream,
+    ):
+        numbers, pixels, ended = _take_all(stream)
+    assert ended.clean and stream.info.fps == 30
+    # Every frame but the last one or two, which a BYE over UDP can overtake (on loopback nothing else is lost).
+    assert stream.received >= 28 and numbers[0] <= 8
+    decoded = _decoded(units)
+    assert all(np.array_equal(got, decoded[n]) for n, got in zip(numbers, pixels, strict=True))
+    over_udp = "the camera sends RTP over UDP only; read over UDP" in caplog.text
+    assert over_udp == ("tcp" not in transports), caplog.text
 
 
 def test_an_rtsp_connection_that_drops_ends_the_stream_at_once() -> None:
