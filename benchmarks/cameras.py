@@ -1,6 +1,7 @@
 """Cameras on loopback, for `benchmarks/live.py` and the tests of `detector predict URL`: an IP camera's HTTP MJPEG
-stream (`MjpegCamera`), a camera sending MPEG-TS over TCP (`TsCamera`, its bytes from `ts_chunks`) and an RTSP
-camera sending H.264 in RTP over the RTSP connection (`RtspCamera`, its frames from `h264_frames`). Each sends at a
+stream (`MjpegCamera`), a camera sending MPEG-TS over TCP (`TsCamera`, its bytes from `ts_chunks`), a live FLV
+stream over HTTP (`HttpFlvCamera`) and an RTSP camera sending H.264 in RTP over the RTSP connection or UDP
+(`RtspCamera`, its frames from `h264_frames`). Each sends at a
 camera's pace on threads of its own, notes when it sent each frame, and stops at `close()` (or its `with`)."""
 
 from __future__ import annotations
@@ -85,10 +86,12 @@ class MjpegCamera:
         self.close()
 
 
-def ts_chunks(frames: Iterable[np.ndarray], fps: float, codec: str = "libx264") -> list[bytes]:
-    """BGR frames (all one size) encoded with `codec` in MPEG-TS, one chunk of bytes per frame, each what a camera
-    sends for that frame. libx264 runs `veryfast` with `zerolatency` (no B-frames, each frame's bytes at once, as
-    cameras send) and a key frame a second."""
+def ts_chunks(
+    frames: Iterable[np.ndarray], fps: float, codec: str = "libx264", container: str = "mpegts"
+) -> list[bytes]:
+    """BGR frames (all one size) encoded with `codec` in MPEG-TS (or another `container`: "flv"), one chunk of bytes
+    per frame, each what a camera sends for that frame. libx264 runs `veryfast` with `zerolatency` (no B-frames, each
+    frame's bytes at once, as cameras send) and a key frame a second."""
     import av
 
     written = bytearray()
@@ -99,7 +102,7 @@ def ts_chunks(frames: Iterable[np.ndarray], fps: float, codec: str = "libx264") 
             return len(data)
 
     chunks: list[bytes] = []
-    out = av.open(Sink(), "w", format="mpegts", container_options={"flush_packets": "1"})
+    out = av.open(Sink(), "w", format=container, container_options={"flush_packets": "1"})
     try:
         options = {"preset": "veryfast", "tune": "zerolatency"} if codec == "libx264" else {}
         stream: Any = None
@@ -121,6 +124,53 @@ def ts_chunks(frames: Iterable[np.ndarray], fps: float, codec: str = "libx264") 
     if chunks:
         chunks[-1] += bytes(written)
     return chunks
+
+
+class HttpFlvCamera:
+    """HTTP-FLV, as live-streaming servers (SRS, nginx-http-flv) and many cameras serve it: the FLV chunks
+    (`ts_chunks(..., container="flv")`) at i/`fps` to each client, then the connection closed. `sent`: when each chunk
+    went, on the connection that got the most; `url`: http://.../live.flv"""
+
+    def __init__(self, chunks: list[bytes], fps: float) -> None:
+        self.connections: list[list[float]] = []
+        camera = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                sent: list[float] = []
+                camera.connections.append(sent)
+                self.send_response(200)
+                self.send_header("Content-Type", "video/x-flv")
+                self.end_headers()
+                start = time.monotonic()
+                with contextlib.suppress(OSError):  # the client left
+                    for i, chunk in enumerate(chunks):
+                        time.sleep(max(0.0, start + i / fps - time.monotonic()))
+                        sent.append(time.time())
+                        self.wfile.write(chunk)
+                        self.wfile.flush()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/live.flv"
+
+    @property
+    def sent(self) -> list[float]:
+        return max(self.connections, key=len, default=[])
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> HttpFlvCamera:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class TsCamera:

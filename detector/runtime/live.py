@@ -36,6 +36,7 @@ log = logging.getLogger("detector.runtime.live")
 LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "tcp", "udp", "srt")
 LIVE_PROTOCOLS = "rtsp,rtsps,rtmp,rtmps,rtmpt,rtp,srtp,http,https,httpproxy,tcp,tls,udp,srt,crypto"
 DEFAULT_FPS = 25.0  # a stream that declares no rate (HTTP MJPEG): FFmpeg's own assumption for it
+FLV_ANALYZE_US = 1_000_000  # how long FFmpeg reads an FLV stream (RTMP, HTTP-FLV) for its tracks, in microseconds
 
 
 def is_live(source: str) -> bool:
@@ -60,6 +61,13 @@ def names_a_file(url: str, suffixes: tuple[str, ...]) -> bool:
     served over HTTP, whose every frame is read (the server waits; nothing is missed), not a camera."""
     parts = urlsplit(url)
     return parts.scheme.lower() in ("http", "https") and parts.path.lower().endswith(suffixes)
+
+
+def carries_flv(url: str) -> bool:
+    """True for a source that sends FLV: RTMP (rtmp://, rtmps://...) and HTTP-FLV (an http(s) path ending .flv)."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme.startswith("rtmp") or (scheme in ("http", "https") and parts.path.lower().endswith(".flv"))
 
 
 def redact(url: str) -> str:
@@ -159,6 +167,13 @@ class LiveStream:
         # then twice the rate, counting fields, so the codec's is taken first below). An HTTP MJPEG stream opened at
         # once either way (it has no timestamps to measure).
         options = {"protocol_whitelist": LIVE_PROTOCOLS, "fpsprobesize": "0"}
+        if carries_flv(url):
+            # An FLV stream's header cannot say which tracks will come (FFmpeg's RTMP client always announces audio
+            # and video), so FFmpeg reads on for `analyzeduration` (5 s by default) waiting for an audio track that a
+            # video-only camera never sends: HTTP-FLV at 30 fps opened after 5.0 s and 151 frames, all but the newest
+            # then dropped (measured). 1 s of stream is enough for its video track (the servers' GOP caches start
+            # at a key frame, whose SPS gives the size); with an audio track the wait ends when both have come.
+            options["analyzeduration"] = str(FLV_ANALYZE_US)
         if url.lower().startswith(("rtsp://", "rtsps://")):
             # RTP over the RTSP connection, not UDP: a lost UDP packet smears every frame until the next key frame.
             # OpenCV's reader (Ultralytics') asks for TCP too unless OPENCV_FFMPEG_CAPTURE_OPTIONS says otherwise.

@@ -14,7 +14,16 @@ import numpy as np
 import pytest
 
 from detector.errors import InvalidInputError
-from detector.runtime.live import LiveStream, StreamEnded, _Newest, check_live, is_live, names_a_file, redact
+from detector.runtime.live import (
+    LiveStream,
+    StreamEnded,
+    _Newest,
+    carries_flv,
+    check_live,
+    is_live,
+    names_a_file,
+    redact,
+)
 from detector.runtime.video import upright
 from tests.cameras import annex_b, h264_rgb, http_files, mjpeg_camera, mpegts_camera, rtsp_camera
 from tests.servers import free_port
@@ -62,6 +71,8 @@ def test_sources_and_credentials() -> None:
     assert redact("rtsp://10.0.0.5/live") == "rtsp://10.0.0.5/live"
     assert names_a_file("http://host/a/clip.MP4", (".mp4",)) and not names_a_file("http://host/video.mjpg", (".mp4",))
     assert not names_a_file("rtsp://host/clip.mp4", (".mp4",))
+    assert carries_flv("rtmp://host/live/cam") and carries_flv("RTMPS://host/app") and carries_flv("http://h/a/b.FLV")
+    assert not carries_flv("http://host/video.mjpg") and not carries_flv("rtsp://host/live.flv")
 
 
 def test_the_mailbox_keeps_the_newest_or_waits() -> None:
@@ -171,6 +182,25 @@ def test_an_mpegts_stream_opens_without_reading_frames_to_guess_its_rate(codec: 
         sent_before = len(camera.sent)
     assert stream.info.fps == 15 and first.number == 0 and _which(first.pixels, frames) == 0
     assert sent_before <= 10, sent_before
+
+
+def test_a_video_only_flv_stream_opens_after_a_second_not_five() -> None:
+    # HTTP-FLV (and RTMP, which carries FLV): FFmpeg read 5 s of a stream without audio waiting for an audio track
+    # before it opened (here: every one of the 60 frames sent first, 2 s, the connection's end); 1 s now.
+    from benchmarks.cameras import HttpFlvCamera, ts_chunks
+
+    frames = _frames(60)
+    chunks = ts_chunks((f[:, :, ::-1] for f in frames), 30, container="flv")
+    with HttpFlvCamera(chunks, 30) as camera, LiveStream(camera.url, timeout_s=5) as stream:
+        first = next(stream.frames())
+        sent_before = len(camera.sent)
+        numbers, pixels, ended = _take_all(stream)
+    assert stream.info.fps == 30 and (stream.info.width, stream.info.height) == (SIZE[1], SIZE[0])
+    # The frames read while it opened come at once, and the newest is taken first (the rest: dropped).
+    assert first.number < sent_before <= 45, (first.number, sent_before)
+    assert stream.received == 60, ended  # then the server closes it (over HTTP: "broke off", as for MJPEG)
+    taken = zip([first.number, *numbers], [first.pixels, *pixels], strict=True)
+    assert all(_which(got, frames) == n % 16 for n, got in taken)
 
 
 def _decoded(units: list[list[bytes]]) -> list[np.ndarray]:
