@@ -1,7 +1,7 @@
 """Cameras on loopback, for `benchmarks/live.py` and the tests of `detector predict URL`: an IP camera's HTTP MJPEG
 stream (`MjpegCamera`), a camera sending MPEG-TS over TCP (`TsCamera`, its bytes from `ts_chunks`), a live FLV
-stream over HTTP (`HttpFlvCamera`) and an RTSP camera sending H.264 in RTP over the RTSP connection or UDP
-(`RtspCamera`, its frames from `h264_frames`). Each sends at a
+stream over HTTP (`HttpFlvCamera`), an RTMP server (`RtmpCamera`) and an RTSP camera sending H.264 in RTP over the
+RTSP connection or UDP (`RtspCamera`; these two take their frames from `h264_frames`). Each sends at a
 camera's pace on threads of its own, notes when it sent each frame, and stops at `close()` (or its `with`)."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import http.server
 import re
 import secrets
 import socket
+import struct
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -462,3 +463,162 @@ def _rtp_payloads(nals: list[bytes], mtu: int) -> Iterator[tuple[bool, bytes]]:
             start, end = at == 0, at + mtu >= len(body)
             header = (0x80 if start else 0) | (0x40 if end else 0) | (nal[0] & 0x1F)
             yield last_nal and end, bytes([indicator, header]) + body[at : at + mtu]
+
+
+class RtmpCamera:
+    """An RTMP server on loopback playing one H.264 stream (`h264_frames`), video only, as a camera or a streaming
+    server (SRS, nginx-rtmp) hands it to a player: the handshake (the simple one, version 3), `connect`,
+    `createStream`, `play` answered, then the AVC sequence header and frame i at i/`fps` as FLV video messages, then
+    `NetStream.Play.Stop` (the stream's end). `sent`: when each frame went, on the connection that got the most;
+    `url`: rtmp://127.0.0.1:<port>/live/cam. Written here because no package of the registries serves RTMP, and
+    FFmpeg cannot serve it through PyAV (its `listen` option does not reach the output's protocol); it speaks just
+    what FFmpeg's client needs."""
+
+    CHUNK = 65536  # the chunk size it sends with (announced before anything else)
+
+    def __init__(self, frames: list[list[bytes]], fps: float) -> None:
+        self.connections: list[list[float]] = []
+        self._frames, self._fps = frames, fps
+        self._done = threading.Event()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"rtmp://127.0.0.1:{self._listener.getsockname()[1]}/live/cam"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def sent(self) -> list[float]:
+        return max(self.connections, key=len, default=[])
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = self._listener.accept()
+                threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError, ValueError, EOFError):
+            rfile = conn.makefile("rb")
+            c0c1 = _read_exactly(rfile, 1 + 1536)
+            # S0, S1 (time, zeros: no digest, so the client checks none), S2 (the client's C1 echoed)
+            conn.sendall(b"\x03" + bytes(8) + secrets.token_bytes(1528) + c0c1[1:])
+            _read_exactly(rfile, 1536)  # C2
+            send = _RtmpSender(conn, self.CHUNK)
+            send(2, 1, 0, self.CHUNK.to_bytes(4, "big"))  # Set Chunk Size
+            for name, txn in _rtmp_commands(rfile):
+                if name == "connect":
+                    send(2, 5, 0, (2_500_000).to_bytes(4, "big"))  # Window Acknowledgement Size
+                    send(2, 6, 0, (2_500_000).to_bytes(4, "big") + b"\x02")  # Set Peer Bandwidth
+                    status = {"level": "status", "code": "NetConnection.Connect.Success", "description": "ok"}
+                    send(3, 20, 0, _amf("_result", txn, {"fmsVer": "FMS/3,0,1,123", "capabilities": 31.0}, status))
+                elif name == "createStream":
+                    send(3, 20, 0, _amf("_result", txn, None, 1.0))
+                elif name == "play":
+                    send(2, 4, 0, bytes(2) + (1).to_bytes(4, "big"))  # User Control: Stream Begin, stream 1
+                    started = {"level": "status", "code": "NetStream.Play.Start", "description": "play"}
+                    send(5, 20, 1, _amf("onStatus", 0.0, None, started))
+                    self._play(send)
+                    return
+
+    def _play(self, send: _RtmpSender) -> None:
+        sent: list[float] = []
+        self.connections.append(sent)
+        first = self._frames[0]
+        sps = next(n for n in first if n[0] & 0x1F == 7)
+        pps = next(n for n in first if n[0] & 0x1F == 8)
+        record = bytes([1, sps[1], sps[2], sps[3], 0xFF, 0xE1]) + len(sps).to_bytes(2, "big") + sps
+        record += b"\x01" + len(pps).to_bytes(2, "big") + pps  # AVCDecoderConfigurationRecord
+        send(6, 9, 1, b"\x17\x00\x00\x00\x00" + record)
+        start = time.monotonic()
+        for i, nals in enumerate(self._frames):
+            if self._done.is_set():
+                return
+            time.sleep(max(0.0, start + i / self._fps - time.monotonic()))
+            key = any(n[0] & 0x1F == 5 for n in nals)
+            body = b"".join(len(n).to_bytes(4, "big") + n for n in nals)
+            sent.append(time.time())
+            send(6, 9, 1, (b"\x17" if key else b"\x27") + b"\x01\x00\x00\x00" + body, round(i * 1000 / self._fps))
+        stopped = {"level": "status", "code": "NetStream.Play.Stop", "description": "end"}
+        send(5, 20, 1, _amf("onStatus", 0.0, None, stopped))
+
+    def close(self) -> None:
+        self._done.set()
+        self._listener.close()
+
+    def __enter__(self) -> RtmpCamera:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _RtmpSender:
+    """RTMP messages out, in chunks of `chunk` bytes: a type-0 header, then type-3 continuations."""
+
+    def __init__(self, conn: socket.socket, chunk: int) -> None:
+        self._conn, self._chunk = conn, chunk
+
+    def __call__(self, csid: int, kind: int, stream: int, body: bytes, timestamp: int = 0) -> None:
+        head = bytes([csid]) + min(timestamp, 0xFFFFFF).to_bytes(3, "big") + len(body).to_bytes(3, "big")
+        head += bytes([kind]) + stream.to_bytes(4, "little")
+        if timestamp >= 0xFFFFFF:
+            head += timestamp.to_bytes(4, "big")
+        pieces = [body[at : at + self._chunk] for at in range(0, len(body), self._chunk)] or [b""]
+        self._conn.sendall(head + pieces[0] + b"".join(bytes([0xC0 | csid]) + p for p in pieces[1:]))
+
+
+def _read_exactly(rfile: Any, size: int) -> bytes:
+    data = rfile.read(size)
+    if len(data) < size:
+        raise EOFError
+    return bytes(data)
+
+
+def _rtmp_commands(rfile: Any) -> Iterator[tuple[str, float]]:
+    """The client's AMF0 commands (name, transaction id), from its chunk stream (RTMP 5.3: the four header types,
+    extended timestamps, its Set Chunk Size honoured); its other messages are skipped."""
+    chunk = 128  # the client's, until it sets another
+    last: dict[int, tuple[int, int, bytes]] = {}  # each chunk stream's last header (length, type), message so far
+    while True:
+        first = _read_exactly(rfile, 1)[0]
+        fmt, csid = first >> 6, first & 0x3F
+        if csid == 0:
+            csid = 64 + _read_exactly(rfile, 1)[0]
+        elif csid == 1:
+            csid = 64 + int.from_bytes(_read_exactly(rfile, 2), "little")
+        length, kind, partial = last.get(csid, (0, 0, b""))
+        if fmt < 3:
+            header = _read_exactly(rfile, (11, 7, 3)[fmt])
+            extended = header[:3] == b"\xff\xff\xff"
+            if fmt < 2:
+                length, kind = int.from_bytes(header[3:6], "big"), header[6]
+            if extended:
+                _read_exactly(rfile, 4)
+        partial += _read_exactly(rfile, min(chunk, length - len(partial)))
+        if len(partial) < length:
+            last[csid] = (length, kind, partial)
+            continue
+        last[csid] = (length, kind, b"")
+        if kind == 1:  # Set Chunk Size
+            chunk = int.from_bytes(partial[:4], "big") & 0x7FFFFFFF
+        elif kind == 20:  # AMF0 command
+            name_length = int.from_bytes(partial[1:3], "big")
+            name = partial[3 : 3 + name_length].decode()
+            txn = struct.unpack(">d", partial[4 + name_length : 12 + name_length])[0]
+            yield name, txn
+
+
+def _amf(*values: Any) -> bytes:
+    """AMF0: numbers, strings, None (null) and dicts (objects) of those."""
+    out = b""
+    for value in values:
+        if value is None:
+            out += b"\x05"
+        elif isinstance(value, str):
+            out += b"\x02" + len(value).to_bytes(2, "big") + value.encode()
+        elif isinstance(value, dict):
+            out += b"\x03"
+            for key, item in value.items():
+                out += len(key).to_bytes(2, "big") + key.encode() + _amf(item)
+            out += b"\x00\x00\x09"
+        else:
+            out += b"\x00" + struct.pack(">d", float(value))
+    return out

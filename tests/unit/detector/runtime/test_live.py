@@ -184,21 +184,69 @@ def test_an_mpegts_stream_opens_without_reading_frames_to_guess_its_rate(codec: 
     assert sent_before <= 10, sent_before
 
 
-def test_a_video_only_flv_stream_opens_after_a_second_not_five() -> None:
-    # HTTP-FLV (and RTMP, which carries FLV): FFmpeg read 5 s of a stream without audio waiting for an audio track
-    # before it opened (here: every one of the 60 frames sent first, 2 s, the connection's end); 1 s now.
-    from benchmarks.cameras import HttpFlvCamera, ts_chunks
+def test_mpegts_over_udp_joined_mid_stream() -> None:
+    # An encoder sending MPEG-TS to a UDP port, as broadcast gear does: the reader binds the port and joins whenever
+    # it starts (mid-GOP: the frames before the next key frame cannot be decoded, and are not shown).
+    import socket
+
+    from benchmarks.cameras import ts_chunks
+
+    frames = _frames(300)
+    chunks = ts_chunks((f[:, :, ::-1] for f in frames), 30)  # H.264, a key frame a second
+    port = free_port()
+    stop = threading.Event()
+
+    def send() -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as out:
+            start = time.monotonic()
+            for i, chunk in enumerate(chunks):
+                if stop.is_set():
+                    return
+                time.sleep(max(0.0, start + i / 30 - time.monotonic()))
+                for at in range(0, len(chunk), 1316):  # 7 TS packets a datagram, as encoders send
+                    out.sendto(chunk[at : at + 1316], ("127.0.0.1", port))
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    try:
+        with LiveStream(f"udp://127.0.0.1:{port}", timeout_s=5) as stream:
+            taken = []
+            for frame in stream.frames():
+                taken.append(frame)
+                if len(taken) == 10:
+                    break
+    finally:
+        stop.set()
+        sender.join(5)
+    assert stream.info.fps == 30 and (stream.info.width, stream.info.height) == (SIZE[1], SIZE[0])
+    numbers = [f.number for f in taken]
+    assert numbers == sorted(set(numbers)) and stream.damaged == 0
+    # Frames of the clip in its order, wherever it joined: a frame's bar place (its index mod 16) moves as its number.
+    places = [_which(f.pixels, frames[:16]) for f in taken]
+    assert len({(place - number) % 16 for place, number in zip(places, numbers, strict=True)}) == 1, (places, numbers)
+
+
+@pytest.mark.parametrize("kind", ["http-flv", "rtmp"])
+def test_a_video_only_flv_stream_opens_after_a_second_not_five(kind: str) -> None:
+    # HTTP-FLV and RTMP (which carries FLV): FFmpeg read 5 s of a stream without audio, waiting for an audio track,
+    # before it opened (here: every one of the 60 frames sent first, 2 s, to the stream's end); 1 s now.
+    from benchmarks.cameras import HttpFlvCamera, RtmpCamera, ts_chunks
 
     frames = _frames(60)
-    chunks = ts_chunks((f[:, :, ::-1] for f in frames), 30, container="flv")
-    with HttpFlvCamera(chunks, 30) as camera, LiveStream(camera.url, timeout_s=5) as stream:
+    camera: HttpFlvCamera | RtmpCamera
+    if kind == "rtmp":  # H.264 in RTMP video messages, then NetStream.Play.Stop: the stream's end
+        camera = RtmpCamera(h264_rgb(frames, 30), 30)
+    else:  # an FLV file's bytes at the camera's pace, then the connection closed ("broke off", as over HTTP)
+        camera = HttpFlvCamera(ts_chunks((f[:, :, ::-1] for f in frames), 30, container="flv"), 30)
+    with camera, LiveStream(camera.url, timeout_s=5) as stream:
         first = next(stream.frames())
         sent_before = len(camera.sent)
         numbers, pixels, ended = _take_all(stream)
-    assert stream.info.fps == 30 and (stream.info.width, stream.info.height) == (SIZE[1], SIZE[0])
+    assert round(stream.info.fps) == 30 and (stream.info.width, stream.info.height) == (SIZE[1], SIZE[0])
     # The frames read while it opened come at once, and the newest is taken first (the rest: dropped).
     assert first.number < sent_before <= 45, (first.number, sent_before)
-    assert stream.received == 60, ended  # then the server closes it (over HTTP: "broke off", as for MJPEG)
+    assert stream.received == 60, ended
+    assert ended.clean == (kind == "rtmp"), ended
     taken = zip([first.number, *numbers], [first.pixels, *pixels], strict=True)
     assert all(_which(got, frames) == n % 16 for n, got in taken)
 
