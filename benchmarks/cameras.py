@@ -469,17 +469,19 @@ class RtmpCamera:
     """An RTMP server on loopback playing one H.264 stream (`h264_frames`), video only, as a camera or a streaming
     server (SRS, nginx-rtmp) hands it to a player: the handshake (the simple one, version 3), `connect`,
     `createStream`, `play` answered, then the AVC sequence header and frame i at i/`fps` as FLV video messages, then
-    `NetStream.Play.Stop` (the stream's end). `sent`: when each frame went, on the connection that got the most;
+    `NetStream.Play.Stop` (the stream's end). With `once`, after one client got every frame the next connections are
+    closed at once (Ultralytics' loader reconnects at a stream's end). `sent`: when each frame went, on the connection
+    that got the most;
     `url`: rtmp://127.0.0.1:<port>/live/cam. Written here because no package of the registries serves RTMP, and
     FFmpeg cannot serve it through PyAV (its `listen` option does not reach the output's protocol); it speaks just
     what FFmpeg's client needs."""
 
     CHUNK = 65536  # the chunk size it sends with (announced before anything else)
 
-    def __init__(self, frames: list[list[bytes]], fps: float) -> None:
+    def __init__(self, frames: list[list[bytes]], fps: float, once: bool = False) -> None:
         self.connections: list[list[float]] = []
-        self._frames, self._fps = frames, fps
-        self._done = threading.Event()
+        self._frames, self._fps, self._once = frames, fps, once
+        self._done, self._finished = threading.Event(), threading.Event()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"rtmp://127.0.0.1:{self._listener.getsockname()[1]}/live/cam"
         threading.Thread(target=self._accept, daemon=True).start()
@@ -492,6 +494,9 @@ class RtmpCamera:
         with contextlib.suppress(OSError):
             while True:
                 conn, _ = self._listener.accept()
+                if self._once and self._finished.is_set():
+                    conn.close()
+                    continue
                 threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
@@ -536,6 +541,7 @@ class RtmpCamera:
             body = b"".join(len(n).to_bytes(4, "big") + n for n in nals)
             sent.append(time.time())
             send(6, 9, 1, (b"\x17" if key else b"\x27") + b"\x01\x00\x00\x00" + body, round(i * 1000 / self._fps))
+        self._finished.set()
         stopped = {"level": "status", "code": "NetStream.Play.Stop", "description": "end"}
         send(5, 20, 1, _amf("onStatus", 0.0, None, stopped))
 

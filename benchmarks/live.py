@@ -12,14 +12,15 @@ latency p50 / p95, and the cores it kept busy. No tracking on either side. Runne
 `--rounds` times; a cell is the median of its rounds.
 
 With `--camera rtsp` the camera is an RTSP one sending the same stamped frames as H.264 (x264 `veryfast`,
-`zerolatency`: no B-frames, as cameras send) in RTP over the RTSP connection; `--camera h264` sends that H.264 in
-MPEG-TS over TCP. `--fps` makes the camera faster than 30 fps (the clip shown faster). With `--cameras N`, N such
+`zerolatency`: no B-frames, as cameras send) in RTP over the RTSP connection; `--camera rtmp` sends it from an RTMP
+server in FLV video messages (video only, as many cameras and drones push it); `--camera h264` sends it in MPEG-TS
+over TCP. `--fps` makes the camera faster than 30 fps (the clip shown faster). With `--cameras N`, N such
 cameras at once (each its own server, the same frames): ours answers them in one process on one model
 (`detector predict URL URL...`, `detect_cameras`), Ultralytics with its loader over a `.streams` file of the N URLs
 (a batch of the N newest frames a call); frames/s are then per camera.
 
     python -m benchmarks.live --model models/model.onnx [--sizes 640] [--rounds 3] [--seconds 20]
-        [--camera mjpeg|rtsp|h264] [--fps 60] [--cameras 2]
+        [--camera mjpeg|rtsp|rtmp|h264] [--fps 60] [--cameras 2]
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from benchmarks.cameras import MjpegCamera, RtspCamera, TsCamera, h264_frames, ts_chunks
+from benchmarks.cameras import MjpegCamera, RtmpCamera, RtspCamera, TsCamera, h264_frames, ts_chunks
 from benchmarks.inputs import export_variant
 from benchmarks.machine import machine_info, machine_line, usable_cores
 from benchmarks.peers import our_int8, ultralytics_openvino
@@ -110,6 +111,7 @@ def rtsp_frames(clip: Path, count: int, fps: float) -> list[list[bytes]]:
 CAMERAS: dict[str, Callable[[Path, int, float], list[Any]]] = {
     "mjpeg": lambda clip, count, _fps: camera_frames(clip, count),
     "rtsp": rtsp_frames,
+    "rtmp": rtsp_frames,  # the same H.264 frames, in FLV video messages
     "h264": h264_chunks,
 }
 
@@ -182,11 +184,14 @@ def runner_main(args: argparse.Namespace) -> None:
     args.out.write_text(json.dumps({"answers": answers, "cpu_s": cpu, "wall_s": wall}))
 
 
-def _camera(kind: str, chunks: list[Any], fps: float) -> MjpegCamera | RtspCamera | TsCamera:
+def camera_for(kind: str, chunks: list[Any], fps: float) -> MjpegCamera | RtspCamera | RtmpCamera | TsCamera:
+    """A camera of that kind (`CAMERAS`) sending `chunks` at `fps`, once (a reconnecting reader gets no second run)."""
     if kind == "mjpeg":
         return MjpegCamera(chunks, fps, once=True)
     if kind == "rtsp":
         return RtspCamera(chunks, fps, once=True)
+    if kind == "rtmp":
+        return RtmpCamera(chunks, fps, once=True)
     return TsCamera(chunks, fps)
 
 
@@ -201,9 +206,10 @@ def one_round(
     cameras: int = 1,
 ) -> dict[str, float]:
     """`cameras` fresh cameras at `fps` (`camera_kind`, and `chunks` from its `CAMERAS` entry: "mjpeg", HTTP MJPEG
-    of these JPEGs; "rtsp", RTSP of these H.264 frames; "h264", MPEG-TS over TCP of these chunks), one runner
+    of these JPEGs; "rtsp", RTSP of these H.264 frames; "rtmp", RTMP of them; "h264", MPEG-TS over TCP of these
+    chunks), one runner
     process against them; its cell for this round (frames/s per camera)."""
-    started = [_camera(camera_kind, chunks, fps) for _ in range(cameras)]
+    started = [camera_for(camera_kind, chunks, fps) for _ in range(cameras)]
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "answers.json"
         cmd = [sys.executable, "-m", "benchmarks.live", "runner", "--kind", kind]
@@ -268,6 +274,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "camera": {
             "mjpeg": "HTTP MJPEG on loopback, JPEG quality 85",
             "rtsp": "RTSP on loopback, H.264 (x264 veryfast, zerolatency, a key frame a second) in RTP over TCP",
+            "rtmp": "RTMP on loopback, H.264 (x264 veryfast, zerolatency, a key frame a second), video only",
             "h264": "H.264 (x264 veryfast, zerolatency, a key frame a second) in MPEG-TS over TCP on loopback",
         }[args.camera]
         + f", 1280x720 at {args.fps:g} fps, {args.seconds} s ({clip.name})"
@@ -310,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--camera",
         choices=list(CAMERAS),
         default="mjpeg",
-        help="HTTP MJPEG (IP cameras), RTSP with H.264 in RTP over TCP, or H.264 in MPEG-TS over TCP",
+        help="HTTP MJPEG (IP cameras), RTSP with H.264 in RTP over TCP, RTMP with H.264, or H.264 in MPEG-TS over TCP",
     )
     p.add_argument("--cameras", type=int, default=1, help="that many cameras at once, answered by one process")
     p.add_argument("--threads", type=int, default=0, help="our inference threads (default: the usable cores)")

@@ -37,6 +37,7 @@ REPO_PAGES = (
     "reports/video_latest.md",
     "reports/live.md",
     "reports/live_rtsp.md",
+    "reports/live_rtmp.md",
     "reports/live_2cameras.md",
     "reports/ray_benchmark.md",
 )

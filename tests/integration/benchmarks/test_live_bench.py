@@ -1,5 +1,5 @@
 """`python -m benchmarks.live`'s parts on the quick model: the frame number stamped into each JPEG reads back, the
-camera sends every frame at its pace, and both runners answer it, over HTTP MJPEG and RTSP (ours through a runner
+camera sends every frame at its pace, and both runners answer it, over HTTP MJPEG, RTSP and RTMP (ours through a runner
 process, as the benchmark runs it). Speed is not asserted: that is the benchmark's to measure, not a test's."""
 
 from __future__ import annotations
@@ -62,16 +62,16 @@ def test_the_h264_camera_sends_every_stamped_frame_and_ours_answers_it(model_pat
     assert 0 < ours["answered_share"] <= 1 and 0 < ours["latency_p50_ms"] <= ours["latency_p95_ms"] < 5000
 
 
-def test_the_rtsp_camera_is_answered_by_both_runners(
-    model_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("kind", ["rtsp", "rtmp"])
+def test_the_rtsp_and_rtmp_cameras_are_answered_by_both_runners(
+    kind: str, model_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import io
 
     import av
 
     monkeypatch.delenv("OPENCV_FFMPEG_CAPTURE_OPTIONS", raising=False)  # as above
-    from benchmarks.cameras import RtspCamera
-    from benchmarks.live import load_ultralytics, one_round, read_stamp, rtsp_frames
+    from benchmarks.live import camera_for, load_ultralytics, one_round, read_stamp, rtsp_frames
     from benchmarks.video import real_clip
     from tests.cameras import annex_b
 
@@ -79,9 +79,9 @@ def test_the_rtsp_camera_is_answered_by_both_runners(
     with av.open(io.BytesIO(annex_b(frames)), format="h264") as container:
         stamps = [read_stamp(f.to_ndarray(format="bgr24")) for f in container.decode(video=0)]
     assert stamps == list(range(60))
-    ours = one_round("ours", model_path, 128, 2, frames, 30, camera_kind="rtsp")
+    ours = one_round("ours", model_path, 128, 2, frames, 30, camera_kind=kind)
     assert 0 < ours["answered_share"] <= 1 and 0 < ours["latency_p50_ms"] <= ours["latency_p95_ms"] < 5000
-    camera = RtspCamera(frames, 30, once=True)  # OpenCV's FFmpeg reader (Ultralytics') reads it too
+    camera = camera_for(kind, frames, 30)  # OpenCV's FFmpeg reader (Ultralytics') reads it too
     try:
         answers = load_ultralytics([camera.url], model_path, 128, tmp_path)()
     finally:
