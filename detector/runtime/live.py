@@ -192,6 +192,11 @@ class LiveStream:
                 )
                 options["rtsp_transport"] = "udp"
                 self._container = av.open(url, timeout=(timeout_s, timeout_s), options=options)
+        except av.ProtocolNotFoundError:  # srt:// with PyAV's wheels, built without libsrt
+            raise InvalidInputError(
+                f"{self.name}: cannot open the stream (this FFmpeg, PyAV's, was built without the "
+                f"{url.partition('://')[0].lower()} protocol)"
+            ) from None
         except av.FFmpegError as exc:
             raise InvalidInputError(f"{self.name}: cannot open the stream ({_why(exc)})") from None
         if not self._container.streams.video:
