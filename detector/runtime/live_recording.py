@@ -108,6 +108,8 @@ class LiveRecording:
             path = saving.segment_path(time.time(), {s.path for s in self.segments})
         self._writer = StampedVideoWriter(path, pixels.shape[1], pixels.shape[0])
         self.segments.append(Segment(path, arrived))
+        if saving.segment_s:  # said as it happens: a run of days ends (and lists them) much later
+            log.info("recording %s (from %.3f s)", path, arrived)
         if saving.segment_s:
             grid = self.segments[0].from_s - 1e-6
             self._cut_at = grid + (int((arrived - grid) // saving.segment_s) + 1) * saving.segment_s
@@ -121,6 +123,7 @@ class LiveRecording:
         for path in older[: max(0, len(older) - (saving.keep - 1))]:
             try:
                 path.unlink()
+                log.info("deleted %s (keep %d)", path, saving.keep)
             except OSError as exc:  # removed meanwhile, or not ours to delete: the recording goes on
                 log.warning("could not delete the old segment %s: %s", path, exc)
 

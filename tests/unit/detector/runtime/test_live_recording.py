@@ -4,6 +4,7 @@ stream, each named for its start and playable on its own from a key frame, the o
 from __future__ import annotations
 
 import calendar
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +58,9 @@ def test_one_file_without_segments(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert len(_frames(tmp_path / "live.mp4")) == 30 and list(tmp_path.iterdir()) == [tmp_path / "live.mp4"]
 
 
-def test_keep_deletes_the_oldest_segments_of_that_name_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_keep_deletes_the_oldest_segments_of_that_name_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     # An earlier run's segments (a watcher restarted) count; files of other names, or not segments, are never touched.
     earlier = [tmp_path / f"cam-2026120{d}T000000Z.mkv" for d in (1, 2)]
     others = [
@@ -65,8 +68,24 @@ def test_keep_deletes_the_oldest_segments_of_that_name_only(tmp_path: Path, monk
     ]
     for path in earlier + others:
         path.write_bytes(b"x")
-    recording = _record(Saving(tmp_path / "cam.mkv", segment_s=1, keep=3), [i / 10 for i in range(45)], monkeypatch)
+    with caplog.at_level(logging.INFO, "detector.runtime.live_recording"):
+        recording = _record(Saving(tmp_path / "cam.mkv", segment_s=1, keep=3), [i / 10 for i in range(45)], monkeypatch)
     made = [segment.path.name for segment in recording.segments]
+    # Each segment and each deletion is logged as it happens (a run of days lists them only at its end).
+    assert [r.getMessage().split(" (")[0] for r in caplog.records] == [
+        f"{what} {tmp_path / name}"
+        for what, name in [
+            ("recording", made[0]),
+            ("recording", made[1]),
+            ("deleted", earlier[0].name),
+            ("recording", made[2]),
+            ("deleted", earlier[1].name),
+            ("recording", made[3]),
+            ("deleted", made[0]),
+            ("recording", made[4]),
+            ("deleted", made[1]),
+        ]
+    ]
     assert made == [f"cam-20261205T15400{s}Z.mkv" for s in range(5)]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*made[-3:], *(p.name for p in others)])
     assert [segment.path.name for segment in recording.kept()] == made[-3:]
