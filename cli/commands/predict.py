@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import signal
 import sys
 import threading
@@ -311,7 +312,7 @@ def _live_sources(args: argparse.Namespace) -> _Live | None:
             "--vid-stride applies to files: a live stream is read as fast as it is detected (the frames that arrive "
             "while one is detected are dropped)"
         )
-    if args.timeout is not None and args.timeout <= 0:
+    if args.timeout is not None and not 0 < args.timeout < math.inf:  # NaN too
         raise InvalidInputError(f"--timeout must be more than 0 seconds (got {args.timeout:g})")
     if args.max_frames < 0:
         raise InvalidInputError(f"--max-frames must be 0 (no limit) or more (got {args.max_frames})")

@@ -164,7 +164,7 @@ class LiveStream:
         # 15 fps, all but the newest then dropped). Not needed: an RTSP stream's RTP timestamps give the rate (checked
         # with and without the SDP's `a=framerate`; only H.264's 7-frame decoder-delay guess is left, 0.27 s), and an
         # MPEG-TS stream's codec header does (H.264's or MPEG-2's: opened in 0.10-0.20 s; the stream's own guess is
-        # then twice the rate, counting fields, so the codec's is taken first below). An HTTP MJPEG stream opened at
+        # then twice the rate, counting fields, so the codec's is taken before it below). An HTTP MJPEG stream opened at
         # once either way (it has no timestamps to measure).
         options = {"protocol_whitelist": LIVE_PROTOCOLS, "fpsprobesize": "0"}
         if carries_flv(url):

@@ -5,6 +5,7 @@ segment muxer) keep theirs."""
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ class Saving:
 
     def __post_init__(self) -> None:
         check_stamped_path(self.path)
-        if self.segment_s != 0 and self.segment_s < 1:
+        if not math.isfinite(self.segment_s) or (self.segment_s != 0 and self.segment_s < 1):
             raise InvalidInputError(f"segment: at least 1 second, or 0 for one file (got {self.segment_s:g})")
         if self.keep < 0:
             raise InvalidInputError(f"keep: 0 (all) or more segments (got {self.keep})")

@@ -407,6 +407,7 @@ def test_what_a_live_source_refuses(dataset_dir: Path, model_path: Path, tmp_pat
         ([image, "--max-frames", "3"], "--timeout, --max-frames, --reconnect, --segment and --keep apply to a live"),
         ([url, "--segment", "60"], "--segment and --keep apply to a recording (--save)"),
         ([url, "--timeout", "0"], "--timeout must be more than 0"),
+        ([url, "--timeout", "nan"], "--timeout must be more than 0"),
         ([url, "--save", "live.avi"], "cannot record a live stream to live.avi: use .mp4, .mkv, .mov"),
     ):
         proc = run_cli(["predict", *args, "--model", str(model_path)], cwd=tmp_path, timeout=60)

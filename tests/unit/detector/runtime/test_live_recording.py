@@ -108,6 +108,8 @@ def test_what_saving_refuses(tmp_path: Path) -> None:
     for kwargs, message in (
         ({"segment_s": 0.5}, r"segment: at least 1 second, or 0 for one file \(got 0.5\)"),
         ({"segment_s": -1}, r"segment: at least 1 second"),
+        ({"segment_s": float("nan")}, r"segment: at least 1 second"),  # never cut, then a crash on the reading thread
+        ({"segment_s": float("inf")}, r"segment: at least 1 second"),
         ({"segment_s": 60, "keep": -1}, r"keep: 0 \(all\) or more segments \(got -1\)"),
         ({"keep": 3}, r"keep applies to a recording in segments"),
     ):
