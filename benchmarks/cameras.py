@@ -1,8 +1,9 @@
 """Cameras on loopback, for `benchmarks/live.py` and the tests of `detector predict URL`: an IP camera's HTTP MJPEG
 stream (`MjpegCamera`), a camera sending MPEG-TS over TCP (`TsCamera`, its bytes from `ts_chunks`), a live FLV
-stream over HTTP (`HttpFlvCamera`), an RTMP server (`RtmpCamera`) and an RTSP camera sending H.264 in RTP over the
-RTSP connection or UDP (`RtspCamera`; these two take their frames from `h264_frames`). Each sends at a
-camera's pace on threads of its own, notes when it sent each frame, and stops at `close()` (or its `with`)."""
+stream over HTTP (`HttpFlvCamera`; both are `HttpCamera`s), an RTMP server (`RtmpCamera`) and an RTSP camera sending
+H.264 in RTP over the RTSP connection or UDP (`RtspCamera`; these two take their frames from `h264_frames`). Each
+sends at a camera's pace on threads of its own, notes when it sent each frame, and stops at `close()` (or its
+`with`)."""
 
 from __future__ import annotations
 
@@ -23,20 +24,23 @@ from typing import Any
 import numpy as np
 
 
-class MjpegCamera:
-    """`multipart/x-mixed-replace` JPEG parts at `fps` to each client from frame 0: `jpegs` over and over, `frames`
-    in all (None: each JPEG once; 0: until closed), then `then`: "close" the connection (an HTTP MJPEG stream has no
-    end mark) or "stall" (keep it open, sending nothing). With `once`, after one client got every frame the next
-    ones get a 503 (Ultralytics' loader reconnects at a stream's end). `sent`: when each frame went, on the
-    connection that got the most; `url`: the stream's."""
+class HttpCamera:
+    """A stream over HTTP at `fps` to each client from chunk 0: `chunks` over and over, `frames` in all (None: each
+    chunk once; 0: until closed), each sent as `part` makes it, then `then`: "close" the connection or "stall" (keep it
+    open, sending nothing). With `once`, after one client got every frame the next ones get a 503 (Ultralytics' loader
+    reconnects at a stream's end). `sent`: when each frame went, on the connection that got the most; `url`: the
+    stream's. Subclasses say what the stream is (`CONTENT_TYPE`, `PATH`, `part`)."""
+
+    CONTENT_TYPE = "application/octet-stream"
+    PATH = "/stream"
 
     def __init__(
-        self, jpegs: list[bytes], fps: float, frames: int | None = None, then: str = "close", once: bool = False
+        self, chunks: list[bytes], fps: float, frames: int | None = None, then: str = "close", once: bool = False
     ) -> None:
         self.connections: list[list[float]] = []
         self._done = threading.Event()
         finished = threading.Event()
-        total = len(jpegs) if frames is None else frames
+        total = len(chunks) if frames is None else frames
         camera = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -47,17 +51,15 @@ class MjpegCamera:
                 sent: list[float] = []
                 camera.connections.append(sent)
                 self.send_response(200)
-                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.send_header("Content-Type", camera.CONTENT_TYPE)
                 self.end_headers()
                 start = time.monotonic()
                 with contextlib.suppress(OSError):  # the client left
                     i = 0
                     while (total == 0 or i < total) and not camera._done.is_set():
                         time.sleep(max(0.0, start + i / fps - time.monotonic()))
-                        jpeg = jpegs[i % len(jpegs)]
                         sent.append(time.time())
-                        head = b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg)
-                        self.wfile.write(head + jpeg + b"\r\n")
+                        self.wfile.write(camera.part(chunks[i % len(chunks)]))
                         i += 1
                     finished.set()
                     if then == "stall":
@@ -69,7 +71,11 @@ class MjpegCamera:
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/video.mjpg"
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}{self.PATH}"
+
+    def part(self, chunk: bytes) -> bytes:
+        """What goes on the wire for one chunk."""
+        return chunk
 
     @property
     def sent(self) -> list[float]:
@@ -80,11 +86,30 @@ class MjpegCamera:
         self._server.shutdown()
         self._server.server_close()
 
-    def __enter__(self) -> MjpegCamera:
+    def __enter__(self) -> HttpCamera:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class MjpegCamera(HttpCamera):
+    """An IP camera's HTTP MJPEG: `multipart/x-mixed-replace` JPEG parts (`HttpCamera`'s chunks are the JPEGs). An
+    HTTP MJPEG stream has no end mark: `then="close"` is how a camera stops."""
+
+    CONTENT_TYPE = "multipart/x-mixed-replace; boundary=frame"
+    PATH = "/video.mjpg"
+
+    def part(self, chunk: bytes) -> bytes:
+        return b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(chunk) + chunk + b"\r\n"
+
+
+class HttpFlvCamera(HttpCamera):
+    """HTTP-FLV, as live-streaming servers (SRS, nginx-http-flv) and many cameras serve it: the FLV chunks
+    (`ts_chunks(..., container="flv")`, sent as they are), by default each once, then the connection closed."""
+
+    CONTENT_TYPE = "video/x-flv"
+    PATH = "/live.flv"
 
 
 def ts_chunks(
@@ -125,53 +150,6 @@ def ts_chunks(
     if chunks:
         chunks[-1] += bytes(written)
     return chunks
-
-
-class HttpFlvCamera:
-    """HTTP-FLV, as live-streaming servers (SRS, nginx-http-flv) and many cameras serve it: the FLV chunks
-    (`ts_chunks(..., container="flv")`) at i/`fps` to each client, then the connection closed. `sent`: when each chunk
-    went, on the connection that got the most; `url`: http://.../live.flv"""
-
-    def __init__(self, chunks: list[bytes], fps: float) -> None:
-        self.connections: list[list[float]] = []
-        camera = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                sent: list[float] = []
-                camera.connections.append(sent)
-                self.send_response(200)
-                self.send_header("Content-Type", "video/x-flv")
-                self.end_headers()
-                start = time.monotonic()
-                with contextlib.suppress(OSError):  # the client left
-                    for i, chunk in enumerate(chunks):
-                        time.sleep(max(0.0, start + i / fps - time.monotonic()))
-                        sent.append(time.time())
-                        self.wfile.write(chunk)
-                        self.wfile.flush()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/live.flv"
-
-    @property
-    def sent(self) -> list[float]:
-        return max(self.connections, key=len, default=[])
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def __enter__(self) -> HttpFlvCamera:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 class TsCamera:
@@ -234,6 +212,11 @@ def h264_frames(frames: Iterable[np.ndarray], fps: float) -> list[list[bytes]]:
     return units
 
 
+def _parameter_sets(nals: list[bytes]) -> tuple[bytes, bytes]:
+    """The SPS and the PPS among a key frame's NAL units (types 7 and 8): what a client needs before a frame."""
+    return next(n for n in nals if n[0] & 0x1F == 7), next(n for n in nals if n[0] & 0x1F == 8)
+
+
 def _nal_units(annex_b: bytes) -> list[bytes]:
     """The NAL units of an Annex B bitstream, without their start codes (3 or 4 bytes: the 4th is a zero left at
     the end of the unit before, which never ends in zero)."""
@@ -283,8 +266,7 @@ class RtspCamera:
 
     def sdp(self) -> str:
         """The session description: the first frame's SPS and PPS (so a client knows the size before a frame)."""
-        sps = next(n for n in self._frames[0] if n[0] & 0x1F == 7)
-        pps = next(n for n in self._frames[0] if n[0] & 0x1F == 8)
+        sps, pps = _parameter_sets(self._frames[0])
         sets = ",".join(base64.b64encode(n).decode() for n in (sps, pps))
         return (
             "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=camera\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\na=control:*\r\n"
@@ -526,9 +508,7 @@ class RtmpCamera:
     def _play(self, send: _RtmpSender) -> None:
         sent: list[float] = []
         self.connections.append(sent)
-        first = self._frames[0]
-        sps = next(n for n in first if n[0] & 0x1F == 7)
-        pps = next(n for n in first if n[0] & 0x1F == 8)
+        sps, pps = _parameter_sets(self._frames[0])
         record = bytes([1, sps[1], sps[2], sps[3], 0xFF, 0xE1]) + len(sps).to_bytes(2, "big") + sps
         record += b"\x01" + len(pps).to_bytes(2, "big") + pps  # AVCDecoderConfigurationRecord
         send(6, 9, 1, b"\x17\x00\x00\x00\x00" + record)
