@@ -4,6 +4,7 @@ segment muxer) keep theirs."""
 
 from __future__ import annotations
 
+import glob
 import logging
 import math
 import re
@@ -57,15 +58,11 @@ class Saving:
         """This name's segments in the folder, oldest first."""
         pattern = re.compile(rf"{re.escape(self.path.stem)}-({STAMP_PATTERN})(?:-(\d+))?{re.escape(self.path.suffix)}")
         found = []
-        for path in self.path.parent.glob(f"{glob_escape(self.path.stem)}-*{glob_escape(self.path.suffix)}"):
+        for path in self.path.parent.glob(f"{glob.escape(self.path.stem)}-*{glob.escape(self.path.suffix)}"):
             match = pattern.fullmatch(path.name)
             if match:
                 found.append((match[1], int(match[2] or 1), path))
         return [path for *_, path in sorted(found)]
-
-
-def glob_escape(text: str) -> str:
-    return re.sub(r"([*?\[])", r"[\1]", text)
 
 
 @dataclass(frozen=True)
