@@ -133,7 +133,8 @@ def detect_live(
         nonlocal processed
         found = detect_frames([frame.pixels])[0]
         dets = filter_classes(DecodedImage(frame.pixels, frame.width, frame.height).to_sent(found), classes)
-        track_ids = tracker.update(dets) if tracker else None
+        # The frame's number among those received: the frames dropped since the last answer are predicted over.
+        track_ids = tracker.update(dets, number) if tracker else None
         recording.last = dets, track_ids
         processed += 1
         if on_frame:

@@ -15,6 +15,9 @@ weighted by confidence, low-confidence ones to the tracks still unmatched (recov
 rest of the high ones to the tracks born on the frame before, which that confirms. A new track starts from a high
 detection no track took; on a stream's first frame it is confirmed at once (`STrack.activate`), later by its next
 detection. A lost track is kept `TRACK_BUFFER` frames at 30 fps (scaled to the stream's rate) for a late match.
+Where frames were skipped (a live stream's, dropped while the detector was busy), `update` takes the frame's number
+and the tracks are predicted over the frames skipped; the reference steps one frame a call whatever the gap
+(benchmarks/tracking_gaps.py: 30-50 % fewer lost ids on a clip of moving objects with gaps of 2-6 frames).
 Unlike the reference, a track's id is allocated when it is confirmed, so ids count up without gaps. Tracking is
 class-agnostic, as in both references.
 """
@@ -94,7 +97,8 @@ class Tracker:
 
     def __init__(self, frame_rate: float) -> None:
         self.max_lost = max(1, int(frame_rate / 30.0 * TRACK_BUFFER))
-        self.frame = 0
+        self.frame = 0  # calls so far
+        self.position = -1  # the stream's number (0-based) of the last frame tracked
         self._next_id = 1
         self.mean = np.zeros((0, 8))
         self.cov = np.zeros((0, 8, 8))
@@ -108,7 +112,16 @@ class Tracker:
         """Tracks kept: tracked, lost and unconfirmed. (Not `__len__`: `if tracker:` must not mean "has tracks".)"""
         return len(self.ids)
 
-    def update(self, detections: Detections) -> list[int | None]:
+    def update(self, detections: Detections, frame: int | None = None) -> list[int | None]:
+        """Track ids for `detections`. `frame`: the stream's number of this frame, where frames between the ones
+        given here were not detected (a live stream read newest-first drops those that came while the detector was
+        busy, a few or many as the load goes): the tracks are then predicted over every frame since the last one,
+        not one. None: the frame after the last. A lost track still waits `max_lost` calls, as in the reference
+        (evidence that the object is gone, however far apart the frames)."""
+        steps = 1 if frame is None else frame - self.position
+        if steps < 1:
+            raise ValueError(f"frame {frame} is not after the last one tracked ({self.position})")
+        self.position += steps
         self.frame += 1
         boxes = detections.xyxy.astype(np.float64).reshape(-1, 4)
         scores = detections.confidence.astype(np.float64)
@@ -117,7 +130,8 @@ class Tracker:
         low = np.flatnonzero((scores > LOW_THRESHOLD) & (scores < HIGH_THRESHOLD))
         confirmed = self.ids >= 0
         pool = np.flatnonzero(confirmed)  # tracked and lost; unconfirmed tracks keep their birth box
-        self._predict(pool)
+        # Capped: after a gap longer than the lost buffer (a reconnection) no motion is worth predicting further.
+        self._predict(pool, min(steps, self.max_lost + 1))
         matched = np.zeros(self.track_count, bool)
 
         # 1: high detections against every confirmed track, IoU weighted by the detection's confidence
@@ -155,15 +169,18 @@ class Tracker:
         self._next_id += 1
         return self._next_id - 1
 
-    def _predict(self, rows: npt.NDArray[np.int64]) -> None:
-        """One Kalman prediction for `rows` at once; a lost track's height stops changing, as in the reference."""
+    def _predict(self, rows: npt.NDArray[np.int64], steps: int = 1) -> None:
+        """`steps` Kalman predictions (one a frame) for `rows` at once; a lost track's height stops changing, as in
+        the reference."""
         if not len(rows):
             return
         mean, cov = self.mean[rows], self.cov[rows]
         mean[self.state[rows] != _TRACKED, 7] = 0.0
-        noise = _noise(mean[:, 3:4], _MOTION_NOISE)
-        self.mean[rows] = mean @ _MOTION.T
-        self.cov[rows] = _MOTION @ cov @ _MOTION.T + noise
+        for _ in range(steps):
+            noise = _noise(mean[:, 3:4], _MOTION_NOISE)
+            mean = mean @ _MOTION.T
+            cov = _MOTION @ cov @ _MOTION.T + noise
+        self.mean[rows], self.cov[rows] = mean, cov
 
     def _take(
         self, pairs: list[tuple[int, int]], boxes: Array, out: list[int | None], matched: npt.NDArray[np.bool_]

@@ -71,6 +71,28 @@ def test_a_track_lost_longer_than_its_buffer_is_gone() -> None:
     assert tracker.update(_dets(_moving(0)))[0] not in (None, first)
 
 
+def test_frames_not_detected_between_are_predicted_over() -> None:
+    """A live stream read newest-first skips the frames that came while the detector was busy: given their numbers,
+    the tracks are predicted over the skipped frames too, so a fast object keeps its id across the gap. Told one
+    frame a call (as before), the prediction falls 3 frames (36 px) short of a 30 px box and the id is lost."""
+    seen = [0, 1, 2, 3, 7, 8, 9, 13, 14]  # frames 4-6 and 10-12 dropped
+
+    def ids(with_numbers: bool) -> list[int | None]:
+        tracker = Tracker(frame_rate=30.0)
+        got = [tracker.update(_dets(_moving(f, x0=400.0, speed=12.0)), f if with_numbers else None) for f in seen]
+        return [g[0] for g in got]
+
+    assert len(set(ids(with_numbers=True))) == 1 and None not in ids(with_numbers=True)
+    assert len(set(ids(with_numbers=False)) - {None}) > 1  # the old way: a new object after each gap
+
+
+def test_frame_numbers_must_go_forward() -> None:
+    tracker = Tracker(frame_rate=30.0)
+    tracker.update(_dets(_moving(0)), 5)
+    with pytest.raises(ValueError, match="not after"):
+        tracker.update(_dets(_moving(1)), 5)
+
+
 def _scene(seed: int, frames: int = 150) -> list[Detections]:
     """Objects that move, cross, fade under the high threshold, vanish for a while and appear midway; boxes jitter
     and come in a shuffled order."""
