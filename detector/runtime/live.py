@@ -23,6 +23,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
@@ -45,9 +46,26 @@ def is_live(source: str) -> bool:
     return bool(sep) and scheme.lower() in LIVE_SCHEMES
 
 
+# Webcams: the FFmpeg inside PyAV's wheels has no v4l2 (nor dshow, avfoundation) input device (checked:
+# `av.formats_available`), so a video device cannot be opened through it; said plainly rather than "not found".
+WEBCAM_ADVICE = (
+    "webcams (video devices) are not read: the FFmpeg in PyAV's wheels has no v4l2 input. Serve the camera as a "
+    "stream and give its URL, e.g. `ffmpeg -f v4l2 -i /dev/video0 -c:v libx264 -tune zerolatency -f mpegts "
+    "tcp://127.0.0.1:5000?listen=1`, then `detector predict tcp://127.0.0.1:5000` (or an RTSP server such as MediaMTX)"
+)
+
+
+def names_a_webcam(source: str) -> bool:
+    """True for what names a webcam rather than a file: a Linux video device (`/dev/video0`) or a bare camera index
+    (`0`, as Ultralytics takes one) where no file of that name exists."""
+    return source.startswith("/dev/video") or (source.isdigit() and not Path(source).exists())
+
+
 def check_live(source: str) -> None:
     """InvalidInputError for a URL-looking source that is not a live one (`file://`, `ftp://`...), naming those
-    accepted."""
+    accepted, and for a webcam (`names_a_webcam`), saying how to read one."""
+    if names_a_webcam(source):
+        raise InvalidInputError(f"{source}: {WEBCAM_ADVICE}")
     scheme, sep, _ = source.partition("://")
     if sep and not is_live(source):
         raise InvalidInputError(

@@ -409,6 +409,8 @@ def test_what_a_live_source_refuses(dataset_dir: Path, model_path: Path, tmp_pat
         ([url, "--timeout", "0"], "--timeout must be more than 0"),
         ([url, "--timeout", "nan"], "--timeout must be more than 0"),
         ([url, "--save", "live.avi"], "cannot record a live stream to live.avi: use .mp4, .mkv, .mov"),
+        (["/dev/video0"], "/dev/video0: webcams (video devices) are not read"),  # was "image not found"
+        (["0"], "0: webcams (video devices) are not read: the FFmpeg in PyAV's wheels has no v4l2"),
     ):
         proc = run_cli(["predict", *args, "--model", str(model_path)], cwd=tmp_path, timeout=60)
         assert proc.returncode == 2 and message in proc.stderr, (args, proc.stderr[-2000:])

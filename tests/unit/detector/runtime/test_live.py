@@ -22,6 +22,7 @@ from detector.runtime.live import (
     check_live,
     is_live,
     names_a_file,
+    names_a_webcam,
     redact,
 )
 from detector.runtime.video import upright
@@ -73,6 +74,29 @@ def test_sources_and_credentials() -> None:
     assert not names_a_file("rtsp://host/clip.mp4", (".mp4",))
     assert carries_flv("rtmp://host/live/cam") and carries_flv("RTMPS://host/app") and carries_flv("http://h/a/b.FLV")
     assert not carries_flv("http://host/video.mjpg") and not carries_flv("rtsp://host/live.flv")
+
+
+def test_a_webcam_is_refused_saying_how_to_read_one() -> None:
+    for webcam in ("/dev/video0", "/dev/video12", "0", "3"):
+        with pytest.raises(
+            InvalidInputError, match=r"webcams \(video devices\) are not read: the FFmpeg in PyAV's wheels has no v4l2"
+        ):
+            check_live(webcam)
+    assert not names_a_webcam("0.jpg") and not names_a_webcam("/dev/null") and not names_a_webcam("rtsp://h/0")
+
+
+def test_a_file_named_like_a_camera_index_is_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "0").write_bytes(b"")
+    assert not names_a_webcam("0") and names_a_webcam("1")
+
+
+def test_pyav_still_has_no_webcam_input() -> None:
+    """The webcam message says this FFmpeg cannot read a video device: when a PyAV wheel gains one (v4l2, dshow,
+    avfoundation), this fails, asking for webcams to be read and the message to go."""
+    import av
+
+    assert not {"v4l2", "video4linux2", "dshow", "avfoundation"} & set(av.formats_available)
 
 
 def test_the_mailbox_keeps_the_newest_or_waits() -> None:
@@ -224,6 +248,48 @@ def test_mpegts_over_udp_joined_mid_stream() -> None:
     # Frames of the clip in its order, wherever it joined: a frame's bar place (its index mod 16) moves as its number.
     places = [_which(f.pixels, frames[:16]) for f in taken]
     assert len({(place - number) % 16 for place, number in zip(places, numbers, strict=True)}) == 1, (places, numbers)
+
+
+def _listening_sender(port: int, count: int) -> None:
+    """What the webcam message tells users to run, with FFmpeg itself (PyAV's) as the sender: H.264 in MPEG-TS to
+    `tcp://...?listen=1`, which waits for one reader and then streams `count` frames at 30 fps. In a process of its
+    own: PyAV holds the GIL while it waits for the reader."""
+    import av
+
+    with av.open(f"tcp://127.0.0.1:{port}?listen=1", mode="w", format="mpegts") as out:
+        video = out.add_stream("libx264", rate=30, options={"tune": "zerolatency", "preset": "ultrafast"})
+        video.width, video.height, video.pix_fmt = SIZE[1], SIZE[0], "yuv420p"
+        start = time.monotonic()
+        for i, rgb in enumerate(_frames(count)):
+            time.sleep(max(0.0, start + i / 30 - time.monotonic()))
+            out.mux(video.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        out.mux(video.encode())
+
+
+def test_the_stream_the_webcam_message_suggests_is_read() -> None:
+    import multiprocessing
+
+    port = free_port()
+    sender = multiprocessing.get_context("spawn").Process(target=_listening_sender, args=(port, 60), daemon=True)
+    sender.start()
+    try:
+        deadline = time.monotonic() + 20
+        while True:  # the sender listens once its interpreter has started
+            try:
+                stream = LiveStream(f"tcp://127.0.0.1:{port}", timeout_s=5)
+                break
+            except InvalidInputError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        with stream:
+            numbers, pixels, ended = _take_all(stream)
+    finally:
+        sender.join(10)
+        sender.kill()
+    assert (stream.info.width, stream.info.height) == (SIZE[1], SIZE[0]) and stream.info.fps == 30
+    assert len(numbers) >= 30 and ended.clean, (len(numbers), ended)
+    assert [_which(p, _frames(16)) for p in pixels[-5:]] == [n % 16 for n in numbers[-5:]]
 
 
 @pytest.mark.parametrize("kind", ["http-flv", "rtmp"])
