@@ -202,7 +202,7 @@ async def predict_video(
     reduce_to = pipeline.reduce_to(options, FRAME)  # frames decode at the model's size where the codec can
     frames = read_frames(job.path, vid_stride, pipeline.server.max_pixels, keep_skipped=False, reduce_to=reduce_to)
     job.frames = pipeline.frames(frames, (info.width, info.height), options)
-    stream = _lines(job, Tracker(info.fps / vid_stride) if track else None)
+    stream = _lines(job, Tracker(info.fps / vid_stride) if track else None, vid_stride)
     return _NDJSONResponse(stream, job, headers, pipeline.server.video_send_timeout_s)
 
 
@@ -285,9 +285,10 @@ def _check_limits(server: ServerConfig, info: VideoInfo) -> None:
         )
 
 
-async def _lines(job: _VideoJob, tracker: Tracker | None) -> AsyncIterator[bytes]:
-    """One NDJSON line per processed frame, in frame order, tracked in that order; a warning line for a frame that
-    could not be decoded; an error after streaming began ends the stream with one error line."""
+async def _lines(job: _VideoJob, tracker: Tracker | None, vid_stride: int) -> AsyncIterator[bytes]:
+    """One NDJSON line per processed frame, in frame order, tracked in that order (over a damaged frame skipped, the
+    tracks are predicted across it); a warning line for a frame that could not be decoded; an error after streaming
+    began ends the stream with one error line."""
     assert job.frames is not None
     try:
         async for index, time_s, prediction in job.frames:
@@ -298,7 +299,7 @@ async def _lines(job: _VideoJob, tracker: Tracker | None) -> AsyncIterator[bytes
                 yield (json.dumps({"warning": {"frame": index, "detail": detail}}) + "\n").encode()
                 continue
             detections = prediction.detections
-            track_ids = tracker.update(detections) if tracker else None
+            track_ids = tracker.update(detections, index // vid_stride) if tracker else None
             line = VideoFrame.of(index, time_s, detections, track_ids, prediction.timings_ms)
             job.lines += 1
             yield line.ndjson().encode()

@@ -151,7 +151,8 @@ def detect_video(
         for index, frame, run, time_s in group:
             if run:
                 dets = filter_classes(DecodedImage(frame, info.width, info.height).to_sent(next(found)), classes)
-                track_ids = tracker.update(dets) if tracker else None
+                # Numbered: over a damaged frame the decoder skipped, the tracks are predicted across the gap.
+                track_ids = tracker.update(dets, index // vid_stride) if tracker else None
                 last = (dets, track_ids)
                 processed += 1
                 if on_frame:
