@@ -378,7 +378,9 @@ def _predict_live(det: Any, live: _Live, args: argparse.Namespace, tiling: Tilin
             "processed_frames": run.processed,
             "dropped_frames": run.dropped,  # arrived while an earlier frame was detected: never detected
             "damaged_frames": run.damaged,
-            "fps": run.info.fps,  # as the stream declares it
+            # As the stream declares it; or, for one that declares none (HTTP MJPEG), as the frames came.
+            "fps": round(run.measured_fps, 2) if run.measured_fps else run.info.fps,
+            "fps_measured": run.measured_fps is not None,
             "width": run.info.width,
             "height": run.info.height,
             "saved": str(save.path) if save else None,

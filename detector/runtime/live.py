@@ -224,6 +224,9 @@ class LiveStream:
         context = self._stream.codec_context
         rate = self._stream.average_rate or context.framerate or self._stream.guessed_rate
         self.info = VideoInfo(float(rate) if rate else DEFAULT_FPS, 0, context.width, context.height)
+        # An HTTP MJPEG stream declares no rate (FFmpeg assumes 25 fps): `measured_fps` then says what came.
+        self.rate_declared = bool(self._stream.average_rate or context.framerate)
+        self._arrivals: tuple[float, float] | None = None  # the first frame's and the last one's `time_s`
         self._on_every_frame = on_every_frame
         self._reduce_to = None if on_every_frame else reduce_to
         lowres = lowres_for(context.width, context.height, self._reduce_to)
@@ -241,6 +244,13 @@ class LiveStream:
     def dropped(self) -> int:
         """Frames received that the detector never took (it was busy with an earlier one)."""
         return self._newest.dropped
+
+    @property
+    def measured_fps(self) -> float | None:
+        """Frames received a second, from the first frame's arrival to the last one's; None before two frames."""
+        if self._arrivals is None or self.received < 2 or self._arrivals[1] <= self._arrivals[0]:
+            return None
+        return (self.received - 1) / (self._arrivals[1] - self._arrivals[0])
 
     def frames(self) -> Iterator[LiveFrame]:
         """The newest frame received, each time one is asked for, until the stream stops (StreamEnded). Reading
@@ -305,6 +315,7 @@ class LiveStream:
     def _deliver(self, item: Any) -> None:
         number, self.received = self.received, self.received + 1
         arrived = time.monotonic() - self.started
+        self._arrivals = (self._arrivals[0] if self._arrivals else arrived, arrived)
         if self._on_every_frame is not None:
             item = upright(item, None)
             self._on_every_frame(item, arrived)

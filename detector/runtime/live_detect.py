@@ -94,6 +94,7 @@ class LiveRun:
     clean: bool  # the stream's end, max_frames or Ctrl-C; False when it stalled or broke off
     reconnects: int = 0  # times the stream was opened again (`reconnect`)
     segments: tuple[Segment, ...] = ()  # the recording's files still on disk (one without segments)
+    measured_fps: float | None = None  # frames received a second, for a stream that declares no rate (HTTP MJPEG)
 
 
 def detect_live(
@@ -185,7 +186,8 @@ def detect_live(
         log.warning("%s: %s after %d frames received", stream.name, ended, received)
     dropped, damaged = earlier[1] + stream.dropped, earlier[2] + stream.damaged
     written, segments = recording.written, tuple(recording.kept())
-    return LiveRun(info, received, processed, dropped, damaged, written, ended, clean, reconnects, segments)
+    measured = None if stream.rate_declared else stream.measured_fps  # over the last connection
+    return LiveRun(info, received, processed, dropped, damaged, written, ended, clean, reconnects, segments, measured)
 
 
 def _next_connection(

@@ -136,6 +136,16 @@ def test_frames_are_the_cameras_in_order() -> None:
     assert not ended.clean and "broke off" in ended.reason
 
 
+def test_the_rate_of_a_stream_that_declares_none_is_measured() -> None:
+    # HTTP MJPEG declares no rate: FFmpeg's guess is 25 fps whatever the camera sends; the arrivals say 12.
+    with mjpeg_camera(_jpegs(_frames(12)), fps=12, frames=24) as url, LiveStream(url, timeout_s=5) as stream:
+        assert stream.info.fps == 25 and not stream.rate_declared and stream.measured_fps is None  # none came yet
+        _take_all(stream)
+    assert stream.received == 24 and stream.measured_fps is not None and 10.5 < stream.measured_fps < 13.5
+    with mpegts_camera(_frames(10), fps=15) as url, LiveStream(url, timeout_s=5) as stream:
+        assert stream.rate_declared and stream.info.fps == 15
+
+
 def test_a_slow_detector_gets_the_newest_frame_and_the_rest_are_dropped() -> None:
     frames = _frames(16)
     with mjpeg_camera(_jpegs(frames), fps=200, frames=80) as url, LiveStream(url, timeout_s=5) as stream:
