@@ -98,7 +98,8 @@ class LiveRecording:
             self._open(saving, pixels, arrived)
             assert self._writer is not None
         last = self.last
-        self._writer.write(draw_detections(self._writer.fit(pixels), *last) if last else pixels, arrived)
+        # Drawn at the frame's own size, where its boxes are (`fit` may letterbox it after: a size change mid-stream).
+        self._writer.write(draw_detections(pixels, *last) if last else pixels, arrived)
 
     def _open(self, saving: Saving, pixels: Any, arrived: float) -> None:
         path = saving.path

@@ -425,7 +425,7 @@ class StampedVideoWriter:
     the time it is given (when it arrived), so it plays at the camera's pace whatever rate the stream declares (an
     HTTP MJPEG camera declares none; FFmpeg assumes 25) or keeps (cameras lower their rate in the dark), and the gap
     of a reconnection shows as the last frame held. Through PyAV: OpenCV's writer gives every frame one duration.
-    Frames are RGB, scaled to the first one's size as `VideoWriter` does."""
+    Frames are RGB, fitted into the first one's size with their aspect kept (`fit`)."""
 
     SUFFIXES = (".mp4", ".mkv", ".mov")  # containers with a time for each frame (AVI has one rate)
     TIME_BASE = 1000  # frame times in ms (MPEG-4 Part 2 takes at most 65535 ticks a second)
@@ -456,8 +456,18 @@ class StampedVideoWriter:
         self.frames = 0
 
     def fit(self, frame_rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
-        """`frame_rgb` at the recording's size (itself when it is): draw boxes given in the stream's size on this."""
-        return _fit(frame_rgb, self.size)
+        """`frame_rgb` at the recording's size (itself when it is), its aspect kept: a live stream may change size
+        mid-recording (a phone turned, a camera's profile changed), and a portrait frame squeezed into a landscape
+        recording would be unrecognisable; it gets black bars instead. Boxes go on the frame before this."""
+        if (frame_rgb.shape[1], frame_rgb.shape[0]) == self.size:
+            return frame_rgb
+        import cv2
+
+        (w, h), placed = letterbox_params(frame_rgb.shape[:2], (self.size[1], self.size[0]))
+        left, top = placed.pad
+        out = np.zeros((self.size[1], self.size[0], 3), np.uint8)
+        out[top : top + h, left : left + w] = cv2.resize(frame_rgb, (w, h), interpolation=cv2.INTER_AREA)
+        return out
 
     def write(self, frame_rgb: npt.NDArray[np.uint8], time_s: float) -> None:
         """Write a frame shown from `time_s` (seconds on any clock: the first frame is the recording's 0)."""

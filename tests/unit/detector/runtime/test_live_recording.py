@@ -118,3 +118,34 @@ def test_what_saving_refuses(tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match=r"cannot record a live stream to live.avi"):
         Saving(tmp_path / "live.avi", segment_s=60)
     assert not list(tmp_path.iterdir())
+
+
+def test_a_stream_that_changes_size_keeps_its_boxes_on_their_objects(tmp_path: Path) -> None:
+    """A camera switched to another resolution mid-recording (a phone turned, a profile changed): the frames of the
+    new size go into the recording's size with their aspect kept (black bars), and the boxes, given in each frame's
+    own size, are drawn where their objects are. Before, the frame was stretched to the recording's size first and
+    the boxes of the new size drawn on it: off their objects by the ratio of the two sizes."""
+    import av
+    import cv2
+
+    from detector.runtime.detections import Detections
+    from detector.runtime.draw import draw_detections
+
+    recording = LiveRecording(Saving(tmp_path / "live.mp4"))
+    box = np.array([[40.0, 60.0, 100.0, 140.0]], np.float32)  # in the frame's own pixels
+    dets = Detections(box, np.array([0.9], np.float32), np.zeros(1, np.int64), {0: "thing"})
+    recording.last = dets, None
+    wide, tall = np.full((120, 160, 3), 100, np.uint8), np.full((240, 160, 3), 100, np.uint8)
+    for i, frame in enumerate([wide] * 5 + [tall] * 5):  # 4:3 landscape, then a 2:3 portrait
+        recording.record(frame, i / 10)
+    recording.close()
+    with av.open(str(tmp_path / "live.mp4")) as container:
+        frames = [f.to_ndarray(format="rgb24").astype(int) for f in container.decode(video=0)]
+    assert len(frames) == 10 and all(f.shape == (120, 160, 3) for f in frames)
+    assert np.abs(frames[2] - draw_detections(wide, dets)).mean() < 3  # the same size: as drawn
+    # The portrait frame drawn at its own size, then at half scale between black bars 40 px wide.
+    drawn = cv2.resize(draw_detections(tall, dets), (80, 120), interpolation=cv2.INTER_AREA).astype(int)
+    assert np.abs(frames[7][:, 40:120] - drawn).mean() < 3
+    assert frames[7][:, :38].max() < 20 and frames[7][:, 122:].max() < 20
+    stretched = draw_detections(cv2.resize(tall, (160, 120), interpolation=cv2.INTER_AREA), dets).astype(int)
+    assert np.abs(frames[7] - stretched).mean() > 20  # what it was
