@@ -39,6 +39,7 @@ REPO_PAGES = (
     "reports/live_rtsp.md",
     "reports/live_rtmp.md",
     "reports/live_2cameras.md",
+    "reports/live_4cameras.md",
     "reports/ray_benchmark.md",
 )
 
