@@ -5,6 +5,7 @@ loses, and the counts are of the boxes the reference tracked."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from benchmarks.tracking_gaps import kept_frames, measure, to_markdown
 from detector.runtime.detections import Detections
@@ -40,3 +41,12 @@ def test_frame_numbers_keep_the_ids_one_step_a_call_loses() -> None:
     # first frames, and a gap of 4 before it is learned outruns a 30 px box.
     assert 2 * numbered["extra_ids"] <= one_a_call["extra_ids"] and 2 * numbered["untracked"] <= one_a_call["untracked"]
     assert "| 4 |" in to_markdown([no_gap, gaps])
+
+
+def test_ultralytics_bytetracker_counts_as_one_step_a_call() -> None:
+    """The third way is Ultralytics' own tracker, which steps one frame a call as ours did: on the same gapped frames
+    it loses the same ids (ours follows it box for box, tests/unit/detector/runtime/test_tracker.py)."""
+    pytest.importorskip("ultralytics")
+    (row,) = measure(_objects(), 30.0, [4], seeds=2, ultralytics=True)
+    assert row["ultralytics"] == row["one_a_call"] and row["numbered"]["extra_ids"] < row["ultralytics"]["extra_ids"]
+    assert "frame numbers / one a call / Ultralytics" in to_markdown([row])

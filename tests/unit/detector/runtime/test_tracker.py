@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from benchmarks.tracking_gaps import ultralytics_ids
 from detector.runtime.detections import Detections
 from detector.runtime.tracking import Tracker
 
@@ -118,46 +119,13 @@ def _scene(seed: int, frames: int = 150) -> list[Detections]:
     return out
 
 
-def _ultralytics_ids(frames: list[Detections]) -> list[list[int | None]]:
-    """Ultralytics' own `BYTETracker`, with its default settings (bytetrack.yaml), on the same detections."""
-    from types import SimpleNamespace
-
-    byte_tracker = pytest.importorskip("ultralytics.trackers.byte_tracker")
-    args = SimpleNamespace(
-        track_high_thresh=0.25,
-        track_low_thresh=0.1,
-        new_track_thresh=0.25,
-        track_buffer=30,
-        match_thresh=0.8,
-        fuse_score=True,
-    )
-    tracker = byte_tracker.BYTETracker(args)
-
-    class Results(SimpleNamespace):
-        def __len__(self) -> int:
-            return len(self.conf)
-
-        def __getitem__(self, i: object) -> Results:
-            return Results(conf=self.conf[i], xywh=self.xywh[i], cls=self.cls[i], xyxy=self.xyxy[i])
-
-    ids = []
-    for d in frames:
-        xyxy = d.xyxy.astype(np.float32)
-        xywh = np.concatenate([(xyxy[:, :2] + xyxy[:, 2:]) / 2, xyxy[:, 2:] - xyxy[:, :2]], axis=1)
-        rows = tracker.update(Results(conf=d.confidence, xywh=xywh, cls=d.class_id.astype(float), xyxy=xyxy))
-        frame_ids: list[int | None] = [None] * len(d)
-        for row in rows:  # [x1, y1, x2, y2, track_id, score, cls, index]
-            frame_ids[int(row[-1])] = int(row[4])
-        ids.append(frame_ids)
-    return ids
-
-
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_ids_follow_the_objects_as_ultralytics_bytetracker_does(seed: int) -> None:
     """The same boxes get ids, and the same boxes share one: ids themselves differ (Ultralytics numbers a track
     when it is born, this one when it is confirmed), so one id must map to exactly one of the other's."""
     frames = _scene(seed)
-    theirs = _ultralytics_ids(frames)
+    pytest.importorskip("ultralytics")
+    theirs = ultralytics_ids(frames)  # Ultralytics' BYTETracker with its defaults
     tracker = Tracker(frame_rate=30.0)
     ours = [tracker.update(d) for d in frames]
     pairs = [(a, b) for o, t in zip(ours, theirs, strict=True) for a, b in zip(o, t, strict=True)]
