@@ -385,7 +385,8 @@ def test_reconnect_goes_on_past_a_camera_that_drops_the_connection(
     clip, _, answers = scene
     jsonl = tmp_path / "again.jsonl"
     with mjpeg_camera(mjpeg_packets(clip), fps=15, frames=6) as url:  # each connection: 6 frames, then closed
-        args = [*_base(url, model_path), "--reconnect", "--max-frames", "10", "--jsonl", str(jsonl)]
+        # --track: the tracker is told the frame numbers, which go on across connections (never back: it refuses)
+        args = [*_base(url, model_path), "--reconnect", "--max-frames", "10", "--jsonl", str(jsonl), "--track"]
         proc = run_cli(args, cwd=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads(proc.stdout)
