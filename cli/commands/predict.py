@@ -11,7 +11,7 @@ import math
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
-    from detector.runtime.live_recording import Saving
+    from detector.runtime.live_recording import LineFiles, Saving, Segment, Segmenting
     from detector.runtime.tiling import Tiling
 
 DEFAULT_TIMEOUT_S = 10.0  # a live stream: the longest wait to connect, then for data
@@ -192,15 +192,29 @@ def _lines_file(args: argparse.Namespace) -> Path | None:
 
 
 @contextlib.contextmanager
-def _frame_lines(args: argparse.Namespace, flush: bool) -> Iterator[Any]:
+def _frame_lines(args: argparse.Namespace, flush: bool, files: LineFiles | None = None) -> Iterator[Any]:
     """The `on_frame` that writes --jsonl's line for each detected frame (the /predict/video line's shape): into the
     file (created or emptied, closed at the end), or stdout for `-` (flushed line by line, for a pipe); with
-    `flush`, a file's lines are flushed too (a live run is read while it goes: tail -f). None without --jsonl. Its
-    `camera` keyword puts the stream's place first in the line (several streams)."""
+    `flush`, a file's lines are flushed too (a live run is read while it goes: tail -f); with `files`, into the
+    segment open at the line's `time_s` (a live run in segments). None without --jsonl. Its `camera` keyword puts
+    the stream's place first in the line (several streams)."""
     from api.schemas import VideoFrame  # the /predict/video line's shape, declared once
 
     if args.jsonl is None:
         yield None
+        return
+    if files is not None:
+
+        def to_segment(
+            index: int, time_s: float, dets: Any, track_ids: list[int | None] | None, camera: int = -1
+        ) -> None:
+            first = {"camera": camera} if camera >= 0 else {}
+            files.write(VideoFrame.of(index, time_s, dets, track_ids).ndjson(**first), time_s)
+
+        try:
+            yield to_segment
+        finally:
+            files.close()
         return
     stdout = str(args.jsonl) == "-"
     out = sys.stdout if stdout else open(args.jsonl, "w", encoding="utf-8")  # noqa: SIM115 (closed below)
@@ -282,6 +296,7 @@ def _predict_video(det: Any, path: Path, args: argparse.Namespace, tiling: Tilin
 class _Live(NamedTuple):
     urls: list[str]
     saves: list[Saving | None]  # each stream's recording (--save; several streams: camera-N.mp4 in that folder)
+    lines: Segmenting | None  # --jsonl (a file) in segments (--segment), every stream's lines in one
 
 
 def _live_sources(args: argparse.Namespace) -> _Live | None:
@@ -289,7 +304,7 @@ def _live_sources(args: argparse.Namespace) -> _Live | None:
     None for files. A URL of another kind (file://, ftp://) is refused, naming the kinds read. --timeout,
     --max-frames, --reconnect, --segment and --keep need a stream; with several streams --save names a folder."""
     from detector.runtime.live import check_live, is_live
-    from detector.runtime.live_recording import Saving
+    from detector.runtime.live_recording import Saving, Segmenting
 
     for source in args.images:
         check_live(source)
@@ -318,13 +333,15 @@ def _live_sources(args: argparse.Namespace) -> _Live | None:
         raise InvalidInputError(f"--max-frames must be 0 (no limit) or more (got {args.max_frames})")
     if args.save and _lines_file(args) and args.save.resolve() == args.jsonl.resolve():
         raise InvalidInputError(f"--save and --jsonl are one file ({args.save}): write to two files")
-    if (args.segment or args.keep) and not args.save:
-        raise InvalidInputError("--segment and --keep apply to a recording (--save)")
+    lines_file = _lines_file(args)
+    if (args.segment or args.keep) and not (args.save or lines_file):
+        raise InvalidInputError("--segment and --keep apply to a recording (--save) and to --jsonl (a file)")
     saves: list[Saving | None] = [None] * len(live)
     if args.save:  # made here: a bad name or value fails before the model loads
         paths = [Path(args.save) / f"camera-{i}.mp4" for i in range(len(live))] if len(live) > 1 else [args.save]
         saves = [Saving(path, args.segment or 0.0, args.keep or 0) for path in paths]
-    return _Live([str(url) for url in live], saves)
+    lines = Segmenting(lines_file, args.segment, args.keep or 0) if lines_file and args.segment else None
+    return _Live([str(url) for url in live], saves, lines)
 
 
 def _predict_live(det: Any, live: _Live, args: argparse.Namespace, tiling: Tiling | None = None) -> None:
@@ -338,8 +355,10 @@ def _predict_live(det: Any, live: _Live, args: argparse.Namespace, tiling: Tilin
     from detector.runtime.classes import parse_classes
     from detector.runtime.live import names_a_file, redact
     from detector.runtime.live_detect import Reading, detect_cameras, detect_live
+    from detector.runtime.live_recording import LineFiles
 
-    urls, saves = live
+    urls, saves, lines = live
+    files = LineFiles(lines) if lines is not None else None
     several = len(urls) > 1
     readings = [
         Reading(
@@ -358,7 +377,7 @@ def _predict_live(det: Any, live: _Live, args: argparse.Namespace, tiling: Tilin
     }
     desc = f"{len(urls)} streams" if several else redact(urls[0])
     with (
-        _frame_lines(args, flush=True) as log_frame,
+        _frame_lines(args, flush=True, files=files) as log_frame,
         tqdm(unit="frame", desc=desc, file=sys.stderr, disable=args.no_progress) as bar,
     ):
         if several:
@@ -391,7 +410,9 @@ def _predict_live(det: Any, live: _Live, args: argparse.Namespace, tiling: Tilin
             "reconnects": run.reconnects,
             # With --segment: the files on disk, each with its first frame's time (a line's `time_s` t is in the last
             # segment whose `from_s` <= t, at t - from_s into it).
-            **({"segments": _segments(run)} if save and save.segment_s else {}),
+            **({"segments": _segments(run.segments)} if save and save.segment_s else {}),
+            # With --segment and --jsonl: the lines' files on disk, each with its first line's `time_s`.
+            **({"jsonl_segments": _segments(files.rotation.kept())} if files is not None else {}),
         }
         for url, run, save in zip(urls, runs, saves, strict=True)
     ]
@@ -405,8 +426,8 @@ def _predict_live(det: Any, live: _Live, args: argparse.Namespace, tiling: Tilin
         raise InvalidInputError("; ".join(failed))
 
 
-def _segments(run: Any) -> list[dict[str, Any]]:
-    return [{"file": str(segment.path), "from_s": round(segment.from_s, 3)} for segment in run.segments]
+def _segments(segments: Sequence[Segment]) -> list[dict[str, Any]]:
+    return [{"file": str(segment.path), "from_s": round(segment.from_s, 3)} for segment in segments]
 
 
 def register(commands: Commands) -> None:
@@ -466,8 +487,8 @@ def register(commands: Commands) -> None:
     p.add_argument(
         "--segment",
         type=float,
-        help="live stream: record in files of about this many seconds, each named for its start (UTC): "
-        "live.mp4 -> live-20261205T154000Z.mp4, ...",
+        help="live stream: record (--save) and write lines (--jsonl) in files of about this many seconds, each named "
+        "for its start (UTC): live.mp4 -> live-20261205T154000Z.mp4, ...",
     )
     p.add_argument(
         "--keep",

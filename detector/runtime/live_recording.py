@@ -1,6 +1,6 @@
-"""A live stream's recording (`detect_live`'s `save`): one file, or, for a camera watched for days, files of a few
-minutes each (segments) named for when they start, the oldest deleted beyond a count, as NVRs (Frigate, ffmpeg's
-segment muxer) keep theirs."""
+"""A live stream's outputs: its recording (`detect_live`'s `save`) and its lines (`detector predict URL --jsonl`),
+each one file or, for a camera watched for days, files of a few minutes each (segments) named for when they start,
+the oldest deleted beyond a count, as NVRs (Frigate, ffmpeg's segment muxer) keep theirs (`Rotation`)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import glob
 import logging
 import math
 import re
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,19 +26,18 @@ STAMP_PATTERN = r"\d{8}T\d{6}Z"
 
 
 @dataclass(frozen=True)
-class Saving:
-    """Where and how a live stream is recorded."""
+class Segmenting:
+    """Where a live run's output goes and how it is cut (`Saving` for its recording; its lines take this as is)."""
 
-    path: Path  # .mp4, .mkv or .mov; with `segment_s`, what the segments' names are made from
-    # 0: one file. Else a new file every `segment_s` seconds of the stream (the first frame after that time begins
-    # it, a key frame), named `<stem>-<its start, UTC, YYYYmmddTHHMMSSZ><suffix>` beside `path`.
+    path: Path  # with `segment_s`, what the segments' names are made from
+    # 0: one file. Else a new file every `segment_s` seconds of the stream (a recording's begins at the first frame
+    # after that time, a key frame), named `<stem>-<its start, UTC, YYYYmmddTHHMMSSZ><suffix>` beside `path`.
     segment_s: float = 0.0
     # With `segment_s`: at most this many segments of this name in the folder (earlier runs' included, so a watcher
     # restarted by systemd still keeps the disk bounded), the oldest deleted when a new one begins. 0: all kept.
     keep: int = 0
 
     def __post_init__(self) -> None:
-        check_stamped_path(self.path)
         if not math.isfinite(self.segment_s) or (self.segment_s != 0 and self.segment_s < 1):
             raise InvalidInputError(f"segment: at least 1 second, or 0 for one file (got {self.segment_s:g})")
         if self.keep < 0:
@@ -66,9 +66,90 @@ class Saving:
 
 
 @dataclass(frozen=True)
+class Saving(Segmenting):
+    """Where and how a live stream is recorded: `path` .mp4, .mkv or .mov (a time for each frame)."""
+
+    def __post_init__(self) -> None:
+        check_stamped_path(self.path)
+        super().__post_init__()
+
+
+@dataclass(frozen=True)
 class Segment:
     path: Path
     from_s: float  # its first frame's time, on the clock of `LiveFrame.time_s` (the lines' `time_s`)
+
+
+class Rotation:
+    """The files of a `Segmenting` output as the run goes: `due` says when the open one ends (every `segment_s` on a
+    grid from the first one's start, so cuts do not drift a frame later each time), `begin` names the next (or the
+    one file) and deletes the oldest beyond `keep`. Times are the stream's (`LiveFrame.time_s`)."""
+
+    def __init__(self, target: Segmenting, what: str) -> None:
+        self.target = target
+        self.what = what  # "recording", "lines": what the log says began
+        self.segments: list[Segment] = []  # the files begun, in order (one without segments)
+        self._cut_at = 0.0  # one tick early, since float times on the grid can miss it by a hair
+
+    def due(self, t: float) -> bool:
+        """The open segment ends before `t`: close it, then `begin` the next."""
+        return bool(self.target.segment_s and self.segments and t >= self._cut_at)
+
+    def begin(self, t: float) -> Path:
+        """The file that begins at `t`: a new segment's name (its wall-clock start), or the one file's path."""
+        target = self.target
+        path = target.path
+        if target.segment_s:
+            path = target.segment_path(time.time(), {s.path for s in self.segments})
+        self.segments.append(Segment(path, t))
+        if target.segment_s:  # said as it happens: a run of days ends (and lists them) much later
+            log.info("%s %s (from %.3f s)", self.what, path, t)
+            grid = self.segments[0].from_s - 1e-6
+            self._cut_at = grid + (int((t - grid) // target.segment_s) + 1) * target.segment_s
+        if target.keep:
+            self._prune()
+        return path
+
+    def _prune(self) -> None:
+        """Delete this name's oldest segments beyond `keep` (the one just begun counts, and is never deleted)."""
+        current, keep = self.segments[-1].path, self.target.keep
+        older = [path for path in self.target.segments_on_disk() if path != current]
+        for path in older[: max(0, len(older) - (keep - 1))]:
+            try:
+                path.unlink()
+                log.info("deleted %s (keep %d)", path, keep)
+            except OSError as exc:  # removed meanwhile, or not ours to delete: the run goes on
+                log.warning("could not delete the old segment %s: %s", path, exc)
+
+    def kept(self) -> list[Segment]:
+        """The segments begun that are still on disk (`keep` deletes the oldest)."""
+        return [segment for segment in self.segments if segment.path.exists()]
+
+
+class LineFiles:
+    """A live run's JSON lines in segments (`Rotation`): each line goes to the file open at its time, flushed (read
+    while it goes: tail -f). Safe from several cameras' threads."""
+
+    def __init__(self, target: Segmenting) -> None:
+        self.rotation = Rotation(target, "lines")
+        self._out: Any = None
+        self._lock = threading.Lock()
+
+    def write(self, line: str, t: float) -> None:
+        with self._lock:
+            if self._out is not None and self.rotation.due(t):
+                self._out.close()
+                self._out = None
+            if self._out is None:
+                self._out = open(self.rotation.begin(t), "w", encoding="utf-8")  # noqa: SIM115 (closed above, below)
+            self._out.write(line)
+            self._out.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._out is not None:
+                self._out.close()
+                self._out = None
 
 
 class LiveRecording:
@@ -82,49 +163,25 @@ class LiveRecording:
             preload_drawing()
         self.saving = saving
         self.last: tuple[Detections, list[int | None] | None] | None = None
-        self.segments: list[Segment] = []  # the files written, in order (one without segments)
+        self._rotation = Rotation(saving, "recording") if saving is not None else None
         self._writer: StampedVideoWriter | None = None
         self._written = 0  # frames in the files closed before the open one
-        # When the next segment begins: every `segment_s` from the first frame (a grid, so cuts do not drift a frame
-        # later each time); one tick early, since float times on the grid can miss it by a hair.
-        self._cut_at = 0.0
+
+    @property
+    def segments(self) -> list[Segment]:
+        """The files written, in order (one without segments)."""
+        return self._rotation.segments if self._rotation is not None else []
 
     def record(self, pixels: Any, arrived: float) -> None:
-        saving = self.saving
-        assert saving is not None
-        if self._writer is not None and saving.segment_s and arrived >= self._cut_at:
+        assert self._rotation is not None, "a recording without a Saving"
+        if self._writer is not None and self._rotation.due(arrived):
             self._close_writer()
         if self._writer is None:  # the recording's size is its first frame's (upright), as a clip's is
-            self._open(saving, pixels, arrived)
-            assert self._writer is not None
+            path = self._rotation.begin(arrived)
+            self._writer = StampedVideoWriter(path, pixels.shape[1], pixels.shape[0])
         last = self.last
         # Drawn at the frame's own size, where its boxes are (`fit` may letterbox it after: a size change mid-stream).
         self._writer.write(draw_detections(pixels, *last) if last else pixels, arrived)
-
-    def _open(self, saving: Saving, pixels: Any, arrived: float) -> None:
-        path = saving.path
-        if saving.segment_s:
-            path = saving.segment_path(time.time(), {s.path for s in self.segments})
-        self._writer = StampedVideoWriter(path, pixels.shape[1], pixels.shape[0])
-        self.segments.append(Segment(path, arrived))
-        if saving.segment_s:  # said as it happens: a run of days ends (and lists them) much later
-            log.info("recording %s (from %.3f s)", path, arrived)
-        if saving.segment_s:
-            grid = self.segments[0].from_s - 1e-6
-            self._cut_at = grid + (int((arrived - grid) // saving.segment_s) + 1) * saving.segment_s
-        if saving.keep:
-            self._prune(saving)
-
-    def _prune(self, saving: Saving) -> None:
-        """Delete this name's oldest segments beyond `keep` (the one just begun counts, and is never deleted)."""
-        current = self.segments[-1].path
-        older = [path for path in saving.segments_on_disk() if path != current]
-        for path in older[: max(0, len(older) - (saving.keep - 1))]:
-            try:
-                path.unlink()
-                log.info("deleted %s (keep %d)", path, saving.keep)
-            except OSError as exc:  # removed meanwhile, or not ours to delete: the recording goes on
-                log.warning("could not delete the old segment %s: %s", path, exc)
 
     def _close_writer(self) -> None:
         if self._writer is not None:
@@ -138,7 +195,7 @@ class LiveRecording:
 
     def kept(self) -> list[Segment]:
         """The segments written that are still on disk (`keep` deletes the oldest)."""
-        return [segment for segment in self.segments if segment.path.exists()]
+        return self._rotation.kept() if self._rotation is not None else []
 
     def close(self) -> None:
         self._close_writer()

@@ -4,6 +4,7 @@ its answers compared with the library's on the same frames."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import signal
@@ -338,7 +339,19 @@ def test_a_camera_recorded_in_segments_keeps_the_newest(
     assert sorted(tmp_path.glob("cam-*.mkv")) == sorted([other, *(Path(s["file"]) for s in segments)])
     assert all(re.fullmatch(r"cam-\d{8}T\d{6}Z\.mkv", Path(s["file"]).name) for s in segments), segments
     assert 0.99 < segments[1]["from_s"] - segments[0]["from_s"] < 1.1
-    lines = {line["frame"]: line["time_s"] for line in map(json.loads, jsonl.read_text().splitlines())}
+    # The lines in segments too (a watcher's lines would fill the disk as its video would): the newest two kept,
+    # each holding the lines of its second.
+    line_files = summary["jsonl_segments"]
+    assert len(line_files) == 2 and not jsonl.exists() and summary["jsonl"] == str(jsonl)
+    assert sorted(tmp_path.glob("cam-*.jsonl")) == [Path(f["file"]) for f in line_files]
+    assert all(re.fullmatch(r"cam-\d{8}T\d{6}Z\.jsonl", Path(f["file"]).name) for f in line_files), line_files
+    lines = {}
+    for n, part in enumerate(line_files):
+        got = [json.loads(line) for line in Path(part["file"]).read_text().splitlines()]
+        end = line_files[n + 1]["from_s"] if n + 1 < len(line_files) else math.inf
+        assert got and abs(got[0]["time_s"] - part["from_s"]) < 0.001  # from_s: its first line's time
+        assert all(part["from_s"] - 0.001 <= g["time_s"] < end for g in got)
+        lines.update({line["frame"]: line["time_s"] for line in got})
     for n, segment in enumerate(segments):
         with av.open(segment["file"]) as container:
             frames = list(container.decode(video=0))
@@ -409,6 +422,10 @@ def test_what_a_live_source_refuses(dataset_dir: Path, model_path: Path, tmp_pat
         ([url, url, "--save", "both.mp4"], "with several streams --save names a folder"),
         ([image, "--max-frames", "3"], "--timeout, --max-frames, --reconnect, --segment and --keep apply to a live"),
         ([url, "--segment", "60"], "--segment and --keep apply to a recording (--save)"),
+        (
+            [url, "--segment", "60", "--jsonl", "-"],
+            "--segment and --keep apply to a recording (--save) and to --jsonl (a",
+        ),
         ([url, "--timeout", "0"], "--timeout must be more than 0"),
         ([url, "--timeout", "nan"], "--timeout must be more than 0"),
         ([url, "--save", "live.avi"], "cannot record a live stream to live.avi: use .mp4, .mkv, .mov"),

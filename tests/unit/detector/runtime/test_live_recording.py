@@ -12,7 +12,7 @@ import pytest
 
 from detector.errors import InvalidInputError
 from detector.runtime import live_recording
-from detector.runtime.live_recording import LiveRecording, Saving
+from detector.runtime.live_recording import LineFiles, LiveRecording, Saving, Segmenting
 
 WALL = float(calendar.timegm((2026, 12, 5, 15, 40, 0)))  # 2026-12-05 15:40:00 UTC
 
@@ -50,6 +50,26 @@ def test_a_recording_in_segments(tmp_path: Path, suffix: str, monkeypatch: pytes
         assert frames[0] == (0.0, True)
         assert np.allclose(np.diff([t for t, _ in frames]), 0.1, atol=0.0015)
     assert recording.kept() == recording.segments
+
+
+def test_lines_in_segments_on_the_same_grid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A watcher's JSON lines, 10 a second for 5 s in 2 s segments, the newest two kept (an earlier run's too).
+    now = [WALL]
+    monkeypatch.setattr(live_recording.time, "time", lambda: now[0])
+    earlier = tmp_path / "lines-20200101T000000Z.jsonl"
+    earlier.write_text("{}\n")
+    files = LineFiles(Segmenting(tmp_path / "lines.jsonl", segment_s=2, keep=2))
+    for i in range(50):
+        t = 0.35 + i / 10
+        now[0] = WALL + t
+        files.write(f'{{"frame": {i}, "time_s": {t:.2f}}}\n', t)
+    files.close()
+    begun = files.rotation.segments
+    assert [s.path.name for s in begun] == [f"lines-20261205T15400{s}Z.jsonl" for s in (0, 2, 4)]
+    assert [round(s.from_s, 2) for s in begun] == [0.35, 2.35, 4.35] and files.rotation.kept() == begun[1:]
+    assert sorted(tmp_path.iterdir()) == [s.path for s in begun[1:]]  # the earlier run's and the first deleted
+    assert [len(s.path.read_text().splitlines()) for s in begun[1:]] == [20, 10]
+    assert begun[2].path.read_text().splitlines()[0] == '{"frame": 40, "time_s": 4.35}'
 
 
 def test_one_file_without_segments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
