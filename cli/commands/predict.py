@@ -203,27 +203,18 @@ def _frame_lines(args: argparse.Namespace, flush: bool, files: LineFiles | None 
     if args.jsonl is None:
         yield None
         return
-    if files is not None:
-
-        def to_segment(
-            index: int, time_s: float, dets: Any, track_ids: list[int | None] | None, camera: int = -1
-        ) -> None:
-            first = {"camera": camera} if camera >= 0 else {}
-            files.write(VideoFrame.of(index, time_s, dets, track_ids).ndjson(**first), time_s)
-
-        try:
-            yield to_segment
-        finally:
-            files.close()
-        return
     stdout = str(args.jsonl) == "-"
-    out = sys.stdout if stdout else open(args.jsonl, "w", encoding="utf-8")  # noqa: SIM115 (closed below)
+    if files is None:
+        out = sys.stdout if stdout else open(args.jsonl, "w", encoding="utf-8")  # noqa: SIM115 (closed below)
 
     lock = threading.Lock()  # several cameras' threads write lines
 
     def write(index: int, time_s: float, dets: Any, track_ids: list[int | None] | None, camera: int = -1) -> None:
         first = {"camera": camera} if camera >= 0 else {}  # several streams: which one the line is of, first
         line = VideoFrame.of(index, time_s, dets, track_ids).ndjson(**first)
+        if files is not None:  # LineFiles locks for itself
+            files.write(line, time_s)
+            return
         with lock:
             out.write(line)
             if flush or stdout:
@@ -232,7 +223,9 @@ def _frame_lines(args: argparse.Namespace, flush: bool, files: LineFiles | None 
     try:
         yield write
     finally:
-        if not stdout:
+        if files is not None:
+            files.close()
+        elif not stdout:
             out.close()
 
 

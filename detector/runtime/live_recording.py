@@ -161,7 +161,6 @@ class LiveRecording:
             # The drawing library's import (scipy under it) held the reading thread 0.23-0.48 s at the first boxes:
             # frames piled up in the socket, then came at once with late arrival times. Made before the stream opens.
             preload_drawing()
-        self.saving = saving
         self.last: tuple[Detections, list[int | None] | None] | None = None
         self._rotation = Rotation(saving, "recording") if saving is not None else None
         self._writer: StampedVideoWriter | None = None
