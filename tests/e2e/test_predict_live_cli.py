@@ -338,7 +338,9 @@ def test_a_camera_recorded_in_segments_keeps_the_newest(
     assert len(segments) == 2 and summary["saved"] == str(out)
     assert sorted(tmp_path.glob("cam-*.mkv")) == sorted([other, *(Path(s["file"]) for s in segments)])
     assert all(re.fullmatch(r"cam-\d{8}T\d{6}Z\.mkv", Path(s["file"]).name) for s in segments), segments
-    assert 0.99 < segments[1]["from_s"] - segments[0]["from_s"] < 1.1
+    # Cut on a 1 s grid, each at the first frame at or after its grid point: a frame late on a busy machine starts
+    # one segment a little after its point and the next on time (CI saw 0.97 s), so a second apart, give or take.
+    assert 0.8 < segments[1]["from_s"] - segments[0]["from_s"] < 1.2
     # The lines in segments too (a watcher's lines would fill the disk as its video would): the newest two kept,
     # each holding the lines of its second.
     line_files = summary["jsonl_segments"]
