@@ -23,7 +23,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 
 from detector.runtime.detections import Detections
@@ -35,11 +34,10 @@ Ids = list[list[int | None]]
 def detect_clip(model: Path, clip: Path, backend: str = "openvino", batch: int = 16) -> tuple[list[Detections], float]:
     """Every frame of `clip` detected with `model`; and the clip's frame rate."""
     from detector.runtime.detector import Detector
+    from detector.runtime.video import probe_video, read_frames
 
-    with av.open(str(clip)) as container:
-        stream = container.streams.video[0]
-        fps = float(stream.average_rate or 30)
-        frames = [np.asarray(frame.to_ndarray(format="rgb24"), np.uint8) for frame in container.decode(stream)]
+    fps = probe_video(clip).fps or 30.0
+    frames = [frame.pixels for frame in read_frames(clip)]  # upright RGB, as the CLI reads a clip
     with Detector.load(model, backend) as det:
         found: list[Detections] = []
         for i in range(0, len(frames), batch):
