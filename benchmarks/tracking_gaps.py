@@ -34,14 +34,17 @@ Ids = list[list[int | None]]
 def detect_clip(model: Path, clip: Path, backend: str = "openvino", batch: int = 16) -> tuple[list[Detections], float]:
     """Every frame of `clip` detected with `model`; and the clip's frame rate."""
     from detector.runtime.detector import Detector
-    from detector.runtime.video import probe_video, read_frames
+    from detector.runtime.video import DAMAGED, probe_video, read_frames
 
     fps = probe_video(clip).fps or 30.0
     frames = [frame.pixels for frame in read_frames(clip)]  # upright RGB, as the CLI reads a clip
+    whole = [n for n, pixels in enumerate(frames) if pixels is not DAMAGED]  # a damaged one: nothing seen there
     with Detector.load(model, backend) as det:
-        found: list[Detections] = []
-        for i in range(0, len(frames), batch):
-            found += det.predict_batch(frames[i : i + batch])
+        found = [Detections.empty(det.metadata.names)] * len(frames)
+        for i in range(0, len(whole), batch):
+            chunk = whole[i : i + batch]
+            for n, answer in zip(chunk, det.predict_batch([frames[n] for n in chunk]), strict=True):
+                found[n] = answer
     return found, fps
 
 

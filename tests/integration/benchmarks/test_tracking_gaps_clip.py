@@ -26,3 +26,20 @@ def test_every_frame_of_the_clip_is_detected_once_and_tracked(
     assert no_gap["ultralytics"]["extra_ids"] == 0  # their tracker on every frame: the reference's ids
     # The same frames kept, fewer of them, for each way.
     assert gaps["numbered"]["boxes"] == gaps["one_a_call"]["boxes"] == gaps["ultralytics"]["boxes"] < boxes
+
+
+def test_a_damaged_frame_keeps_its_place_with_nothing_seen(model_path: Path, dataset_dir: Path, tmp_path: Path) -> None:
+    # As the CLI reads a clip: a packet that cannot be decoded is a frame where nothing was seen, the frames after it
+    # keep their numbers (the tracker steps over it).
+    from tests.clips import confident_scene, write_mjpeg_of_sizes
+
+    scene, _ = confident_scene(model_path, dataset_dir)
+    sizes = [(320, 240)] * 6
+    clean = write_mjpeg_of_sizes(tmp_path / "clean.avi", sizes, scene=scene)
+    damaged = write_mjpeg_of_sizes(tmp_path / "damaged.avi", sizes, scene=scene, damaged=frozenset({2}))
+    whole, _ = detect_clip(model_path, clean, backend="onnxruntime")
+    got, _ = detect_clip(model_path, damaged, backend="onnxruntime")
+    assert len(got) == len(whole) == 6 and len(whole[2]) > 0 and len(got[2]) == 0
+    assert [d.xyxy.tolist() for n, d in enumerate(got) if n != 2] == [
+        d.xyxy.tolist() for n, d in enumerate(whole) if n != 2
+    ]
