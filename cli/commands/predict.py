@@ -324,9 +324,9 @@ def _live_sources(args: argparse.Namespace) -> _Live | None:
         raise InvalidInputError(f"--timeout must be more than 0 seconds (got {args.timeout:g})")
     if args.max_frames < 0:
         raise InvalidInputError(f"--max-frames must be 0 (no limit) or more (got {args.max_frames})")
-    if args.save and _lines_file(args) and args.save.resolve() == args.jsonl.resolve():
-        raise InvalidInputError(f"--save and --jsonl are one file ({args.save}): write to two files")
     lines_file = _lines_file(args)
+    if args.save and lines_file and args.save.resolve() == lines_file.resolve():
+        raise InvalidInputError(f"--save and --jsonl are one file ({args.save}): write to two files")
     if (args.segment or args.keep) and not (args.save or lines_file):
         raise InvalidInputError("--segment and --keep apply to a recording (--save) and to --jsonl (a file)")
     saves: list[Saving | None] = [None] * len(live)
