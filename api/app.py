@@ -26,6 +26,7 @@ from api.service import DetectorFactory, Service, default_detector_factory
 from detector.config import Config
 from detector.runtime.draw import preload as preload_drawing
 from detector.runtime.engines import EngineBuilder
+from detector.runtime.heap import freeze_startup_objects
 from detector.runtime.model_source import ModelResolver
 
 log = logging.getLogger("api")
@@ -43,11 +44,15 @@ def create_app(
     engine_builder: EngineBuilder | None = None,
     model_resolver: ModelResolver | None = None,
     on_fatal: Callable[[str], None] | None = None,
+    freeze_when_loaded: bool = False,
 ) -> FastAPI:
     """Build the app for `config` (default: `configs/` + environment); `detector_factory(path, backend)` loads
     models (default: `Detector.load` with the configured backend options and the injected `engine_builder`);
     `model_resolver` (injected by the CLI) turns `models:/name@alias` registry URIs into local files; `on_fatal`
-    is called when the served backend fails beyond repair (`api.server` stops and exits non-zero)."""
+    is called when the served backend fails beyond repair (`api.server` stops and exits non-zero);
+    `freeze_when_loaded`: once the model is loaded, keep everything loaded so far out of the garbage collector's
+    full passes (`detector.runtime.heap`: a pause of 73-94 ms each, every few seconds under load). Only for a
+    process that is the service (`api.server`); a test's process would keep its own objects frozen too."""
     if config is None:
         from detector.config import load_config
 
@@ -74,6 +79,11 @@ def create_app(
             except Exception:  # drawing is one route's concern: never let it stop the model from loading
                 log.exception("could not preload the drawing library; /predict/annotated will load it on first use")
             service.load_initial()
+            if freeze_when_loaded:
+                log.info(
+                    "%d objects loaded at startup are kept out of the garbage collector's passes",
+                    freeze_startup_objects(),
+                )
 
         loading = asyncio.create_task(asyncio.to_thread(start))
         watching = asyncio.create_task(service.watch_golden())  # inference.golden.period_s

@@ -67,7 +67,9 @@ def serve(
         if http is not None:
             http.should_exit = True
 
-    app = create_app(config, engine_builder=engine_builder, model_resolver=model_resolver, on_fatal=fatal)
+    app = create_app(
+        config, engine_builder=engine_builder, model_resolver=model_resolver, on_fatal=fatal, freeze_when_loaded=True
+    )
     server = inf.server
     scheme = "https" if server.tls_certfile else "http"
     log.info("serving %s on %s://%s:%d (docs at /docs)", inf.model_path, scheme, server.host, server.port)
