@@ -33,6 +33,8 @@ REPO_PAGES = (
     "reports/peers_amd_latest.md",
     "reports/peers_amd_run5.md",
     "reports/peers_amd_run6.md",
+    "reports/peers_amd_run7.md",
+    "reports/peers_amd_run8.md",
     "reports/video.md",
     "reports/video_latest.md",
     "reports/live.md",

@@ -35,3 +35,37 @@ def test_ours_from_jpeg_decodes_as_the_service_does_then_detects(model_path: Pat
         assert calls.end_to_end() > 0  # the inference time measured inside the call, in ms
     finally:
         runner.close()
+
+
+def test_http_c1_our_work_in_process_and_the_bar_are_timed_in_the_same_interleaved_blocks(
+    model_path: Path, sample_photos: list[Path], tmp_path: Path
+) -> None:
+    from benchmarks.peers import http_overhead, ours_from_jpeg, ultralytics_from_jpeg
+    from benchmarks.runners import ULTRALYTICS_ONNX, Calls, DetectorRunner, UltralyticsRunner
+    from tests.servers import serving
+
+    order: list[str] = []
+
+    def logged(side: str, calls: Calls) -> Calls:
+        def end_to_end() -> float:
+            order.append(side)
+            return calls.end_to_end()
+
+        return Calls(end_to_end, None)
+
+    jpegs = [p.read_bytes() for p in sample_photos[:2]]
+    ours = DetectorRunner("onnxruntime", model_path, 1)
+    theirs = UltralyticsRunner(ULTRALYTICS_ONNX, model_path, 128, 1)
+    try:
+        local = [logged("local", ours_from_jpeg(ours, data)) for data in jpegs]
+        bar = [logged("peer", ultralytics_from_jpeg(theirs, data)) for data in jpegs]
+        with serving(model_path, tmp_path) as server:
+            got = http_overhead(server.url, local, jpegs, rounds=3, block=2, peer=("the bar", bar))
+    finally:
+        ours.close()
+        theirs.close()
+    assert got["n"] == 6 and got["peer"] == "the bar"
+    assert got["http_p50_ms"] > 0 and got["in_process_p50_ms"] > 0 and got["peer_p50_ms"] > 0
+    assert got["overhead_ms"] == pytest.approx(got["http_p50_ms"] - got["in_process_p50_ms"], abs=0.011)
+    warm_up = ["local"] * 4 + ["peer"] * 4  # each photo twice on each side
+    assert order == warm_up + ["local", "local", "peer", "peer"] * 3  # each round: HTTP, then ours, then theirs

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.peers import peer_photos, ratios, to_markdown
+from benchmarks.peers import fastest_peer_from_jpeg, peer_photos, ratios, to_markdown
 
 
 def test_photos_are_the_real_ones_plus_a_1920x1080_jpeg() -> None:
@@ -42,7 +42,14 @@ def _report() -> dict:
             "ultralytics-openvino-int8, from JPEG": {**summary, "p50_ms": 10.0},
             "ultralytics-openvino, from JPEG": {**summary, "p50_ms": 14.0},
         },
-        "http_overhead": {"http_p50_ms": 7.0, "in_process_p50_ms": 6.2, "overhead_ms": 0.8, "n": 40},
+        "http_overhead": {
+            "http_p50_ms": 7.0,
+            "in_process_p50_ms": 6.2,
+            "overhead_ms": 0.8,
+            "n": 40,
+            "peer": "ultralytics-openvino-int8, from JPEG",
+            "peer_p50_ms": 8.75,
+        },
         "http": [
             {"service": "ours, INT8", "concurrency": 1, "p50_ms": 7.0, "throughput_rps": 100.0, "errors": 0},
             {"service": "ours, INT8", "concurrency": 4, "p50_ms": 20.0, "throughput_rps": 150.0, "errors": 0},
@@ -61,25 +68,39 @@ def test_ratios_against_the_targets() -> None:
     assert got["http c=1 p50: ours / afternoon service (target <= 1.0)"] == 0.5
     assert got["http c=4 throughput: ours / afternoon service (target >= 1.3)"] == 1.5
     assert got["http c=8 throughput: ours / afternoon service (target >= 1.6)"] == 1.6
-    # The faster of Ultralytics' in-process OpenVINO paths from the JPEG is the bar (its INT8 here, 10 ms against 14);
-    # where its FP32 (bf16) export is faster, that one. On decoded arrays, the stricter line: 8 ms against 12.
+    # The target's line: HTTP c=1 against the faster of Ultralytics' in-process OpenVINO paths from the JPEG, timed
+    # in the same interleaved blocks (7 ms against 8.75). The same bar taken from the in-process phase (its INT8
+    # there, 10 ms against 14; where its FP32 (bf16) export is faster, that one), and on decoded arrays (8 ms
+    # against 12), are the lines beside it.
     fastest = "http c=1 p50: ours int8 / ultralytics' fastest ov in-process"
-    assert got[f"{fastest} (int8 from JPEG) (target <= 0.85)"] == 0.7
+    assert got[f"{fastest} (int8 from JPEG), interleaved (target <= 0.85)"] == 0.8
+    assert got[f"{fastest} (int8 from JPEG) (across the run's phases)"] == 0.7
     assert got[f"{fastest} (int8 on decoded arrays) (stricter)"] == 0.875
+    assert not [key for key in got if "target <= 0.85" in key and "interleaved" not in key]
     report = _report()
     report["in_process"]["ultralytics-openvino, from JPEG"]["p50_ms"] = 5.0
     report["in_process"]["ultralytics-openvino"]["p50_ms"] = 3.5
+    report["http_overhead"] = {**report["http_overhead"], "peer": "ultralytics-openvino, from JPEG", "peer_p50_ms": 5.6}
     swapped = ratios(report)
-    assert swapped[f"{fastest} (fp32/bf16 from JPEG) (target <= 0.85)"] == 1.4
+    assert swapped[f"{fastest} (fp32/bf16 from JPEG), interleaved (target <= 0.85)"] == 1.25
+    assert swapped[f"{fastest} (fp32/bf16 from JPEG) (across the run's phases)"] == 1.4
     assert swapped[f"{fastest} (fp32/bf16 on decoded arrays) (stricter)"] == 2.0
-    assert f"{fastest} (int8 from JPEG) (target <= 0.85)" not in swapped
+    assert f"{fastest} (int8 from JPEG) (across the run's phases)" not in swapped
     assert got["http overhead c=1 ms: ours http - ours in-process from JPEG, interleaved (target <= 2)"] == 0.8
     assert got["http c=1 p50: ours int8 / ultralytics ov int8 in-process from JPEG (target <= 1.0)"] == 0.7
     assert got["http c=1 p50: ours int8 / ultralytics ov int8 in-process on decoded arrays (stricter)"] == 0.875
     assert got["ours ov int8 / ultralytics ov int8, both from JPEG bytes"] == 0.65
     table = to_markdown({**_report(), "ratios": got})
     assert "test cpu" in table and "| ours openvino int8 | 6.0 |" in table
-    assert "**0.8 ms**" in table
+    assert "**0.8 ms**" in table and "ultralytics-openvino-int8, from JPEG: 8.75 ms" in table
+
+
+def test_the_bar_is_the_faster_of_ultralytics_openvino_paths_from_the_jpeg() -> None:
+    timed = _report()["in_process"]
+    assert fastest_peer_from_jpeg(timed) == "ultralytics-openvino-int8"  # 10 ms from JPEG, its FP32 export 14
+    timed["ultralytics-openvino, from JPEG"] = {"p50_ms": 9.0}
+    assert fastest_peer_from_jpeg(timed) == "ultralytics-openvino"  # its FP32 export, computing in bf16 (AMX)
+    assert fastest_peer_from_jpeg({"ours openvino int8": {"p50_ms": 1.0}}) is None
 
 
 def test_an_int8_model_is_not_silently_replaced_by_an_fp32_re_export(tmp_path: Path) -> None:
