@@ -100,7 +100,8 @@ class DetectorDeployment:
     def __serve_build_asgi_app__(self) -> FastAPI:
         mlflow_cfg, inf = self.config.train.mlflow, self.config.inference
         resolver = registry_resolver(mlflow_cfg.tracking_uri, inf.registry_cache_dir)  # models:/name@alias paths
-        app = create_app(self.config, engine_builder=engine_builder(), model_resolver=resolver)
+        # A replica is a process of its own that serves and nothing else: its startup objects are frozen too.
+        app = create_app(self.config, engine_builder=engine_builder(), model_resolver=resolver, freeze_when_loaded=True)
         _ready_lifespan(app)
         app.add_middleware(ReplicaIdMiddleware, replica_id=serve.get_replica_context().replica_id.unique_id)
         self.fastapi = app
