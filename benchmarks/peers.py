@@ -255,12 +255,11 @@ def http_overhead(
     block: int = 10,
     peer: tuple[str, list[Calls]] | None = None,
 ) -> dict[str, Any]:
-    """HTTP c=1 against the same work in-process (`ours_from_jpeg` on the same model and photos) and, with `peer`,
-    (its name, its calls) against Ultralytics' fastest in-process path from the JPEG (`ultralytics_from_jpeg`), in
-    alternating blocks of
-    `block` calls: both are measured in one stretch of time, not across the run's phases, whose load on a shared
-    machine differs by more than what is compared (a run on 2026-12-05 put HTTP c=1 at 0.98x the bar taken minutes
-    earlier, where the runs before it gave 0.77-0.85x)."""
+    """HTTP c=1 against the same work in-process (`ours_from_jpeg` on the same model and photos) and, with `peer`
+    (its name, its calls), against Ultralytics' fastest in-process path from the JPEG (`ultralytics_from_jpeg`), in
+    alternating blocks of `block` calls: both are measured in one stretch of time, not across the run's phases,
+    whose load on a shared machine differs by more than what is compared (a run on 2026-12-05 put HTTP c=1 at 0.98x
+    the bar taken minutes earlier, where the runs before it gave 0.77-0.85x)."""
     files = [{"file": ("image.jpg", data, "image/jpeg")} for data in jpegs]
     sides: dict[str, list[Calls]] = {"local": calls, **({"peer": peer[1]} if peer else {})}
     timed: dict[str, list[float]] = {"http": [], **{side: [] for side in sides}}
