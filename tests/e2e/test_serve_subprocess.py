@@ -71,6 +71,10 @@ def test_the_objects_loaded_at_startup_are_kept_out_of_the_collectors_passes(ser
     # detector.runtime.heap: a full collection over them stopped every request for 73-94 ms every few seconds
     logged = re.search(r"(\d+) objects loaded at startup are kept out", server.log.read_text())
     assert logged and int(logged.group(1)) > 50_000, server.log.read_text()[-2000:]
+    # The process's own metrics: its memory (a model not freed after a reload shows there) and the collector's passes.
+    metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
+    assert gauge(metrics, "process_resident_memory_bytes") > 50e6
+    assert re.search(r'^python_gc_collections_total\{generation="2"\} [0-9.e+]+$', metrics, re.MULTILINE), metrics
 
 
 def test_content_length_over_the_limit_is_refused_before_the_body_is_sent(server: Server) -> None:
