@@ -8,6 +8,7 @@ from pathlib import Path
 
 from detector.config import BACKEND_NAMES
 from detector.errors import BackendUnavailableError, InvalidInputError, MissingDependencyError, ModelLoadError
+from detector.runtime.backends import vendor_telemetry
 from detector.runtime.backends.base import Backend, BackendOptions, TensorSpec
 
 __all__ = [
@@ -23,6 +24,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+vendor_telemetry.turn_off()  # before any backend loads OpenVINO's converter (backends/vendor_telemetry.py says why)
 
 # name -> "module:Class". Adding a backend is one file plus one line here.
 REGISTRY: dict[str, str] = {
