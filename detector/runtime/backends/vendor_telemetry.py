@@ -21,9 +21,7 @@ import sys
 PACKAGE = "openvino_telemetry"
 
 
-def turn_off() -> bool:
-    """Make OpenVINO's and NNCF's telemetry fall back to their no-op stubs in this process. False when the package had
-    already been imported: a module that bound it before keeps it (call this before OpenVINO's converter or NNCF)."""
-    imported = sys.modules.get(PACKAGE) is not None
+def turn_off() -> None:
+    """Make OpenVINO's and NNCF's telemetry fall back to their no-op stubs in this process. Call it before OpenVINO's
+    converter or NNCF is imported: a module that bound the package already keeps it."""
     sys.modules[PACKAGE] = None  # type: ignore[assignment]
-    return not imported

@@ -5,15 +5,13 @@ process would keep the suite's own objects frozen."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
 from detector.runtime import backends
-from tests.conftest import REPO
+from tests.child_process import python_child
 
 CHILD = textwrap.dedent(
     """
@@ -38,13 +36,5 @@ CHILD = textwrap.dedent(
 def test_a_model_loaded_before_the_freeze_is_freed_when_dropped(model_path: Path, backend: str) -> None:
     if backends.available().get(backend):
         pytest.skip(f"{backend} is not available here")
-    proc = subprocess.run(
-        [sys.executable, "-c", CHILD, str(model_path), backend],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.strip().endswith("alive: none"), proc.stdout
+    out = python_child(CHILD, str(model_path), backend)
+    assert out.strip().endswith("alive: none"), out

@@ -5,15 +5,13 @@ process is forked to post an event. In a child process, as a user's `detector se
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
 from detector.runtime import backends
-from tests.conftest import REPO
+from tests.child_process import python_child
 
 CHILD = textwrap.dedent(
     """
@@ -37,15 +35,7 @@ CHILD = textwrap.dedent(
 def test_loading_an_openvino_model_and_importing_nncf_send_nothing(model_path: Path) -> None:
     if backends.available().get("openvino"):
         pytest.skip("openvino is not available here")
-    proc = subprocess.run(
-        [sys.executable, "-c", CHILD, str(model_path)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "converter: openvino.tools.ovc.telemetry_stub" in proc.stdout, proc.stdout
-    assert "nncf: MagicMock" in proc.stdout, proc.stdout  # NNCF's stub
-    assert "forked: 0" in proc.stdout, proc.stdout
+    out = python_child(CHILD, str(model_path))
+    assert "converter: openvino.tools.ovc.telemetry_stub" in out, out
+    assert "nncf: MagicMock" in out, out  # NNCF's stub
+    assert "forked: 0" in out, out

@@ -4,11 +4,9 @@ would keep them out of every later test's collections."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 
-from tests.conftest import REPO
+from tests.child_process import python_child
 
 CHILD = textwrap.dedent(
     """
@@ -41,8 +39,4 @@ CHILD = textwrap.dedent(
 
 
 def test_objects_alive_at_the_freeze_leave_the_collector_and_later_garbage_is_still_collected() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-c", CHILD], cwd=REPO, capture_output=True, text=True, timeout=60, check=False
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.startswith("ok ")
+    assert python_child(CHILD, timeout=60).startswith("ok ")
