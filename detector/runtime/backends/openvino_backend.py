@@ -304,6 +304,8 @@ class OpenVinoBackend(Backend):
 
     @staticmethod
     def _infer(request: Any, batch: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
-        request.infer({0: batch})
+        # share_inputs: OpenVINO reads the batch where it lies instead of copying it into the request's own tensor
+        # first (a 640x480 image: 0.1 ms a call; 36 tiles of 256 px: 7 MB). `infer` returns when it is done with it.
+        request.infer({0: batch}, share_inputs=True)
         # The output tensor's memory is reused by the next infer on this request: copy it out.
         return np.array(request.get_output_tensor(0).data, dtype=np.float32, copy=True)

@@ -52,6 +52,33 @@ def test_preprocess_matches_ultralytics_letterbox() -> None:
         np.testing.assert_array_equal(ours, expected)
 
 
+@pytest.mark.parametrize(
+    "view",
+    [
+        pytest.param(lambda a: a, id="contiguous"),
+        pytest.param(lambda a: a[7:300, 11:420], id="crop of a bigger image (a tile)"),
+        pytest.param(lambda a: a[:, :, ::-1], id="channels reversed (a BGR view)"),
+        pytest.param(lambda a: a[::-1, ::2], id="rows reversed, every other column"),
+    ],
+)
+def test_uint8_letterbox_matches_ultralytics_for_any_source_layout(view) -> None:
+    """The uint8 path (a model that scales pixels itself) writes each channel into its plane of the batch with
+    OpenCV's split: equal to Ultralytics' LetterBox, whatever the source array's strides; the padding is 114."""
+    LetterBox = pytest.importorskip("ultralytics.data.augment").LetterBox
+    image = view(np.random.default_rng(1).integers(0, 256, (480, 640, 3), dtype=np.uint8))
+    for target in [(256, 256), (480, 640), (224, 320)]:
+        expected = LetterBox(target, auto=False, stride=32)(image=np.ascontiguousarray(image))
+        batch, (info, _) = preprocess_batch([image, image], target, np.uint8)
+        assert batch.dtype == np.uint8 and batch.shape == (2, 3, *target)
+        np.testing.assert_array_equal(batch[0].transpose(1, 2, 0), expected)
+        np.testing.assert_array_equal(batch[1], batch[0])
+        left, top = info.pad
+        if top:
+            assert (batch[:, :, :top] == PAD_VALUE).all()
+        if left:
+            assert (batch[:, :, :, :left] == PAD_VALUE).all()
+
+
 def test_scale_boxes_inverts_letterbox() -> None:
     orig = (480, 640)
     _, info = letterbox_params(orig, (640, 640))
