@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -244,11 +245,24 @@ def test_gate_failure_leaves_no_int8_model(
 
 
 def test_a_failed_gate_quantizes_again_with_layers_back_in_float_then_gates_again(
-    tmp_path: Path, model_path: Path, dataset_dir: Path
+    tmp_path: Path, model_path: Path, dataset_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An impossible gate (a drop of at most -1), so the path is the same on every CPU: the first model fails, NNCF's
     accuracy control puts the two layers that cost the most back into float, the gate judges that model, fails it
-    too, and says both; nothing is written."""
+    too, and says both; nothing is written.
+
+    NNCF keeps a layer in float only where that raises the metric, and whether it does is the CPU's: on an Intel
+    Xeon the quick model's INT8 scored above its FP32 (0.856 against 0.849) and every layer stayed quantized. So
+    here the metric NNCF ranks and keeps layers by is the gate's own mAP50-95 less 0.05 per quantizer of the
+    candidate (a layer back in float then always wins, by more than a layer moves the mAP); that the unchanged
+    metric is the gate's measurement is the next test's."""
+    measured = GateMetric.__call__
+
+    def fewer_quantizers_score_higher(self: GateMetric, candidate: onnx.ModelProto, items: Any) -> tuple[float, None]:
+        score, per_item = measured(self, candidate, items)
+        return score - 0.05 * sum(node.op_type == "QuantizeLinear" for node in candidate.graph.node), per_item
+
+    monkeypatch.setattr(GateMetric, "__call__", fewer_quantizers_score_higher)
     out = tmp_path / "model.int8.onnx"
     options = Int8Config(subset_size=16, max_map_drop=-1, max_float_layers=2)
     with pytest.raises(AccuracyGateError) as failed:
