@@ -30,6 +30,8 @@ REPO_PAGES = (
     "reports/int8_640.md",
     "reports/peers.md",
     "reports/peers_intel.md",
+    "reports/peers_intel_vm_run1.md",
+    "reports/peers_intel_vm_run2.md",
     "reports/peers_amd_latest.md",
     "reports/peers_amd_run5.md",
     "reports/peers_amd_run6.md",
