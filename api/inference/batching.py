@@ -221,7 +221,11 @@ class _Lanes:
         with self._ready:
             self._running -= 1
             self._singles_running -= not first.reservation.bulk
-            self._ready.notify_all()
+            # Only when a worker may now start a job, or waits for the calls in flight to end (it counts itself in
+            # `_running`). With nothing queued and nothing running, a wake-up only made the idle workers look and
+            # sleep again, taking the GIL just as the event loop was being woken for this call's answer.
+            if self._single or self._bulk or self._running:
+                self._ready.notify_all()
 
     # With `singles_alone`, worker 0 runs every single image and batch item, one call at a time and on one infer
     # request, as the latency hint alone did, and the other workers only video frames, beside it, once single images
