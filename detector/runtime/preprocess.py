@@ -92,8 +92,8 @@ def letterbox_into(image: npt.NDArray[np.uint8], out: npt.NDArray[Any]) -> Lette
     region = out[:, top : top + new_h, left : left + new_w]
     if raw:
         # OpenCV's split writes each channel straight into its plane of `out` (the views are filled in place, any
-        # source strides): 0.07 ms for a 640x480 image where NumPy's transposing copy took 0.28 ms (Intel Xeon,
-        # 2 cores; the same order on the AMD EPYC host).
+        # source strides): 0.07 ms for a 640x480 image where NumPy's transposing copy took 0.28 ms (2-core Intel
+        # Xeon VM; not measured on the AMD EPYC host).
         cv2.split(image, [region[0], region[1], region[2]])
     else:
         np.multiply(image.transpose(2, 0, 1), PIXEL_SCALE, out=region, casting="unsafe")
