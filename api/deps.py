@@ -142,7 +142,10 @@ async def prediction_options(
     overlap: OverlapQuery = 0.2,
 ) -> Options:
     """422 for a bad value, before any body is read."""
-    return _ready(_service(request)).pipeline.options(conf, iou, max_det, conf_per_class, classes, tile, overlap)
+    # A call, not a `ReadyPipelineDep` parameter: FastAPI would solve that node again (see above); the readiness
+    # check is two attribute reads.
+    pipeline = await ready_pipeline(request)
+    return pipeline.options(conf, iou, max_det, conf_per_class, classes, tile, overlap)
 
 
 OptionsDep = Annotated[Options, Depends(prediction_options)]

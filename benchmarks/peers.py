@@ -240,10 +240,11 @@ def http_pairs(
     return out
 
 
-def fastest_peer_from_jpeg(in_process: dict[str, dict[str, float]]) -> str | None:
-    """The faster of Ultralytics' two OpenVINO exports from the JPEG bytes in the in-process phase (its INT8, or its
-    FP32 export, which computes in bf16 where the CPU has it): the bar of issue 26's c=1 target. None: neither ran."""
-    timed = {name: in_process[name + FROM_JPEG]["p50_ms"] for name in PEER_PATHS if name + FROM_JPEG in in_process}
+def fastest_peer(in_process: dict[str, dict[str, float]], suffix: str = FROM_JPEG) -> str | None:
+    """The faster of Ultralytics' two OpenVINO exports in the in-process phase (its INT8, or its FP32 export, which
+    computes in bf16 where the CPU has it), from the JPEG bytes (the bar of issue 26's c=1 target) or, with
+    `suffix=""`, on decoded arrays. None: neither ran."""
+    timed = {name: in_process[name + suffix]["p50_ms"] for name in PEER_PATHS if in_process.get(name + suffix)}
     return min(timed, key=lambda name: timed[name]) if timed else None
 
 
@@ -407,7 +408,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 services, jpegs, args.http_rounds, args.http_requests, args.http_seconds, args.http_levels
             )
             local = DetectorRunner("openvino", int8, threads, name="ours openvino int8")
-            fastest = fastest_peer_from_jpeg(report["in_process"])
+            fastest = fastest_peer(report["in_process"])
             bar = None
             if fastest:  # the bar, loaded again (the in-process phase's runners are closed)
                 path = ov_int8 if fastest == ULTRALYTICS_OPENVINO_INT8 else ov_fp32
@@ -472,12 +473,12 @@ def ratios(report: dict[str, Any]) -> dict[str, float | None]:
         # (no decode in theirs) is the stricter line after it.
         # The target's own line is the interleaved one (below); these two take the bar from the in-process phase.
         for where, suffix in (("from JPEG", FROM_JPEG), ("on decoded arrays", "")):
-            timed = {kind: p50[name + suffix] for name, kind in PEER_PATHS.items() if p50.get(name + suffix)}
-            if timed:
-                kind = min(timed, key=lambda k: timed[k])
+            fastest = fastest_peer(report.get("in_process", {}), suffix)
+            if fastest:
                 note = "(across the run's phases)" if suffix else "(stricter)"
+                kind = PEER_PATHS[fastest]
                 key = f"http c=1 p50: ours int8 / ultralytics' fastest ov in-process ({kind} {where}) {note}"
-                out[key] = r(ours["p50_ms"], timed[kind])
+                out[key] = r(ours["p50_ms"], p50[fastest + suffix])
         targets = {4: " (target >= 1.3)", 8: " (target >= 1.6)"}
         for level in sorted({c for _, c in http} - {1}):
             ours_c, peer_c = http.get(("ours", level)), http.get(("afternoon service", level))

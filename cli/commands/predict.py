@@ -298,6 +298,7 @@ def _live_sources(args: argparse.Namespace) -> _Live | None:
     --max-frames, --reconnect, --segment and --keep need a stream; with several streams --save names a folder."""
     from detector.runtime.live import check_live, is_live
     from detector.runtime.live_recording import Saving, Segmenting
+    from detector.runtime.video import check_outputs
 
     for source in args.images:
         check_live(source)
@@ -325,8 +326,7 @@ def _live_sources(args: argparse.Namespace) -> _Live | None:
     if args.max_frames < 0:
         raise InvalidInputError(f"--max-frames must be 0 (no limit) or more (got {args.max_frames})")
     lines_file = _lines_file(args)
-    if args.save and lines_file and args.save.resolve() == lines_file.resolve():
-        raise InvalidInputError(f"--save and --jsonl are one file ({args.save}): write to two files")
+    check_outputs(None, args.save, lines_file)
     if (args.segment or args.keep) and not (args.save or lines_file):
         raise InvalidInputError("--segment and --keep apply to a recording (--save) and to --jsonl (a file)")
     saves: list[Saving | None] = [None] * len(live)

@@ -116,10 +116,11 @@ class Frame(NamedTuple):
     time_s: float  # when it is shown, from the clip's start: its timestamp; index / frame rate where it has none
 
 
-def check_outputs(source: Path, *outputs: Path | None) -> None:
+def check_outputs(source: Path | None, *outputs: Path | None) -> None:
     """Refuse an output that is the clip itself (a link to it too) or another output: the writer would truncate the
-    clip before a frame of it was read (`--save clip.mp4` on clip.mp4 left 5 KB of a 37 KB clip, and an error)."""
-    seen = [source]
+    clip before a frame of it was read (`--save clip.mp4` on clip.mp4 left 5 KB of a 37 KB clip, and an error).
+    `source` None: a live stream's outputs, checked against each other only."""
+    seen = [] if source is None else [source]
     for output in outputs:
         if output is None:
             continue

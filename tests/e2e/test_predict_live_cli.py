@@ -432,7 +432,7 @@ def test_what_a_live_source_refuses(dataset_dir: Path, model_path: Path, tmp_pat
         ([url, "--timeout", "0"], "--timeout must be more than 0"),
         ([url, "--timeout", "nan"], "--timeout must be more than 0"),
         ([url, "--save", "live.avi"], "cannot record a live stream to live.avi: use .mp4, .mkv, .mov"),
-        ([url, "--save", "live.mkv", "--jsonl", "./live.mkv"], "--save and --jsonl are one file (live.mkv)"),
+        ([url, "--save", "live.mkv", "--jsonl", "./live.mkv"], "live.mkv is another output (live.mkv)"),
         (["/dev/video0"], "/dev/video0: webcams (video devices) are not read"),  # was "image not found"
         (["0"], "0: webcams (video devices) are not read: the FFmpeg in PyAV's wheels has no v4l2"),
     ):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.peers import fastest_peer_from_jpeg, peer_photos, ratios, to_markdown
+from benchmarks.peers import fastest_peer, peer_photos, ratios, to_markdown
 
 
 def test_photos_are_the_real_ones_plus_a_1920x1080_jpeg() -> None:
@@ -97,10 +97,13 @@ def test_ratios_against_the_targets() -> None:
 
 def test_the_bar_is_the_faster_of_ultralytics_openvino_paths_from_the_jpeg() -> None:
     timed = _report()["in_process"]
-    assert fastest_peer_from_jpeg(timed) == "ultralytics-openvino-int8"  # 10 ms from JPEG, its FP32 export 14
+    assert fastest_peer(timed) == "ultralytics-openvino-int8"  # 10 ms from JPEG, its FP32 export 14
+    assert fastest_peer(timed, "") == "ultralytics-openvino-int8"  # on decoded arrays: 8 ms, its FP32 export 12
+    timed["ultralytics-openvino"] = {"p50_ms": 7.0}
+    assert fastest_peer(timed, "") == "ultralytics-openvino"
     timed["ultralytics-openvino, from JPEG"] = {"p50_ms": 9.0}
-    assert fastest_peer_from_jpeg(timed) == "ultralytics-openvino"  # its FP32 export, computing in bf16 (AMX)
-    assert fastest_peer_from_jpeg({"ours openvino int8": {"p50_ms": 1.0}}) is None
+    assert fastest_peer(timed) == "ultralytics-openvino"  # its FP32 export, computing in bf16 (AMX)
+    assert fastest_peer({"ours openvino int8": {"p50_ms": 1.0}}) is None
 
 
 def test_an_int8_model_is_not_silently_replaced_by_an_fp32_re_export(tmp_path: Path) -> None:

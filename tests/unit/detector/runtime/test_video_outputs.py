@@ -26,6 +26,9 @@ def test_an_output_that_is_the_clip_or_another_output_is_refused(tmp_path: Path)
     with pytest.raises(InvalidInputError, match="is another output"):
         check_outputs(clip, tmp_path / "out.mp4", tmp_path / "sub" / ".." / "out.mp4")
     check_outputs(clip, tmp_path / "out.mp4", tmp_path / "out.jsonl", None)  # distinct files: fine
+    with pytest.raises(InvalidInputError, match="is another output"):  # a live stream's: no clip to compare
+        check_outputs(None, tmp_path / "out.mp4", tmp_path / "hard.mp4", tmp_path / "link.mp4")
+    check_outputs(None, tmp_path / "out.mp4", tmp_path / "out.jsonl")
     assert clip.read_bytes() == b"the user's only copy"
 
 
