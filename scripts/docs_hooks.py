@@ -42,6 +42,7 @@ REPO_PAGES = (
     "reports/video.md",
     "reports/video_latest.md",
     "reports/video_intel_vm.md",
+    "reports/video_intel_vm_30s.md",
     "reports/live.md",
     "reports/live_rtsp.md",
     "reports/live_rtmp.md",
