@@ -57,6 +57,7 @@ def test_preprocess_matches_ultralytics_letterbox() -> None:
     [
         pytest.param(lambda a: a, id="contiguous"),
         pytest.param(lambda a: a[7:300, 11:420], id="crop of a bigger image (a tile)"),
+        pytest.param(lambda a: a[7:263, 11:267], id="a tile of the model's size (no resize, strided rows)"),
         pytest.param(lambda a: a[:, :, ::-1], id="channels reversed (a BGR view)"),
         pytest.param(lambda a: a[::-1, ::2], id="rows reversed, every other column"),
     ],
