@@ -153,5 +153,9 @@ class Backend(ABC):
         `max_batch`. None, the default: this backend takes the caller's array through `run`."""
         return None
 
+    def settle(self, timeout: float = 60.0) -> None:  # noqa: B027 - optional hook, most backends start nothing
+        """Wait (at most `timeout` s) for work this backend started in the background (OpenVINO: a throughput
+        model's compilation), so what follows is timed on the models it will keep using. A benchmark's hook."""
+
     def close(self) -> None:  # noqa: B027 - optional hook, most backends free on garbage collection
         """Release native resources. Idempotent."""

@@ -132,13 +132,50 @@ def test_adaptive_runs_alone_on_the_latency_model_and_together_on_throughput_str
         _assert_same(a, b)
 
 
+def test_a_batch_alone_runs_in_equal_parts_on_the_streams_once_their_model_exists(
+    model_path: Path, dataset_dir: Path
+) -> None:
+    """`hint: auto` (what the CLI and the service ship): an image's tiles, a batch with no other call in flight, run
+    split over the throughput streams, answering exactly what the latency model answers. The first batch of an input
+    size compiles nothing more (a one-image CLI run would wait for it at exit); an unequal split is not made."""
+    tiles = [read_rgb(p) for p in sorted((dataset_dir / "images" / "val").glob("*.jpg"))[:5]]
+    assert len({t.shape for t in tiles}) == 1
+    options = BackendOptions(device="cpu", openvino=OpenVinoConfig(hint="auto"))
+    with Detector.load(model_path, "openvino", options=options, conf=CONF) as det:
+        backend = det.backend
+        even = tiles[:4] if backend.slots == 2 else tiles[: backend.slots]  # type: ignore[attr-defined]
+        first = det.predict_batch(even)
+        assert backend._compiler is None  # type: ignore[attr-defined]
+        second = det.predict_batch(even)  # asks for the stream model, served by the latency one meanwhile
+        backend.settle()
+        (shape,) = backend.cached_shapes  # type: ignore[attr-defined]
+        streams = backend.compiled_for(shape, split=True)  # type: ignore[attr-defined]
+        assert streams.streams == backend.slots >= 2 and streams.splits == 0  # type: ignore[attr-defined]
+        split = det.predict_batch(even)
+        assert streams.splits == 1
+        odd = det.predict_batch(tiles[: len(even) + 1])  # no equal parts: one request on every core
+        assert streams.splits == 1
+    with Detector.load(model_path, "onnxruntime", conf=CONF) as ref:
+        expected = ref.predict_batch(tiles)
+    for got in (first, second, split):
+        for a, b, c in zip(first, got, expected[: len(even)], strict=True):
+            np.testing.assert_array_equal(a.xyxy, b.xyxy)  # the same network on the same pixels, split or not
+            np.testing.assert_array_equal(a.confidence, b.confidence)
+            _assert_same(b, c)
+    for a, b in zip(expected[: len(odd)], odd, strict=True):
+        _assert_same(a, b)
+
+
 @pytest.mark.parametrize(("hint", "threads"), [("latency", 0), ("auto", 1), ("throughput", 1), ("adaptive", 1)])
 def test_latency_hint_or_one_thread_never_compiles_a_throughput_model(
     model_path: Path, dataset_dir: Path, hint: str, threads: int
 ) -> None:
     options = BackendOptions(device="cpu", threads=threads, openvino=OpenVinoConfig(hint=hint))  # type: ignore[arg-type]
     with Detector.load(model_path, "openvino", options=options, conf=CONF) as det:
-        det.predict(_mixed_images(dataset_dir)[0])
+        image = _mixed_images(dataset_dir)[0]
+        det.predict(image)
+        for _ in range(3):  # nor for a batch: the latency hint runs it as one request on every core
+            det.predict_batch([image, image])
         backend = det.backend
         shape = backend.cached_shapes[0]  # type: ignore[attr-defined]
         assert backend.slots == 1 and not backend.singles_alone
