@@ -312,8 +312,9 @@ class OpenVinoConfig(_Strict):
     # images/s in-process on 2 cores, but over HTTP on those 2 cores it lost at every concurrency (docs/performance.md;
     # measured with the streams still pinned to cores).
     # auto (configs/inference.yaml's choice): adaptive where the service runs each single image and batch item alone
-    # (the latency model, as `latency`) and overlaps video frames on throughput streams while singles are quiet, and
-    # queued single images beside each other (api/inference/batching.py); latency for images elsewhere; throughput for
+    # (the latency model, as `latency`; a batch alone, an image's tiles, in equal parts on the streams) and overlaps
+    # video frames on throughput streams while singles are quiet, and queued single images beside each other
+    # (api/inference/batching.py); latency for images elsewhere (tiles split as in the service); throughput for
     # a clip read from a file (`detector predict clip.mp4`: a frame on each stream at once, `BackendOptions.for_clip`;
     # docs/inference.md). throughput runs one model thread per stream in the service too.
     hint: Literal["auto", "latency", "throughput", "adaptive"] = "latency"

@@ -329,7 +329,7 @@ class OpenVinoBackend(Backend):
         Why: one request on every core (the latency model) finishes a batch later than the same batch cut in equal
         parts, one on each stream: the 256 px INT8 model on a 2-core Intel AMX VM, 36 tiles 67.1 -> 62.8 ms, f32
         220 -> 208 ms, batches of 2, 4, 8, 16 3-9 % faster, the 640 px INT8 model 3-7 %. Unequal parts lost (3, 5,
-        9, 13, 17 and 25 images 5-24 % slower: the larger part runs last on its own), so only equal ones."""
+        9, 13 and 17 images 5-24 % slower: the larger part runs last on its own), so only equal ones."""
         return self.adaptive and images >= self.streams > 1 and images % self.streams == 0
 
     def settle(self, timeout: float = 60.0) -> None:
