@@ -80,7 +80,7 @@ int8-640: install-train  ## the INT8 gate on a 640 px model: fine-tune models/be
 
 bench-peers: install-dev  ## ours vs Ultralytics (OpenVINO FP32/INT8, HTTP c=1..16), SAHI (tiles), track (video), a live camera -> reports/{peers,tiles,video,live}.*
 	$(RUN) python -m benchmarks.peers --model models/model.onnx
-	$(RUN) python -m benchmarks.tiles --model models/model.onnx --out reports/tiles.json
+	$(RUN) python -m benchmarks.tiles --model models/model.onnx --int8 --openvino --out reports/tiles.json
 	$(RUN) python -m benchmarks.video --model models/model.onnx
 	$(RUN) python -m benchmarks.live --model models/model.onnx --sizes 256,640
 

@@ -15,6 +15,9 @@ class, IoU >= 0.5) and the other way round, and the recall per class on the scen
 (the whole scene letterboxed to the model's input, where the objects shrink below what it can see). With `--int8`,
 ours on our gated INT8 model (OpenVINO) against SAHI on Ultralytics' OpenVINO INT8 export, and the boxes of both
 on our INT8 file alone (ONNX Runtime): two quantizers disagree on borderline boxes, one file shows the tiling's part.
+With `--openvino`, SAHI on Ultralytics' OpenVINO FP32 export, which computes at OpenVINO's default precision for the
+CPU (bf16 where it has AMX: there SAHI's fastest path, ahead of its INT8 export), against ours on OpenVINO at that
+precision; `fastest` names each side's fastest runner and their ratio.
 
     python -m benchmarks.tiles --model models/model.onnx --data data/v1 [--tile 0] [--overlap 0.2] [--scenes 3]
 
@@ -41,6 +44,7 @@ from benchmarks.machine import machine_info
 from detector.config import OpenVinoConfig
 from detector.runtime import BackendOptions, Detector
 from detector.runtime.detections import Detections
+from detector.runtime.precision import native_bf16
 from detector.runtime.tiling import Tiling
 
 MATCH_IOU = 0.5
@@ -137,10 +141,15 @@ def measure(
     scenes_from: Path | None = None,
     split: str = "test",
     int8: tuple[Path, Path] | None = None,
+    openvino_export: Path | None = None,
 ) -> dict[str, Any]:
     """`int8`: (our INT8 ONNX, Ultralytics' OpenVINO INT8 export) of the same weights, for a second pair at that
     precision: ours on OpenVINO against SAHI with Ultralytics on its OpenVINO export; and the boxes of both on our
-    INT8 file on ONNX Runtime (`same_file_onnxruntime`), which tells the tiling's agreement from the quantizers'."""
+    INT8 file on ONNX Runtime (`same_file_onnxruntime`), which tells the tiling's agreement from the quantizers'.
+
+    `openvino_export`: Ultralytics' OpenVINO FP32 export of the same weights, which computes at OpenVINO's default
+    precision for the CPU (bf16 on one with AMX or AVX512-BF16: SAHI's fastest path there, ahead of the INT8
+    export), against ours on OpenVINO at that same precision. `fastest` in the result: each side's fastest runner."""
     from sahi import AutoDetectionModel
     from sahi.predict import get_sliced_prediction
 
@@ -186,6 +195,19 @@ def measure(
             "sahi_ultralytics_onnxruntime": sahi_on(model),
         }
         pairs = {"fp32": ("ours_onnxruntime", "sahi_ultralytics_onnxruntime")}
+        their_precision = ""
+        if openvino_export is not None:
+            # Ultralytics compiles its export with no precision hint: OpenVINO's default for the CPU. Ours at the
+            # same precision, so the pair compares tiling and runtime, not arithmetic.
+            their_precision = "bf16" if native_bf16() and _openvino_default_is_bf16() else "f32"
+            if their_precision == "bf16":
+                bf16 = BackendOptions(openvino=OpenVinoConfig(hint="auto", precision="bf16"))
+                ovb = stack.enter_context(Detector.load(model, backend="openvino", options=bf16))
+                openvino.append(ovb)
+                runners["ours_openvino_bf16"] = lambda im: ovb.predict(im, conf=conf, tiles=tiling)
+            runners["sahi_ultralytics_openvino"] = sahi_on(openvino_export)
+            ours_name = "ours_openvino_bf16" if their_precision == "bf16" else "ours_openvino"
+            pairs["openvino"] = (ours_name, "sahi_ultralytics_openvino")
         if int8 is not None:
             ov8 = stack.enter_context(Detector.load(int8[0], backend="openvino", options=auto))
             openvino.append(ov8)
@@ -241,6 +263,21 @@ def measure(
         **agreement["fp32"],
         "recall": recall,
     }
+    if "openvino" in agreement:
+        ours_name, theirs_name = pairs["openvino"]
+        result["openvino"] = {
+            "precision": their_precision,
+            "sahi_openvino_over_ours_openvino": round(p50[theirs_name] / p50[ours_name], 2),
+            **agreement["openvino"],
+        }
+    ours_best = min((n for n in p50 if n.startswith("ours")), key=p50.__getitem__)
+    sahi_best = min((n for n in p50 if n.startswith("sahi")), key=p50.__getitem__)
+    # Against the strongest SAHI path a user could run here, whichever precision it is (bf16 beats INT8 on AMX).
+    result["fastest"] = {
+        "ours": ours_best,
+        "sahi": sahi_best,
+        "sahi_over_ours": round(p50[sahi_best] / p50[ours_best], 2),
+    }
     if "int8" in agreement:
         result["int8"] = {
             "sahi_openvino_int8_over_ours_openvino_int8": round(
@@ -250,6 +287,12 @@ def measure(
             "same_file_onnxruntime": agreement["int8_same_file"],
         }
     return result
+
+
+def _openvino_default_is_bf16() -> bool:
+    import openvino as ov
+
+    return bool(ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT") == ov.Type.bf16)
 
 
 def _agreement(ours: list[Detections], theirs: list[Any]) -> dict[str, Any]:
@@ -306,10 +349,16 @@ def main() -> None:  # pragma: no cover - a manual benchmark; tests/integration/
         action="store_true",
         help="also ours on our INT8 model (OpenVINO) against SAHI on Ultralytics' OpenVINO INT8 export (made, cached)",
     )
+    parser.add_argument(
+        "--openvino",
+        action="store_true",
+        help="also SAHI on Ultralytics' OpenVINO FP32 export (made, cached; OpenVINO's default precision for the CPU)"
+        " against ours on OpenVINO at that precision",
+    )
     parser.add_argument("--cache-dir", type=Path, default=Path(".cache/benchmarks"))
     args = parser.parse_args()
-    int8, refused = None, ""
-    if args.int8:
+    int8, refused, openvino_export = None, "", None
+    if args.int8 or args.openvino:
         from benchmarks.peers import our_int8, ultralytics_openvino
         from detector.errors import AccuracyGateError
         from detector.runtime.metadata import read_onnx_metadata
@@ -317,13 +366,17 @@ def main() -> None:  # pragma: no cover - a manual benchmark; tests/integration/
         meta = read_onnx_metadata(args.model)
         calibration = Path("data") / (meta.dataset_version or "v1")  # the model's own training data
         args.cache_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            int8 = (
-                our_int8(args.model, calibration, args.cache_dir),
-                ultralytics_openvino(args.model.parent / "best.pt", meta.imgsz[0], True, calibration, args.cache_dir),
-            )
-        except AccuracyGateError as exc:  # no INT8 model of ours to compare: said in the output, FP32 still measured
-            refused = str(exc)
+        weights = args.model.parent / "best.pt"
+        if args.openvino:
+            openvino_export = ultralytics_openvino(weights, meta.imgsz[0], False, calibration, args.cache_dir)
+        if args.int8:
+            try:
+                int8 = (
+                    our_int8(args.model, calibration, args.cache_dir),
+                    ultralytics_openvino(weights, meta.imgsz[0], True, calibration, args.cache_dir),
+                )
+            except AccuracyGateError as exc:  # no INT8 model of ours to compare: said in the output; FP32 measured
+                refused = str(exc)
     result = measure(
         args.model,
         args.data,
@@ -335,6 +388,7 @@ def main() -> None:  # pragma: no cover - a manual benchmark; tests/integration/
         args.scenes_from,
         args.split,
         int8,
+        openvino_export,
     )
     if refused:
         result["int8"] = {"refused": refused}

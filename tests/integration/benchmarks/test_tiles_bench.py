@@ -15,16 +15,34 @@ pytest.importorskip("ultralytics")
 def test_ours_and_sahi_cut_the_same_tiles_and_agree(model_path: Path, dataset_dir: Path) -> None:
     from benchmarks.tiles import measure
 
-    # The INT8 pair's code path, with the FP32 files standing in (the exports it is given are the CLI's to make).
+    # The INT8 and OpenVINO pairs' code paths, with the FP32 file standing in for the exports (the CLI makes those).
     int8 = (model_path, model_path)
-    result = measure(model_path, dataset_dir, tile=0, overlap=0.2, count=1, rounds=1, conf=0.25, int8=int8)
+    result = measure(
+        model_path,
+        dataset_dir,
+        tile=0,
+        overlap=0.2,
+        count=1,
+        rounds=1,
+        conf=0.25,
+        int8=int8,
+        openvino_export=model_path,
+    )
+    # bf16 where OpenVINO computes it natively and defaults to it (AMX), as Ultralytics' export then does; else f32.
+    precision = result["openvino"]["precision"]
+    assert precision in ("bf16", "f32")
     assert set(result["p50_ms_per_scene"]) == {
         "ours_onnxruntime",
         "ours_openvino",
         "sahi_ultralytics_onnxruntime",
         "ours_openvino_int8",
         "sahi_ultralytics_openvino_int8",
-    }
+        "sahi_ultralytics_openvino",
+    } | ({"ours_openvino_bf16"} if precision == "bf16" else set())
+    assert result["fastest"]["ours"].startswith("ours") and result["fastest"]["sahi"].startswith("sahi")
+    # Here the stand-in runs f32 on ONNX Runtime: ours in bf16 may move a borderline box, never many.
+    assert result["openvino"]["sahi_boxes_matched_by_ours"] >= 0.9, result["openvino"]
+    assert result["openvino"]["our_boxes_matched_by_sahi"] >= 0.9, result["openvino"]
     assert result["int8"]["sahi_boxes_matched_by_ours"] >= 0.95, result["int8"]
     same_file = result["int8"]["same_file_onnxruntime"]
     assert same_file["sahi_boxes"] == result["sahi_boxes"], same_file  # the FP32 file again, on the same runtime
