@@ -6,7 +6,9 @@ precision (OpenVINO INT8 on both sides), same clips; writes reports/video.{json,
   a frame on each throughput stream at once, ByteTrack), in-process so no start-up is timed;
 - ours, HTTP: `POST /predict/video?track=true` on a `detector serve` started for the run, the clip uploaded and
   the NDJSON stream read to its end;
-- Ultralytics: `YOLO(openvino INT8 export).track(source=clip, stream=True)` iterated to the end (its ByteTrack).
+- Ultralytics: `YOLO(openvino INT8 export).track(source=clip, stream=True)` iterated to the end (its ByteTrack):
+  the issue's bar; and the same on its OpenVINO FP32 export, which computes at OpenVINO's default precision for
+  the CPU (bf16 where there is AMX, where it can beat the INT8 export): `fastest` ratios are against the faster.
 
 Clips, made once and cached: "generated", 30 s of 1280x720 at 30 fps with the project's own test images moving
 over a background; "real", the two photos the project already uses (Ultralytics' bus.jpg and zidane.jpg) panned
@@ -45,6 +47,8 @@ from detector.runtime.metadata import read_onnx_metadata
 
 log = logging.getLogger("benchmarks")
 FPS = 30
+TRACK = "ultralytics track"  # on its OpenVINO INT8 export
+TRACK_FP32 = "ultralytics track, FP32 export"  # computing at OpenVINO's default precision: bf16 on AMX
 WIDTH, HEIGHT = 1280, 720
 
 
@@ -194,12 +198,14 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         fp32 = args.model if meta.imgsz[0] == size else export_variant(weights, size, args.cache_dir)
         int8 = our_int8(fp32, data_dir, args.cache_dir)
         theirs = ultralytics_openvino(weights, size, True, data_dir, args.cache_dir)
+        their_fp32 = ultralytics_openvino(weights, size, False, data_dir, args.cache_dir)
         cli = ours_cli(int8, threads)
         with local_service(int8, "openvino", threads) as url:
             runners = {
                 "ours, CLI": cli,
                 "ours, HTTP": ours_http(url),
-                "ultralytics track": ultralytics_track(theirs, size),
+                TRACK: ultralytics_track(theirs, size),
+                TRACK_FP32: ultralytics_track(their_fp32, size),
             }
             for run in runners.values():  # warm-up: compilation of the clips' shape, lazy imports, the tracker
                 run(real)
@@ -217,14 +223,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         {"size": s, "clip": c, "runner": n, "fps": round(statistics.median(v), 1), "rounds": [round(x, 1) for x in v]}
         for (s, c, n), v in cells.items()
     ]
-    fps = {(r["size"], r["clip"], r["runner"]): r["fps"] for r in rows}
-    ratios = {
-        f"{s} px {c}: {n} / ultralytics track (target >= 2.0)": round(
-            fps[(s, c, n)] / fps[(s, c, "ultralytics track")], 2
-        )
-        for (s, c, n) in fps
-        if n != "ultralytics track" and fps.get((s, c, "ultralytics track"))
-    }
+    ratios = video_ratios({key: round(statistics.median(v), 1) for key, v in cells.items()})
     return {
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": ["python", "-m", "benchmarks.video", *sys.argv[1:]],
@@ -239,12 +238,28 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def video_ratios(fps: dict[tuple[int, str, str], float]) -> dict[str, float]:
+    """Per (size, clip) and runner of ours: its frames/s over Ultralytics' `track` on the INT8 export (the issue's
+    bar), and over the faster of its two exports on this CPU, whichever precision that computes in."""
+    ours = [(s, c, n) for (s, c, n) in fps if n.startswith("ours")]
+    ratios = {
+        f"{s} px {c}: {n} / {TRACK} (target >= 2.0)": round(fps[(s, c, n)] / fps[(s, c, TRACK)], 2)
+        for (s, c, n) in ours
+        if fps.get((s, c, TRACK))
+    }
+    for s, c, n in ours:
+        fastest = max(fps.get((s, c, TRACK), 0.0), fps.get((s, c, TRACK_FP32), 0.0))
+        if fastest:
+            ratios[f"{s} px {c}: {n} / ultralytics' fastest track"] = round(fps[(s, c, n)] / fastest, 2)
+    return ratios
+
+
 def to_markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# Video benchmark ({report['created']})",
         "",
-        machine_line(report) + "OpenVINO INT8 on "
-        f"both sides, tracking on. Clips: {'; '.join(f'{k}: {v}' for k, v in report['clips'].items())}.",
+        machine_line(report) + "OpenVINO INT8 on both sides (and Ultralytics' FP32 export at OpenVINO's default "
+        f"precision), tracking on. Clips: {'; '.join(f'{k}: {v}' for k, v in report['clips'].items())}.",
         f"Command: `{' '.join(report['command'])}`",
         "",
         "| size | clip | runner | frames/s (median) | rounds |",
