@@ -43,6 +43,7 @@ REPO_PAGES = (
     "reports/video_latest.md",
     "reports/video_intel_vm.md",
     "reports/video_intel_vm_30s.md",
+    "reports/video_intel_vm_fastest.md",
     "reports/live.md",
     "reports/live_rtsp.md",
     "reports/live_rtmp.md",
