@@ -34,6 +34,8 @@ REPO_PAGES = (
     "reports/peers_intel_vm_run2.md",
     "reports/peers_intel_vm_run3.md",
     "reports/peers_intel_vm_run4.md",
+    "reports/peers_intel_vm_run5.md",
+    "reports/peers_intel_vm_run6.md",
     "reports/peers_amd_latest.md",
     "reports/peers_amd_run5.md",
     "reports/peers_amd_run6.md",
