@@ -196,12 +196,13 @@ def measure(
             # Ultralytics compiles its export with no precision hint: OpenVINO's default for the CPU. Ours at the
             # same precision, so the pair compares tiling and runtime, not arithmetic.
             their_precision = "bf16" if native_bf16() and _openvino_default_is_bf16() else "f32"
+            same_precision = "ours_openvino"  # f32: the runner above
             if their_precision == "bf16":
+                same_precision = "ours_openvino_bf16"
                 bf16 = BackendOptions(openvino=OpenVinoConfig(hint="auto", precision="bf16"))
-                ours["ours_openvino_bf16"] = stack.enter_context(Detector.load(model, backend="openvino", options=bf16))
+                ours[same_precision] = stack.enter_context(Detector.load(model, backend="openvino", options=bf16))
             sahi["sahi_ultralytics_openvino"] = sahi_on(openvino_export)
-            ours_name = "ours_openvino_bf16" if their_precision == "bf16" else "ours_openvino"
-            pairs["openvino"] = (ours_name, "sahi_ultralytics_openvino")
+            pairs["openvino"] = (same_precision, "sahi_ultralytics_openvino")
         if int8 is not None:
             ours["ours_openvino_int8"] = stack.enter_context(Detector.load(int8[0], backend="openvino", options=auto))
             sahi["sahi_ultralytics_openvino_int8"] = sahi_on(int8[1])
