@@ -13,12 +13,14 @@ precision (OpenVINO INT8 on both sides), same clips; writes reports/video.{json,
 Clips, made once and cached: "generated", 30 s of 1280x720 at 30 fps with the project's own test images moving
 over a background; "real", the two photos the project already uses (Ultralytics' bus.jpg and zidane.jpg) panned
 and zoomed into 30 s of 720p; both mp4v (what OpenCV writes everywhere), which FFmpeg can decode at reduced size.
-"real-h264": the real clip re-encoded as H.264 (libx264 through PyAV, what most cameras write), which it cannot:
-there our frames are decoded whole, as Ultralytics' are. Runners take turns per clip in rotating order, `--rounds`
-times; each cell is the median frames/s of its rounds.
+"real-h264": the real clip re-encoded as H.264 (libx264 through PyAV with x264's defaults, B-frames included), which
+it cannot: there our frames are decoded whole, as Ultralytics' are. Runners take turns per clip in rotating order,
+`--rounds` times; each cell is the median frames/s of its rounds. `--vid-stride N` detects every N-th frame on every
+side (Ultralytics' `vid_stride`; frames/s are then frames detected a second): Ultralytics' reader still decodes
+each frame between (OpenCV's `grab`), ours leaves the H.264 clip's unreferenced B-frames between undecoded.
 
     python -m benchmarks.video --model models/model.onnx [--sizes 256,640] [--rounds 3] [--seconds 30]
-        [--clips generated,real,real-h264]
+        [--clips generated,real,real-h264] [--vid-stride 1]
 """
 
 from __future__ import annotations
@@ -114,7 +116,9 @@ def real_clip(path: Path, seconds: int) -> Path:
 
 
 def h264_clip(path: Path, source: Path) -> Path:
-    """`source` re-encoded as H.264 (yuv420p, x264's defaults: B-frames, CABAC) into an MP4."""
+    """`source` re-encoded as H.264 (yuv420p, x264's defaults: B-frames, CABAC) into an MP4. Each frame's type is
+    left to x264: the decoded mp4v frames carry theirs (I and P only), which FFmpeg's libx264 wrapper forces, so
+    until 2026-12-06 this clip had no B-frame (and nothing a `vid_stride` could leave undecoded)."""
     if path.is_file():
         return path
     import av
@@ -124,14 +128,17 @@ def h264_clip(path: Path, source: Path) -> Path:
         stream = out.add_stream("libx264", rate=FPS)
         stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
         for frame in src.decode(video=0):
-            out.mux(stream.encode(frame.reformat(format="yuv420p")))
+            frame = frame.reformat(format="yuv420p")
+            frame.pict_type = av.video.frame.PictureType.NONE
+            out.mux(stream.encode(frame))
         out.mux(stream.encode(None))
     tmp.replace(path)
     return path
 
 
-def ours_cli(model: Path, threads: int) -> Any:
-    """The `detector predict clip --track` loop, on a loaded detector: returns a clip -> frames function."""
+def ours_cli(model: Path, threads: int, stride: int = 1) -> Any:
+    """The `detector predict clip --track [--vid-stride N]` loop, on a loaded detector: returns a clip -> frames
+    detected function."""
     from detector.config import OpenVinoConfig
     from detector.runtime import BackendOptions, Detector
     from detector.runtime.video_detect import detect_video
@@ -141,18 +148,19 @@ def ours_cli(model: Path, threads: int) -> Any:
     detector = Detector.load(model, "openvino", options)
 
     def run(clip: Path) -> int:
-        return detect_video(detector, clip, track=True).processed
+        return detect_video(detector, clip, track=True, vid_stride=stride).processed
 
     run.close = detector.close  # type: ignore[attr-defined]
     return run
 
 
-def ours_http(url: str) -> Any:
+def ours_http(url: str, stride: int = 1) -> Any:
     def run(clip: Path) -> int:
         frames = 0
         with httpx.Client(timeout=600) as client, clip.open("rb") as body:
             files = {"file": (clip.name, body, "video/mp4")}
-            with client.stream("POST", f"{url}/predict/video", params={"track": "true"}, files=files) as response:
+            params = {"track": "true", "vid_stride": str(stride)}
+            with client.stream("POST", f"{url}/predict/video", params=params, files=files) as response:
                 response.raise_for_status()
                 for line in response.iter_lines():
                     frames += bool(line.strip())
@@ -161,13 +169,15 @@ def ours_http(url: str) -> Any:
     return run
 
 
-def ultralytics_track(model_dir: Path, size: int) -> Any:
+def ultralytics_track(model_dir: Path, size: int, stride: int = 1) -> Any:
     from ultralytics import YOLO
 
     model = YOLO(str(model_dir), task="detect")
 
     def run(clip: Path) -> int:
-        results = model.track(source=str(clip), stream=True, imgsz=size, conf=0.25, verbose=False, persist=False)
+        results = model.track(
+            source=str(clip), stream=True, imgsz=size, conf=0.25, verbose=False, persist=False, vid_stride=stride
+        )
         return sum(1 for _ in results)
 
     return run
@@ -184,7 +194,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     made = {
         "generated": lambda: generated_clip(cache / f"clip-generated-{seconds}s.mp4", data_dir, seconds),
         "real": lambda: real,
-        "real-h264": lambda: h264_clip(cache / f"clip-real-h264-{seconds}s.mp4", real),
+        "real-h264": lambda: h264_clip(cache / f"clip-real-h264-bframes-{seconds}s.mp4", real),
     }
     clips = {name: made[name]() for name in args.clips}
     # /predict/video takes clips up to max_video_seconds and max_upload_mb: room for these clips.
@@ -199,13 +209,13 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         int8 = our_int8(fp32, data_dir, args.cache_dir)
         theirs = ultralytics_openvino(weights, size, True, data_dir, args.cache_dir)
         their_fp32 = ultralytics_openvino(weights, size, False, data_dir, args.cache_dir)
-        cli = ours_cli(int8, threads)
+        cli = ours_cli(int8, threads, args.vid_stride)
         with local_service(int8, "openvino", threads) as url:
             runners = {
                 "ours, CLI": cli,
-                "ours, HTTP": ours_http(url),
-                TRACK: ultralytics_track(theirs, size),
-                TRACK_FP32: ultralytics_track(their_fp32, size),
+                "ours, HTTP": ours_http(url, args.vid_stride),
+                TRACK: ultralytics_track(theirs, size, args.vid_stride),
+                TRACK_FP32: ultralytics_track(their_fp32, size, args.vid_stride),
             }
             for run in runners.values():  # warm-up: compilation of the clips' shape, lazy imports, the tracker
                 run(real)
@@ -229,6 +239,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "command": ["python", "-m", "benchmarks.video", *sys.argv[1:]],
         "machine": machine_info(),
         "threads": threads,
+        "vid_stride": args.vid_stride,
         "clips": {
             n: f"{c.name}: {args.seconds} s, {WIDTH}x{HEIGHT}, {FPS} fps, {'h264' if 'h264' in n else 'mp4v'}"
             for n, c in clips.items()
@@ -262,13 +273,18 @@ def to_markdown(report: dict[str, Any]) -> str:
         f"precision), tracking on. Clips: {'; '.join(f'{k}: {v}' for k, v in report['clips'].items())}.",
         f"Command: `{' '.join(report['command'])}`",
         "",
-        "| size | clip | runner | frames/s (median) | rounds |",
+        f"| size | clip | runner | {_per_second(report)} (median) | rounds |",
         "|---:|---|---|---:|---|",
     ]
     for r in report["rows"]:
         lines.append(f"| {r['size']} | {r['clip']} | {r['runner']} | {r['fps']} | {r['rounds']} |")
     lines += ["", "| ratio | value |", "|---|---:|", *[f"| {k} | {v} |" for k, v in report["ratios"].items()]]
     return "\n".join(lines) + "\n"
+
+
+def _per_second(report: dict[str, Any]) -> str:
+    stride = report.get("vid_stride", 1)
+    return "frames/s" if stride == 1 else f"frames detected/s (every {stride}th)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -280,6 +296,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=int, default=30)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument(
+        "--vid-stride",
+        type=int,
+        default=1,
+        help="detect every N-th frame, on both sides (frames/s: detected frames a second)",
+    )
     p.add_argument(
         "--clips",
         type=lambda t: t.split(","),

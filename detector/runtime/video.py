@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from detector.errors import ImageTooLargeError, InvalidInputError
+from detector.runtime.display_order import display_ranks
 from detector.runtime.preprocess import halvings_for, letterbox_params
 
 T = TypeVar("T")
@@ -197,9 +198,13 @@ def read_frames(
             options["max_pixels"] = str(max(2 * max_pixels, _FFMPEG_MIN_PIXEL_LIMIT))
         context.options = options
         demux_only = vid_stride if not keep_skipped and context.codec.intra_only else 1
+        # Inter-coded (H.264, HEVC...): the frames no other refers to are skipped when not needed. MP4/MOV and
+        # Matroska time every packet; AVI does not (B-frames' times there are guessed), so it decodes every frame.
+        ranked_container = container.format.name.startswith(("mov", "matroska"))
+        skip_nonref = vid_stride if not keep_skipped and demux_only == 1 and ranked_container else 1
         scale = 0  # scale: how much smaller than sent each frame decodes (0: not known yet)
         clock = _Clock(stream)
-        for index, frame, pts in _decoded(container, stream, demux_only, Path(path).name):
+        for index, frame, pts in _decoded(container, stream, demux_only, skip_nonref, Path(path).name):
             time_s = clock.seconds(pts, index)
             if frame is DAMAGED:
                 yield Frame(index, DAMAGED, False, time_s)
@@ -245,21 +250,46 @@ class _Clock:
         return max(0.0, (pts - self.start) * self.time_base)
 
 
-def _decoded(container: Any, stream: Any, demux_only: int, name: str) -> Iterator[tuple[int, Any, int | None]]:
+def _decoded(
+    container: Any, stream: Any, demux_only: int, skip_nonref: int, name: str
+) -> Iterator[tuple[int, Any, int | None]]:
     """`(index, frame, timestamp)` for every frame of `stream`, packet by packet (what `container.decode` does),
     with DAMAGED for a packet whose data FFmpeg rejects, counted as a frame: in MP4, Matroska and AVI a packet holds
     one frame, so the frames after it keep their index (and time). With `demux_only` N > 1 (an intra-only stream,
     each packet one whole picture, none referring to another) the packets between two N-th ones come as frame None:
-    demuxed, never decoded."""
+    demuxed, never decoded. With `skip_nonref` N > 1 the decoder skips the non-reference frames (no other frame is
+    predicted from them: most B-frames) that are not among every N-th shown, and those too come as frame None, in
+    their place: each packet's place in the showing order is known before it is decoded (`display_ranks`)."""
     import av
 
+    context = stream.codec_context
+    packets = container.demux(stream)
+    ranked = display_ranks(packets) if skip_nonref > 1 else ((packet, None) for packet in packets)
     index = 0  # the next frame's
     in_a_row = damaged = decoded = 0
-    for packet in container.demux(stream):
+    places: dict[int, int] = {}  # timestamp -> place shown, of the packets sent to the decoder
+    held: dict[int, tuple[Any, int | None]] = {}  # place -> (None or DAMAGED, timestamp): packets not shown yet
+
+    def up_to(place: int) -> Iterator[tuple[int, Any, int | None]]:
+        """The frames skipped or damaged before `place` (the decoder shows frames in order: those never come); one
+        that was to be decoded and never came is damaged."""
+        nonlocal index
+        while index < place:
+            frame, pts = held.pop(index, (None, None))
+            yield index, DAMAGED if frame is None and index % skip_nonref == 0 else frame, pts
+            index += 1
+
+    for packet, place in ranked:
         if demux_only > 1 and packet.size and index % demux_only:
             yield index, None, packet.pts
             index += 1
             continue
+        if place is not None:
+            context.skip_frame = "DEFAULT" if place % skip_nonref == 0 else "NONREF"
+            places[packet.pts] = place
+            held[place] = None, packet.pts  # until its frame comes out
+        elif skip_nonref > 1 and packet.size:
+            context.skip_frame = "DEFAULT"
         try:
             frames = packet.decode()  # a packet of size 0 (the end) drains the decoder
         except av.InvalidDataError as exc:
@@ -269,13 +299,20 @@ def _decoded(container: Any, stream: Any, demux_only: int, name: str) -> Iterato
                     f"{name}: the video cannot be decoded from frame {index + 1 - in_a_row} on ({in_a_row} damaged "
                     f"packets in a row: {exc.strerror})"
                 ) from None
+            if place is not None:
+                held[place] = DAMAGED, packet.pts
+                continue
             yield index, DAMAGED, packet.pts
             index += 1
             continue
         for frame in frames:
             in_a_row, decoded = 0, decoded + 1
+            place = places.pop(frame.pts, index) if places else index
+            held.pop(place, None)
+            yield from up_to(place)
             yield index, frame, frame.pts
             index += 1
+    yield from up_to(max(held, default=-1) + 1)  # the last frames skipped (a B-frame or two before the end)
     if damaged and not decoded:
         raise InvalidInputError(f"{name}: no frame of the video can be decoded ({damaged} damaged packets)")
 

@@ -5,14 +5,17 @@ whitelisted containers opened."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 import pytest
 
 from detector.errors import ImageTooLargeError, InvalidInputError
+from detector.runtime import video
 from detector.runtime.video import (
     DAMAGED,
     MAX_DAMAGED_IN_A_ROW,
@@ -211,6 +214,42 @@ def test_mjpeg_packets_between_strides_are_never_decoded(tmp_path: Path) -> None
     assert [(i, pixels is DAMAGED, run) for i, pixels, run, _ in got] == [(i, i % 3 != 0, i % 3 == 0) for i in range(9)]
 
 
+def _b_frames(path: Path) -> int:
+    import av
+
+    with av.open(str(path)) as container:
+        return sum(frame.pict_type == av.video.frame.PictureType.B for frame in container.decode(video=0))
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".avi"])
+@pytest.mark.parametrize("stride", [2, 3, 5])
+def test_h264_frames_none_refers_to_between_strides_are_never_decoded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: str, stride: int
+) -> None:
+    # x264's defaults: B-frames (most not referred to by any other frame), stored out of the order they are shown in.
+    path = _h264(tmp_path / f"clip{suffix}", _frames(40))
+    assert _b_frames(path) >= 10
+    every = list(read_frames(path, vid_stride=stride))  # each frame decoded: what a writer needs
+    decoded: list[int] = []  # what came out of the decoder
+
+    def counting(*args: Any) -> Iterator[tuple[int, Any, int | None]]:
+        for index, frame, pts in real_decoded(*args):
+            decoded.extend([index] if frame is not None and frame is not DAMAGED else [])
+            yield index, frame, pts
+
+    real_decoded = video._decoded
+    monkeypatch.setattr(video, "_decoded", counting)
+    kept = list(read_frames(path, vid_stride=stride, keep_skipped=False))
+    assert [(i, run, t) for i, _, run, t in kept] == [(i, run, t) for i, _, run, t in every]
+    assert [i for i, _, run, _ in kept if run] == list(range(0, 40, stride))
+    for (i, pixels, run, _), (_, want, _, _) in zip(kept, every, strict=True):
+        assert np.array_equal(pixels, want) if run else pixels is SKIPPED, i
+    # Fewer decoded in MP4 and Matroska, which time every packet; every frame in AVI, which does not (its B-frames'
+    # times are guessed, so their places are not known before they are decoded).
+    assert set(range(0, 40, stride)) <= set(decoded)
+    assert len(decoded) <= 40 - 10 if suffix != ".avi" else len(decoded) == 40
+
+
 def _grey_levels(frames: list[tuple[int, np.ndarray, bool]]) -> list[tuple[int, int | str, bool]]:
     return [
         (i, "damaged" if p is DAMAGED else "skipped" if p is SKIPPED else int(p.mean()), r) for i, p, r, _ in frames
@@ -252,6 +291,14 @@ def test_damaged_h264_packets_keep_the_frames_after_them_at_their_index(tmp_path
     clean = list(read_frames(clip))
     for (i, pixels, _, _), (_, want, _, _) in zip(got[: lost[0]], clean, strict=False):
         assert np.array_equal(pixels, want), i
+    # Strided, with the frames none refers to skipped between strides (these are x264's, with B-frames): every
+    # place still comes once, in order, and the frames to process before the first loss are the clean clip's.
+    strided = list(read_frames(damaged, vid_stride=2, keep_skipped=False))
+    assert [i for i, _, _, _ in strided] == list(range(30))
+    assert all(run == (i % 2 == 0 and pixels is not DAMAGED) for i, pixels, run, _ in strided)
+    first_lost = min(i for i, pixels, _, _ in strided if pixels is DAMAGED)
+    for (i, pixels, run, _), (_, want, _, _) in zip(strided[:first_lost], clean, strict=False):
+        assert np.array_equal(pixels, want) if run else pixels is SKIPPED, i
 
 
 def test_a_recording_cut_off_mid_frame_keeps_the_frames_before_the_cut(tmp_path: Path) -> None:
