@@ -32,11 +32,18 @@ def install_documented_schemas(app: FastAPI) -> None:
 
 
 def request_body(
-    form: type[BaseModel], json: type[BaseModel] | None = None, examples: dict[str, Any] | None = None
+    form: type[BaseModel],
+    json: type[BaseModel] | None = None,
+    examples: dict[str, Any] | None = None,
+    raw: bool = False,
 ) -> dict[str, Any]:
     """`openapi_extra` for a route that reads its body itself (the pipeline does, api/admission/bodies.py): a
-    multipart `form`, and optionally a JSON alternative with its examples."""
+    multipart `form`, optionally a JSON alternative with its examples, and with `raw` the image itself as the body
+    (`image/*` or `application/octet-stream`; Swagger offers a file to send)."""
     content: dict[str, Any] = {"multipart/form-data": {"schema": schema_ref(form, mode="validation")}}
     if json is not None:
         content["application/json"] = {"schema": schema_ref(json, mode="validation"), "examples": examples or {}}
+    if raw:
+        for media_type in ("image/*", "application/octet-stream"):
+            content[media_type] = {"schema": {"type": "string", "format": "binary"}}
     return {"requestBody": {"required": True, "content": content}}

@@ -23,7 +23,7 @@ from benchmarks.stats import summarize
 
 log = logging.getLogger("benchmarks")
 
-INPUT_KINDS = ("multipart", "json")
+INPUT_KINDS = ("multipart", "json", "raw")
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,8 @@ def _request_kwargs(kind: str, jpegs: list[bytes]) -> list[dict[str, Any]]:
         return [{"files": {"file": ("image.jpg", data, "image/jpeg")}} for data in jpegs]
     if kind == "json":
         return [{"json": {"image_base64": base64.b64encode(data).decode("ascii")}} for data in jpegs]
+    if kind == "raw":  # the JPEG as the body
+        return [{"content": data, "headers": {"Content-Type": "image/jpeg"}} for data in jpegs]
     raise BenchmarkInputError(f"unknown input kind {kind!r}; choose from: {', '.join(INPUT_KINDS)}")
 
 

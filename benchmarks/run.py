@@ -65,7 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     http_args = argparse.ArgumentParser(add_help=False)
     http_args.add_argument("--concurrency", type=_ints, default=[1, 2, 4, 8])
-    http_args.add_argument("--inputs", type=_names, default=["multipart", "json"], help="multipart,json")
+    http_args.add_argument(
+        "--inputs", type=_names, default=["multipart", "json"], help="multipart,json (raw: the JPEG as the body)"
+    )
     http_args.add_argument("--requests", type=int, default=100, help="most requests per cell")
     http_args.add_argument("--http-seconds", type=float, default=10.0, help="most seconds per cell")
 

@@ -284,7 +284,7 @@ def to_markdown(report: dict[str, Any]) -> str:
 
 def _per_second(report: dict[str, Any]) -> str:
     stride = report.get("vid_stride", 1)
-    return "frames/s" if stride == 1 else f"frames detected/s (every {stride}th)"
+    return "frames/s" if stride == 1 else f"frames detected/s (vid_stride {stride})"
 
 
 def build_parser() -> argparse.ArgumentParser:

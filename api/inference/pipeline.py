@@ -200,8 +200,8 @@ class Pipeline:
         return self.uploads.holding()
 
     async def read_image(self, request: Request, options: Options) -> tuple[bytes, Options]:
-        """The one image of a `/predict`-style body (multipart `file` or JSON `image_base64`) and the options it
-        carries; 400/415 from the headers before any place is taken."""
+        """The one image of a `/predict`-style body (multipart `file`, JSON `image_base64`, or the image as the body)
+        and the options it carries; 400/415 from the headers before any place is taken."""
         kind = body_kind(request)
         with self.uploads.holding():
             body = await read_image_input(request, kind, self.max_body_bytes)

@@ -16,7 +16,7 @@ router = APIRouter(tags=["inference"])
 
 
 def openapi_body() -> dict[str, Any]:
-    """Both accepted bodies (the pipeline reads the body itself, api/admission/bodies.py)."""
+    """The accepted bodies (the pipeline reads the body itself, api/admission/bodies.py)."""
     image = example_image_base64()
     examples = {
         "png": {"summary": "A 64x64 PNG (a circle and a square)", "value": {"image_base64": image}},
@@ -25,7 +25,7 @@ def openapi_body() -> dict[str, Any]:
             "value": {"image_base64": f"data:image/png;base64,{image}"},
         },
     }
-    return request_body(ImageForm, Base64ImageRequest, examples)
+    return request_body(ImageForm, Base64ImageRequest, examples, raw=True)
 
 
 @router.post(
@@ -33,8 +33,10 @@ def openapi_body() -> dict[str, Any]:
     response_model=PredictionResponse,
     summary="Detect objects in one image",
     description=(
-        'Send the image as multipart field `file` **or** as JSON `{"image_base64": "..."}`. Boxes are in pixels '
-        "of the image as sent, after applying its EXIF orientation. Concurrent requests are micro-batched. "
+        'Send the image as multipart field `file`, as JSON `{"image_base64": "..."}`, **or** as the body itself '
+        "(`Content-Type: image/jpeg`, any `image/*`, or `application/octet-stream`; `classes` and `conf_per_class` "
+        "then go in the query). Boxes are in pixels of the image as sent, after applying its EXIF orientation. "
+        "Concurrent requests are micro-batched. "
         "`classes=` keeps only those classes. Confidence thresholds: the model's per-class ones (see `GET /model`) "
         "unless `conf` is given (one threshold for every class); `conf_per_class` sets chosen classes'. "
         "The `Server-Timing` header repeats `timings_ms`."

@@ -199,7 +199,8 @@ def read_frames(
         context.options = options
         demux_only = vid_stride if not keep_skipped and context.codec.intra_only else 1
         # Inter-coded (H.264, HEVC...): the frames no other refers to are skipped when not needed. MP4/MOV and
-        # Matroska time every packet; AVI does not (B-frames' times there are guessed), so it decodes every frame.
+        # Matroska store when each packet is shown; AVI does not (FFmpeg numbers its packets in stored order, B-frames
+        # included), so there every frame is decoded.
         ranked_container = container.format.name.startswith(("mov", "matroska"))
         skip_nonref = vid_stride if not keep_skipped and demux_only == 1 and ranked_container else 1
         scale = 0  # scale: how much smaller than sent each frame decodes (0: not known yet)

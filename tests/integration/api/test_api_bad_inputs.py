@@ -141,7 +141,17 @@ CASES = [
     Bad("two-files", 400, "Too many files", kwargs={"files": [("file", ("a.jpg", JPEG)), ("file", ("b.jpg", JPEG))]}),
     Bad("multipart-without-boundary", 400, "boundary", kwargs=raw(b"--x\r\n", "multipart/form-data")),
     Bad("wrong-content-type-text", 415, "unsupported Content-Type 'text/plain'", kwargs=raw(b"hello", "text/plain")),
-    Bad("raw-jpeg-body", 415, "unsupported Content-Type 'image/jpeg'", kwargs=raw(JPEG, "image/jpeg")),
+    Bad("raw-body-empty", 400, "empty (0 bytes)", kwargs=raw(b"", "image/jpeg")),
+    Bad("raw-body-oversize", 413, "larger than the limit", kwargs=raw(b"\xff" * (MAX_BYTES + 1), "image/jpeg")),
+    Bad(
+        "raw-body-oversize-chunked",
+        413,
+        "larger than the limit",
+        kwargs=raw(chunks(MAX_BYTES * 2), "application/octet-stream"),
+    ),
+    Bad("raw-body-not-an-image", 422, "cannot identify image", kwargs=raw(b"plain text" * 10, "image/png")),
+    Bad("raw-body-gif", 415, "GIF", kwargs=raw(encoded("GIF"), "image/gif")),
+    Bad("raw-body-video-type", 415, "unsupported Content-Type 'video/mp4'", kwargs=raw(JPEG, "video/mp4")),
 ]
 
 

@@ -54,14 +54,22 @@ def val_images(dataset_dir: Path, n: int) -> list[Path]:
     return sorted((dataset_dir / "images" / "val").glob("*.jpg"))[:n]
 
 
-def test_multipart_and_json_match_the_library(client: TestClient, reference: Detector, dataset_dir: Path) -> None:
+def test_multipart_json_and_raw_bodies_match_the_library(
+    client: TestClient, reference: Detector, dataset_dir: Path
+) -> None:
     n_boxes = 0
     for path in val_images(dataset_dir, 6):
         data = path.read_bytes()
         want = expected(reference, data, conf=LOW_CONF)
         r1 = client.post(f"/predict?conf={LOW_CONF}", files={"file": (path.name, data, "image/jpeg")})
         r2 = client.post(f"/predict?conf={LOW_CONF}", json={"image_base64": base64.b64encode(data).decode()})
-        for r in (r1, r2):
+        # The image as the body; its bytes say what it is, whatever image/* the header names
+        r3 = client.post(f"/predict?conf={LOW_CONF}", content=data, headers={"Content-Type": "image/jpeg"})
+        r4 = client.post(f"/predict?conf={LOW_CONF}", content=data, headers={"Content-Type": "image/png"})
+        r5 = client.post(
+            f"/predict?conf={LOW_CONF}", content=data, headers={"Content-Type": "application/octet-stream"}
+        )
+        for r in (r1, r2, r3, r4, r5):
             assert r.status_code == 200, r.text
             assert_same_detections(r.json()["detections"], want)
             assert r.json()["image"] == {"width": 128, "height": 128}
@@ -98,6 +106,11 @@ def test_query_parameters_are_applied(client: TestClient, reference: Detector, s
     data = sample_photos[0].read_bytes()
     few = client.post("/predict?conf=0.01&max_det=3", files={"file": ("b.jpg", data, "image/jpeg")}).json()
     assert len(few["detections"]) == 3
+    # A raw body takes its class filter from the query: the same answer as a form with the same query
+    query = "/predict?conf=0.01&classes=circle"
+    raw = client.post(query, content=data, headers={"Content-Type": "image/jpeg"}).json()
+    form = client.post(query, files={"file": ("b.jpg", data, "image/jpeg")}).json()
+    assert raw["detections"] == form["detections"] and {d["class_name"] for d in raw["detections"]} == {"circle"}
     strict = client.post("/predict?conf=0.99", files={"file": ("b.jpg", data, "image/jpeg")}).json()
     assert strict["detections"] == expected(reference, data, conf=0.99)
     loose_iou = client.post("/predict?conf=0.01&iou=0.95", files={"file": ("b.jpg", data, "image/jpeg")}).json()
@@ -170,7 +183,8 @@ def test_model_health_metrics_docs(client: TestClient) -> None:
     assert client.get("/docs").status_code == 200
     spec = client.get("/openapi.json").json()
     content = spec["paths"]["/predict"]["post"]["requestBody"]["content"]
-    assert set(content) == {"multipart/form-data", "application/json"}
+    assert set(content) == {"multipart/form-data", "application/json", "image/*", "application/octet-stream"}
+    assert content["image/*"]["schema"] == {"type": "string", "format": "binary"}  # Swagger offers a file
     example = content["application/json"]["examples"]["png"]["value"]
     r = client.post("/predict", json=example)  # the documented example really works
     assert r.status_code == 200, r.text

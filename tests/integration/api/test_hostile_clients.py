@@ -58,6 +58,15 @@ def test_slow_uploaders_do_not_starve_normal_clients(server: Server) -> None:
     assert all(slow.closed), slow.closed
 
 
+def test_slow_raw_bodies_get_408_at_the_deadline(server: Server) -> None:
+    # The image as the body (Content-Type: image/jpeg) is read by the same guarded `receive` as a form.
+    with probe.slow_uploaders(server.url, 4, raw=True) as slow:
+        time.sleep(READ_TIMEOUT_S + 1)
+    assert slow.opened == 4
+    assert all(a.startswith("HTTP/1.1 408") for a in slow.answers), slow.answers
+    assert all(slow.closed), slow.closed
+
+
 def test_concurrent_mixed_shapes_equal_sequential(server: Server) -> None:
     shapes = [(128, 128), (160, 96), (96, 160), (200, 120), (120, 200), (256, 144), (144, 256), (300, 100)]
     images = [probe.photo(w, h, seed=i, fmt="PNG") for i in range(8) for w, h in shapes]

@@ -67,5 +67,7 @@ def test_http_c1_our_work_in_process_and_the_bar_are_timed_in_the_same_interleav
     assert got["n"] == 6 and got["peer"] == "the bar"
     assert got["http_p50_ms"] > 0 and got["in_process_p50_ms"] > 0 and got["peer_p50_ms"] > 0
     assert got["overhead_ms"] == pytest.approx(got["http_p50_ms"] - got["in_process_p50_ms"], abs=0.011)
+    assert got["http_raw_p50_ms"] > 0  # the JPEG as the body, in the same blocks
+    assert got["overhead_raw_ms"] == pytest.approx(got["http_raw_p50_ms"] - got["in_process_p50_ms"], abs=0.011)
     warm_up = ["local"] * 4 + ["peer"] * 4  # each photo twice on each side
     assert order == warm_up + ["local", "local", "peer", "peer"] * 3  # each round: HTTP, then ours, then theirs

@@ -54,6 +54,8 @@ def test_request_bodies_follow_the_service_contract() -> None:
     (body,) = _request_kwargs("json", [b"abc"])
     assert base64.b64decode(body["json"]["image_base64"]) == b"abc"
     json.dumps(body["json"])  # JSON-serialisable as sent
+    (raw,) = _request_kwargs("raw", [b"abc"])
+    assert raw == {"content": b"abc", "headers": {"Content-Type": "image/jpeg"}}
     with pytest.raises(BenchmarkInputError):
         _request_kwargs("xml", [b"abc"])
 

@@ -46,6 +46,8 @@ def _report() -> dict:
             "http_p50_ms": 7.0,
             "in_process_p50_ms": 6.2,
             "overhead_ms": 0.8,
+            "http_raw_p50_ms": 6.65,
+            "overhead_raw_ms": 0.45,
             "n": 40,
             "peer": "ultralytics-openvino-int8, from JPEG",
             "peer_p50_ms": 8.75,
@@ -87,12 +89,19 @@ def test_ratios_against_the_targets() -> None:
     assert swapped[f"{fastest} (fp32/bf16 on decoded arrays) (stricter)"] == 2.0
     assert f"{fastest} (int8 from JPEG) (across the run's phases)" not in swapped
     assert got["http overhead c=1 ms: ours http - ours in-process from JPEG, interleaved (target <= 2)"] == 0.8
+    # the JPEG as the body (image/jpeg), timed in the same blocks: beside the targets' multipart lines, not instead
+    assert got["http overhead c=1 ms, the JPEG as the body (image/jpeg)"] == 0.45
+    assert (
+        got["http c=1 raw body p50: ours int8 / ultralytics' fastest ov in-process (int8 from JPEG), interleaved"]
+        == 0.76
+    )
     assert got["http c=1 p50: ours int8 / ultralytics ov int8 in-process from JPEG (target <= 1.0)"] == 0.7
     assert got["http c=1 p50: ours int8 / ultralytics ov int8 in-process on decoded arrays (stricter)"] == 0.875
     assert got["ours ov int8 / ultralytics ov int8, both from JPEG bytes"] == 0.65
     table = to_markdown({**_report(), "ratios": got})
     assert "test cpu" in table and "| ours openvino int8 | 6.0 |" in table
     assert "**0.8 ms**" in table and "ultralytics-openvino-int8, from JPEG: 8.75 ms" in table
+    assert "The JPEG as the body (`image/jpeg`): 6.65 ms, **0.45 ms**." in table
 
 
 def test_the_bar_is_the_faster_of_ultralytics_openvino_paths_from_the_jpeg() -> None:
