@@ -47,6 +47,7 @@ REPO_PAGES = (
     "reports/video_intel_vm.md",
     "reports/video_intel_vm_30s.md",
     "reports/video_intel_vm_fastest.md",
+    "reports/video_intel_vm_bframes.md",
     "reports/video_intel_vm_stride3.md",
     "reports/live.md",
     "reports/live_rtsp.md",
