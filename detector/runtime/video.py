@@ -277,6 +277,8 @@ def _decoded(
         nonlocal index
         while index < place:
             frame, pts = held.pop(index, (None, None))
+            if pts is not None:
+                places.pop(pts, None)  # a skipped packet's: no frame will claim it
             yield index, DAMAGED if frame is None and index % skip_nonref == 0 else frame, pts
             index += 1
 
