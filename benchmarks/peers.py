@@ -39,7 +39,7 @@ from PIL import Image
 
 from benchmarks.backend_bench import Samples, interleave
 from benchmarks.errors import BenchmarkInputError
-from benchmarks.http_bench import HttpPlan, run_cell
+from benchmarks.http_bench import HttpPlan, _request_kwargs, run_cell
 from benchmarks.inputs import export_variant, ultralytics_assets
 from benchmarks.machine import library_versions, machine_info, machine_line, usable_cores
 from benchmarks.runners import (
@@ -209,7 +209,7 @@ def http_pairs(
     """Latency and throughput of each service at each concurrency in `levels`, in alternating rounds (order rotating
     each round). A cell sends `requests` per 4 clients (at least `requests`) within `seconds`."""
     cells: dict[tuple[str, int], list[dict[str, Any]]] = {}
-    bodies: list[dict[str, Any]] = [{"files": {"file": ("image.jpg", data, "image/jpeg")}} for data in jpegs]
+    bodies = _request_kwargs("multipart", jpegs)
     names = list(services)
     pool = max(levels)
     with httpx.Client(timeout=60, limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool)) as client:
@@ -263,10 +263,7 @@ def http_overhead(
     whose load on a shared machine differs by more than what is compared (a run on 2026-12-05 put HTTP c=1 at 0.98x
     the bar taken minutes earlier, where the runs before it gave 0.77-0.85x). HTTP is timed twice: a multipart
     upload (what the targets use) and the JPEG as the body (`Content-Type: image/jpeg`, `http_raw_p50_ms`)."""
-    bodies: dict[str, list[dict[str, Any]]] = {
-        "http": [{"files": {"file": ("image.jpg", data, "image/jpeg")}} for data in jpegs],
-        "http_raw": [{"content": data, "headers": {"Content-Type": "image/jpeg"}} for data in jpegs],
-    }
+    bodies = {"http": _request_kwargs("multipart", jpegs), "http_raw": _request_kwargs("raw", jpegs)}
     sides: dict[str, list[Calls]] = {"local": calls, **({"peer": peer[1]} if peer else {})}
     timed: dict[str, list[float]] = {**{kind: [] for kind in bodies}, **{side: [] for side in sides}}
     with httpx.Client(timeout=60) as client:

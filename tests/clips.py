@@ -120,3 +120,11 @@ def write_vfr_clip(path: Path, times_ms: list[int], size: tuple[int, int] = (160
             out.mux(stream.encode(frame))
         out.mux(stream.encode(None))
     return path
+
+
+def b_frames(path: Path) -> int:
+    """How many of the clip's frames are B-frames (PyAV decodes it whole)."""
+    import av
+
+    with av.open(str(path)) as container:
+        return sum(frame.pict_type == av.video.frame.PictureType.B for frame in container.decode(video=0))

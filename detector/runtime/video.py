@@ -310,7 +310,7 @@ def _decoded(
             continue
         for frame in frames:
             in_a_row, decoded = 0, decoded + 1
-            place = places.pop(frame.pts, index) if places else index
+            place = places.pop(frame.pts, index)  # outside skipping: none, the next index
             held.pop(place, None)
             yield from up_to(place)
             yield index, frame, frame.pts

@@ -10,6 +10,8 @@ from pathlib import Path
 import cv2
 import pytest
 
+from tests.clips import b_frames
+
 pytest.importorskip("ultralytics")
 pytest.importorskip("lap")  # Ultralytics' ByteTrack
 
@@ -35,7 +37,7 @@ def test_every_runner_goes_through_every_frame(
     clips = [generated_clip(tmp_path / "g.mp4", dataset_dir, seconds=1), real_clip(tmp_path / "r.mp4", seconds=1)]
     clips.append(h264_clip(tmp_path / "h.mp4", clips[1]))
     assert [_frames(c) for c in clips] == [(30, 1280, 720)] * 3
-    assert _b_frames(clips[2]) >= 5  # x264 chose them (the mp4v source has none)
+    assert b_frames(clips[2]) >= 5  # x264 chose them (the mp4v source has none)
     cli, strided = ours_cli(model_path, threads=2), ours_cli(model_path, threads=2, stride=3)
     try:
         assert [cli(c) for c in clips] == [30, 30, 30]
@@ -50,10 +52,3 @@ def test_every_runner_goes_through_every_frame(
     # Ultralytics tracks the same ONNX here (the benchmark gives it its own OpenVINO INT8 export of the weights).
     assert [ultralytics_track(model_path, 128)(c) for c in clips] == [30, 30, 30]
     assert ultralytics_track(model_path, 128, stride=3)(clips[2]) == 10
-
-
-def _b_frames(clip: Path) -> int:
-    import av
-
-    with av.open(str(clip)) as container:
-        return sum(frame.pict_type == av.video.frame.PictureType.B for frame in container.decode(video=0))

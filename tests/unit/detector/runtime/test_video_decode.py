@@ -26,7 +26,7 @@ from detector.runtime.video import (
     probe_video,
     read_frames,
 )
-from tests.clips import turn_mp4, write_mjpeg_of_sizes, write_vfr_clip
+from tests.clips import b_frames, turn_mp4, write_mjpeg_of_sizes, write_vfr_clip
 
 W, H = 640, 480
 
@@ -206,13 +206,6 @@ def test_mjpeg_packets_between_strides_are_never_decoded(tmp_path: Path) -> None
     assert [(i, pixels is DAMAGED, run) for i, pixels, run, _ in got] == [(i, i % 3 != 0, i % 3 == 0) for i in range(9)]
 
 
-def _b_frames(path: Path) -> int:
-    import av
-
-    with av.open(str(path)) as container:
-        return sum(frame.pict_type == av.video.frame.PictureType.B for frame in container.decode(video=0))
-
-
 def _encoded(path: Path, frames: list[np.ndarray], codec: str, options: dict[str, str]) -> Path:
     import av
 
@@ -238,7 +231,7 @@ def test_frames_none_refers_to_between_strides_are_never_decoded(
 ) -> None:
     # B-frames (most not referred to by any other frame), stored out of the order they are shown in.
     path = _encoded(tmp_path / name, _frames(40), codec, options)
-    assert _b_frames(path) >= 10
+    assert b_frames(path) >= 10
     every = list(read_frames(path, vid_stride=stride))  # each frame decoded: what a writer needs
     decoded: list[int] = []  # what came out of the decoder
 
