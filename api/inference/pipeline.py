@@ -394,6 +394,8 @@ class FrameStream:
     asks for the next one (its line is out); once decoded, only what its array holds (less after a reduced decode).
     A packet that could not be decoded (`read_frames`' DAMAGED) comes in its place as `(index, time_s, None)`, and the
     frames after it follow. `max_video_frames` bounds what is read: frames, skipped or not, and damaged packets.
+    One read runs up to the next frame to answer (`_read_needed`): the frames `vid_stride` skips come in the same
+    call, not one event-loop round trip each.
     `close()` is synchronous and idempotent, so a response can run it from a `finally` during cancellation: it
     gives back every hold, cancels the frames in inference, and closes the reader (after a read in flight, which
     cannot be interrupted)."""
@@ -408,14 +410,14 @@ class FrameStream:
         self._window = max(1, pipeline.server.max_batch)
         self._pending: deque[tuple[int, float, asyncio.Future[Prediction | None]]] = deque()
         self._holds: deque[int] = deque()  # one per frame read and not yet handed out
-        self._reading: asyncio.Future[Frame | None] | None = None
+        self._reading: asyncio.Future[tuple[int, Frame | None]] | None = None
+        self._items_read = 0  # items read: frames (skipped ones too) and damaged packets
         self._closed = False
 
     async def __aiter__(self) -> AsyncIterator[tuple[int, float, Prediction | None]]:
         pipeline = self._pipeline
         budget = pipeline.decoder.pixels
         limit = pipeline.server.max_video_frames
-        read = 0  # items read: frames (skipped ones too) and damaged packets
         while True:
             if self._reading is None:
                 # Room in the budget for the next frame: our own oldest frames make room first, then wait in line.
@@ -423,16 +425,16 @@ class FrameStream:
                     yield await self._next()
                 if not taken:
                     taken = await budget.acquire(self._frame_pixels, pipeline.server.decode_wait_s)
-                self._reading = self._read(taken)
-            item = await self._reading
+                self._reading = self._start_read(taken)
+            count, item = await self._reading
             self._reading = None
+            self._items_read += count
+            if self._items_read > limit:
+                raise UnprocessableError(f"the clip has more than {limit} frames (inference.server.max_video_frames)")
             if item is None:
                 budget.give_back(self._holds.pop())
                 break
             index, pixels, run, time_s = item
-            read += 1
-            if read > limit:
-                raise UnprocessableError(f"the clip has more than {limit} frames (inference.server.max_video_frames)")
             if pixels is DAMAGED:  # its place in the answer: keeps a pixel of its hold until then
                 self._holds[-1] = budget.shrink(self._holds[-1], 0)
                 damaged: asyncio.Future[Prediction | None] = asyncio.get_running_loop().create_future()
@@ -443,22 +445,23 @@ class FrameStream:
                 self._holds[-1] = budget.shrink(self._holds[-1], pixels.shape[0] * pixels.shape[1])
                 frame = asyncio.ensure_future(pipeline._frame(pixels, self._size, self._options))
                 self._pending.append((index, time_s, cast("asyncio.Future[Prediction | None]", frame)))
-            else:
+            else:  # a skipped frame comes back only as the one past the limit, refused above
                 budget.give_back(self._holds.pop())
             # Read ahead while the budget has room: the next frame decodes while the ones before it are answered
             # (tracked, written, sent), as the CLI's reader thread does; else decoding waited for each line.
             if taken := budget.try_take(self._frame_pixels):
-                self._reading = self._read(taken)
+                self._reading = self._start_read(taken)
             while self._pending and (len(self._pending) >= self._window or self._pending[0][2].done()):
                 yield await self._next()
         while self._pending:
             yield await self._next()
 
-    def _read(self, taken: int) -> asyncio.Future[Frame | None]:
+    def _start_read(self, taken: int) -> asyncio.Future[tuple[int, Frame | None]]:
         """The next frame's read, started on the bulk decode pool, its `taken` pixels held until its line is out."""
         self._holds.append(taken)
+        most = max(1, self._pipeline.server.max_video_frames + 1 - self._items_read)  # one past the limit: refused
         loop = asyncio.get_running_loop()
-        return loop.run_in_executor(self._pipeline.decoder.bulk_pool, next, self._frames, None)
+        return loop.run_in_executor(self._pipeline.decoder.bulk_pool, _read_needed, self._frames, most)
 
     async def _next(self) -> tuple[int, float, Prediction | None]:
         index, time_s, task = self._pending.popleft()
@@ -482,10 +485,25 @@ class FrameStream:
         else:
             self._reading.add_done_callback(self._after_read)
 
-    def _after_read(self, reading: asyncio.Future[Frame | None]) -> None:
+    def _after_read(self, reading: asyncio.Future[tuple[int, Frame | None]]) -> None:
         if not reading.cancelled():
             reading.exception()  # taken: a read that fails after the client left is nobody's news
         _close_reader(self._frames)
+
+
+def _read_needed(frames: Iterator[Frame], most: int) -> tuple[int, Frame | None]:
+    """The next frame to answer (one to detect, or a damaged packet's place; None at the end) and how many items
+    were read for it: the frames `vid_stride` skips before it (never converted: `read_frames(keep_skipped=False)`)
+    and itself. At most `most` items: the last one read is returned, whatever it is, so a limit is exact.
+    Why not one `next` a call: each call is a round trip through the event loop and a thread hand-over; with
+    `--vid-stride 3` those took a sixth of the GIL time a clip's request held in the server (py-spy, 720p H.264,
+    2026-12-06), for frames nothing is done with."""
+    read = 0
+    for frame in frames:
+        read += 1
+        if frame.run or frame.pixels is DAMAGED or read >= most:
+            return read, frame
+    return read, None
 
 
 def _close_reader(frames: Iterator[Any]) -> None:

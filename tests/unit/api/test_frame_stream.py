@@ -12,21 +12,23 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+import pytest
 
 from api.admission.pixel_budget import PixelBudget
+from api.errors import UnprocessableError
 from api.inference.pipeline import FrameStream
-from detector.runtime.video import DAMAGED, Frame
+from detector.runtime.video import DAMAGED, SKIPPED, Frame
 
 SIZE = (64, 48)  # the clip's (width, height)
 NO_OPTIONS: Any = None  # the stand-in pipeline's _frame ignores them
 FRAMES = 6
 
 
-def _pipeline(pool: ThreadPoolExecutor, budget: PixelBudget) -> Any:
+def _pipeline(pool: ThreadPoolExecutor, budget: PixelBudget, max_video_frames: int = 100) -> Any:
     async def frame(pixels: np.ndarray, size: tuple[int, int], options: Any) -> str:
         return f"prediction {int(pixels[0, 0, 0])}"
 
-    server = SimpleNamespace(max_batch=1, max_video_frames=100, decode_wait_s=1.0)
+    server = SimpleNamespace(max_batch=1, max_video_frames=max_video_frames, decode_wait_s=1.0)
     return SimpleNamespace(decoder=SimpleNamespace(pixels=budget, bulk_pool=pool), server=server, _frame=frame)
 
 
@@ -111,4 +113,71 @@ def test_a_damaged_packet_comes_in_its_place_and_holds_nothing_after_its_line() 
     with ThreadPoolExecutor(max_workers=1) as pool:
         got = asyncio.run(consume())
     assert got == [(0, 0.0, "prediction 0"), (1, 0.1, None), (2, 0.2, "prediction 2"), (3, 0.3, "prediction 3")]
+    assert budget.held == 0
+
+
+class _CountingPool(ThreadPoolExecutor):
+    def __init__(self) -> None:
+        super().__init__(max_workers=1)
+        self.calls = 0
+
+    def submit(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        self.calls += 1
+        return super().submit(*args, **kwargs)
+
+
+def _strided(read: list[int], frames: int, stride: int) -> Iterator[Frame]:
+    """What `read_frames(..., vid_stride, keep_skipped=False)` yields: every frame, the skipped ones empty."""
+    for index in range(frames):
+        read.append(index)
+        run = index % stride == 0
+        pixels = np.full((SIZE[1], SIZE[0], 3), index, np.uint8) if run else SKIPPED
+        yield Frame(index, pixels, run, index / 10)
+
+
+def test_the_frames_vid_stride_skips_come_in_the_read_of_the_next_frame_to_answer() -> None:
+    # One pool call per answered frame (and one that finds the end), not one per frame of the clip: each call is an
+    # event-loop round trip, and at vid_stride 3 those were a sixth of a clip's GIL time in the server.
+    budget, read = PixelBudget(capacity=10 * SIZE[0] * SIZE[1]), []
+
+    async def consume() -> list[tuple[int, float, Any]]:
+        stream = FrameStream(_pipeline(pool, budget), _strided(read, 10, 3), SIZE, options=NO_OPTIONS)
+        try:
+            return [item async for item in stream]
+        finally:
+            stream.close()
+
+    with _CountingPool() as pool:
+        got = asyncio.run(consume())
+    assert got == [(i, i / 10, f"prediction {i}") for i in (0, 3, 6, 9)]
+    assert pool.calls == 5
+    assert read == list(range(10))
+    assert budget.held == 0
+
+
+@pytest.mark.parametrize(
+    ("frames", "limit", "answered"), [(10, 10, [0, 3, 6, 9]), (10, 9, [0, 3, 6]), (10, 7, [0, 3, 6]), (10, 6, [0, 3])]
+)
+def test_max_video_frames_counts_skipped_frames_and_reads_one_past_it_at_most(
+    frames: int, limit: int, answered: list[int]
+) -> None:
+    budget, read = PixelBudget(capacity=10 * SIZE[0] * SIZE[1]), []
+    got: list[int] = []
+
+    async def consume() -> None:
+        stream = FrameStream(_pipeline(pool, budget, limit), _strided(read, frames, 3), SIZE, options=NO_OPTIONS)
+        try:
+            async for index, _, _ in stream:
+                got.append(index)
+        finally:
+            stream.close()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        if limit >= frames:
+            asyncio.run(consume())
+        else:
+            with pytest.raises(UnprocessableError, match=f"more than {limit} frames"):
+                asyncio.run(consume())
+    assert got == answered
+    assert read == list(range(min(frames, limit + 1)))
     assert budget.held == 0
