@@ -360,23 +360,26 @@ def _rgb(frame: Any, size: tuple[int, int] | None) -> npt.NDArray[np.uint8]:
     import cv2
 
     if frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0:
-        yuv = frame.to_ndarray()  # Y (h rows), then U and V (h/4 rows each, w/2 wide, stacked as w-wide rows)
-        if size is not None:
-            yuv = _shrink_i420(yuv, frame.width, frame.height, size)
+        # Y (h rows), then U and V (h/4 rows each, w/2 wide, stacked as w-wide rows); shrunk from the decoder's own
+        # planes, not from `to_ndarray()`'s copy of them (0.13 of 0.20 ms a 720p frame for 256 px, measured).
+        yuv = frame.to_ndarray() if size is None else _shrunk_i420(frame, size)
         return np.asarray(cv2.cvtColor(yuv, cv2.COLOR_YUV2RGB_I420), np.uint8)
     rgb = np.ascontiguousarray(frame.to_ndarray(format="rgb24"), np.uint8)
     return rgb if size is None else np.asarray(cv2.resize(rgb, size, interpolation=cv2.INTER_LINEAR), np.uint8)
 
 
-def _shrink_i420(yuv: npt.NDArray[np.uint8], width: int, height: int, size: tuple[int, int]) -> npt.NDArray[np.uint8]:
-    """An I420 buffer of `width`x`height` resized to `size` (even), plane by plane."""
+def _shrunk_i420(frame: Any, size: tuple[int, int]) -> npt.NDArray[np.uint8]:
+    """A 4:2:0 frame's planes, read where the decoder left them (rows padded to `line_size`), each resized to `size`
+    (even; chroma half of it), as one I420 buffer."""
     import cv2
 
     w, h = size
-    y = cv2.resize(yuv[:height], (w, h), interpolation=cv2.INTER_LINEAR)
-    chroma = yuv[height:].reshape(2, height // 2, width // 2)
-    u, v = (cv2.resize(plane, (w // 2, h // 2), interpolation=cv2.INTER_LINEAR) for plane in chroma)
-    return np.concatenate([y.reshape(-1), u.reshape(-1), v.reshape(-1)]).reshape(h * 3 // 2, w)
+    shrunk = []
+    for i, plane in enumerate(frame.planes):
+        rows = np.frombuffer(plane, np.uint8, plane.height * plane.line_size).reshape(plane.height, plane.line_size)
+        to = (w // 2, h // 2) if i else (w, h)
+        shrunk.append(cv2.resize(rows[:, : plane.width], to, interpolation=cv2.INTER_LINEAR).reshape(-1))
+    return np.asarray(np.concatenate(shrunk).reshape(h * 3 // 2, w), np.uint8)
 
 
 def read_ahead(items: Iterator[T], depth: int = 4) -> Iterator[T]:

@@ -121,6 +121,37 @@ def test_h264_decodes_whole_and_is_shrunk_before_conversion(tmp_path: Path) -> N
     assert all(_like(small, big) for (_, small, _, _), (_, big, _, _) in zip(got, whole, strict=True))
 
 
+@pytest.mark.parametrize("size", [(202, 98), (100, 60), (640, 480)])
+def test_frames_shrink_from_the_decoders_padded_planes_as_from_a_copy_of_them(
+    tmp_path: Path, size: tuple[int, int]
+) -> None:
+    # The planes are read where the decoder left them: rows padded past the width (202 -> 256 bytes here) must not
+    # leak into the picture. The reference: `to_ndarray()`'s contiguous copy, each plane resized, then converted.
+    import av
+
+    width, height = size
+    path = tmp_path / "clip.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for frame in _frames(3):
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(cv2.resize(frame, size), format="rgb24")))
+        out.mux(stream.encode(None))
+    to = (width // 4 * 2, height // 4 * 2)
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            yuv = frame.to_ndarray()
+            y = cv2.resize(yuv[:height], to, interpolation=cv2.INTER_LINEAR)
+            u, v = (
+                cv2.resize(plane, (to[0] // 2, to[1] // 2), interpolation=cv2.INTER_LINEAR)
+                for plane in yuv[height:].reshape(2, height // 2, width // 2)
+            )
+            i420 = np.concatenate([y.reshape(-1), u.reshape(-1), v.reshape(-1)]).reshape(to[1] * 3 // 2, to[0])
+            assert np.array_equal(video._rgb(frame, to), cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420))
+    if width % 64:
+        assert frame.planes[0].line_size > width  # rows padded: the case this test is for
+
+
 def test_reduced_frames_are_held_to_the_pixel_limit_at_full_size(tmp_path: Path) -> None:
     path = _mp4v(tmp_path / "clip.mp4", _frames(2))
     with pytest.raises(ImageTooLargeError, match="more than 100000 pixels"):
