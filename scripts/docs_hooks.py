@@ -49,6 +49,7 @@ REPO_PAGES = (
     "reports/video_intel_vm_fastest.md",
     "reports/video_intel_vm_bframes.md",
     "reports/video_intel_vm_stride3.md",
+    "reports/video_intel_vm_stride3_run2.md",
     "reports/live.md",
     "reports/live_rtsp.md",
     "reports/live_rtmp.md",
