@@ -445,7 +445,7 @@ class FrameStream:
                 self._holds[-1] = budget.shrink(self._holds[-1], pixels.shape[0] * pixels.shape[1])
                 frame = asyncio.ensure_future(pipeline._frame(pixels, self._size, self._options))
                 self._pending.append((index, time_s, cast("asyncio.Future[Prediction | None]", frame)))
-            else:  # a skipped frame comes back only as the one past the limit, refused above
+            else:  # a skipped frame ends a read at READ_AT_MOST (or as the one past the limit, refused above)
                 budget.give_back(self._holds.pop())
             # Read ahead while the budget has room: the next frame decodes while the ones before it are answered
             # (tracked, written, sent), as the CLI's reader thread does; else decoding waited for each line.
@@ -459,7 +459,7 @@ class FrameStream:
     def _start_read(self, taken: int) -> asyncio.Future[tuple[int, Frame | None]]:
         """The next frame's read, started on the bulk decode pool, its `taken` pixels held until its line is out."""
         self._holds.append(taken)
-        most = max(1, self._pipeline.server.max_video_frames + 1 - self._items_read)  # one past the limit: refused
+        most = min(READ_AT_MOST, max(1, self._pipeline.server.max_video_frames + 1 - self._items_read))
         loop = asyncio.get_running_loop()
         return loop.run_in_executor(self._pipeline.decoder.bulk_pool, _read_needed, self._frames, most)
 
@@ -491,10 +491,16 @@ class FrameStream:
         _close_reader(self._frames)
 
 
+# Items one read may take (`_read_needed`): a read in flight cannot be interrupted, so this bounds the decoding
+# done after a client has gone (or the clip has failed) at a large `vid_stride` (up to 1000): 32 4K frames, not 999.
+READ_AT_MOST = 32
+
+
 def _read_needed(frames: Iterator[Frame], most: int) -> tuple[int, Frame | None]:
     """The next frame to answer (one to detect, or a damaged packet's place; None at the end) and how many items
     were read for it: the frames `vid_stride` skips before it (never converted: `read_frames(keep_skipped=False)`)
-    and itself. At most `most` items: the last one read is returned, whatever it is, so a limit is exact.
+    and itself. At most `most` items: the last one read is returned, whatever it is (one past the clip's frame limit
+    is refused by the caller, exactly there; a skipped frame at `READ_AT_MOST` is given up and the next read goes on).
     Why not one `next` a call: each call is a round trip through the event loop and a thread hand-over; with
     `--vid-stride 3` those took a sixth of the GIL time a clip's request held in the server (py-spy, 720p H.264,
     2026-12-06), for frames nothing is done with."""

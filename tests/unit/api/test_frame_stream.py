@@ -181,3 +181,24 @@ def test_max_video_frames_counts_skipped_frames_and_reads_one_past_it_at_most(
     assert got == answered
     assert read == list(range(min(frames, limit + 1)))
     assert budget.held == 0
+
+
+def test_a_large_vid_stride_reads_at_most_read_at_most_frames_a_call() -> None:
+    # A read in flight cannot be interrupted: at vid_stride 100 one read per answered frame would go on decoding up
+    # to 99 frames after a client has gone. Reads stop at READ_AT_MOST (32) items: 0 | 1-32 33-64 65-96 97-100 | ...
+    # | 201-232 233-249 end.
+    budget, read = PixelBudget(capacity=10 * SIZE[0] * SIZE[1]), []
+
+    async def consume() -> list[int]:
+        stream = FrameStream(_pipeline(pool, budget, 1000), _strided(read, 250, 100), SIZE, options=NO_OPTIONS)
+        try:
+            return [index async for index, _, _ in stream]
+        finally:
+            stream.close()
+
+    with _CountingPool() as pool:
+        got = asyncio.run(consume())
+    assert got == [0, 100, 200]
+    assert pool.calls == 11
+    assert read == list(range(250))
+    assert budget.held == 0
