@@ -137,7 +137,7 @@ def _strided(read: list[int], frames: int, stride: int) -> Iterator[Frame]:
 
 def test_the_frames_vid_stride_skips_come_in_the_read_of_the_next_frame_to_answer() -> None:
     # One pool call per answered frame (and one that finds the end), not one per frame of the clip: each call is an
-    # event-loop round trip, and at vid_stride 3 those were a sixth of a clip's GIL time in the server.
+    # event-loop round trip, and at vid_stride 3 those were about 13 % of a clip's GIL time in the server.
     budget, read = PixelBudget(capacity=10 * SIZE[0] * SIZE[1]), []
 
     async def consume() -> list[tuple[int, float, Any]]:
