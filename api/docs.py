@@ -35,15 +35,15 @@ def request_body(
     form: type[BaseModel],
     json: type[BaseModel] | None = None,
     examples: dict[str, Any] | None = None,
-    raw: bool = False,
+    raw: str | None = None,
 ) -> dict[str, Any]:
     """`openapi_extra` for a route that reads its body itself (the pipeline does, api/admission/bodies.py): a
-    multipart `form`, optionally a JSON alternative with its examples, and with `raw` the image itself as the body
-    (`image/*` or `application/octet-stream`; Swagger offers a file to send)."""
+    multipart `form`, optionally a JSON alternative with its examples, and with `raw` (a media range: `image/*`,
+    `video/*`) the file itself as the body, or as `application/octet-stream` (Swagger offers a file to send)."""
     content: dict[str, Any] = {"multipart/form-data": {"schema": schema_ref(form, mode="validation")}}
     if json is not None:
         content["application/json"] = {"schema": schema_ref(json, mode="validation"), "examples": examples or {}}
-    if raw:
-        for media_type in ("image/*", "application/octet-stream"):
+    if raw is not None:
+        for media_type in (raw, "application/octet-stream"):
             content[media_type] = {"schema": {"type": "string", "format": "binary"}}
     return {"requestBody": {"required": True, "content": content}}

@@ -213,14 +213,17 @@ class SlowResult:
 
 
 @contextmanager
-def slow_uploaders(url: str, n: int, interval_s: float = 0.5, raw: bool = False) -> Iterator[SlowResult]:
-    """`n` clients that send headers for a 10 KB multipart upload (with `raw`, the bytes as the body, `image/jpeg`),
-    then trickle it at 1 byte per `interval_s`. Inside the `with` they are trickling; on exit each one's answer (if
-    any) is collected."""
+def slow_uploaders(
+    url: str, n: int, interval_s: float = 0.5, raw: bool = False, video: bool = False
+) -> Iterator[SlowResult]:
+    """`n` clients that send headers for a 10 KB multipart upload (with `raw`, the bytes as the body, `image/jpeg`;
+    with `video`, an MP4's first bytes to /predict/video, `video/mp4` when raw), then trickle it at 1 byte per
+    `interval_s`. Inside the `with` they are trickling; on exit each one's answer (if any) is collected."""
     host, port = _address(url)
-    image = b"\xff\xd8" + b"\0" * 10_000
-    body, ctype = (image, "image/jpeg") if raw else multipart(image)
-    head = f"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n\r\n"
+    data = (b"\0\0\0\x18ftypmp42" if video else b"\xff\xd8") + b"\0" * 10_000
+    body, ctype = (data, "video/mp4" if video else "image/jpeg") if raw else multipart(data)
+    path = "/predict/video" if video else "/predict"
+    head = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n\r\n"
     socks = []
     for _ in range(n):
         s = socket.create_connection((host, port), timeout=5)

@@ -193,6 +193,26 @@ def decode_base64(value: str) -> bytes:
         raise BadRequestError(f"'image_base64' is not valid base64: {exc}") from None
 
 
+CLIP_HOW = (
+    "send the clip as multipart/form-data field 'file', or as the body itself with Content-Type video/mp4 (any "
+    "video/*) or application/octet-stream"
+)
+
+
+def clip_is_body(request: Request) -> bool:
+    """Whether a clip comes as the body itself (`video/*` or `application/octet-stream`: `curl --data-binary`)
+    rather than as a multipart form's `file` (False); 400/415 for anything else, as `body_kind` does for images."""
+    ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if ctype.startswith("video/") or ctype == "application/octet-stream":
+        return True
+    if not ctype:
+        raise BadRequestError(f"missing Content-Type header: {CLIP_HOW}")
+    if ctype != "multipart/form-data":
+        raise UnsupportedMediaTypeError(f"unsupported Content-Type {ctype!r}: {CLIP_HOW}")
+    require_multipart(request, "the clip as field 'file'")  # its boundary
+    return False
+
+
 def require_multipart(request: Request, expected: str) -> None:
     """415 unless the body is multipart/form-data (`expected` says which parts to send), 400 without a boundary."""
     ctype = request.headers.get("content-type", "")

@@ -25,7 +25,7 @@ def openapi_body() -> dict[str, Any]:
             "value": {"image_base64": f"data:image/png;base64,{image}"},
         },
     }
-    return request_body(ImageForm, Base64ImageRequest, examples, raw=True)
+    return request_body(ImageForm, Base64ImageRequest, examples, raw="image/*")
 
 
 @router.post(

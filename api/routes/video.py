@@ -1,8 +1,9 @@
 """`POST /predict/video`: a short clip in, NDJSON out, one line per processed frame as soon as it is ready.
 
-The upload is bounded by `max_upload_mb` like every body, then spooled to one temporary file (OpenCV reads
-files), probed, and refused before streaming starts when it is not a video (415) or longer than
-`max_video_seconds` / `max_video_frames` (422) or its frames are over `max_pixels` (413).
+The upload (a multipart form's `file`, or the clip itself as the body) is bounded by `max_upload_mb` like every
+body, then spooled to one temporary file (OpenCV reads files), probed, and refused before streaming starts when it
+is not a video (415) or longer than `max_video_seconds` / `max_video_frames` (422) or its frames are over
+`max_pixels` (413).
 
 Untrusted clips (issue 21): the first bytes must start an MP4/MOV, Matroska/WebM or AVI container before FFmpeg
 sees the file (a playlist is a 415 whatever it names); the temporary file is named by the server, with the suffix
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import logging
 import os
@@ -35,7 +37,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.types import Message, Receive, Scope, Send
 
-from api.admission.bodies import require_multipart
+from api.admission.bodies import clip_is_body
 from api.admission.http_protocol import CLOSE_EXTENSION
 from api.admission.spool import SpooledClip, spool
 from api.deps import OptionsDep, ReadyServiceDep
@@ -143,7 +145,8 @@ class _NDJSONResponse(StreamingResponse):
     "/predict/video",
     summary="Detect (and track) objects in a short video, streamed as NDJSON",
     description=(
-        "Multipart field `file`: an MP4/AVI/MKV/WebM/MOV clip within `max_upload_mb`, `max_video_seconds` and "
+        "Multipart field `file`, or the clip itself as the body (`Content-Type: video/mp4`, any `video/*`, or "
+        "`application/octet-stream`): an MP4/AVI/MKV/WebM/MOV clip within `max_upload_mb`, `max_video_seconds` and "
         "`max_video_frames` (413/422 beyond). Answers `application/x-ndjson`: one JSON line per processed frame "
         '(`{"frame", "time_s", "detections", "timings_ms"}`), each sent as soon as it is ready. '
         "`vid_stride=N` processes every N-th frame; `track=true` adds a stable `track_id` (ByteTrack) to each "
@@ -152,7 +155,7 @@ class _NDJSONResponse(StreamingResponse):
         '`{"error": {"status", "detail"}}` line. `Server-Timing` covers what happened before the first line (read, '
         "probe)."
     ),
-    openapi_extra=request_body(VideoForm),
+    openapi_extra=request_body(VideoForm, raw="video/*"),
     response_class=StreamingResponse,
     responses={
         200: {
@@ -171,7 +174,7 @@ async def predict_video(
 ) -> StreamingResponse:
     started = time.perf_counter()
     pipeline = service.pipeline
-    require_multipart(request, "the clip as field 'file'")
+    as_body = clip_is_body(request)
     job: _VideoJob | None = None
     # Up to max_video_jobs clips stream at once: wait in line for a place (bulk_wait_s), then 503. Given back by
     # job.close().
@@ -181,7 +184,7 @@ async def predict_video(
         # Uploads are bounded apart from the inference queue: a slow sender holds an upload place, never a queue
         # place (each frame reserves its own when it runs).
         with pipeline.receiving():
-            job = await _spool_upload(request, pipeline)
+            job = await (_spool_body if as_body else _spool_upload)(request, pipeline)
         job.on_close.append(service.video_jobs.give_back)  # from here on, closing the job gives the place back
         t_read = time.perf_counter()
         info = await pipeline.decoder.run(_probe, job.path, pipeline.server.max_pixels)
@@ -233,10 +236,58 @@ async def _spool_upload(request: Request, pipeline: Pipeline) -> _VideoJob:
         await form.close()
 
 
+SNIFF_BYTES = 64  # what `_container_suffix` reads to name a container
+
+
+async def _spool_body(request: Request, pipeline: Pipeline) -> _VideoJob:
+    """The clip sent as the body itself, written to a fresh temporary file as it arrives: no form to parse, and no
+    second copy (a form's file is spooled by Starlette first, then copied here). Its size is capped as it arrives
+    (api/admission/limits.py), the container named from its first bytes before anything is written. Chunks are
+    written from the event loop: a page-cache write of one (64 KB from uvicorn) takes tens of microseconds, less
+    than a hand-over to a thread."""
+    head = bytearray()
+    job: _VideoJob | None = None
+    out: Any = None
+    try:
+        async for chunk in request.stream():
+            if out is None:
+                head += chunk
+                if len(head) < SNIFF_BYTES:
+                    continue
+                job, out = _open_spool(pipeline, bytes(head))
+            else:
+                out.write(chunk)
+        if out is None:  # a body shorter than SNIFF_BYTES (or empty)
+            job, out = _open_spool(pipeline, bytes(head))
+        out.close()
+    except BaseException:
+        if out is not None:
+            out.close()
+        if job is not None:
+            job.close()
+        raise
+    assert job is not None
+    return job
+
+
+def _open_spool(pipeline: Pipeline, head: bytes) -> tuple[_VideoJob, Any]:
+    """A job on a fresh temporary file named for the container `head` starts (415/400 before anything is created),
+    and that file open for writing, `head` written."""
+    suffix = _container_suffix(io.BytesIO(head))
+    job = _VideoJob(spool(pipeline.server.video_tmp_dir or None, suffix))
+    try:
+        out = os.fdopen(job.clip.writer(), "wb")
+        out.write(head)
+    except BaseException:
+        job.close()
+        raise
+    return job, out
+
+
 def _container_suffix(file: Any) -> str:
     """The suffix for the container `file` starts (its position is restored); 415 for anything else: an image
     (named, with a pointer to /predict), a playlist, or any other bytes."""
-    head = file.read(64)
+    head = file.read(SNIFF_BYTES)
     file.seek(0)
     if not head:
         raise BadRequestError("the clip is empty (0 bytes)")

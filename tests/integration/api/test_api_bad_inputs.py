@@ -180,6 +180,35 @@ def test_bad_input(small_client: TestClient, case: Bad) -> None:
     assert case.message in detail
 
 
+MP4_START = b"\0\0\0\x18ftypmp42"  # the first bytes of an MP4
+
+
+def _mp4_chunks(total: int, size: int = 64 * 1024) -> Iterator[bytes]:
+    yield MP4_START
+    while total > 0:
+        yield b"\0" * min(size, total)
+        total -= size
+
+
+@pytest.mark.parametrize(
+    ("body", "ctype", "status", "message"),
+    [
+        (b"", "video/mp4", 400, "the clip is empty (0 bytes)"),
+        (MP4_START + b"\0" * MAX_BYTES, "video/mp4", 413, "larger than the limit"),  # by Content-Length
+        ("chunked", "application/octet-stream", 413, "larger than the limit"),  # counted as it arrives
+        (JPEG, "video/mp4", 415, "JPEG image, not a video: send images to /predict"),
+        (b"#EXTM3U\n#EXTINF:1,\nfile:///etc/passwd\n", "video/mp4", 415, "not a video"),
+        (MP4_START, "text/plain", 415, "unsupported Content-Type 'text/plain'"),
+    ],
+    ids=["empty", "oversize", "oversize-chunked", "a-jpeg", "a-playlist", "text-plain"],
+)
+def test_bad_clip_bodies(small_client: TestClient, body: Any, ctype: str, status: int, message: str) -> None:
+    # The clip as the body of /predict/video: the same limits and answers as a form's file.
+    content = _mp4_chunks(MAX_BYTES * 2) if body == "chunked" else body
+    r = small_client.post("/predict/video", content=content, headers={"content-type": ctype})
+    assert r.status_code == status and message in r.json()["detail"], r.text
+
+
 def test_the_service_still_works_after_the_table(small_client: TestClient) -> None:
     r = small_client.post("/predict", files={"file": ("a.jpg", JPEG, "image/jpeg")})
     assert r.status_code == 200, r.text

@@ -234,8 +234,9 @@ def test_video_streams_one_line_per_processed_frame_with_tracks(
         ("truncated", "cut.mp4", 415, "not a video"),
     ],
 )
+@pytest.mark.parametrize("as_body", [False, True], ids=["form", "body"])
 def test_video_bad_input_is_4xx_and_leaves_nothing(
-    app: TestClient, clip: bytes, video_tmp: Path, content: object, name: str, status: int, needle: str
+    app: TestClient, clip: bytes, video_tmp: Path, content: object, name: str, status: int, needle: str, as_body: bool
 ) -> None:
     if content == "png":
         content = png(np.zeros((16, 16, 3), np.uint8))
@@ -243,14 +244,52 @@ def test_video_bad_input_is_4xx_and_leaves_nothing(
         content = write_moving_clip(np.full((64, 64, 3), 90, np.uint8), video_tmp.parent / "long.mp4", 45).read_bytes()
     elif content == "truncated":
         content = clip[: len(clip) // 3]  # the index (moov) is at the end: cut off, nothing can be played
-    r = app.post("/predict/video", files={"file": (name, content, "video/mp4")})
+    if as_body:  # the clip itself as the body: the same checks, the same answers
+        assert isinstance(content, bytes)
+        r = app.post("/predict/video", content=content, headers={"content-type": "video/mp4"})
+    else:
+        r = app.post("/predict/video", files={"file": (name, content, "video/mp4")})
     assert r.status_code == status and needle in r.json()["detail"], r.text
+    assert list(video_tmp.iterdir()) == []
+
+
+@pytest.mark.parametrize("ctype", ["video/mp4", "application/octet-stream", "video/quicktime"])
+def test_a_clip_sent_as_the_body_streams_the_same_lines_as_a_form(
+    app: TestClient, clip: bytes, scene: tuple[np.ndarray, str], video_tmp: Path, ctype: str
+) -> None:
+    # `curl --data-binary @clip.mp4 -H 'content-type: video/mp4'`: the Content-Type names no container (the first
+    # bytes do, as for a form's file), and the class filter is in the query.
+    params = {"track": "true", "vid_stride": 2, "classes": scene[1]}
+    _, want, _ = ndjson(app, clip, **params)
+    with app.stream("POST", "/predict/video", params=params, content=clip, headers={"content-type": ctype}) as r:
+        got = [json.loads(line) for line in r.iter_lines() if line]
+        assert r.status_code == 200 and "probe;dur=" in r.headers["server-timing"]
+    strip = [[{k: v for k, v in line.items() if k != "timings_ms"} for line in lines] for lines in (want, got)]
+    assert strip[0] == strip[1] and len(got) == 15 and any(line["detections"] for line in got)
+    assert list(video_tmp.iterdir()) == []
+
+
+def test_a_clip_body_in_chunks_is_spooled_whole(app: TestClient, clip: bytes, video_tmp: Path) -> None:
+    # Chunked (no Content-Length), in pieces smaller than the bytes that name the container.
+    def pieces() -> Iterator[bytes]:
+        for start in range(0, len(clip), 37):
+            yield clip[start : start + 37]
+
+    with app.stream("POST", "/predict/video", content=pieces(), headers={"content-type": "video/mp4"}) as r:
+        lines = [json.loads(line) for line in r.iter_lines() if line]
+        assert r.status_code == 200, r.read()
+    assert [line["frame"] for line in lines] == list(range(30))
     assert list(video_tmp.iterdir()) == []
 
 
 def test_video_wrong_form_is_4xx(app: TestClient) -> None:
     r = app.post("/predict/video", content=b"{}", headers={"content-type": "application/json"})
     assert r.status_code == 415 and "multipart/form-data" in r.json()["detail"] and "'file'" in r.json()["detail"]
+    assert "video/mp4" in r.json()["detail"]  # names the other way too
+    r = app.post("/predict/video", content=b"\xff\xd8", headers={"content-type": "image/jpeg"})
+    assert r.status_code == 415 and "'image/jpeg'" in r.json()["detail"]
+    r = app.post("/predict/video", content=b"\0\0\0\x18ftypmp42")
+    assert r.status_code == 400 and "missing Content-Type" in r.json()["detail"]
     r = app.post("/predict/video", data={"file": "text, not a file"}, files=[("x", ("a", b"1", "text/plain"))])
     assert r.status_code == 400 and "named 'file'" in r.json()["detail"]
     r = app.post("/predict/video", params={"vid_stride": 0}, files={"file": ("a.mp4", b"1", "video/mp4")})

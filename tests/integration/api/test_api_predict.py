@@ -185,6 +185,9 @@ def test_model_health_metrics_docs(client: TestClient) -> None:
     content = spec["paths"]["/predict"]["post"]["requestBody"]["content"]
     assert set(content) == {"multipart/form-data", "application/json", "image/*", "application/octet-stream"}
     assert content["image/*"]["schema"] == {"type": "string", "format": "binary"}  # Swagger offers a file
+    clip = spec["paths"]["/predict/video"]["post"]["requestBody"]["content"]
+    assert set(clip) == {"multipart/form-data", "video/*", "application/octet-stream"}
+    assert clip["video/*"]["schema"] == {"type": "string", "format": "binary"}
     example = content["application/json"]["examples"]["png"]["value"]
     r = client.post("/predict", json=example)  # the documented example really works
     assert r.status_code == 200, r.text

@@ -17,10 +17,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from PIL import Image
 
 from benchmarks import hostile_clients as probe
+from tests.clips import write_moving_clip
 from tests.servers import Server, serving
 
 READ_TIMEOUT_S = 3
@@ -58,13 +60,20 @@ def test_slow_uploaders_do_not_starve_normal_clients(server: Server) -> None:
     assert all(slow.closed), slow.closed
 
 
-def test_slow_raw_bodies_get_408_at_the_deadline(server: Server) -> None:
-    # The image as the body (Content-Type: image/jpeg) is read by the same guarded `receive` as a form.
-    with probe.slow_uploaders(server.url, 4, raw=True) as slow:
+@pytest.mark.parametrize("video", [False, True], ids=["image", "clip"])
+def test_slow_raw_bodies_get_408_at_the_deadline(server: Server, video: bool, tmp_path: Path) -> None:
+    # The image (or clip) as the body (Content-Type: image/jpeg, video/mp4) is read by the same guarded `receive` as
+    # a form; a clip's first bytes, which name its container, trickle in too.
+    clients = 2 if video else 4  # clips: as many as the video job places (max_video_jobs), which they hold
+    with probe.slow_uploaders(server.url, clients, raw=True, video=video) as slow:
         time.sleep(READ_TIMEOUT_S + 1)
-    assert slow.opened == 4
+    assert slow.opened == clients
     assert all(a.startswith("HTTP/1.1 408") for a in slow.answers), slow.answers
     assert all(slow.closed), slow.closed
+    if video:  # their places are back: a clip sent the same way streams
+        clip = write_moving_clip(np.full((64, 64, 3), 90, np.uint8), tmp_path / "clip.mp4", 6).read_bytes()
+        r = httpx.post(server.url + "/predict/video", content=clip, headers={"content-type": "video/mp4"}, timeout=60)
+        assert r.status_code == 200 and len(r.text.splitlines()) == 6, r.text
 
 
 def test_concurrent_mixed_shapes_equal_sequential(server: Server) -> None:
