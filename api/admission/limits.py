@@ -53,7 +53,10 @@ class BodySizeLimitMiddleware(HttpMiddleware):
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope["headers"])
         limit = body_limit(self.max_image_bytes, headers.get(b"content-type", b"").decode("latin-1"))
-        message = f"request body is larger than the limit of {limit} bytes (image limit {self.max_image_bytes} bytes)"
+        message = (
+            f"request body is larger than the limit of {limit} bytes (an image or clip may have "
+            f"{self.max_image_bytes} bytes: inference.server.max_upload_mb)"
+        )
         declared = headers.get(b"content-length")
         if declared is not None:
             try:

@@ -194,7 +194,7 @@ def _mp4_chunks(total: int, size: int = 64 * 1024) -> Iterator[bytes]:
     ("body", "ctype", "status", "message"),
     [
         (b"", "video/mp4", 400, "the clip is empty (0 bytes)"),
-        (MP4_START + b"\0" * MAX_BYTES, "video/mp4", 413, "larger than the limit"),  # by Content-Length
+        (MP4_START + b"\0" * MAX_BYTES, "video/mp4", 413, "an image or clip may have"),  # by Content-Length
         ("chunked", "application/octet-stream", 413, "larger than the limit"),  # counted as it arrives
         (JPEG, "video/mp4", 415, "JPEG image, not a video: send images to /predict"),
         (b"#EXTM3U\n#EXTINF:1,\nfile:///etc/passwd\n", "video/mp4", 415, "not a video"),
