@@ -48,6 +48,7 @@ REPO_PAGES = (
     "reports/video_intel_vm_30s.md",
     "reports/video_intel_vm_fastest.md",
     "reports/video_intel_vm_bframes.md",
+    "reports/video_intel_vm_bframes_run2.md",
     "reports/video_intel_vm_stride3.md",
     "reports/video_intel_vm_stride3_run2.md",
     "reports/live.md",
