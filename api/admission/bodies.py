@@ -28,9 +28,14 @@ HOW = (
 _DATA_URL = re.compile(r"^data:[\w.+-]+/[\w.+-]+(?:;[\w=.+-]+)*;base64,", re.IGNORECASE)
 
 
+def media_type(content_type: str) -> str:
+    """The media type of a Content-Type value, lowercase, without its parameters (`; boundary=...`)."""
+    return content_type.split(";", 1)[0].strip().lower()
+
+
 def body_kind(request: Request) -> BodyKind:
     """Classify by Content-Type (cheap: no body read); 400/415 when it cannot be an image request."""
-    ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    ctype = media_type(request.headers.get("content-type", ""))
     if ctype == "multipart/form-data":
         return "multipart"
     if ctype == "application/json" or ctype.endswith("+json"):
@@ -202,7 +207,7 @@ CLIP_HOW = (
 def clip_is_body(request: Request) -> bool:
     """Whether a clip comes as the body itself (`video/*` or `application/octet-stream`: `curl --data-binary`)
     rather than as a multipart form's `file` (False); 400/415 for anything else, as `body_kind` does for images."""
-    ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    ctype = media_type(request.headers.get("content-type", ""))
     if ctype.startswith("video/") or ctype == "application/octet-stream":
         return True
     if not ctype:
@@ -216,7 +221,7 @@ def clip_is_body(request: Request) -> bool:
 def require_multipart(request: Request, expected: str) -> None:
     """415 unless the body is multipart/form-data (`expected` says which parts to send), 400 without a boundary."""
     ctype = request.headers.get("content-type", "")
-    if ctype.split(";", 1)[0].strip().lower() != "multipart/form-data":
+    if media_type(ctype) != "multipart/form-data":
         raise UnsupportedMediaTypeError(f"send {expected} as multipart/form-data (got {ctype or 'no'} Content-Type)")
     if "boundary=" not in ctype:
         raise BadRequestError("multipart/form-data Content-Type has no boundary parameter")

@@ -18,6 +18,7 @@ import math
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.admission.bodies import media_type
 from api.errors import error_response
 from api.middleware import HttpMiddleware
 
@@ -37,7 +38,7 @@ class BodyTooLarge(HTTPException):
 
 def body_limit(max_image_bytes: int, content_type: str) -> int:
     """Most body bytes accepted for a request carrying an image of at most `max_image_bytes`."""
-    ctype = content_type.split(";", 1)[0].strip().lower()
+    ctype = media_type(content_type)
     if ctype == "application/json" or ctype.endswith("+json"):
         return math.ceil(max_image_bytes * 4 / 3) + ENVELOPE_BYTES
     if ctype == "multipart/form-data":
