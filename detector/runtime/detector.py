@@ -6,6 +6,7 @@ are serialised by a lock here; the service instead gives each worker its own con
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 import time
@@ -95,6 +96,8 @@ class Detector:
         # input, so a 256 px model still runs 36 tiles at once (batches beyond 9 gain under 5 % a tile there).
         self.images_per_call = max(1, _BATCH_PIXELS // (self.input_shape[0] * self.input_shape[1]))
         self._lock = None if backend.thread_safe else threading.Lock()
+        self._twin_lock = threading.Lock()
+        self._twin: Detector | object | None = _NOT_LOADED  # `one_thread`'s detector, once loaded
 
     @classmethod
     def load(
@@ -298,7 +301,27 @@ class Detector:
             "precision_choice": self.precision_choice.info() if self.precision_choice else None,
         }
 
+    def one_thread(self) -> Detector | None:
+        """This detector (model, thresholds, classes) on its backend's `one_thread` variant, or None where the backend
+        has none. Loaded by the first call (the model again: about 0.25 s, and its first call compiles), then kept
+        and closed with this detector; thread-safe."""
+        with self._twin_lock:
+            if self._twin is _NOT_LOADED:
+                backend = self.backend.one_thread()
+                twin = None
+                if backend is not None:
+                    twin = copy.copy(self)
+                    twin.backend = backend
+                    twin._lock = None if backend.thread_safe else threading.Lock()
+                    twin._twin_lock, twin._twin = threading.Lock(), None
+                self._twin = twin
+            return self._twin if isinstance(self._twin, Detector) else None
+
     def close(self) -> None:
+        with self._twin_lock:
+            twin, self._twin = self._twin, None
+        if isinstance(twin, Detector):
+            twin.close()
         self.backend.close()
 
     def __enter__(self) -> Detector:
@@ -306,6 +329,9 @@ class Detector:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_NOT_LOADED = object()
 
 
 def _read_metadata(path: Path) -> ModelMetadata:

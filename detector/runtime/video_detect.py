@@ -25,11 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from detector.errors import InvalidInputError
 from detector.runtime.classes import filter_classes
 from detector.runtime.detections import Detections
 from detector.runtime.detector import Detector
 from detector.runtime.draw import draw_detections
+from detector.runtime.fastest import FastestOf
 from detector.runtime.images import DecodedImage
 from detector.runtime.tiling import Tiling
 from detector.runtime.tracking import Tracker
@@ -125,22 +128,30 @@ def detect_video(
     processed = frames = 0
     damaged: list[int] = []
     last: tuple[Detections, list[int | None] | None] | None = None
-    per_call, in_flight = 1 if tiles else frames_per_call(det), calls_in_flight(det)
-    pool = ThreadPoolExecutor(in_flight, thread_name_prefix="video-detect") if in_flight > 1 else None
+    per_call = 1 if tiles else frames_per_call(det)
+    ways = _Ways(
+        det,
+        detect,
+        info,
+        vid_stride,
+        tiles,
+        frames_detector_for=lambda twin: frames_detector(twin, predict or {}, None, info, path.name),
+    )
     pending: list[Frame] = []  # frames read, waiting for their call
     # Calls made (each with its frames, in order) whose frames are not yet tracked, reported and written.
     calls: deque[tuple[list[Frame], Future[list[Detections]] | list[Detections]]] = deque()
 
     def call() -> None:
         """Send the pending frames to process to the backend in one call (in the pool when calls overlap); then
-        finish the oldest calls until fewer than `in_flight` remain."""
+        finish the oldest calls until fewer than the way's `in_flight` remain."""
+        way = ways.current()
         batch = [frame.pixels for frame in pending if frame.run]
-        if pool is not None and batch:
-            calls.append((pending.copy(), pool.submit(detect, batch)))
+        if way.pool is not None and batch:
+            calls.append((pending.copy(), way.pool.submit(way.detect, batch)))
         else:
-            calls.append((pending.copy(), detect(batch) if batch else []))
+            calls.append((pending.copy(), way.detect(batch) if batch else []))
         pending.clear()
-        while len(calls) >= in_flight:
+        while len(calls) >= way.in_flight:
             finish(*calls.popleft())
 
     def finish(group: list[Frame], answer: Future[list[Detections]] | list[Detections]) -> None:
@@ -155,6 +166,7 @@ def detect_video(
                 track_ids = tracker.update(dets, index // vid_stride) if tracker else None
                 last = (dets, track_ids)
                 processed += 1
+                ways.done()
                 if on_frame:
                     on_frame(index, time_s, dets, track_ids)
             if writer:  # boxes are in the clip's size: drawn on the frame at that size
@@ -169,7 +181,7 @@ def detect_video(
         saving = writer is not None
         reduce_to = None if saving or tiles else det.input_shape
         frames_read = read_frames(path, vid_stride, keep_skipped=saving, reduce_to=reduce_to)
-        for item in read_ahead(frames_read, depth=max(4, 2 * per_call * in_flight)):
+        for item in read_ahead(frames_read, depth=max(4, 2 * per_call * ways.most_in_flight)):
             if item.pixels is DAMAGED:  # nothing to detect or write: the frames after it go on
                 damaged.append(item.number)
                 continue
@@ -181,12 +193,99 @@ def detect_video(
         while calls:
             finish(*calls.popleft())
     finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        ways.close()
         if writer:
             writer.close()
         _warn_damaged(path.name, damaged)
     return VideoRun(info, frames, processed, tuple(damaged))
+
+
+@dataclass(frozen=True)
+class _Way:
+    """A way of running a clip's frames: `detect` with up to `in_flight` calls at once (in `pool` when more than one).
+
+    Two on a CPU backend with streams (`calls_in_flight` > 1): a frame on each stream at once, and, once loaded
+    (`Detector.one_thread`), one frame at a time on the loop's own thread. `FastestOf` times both as the clip goes:
+    where decoding takes most of the CPU, the second leaves it the other core. 2-core Intel AMX VM, the benchmark's
+    30 s 720p clips, frames/s streams / one thread: H.264 at `vid_stride` 3 with the 256 px INT8 model
+    141-150 / 169-177,
+    every frame 252-264 / 266-274; MPEG-4 at 256 px 338-348 / 279-289; 640 px 90-131 / 70-77 (2026-12-06)."""
+
+    detect: Callable[[list[Any]], list[Detections]]
+    in_flight: int
+    pool: ThreadPoolExecutor | None
+
+
+# Detected frames below which a clip is run one way only: timing two ways, and loading the second the first time
+# (about 0.5 s of CPU), would cost more than a short clip could gain.
+PACE_FROM_FRAMES = 256
+
+
+class _Ways:
+    """The ways `det` may run a clip's frames (`_Way`) and which is the fastest now (`FastestOf`): the backend's
+    slots at once (in a pool of that many threads), and, on a CPU backend with several slots, once loaded and warm in
+    the background (`Detector.one_thread`), one frame at a time on the loop's thread. One way only for tiles (each
+    frame's tiles are already a batch split over the streams) and for clips under `PACE_FROM_FRAMES` frames to
+    detect."""
+
+    def __init__(
+        self,
+        det: Detector,
+        detect: Callable[[list[Any]], list[Detections]],
+        info: VideoInfo,
+        vid_stride: int,
+        tiles: Tiling | None,
+        frames_detector_for: Callable[[Detector], Callable[[list[Any]], list[Detections]]],
+    ) -> None:
+        self.most_in_flight = calls_in_flight(det)
+        self._pool = (
+            ThreadPoolExecutor(self.most_in_flight, thread_name_prefix="video-detect")
+            if self.most_in_flight > 1
+            else None
+        )
+        self._fastest = FastestOf(_Way(detect, self.most_in_flight, self._pool))
+        frames = info.frames // vid_stride if info.frames > 0 else PACE_FROM_FRAMES  # unknown counts as enough
+        pace = tiles is None and self.most_in_flight > 1 and frames >= PACE_FROM_FRAMES
+        self._loader = ThreadPoolExecutor(1, thread_name_prefix="video-one-thread") if pace else None
+        self._loading = self._loader.submit(_warm_one_thread, det, info) if self._loader is not None else None
+        self._detector_for = frames_detector_for
+
+    def current(self) -> _Way:
+        """The way to run the next call (the one-thread way joins the timing once it is ready)."""
+        if self._loading is not None and self._loading.done():
+            twin, self._loading = _loaded(self._loading), None
+            if twin is not None:
+                self._fastest.add(_Way(self._detector_for(twin), 1, None))
+        return self._fastest.current
+
+    def done(self) -> None:
+        """A detected frame is finished."""
+        self._fastest.done()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._loader is not None:
+            self._loader.shutdown(wait=True, cancel_futures=True)
+
+
+def _warm_one_thread(det: Detector, info: VideoInfo) -> Detector | None:
+    """`det.one_thread()`, with its model compiled for the clip's frames (a first call compiles: 0.3 s), so that
+    the way it runs is timed on frames, not on a compilation."""
+    twin = det.one_thread()
+    if twin is not None and info.width > 0 and info.height > 0:
+        twin.predict(np.zeros((info.height, info.width, 3), np.uint8))  # letterboxed as a frame of the clip is
+    return twin
+
+
+def _loaded(loading: Future[Detector | None]) -> Detector | None:
+    """The one-thread detector loaded in the background, or None (and a warning) if it failed: the clip goes on
+    the way it was running."""
+    try:
+        return loading.result()
+    except Exception:
+        log.warning("the one-thread model could not be loaded; the clip keeps running as it was", exc_info=True)
+        return None
 
 
 def _warn_damaged(name: str, damaged: list[int]) -> None:

@@ -132,6 +132,13 @@ class Backend(ABC):
         `hint: auto`: on its latency model, every core), its other slots running only video frames."""
         return False
 
+    def one_thread(self) -> Backend | None:
+        """This model loaded again to run each call on the calling thread alone (one thread, no streams), for a loop
+        whose other stages need the other cores: a clip whose decoding costs more than its detection
+        (`detector.runtime.video_detect`). None, the default, where that is how this backend runs already (one
+        slot) or where it would not help (a GPU). The caller closes it."""
+        return None
+
     @property
     def failure(self) -> str | None:
         """Why this backend broke at run time and cannot recover in this process (a CUDA fault); None while fine."""

@@ -6,6 +6,7 @@ has no GPU; calls in flight run for real on OpenVINO with the options `detector 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from pathlib import Path
 
@@ -88,3 +89,31 @@ def test_frames_in_flight_on_throughput_streams_answer_as_one_at_a_time(
         # starts depends on how fast frames arrive, so not a count).
         assert streams.requests > used
     _assert_same_answers(one, overlapped, stride)
+
+
+@pytest.mark.parametrize("stride", [1, 3])
+def test_frames_switching_between_streams_and_one_thread_answer_as_one_at_a_time(
+    model_path: Path, dataset_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stride: int
+) -> None:
+    """A clip timed two ways (`_Ways`): frames on the streams and frames one at a time on the one-thread twin, the
+    way switching every few frames here (rounds of 1 + 2 frames, kept for 3), give the lines, tracks and written
+    frames of one frame at a time on one way."""
+    from benchmarks.video import generated_clip
+
+    clip = generated_clip(tmp_path / "clip.mp4", dataset_dir, seconds=1)
+    options = BackendOptions(device="cpu", threads=2, openvino=OpenVinoConfig(hint="auto")).for_clip()
+    with Detector.load(model_path, "openvino", options) as det:
+        in_flight = video_detect.calls_in_flight(det)
+        one = _run(det, clip, tmp_path, 1, stride, monkeypatch)
+        twin = det.one_thread()
+        assert twin is not None
+        by_twin: list[int] = []
+        predict_batch = twin.predict_batch
+        twin.predict_batch = lambda frames, **kw: (by_twin.append(len(frames)), predict_batch(frames, **kw))[-1]  # type: ignore[method-assign]
+        monkeypatch.setattr(video_detect, "PACE_FROM_FRAMES", 1)
+        fast = functools.partial(video_detect.FastestOf, settle=1, trial=2, passes=2, give_up=0.0, keep=3, keep_most=3)
+        monkeypatch.setattr(video_detect, "FastestOf", fast)
+        switching = _run(det, clip, tmp_path, 1, stride, monkeypatch, in_flight=in_flight)
+    detected = len(range(0, 30, stride))
+    assert 0 < sum(by_twin) < detected  # both ways ran frames of this clip
+    _assert_same_answers(one, switching, stride)

@@ -199,6 +199,36 @@ def test_the_throughput_hint_has_a_slot_per_stream(model_path: Path, dataset_dir
         assert not backend.adaptive and backend._compiler is None  # type: ignore[attr-defined]
 
 
+def test_one_thread_twin_of_a_streamed_model_answers_the_same_on_one_thread_and_closes_with_it(
+    model_path: Path, dataset_dir: Path
+) -> None:
+    """`Detector.one_thread` (a clip's other way to run its frames, detector/runtime/video_detect.py): the same model
+    on one thread with the latency hint, loaded once and kept, the same detections; None where there are no
+    streams (ONNX Runtime, the latency hint)."""
+    images = _mixed_images(dataset_dir)
+    options = BackendOptions(device="cpu", threads=2, openvino=OpenVinoConfig(hint="throughput"))
+    with Detector.load(model_path, "openvino", options=options, conf=CONF) as det:
+        twin = det.one_thread()
+        assert twin is not None and det.one_thread() is twin and twin.backend is not det.backend
+        closed: list[bool] = []
+        close = twin.backend.close
+        twin.backend.close = lambda: (closed.append(True), close())[-1]  # type: ignore[method-assign]
+        config = twin.backend.config  # type: ignore[attr-defined]
+        assert config["INFERENCE_NUM_THREADS"] == 1 and config["PERFORMANCE_HINT"] == "LATENCY"
+        assert twin.backend.slots == 1 and twin.one_thread() is None and twin.conf == det.conf
+        for image in images:
+            _assert_same(det.predict(image), twin.predict(image))
+        compiled = twin.backend.compiled_for(twin.backend.cached_shapes[0])  # type: ignore[attr-defined]
+        assert compiled.compiled.get_property("INFERENCE_NUM_THREADS") == 1
+    assert closed == [True]  # closed with `det`
+    latency = BackendOptions(device="cpu", threads=2, openvino=OpenVinoConfig(hint="latency"))
+    with (
+        Detector.load(model_path, "openvino", options=latency) as plain,
+        Detector.load(model_path, "onnxruntime") as ort,
+    ):
+        assert plain.one_thread() is None and ort.one_thread() is None
+
+
 def test_uint8_pixels_normalised_in_the_graph_give_the_float_input_outputs_exactly(
     model_path: Path, dataset_dir: Path
 ) -> None:
