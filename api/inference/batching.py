@@ -84,7 +84,7 @@ from api.errors import (
     ModelUnavailableError,
     ServiceUnavailableError,
 )
-from api.model.slot import LoadedModel, ModelSlot
+from api.model.slot import DetectorLike, LoadedModel, ModelSlot
 from api.monitoring.metrics import Metrics
 from detector.errors import (
     BackendFailedError,
@@ -126,10 +126,15 @@ class InferenceResult:
 class Reservation:
     """A place in the queue, held from admission until the response is built; release() is idempotent."""
 
-    def __init__(self, batcher: MicroBatcher, bulk: bool = False, overlap: bool = False) -> None:
+    def __init__(
+        self, batcher: MicroBatcher, bulk: bool = False, overlap: bool = False, one_thread: bool = False
+    ) -> None:
         self._batcher = batcher
         self.bulk = bulk
         self.overlap = overlap  # a video frame: may run beside other calls under `singles_alone` (`_Lanes`)
+        # A video frame to run on the model's one-thread twin where it is loaded (`Detector.one_thread`; a clip
+        # that measured that way faster, api/inference/pipeline.py `FrameStream`), on the worker's own thread.
+        self.one_thread = one_thread
         self.waiting = True  # counted in the queue depth until a worker picks the job up
         self.active = True  # counted until the request is done (shutdown waits for these)
 
@@ -369,15 +374,16 @@ class MicroBatcher:
 
     # -- request side (event loop) ------------------------------------------------------------------------------
 
-    def reserve(self, bulk: bool = False, overlap: bool = False) -> Reservation:
+    def reserve(self, bulk: bool = False, overlap: bool = False, one_thread: bool = False) -> Reservation:
         """Admit one request (`bulk`: a batch item or a video frame; `overlap`: a video frame, which may run beside
-        other calls, `_Lanes`) or refuse at once with 503 + Retry-After (never blocks)."""
+        other calls, `_Lanes`; `one_thread`: a video frame for the model's one-thread twin, `Reservation`) or refuse
+        at once with 503 + Retry-After (never blocks)."""
         with self._lock:
             self._check_room(bulk)
             self._waiting += 1
             self._bulk_waiting += bulk
             self._active += 1
-            return Reservation(self, bulk, overlap)
+            return Reservation(self, bulk, overlap, one_thread)
 
     def has_room(self, bulk: bool = False, count: int = 1) -> bool:
         """Whether `count` reservations would be admitted now (counts no rejection)."""
@@ -506,20 +512,23 @@ class MicroBatcher:
             return
         try:
             with self.slot.use() as model:
-                groups: dict[CallKey, list[_Job]] = defaultdict(list)
+                groups: dict[tuple[CallKey, bool], list[_Job]] = defaultdict(list)
                 for job in live:
+                    one_thread = job.reservation.one_thread
                     if len(job.images) > 1:  # a tiled image: a call of its own, exactly as the library runs it
-                        groups[((id(job),), job.key)].append(job)
+                        groups[((id(job),), job.key), one_thread].append(job)
                     else:
-                        groups[(input_shape(model, job.images[0]), job.key)].append(job)
-                for (_, key), jobs in groups.items():
-                    self._call(model, key, jobs)
+                        groups[(input_shape(model, job.images[0]), job.key), one_thread].append(job)
+                for ((_, key), one_thread), jobs in groups.items():
+                    # The twin only where it is loaded already: a reload's new model has none until a clip loads it.
+                    detector = (model.one_thread(load=False) if one_thread else None) or model.detector
+                    self._call(model, detector, key, jobs)
         except Exception as exc:  # no model in the slot (a bug guard) or a shape check that failed
             for job in live:
                 if not job.future.done():
                     job.future.set_exception(server_fault(exc))
 
-    def _call(self, model: LoadedModel, key: Thresholds, jobs: list[_Job]) -> None:
+    def _call(self, model: LoadedModel, detector: DetectorLike, key: Thresholds, jobs: list[_Job]) -> None:
         conf, iou, max_det, class_conf = key
         names = model.info.get("names")
         if names:  # ids checked against the model of the request's time; one swapped in since may lack some
@@ -529,7 +538,7 @@ class MicroBatcher:
         images = [image for job in jobs for image in job.images]
         counts = [len(job.images) for job in jobs]
         try:
-            results = model.detector.predict_batch(
+            results = detector.predict_batch(
                 images,
                 conf=conf,
                 iou=iou,

@@ -36,6 +36,7 @@ from api.admission.bodies import body_kind, read_image_input
 from api.admission.uploads import UploadGate
 from api.errors import BadRequestError, UnprocessableError
 from api.inference.batching import ClassThresholds, InferenceResult, MicroBatcher, Reservation, Thresholds
+from api.inference.clip_ways import ClipWays
 from api.inference.decoding import Decoder
 from api.model.slot import ModelSlot
 from api.monitoring.drift import DriftMonitor
@@ -367,16 +368,18 @@ class Pipeline:
         the clip's (width, height), which boxes are given in when `frames` come decoded at reduced size."""
         return FrameStream(self, frames, size, options)
 
-    async def _frame(self, pixels: npt.NDArray[np.uint8], size: tuple[int, int], options: Options) -> Prediction:
+    async def _frame(
+        self, pixels: npt.NDArray[np.uint8], size: tuple[int, int], options: Options, one_thread: bool = False
+    ) -> Prediction:
         """One decoded frame (in tiles with `tile=`) of a clip of `size` (width, height): waits for its queue
         place (a full queue mid-clip is not the clip's fault) up to the request timeout; tiles that cannot be cut
-        are refused before that wait."""
+        are refused before that wait. `one_thread`: on the model's one-thread twin where loaded (`ClipWays`)."""
         if options.tiling is not None:
             # The route checked the tiles on the probed size; a container may lie about it (or change size
             # mid-stream), and a frame that cannot be tiled is refused now rather than after waiting for a place.
             self.tile_grid(options.tiling, pixels.shape[1], pixels.shape[0])
         await self.wait_for_room(lambda: self.batcher.has_room(True), self.server.request_timeout_s)
-        reservation = self.batcher.reserve(bulk=True, overlap=True)
+        reservation = self.batcher.reserve(bulk=True, overlap=True, one_thread=one_thread)
         decoded = DecodedImage(pixels, *size)
         if options.tiling is None:
             result = await self._infer(reservation, pixels, options.thresholds)
@@ -387,8 +390,9 @@ class Pipeline:
 
 class FrameStream:
     """A clip's processed frames as `(index, time_s, Prediction)`, in frame order, with up to `max_batch` frames in
-    inference at once (a clip fills micro-batches by itself) and the next frame read (decoded) meanwhile, one read
-    at a time (the reader is a generator), while its line and the ones before it are answered.
+    inference at once (a clip fills micro-batches by itself), or one at a time on the model's one-thread twin where
+    the clip is timed faster that way (`ClipWays`), and the next frame read (decoded) meanwhile, one read at a time
+    (the reader is a generator), while its line and the ones before it are answered.
 
     Each frame holds its pixels in the shared budget from before it is decoded (its full size) until the consumer
     asks for the next one (its line is out); once decoded, only what its array holds (less after a reduced decode).
@@ -407,7 +411,9 @@ class FrameStream:
         # What a frame takes from the budget before it is decoded: its full size (the decoder may make it whole).
         self._frame_pixels = max(1, size[0] * size[1])
         self._options = options
-        self._window = max(1, pipeline.server.max_batch)
+        # Up to `max_batch` frames in inference at once, or one at a time on the model's one-thread twin: whichever
+        # is timed faster on this clip (api/inference/clip_ways.py).
+        self._ways = ClipWays(pipeline.slot, pipeline.server.max_batch, size, timed=options.tiling is None)
         self._pending: deque[tuple[int, float, asyncio.Future[Prediction | None]]] = deque()
         self._holds: deque[int] = deque()  # one per frame read and not yet handed out
         self._reading: asyncio.Future[tuple[int, Frame | None]] | None = None
@@ -443,7 +449,8 @@ class FrameStream:
             elif run:
                 # A frame decoded at the model's size keeps only what its array holds (as a reduced JPEG does).
                 self._holds[-1] = budget.shrink(self._holds[-1], pixels.shape[0] * pixels.shape[1])
-                frame = asyncio.ensure_future(pipeline._frame(pixels, self._size, self._options))
+                one_thread = self._ways.current.one_thread
+                frame = asyncio.ensure_future(pipeline._frame(pixels, self._size, self._options, one_thread))
                 self._pending.append((index, time_s, cast("asyncio.Future[Prediction | None]", frame)))
             else:  # a skipped frame ends a read at READ_AT_MOST (or as the one past the limit, refused above)
                 budget.give_back(self._holds.pop())
@@ -451,7 +458,7 @@ class FrameStream:
             # (tracked, written, sent), as the CLI's reader thread does; else decoding waited for each line.
             if taken := budget.try_take(self._frame_pixels):
                 self._reading = self._start_read(taken)
-            while self._pending and (len(self._pending) >= self._window or self._pending[0][2].done()):
+            while self._pending and (len(self._pending) >= self._ways.current.window or self._pending[0][2].done()):
                 yield await self._next()
         while self._pending:
             yield await self._next()
@@ -466,6 +473,8 @@ class FrameStream:
     async def _next(self) -> tuple[int, float, Prediction | None]:
         index, time_s, task = self._pending.popleft()
         prediction = await task
+        if prediction is not None:
+            self._ways.answered()
         if self._holds:
             self._pipeline.decoder.pixels.give_back(self._holds.popleft())
         return index, time_s, prediction
@@ -474,6 +483,7 @@ class FrameStream:
         if self._closed:
             return
         self._closed = True
+        self._ways.close()
         while self._holds:
             self._pipeline.decoder.pixels.give_back(self._holds.popleft())
         for _, _, task in self._pending:

@@ -63,6 +63,13 @@ class LoadedModel:
         self._runner: Runner | None = None
         self._lock = threading.Lock()
 
+    def one_thread(self, load: bool, warm_for: tuple[int, int] | None = None) -> DetectorLike | None:
+        """The detector's one-thread twin (`Detector.one_thread`: loaded with `load`, kept and closed with it), or
+        None where it has none (another backend; the wrappers tests serve)."""
+        one_thread = getattr(self.detector, "one_thread", None)
+        twin: DetectorLike | None = one_thread(load=load, warm_for=warm_for) if one_thread is not None else None
+        return twin
+
     def _borrow(self) -> None:
         with self._lock:
             self._refs += 1

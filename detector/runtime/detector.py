@@ -301,12 +301,13 @@ class Detector:
             "precision_choice": self.precision_choice.info() if self.precision_choice else None,
         }
 
-    def one_thread(self) -> Detector | None:
+    def one_thread(self, load: bool = True, warm_for: tuple[int, int] | None = None) -> Detector | None:
         """This detector (model, thresholds, classes) on its backend's `one_thread` variant, or None where the backend
-        has none. Loaded by the first call (the model again: about 0.25 s, and its first call compiles), then kept
-        and closed with this detector; thread-safe."""
+        has none. Loaded by the first call (the model again: about 0.25 s), then kept and closed with this detector;
+        thread-safe. `warm_for=(width, height)`: its first call made on a blank image of that size, so the model is
+        compiled for the letterbox such images get (0.3 s) before a caller times it. `load=False`: only if loaded."""
         with self._twin_lock:
-            if self._twin is _NOT_LOADED:
+            if self._twin is _NOT_LOADED and load:
                 backend = self.backend.one_thread()
                 twin = None
                 if backend is not None:
@@ -314,6 +315,8 @@ class Detector:
                     twin.backend = backend
                     twin._lock = None if backend.thread_safe else threading.Lock()
                     twin._twin_lock, twin._twin = threading.Lock(), None
+                    if warm_for is not None and min(warm_for) > 0:
+                        twin.predict(np.zeros((warm_for[1], warm_for[0], 3), np.uint8))
                 self._twin = twin
             return self._twin if isinstance(self._twin, Detector) else None
 

@@ -25,8 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from detector.errors import InvalidInputError
 from detector.runtime.classes import filter_classes
 from detector.runtime.detections import Detections
@@ -247,7 +245,8 @@ class _Ways:
         frames = info.frames // vid_stride if info.frames > 0 else PACE_FROM_FRAMES  # unknown counts as enough
         pace = tiles is None and self.most_in_flight > 1 and frames >= PACE_FROM_FRAMES
         self._loader = ThreadPoolExecutor(1, thread_name_prefix="video-one-thread") if pace else None
-        self._loading = self._loader.submit(_warm_one_thread, det, info) if self._loader is not None else None
+        warm_for = (info.width, info.height)
+        self._loading = self._loader.submit(det.one_thread, warm_for=warm_for) if self._loader is not None else None
         self._detector_for = frames_detector_for
 
     def current(self) -> _Way:
@@ -267,15 +266,6 @@ class _Ways:
             self._pool.shutdown(wait=True, cancel_futures=True)
         if self._loader is not None:
             self._loader.shutdown(wait=True, cancel_futures=True)
-
-
-def _warm_one_thread(det: Detector, info: VideoInfo) -> Detector | None:
-    """`det.one_thread()`, with its model compiled for the clip's frames (a first call compiles: 0.3 s), so that
-    the way it runs is timed on frames, not on a compilation."""
-    twin = det.one_thread()
-    if twin is not None and info.width > 0 and info.height > 0:
-        twin.predict(np.zeros((info.height, info.width, 3), np.uint8))  # letterboxed as a frame of the clip is
-    return twin
 
 
 def _loaded(loading: Future[Detector | None]) -> Detector | None:

@@ -20,16 +20,17 @@ from api.inference.pipeline import FrameStream
 from detector.runtime.video import DAMAGED, SKIPPED, Frame
 
 SIZE = (64, 48)  # the clip's (width, height)
-NO_OPTIONS: Any = None  # the stand-in pipeline's _frame ignores them
+NO_OPTIONS: Any = SimpleNamespace(tiling=None)  # the stand-in pipeline's _frame ignores them
 FRAMES = 6
 
 
 def _pipeline(pool: ThreadPoolExecutor, budget: PixelBudget, max_video_frames: int = 100) -> Any:
-    async def frame(pixels: np.ndarray, size: tuple[int, int], options: Any) -> str:
+    async def frame(pixels: np.ndarray, size: tuple[int, int], options: Any, one_thread: bool = False) -> str:
         return f"prediction {int(pixels[0, 0, 0])}"
 
     server = SimpleNamespace(max_batch=1, max_video_frames=max_video_frames, decode_wait_s=1.0)
-    return SimpleNamespace(decoder=SimpleNamespace(pixels=budget, bulk_pool=pool), server=server, _frame=frame)
+    decoder = SimpleNamespace(pixels=budget, bulk_pool=pool)
+    return SimpleNamespace(decoder=decoder, server=server, _frame=frame, slot=SimpleNamespace(current=None))
 
 
 def _reader(started: list[threading.Event]) -> Iterator[Frame]:
