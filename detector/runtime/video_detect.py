@@ -203,11 +203,10 @@ class _Way:
     """A way of running a clip's frames: `detect` with up to `in_flight` calls at once (in `pool` when more than one).
 
     Two on a CPU backend with streams (`calls_in_flight` > 1): a frame on each stream at once, and, once loaded
-    (`Detector.one_thread`), one frame at a time on the loop's own thread. `FastestOf` times both as the clip goes:
-    where decoding takes most of the CPU, the second leaves it the other core. 2-core Intel AMX VM, the benchmark's
-    30 s 720p clips, frames/s streams / one thread: H.264 at `vid_stride` 3 with the 256 px INT8 model
-    141-150 / 169-177,
-    every frame 252-264 / 266-274; MPEG-4 at 256 px 338-348 / 279-289; 640 px 90-131 / 70-77 (2026-12-06)."""
+    (`Detector.one_thread`), one frame at a time on the loop's own thread, which leaves the other cores to decoding.
+    2-core Intel AMX VM, 30 s 720p clips, frames/s on the streams against one thread: H.264 at `vid_stride` 3 with
+    the 256 px INT8 model 141-150 against 169-177, every frame 252-264 against 266-274; MPEG-4 at 256 px 338-348
+    against 279-289; 640 px 90-131 against 70-77 (2026-12-06). So `FastestOf` times both as the clip goes."""
 
     detect: Callable[[list[Any]], list[Detections]]
     in_flight: int
