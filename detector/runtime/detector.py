@@ -316,7 +316,11 @@ class Detector:
                     twin._lock = None if backend.thread_safe else threading.Lock()
                     twin._twin_lock, twin._twin = threading.Lock(), None
                     if warm_for is not None and min(warm_for) > 0:
-                        twin.predict(np.zeros((warm_for[1], warm_for[0], 3), np.uint8))
+                        try:
+                            twin.predict(np.zeros((warm_for[1], warm_for[0], 3), np.uint8))
+                        except BaseException:
+                            backend.close()  # not kept (the next call loads again): nothing would close it
+                            raise
                 self._twin = twin
             return self._twin if isinstance(self._twin, Detector) else None
 

@@ -229,6 +229,25 @@ def test_one_thread_twin_of_a_streamed_model_answers_the_same_on_one_thread_and_
         assert plain.one_thread() is None and ort.one_thread() is None
 
 
+def test_a_twin_whose_warm_up_fails_is_closed_and_not_kept(model_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from detector.runtime.backends.openvino_backend import OpenVinoBackend
+
+    options = BackendOptions(device="cpu", threads=2, openvino=OpenVinoConfig(hint="throughput"))
+    with Detector.load(model_path, "openvino", options=options, conf=CONF) as det:
+        closed: list[object] = []
+        close = OpenVinoBackend.close
+        monkeypatch.setattr(OpenVinoBackend, "close", lambda self: (closed.append(self), close(self))[-1])
+
+        def fails(self: Detector, *args: object, **kwargs: object) -> None:
+            raise RuntimeError("warm-up failed")
+
+        monkeypatch.setattr(Detector, "predict", fails)
+        with pytest.raises(RuntimeError, match="warm-up failed"):
+            det.one_thread(warm_for=(64, 48))
+        assert len(closed) == 1 and closed[0] is not det.backend
+        assert det.one_thread(load=False) is None  # nothing kept: the next call loads again
+
+
 def test_uint8_pixels_normalised_in_the_graph_give_the_float_input_outputs_exactly(
     model_path: Path, dataset_dir: Path
 ) -> None:
