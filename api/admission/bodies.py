@@ -84,8 +84,7 @@ async def _read(request: Request, kind: BodyKind, max_bytes: int, options: dict[
 
 
 async def _from_multipart(request: Request, max_bytes: int, options: dict[str, Any]) -> bytes:
-    if "boundary=" not in request.headers.get("content-type", ""):
-        raise BadRequestError("multipart/form-data Content-Type has no boundary parameter")
+    _require_boundary(request)
     # max_files=1: a second file is refused by the parser (400) before it is spooled.
     form = await request.form(max_files=1, max_fields=16)
     try:
@@ -214,7 +213,7 @@ def clip_is_body(request: Request) -> bool:
         raise BadRequestError(f"missing Content-Type header: {CLIP_HOW}")
     if ctype != "multipart/form-data":
         raise UnsupportedMediaTypeError(f"unsupported Content-Type {ctype!r}: {CLIP_HOW}")
-    require_multipart(request, "the clip as field 'file'")  # its boundary
+    _require_boundary(request)
     return False
 
 
@@ -223,5 +222,10 @@ def require_multipart(request: Request, expected: str) -> None:
     ctype = request.headers.get("content-type", "")
     if media_type(ctype) != "multipart/form-data":
         raise UnsupportedMediaTypeError(f"send {expected} as multipart/form-data (got {ctype or 'no'} Content-Type)")
-    if "boundary=" not in ctype:
+    _require_boundary(request)
+
+
+def _require_boundary(request: Request) -> None:
+    """400 for a multipart/form-data Content-Type without the boundary its parts are split on."""
+    if "boundary=" not in request.headers.get("content-type", ""):
         raise BadRequestError("multipart/form-data Content-Type has no boundary parameter")

@@ -199,13 +199,29 @@ def _mp4_chunks(total: int, size: int = 64 * 1024) -> Iterator[bytes]:
         (JPEG, "video/mp4", 415, "JPEG image, not a video: send images to /predict"),
         (b"#EXTM3U\n#EXTINF:1,\nfile:///etc/passwd\n", "video/mp4", 415, "not a video"),
         (MP4_START, "text/plain", 415, "unsupported Content-Type 'text/plain'"),
+        (b"--x\r\n", "multipart/form-data", 400, "has no boundary parameter"),
     ],
-    ids=["empty", "oversize", "oversize-chunked", "a-jpeg", "a-playlist", "text-plain"],
+    ids=["empty", "oversize", "oversize-chunked", "a-jpeg", "a-playlist", "text-plain", "form-without-boundary"],
 )
 def test_bad_clip_bodies(small_client: TestClient, body: Any, ctype: str, status: int, message: str) -> None:
     # The clip as the body of /predict/video: the same limits and answers as a form's file.
     content = _mp4_chunks(MAX_BYTES * 2) if body == "chunked" else body
     r = small_client.post("/predict/video", content=content, headers={"content-type": ctype})
+    assert r.status_code == status and message in r.json()["detail"], r.text
+
+
+@pytest.mark.parametrize(
+    ("ctype", "status", "message"),
+    [
+        ("multipart/form-data", 400, "has no boundary parameter"),
+        ("image/jpeg", 415, "send one 'files' part per image"),
+        ("", 415, "got no Content-Type"),
+    ],
+    ids=["without-boundary", "an-image-body", "no-content-type"],
+)
+def test_batch_wants_a_form(small_client: TestClient, ctype: str, status: int, message: str) -> None:
+    headers = {"content-type": ctype} if ctype else {}
+    r = small_client.post("/predict/batch", content=JPEG, headers=headers)
     assert r.status_code == status and message in r.json()["detail"], r.text
 
 
