@@ -8,8 +8,9 @@ fast as INT8 (issue 26). So the choice is measured, not assumed, once per CPU mo
   bf16 accuracy gate passed (`<model dir>/int8/gates.json`, written by `detector export int8`, the same per-class
   gate as INT8); the INT8 twin (`<model dir>/int8/<stem>.int8.onnx`), which exists only when its gate passed;
 - each candidate is compiled and timed on a blank input of the model's size, interleaved, and the fastest wins;
-- the decision is cached in a JSON file keyed by CPU model, OpenVINO version, thread count and the files' sha256,
-  so a restart (or a second replica on the same kind of machine) does not measure again.
+- the decision is cached in a JSON file keyed by CPU model, oneDNN's instruction-set cap (`ONEDNN_MAX_CPU_ISA`),
+  OpenVINO version, thread count and the files' sha256, so a restart (or a second replica on the same kind of
+  machine) does not measure again.
 
 `f32`, `bf16` or `int8` pin the precision and skip the measurement. Only serving and `detector predict` choose;
 evaluation and the quality report compute what they are given (`BackendOptions.pinned`).
@@ -212,7 +213,12 @@ def _times(ms: dict[str, float]) -> str:
 def _cache_key(cpu: str, found: dict[str, Path], options: BackendOptions) -> str:
     import openvino as ov
 
-    parts = [cpu, ov.__version__, str(options.threads), *(f"{n}={sha256_file(p)}" for n, p in sorted(found.items()))]
+    # The cap is part of the CPU as OpenVINO computes on it: on the Intel AMX VM, capped at AVX512_CORE_BF16 (an AMD
+    # EPYC's set), bf16 at 256 px took 7.9 ms against 3.3 uncapped while INT8 took 3.7 against 3.2, so a decision
+    # measured without the cap (bf16) is the wrong one under it.
+    isa_cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    files = (f"{n}={sha256_file(p)}" for n, p in sorted(found.items()))
+    parts = [cpu, isa_cap, ov.__version__, str(options.threads), *files]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
 
 

@@ -63,6 +63,25 @@ def test_the_fastest_gated_candidate_wins_and_is_measured_once(
     assert timer.calls == 2
 
 
+def test_a_capped_instruction_set_is_another_decision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # ONEDNN_MAX_CPU_ISA changes what the same CPU computes fast (AMX off: bf16 slower than INT8), so a decision
+    # measured without the cap is not reused under it, nor the other way round.
+    monkeypatch.setattr(precision, "native_bf16", lambda: True)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    model = _layout(tmp_path, bf16_passed=True)
+    assert (
+        precision.choose(model, _options(tmp_path), _Timer({"f32": 30.0, "bf16": 12.0, "int8": 15.0})).precision
+        == "bf16"
+    )
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16")
+    capped = _Timer({"f32": 30.0, "bf16": 24.0, "int8": 15.0})
+    assert precision.choose(model, _options(tmp_path), capped).precision == "int8" and capped.calls == 1
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    uncapped = _Timer({"f32": 30.0, "bf16": 12.0, "int8": 15.0})
+    chosen = precision.choose(model, _options(tmp_path), uncapped)
+    assert (chosen.precision, uncapped.calls) == ("bf16", 0) and chosen.reason.startswith("cached")
+
+
 def test_a_failed_bf16_gate_or_a_missing_int8_twin_is_no_candidate(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
