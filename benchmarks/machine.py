@@ -72,10 +72,13 @@ def machine_info() -> dict[str, Any]:
         "os": f"{platform.system()} {platform.release()}",
         "arch": platform.machine(),
         "load_avg_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+        # oneDNN's instruction-set cap, when set: the same CPU computes INT8 and bf16 at other speeds under it.
+        "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA") or None,
     }
 
 
 def machine_line(report: dict[str, Any]) -> str:
     """The start of a report's "Machine:" line: the CPU, its usable cores and the threads the run used."""
     m = report["machine"]
-    return f"Machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores; threads {report['threads']}; "
+    cap = f" with ONEDNN_MAX_CPU_ISA={m['onednn_max_cpu_isa']}" if m.get("onednn_max_cpu_isa") else ""
+    return f"Machine: {m.get('cpu', '?')}{cap}, {m.get('cores', '?')} cores; threads {report['threads']}; "

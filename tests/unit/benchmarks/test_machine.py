@@ -39,3 +39,13 @@ def test_machine_info_fields() -> None:
     info = machine.machine_info()
     assert {"cpu", "cores", "gpus", "os", "arch"} <= info.keys()
     assert info["cores"] >= 1
+
+
+def test_a_capped_instruction_set_is_named_in_the_report(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A run under ONEDNN_MAX_CPU_ISA is another machine as far as its numbers go (AMX off): the report says so.
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    plain = {"machine": machine.machine_info(), "threads": 2}
+    assert plain["machine"]["onednn_max_cpu_isa"] is None and "ONEDNN" not in machine.machine_line(plain)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16")
+    capped = {"machine": machine.machine_info(), "threads": 2}
+    assert "with ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16, " in machine.machine_line(capped)
