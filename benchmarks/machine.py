@@ -77,8 +77,13 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+def cpu_text(machine: dict[str, Any]) -> str:
+    """The CPU as a report names it: its model, and oneDNN's instruction-set cap when the run had one."""
+    cap = machine.get("onednn_max_cpu_isa")
+    return f"{machine.get('cpu', '?')}" + (f" with ONEDNN_MAX_CPU_ISA={cap}" if cap else "")
+
+
 def machine_line(report: dict[str, Any]) -> str:
     """The start of a report's "Machine:" line: the CPU, its usable cores and the threads the run used."""
     m = report["machine"]
-    cap = f" with ONEDNN_MAX_CPU_ISA={m['onednn_max_cpu_isa']}" if m.get("onednn_max_cpu_isa") else ""
-    return f"Machine: {m.get('cpu', '?')}{cap}, {m.get('cores', '?')} cores; threads {report['threads']}; "
+    return f"Machine: {cpu_text(m)}, {m.get('cores', '?')} cores; threads {report['threads']}; "

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from benchmarks.machine import cpu_text
 from benchmarks.targets import BASELINES, TARGET_SIZE
 from detector.files import write_atomic
 
@@ -77,9 +78,7 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [
         "# Latency benchmark" + ("" if report["complete"] else " (INCOMPLETE: see errors)"),
         "",
-        f"- Machine: {m['cpu']}"
-        + (f" with ONEDNN_MAX_CPU_ISA={m['onednn_max_cpu_isa']}" if m.get("onednn_max_cpu_isa") else "")
-        + f", {m['cores']} usable cores, GPU: {', '.join(m['gpus']) or 'none'}, "
+        f"- Machine: {cpu_text(m)}, {m['cores']} usable cores, GPU: {', '.join(m['gpus']) or 'none'}, "
         f"load average {m.get('load_avg_1m')} at start",
         "- Libraries: " + ", ".join(f"{k} {v}" for k, v in lib.items() if v != "absent"),
         f"- Threads per runner: {s['threads']}; model precision {model.get('precision', 'fp32')}"
