@@ -48,7 +48,6 @@ class ClipWays:
         self._fastest = FastestOf(Way(max(1, window), False), settle=max(2, window), passes=3)
         self._answered = 0
         self._timed = timed
-        self._loading: asyncio.Future[Any] | None = None
         self._closed = False
 
     @property
@@ -70,8 +69,8 @@ class ClipWays:
         if model is None or int(model.info.get("slots") or 1) <= 1:
             return
         loop = asyncio.get_running_loop()
-        self._loading = loop.run_in_executor(None, partial(model.one_thread, load=True, warm_for=self._size))
-        self._loading.add_done_callback(self._loaded)
+        loading = loop.run_in_executor(None, partial(model.one_thread, load=True, warm_for=self._size))
+        loading.add_done_callback(self._loaded)
 
     def _loaded(self, loading: asyncio.Future[Any]) -> None:
         if loading.cancelled():

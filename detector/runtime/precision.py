@@ -89,13 +89,18 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def isa_cap() -> str:
+    """oneDNN's instruction-set cap (`ONEDNN_MAX_CPU_ISA`, upper-case), or "" where none is set."""
+    return os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+
+
 def native_bf16() -> bool:
     """Whether OpenVINO computes bf16 natively on this CPU (AVX512_BF16 or AMX); elsewhere bf16 is emulated.
     A oneDNN capped below bf16 (`ONEDNN_MAX_CPU_ISA=AVX2`, as this project's tests run) has none, whatever the CPU
     reports: OpenVINO then cannot even compile some layers in bf16."""
     import openvino as ov
 
-    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    cap = isa_cap()
     if cap and cap != "ALL" and "BF16" not in cap and "AMX" not in cap:
         return False
     return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
@@ -216,9 +221,8 @@ def _cache_key(cpu: str, found: dict[str, Path], options: BackendOptions) -> str
     # The cap is part of the CPU as OpenVINO computes on it: on the Intel AMX VM, capped at AVX512_CORE_BF16 (an AMD
     # EPYC's set), bf16 at 256 px took 7.9 ms against 3.3 uncapped while INT8 took 3.7 against 3.2, so a decision
     # measured without the cap (bf16) is the wrong one under it.
-    isa_cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
     files = (f"{n}={sha256_file(p)}" for n, p in sorted(found.items()))
-    parts = [cpu, isa_cap, ov.__version__, str(options.threads), *files]
+    parts = [cpu, isa_cap(), ov.__version__, str(options.threads), *files]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
 
 
