@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import errno
 import logging
+import statistics
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit, urlunsplit
@@ -38,6 +40,7 @@ LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "tcp", "udp",
 LIVE_PROTOCOLS = "rtsp,rtsps,rtmp,rtmps,rtmpt,rtp,srtp,http,https,httpproxy,tcp,tls,udp,srt,crypto"
 DEFAULT_FPS = 25.0  # a stream that declares no rate (HTTP MJPEG): FFmpeg's own assumption for it
 FLV_ANALYZE_US = 1_000_000  # how long FFmpeg reads an FLV stream (RTMP, HTTP-FLV) for its tracks, in microseconds
+RATE_WINDOW = 256  # the latest arrivals a measured rate comes from (a camera's rate may change over a long run)
 
 
 def is_live(source: str) -> bool:
@@ -96,6 +99,21 @@ def redact(url: str) -> str:
     host = parts.hostname or ""
     netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+def steady_rate(arrivals: Sequence[float]) -> float | None:
+    """Frames a second from frames' arrival times (seconds, in order); None for fewer than two or no time between.
+
+    The median, over every frame i, of the time from frame i to frame i + h (h: half the frames), divided by h. The
+    frames FFmpeg holds while it opens a stream come out together at the start, so (frames - 1) / (last - first)
+    reads a 12 fps camera as 13.6 when the opening is slow; the median leaves those few spans out, and each span
+    averages h frames, so a reader that falls behind and catches up (frames in bursts) still reads the camera's rate.
+    """
+    h = len(arrivals) // 2
+    if h == 0:
+        return None
+    span = statistics.median(arrivals[i + h] - arrivals[i] for i in range(len(arrivals) - h))
+    return h / span if span > 0 else None
 
 
 class LiveFrame(NamedTuple):
@@ -226,7 +244,7 @@ class LiveStream:
         self.info = VideoInfo(float(rate) if rate else DEFAULT_FPS, 0, context.width, context.height)
         # An HTTP MJPEG stream declares no rate (FFmpeg assumes 25 fps): `measured_fps` then says what came.
         self.rate_declared = bool(self._stream.average_rate or context.framerate)
-        self._arrivals: tuple[float, float] | None = None  # the first frame's and the last one's `time_s`
+        self._arrivals: deque[float] = deque(maxlen=RATE_WINDOW)  # the latest frames' `time_s`, for the rate
         self._on_every_frame = on_every_frame
         self._reduce_to = None if on_every_frame else reduce_to
         lowres = lowres_for(context.width, context.height, self._reduce_to)
@@ -247,10 +265,8 @@ class LiveStream:
 
     @property
     def measured_fps(self) -> float | None:
-        """Frames received a second, from the first frame's arrival to the last one's; None before two frames."""
-        if self._arrivals is None or self.received < 2 or self._arrivals[1] <= self._arrivals[0]:
-            return None
-        return (self.received - 1) / (self._arrivals[1] - self._arrivals[0])
+        """Frames received a second, from the latest arrivals (`steady_rate`); None before two frames."""
+        return steady_rate(list(self._arrivals))
 
     def frames(self) -> Iterator[LiveFrame]:
         """The newest frame received, each time one is asked for, until the stream stops (StreamEnded). Reading
@@ -315,7 +331,7 @@ class LiveStream:
     def _deliver(self, item: Any) -> None:
         number, self.received = self.received, self.received + 1
         arrived = time.monotonic() - self.started
-        self._arrivals = (self._arrivals[0] if self._arrivals else arrived, arrived)
+        self._arrivals.append(arrived)
         if self._on_every_frame is not None:
             item = upright(item, None)
             self._on_every_frame(item, arrived)

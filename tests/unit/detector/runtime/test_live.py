@@ -15,6 +15,7 @@ import pytest
 
 from detector.errors import InvalidInputError
 from detector.runtime.live import (
+    RATE_WINDOW,
     LiveStream,
     StreamEnded,
     _Newest,
@@ -24,6 +25,7 @@ from detector.runtime.live import (
     names_a_file,
     names_a_webcam,
     redact,
+    steady_rate,
 )
 from detector.runtime.video import upright
 from tests.cameras import annex_b, h264_rgb, http_files, mjpeg_camera, mpegts_camera, rtsp_camera
@@ -144,6 +146,24 @@ def test_the_rate_of_a_stream_that_declares_none_is_measured() -> None:
     assert stream.received == 24 and stream.measured_fps is not None and 10.5 < stream.measured_fps < 13.5
     with mpegts_camera(_frames(10), fps=15) as url, LiveStream(url, timeout_s=5) as stream:
         assert stream.rate_declared and stream.info.fps == 15
+
+
+def test_the_measured_rate_is_the_camera_s_whatever_the_opening_held_or_the_reader_bunched() -> None:
+    steady = [i / 12 for i in range(24)]  # a 12 fps camera
+    assert steady_rate(steady) == pytest.approx(12)
+    # FFmpeg held the first frames while it opened the stream: they came out at once, with the fifth. The first
+    # arrival to the last says 14.5 fps.
+    held = [4 / 12] * 5 + steady[5:]
+    assert (len(held) - 1) / (held[-1] - held[0]) > 14
+    assert steady_rate(held) == pytest.approx(12)
+    # A reader that fell behind takes the frames two at a time; then late by a quarter second, and caught up.
+    assert steady_rate([steady[i | 1] for i in range(24)]) == pytest.approx(12)
+    late = [max(t, 1.0) if 0.6 < t < 1.0 else t for t in steady]
+    assert steady_rate(late) == pytest.approx(12)
+    # A camera that went from 6 to 12 fps a while ago: the window of the latest arrivals reads what it sends now.
+    changed = [i / 6 for i in range(200)] + [200 / 6 + i / 12 for i in range(1, RATE_WINDOW + 1)]
+    assert (steady_rate(changed) or 99) < 10 and steady_rate(changed[-RATE_WINDOW:]) == pytest.approx(12)
+    assert steady_rate([]) is None and steady_rate([1.0]) is None and steady_rate([1.0, 1.0]) is None
 
 
 def test_a_slow_detector_gets_the_newest_frame_and_the_rest_are_dropped() -> None:
