@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.metadata
 import os
 import platform
 import shutil
+import statistics
 import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +67,31 @@ def library_versions(names: tuple[str, ...] = LIBRARIES) -> dict[str, str]:
     return versions
 
 
+def thread_round_trip_us(rounds: int = 400) -> float | None:
+    """Median microseconds for an event loop to hand a no-op to a pool thread and get its answer back: what each
+    of the service's hand-offs (to the decode pool, to the model thread) costs on this machine before any work. It
+    differs several-fold between hosts (a VM's vCPUs wake each other slowly), and with it the HTTP overhead. None
+    when called inside a running event loop."""
+    try:
+        asyncio.get_running_loop()
+        return None
+    except RuntimeError:
+        pass
+
+    async def hops(pool: ThreadPoolExecutor) -> list[float]:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(pool, int)  # the thread started
+        times = []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            await loop.run_in_executor(pool, int)
+            times.append(time.perf_counter() - start)
+        return times
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return round(statistics.median(asyncio.run(hops(pool))) * 1e6, 1)
+
+
 def machine_info() -> dict[str, Any]:
     return {
         "cpu": cpu_model(),
@@ -74,6 +103,7 @@ def machine_info() -> dict[str, Any]:
         "load_avg_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
         # oneDNN's instruction-set cap, when set: the same CPU computes INT8 and bf16 at other speeds under it.
         "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA") or None,
+        "thread_round_trip_us": thread_round_trip_us(),
     }
 
 

@@ -554,7 +554,13 @@ def to_markdown(report: dict[str, Any]) -> str:
                 if o.get("http_raw_p50_ms")
                 else ""
             )
-            + (f" In the same blocks, {o['peer']}: {o['peer_p50_ms']} ms." if o.get("peer_p50_ms") else ""),
+            + (f" In the same blocks, {o['peer']}: {o['peer_p50_ms']} ms." if o.get("peer_p50_ms") else "")
+            + (
+                f" One hand-off from an event loop to a thread and back costs {hop} us here (the service makes two a"
+                " request: to the decode pool, to the model thread)."
+                if (hop := report["machine"].get("thread_round_trip_us"))
+                else ""
+            ),
         ]
     lines += ["", "| ratio | value |", "|---|---:|"]
     lines += [f"| {k} | {v} |" for k, v in report["ratios"].items()]

@@ -41,6 +41,18 @@ def test_machine_info_fields() -> None:
     assert info["cores"] >= 1
 
 
+def test_the_thread_round_trip_is_measured_outside_an_event_loop_only() -> None:
+    import asyncio
+
+    hop = machine.thread_round_trip_us(rounds=50)
+    assert hop is not None and 0 < hop < 1e6  # microseconds, not seconds
+
+    async def inside() -> float | None:
+        return machine.thread_round_trip_us(rounds=50)
+
+    assert asyncio.run(inside()) is None  # a benchmark's own loop is never nested
+
+
 def test_a_capped_instruction_set_is_named_in_the_report(monkeypatch: pytest.MonkeyPatch) -> None:
     # A run under ONEDNN_MAX_CPU_ISA is another machine as far as its numbers go (AMX off): the report says so.
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
