@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import http.client
 import io
 import json
 import logging
@@ -30,6 +31,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import cv2
 import httpx
@@ -262,24 +264,36 @@ def http_overhead(
     alternating blocks of `block` calls: both are measured in one stretch of time, not across the run's phases,
     whose load on a shared machine differs by more than what is compared (a run on 2026-12-05 put HTTP c=1 at 0.98x
     the bar taken minutes earlier, where the runs before it gave 0.77-0.85x). HTTP is timed twice: a multipart
-    upload (what the targets use) and the JPEG as the body (`Content-Type: image/jpeg`, `http_raw_p50_ms`)."""
+    upload (what the targets use) and the JPEG as the body (`Content-Type: image/jpeg`, `http_raw_p50_ms`), both
+    from httpx; and the same raw body from the standard library's `http.client` (`http_lean_p50_ms`), which costs
+    the client about half httpx's CPU a request: how much of the overhead is the Python client's, not the service's."""
     bodies = {"http": _request_kwargs("multipart", jpegs), "http_raw": _request_kwargs("raw", jpegs)}
+    lean = _LeanClient(url)
     sides: dict[str, list[Calls]] = {"local": calls, **({"peer": peer[1]} if peer else {})}
-    timed: dict[str, list[float]] = {**{kind: [] for kind in bodies}, **{side: [] for side in sides}}
-    with httpx.Client(timeout=60) as client:
-        for body in [*bodies["http"], *bodies["http_raw"]] * 2:  # warm-up (connection, every photo's shape)
-            client.post(f"{url}/predict", **body).raise_for_status()
+    kinds = [*bodies, "http_lean"]
+    timed: dict[str, list[float]] = {**{kind: [] for kind in kinds}, **{side: [] for side in sides}}
+    with httpx.Client(timeout=60) as client, lean:
+
+        def post(kind: str, n: int) -> None:
+            if kind == "http_lean":
+                lean.post_jpeg(jpegs[n % len(jpegs)])
+            else:
+                client.post(f"{url}/predict", **bodies[kind][n % len(jpegs)]).raise_for_status()
+
+        for kind in kinds:  # warm-up (connections, every photo's shape)
+            for n in range(2 * len(jpegs)):
+                post(kind, n)
         for side_calls in sides.values():
             for call in side_calls * 2:
                 call.end_to_end()
         for r in range(rounds):
-            # The two HTTP blocks take turns going first, each after the same pause: the first calls after a pause
-            # are the slower ones: a block that always followed another HTTP block was favoured by over 1 ms (the
-            # first run with the raw body put it 1.34 ms under multipart; taking turns, 0.03 ms).
-            for kind in list(bodies)[:: 1 if r % 2 == 0 else -1]:
+            # The HTTP blocks take turns going first, each after the same pause: the first calls after a pause are
+            # the slower ones: a block that always followed another HTTP block was favoured by over 1 ms (the first
+            # run with the raw body put it 1.34 ms under multipart; taking turns, 0.03 ms).
+            for kind in kinds[r % len(kinds) :] + kinds[: r % len(kinds)]:
                 for i in range(block):
                     t0 = time.perf_counter()
-                    client.post(f"{url}/predict", **bodies[kind][(r * block + i) % len(jpegs)]).raise_for_status()
+                    post(kind, r * block + i)
                     timed[kind].append((time.perf_counter() - t0) * 1e3)
                 time.sleep(0.05)
             for side, side_calls in sides.items():
@@ -295,11 +309,52 @@ def http_overhead(
         "overhead_ms": round(p50["http"] - p50["local"], 2),
         "http_raw_p50_ms": round(p50["http_raw"], 2),
         "overhead_raw_ms": round(p50["http_raw"] - p50["local"], 2),
+        "http_lean_p50_ms": round(p50["http_lean"], 2),
+        "overhead_lean_ms": round(p50["http_lean"] - p50["local"], 2),
         "n": len(timed["http"]),
     }
     if peer:
         out["peer"], out["peer_p50_ms"] = peer[0], round(p50["peer"], 2)
     return out
+
+
+class _LeanClient:
+    """One keep-alive connection from the standard library's `http.client`, posting a JPEG as the body: the least a
+    Python client adds (httpx builds and checks far more per request; measured on the Intel VM: 1.7 against 0.8 ms
+    of the client's CPU a request). Reconnects once where the server closed an idle connection."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        self._address = (parts.hostname or "127.0.0.1", parts.port or 80)
+        self._conn: http.client.HTTPConnection | None = None
+
+    def post_jpeg(self, data: bytes) -> None:
+        for attempt in (1, 2):
+            if self._conn is None:
+                self._conn = http.client.HTTPConnection(*self._address, timeout=60)
+            try:
+                self._conn.request("POST", "/predict", body=data, headers={"Content-Type": "image/jpeg"})
+                response = self._conn.getresponse()
+                response.read()
+            except (http.client.RemoteDisconnected, ConnectionError):
+                self.close()
+                if attempt == 2:
+                    raise
+                continue
+            if response.status != 200:
+                raise BenchmarkInputError(f"POST /predict from http.client answered {response.status}")
+            return
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> _LeanClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -516,6 +571,10 @@ def ratios(report: dict[str, Any]) -> dict[str, float | None]:
         ]
         if overhead.get("overhead_raw_ms") is not None:
             out["http overhead c=1 ms, the JPEG as the body (image/jpeg)"] = overhead["overhead_raw_ms"]
+        if overhead.get("overhead_lean_ms") is not None:
+            out["http overhead c=1 ms, the JPEG as the body from http.client (a leaner client)"] = overhead[
+                "overhead_lean_ms"
+            ]
     return out
 
 
@@ -552,6 +611,12 @@ def to_markdown(report: dict[str, Any]) -> str:
             + (
                 f" The JPEG as the body (`image/jpeg`): {o['http_raw_p50_ms']} ms, **{o['overhead_raw_ms']} ms**."
                 if o.get("http_raw_p50_ms")
+                else ""
+            )
+            + (
+                f" The same body from the standard library's `http.client` instead of httpx: {o['http_lean_p50_ms']}"
+                f" ms, **{o['overhead_lean_ms']} ms** (the rest of the difference is httpx's own work)."
+                if o.get("http_lean_p50_ms")
                 else ""
             )
             + (f" In the same blocks, {o['peer']}: {o['peer_p50_ms']} ms." if o.get("peer_p50_ms") else "")
