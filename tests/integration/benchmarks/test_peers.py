@@ -71,5 +71,7 @@ def test_http_c1_our_work_in_process_and_the_bar_are_timed_in_the_same_interleav
     assert got["overhead_raw_ms"] == pytest.approx(got["http_raw_p50_ms"] - got["in_process_p50_ms"], abs=0.011)
     assert got["http_lean_p50_ms"] > 0  # the same body from http.client, in the same blocks
     assert got["overhead_lean_ms"] == pytest.approx(got["http_lean_p50_ms"] - got["in_process_p50_ms"], abs=0.011)
+    # the endpoint's own time (Server-Timing) and the rest of each multipart request's
+    assert 0 < got["endpoint_p50_ms"] < got["http_p50_ms"] and got["outside_endpoint_p50_ms"] > 0
     warm_up = ["local"] * 4 + ["peer"] * 4  # each photo twice on each side
     assert order == warm_up + ["local", "local", "peer", "peer"] * 3  # each round: HTTP, then ours, then theirs

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.peers import fastest_peer, peer_photos, ratios, to_markdown
+from benchmarks.peers import fastest_peer, peer_photos, ratios, server_total_ms, to_markdown
 
 
 def test_photos_are_the_real_ones_plus_a_1920x1080_jpeg() -> None:
@@ -50,6 +50,8 @@ def _report() -> dict:
             "overhead_raw_ms": 0.45,
             "http_lean_p50_ms": 6.5,
             "overhead_lean_ms": 0.3,
+            "endpoint_p50_ms": 6.4,
+            "outside_endpoint_p50_ms": 0.6,
             "n": 40,
             "peer": "ultralytics-openvino-int8, from JPEG",
             "peer_p50_ms": 8.75,
@@ -106,6 +108,10 @@ def test_ratios_against_the_targets() -> None:
     assert "**0.8 ms**" in table and "ultralytics-openvino-int8, from JPEG: 8.75 ms" in table
     assert "The JPEG as the body (`image/jpeg`): 6.65 ms, **0.45 ms**." in table
     assert "`http.client` instead of httpx: 6.5 ms, **0.3 ms**" in table
+    assert (
+        "endpoint took 6.4 ms (`Server-Timing` total; 0.20 ms over the same work in-process) and the rest 0.6 ms"
+        in table
+    )
 
 
 def test_the_bar_is_the_faster_of_ultralytics_openvino_paths_from_the_jpeg() -> None:
@@ -177,3 +183,9 @@ def test_the_lean_client_reconnects_once_where_the_server_closed_and_refuses_an_
         server.shutdown()
         server.server_close()
     assert seen == [("image/jpeg", b"\xff\xd8one"), ("image/jpeg", b"\xff\xd8two"), ("image/jpeg", b"\xff\xd8three")]
+
+
+def test_the_endpoint_s_total_is_read_from_server_timing() -> None:
+    header = "read;dur=0.177, decode;dur=3.324, queue_wait;dur=0.247, inference;dur=10.814, total;dur=16.467"
+    assert server_total_ms(header) == 16.467
+    assert server_total_ms("") != server_total_ms("")  # NaN: a service that sends none
