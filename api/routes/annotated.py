@@ -17,7 +17,7 @@ from starlette.requests import Request
 
 from api.deps import OptionsDep, ReadyPipelineDep
 from api.inference.pipeline import DRAWN
-from api.routes.encoding import ModelResponse, timing_headers
+from api.routes.encoding import BodyResponse, timing_headers
 from api.routes.predict import openapi_body
 from api.schemas import AnnotatedPredictionResponse, error_responses, schema_ref
 from detector.runtime.draw import draw_detections, encode_jpeg
@@ -69,7 +69,7 @@ async def predict_annotated(
     if include != "json":
         return Response(jpeg, media_type="image/jpeg", headers=headers)
     image = {"media_type": "image/jpeg", "width": width, "height": height, "base64": base64.b64encode(jpeg).decode()}
-    answer = AnnotatedPredictionResponse.of(
+    answer = AnnotatedPredictionResponse.body(
         prediction.detections, prediction.size, prediction.model, prediction.timings_ms, annotated_image=image
     )
-    return ModelResponse(answer, headers=headers)
+    return BodyResponse(answer, headers=headers)

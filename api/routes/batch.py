@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from typing import Any
 
 from fastapi import APIRouter
 from starlette.datastructures import FormData, UploadFile
@@ -23,7 +24,7 @@ from api.docs import request_body
 from api.errors import ApiError, UnprocessableError, status_for
 from api.inference.batching import Reservation
 from api.inference.pipeline import BATCH_ITEM, Options, Pipeline
-from api.routes.encoding import ModelResponse, timing_headers
+from api.routes.encoding import BodyResponse, timing_headers
 from api.schemas import BatchForm, BatchItemError, BatchResponse, ItemError, PredictionResponse, error_responses
 from detector.errors import DetectorError
 
@@ -53,7 +54,7 @@ def _item_error(status: int, detail: str) -> BatchItemError:
     openapi_extra=request_body(BatchForm),
     responses=error_responses(400, 413, 415, 422, 503, 504),
 )
-async def predict_batch(request: Request, pipeline: ReadyPipelineDep, options: OptionsDep) -> ModelResponse:
+async def predict_batch(request: Request, pipeline: ReadyPipelineDep, options: OptionsDep) -> BodyResponse:
     started = time.perf_counter()
     require_multipart(request, "one 'files' part per image (for one image as JSON use /predict)")
     limit = pipeline.server.max_batch_files
@@ -99,22 +100,22 @@ async def predict_batch(request: Request, pipeline: ReadyPipelineDep, options: O
         for place in places:  # releasing twice is a no-op
             place.release()
     timings = {"read": round((t_read - started) * 1e3, 3), "total": round((time.perf_counter() - started) * 1e3, 3)}
-    return ModelResponse(
-        BatchResponse(results=list(results), timings_ms=timings),
+    return BodyResponse(
+        {"results": results, "timings_ms": timings},  # the `BatchResponse` shape
         headers=timing_headers(timings, **{"X-Batch-Files": str(len(results))}),
     )
 
 
 async def _one(
     pipeline: Pipeline, image: bytes | BatchItemError, options: Options, t_read: float, places: Iterator[Reservation]
-) -> PredictionResponse | BatchItemError:
+) -> dict[str, Any] | BatchItemError:
     """One image of the batch: its `/predict` body, or its error entry with the status `/predict` would give."""
     if isinstance(image, BatchItemError):
         return image
     try:
         async with pipeline.predicting(image, options, BATCH_ITEM, t_read, next(places)) as prediction:
             timings = {k: v for k, v in prediction.timings_ms.items() if k != "read"}  # read: the whole request's
-            return PredictionResponse.of(prediction.detections, prediction.size, prediction.model, timings)
+            return PredictionResponse.body(prediction.detections, prediction.size, prediction.model, timings)
     except (ApiError, DetectorError) as exc:  # this image's own fault (a tile larger than it): its entry only
         status = exc.status if isinstance(exc, ApiError) else status_for(exc)
         if status >= 500:

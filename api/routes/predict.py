@@ -9,7 +9,7 @@ from starlette.requests import Request
 from api.deps import OptionsDep, ReadyPipelineDep
 from api.docs import request_body
 from api.inference.pipeline import SINGLE
-from api.routes.encoding import ModelResponse, timing_headers
+from api.routes.encoding import BodyResponse, timing_headers
 from api.schemas import Base64ImageRequest, ImageForm, PredictionResponse, error_responses, example_image_base64
 
 router = APIRouter(tags=["inference"])
@@ -44,10 +44,12 @@ def openapi_body() -> dict[str, Any]:
     openapi_extra=openapi_body(),
     responses=error_responses(400, 408, 413, 415, 422, 500, 503, 504),
 )
-async def predict(request: Request, pipeline: ReadyPipelineDep, options: OptionsDep) -> ModelResponse:
+async def predict(request: Request, pipeline: ReadyPipelineDep, options: OptionsDep) -> BodyResponse:
     started = time.perf_counter()
     data, options = await pipeline.read_image(request, options)
     async with pipeline.predicting(data, options, SINGLE, started) as prediction:
-        answer = PredictionResponse.of(prediction.detections, prediction.size, prediction.model, prediction.timings_ms)
+        answer = PredictionResponse.body(
+            prediction.detections, prediction.size, prediction.model, prediction.timings_ms
+        )
     batch_size = str(prediction.result.batch_size)
-    return ModelResponse(answer, headers=timing_headers(prediction.timings_ms, **{"X-Batch-Size": batch_size}))
+    return BodyResponse(answer, headers=timing_headers(prediction.timings_ms, **{"X-Batch-Size": batch_size}))

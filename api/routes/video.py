@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-import json
 import logging
 import os
 import shutil
@@ -52,7 +51,7 @@ from api.errors import (
 )
 from api.inference.pipeline import FRAME, FrameStream, Pipeline
 from api.routes.encoding import timing_headers
-from api.schemas import VideoForm, VideoFrame, error_responses, schema_ref
+from api.schemas import VideoForm, VideoFrame, error_responses, ndjson, schema_ref
 from detector.config import ServerConfig
 from detector.errors import DetectorError, ImageTooLargeError
 from detector.runtime.tracking import Tracker
@@ -347,19 +346,19 @@ async def _lines(job: _VideoJob, tracker: Tracker | None, vid_stride: int) -> As
                 detail = f"frame {index} cannot be decoded (damaged data): skipped, the frames after it follow"
                 log.info("video stream: %s", detail)
                 job.lines += 1
-                yield (json.dumps({"warning": {"frame": index, "detail": detail}}) + "\n").encode()
+                yield ndjson({"warning": {"frame": index, "detail": detail}})
                 continue
             detections = prediction.detections
             track_ids = tracker.update(detections, index // vid_stride) if tracker else None
-            line = VideoFrame.of(index, time_s, detections, track_ids, prediction.timings_ms)
+            line = VideoFrame.body(index, time_s, detections, track_ids, prediction.timings_ms)
             job.lines += 1
-            yield line.ndjson().encode()
+            yield ndjson(line)
         job.finished = True
     except (ApiError, DetectorError) as exc:
         status = exc.status if isinstance(exc, ApiError) else status_for(exc)
         detail = exc.detail if isinstance(exc, ApiError) else str(exc)
         log.warning("video stream ended early (%d): %s", status, detail)
         job.finished = True
-        yield (json.dumps({"error": {"status": status, "detail": detail}}) + "\n").encode()
+        yield ndjson({"error": {"status": status, "detail": detail}})
     finally:
         job.close()

@@ -151,8 +151,7 @@ def _predict_images(
                 out.append({"file": str(path), "error": f"{path}: {exc}"})
                 continue
             result = filter_classes(result, wanted)
-            answer = PredictionResponse.of(result, image.shape[:2], info, timings.as_dict())
-            out.append({"file": str(path), **answer.model_dump(mode="json")})
+            out.append({"file": str(path), **PredictionResponse.body(result, image.shape[:2], info, timings.as_dict())})
     return out
 
 
@@ -198,7 +197,7 @@ def _frame_lines(args: argparse.Namespace, flush: bool, files: LineFiles | None 
     `flush`, a file's lines are flushed too (a live run is read while it goes: tail -f); with `files`, into the
     segment open at the line's `time_s` (a live run in segments). None without --jsonl. Its `camera` keyword puts
     the stream's place first in the line (several streams)."""
-    from api.schemas import VideoFrame  # the /predict/video line's shape, declared once
+    from api.schemas import VideoFrame, ndjson  # the /predict/video line's shape, declared once
 
     if args.jsonl is None:
         yield None
@@ -211,7 +210,7 @@ def _frame_lines(args: argparse.Namespace, flush: bool, files: LineFiles | None 
 
     def write(index: int, time_s: float, dets: Any, track_ids: list[int | None] | None, camera: int = -1) -> None:
         first = {"camera": camera} if camera >= 0 else {}  # several streams: which one the line is of, first
-        line = VideoFrame.of(index, time_s, dets, track_ids).ndjson(**first)
+        line = ndjson({**first, **VideoFrame.body(index, time_s, dets, track_ids)}).decode()
         if files is not None:  # LineFiles locks for itself
             files.write(line, time_s)
             return
