@@ -47,3 +47,20 @@ def request_body(
         for media_type in (raw, "application/octet-stream"):
             content[media_type] = {"schema": {"type": "string", "format": "binary"}}
     return {"requestBody": {"required": True, "content": content}}
+
+
+def query_parameters(model: type[BaseModel]) -> dict[str, Any]:
+    """`openapi_extra` for query parameters a dependency validates itself (`api.deps.prediction_options`): each
+    field of `model` as FastAPI documents a declared one (its schema, with no `default` where that is None, and its
+    description); FastAPI appends them to the route's own parameters."""
+    schema = model.model_json_schema(mode="validation")
+    parameters = []
+    for name, field in model.model_fields.items():
+        prop = dict(schema["properties"][name])
+        if prop.get("default", 0) is None:
+            del prop["default"]
+        entry: dict[str, Any] = {"name": name, "in": "query", "required": field.is_required(), "schema": prop}
+        if field.description:
+            entry["description"] = field.description
+        parameters.append(entry)
+    return {"parameters": parameters}

@@ -157,6 +157,48 @@ class PredictionResponse(BaseModel):
         }
 
 
+class PredictionQuery(BaseModel):
+    """The query parameters every inference route takes (`/predict`, `/predict/annotated`, `/predict/batch`,
+    `/predict/video`), validated by `api.deps.prediction_options` and documented by `api.docs.query_parameters`.
+    Unknown names are ignored, as FastAPI ignores them."""
+
+    conf: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Confidence threshold for every class (default: the model's per-class thresholds where it has "
+        "them, see GET /model, else the configured conf)",
+    )
+    iou: float | None = Field(None, ge=0, le=1, description="NMS IoU threshold (default: config)")
+    max_det: int | None = Field(None, ge=1, description="Most boxes returned (default: config)")
+    classes: str | None = Field(
+        None,
+        description="Only these classes: names or ids, comma-separated (e.g. `circle,square` or `0,1`); "
+        "may instead be sent as `classes` in the JSON body or as a multipart text field. Unknown: 422 listing the "
+        "model's classes",
+        examples=["circle,square"],
+    )
+    conf_per_class: str | None = Field(
+        None,
+        description="Confidence threshold per class, `CLASS:CONF` pairs, comma-separated (names or ids, e.g. "
+        "`circle:0.4,square:0.6`); overrides the threshold of those classes only (the others keep the model's "
+        "per-class thresholds, or `conf` when given). May instead be sent as `conf_per_class` in the JSON body "
+        "(an object or the same string) or as a multipart text field. Unknown class: 422",
+        examples=["circle:0.4,square:0.6"],
+        max_length=20_000,
+    )
+    tile: str | None = Field(
+        None,
+        description="Detect in overlapping tiles of this size, `WIDTHxHEIGHT` in pixels (e.g. `640x640`), merged "
+        "across tiles (inference.tiling): for small objects in big images. A tile larger than the image: 422",
+        examples=["640x640"],
+        max_length=16,
+    )
+    overlap: float = Field(
+        0.2, ge=0, lt=1, description="With `tile`: the share of a tile its neighbour overlaps, each way"
+    )
+
+
 class ImageForm(BaseModel):
     """`/predict` and `/predict/annotated` as multipart/form-data."""
 

@@ -16,10 +16,11 @@ from fastapi.responses import Response
 from starlette.requests import Request
 
 from api.deps import OptionsDep, ReadyPipelineDep
+from api.docs import query_parameters
 from api.inference.pipeline import DRAWN
 from api.routes.encoding import BodyResponse, timing_headers
 from api.routes.predict import openapi_body
-from api.schemas import AnnotatedPredictionResponse, error_responses, schema_ref
+from api.schemas import AnnotatedPredictionResponse, PredictionQuery, error_responses, schema_ref
 from detector.runtime.draw import draw_detections, encode_jpeg
 
 router = APIRouter(tags=["inference"])
@@ -34,7 +35,7 @@ router = APIRouter(tags=["inference"])
         "per class. Headers: `X-Detection-Count`, `Server-Timing` (the stage timings). With `include=json` the "
         "answer is instead JSON: the `/predict` body plus `annotated_image` (the JPEG, base64)."
     ),
-    openapi_extra=openapi_body(),
+    openapi_extra={**openapi_body(), **query_parameters(PredictionQuery)},
     response_class=Response,
     responses={
         200: {

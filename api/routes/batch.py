@@ -20,12 +20,20 @@ from starlette.requests import Request
 
 from api.admission.bodies import require_multipart
 from api.deps import OptionsDep, ReadyPipelineDep
-from api.docs import request_body
+from api.docs import query_parameters, request_body
 from api.errors import ApiError, UnprocessableError, status_for
 from api.inference.batching import Reservation
 from api.inference.pipeline import BATCH_ITEM, Options, Pipeline
 from api.routes.encoding import BodyResponse, timing_headers
-from api.schemas import BatchForm, BatchItemError, BatchResponse, ItemError, PredictionResponse, error_responses
+from api.schemas import (
+    BatchForm,
+    BatchItemError,
+    BatchResponse,
+    ItemError,
+    PredictionQuery,
+    PredictionResponse,
+    error_responses,
+)
 from detector.errors import DetectorError
 
 router = APIRouter(tags=["inference"])
@@ -51,7 +59,7 @@ def _item_error(status: int, detail: str) -> BatchItemError:
         'the `/predict` body for that image, or `{"error": {"status": 415, "detail": "..."}}` for an image '
         "that could not be used. Query parameters as for `/predict`, applied to every image."
     ),
-    openapi_extra=request_body(BatchForm),
+    openapi_extra={**request_body(BatchForm), **query_parameters(PredictionQuery)},
     responses=error_responses(400, 413, 415, 422, 503, 504),
 )
 async def predict_batch(request: Request, pipeline: ReadyPipelineDep, options: OptionsDep) -> BodyResponse:

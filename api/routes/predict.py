@@ -7,10 +7,17 @@ from fastapi import APIRouter
 from starlette.requests import Request
 
 from api.deps import OptionsDep, ReadyPipelineDep
-from api.docs import request_body
+from api.docs import query_parameters, request_body
 from api.inference.pipeline import SINGLE
 from api.routes.encoding import BodyResponse, timing_headers
-from api.schemas import Base64ImageRequest, ImageForm, PredictionResponse, error_responses, example_image_base64
+from api.schemas import (
+    Base64ImageRequest,
+    ImageForm,
+    PredictionQuery,
+    PredictionResponse,
+    error_responses,
+    example_image_base64,
+)
 
 router = APIRouter(tags=["inference"])
 
@@ -41,7 +48,7 @@ def openapi_body() -> dict[str, Any]:
         "unless `conf` is given (one threshold for every class); `conf_per_class` sets chosen classes'. "
         "The `Server-Timing` header repeats `timings_ms`."
     ),
-    openapi_extra=openapi_body(),
+    openapi_extra={**openapi_body(), **query_parameters(PredictionQuery)},
     responses=error_responses(400, 408, 413, 415, 422, 500, 503, 504),
 )
 async def predict(request: Request, pipeline: ReadyPipelineDep, options: OptionsDep) -> BodyResponse:

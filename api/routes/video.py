@@ -40,7 +40,7 @@ from api.admission.bodies import clip_is_body
 from api.admission.http_protocol import CLOSE_EXTENSION
 from api.admission.spool import SpooledClip, spool
 from api.deps import OptionsDep, ReadyServiceDep
-from api.docs import request_body
+from api.docs import query_parameters, request_body
 from api.errors import (
     ApiError,
     BadRequestError,
@@ -51,7 +51,7 @@ from api.errors import (
 )
 from api.inference.pipeline import FRAME, FrameStream, Pipeline
 from api.routes.encoding import timing_headers
-from api.schemas import VideoForm, VideoFrame, error_responses, ndjson, schema_ref
+from api.schemas import PredictionQuery, VideoForm, VideoFrame, error_responses, ndjson, schema_ref
 from detector.config import ServerConfig
 from detector.errors import DetectorError, ImageTooLargeError
 from detector.runtime.tracking import Tracker
@@ -154,7 +154,7 @@ class _NDJSONResponse(StreamingResponse):
         '`{"error": {"status", "detail"}}` line. `Server-Timing` covers what happened before the first line (read, '
         "probe)."
     ),
-    openapi_extra=request_body(VideoForm, raw="video/*"),
+    openapi_extra={**request_body(VideoForm, raw="video/*"), **query_parameters(PredictionQuery)},
     response_class=StreamingResponse,
     responses={
         200: {
