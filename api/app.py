@@ -9,10 +9,10 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Security
+from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
-from api.admission.auth import AuthMiddleware, KeyRing, api_key_header, install_audit_file, load_keys
+from api.admission.auth import OPEN_PATHS, AuthMiddleware, KeyRing, api_key_header, install_audit_file, load_keys
 from api.admission.limits import BodySizeLimitMiddleware, ReadTimeoutMiddleware
 from api.docs import STATIC_URL, install_documented_schemas
 from api.errors import install_error_handlers
@@ -104,7 +104,7 @@ def create_app(
         static_url=STATIC_URL,
         telemetry=fastapi_telemetry(provider),
     )
-    install_documented_schemas(app)
+    install_documented_schemas(app, api_key_header, OPEN_PATHS)  # the key header, for Swagger's "Authorize"
     app.state.metrics = app_metrics
     app.state.service = None
     install_error_handlers(app)
@@ -121,7 +121,6 @@ def create_app(
     app.add_middleware(AuthMiddleware, ring=ring, admin_key_set=bool(server.admin_api_key))
     app.add_middleware(MetricsMiddleware, metrics=app_metrics)
     app.include_router(health.router)
-    # The header in the OpenAPI schema (Swagger's "Authorize"); AuthMiddleware does the checking.
-    for module in (predict, annotated, batch, video, model, metrics, admin):
-        app.include_router(module.router, dependencies=[Security(api_key_header)])
+    for module in (predict, annotated, batch, video, model, metrics, admin):  # AuthMiddleware checks their keys
+        app.include_router(module.router)
     return app

@@ -48,3 +48,23 @@ def test_every_reference_in_the_openapi_document_resolves() -> None:
         except (KeyError, TypeError):
             broken.append(f"{where}: {ref}")
     assert not broken, "references that point nowhere:\n" + "\n".join(broken)
+
+
+def test_every_route_but_the_probes_documents_the_api_key() -> None:
+    """Swagger's "Authorize" button sends `X-API-Key` on every route that takes a key (api/admission/auth.py); the
+    orchestrators' probes take none."""
+    document = create_app(load_config(config_dir=REPO / "configs", environ={})).openapi()
+    scheme = document["components"]["securitySchemes"]["APIKeyHeader"]
+    assert (scheme["type"], scheme["in"], scheme["name"]) == ("apiKey", "header", "X-API-Key")
+    secured = {
+        (method, path): operation.get("security")
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+    }
+    assert {key for key, security in secured.items() if security is None} == {
+        ("get", "/health"),
+        ("get", "/livez"),
+        ("get", "/readyz"),
+    }
+    assert all(s == [{"APIKeyHeader": []}] for s in secured.values() if s is not None)
+    assert ("post", "/predict") in secured and ("post", "/admin/reload") in secured
