@@ -70,7 +70,7 @@ def request_body(
 
 
 def query_parameters(model: type[BaseModel]) -> dict[str, Any]:
-    """`openapi_extra` for query parameters a dependency validates itself (`api.deps.prediction_options`): each
+    """`openapi_extra` for query parameters a dependency validates itself (`api.deps.prediction_query`): each
     field of `model` as FastAPI documents a declared one (its schema, with no `default` where that is None, and its
     description); FastAPI appends them to the route's own parameters."""
     schema = model.model_json_schema(mode="validation")
