@@ -43,6 +43,7 @@ REPO_PAGES = (
     "reports/peers_intel_vm_run11.md",
     "reports/peers_intel_vm_run12.md",
     "reports/peers_intel_vm_amx_off.md",
+    "reports/peers_intel_vm_amx_off_run3.md",
     "reports/peers_amd_latest.md",
     "reports/peers_amd_run5.md",
     "reports/peers_amd_run6.md",
