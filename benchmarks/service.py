@@ -24,13 +24,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def http_server(cmd: list[str], env: dict[str, str], port: int, name: str, startup_s: float = 120.0) -> Iterator[str]:
-    """Run `cmd`, an HTTP server listening on 127.0.0.1:`port`, until its /health is 200; yield its base URL;
-    SIGTERM it (graceful shutdown) at the end. Its stderr goes to a temporary file, not a pipe: nobody reads a
-    pipe while it serves, and a full one would block it."""
+def http_server(
+    cmd: list[str], env: dict[str, str], port: int, name: str, startup_s: float = 120.0, cwd: Path | None = None
+) -> Iterator[str]:
+    """Run `cmd` (in `cwd`), an HTTP server listening on 127.0.0.1:`port`, until its /health is 200; yield its
+    base URL; SIGTERM it (graceful shutdown) at the end. Its stderr goes to a temporary file, not a pipe: nobody
+    reads a pipe while it serves, and a full one would block it."""
     url = f"http://127.0.0.1:{port}"
     log_file = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed in the finally below, after the child
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log_file, text=True)
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=log_file, text=True)
     try:
         deadline = time.monotonic() + startup_s
         while True:

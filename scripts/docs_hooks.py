@@ -42,6 +42,7 @@ REPO_PAGES = (
     "reports/peers_intel_vm_run10.md",
     "reports/peers_intel_vm_run11.md",
     "reports/peers_intel_vm_run12.md",
+    "reports/side_by_side_intel_vm.md",
     "reports/peers_intel_vm_amx_off.md",
     "reports/peers_intel_vm_amx_off_run3.md",
     "reports/peers_amd_latest.md",
