@@ -268,7 +268,7 @@ def http_overhead(
     from httpx; and the same raw body from the standard library's `http.client` (`http_lean_p50_ms`), which costs
     the client about half httpx's CPU a request: how much of the overhead is the Python client's, not the service's."""
     bodies = {"http": _request_kwargs("multipart", jpegs), "http_raw": _request_kwargs("raw", jpegs)}
-    lean = _LeanClient(url)
+    lean = LeanClient(url)
     sides: dict[str, list[Calls]] = {"local": calls, **({"peer": peer[1]} if peer else {})}
     kinds = [*bodies, "http_lean"]
     timed: dict[str, list[float]] = {**{kind: [] for kind in kinds}, **{side: [] for side in sides}}
@@ -337,17 +337,19 @@ def server_total_ms(header: str) -> float:
     return float("nan")
 
 
-class _LeanClient:
+class LeanClient:
     """One keep-alive connection from the standard library's `http.client`, posting a JPEG as the body: the least a
     Python client adds (httpx builds and checks far more per request; measured on the Intel VM: 1.7 against 0.8 ms
-    of the client's CPU a request). Reconnects once where the server closed an idle connection."""
+    of the client's CPU a request). Reconnects once where the server closed an idle connection. Also what
+    `benchmarks.side_by_side` posts with."""
 
     def __init__(self, url: str) -> None:
         parts = urlsplit(url)
         self._address = (parts.hostname or "127.0.0.1", parts.port or 80)
         self._conn: http.client.HTTPConnection | None = None
 
-    def post_jpeg(self, data: bytes) -> None:
+    def post_jpeg(self, data: bytes) -> float:
+        """Post `data`; the answer's `Server-Timing` total in ms (NaN without one)."""
         for attempt in (1, 2):
             if self._conn is None:
                 self._conn = http.client.HTTPConnection(*self._address, timeout=60)
@@ -362,14 +364,15 @@ class _LeanClient:
                 continue
             if response.status != 200:
                 raise BenchmarkInputError(f"POST /predict from http.client answered {response.status}")
-            return
+            return server_total_ms(response.getheader("Server-Timing") or "")
+        raise AssertionError("unreachable: the second attempt returns or raises")
 
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
 
-    def __enter__(self) -> _LeanClient:
+    def __enter__(self) -> LeanClient:
         return self
 
     def __exit__(self, *exc: object) -> None:

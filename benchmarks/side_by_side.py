@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import http.client
 import json
 import logging
 import os
@@ -35,7 +34,7 @@ import numpy as np
 from benchmarks.errors import BenchmarkInputError
 from benchmarks.inputs import ultralytics_assets
 from benchmarks.machine import machine_info, machine_line
-from benchmarks.peers import server_total_ms
+from benchmarks.peers import LeanClient
 from benchmarks.service import free_port, http_server
 from detector.files import write_atomic
 
@@ -62,47 +61,34 @@ def worktree(rev: str) -> Iterator[Path]:
 
 
 @contextmanager
-def service(checkout: Path, model: Path, threads: int) -> Iterator[tuple[str, int]]:
-    """`detector serve` from `checkout` (its own packages first on the path) on a free port: (host, port)."""
+def service(checkout: Path, model: Path, threads: int) -> Iterator[str]:
+    """`detector serve` from `checkout` (its own packages first on the path) on a free port: its base URL."""
     port = free_port()
     env = {**os.environ, "DETECTOR_INFERENCE__THREADS": str(threads), "PYTHONPATH": str(checkout)}
     cmd = [sys.executable, "-m", "cli", "serve", "--model", str(model), "--backend", "openvino"]
     cmd += ["--host", "127.0.0.1", "--port", str(port)]
-    with http_server(cmd, env, port, f"the service from {checkout}", cwd=checkout):
-        yield "127.0.0.1", port
+    with http_server(cmd, env, port, f"the service from {checkout}", cwd=checkout) as url:
+        yield url
 
 
-class Client:
-    """One keep-alive connection; `post` sends a JPEG as the body and returns (client ms, the endpoint's ms)."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.conn = http.client.HTTPConnection(host, port, timeout=60)
-
-    def post(self, jpeg: bytes) -> tuple[float, float]:
-        t0 = time.perf_counter()
-        self.conn.request("POST", "/predict", body=jpeg, headers={"Content-Type": "image/jpeg"})
-        response = self.conn.getresponse()
-        response.read()
-        elapsed = (time.perf_counter() - t0) * 1e3
-        if response.status != 200:
-            raise BenchmarkInputError(f"POST /predict answered {response.status}")
-        return elapsed, server_total_ms(response.getheader("Server-Timing") or "")
-
-
-def alternate(clients: dict[str, Client], jpegs: list[bytes], rounds: int, block: int) -> dict[str, list[list[float]]]:
+def alternate(
+    clients: dict[str, LeanClient], jpegs: list[bytes], rounds: int, block: int
+) -> dict[str, list[list[float]]]:
     """`rounds` rounds of one block of `block` requests a side, the order turning each round, a pause before each
     block (the first requests after a pause are the slower ones: each side gets the same pauses). Per side: one
     [client ms, endpoint ms] pair a request."""
     timed: dict[str, list[list[float]]] = {side: [] for side in clients}
     for client in clients.values():  # warm-up: connections, every photo's shape
         for n in range(4 * len(jpegs)):
-            client.post(jpegs[n % len(jpegs)])
+            client.post_jpeg(jpegs[n % len(jpegs)])
     order = list(clients)
     for r in range(rounds):
         for side in order if r % 2 == 0 else order[::-1]:
             time.sleep(0.05)
             for i in range(block):
-                timed[side].append(list(clients[side].post(jpegs[(r * block + i) % len(jpegs)])))
+                t0 = time.perf_counter()
+                endpoint_ms = clients[side].post_jpeg(jpegs[(r * block + i) % len(jpegs)])
+                timed[side].append([(time.perf_counter() - t0) * 1e3, endpoint_ms])
     return timed
 
 
@@ -171,7 +157,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         base_checkout = stack.enter_context(worktree(args.base))
         base = stack.enter_context(service(base_checkout, args.model.resolve(), args.threads))
         this = stack.enter_context(service(REPO, args.model.resolve(), args.threads))
-        clients = {"base": Client(*base), "this": Client(*this)}
+        clients = {"base": stack.enter_context(LeanClient(base)), "this": stack.enter_context(LeanClient(this))}
         timed = alternate(clients, jpegs, args.rounds, args.block)
     return {
         "started": started,

@@ -153,7 +153,7 @@ def test_the_lean_client_reconnects_once_where_the_server_closed_and_refuses_an_
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     from benchmarks.errors import BenchmarkInputError
-    from benchmarks.peers import _LeanClient
+    from benchmarks.peers import LeanClient
 
     seen: list[tuple[str, bytes]] = []
 
@@ -174,7 +174,7 @@ def test_the_lean_client_reconnects_once_where_the_server_closed_and_refuses_an_
     server = ThreadingHTTPServer(("127.0.0.1", 0), OneAnswerPerConnection)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        with _LeanClient(f"http://127.0.0.1:{server.server_address[1]}") as client:
+        with LeanClient(f"http://127.0.0.1:{server.server_address[1]}") as client:
             client.post_jpeg(b"\xff\xd8one")
             client.post_jpeg(b"\xff\xd8two")  # on a new connection: the first was closed
             with pytest.raises(BenchmarkInputError, match="500"):

@@ -17,25 +17,26 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 class FakeClient:
-    """Answers in a fixed time, with a fixed endpoint share; records when it was called."""
+    """Answers at once with a fixed endpoint time; records when it was called."""
 
-    def __init__(self, name: str, log: list[str], ms: float, endpoint_ms: float) -> None:
-        self.name, self.log, self.ms, self.endpoint_ms = name, log, ms, endpoint_ms
+    def __init__(self, name: str, log: list[str], endpoint_ms: float) -> None:
+        self.name, self.log, self.endpoint_ms = name, log, endpoint_ms
 
-    def post(self, jpeg: bytes) -> tuple[float, float]:
+    def post_jpeg(self, jpeg: bytes) -> float:
         self.log.append(self.name)
-        return self.ms, self.endpoint_ms
+        return self.endpoint_ms
 
 
 def test_blocks_alternate_and_each_side_goes_first_as_often(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(side_by_side.time, "sleep", lambda s: None)
     log: list[str] = []
-    clients = {"base": FakeClient("base", log, 20.0, 17.0), "this": FakeClient("this", log, 19.5, 17.1)}
+    clients = {"base": FakeClient("base", log, 17.0), "this": FakeClient("this", log, 17.1)}
     timed = side_by_side.alternate(clients, [b"a", b"b"], rounds=4, block=3)  # type: ignore[arg-type]
     measured = log[2 * 4 * 2 :]  # after each side's warm-up of 4 x 2 photos
     blocks = [measured[i] for i in range(0, len(measured), 3)]
     assert blocks == ["base", "this", "this", "base", "base", "this", "this", "base"]
     assert {side: len(pairs) for side, pairs in timed.items()} == {"base": 12, "this": 12}
+    assert all(pair[1] == 17.0 and 0 <= pair[0] < 1000 for pair in timed["base"])  # [client ms, endpoint ms]
 
 
 def test_the_summary_splits_each_request_and_subtracts_the_base() -> None:
