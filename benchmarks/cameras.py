@@ -1,7 +1,8 @@
 """Cameras on loopback, for `benchmarks/live.py` and the tests of `detector predict URL`: an IP camera's HTTP MJPEG
 stream (`MjpegCamera`), a camera sending MPEG-TS over TCP (`TsCamera`, its bytes from `ts_chunks`), a live FLV
 stream over HTTP (`HttpFlvCamera`; both are `HttpCamera`s), an RTMP server (`RtmpCamera`) and an RTSP camera sending
-H.264 in RTP over the RTSP connection or UDP (`RtspCamera`; these two take their frames from `h264_frames`). Each
+H.264 (or H.265) in RTP over the RTSP connection or UDP (`RtspCamera`; these two take their frames from
+`h264_frames`, `h265_frames`). Each
 sends at a camera's pace on threads of its own, notes when it sent each frame, and stops at `close()` (or its
 `with`)."""
 
@@ -193,17 +194,28 @@ def h264_frames(frames: Iterable[np.ndarray], fps: float) -> list[list[bytes]]:
     """BGR frames (all one size) encoded as H.264 by x264 (`veryfast`, `zerolatency`: no B-frames, each frame's
     bytes at once, as cameras send; a key frame a second, each with its SPS and PPS): each frame's NAL units,
     without their Annex B start codes, what an RTSP camera packs into RTP."""
+    return _encoded(frames, fps, "libx264", {"preset": "veryfast", "tune": "zerolatency"})
+
+
+def h265_frames(frames: Iterable[np.ndarray], fps: float) -> list[list[bytes]]:
+    """The same as H.265 (HEVC) by x265 (`ultrafast`, `zerolatency`; a key frame a second, each with its VPS, SPS
+    and PPS), as the newer cameras send."""
+    params = f"log-level=error:keyint={round(fps)}:repeat-headers=1"
+    return _encoded(frames, fps, "libx265", {"preset": "ultrafast", "tune": "zerolatency", "x265-params": params})
+
+
+def _encoded(frames: Iterable[np.ndarray], fps: float, encoder: str, options: dict[str, str]) -> list[list[bytes]]:
     import av
 
     codec: Any = None
     units: list[list[bytes]] = []
     for frame in frames:
         if codec is None:
-            codec = av.CodecContext.create("libx264", "w")
+            codec = av.CodecContext.create(encoder, "w")
             codec.height, codec.width = frame.shape[:2]
             codec.pix_fmt, codec.gop_size = "yuv420p", round(fps)
             codec.time_base = Fraction(1, round(fps))
-            codec.options = {"preset": "veryfast", "tune": "zerolatency"}
+            codec.options = options
         picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="bgr24")
         picture.pts = len(units)
         units.append(_nal_units(b"".join(bytes(p) for p in codec.encode(picture))))
@@ -212,9 +224,12 @@ def h264_frames(frames: Iterable[np.ndarray], fps: float) -> list[list[bytes]]:
     return units
 
 
-def _parameter_sets(nals: list[bytes]) -> tuple[bytes, bytes]:
-    """The SPS and the PPS among a key frame's NAL units (types 7 and 8): what a client needs before a frame."""
-    return next(n for n in nals if n[0] & 0x1F == 7), next(n for n in nals if n[0] & 0x1F == 8)
+def _parameter_sets(nals: list[bytes], codec: str = "h264") -> list[bytes]:
+    """The parameter sets among a key frame's NAL units, which a client needs before a frame: H.264's SPS and PPS
+    (types 7, 8), H.265's VPS, SPS and PPS (32, 33, 34)."""
+    if codec == "h265":
+        return [next(n for n in nals if (n[0] >> 1) & 0x3F == kind) for kind in (32, 33, 34)]
+    return [next(n for n in nals if n[0] & 0x1F == kind) for kind in (7, 8)]
 
 
 def _nal_units(annex_b: bytes) -> list[bytes]:
@@ -224,10 +239,12 @@ def _nal_units(annex_b: bytes) -> list[bytes]:
 
 
 class RtspCamera:
-    """An RTSP camera (RFC 2326) on loopback: DESCRIBE gives an H.264 stream (`h264_frames`), SETUP takes the
+    """An RTSP camera (RFC 2326) on loopback: DESCRIBE gives an H.264 stream (`h264_frames`; with `codec="h265"`,
+    H.265 from `h265_frames`), SETUP takes the
     `transports` it serves ("tcp": RTP over the RTSP connection, interleaved, what `detector predict` asks for first;
     "udp": RTP and RTCP to the client's two UDP ports; another gets 461 Unsupported Transport), PLAY sends
-    frame i at i/`fps` in RTP packets (RFC 6184: a NAL unit a packet, FU-A fragments above 1400 bytes), then `then`:
+    frame i at i/`fps` in RTP packets (RFC 6184, RFC 7798 for H.265: a NAL unit a packet, fragmentation units above
+    `MTU` bytes, cut at that size as camera packetizers cut), then `then`:
     "bye" (an RTCP BYE: the stream's end), "close" (the connection dropped) or "stall" (kept open, nothing sent). With
     `user` and `password` every request needs them (`auth`: "basic", or "digest" as most IP cameras ask, RFC 2617
     without qop; 401 without them); `url` carries them. With `once`, after one client got every frame the next ones get
@@ -247,9 +264,10 @@ class RtspCamera:
         once: bool = False,
         auth: str = "basic",
         transports: tuple[str, ...] = ("tcp",),
+        codec: str = "h264",
     ) -> None:
         self.connections: list[list[float]] = []
-        self._frames, self._fps, self._then, self._once = frames, fps, then, once
+        self._frames, self._fps, self._then, self._once, self._codec = frames, fps, then, once, codec
         self._transports = transports
         self._user, self._password, self._digest = user, password, auth == "digest"
         self._done, self._finished = threading.Event(), threading.Event()
@@ -266,13 +284,17 @@ class RtspCamera:
 
     def sdp(self) -> str:
         """The session description: the first frame's SPS and PPS (so a client knows the size before a frame)."""
-        sps, pps = _parameter_sets(self._frames[0])
-        sets = ",".join(base64.b64encode(n).decode() for n in (sps, pps))
+        sets = [base64.b64encode(n).decode() for n in _parameter_sets(self._frames[0], self._codec)]
+        if self._codec == "h265":
+            vps, sps, pps = sets
+            media = f"a=rtpmap:96 H265/90000\r\na=fmtp:96 sprop-vps={vps};sprop-sps={sps};sprop-pps={pps}\r\n"
+        else:
+            profile = _parameter_sets(self._frames[0])[0][1:4].hex()  # the SPS's profile, constraints and level
+            media = "a=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=1;"
+            media += f"profile-level-id={profile};sprop-parameter-sets={','.join(sets)}\r\n"
         return (
             "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=camera\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\na=control:*\r\n"
-            "m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n"
-            f"a=fmtp:96 packetization-mode=1;profile-level-id={sps[1:4].hex()};sprop-parameter-sets={sets}\r\n"
-            f"a=framerate:{self._fps:g}\r\na=control:track1\r\n"
+            f"m=video 0 RTP/AVP 96\r\n{media}a=framerate:{self._fps:g}\r\na=control:track1\r\n"
         )
 
     def _accept(self) -> None:
@@ -370,7 +392,7 @@ class RtspCamera:
                 time.sleep(max(0.0, start + i / self._fps - time.monotonic()))
                 timestamp = round(i * 90000 / self._fps) & 0xFFFFFFFF
                 packets = []
-                for last, payload in _rtp_payloads(nals, self.MTU):
+                for last, payload in _rtp_payloads(nals, self.MTU, self._codec):
                     head = bytes([0x80, 96 | (0x80 if last else 0)]) + seq.to_bytes(2, "big")
                     packets.append(head + timestamp.to_bytes(4, "big") + ssrc.to_bytes(4, "big") + payload)
                     seq = (seq + 1) & 0xFFFF
@@ -431,20 +453,27 @@ class _UdpPeer:
         self._rtcp.close()
 
 
-def _rtp_payloads(nals: list[bytes], mtu: int) -> Iterator[tuple[bool, bytes]]:
-    """RTP payloads of one frame's NAL units (RFC 6184), each with whether it is the frame's last (the marker
-    bit): a NAL unit whole where it fits, else FU-A fragments of it."""
+def _rtp_payloads(nals: list[bytes], mtu: int, codec: str = "h264") -> Iterator[tuple[bool, bytes]]:
+    """RTP payloads of one frame's NAL units, each with whether it is the frame's last (the marker bit): a NAL unit
+    whole where it fits, else fragmentation units of `mtu` bytes of it, the last one shorter: H.264's FU-A (RFC
+    6184: an indicator byte, then S/E bits and the type), H.265's FU (RFC 7798: a two-byte payload header of type
+    49, then S/E bits and the type)."""
+    h265 = codec == "h265"
+    header_size = 2 if h265 else 1
     for n, nal in enumerate(nals):
         last_nal = n == len(nals) - 1
         if len(nal) <= mtu:
             yield last_nal, nal
             continue
-        indicator = (nal[0] & 0xE0) | 28
-        body = nal[1:]
+        if h265:
+            indicator, kind = bytes([(nal[0] & 0x81) | (49 << 1), nal[1]]), (nal[0] >> 1) & 0x3F
+        else:
+            indicator, kind = bytes([(nal[0] & 0xE0) | 28]), nal[0] & 0x1F
+        body = nal[header_size:]
         for at in range(0, len(body), mtu):
             start, end = at == 0, at + mtu >= len(body)
-            header = (0x80 if start else 0) | (0x40 if end else 0) | (nal[0] & 0x1F)
-            yield last_nal and end, bytes([indicator, header]) + body[at : at + mtu]
+            header = (0x80 if start else 0) | (0x40 if end else 0) | kind
+            yield last_nal and end, indicator + bytes([header]) + body[at : at + mtu]
 
 
 class RtmpCamera:

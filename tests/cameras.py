@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.cameras import MjpegCamera, RtspCamera, TsCamera, h264_frames, ts_chunks
+from benchmarks.cameras import MjpegCamera, RtspCamera, TsCamera, h264_frames, h265_frames, ts_chunks
 
 
 def mjpeg_packets(clip: Path) -> list[bytes]:
@@ -49,17 +49,26 @@ def rtsp_camera(
     password: str | None = None,
     auth: str = "basic",
     transports: tuple[str, ...] = ("tcp",),
+    codec: str = "h264",
 ) -> Iterator[str]:
-    """An RTSP camera sending these H.264 frames (`h264_rgb`) at `fps` to each client, then `then` ("bye": the
-    stream's end; "close": the connection dropped). With `user` and `password` it asks for them (`auth`: "basic" or
-    "digest"); the URL yielded carries them. `transports`: how it sends RTP ("tcp": over the RTSP connection, "udp")."""
-    with RtspCamera(units, fps, then=then, user=user, password=password, auth=auth, transports=transports) as camera:
+    """An RTSP camera sending these H.264 frames (`h264_rgb`; H.265 with `codec="h265"`, `h265_rgb`) at `fps` to each
+    client, then `then` ("bye": the stream's end; "close": the connection dropped). With `user` and `password` it asks
+    for them (`auth`: "basic" or "digest"); the URL yielded carries them. `transports`: how it sends RTP ("tcp": over
+    the RTSP connection, "udp")."""
+    with RtspCamera(
+        units, fps, then=then, user=user, password=password, auth=auth, transports=transports, codec=codec
+    ) as camera:
         yield camera.url
 
 
 def h264_rgb(frames: Sequence[np.ndarray], fps: float) -> list[list[bytes]]:
     """RGB frames as an RTSP camera's H.264 (x264 zerolatency): each frame's NAL units."""
     return h264_frames((f[:, :, ::-1] for f in frames), fps)
+
+
+def h265_rgb(frames: Sequence[np.ndarray], fps: float) -> list[list[bytes]]:
+    """RGB frames as an RTSP camera's H.265 (x265 zerolatency): each frame's NAL units."""
+    return h265_frames((f[:, :, ::-1] for f in frames), fps)
 
 
 def annex_b(units: list[list[bytes]]) -> bytes:

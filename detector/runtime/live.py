@@ -33,6 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from detector.errors import InvalidInputError
+from detector.runtime.rtp_h264 import NalUnits
 from detector.runtime.video import VideoInfo, lowres_for, upright
 
 log = logging.getLogger("detector.runtime.live")
@@ -192,7 +193,6 @@ class LiveStream:
         recording; frames are then decoded whole. `keep_all`: no frame is dropped, the reader waits for the detector (a
         file served over HTTP, `names_a_file`). `started`: the `time.monotonic()` frame times count from (a reconnection
         keeps the first connection's); 0: when reading starts."""
-        import av
 
         self.name = redact(url)
         self.timeout_s = timeout_s
@@ -210,31 +210,22 @@ class LiveStream:
             # then dropped (measured). 1 s of stream is enough for its video track (the servers' GOP caches start
             # at a key frame, whose SPS gives the size); with an audio track the wait ends when both have come.
             options["analyzeduration"] = str(FLV_ANALYZE_US)
-        if url.lower().startswith(("rtsp://", "rtsps://")):
+        rtsp = url.lower().startswith(("rtsp://", "rtsps://"))
+        if rtsp:
             # RTP over the RTSP connection, not UDP: a lost UDP packet smears every frame until the next key frame.
             # OpenCV's reader (Ultralytics') asks for TCP too unless OPENCV_FFMPEG_CAPTURE_OPTIONS says otherwise.
             # (FFmpeg's "tcp+udp" tries UDP first, so a camera that serves both would be read over UDP.)
             options["rtsp_transport"] = "tcp"
-        try:
-            try:
-                self._container = av.open(url, timeout=(timeout_s, timeout_s), options=options)
-            except av.FFmpegError as exc:
-                # A camera that serves RTP over UDP only answers SETUP with 461, which FFmpeg gives as this errno:
-                # asked again over UDP (read then, frames broken where packets are lost, rather than not at all).
-                if options.get("rtsp_transport") != "tcp" or exc.errno != errno.EPROTONOSUPPORT:
-                    raise
-                log.warning(
-                    "%s: the camera sends RTP over UDP only; read over UDP (a lost packet breaks frames)", self.name
-                )
-                options["rtsp_transport"] = "udp"
-                self._container = av.open(url, timeout=(timeout_s, timeout_s), options=options)
-        except av.ProtocolNotFoundError:  # srt:// with PyAV's wheels, built without libsrt
-            raise InvalidInputError(
-                f"{self.name}: cannot open the stream (this FFmpeg, PyAV's, was built without the "
-                f"{url.partition('://')[0].lower()} protocol)"
-            ) from None
-        except av.FFmpegError as exc:
-            raise InvalidInputError(f"{self.name}: cannot open the stream ({_why(exc)})") from None
+            # Each RTP packet as it came, not through FFmpeg's parser, which holds every frame until the next one
+            # begins: H.264 is joined by `NalUnits` (detector/runtime/rtp_h264.py), a frame interval sooner.
+            options["fflags"] = "+noparse"
+        self._container = self._open(url, options)
+        if rtsp and not _is_h264(self._container):
+            # Any other codec (H.265, MJPEG...) is read through the parser as before: opened again without the
+            # flag (the flag is the container's, given before the codec is known; H.264 is what cameras send most).
+            self._container.close()
+            del options["fflags"]
+            self._container = self._open(url, options)
         if not self._container.streams.video:
             self._container.close()
             raise InvalidInputError(f"{self.name}: the stream has no video")
@@ -248,8 +239,14 @@ class LiveStream:
         self._on_every_frame = on_every_frame
         self._reduce_to = None if on_every_frame else reduce_to
         lowres = lowres_for(context.width, context.height, self._reduce_to)
-        if lowres:
-            context.options = {"lowres": str(lowres)}
+        # An RTSP camera's H.264, parser-less: `NalUnits` joins its NAL units; the decoder gives a frame out once its
+        # last slice is in (`chunks`), not when the next frame begins.
+        self._nal_units = NalUnits() if "fflags" in options else None
+        decoder = {"lowres": str(lowres)} if lowres else {}
+        if self._nal_units is not None:
+            decoder["flags2"] = "+chunks"
+        if decoder:
+            context.options = decoder
         # Only the frames taken are decoded where no frame refers to another (and nothing records every frame).
         self._packets_only = bool(context.codec.intra_only) and on_every_frame is None
         self._stop = threading.Event()
@@ -257,6 +254,33 @@ class LiveStream:
         self.received = self.damaged = 0
         self.started = started  # what `time_s` counts from (0: when reading starts)
         self._reader = threading.Thread(target=self._read, name="live-reader", daemon=True)
+
+    def _open(self, url: str, options: dict[str, str]) -> Any:
+        """The container, or InvalidInputError saying why not. An RTSP camera that serves RTP over UDP only is asked
+        again over UDP (`options` then says so, for a later opening)."""
+        import av
+
+        timeout = (self.timeout_s, self.timeout_s)
+        try:
+            try:
+                return av.open(url, timeout=timeout, options=options)
+            except av.FFmpegError as exc:
+                # A camera that serves RTP over UDP only answers SETUP with 461, which FFmpeg gives as this errno:
+                # asked again over UDP (read then, frames broken where packets are lost, rather than not at all).
+                if options.get("rtsp_transport") != "tcp" or exc.errno != errno.EPROTONOSUPPORT:
+                    raise
+                log.warning(
+                    "%s: the camera sends RTP over UDP only; read over UDP (a lost packet breaks frames)", self.name
+                )
+                options["rtsp_transport"] = "udp"
+                return av.open(url, timeout=timeout, options=options)
+        except av.ProtocolNotFoundError:  # srt:// with PyAV's wheels, built without libsrt
+            raise InvalidInputError(
+                f"{self.name}: cannot open the stream (this FFmpeg, PyAV's, was built without the "
+                f"{url.partition('://')[0].lower()} protocol)"
+            ) from None
+        except av.FFmpegError as exc:
+            raise InvalidInputError(f"{self.name}: cannot open the stream ({_why(exc)})") from None
 
     @property
     def dropped(self) -> int:
@@ -312,13 +336,14 @@ class LiveStream:
                     if packet.size:
                         self._deliver(packet)
                     continue
-                try:
-                    decoded = packet.decode()
-                except av.InvalidDataError:
-                    self.damaged += 1
-                    continue
-                for frame in decoded:
-                    self._deliver(frame)
+                for unit in self._nal_units.push(packet) if self._nal_units is not None else (packet,):
+                    try:
+                        decoded = self._stream.codec_context.decode(unit)
+                    except av.InvalidDataError:
+                        self.damaged += 1
+                        continue
+                    for frame in decoded:
+                        self._deliver(frame)
         except av.ExitError:  # PyAV's read timeout
             ended = StreamEnded(f"no data for {self.timeout_s:g} s: the stream stalled", clean=False)
         except (av.FFmpegError, OSError) as exc:
@@ -350,6 +375,11 @@ class LiveStream:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _is_h264(container: Any) -> bool:
+    video = container.streams.video
+    return bool(video) and video[0].codec_context.name == "h264"
 
 
 def _why(exc: BaseException) -> str:

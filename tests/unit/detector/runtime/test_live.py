@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
+from benchmarks.cameras import RtspCamera
 from detector.errors import InvalidInputError
 from detector.runtime.live import (
     RATE_WINDOW,
@@ -28,7 +29,7 @@ from detector.runtime.live import (
     steady_rate,
 )
 from detector.runtime.video import upright
-from tests.cameras import annex_b, h264_rgb, http_files, mjpeg_camera, mpegts_camera, rtsp_camera
+from tests.cameras import annex_b, h264_rgb, h265_rgb, http_files, mjpeg_camera, mpegts_camera, rtsp_camera
 from tests.servers import free_port
 
 SIZE = (96, 128)  # h, w
@@ -347,13 +348,14 @@ def test_a_video_only_flv_stream_opens_after_a_second_not_five(kind: str) -> Non
     assert all(_which(got, frames) == n % 16 for n, got in taken)
 
 
-def _decoded(units: list[list[bytes]]) -> list[np.ndarray]:
-    """The frames of that H.264 bitstream read as a raw file, converted to RGB as `LiveStream` converts them."""
+def _decoded(units: list[list[bytes]], codec: str = "h264") -> list[np.ndarray]:
+    """The frames of that H.264 (or H.265: "hevc") bitstream read as a raw file, converted to RGB as `LiveStream`
+    converts them."""
     import io
 
     import av
 
-    with av.open(io.BytesIO(annex_b(units)), format="h264") as container:
+    with av.open(io.BytesIO(annex_b(units)), format=codec) as container:
         return [upright(f, None) for f in container.decode(video=0)]
 
 
@@ -380,6 +382,42 @@ def test_an_rtsp_camera_behind_a_password(auth: str) -> None:
     for number, got in zip(numbers, pixels, strict=True):
         assert _which(got, frames) == number % 16  # 16 bar places
         assert np.array_equal(got, decoded[number])
+
+
+def test_an_rtsp_cameras_h264_frame_is_decoded_before_the_next_one_is_sent() -> None:
+    # FFmpeg's parser held each frame until the next one began: a frame interval late (125 ms at 8 fps). Read
+    # without it (detector/runtime/rtp_h264.py), a frame is decoded once its last packet is in; every frame here
+    # outgrows a packet (fresh grain in each), so the fragments' sizes are learned within the first frames.
+    rng = np.random.default_rng(0)
+    frames = [f + rng.integers(0, 30, (*SIZE, 3), dtype=np.uint8) for f in _frames(24)]
+    units = h264_rgb(frames, 8)
+    assert all(sum(len(nal) for nal in nals) > 2 * RtspCamera.MTU for nals in units)
+    seen: list[tuple[int, float, np.ndarray]] = []
+    with RtspCamera(units, 8) as camera, LiveStream(camera.url, timeout_s=5) as stream:
+        with pytest.raises(StreamEnded):
+            for frame in stream.frames():
+                seen.append((frame.number, time.time(), frame.pixels))
+        sent = camera.sent
+    late_ms = sorted((at - sent[n]) * 1000 for n, at, _ in seen if n >= 8)
+    assert late_ms[len(late_ms) // 2] < 40, late_ms  # the parser's way: >= 125 ms each
+    assert stream.received == 24 and [n for n, _, _ in seen] == list(range(24))  # 8 fps: none dropped
+    decoded = _decoded(units)
+    assert all(np.array_equal(pixels, decoded[n]) for n, _, pixels in seen)
+
+
+def test_an_rtsp_camera_sending_h265_is_read_through_the_parser() -> None:
+    # Only H.264 is joined without FFmpeg's parser; an H.265 camera (opened without it first, the codec then known)
+    # is opened again with it: every frame, exact, FU fragments included.
+    grain = np.random.default_rng(0).integers(0, 30, (*SIZE, 3), dtype=np.uint8)
+    frames = [f + grain for f in _frames(20)]
+    units = h265_rgb(frames, 30)
+    assert any(len(nal) > RtspCamera.MTU for nals in units for nal in nals)
+    with rtsp_camera(units, fps=30, codec="h265") as url, LiveStream(url, timeout_s=5) as stream:
+        assert (stream.info.width, stream.info.height) == (SIZE[1], SIZE[0]) and stream.info.fps == 30
+        numbers, pixels, ended = _take_all(stream)
+    assert ended.clean and stream.received == 20 and numbers[-1] == 19
+    decoded = _decoded(units, "hevc")
+    assert all(np.array_equal(got, decoded[n]) for n, got in zip(numbers, pixels, strict=True))
 
 
 @pytest.mark.parametrize("transports", [("udp",), ("udp", "tcp")])
