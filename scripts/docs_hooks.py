@@ -64,6 +64,8 @@ REPO_PAGES = (
     "reports/video_intel_vm_amx_off.md",
     "reports/live.md",
     "reports/live_rtsp.md",
+    "reports/live_rtsp_intel_vm_before.md",
+    "reports/live_rtsp_intel_vm.md",
     "reports/live_rtmp.md",
     "reports/live_2cameras.md",
     "reports/live_4cameras.md",
