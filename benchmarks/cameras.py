@@ -197,19 +197,20 @@ def h264_frames(frames: Iterable[np.ndarray], fps: float) -> list[list[bytes]]:
     return _encoded(frames, fps, "libx264", {"preset": "veryfast", "tune": "zerolatency"})
 
 
-def h265_frames(frames: Iterable[np.ndarray], fps: float) -> list[list[bytes]]:
+def h265_frames(frames: Iterable[np.ndarray], fps: float, slices: int = 1) -> list[list[bytes]]:
     """The same as H.265 (HEVC) by x265 (`ultrafast`, `zerolatency`; a key frame a second, each with its VPS, SPS
-    and PPS), as the newer cameras send."""
-    params = f"log-level=error:keyint={round(fps)}:repeat-headers=1"
+    and PPS), as the newer cameras send; each picture in `slices` slices (cameras send one)."""
+    params = f"log-level=error:keyint={round(fps)}:repeat-headers=1:slices={slices}"
     return _encoded(frames, fps, "libx265", {"preset": "ultrafast", "tune": "zerolatency", "x265-params": params})
 
 
 def _encoded(frames: Iterable[np.ndarray], fps: float, encoder: str, options: dict[str, str]) -> list[list[bytes]]:
+    """Each frame's NAL units, in the order the encoder gave them out (x265 with several slices keeps one back)."""
     import av
 
     codec: Any = None
-    units: list[list[bytes]] = []
-    for frame in frames:
+    packets: list[bytes] = []
+    for n, frame in enumerate(frames):
         if codec is None:
             codec = av.CodecContext.create(encoder, "w")
             codec.height, codec.width = frame.shape[:2]
@@ -217,11 +218,11 @@ def _encoded(frames: Iterable[np.ndarray], fps: float, encoder: str, options: di
             codec.time_base = Fraction(1, round(fps))
             codec.options = options
         picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="bgr24")
-        picture.pts = len(units)
-        units.append(_nal_units(b"".join(bytes(p) for p in codec.encode(picture))))
-    if codec is not None:  # zerolatency keeps no frame back; in case
-        units[-1] += _nal_units(b"".join(bytes(p) for p in codec.encode(None)))
-    return units
+        picture.pts = n
+        packets += [bytes(p) for p in codec.encode(picture)]
+    if codec is not None:
+        packets += [bytes(p) for p in codec.encode(None)]
+    return [_nal_units(packet) for packet in packets]
 
 
 def _parameter_sets(nals: list[bytes], codec: str = "h264") -> list[bytes]:

@@ -12,7 +12,8 @@ latency p50 / p95, and the cores it kept busy. No tracking on either side. Runne
 `--rounds` times; a cell is the median of its rounds.
 
 With `--camera rtsp` the camera is an RTSP one sending the same stamped frames as H.264 (x264 `veryfast`,
-`zerolatency`: no B-frames, as cameras send) in RTP over the RTSP connection; `--camera rtmp` sends it from an RTMP
+`zerolatency`: no B-frames, as cameras send) in RTP over the RTSP connection (`--camera rtsp-h265`: as H.265, x265
+`ultrafast`, `zerolatency`); `--camera rtmp` sends it from an RTMP
 server in FLV video messages (video only, as many cameras and drones push it); `--camera h264` sends it in MPEG-TS
 over TCP. `--fps` makes the camera faster than 30 fps (the clip shown faster). With `--cameras N`, N such
 cameras at once (each its own server, the same frames): ours answers them in one process on one model
@@ -20,7 +21,7 @@ cameras at once (each its own server, the same frames): ours answers them in one
 (a batch of the N newest frames a call); frames/s are then per camera.
 
     python -m benchmarks.live --model models/model.onnx [--sizes 640] [--rounds 3] [--seconds 20]
-        [--camera mjpeg|rtsp|rtmp|h264] [--fps 60] [--cameras 2]
+        [--camera mjpeg|rtsp|rtsp-h265|rtmp|h264] [--fps 60] [--cameras 2]
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from benchmarks.cameras import MjpegCamera, RtmpCamera, RtspCamera, TsCamera, h264_frames, ts_chunks
+from benchmarks.cameras import MjpegCamera, RtmpCamera, RtspCamera, TsCamera, h264_frames, h265_frames, ts_chunks
 from benchmarks.inputs import export_variant
 from benchmarks.machine import machine_info, machine_line, usable_cores
 from benchmarks.peers import our_int8, ultralytics_openvino
@@ -108,9 +109,15 @@ def rtsp_frames(clip: Path, count: int, fps: float) -> list[list[bytes]]:
     return h264_frames(_stamped(clip, count), fps)
 
 
+def rtsp_h265_frames(clip: Path, count: int, fps: float) -> list[list[bytes]]:
+    """The same as an RTSP camera's H.265 (`h265_frames`: x265 `ultrafast`, `zerolatency`, one slice a picture)."""
+    return h265_frames(_stamped(clip, count), fps)
+
+
 CAMERAS: dict[str, Callable[[Path, int, float], list[Any]]] = {
     "mjpeg": lambda clip, count, _fps: camera_frames(clip, count),
     "rtsp": rtsp_frames,
+    "rtsp-h265": rtsp_h265_frames,
     "rtmp": rtsp_frames,  # the same H.264 frames, in FLV video messages
     "h264": h264_chunks,
 }
@@ -188,8 +195,8 @@ def camera_for(kind: str, chunks: list[Any], fps: float) -> MjpegCamera | RtspCa
     """A camera of that kind (`CAMERAS`) sending `chunks` at `fps`, once (a reconnecting reader gets no second run)."""
     if kind == "mjpeg":
         return MjpegCamera(chunks, fps, once=True)
-    if kind == "rtsp":
-        return RtspCamera(chunks, fps, once=True)
+    if kind in ("rtsp", "rtsp-h265"):
+        return RtspCamera(chunks, fps, once=True, codec="h265" if kind == "rtsp-h265" else "h264")
     if kind == "rtmp":
         return RtmpCamera(chunks, fps, once=True)
     return TsCamera(chunks, fps)
@@ -206,9 +213,8 @@ def one_round(
     cameras: int = 1,
 ) -> dict[str, float]:
     """`cameras` fresh cameras at `fps` (`camera_kind`, and `chunks` from its `CAMERAS` entry: "mjpeg", HTTP MJPEG
-    of these JPEGs; "rtsp", RTSP of these H.264 frames; "rtmp", RTMP of them; "h264", MPEG-TS over TCP of these
-    chunks), one runner
-    process against them; its cell for this round (frames/s per camera)."""
+    of these JPEGs; "rtsp", RTSP of these H.264 frames ("rtsp-h265": H.265); "rtmp", RTMP of them; "h264", MPEG-TS
+    over TCP of these chunks), one runner process against them; its cell for this round (frames/s per camera)."""
     started = [camera_for(camera_kind, chunks, fps) for _ in range(cameras)]
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "answers.json"
@@ -274,6 +280,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "camera": {
             "mjpeg": "HTTP MJPEG on loopback, JPEG quality 85",
             "rtsp": "RTSP on loopback, H.264 (x264 veryfast, zerolatency, a key frame a second) in RTP over TCP",
+            "rtsp-h265": "RTSP on loopback, H.265 (x265 ultrafast, zerolatency, a key frame a second) in RTP over TCP",
             "rtmp": "RTMP on loopback, H.264 (x264 veryfast, zerolatency, a key frame a second), video only",
             "h264": "H.264 (x264 veryfast, zerolatency, a key frame a second) in MPEG-TS over TCP on loopback",
         }[args.camera]
@@ -317,7 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--camera",
         choices=list(CAMERAS),
         default="mjpeg",
-        help="HTTP MJPEG (IP cameras), RTSP with H.264 in RTP over TCP, RTMP with H.264, or H.264 in MPEG-TS over TCP",
+        help="HTTP MJPEG (IP cameras), RTSP with H.264 (or H.265: rtsp-h265) in RTP over TCP, RTMP with H.264, or "
+        "H.264 in MPEG-TS over TCP",
     )
     p.add_argument("--cameras", type=int, default=1, help="that many cameras at once, answered by one process")
     p.add_argument("--threads", type=int, default=0, help="our inference threads (default: the usable cores)")

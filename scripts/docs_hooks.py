@@ -66,6 +66,8 @@ REPO_PAGES = (
     "reports/live_rtsp.md",
     "reports/live_rtsp_intel_vm_before.md",
     "reports/live_rtsp_intel_vm.md",
+    "reports/live_rtsp_h265_intel_vm_before.md",
+    "reports/live_rtsp_h265_intel_vm.md",
     "reports/live_rtmp.md",
     "reports/live_2cameras.md",
     "reports/live_4cameras.md",

@@ -66,9 +66,9 @@ def h264_rgb(frames: Sequence[np.ndarray], fps: float) -> list[list[bytes]]:
     return h264_frames((f[:, :, ::-1] for f in frames), fps)
 
 
-def h265_rgb(frames: Sequence[np.ndarray], fps: float) -> list[list[bytes]]:
-    """RGB frames as an RTSP camera's H.265 (x265 zerolatency): each frame's NAL units."""
-    return h265_frames((f[:, :, ::-1] for f in frames), fps)
+def h265_rgb(frames: Sequence[np.ndarray], fps: float, slices: int = 1) -> list[list[bytes]]:
+    """RGB frames as an RTSP camera's H.265 (x265 zerolatency, `slices` a picture): each frame's NAL units."""
+    return h265_frames((f[:, :, ::-1] for f in frames), fps, slices)
 
 
 def annex_b(units: list[list[bytes]]) -> bytes:

@@ -33,7 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from detector.errors import InvalidInputError
-from detector.runtime.rtp_h264 import NalUnits
+from detector.runtime.rtp_video import parserless
 from detector.runtime.video import VideoInfo, lowres_for, upright
 
 log = logging.getLogger("detector.runtime.live")
@@ -217,12 +217,12 @@ class LiveStream:
             # (FFmpeg's "tcp+udp" tries UDP first, so a camera that serves both would be read over UDP.)
             options["rtsp_transport"] = "tcp"
             # Each RTP packet as it came, not through FFmpeg's parser, which holds every frame until the next one
-            # begins: H.264 is joined by `NalUnits` (detector/runtime/rtp_h264.py), a frame interval sooner.
+            # begins: H.264 and H.265 are joined by detector/runtime/rtp_video.py, a frame interval sooner.
             options["fflags"] = "+noparse"
         self._container = self._open(url, options)
-        if rtsp and not _is_h264(self._container):
-            # Any other codec (H.265, MJPEG...) is read through the parser as before: opened again without the
-            # flag (the flag is the container's, given before the codec is known; H.264 is what cameras send most).
+        if rtsp and parserless(_video_codec(self._container)) is None:
+            # Any other codec (MJPEG, MPEG-4...) is read through the parser as before: opened again without the
+            # flag (the flag is the container's, given before the codec is known).
             self._container.close()
             del options["fflags"]
             self._container = self._open(url, options)
@@ -239,11 +239,11 @@ class LiveStream:
         self._on_every_frame = on_every_frame
         self._reduce_to = None if on_every_frame else reduce_to
         lowres = lowres_for(context.width, context.height, self._reduce_to)
-        # An RTSP camera's H.264, parser-less: `NalUnits` joins its NAL units; the decoder gives a frame out once its
-        # last slice is in (`chunks`), not when the next frame begins.
-        self._nal_units = NalUnits() if "fflags" in options else None
+        # An RTSP camera's H.264 or H.265, parser-less: its NAL units joined for the decoder (rtp_video.py); H.264's
+        # decoder gives a frame out once its last slice is in (`chunks`), not when the next frame begins.
+        self._units = parserless(context.name) if "fflags" in options else None
         decoder = {"lowres": str(lowres)} if lowres else {}
-        if self._nal_units is not None:
+        if self._units is not None and context.name == "h264":
             decoder["flags2"] = "+chunks"
         if decoder:
             context.options = decoder
@@ -336,7 +336,7 @@ class LiveStream:
                     if packet.size:
                         self._deliver(packet)
                     continue
-                for unit in self._nal_units.push(packet) if self._nal_units is not None else (packet,):
+                for unit in self._units.push(packet) if self._units is not None else (packet,):
                     try:
                         decoded = self._stream.codec_context.decode(unit)
                     except av.InvalidDataError:
@@ -377,9 +377,10 @@ class LiveStream:
         self.close()
 
 
-def _is_h264(container: Any) -> bool:
+def _video_codec(container: Any) -> str:
+    """The name of the first video stream's codec (FFmpeg's: "h264", "hevc"...), "" without one."""
     video = container.streams.video
-    return bool(video) and video[0].codec_context.name == "h264"
+    return str(video[0].codec_context.name) if video else ""
 
 
 def _why(exc: BaseException) -> str:

@@ -62,7 +62,7 @@ def test_the_h264_camera_sends_every_stamped_frame_and_ours_answers_it(model_pat
     assert 0 < ours["answered_share"] <= 1 and 0 < ours["latency_p50_ms"] <= ours["latency_p95_ms"] < 5000
 
 
-@pytest.mark.parametrize("kind", ["rtsp", "rtmp"])
+@pytest.mark.parametrize("kind", ["rtsp", "rtsp-h265", "rtmp"])
 def test_the_rtsp_and_rtmp_cameras_are_answered_by_both_runners(
     kind: str, model_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -71,12 +71,12 @@ def test_the_rtsp_and_rtmp_cameras_are_answered_by_both_runners(
     import av
 
     monkeypatch.delenv("OPENCV_FFMPEG_CAPTURE_OPTIONS", raising=False)  # as above
-    from benchmarks.live import camera_for, load_ultralytics, one_round, read_stamp, rtsp_frames
+    from benchmarks.live import CAMERAS, camera_for, load_ultralytics, one_round, read_stamp
     from benchmarks.video import real_clip
     from tests.cameras import annex_b
 
-    frames = rtsp_frames(real_clip(tmp_path / "r.mp4", seconds=2), 60, 30)
-    with av.open(io.BytesIO(annex_b(frames)), format="h264") as container:
+    frames = CAMERAS[kind](real_clip(tmp_path / "r.mp4", seconds=2), 60, 30)
+    with av.open(io.BytesIO(annex_b(frames)), format="hevc" if kind == "rtsp-h265" else "h264") as container:
         stamps = [read_stamp(f.to_ndarray(format="bgr24")) for f in container.decode(video=0)]
     assert stamps == list(range(60))
     ours = one_round("ours", model_path, 128, 2, frames, 30, camera_kind=kind)

@@ -15,6 +15,7 @@ import pytest
 
 from benchmarks.cameras import RtspCamera
 from detector.errors import InvalidInputError
+from detector.runtime import live
 from detector.runtime.live import (
     RATE_WINDOW,
     LiveStream,
@@ -384,39 +385,56 @@ def test_an_rtsp_camera_behind_a_password(auth: str) -> None:
         assert np.array_equal(got, decoded[number])
 
 
-def test_an_rtsp_cameras_h264_frame_is_decoded_before_the_next_one_is_sent() -> None:
+@pytest.mark.parametrize("codec", ["h264", "h265"])
+def test_an_rtsp_cameras_frame_is_decoded_before_the_next_one_is_sent(codec: str) -> None:
     # FFmpeg's parser held each frame until the next one began: a frame interval late (125 ms at 8 fps). Read
-    # without it (detector/runtime/rtp_h264.py), a frame is decoded once its last packet is in; every frame here
+    # without it (detector/runtime/rtp_video.py), a frame is decoded once its last packet is in; every frame here
     # outgrows a packet (fresh grain in each), so the fragments' sizes are learned within the first frames.
     rng = np.random.default_rng(0)
-    frames = [f + rng.integers(0, 30, (*SIZE, 3), dtype=np.uint8) for f in _frames(24)]
-    units = h264_rgb(frames, 8)
+    frames = [f // 2 + rng.integers(0, 128, (*SIZE, 3), dtype=np.uint8) for f in _frames(24)]
+    units = h264_rgb(frames, 8) if codec == "h264" else h265_rgb(frames, 8)
     assert all(sum(len(nal) for nal in nals) > 2 * RtspCamera.MTU for nals in units)
     seen: list[tuple[int, float, np.ndarray]] = []
-    with RtspCamera(units, 8) as camera, LiveStream(camera.url, timeout_s=5) as stream:
+    with RtspCamera(units, 8, codec=codec) as camera, LiveStream(camera.url, timeout_s=5) as stream:
         with pytest.raises(StreamEnded):
             for frame in stream.frames():
                 seen.append((frame.number, time.time(), frame.pixels))
-        sent = camera.sent
+        sent, connections = camera.sent, len(camera.connections)
     late_ms = sorted((at - sent[n]) * 1000 for n, at, _ in seen if n >= 8)
     assert late_ms[len(late_ms) // 2] < 40, late_ms  # the parser's way: >= 125 ms each
     assert stream.received == 24 and [n for n, _, _ in seen] == list(range(24))  # 8 fps: none dropped
-    decoded = _decoded(units)
+    decoded = _decoded(units, "h264" if codec == "h264" else "hevc")
     assert all(np.array_equal(pixels, decoded[n]) for n, _, pixels in seen)
+    assert connections == 1  # opened once
 
 
-def test_an_rtsp_camera_sending_h265_is_read_through_the_parser() -> None:
-    # Only H.264 is joined without FFmpeg's parser; an H.265 camera (opened without it first, the codec then known)
-    # is opened again with it: every frame, exact, FU fragments included.
+def test_an_h265_camera_with_pictures_of_several_slices_is_read_whole_pictures() -> None:
+    # H.265's decoder takes a packet as a whole picture: a picture of two slices is joined before it is decoded
+    # (never its first slice alone), so every frame is exact.
     grain = np.random.default_rng(0).integers(0, 30, (*SIZE, 3), dtype=np.uint8)
     frames = [f + grain for f in _frames(20)]
-    units = h265_rgb(frames, 30)
-    assert any(len(nal) > RtspCamera.MTU for nals in units for nal in nals)
+    units = h265_rgb(frames, 30, slices=2)
+    assert len(units) == 20 and all(sum((nal[0] >> 1) & 0x3F < 32 for nal in nals) == 2 for nals in units)
     with rtsp_camera(units, fps=30, codec="h265") as url, LiveStream(url, timeout_s=5) as stream:
         assert (stream.info.width, stream.info.height) == (SIZE[1], SIZE[0]) and stream.info.fps == 30
         numbers, pixels, ended = _take_all(stream)
     assert ended.clean and stream.received == 20 and numbers[-1] == 19
     decoded = _decoded(units, "hevc")
+    assert all(np.array_equal(got, decoded[n]) for n, got in zip(numbers, pixels, strict=True))
+
+
+def test_a_codec_not_joined_here_is_read_through_the_parser(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A codec rtp_video.py does not join (MJPEG, MPEG-4... over RTSP; here H.264 taken for one) is opened a second
+    # time, through FFmpeg's parser: every frame, exact.
+    monkeypatch.setattr(live, "parserless", lambda codec: None)
+    grain = np.random.default_rng(0).integers(0, 30, (*SIZE, 3), dtype=np.uint8)
+    frames = [f + grain for f in _frames(20)]
+    units = h264_rgb(frames, 30)
+    with RtspCamera(units, 30) as camera, LiveStream(camera.url, timeout_s=5) as stream:
+        numbers, pixels, ended = _take_all(stream)
+        connections = len(camera.connections)
+    assert connections == 2 and ended.clean and stream.received == 20
+    decoded = _decoded(units)
     assert all(np.array_equal(got, decoded[n]) for n, got in zip(numbers, pixels, strict=True))
 
 

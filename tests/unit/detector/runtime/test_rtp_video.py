@@ -1,6 +1,7 @@
 """`NalUnits`: an RTSP camera's H.264 packets, as FFmpeg's RTP reader gives them without its parser, joined into whole
 NAL units; at once by the fragments' sizes once those proved regular, else when the next unit begins; packetizers that
-cut otherwise, and fragments whose start was lost, never give a unit out early twice."""
+cut otherwise, and fragments whose start was lost, never give a unit out early twice. `SingleSlicePictures`: H.265's
+units given at once only for pictures of one slice, else joined into whole pictures."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import av
 import numpy as np
 import pytest
 
-from detector.runtime.rtp_h264 import CONFIRM, START_CODE, NalUnits
+from detector.runtime.rtp_video import CONFIRM, START_CODE, NalUnits, SingleSlicePictures, parserless
 
 P = 100  # the fragments' payload size in these tests (a camera's: its MTU's)
 
@@ -161,3 +162,77 @@ def test_one_packet_units_keep_their_packet_and_joined_units_their_first_timesta
     (joined, end) = units.push(_packet(b""))
     assert (joined.pts, joined.dts) == (3000, 3000) and bytes(joined) == START_CODE + _nal(250, 1)
     assert bytes(end) == b""
+
+
+def _hevc(kind: int, first_slice: bool = True, seed: int = 0) -> bytes:
+    """An H.265 NAL unit with its start code: the two-byte header of type `kind`, then (for a slice) the
+    first_slice_segment_in_pic_flag, then bytes without a start code in them."""
+    body = np.random.default_rng(seed).integers(1, 255, 40, dtype=np.uint8).tobytes()
+    flag = 0x80 if first_slice else 0x00
+    return START_CODE + bytes([kind << 1, 1, flag | 0x11]) + body
+
+
+def _pictures(slices: int, count: int) -> list[list[bytes]]:
+    """`count` pictures of `slices` slices each: a key picture (VPS, SPS, PPS, prefix SEI, IDR slices), then trailing
+    pictures (TRAIL_R slices)."""
+    out = []
+    for n in range(count):
+        head = [_hevc(32), _hevc(33), _hevc(34), _hevc(39)] if n == 0 else []
+        kind = 19 if n == 0 else 1
+        out.append(head + [_hevc(kind, first_slice=i == 0, seed=10 * n + i) for i in range(slices)])
+    return out
+
+
+def test_one_slice_pictures_are_given_unit_by_unit_once_confirmed() -> None:
+    pictures = _pictures(1, CONFIRM + 4)
+    stage = SingleSlicePictures()
+    given: list[tuple[int, bytes]] = []
+    for n, units in enumerate(pictures):
+        for unit in units:
+            given += [(n, bytes(p)) for p in stage.push(_packet(unit))]
+    assert stage.at_once and not stage.gave_up
+    # Learning: each picture joined whole, given when the next begins (picture 0 at picture 1's first unit...).
+    for n in range(CONFIRM):
+        assert given[n] == (n + 1, b"".join(pictures[n])), n
+    # Then each unit as it comes: the picture that was being joined when the lesson ended, then every later one.
+    rest = given[CONFIRM:]
+    assert [data for _, data in rest] == [unit for units in pictures[CONFIRM:] for unit in units]
+    assert all(n == CONFIRM + 1 for n, _ in rest[:1]) and rest[-1][0] == len(pictures) - 1
+    assert [bytes(p) for p in stage.push(_packet(b""))] == [b""]  # nothing held at the end
+
+
+def test_pictures_of_several_slices_are_joined_whole_for_good() -> None:
+    pictures = _pictures(3, CONFIRM + 3)
+    stage = SingleSlicePictures()
+    given = [bytes(p) for units in pictures for unit in units for p in stage.push(_packet(unit))]
+    given += [bytes(p) for p in stage.push(_packet(b""))]
+    assert not stage.at_once and stage.gave_up
+    assert given == [b"".join(units) for units in pictures] + [b""]
+
+
+def test_a_second_slice_after_the_lesson_drops_the_rest_of_that_picture_then_joins_pictures() -> None:
+    pictures = _pictures(1, CONFIRM + 2) + _pictures(2, 3)[1:]
+    stage = SingleSlicePictures()
+    given = [bytes(p) for units in pictures for unit in units for p in stage.push(_packet(unit))]
+    given += [bytes(p) for p in stage.push(_packet(b""))]
+    assert stage.gave_up and not stage.at_once
+    surprise = CONFIRM + 2  # the first two-slice picture: its first slice given alone, its second dropped
+    assert given[-3:] == [pictures[surprise][0], b"".join(pictures[surprise + 1]), b""]
+    assert pictures[surprise][1] not in given
+
+
+def test_which_codecs_are_read_without_the_parser() -> None:
+    assert isinstance(parserless("h264"), NalUnits)
+    assert parserless("hevc") is not None
+    assert parserless("mjpeg") is None and parserless("mpeg4") is None and parserless("") is None
+
+
+def test_a_second_slice_right_when_the_lesson_ends_keeps_its_picture_whole() -> None:
+    # The lesson ends as the next picture begins; that picture's first slice is still held, so a second slice
+    # arriving then joins it: the picture is decoded whole, and pictures stay whole from then on.
+    pictures = _pictures(1, CONFIRM) + _pictures(2, 4)[1:]
+    stage = SingleSlicePictures()
+    given = [bytes(p) for units in pictures for unit in units for p in stage.push(_packet(unit))]
+    given += [bytes(p) for p in stage.push(_packet(b""))]
+    assert stage.gave_up and not stage.at_once
+    assert given == [b"".join(units) for units in pictures] + [b""]
