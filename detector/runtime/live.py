@@ -33,7 +33,8 @@ import numpy as np
 import numpy.typing as npt
 
 from detector.errors import InvalidInputError
-from detector.runtime.rtp_video import parserless
+from detector.runtime.rtp_video import Units, parserless
+from detector.runtime.ts_video import PesPictures
 from detector.runtime.video import VideoInfo, lowres_for, upright
 
 log = logging.getLogger("detector.runtime.live")
@@ -219,6 +220,10 @@ class LiveStream:
             # Each RTP packet as it came, not through FFmpeg's parser, which holds every frame until the next one
             # begins: H.264 and H.265 are joined by detector/runtime/rtp_video.py, a frame interval sooner.
             options["fflags"] = "+noparse"
+        elif url.lower().startswith(("tcp://", "udp://")):
+            # MPEG-TS as its PES packets come, not through FFmpeg's parser, which holds each frame one interval more
+            # (detector/runtime/ts_video.py); a TCP camera may take one connection only, so it is never reopened.
+            options["fflags"] = "+noparse"
         self._container = self._open(url, options)
         if rtsp and parserless(_video_codec(self._container)) is None:
             # Any other codec (MJPEG, MPEG-4...) is read through the parser as before: opened again without the
@@ -241,9 +246,13 @@ class LiveStream:
         lowres = lowres_for(context.width, context.height, self._reduce_to)
         # An RTSP camera's H.264 or H.265, parser-less: its NAL units joined for the decoder (rtp_video.py); H.264's
         # decoder gives a frame out once its last slice is in (`chunks`), not when the next frame begins.
-        self._units = parserless(context.name) if "fflags" in options else None
+        self._units: Units | None = None
+        if rtsp and "fflags" in options:
+            self._units = parserless(context.name)
+        elif "fflags" in options:
+            self._units = PesPictures(context, self._container.format.name == "mpegts")
         decoder = {"lowres": str(lowres)} if lowres else {}
-        if self._units is not None and context.name == "h264":
+        if rtsp and self._units is not None and context.name == "h264":
             decoder["flags2"] = "+chunks"
         if decoder:
             context.options = decoder
@@ -332,11 +341,13 @@ class LiveStream:
             for packet in self._container.demux(self._stream):
                 if self._stop.is_set():
                     return
+                units = self._units.push(packet) if self._units is not None else (packet,)
                 if self._packets_only:
-                    if packet.size:
-                        self._deliver(packet)
+                    for unit in units:
+                        if unit.size:
+                            self._deliver(unit)
                     continue
-                for unit in self._units.push(packet) if self._units is not None else (packet,):
+                for unit in units:
                     try:
                         decoded = self._stream.codec_context.decode(unit)
                     except av.InvalidDataError:
