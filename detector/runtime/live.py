@@ -244,8 +244,9 @@ class LiveStream:
         self._on_every_frame = on_every_frame
         self._reduce_to = None if on_every_frame else reduce_to
         lowres = lowres_for(context.width, context.height, self._reduce_to)
-        # An RTSP camera's H.264 or H.265, parser-less: its NAL units joined for the decoder (rtp_video.py); H.264's
-        # decoder gives a frame out once its last slice is in (`chunks`), not when the next frame begins.
+        # Read parser-less: an RTSP camera's H.264 or H.265 NAL units joined for the decoder (rtp_video.py; H.264's
+        # decoder gives a frame out once its last slice is in, `chunks`, not when the next frame begins), MPEG-TS's
+        # PES packets as they come while each begins a picture, else split by the codec's parser (ts_video.py).
         self._units: Units | None = None
         if rtsp and "fflags" in options:
             self._units = parserless(context.name)
@@ -313,7 +314,7 @@ class LiveStream:
             number, item, arrived = self._newest.take()
             if self._packets_only:
                 try:
-                    decoded = item.decode()
+                    decoded = self._stream.codec_context.decode(item)  # (a parser's packet knows no stream)
                 except av.InvalidDataError:  # a damaged picture: skipped, as players do; the next one follows
                     self.damaged += 1
                     continue
