@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from detector.runtime.access_units import begins_access_unit, first_slice, hevc_slice
+
 START_CODE = b"\0\0\0\1"  # what FFmpeg's RTP depacketizers (libavformat/rtpdec_h264.c, rtpdec_hevc.c) put first
 CONFIRM = 3  # fragmented NAL units of the expected sizes (or one-slice pictures) before they are relied on
 
@@ -113,11 +115,6 @@ class NalUnits:
         self.trusted, self.gave_up = False, True
 
 
-# H.265 NAL unit types (ITU-T H.265 table 7-1) that begin a new picture's access unit after a picture's slices
-# (7.4.2.4.4): VPS, SPS, PPS, AUD, prefix SEI, and the reserved 41-44 and unspecified 48-55.
-_AU_START = {32, 33, 34, 35, 39, 41, 42, 43, 44, *range(48, 56)}
-
-
 class SingleSlicePictures:
     """`push` the whole NAL units of an H.265 stream (`NalUnits`'s packets, each one unit or an aggregation's
     several); it returns what to decode. While learning, and for good where a picture has more than one slice, whole
@@ -139,11 +136,9 @@ class SingleSlicePictures:
         if not data:
             return [*self._give(), packet]
         units = [unit for unit in data.split(START_CODE) if unit]
-        slices = [unit for unit in units if (unit[0] >> 1) & 0x3F < 32 and len(unit) > 2]
-        first_slices = [bool(unit[2] & 0x80) for unit in slices]  # first_slice_segment_in_pic_flag
-        head = units[0] if units else b""
-        kind = (head[0] >> 1) & 0x3F if head else -1
-        begins = kind in _AU_START or (0 <= kind < 32 and len(head) > 2 and bool(head[2] & 0x80))  # a new picture
+        slices = [unit for unit in units if hevc_slice(unit)]
+        first_slices = [first_slice(unit, "hevc") for unit in slices]
+        begins = bool(units) and begins_access_unit(units[0], "hevc")  # a new picture
         if self.at_once:
             if not all(first_slices):  # a picture's second slice
                 self.at_once, self.gave_up = False, True

@@ -15,23 +15,13 @@ from __future__ import annotations
 
 from typing import Any
 
-# H.264 NAL unit types that begin an access unit (ITU-T H.264 7.4.1.2.3): SEI, SPS, PPS, AUD, 14-18; a slice (1, 5)
-# does when it is its picture's first (first_mb_in_slice 0).
-_H264_AU_START = {6, 7, 8, 9, 14, 15, 16, 17, 18}
-# H.265's (7.4.2.4.4): VPS, SPS, PPS, AUD, prefix SEI, 41-44, 48-55; a slice (0-31) when it is its picture's first.
-_HEVC_AU_START = {32, 33, 34, 35, 39, 41, 42, 43, 44, *range(48, 56)}
+from detector.runtime.access_units import begins_access_unit
 
 
 def begins_picture(data: bytes, codec: str) -> bool:
     """Whether `data` (a PES packet's payload) starts with a start code and a NAL unit that begins an access unit."""
     at = 4 if data.startswith(b"\0\0\0\1") else 3 if data.startswith(b"\0\0\1") else -1
-    if at < 0 or len(data) < at + 3:
-        return False
-    if codec == "h264":
-        kind = data[at] & 0x1F
-        return kind in _H264_AU_START or (kind in (1, 5) and bool(data[at + 1] & 0x80))  # ue(v) 0 is a lone 1 bit
-    kind = (data[at] >> 1) & 0x3F
-    return kind in _HEVC_AU_START or (kind < 32 and bool(data[at + 2] & 0x80))  # first_slice_segment_in_pic_flag
+    return at > 0 and begins_access_unit(data[at : at + 3], codec)
 
 
 class PesPictures:

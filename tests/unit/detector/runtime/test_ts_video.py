@@ -31,7 +31,8 @@ def test_access_units_begin_pictures_and_their_pieces_do_not() -> None:
     # A slice that is not its picture's first: H.264 first_mb_in_slice 5 (ue(v) 00110), H.265's flag 0.
     assert not begins_picture(b"\0\0\1" + bytes([0x41, 0b00110000, 0]), "h264")
     assert not begins_picture(b"\0\0\1" + bytes([1 << 1, 1, 0x00, 0]), "hevc")
-    assert not begins_picture(b"", "h264") and not begins_picture(b"\0\0\1\x09", "h264")
+    assert begins_picture(b"\0\0\1\x09\xf0", "h264")  # an access unit delimiter
+    assert not begins_picture(b"", "h264") and not begins_picture(b"\0\0\1", "h264")
 
 
 def test_whole_access_units_go_at_once_until_one_does_not_begin_a_picture() -> None:
