@@ -30,6 +30,8 @@ CONFIRM = 3  # fragmented NAL units of the expected sizes (or one-slice pictures
 
 
 class Units(Protocol):
+    """A stream's packets in, the packets to decode out (an empty packet, the stream's end, comes out last)."""
+
     def push(self, packet: Any) -> list[Any]: ...
 
 
