@@ -284,13 +284,14 @@ class RtspCamera:
         return max(self.connections, key=len, default=[])
 
     def sdp(self) -> str:
-        """The session description: the first frame's SPS and PPS (so a client knows the size before a frame)."""
-        sets = [base64.b64encode(n).decode() for n in _parameter_sets(self._frames[0], self._codec)]
+        """The session description: the first frame's parameter sets (so a client knows the size before a frame)."""
+        raw = _parameter_sets(self._frames[0], self._codec)
+        sets = [base64.b64encode(n).decode() for n in raw]
         if self._codec == "h265":
             vps, sps, pps = sets
             media = f"a=rtpmap:96 H265/90000\r\na=fmtp:96 sprop-vps={vps};sprop-sps={sps};sprop-pps={pps}\r\n"
         else:
-            profile = _parameter_sets(self._frames[0])[0][1:4].hex()  # the SPS's profile, constraints and level
+            profile = raw[0][1:4].hex()  # the SPS's profile, constraints and level
             media = "a=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=1;"
             media += f"profile-level-id={profile};sprop-parameter-sets={','.join(sets)}\r\n"
         return (

@@ -220,12 +220,16 @@ class LiveStream:
             # Each RTP packet as it came, not through FFmpeg's parser, which holds every frame until the next one
             # begins: H.264 and H.265 are joined by detector/runtime/rtp_video.py, a frame interval sooner.
             options["fflags"] = "+noparse"
-        elif url.lower().startswith(("tcp://", "udp://")):
+        ts = url.lower().startswith(("tcp://", "udp://"))
+        if ts:
             # MPEG-TS as its PES packets come, not through FFmpeg's parser, which holds each frame one interval more
             # (detector/runtime/ts_video.py); a TCP camera may take one connection only, so it is never reopened.
             options["fflags"] = "+noparse"
         self._container = self._open(url, options)
-        if rtsp and parserless(_video_codec(self._container)) is None:
+        # Read parser-less: an RTSP camera's H.264 or H.265 NAL units joined for the decoder (rtp_video.py), MPEG-TS's
+        # PES packets as they come while each begins a picture, else split by the codec's parser (ts_video.py).
+        self._units: Units | None = parserless(_video_codec(self._container)) if rtsp else None
+        if rtsp and self._units is None:
             # Any other codec (MJPEG, MPEG-4...) is read through the parser as before: opened again without the
             # flag (the flag is the container's, given before the codec is known).
             self._container.close()
@@ -244,16 +248,11 @@ class LiveStream:
         self._on_every_frame = on_every_frame
         self._reduce_to = None if on_every_frame else reduce_to
         lowres = lowres_for(context.width, context.height, self._reduce_to)
-        # Read parser-less: an RTSP camera's H.264 or H.265 NAL units joined for the decoder (rtp_video.py; H.264's
-        # decoder gives a frame out once its last slice is in, `chunks`, not when the next frame begins), MPEG-TS's
-        # PES packets as they come while each begins a picture, else split by the codec's parser (ts_video.py).
-        self._units: Units | None = None
-        if rtsp and "fflags" in options:
-            self._units = parserless(context.name)
-        elif "fflags" in options:
+        if ts:
             self._units = PesPictures(context, self._container.format.name == "mpegts")
         decoder = {"lowres": str(lowres)} if lowres else {}
         if rtsp and self._units is not None and context.name == "h264":
+            # H.264's decoder then gives a frame out once its last slice is in, not when the next frame begins.
             decoder["flags2"] = "+chunks"
         if decoder:
             context.options = decoder
