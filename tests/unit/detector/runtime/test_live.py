@@ -65,6 +65,28 @@ def _take_all(stream: LiveStream, delay_s: float = 0.0) -> tuple[list[int], list
     return numbers, pixels, ended.value
 
 
+def _grainy(n: int) -> list[np.ndarray]:
+    """`_frames(n)` under fresh grain in each: every frame outgrows an RTP packet, P-frames too."""
+    rng = np.random.default_rng(0)
+    return [f // 2 + rng.integers(0, 128, (*SIZE, 3), dtype=np.uint8) for f in _frames(n)]
+
+
+def _take_timed(stream: LiveStream) -> list[tuple[int, float, np.ndarray]]:
+    """Every frame taken until the stream ends: its number, when it was taken (`time.time()`, the cameras' clock),
+    its pixels."""
+    seen = []
+    with pytest.raises(StreamEnded):
+        for frame in stream.frames():
+            seen.append((frame.number, time.time(), frame.pixels))
+    return seen
+
+
+def _late_p50_ms(seen: list[tuple[int, float, np.ndarray]], sent: list[float], after: int = 8) -> float:
+    """The median time from a frame's sending to its taking, past the frames read while the stream opened."""
+    late = sorted((at - sent[n]) * 1000 for n, at, _ in seen if n >= after)
+    return late[len(late) // 2]
+
+
 def test_sources_and_credentials() -> None:
     assert is_live("rtsp://cam/stream") and is_live("HTTP://cam/video.mjpg") and is_live("tcp://127.0.0.1:9")
     assert not is_live("clip.mp4") and not is_live("file:///tmp/clip.mp4") and not is_live("C:/clips/a.mp4")
@@ -247,20 +269,14 @@ def test_an_mpegts_cameras_h264_frame_waits_for_the_demuxer_only(codec: str) -> 
     # video goes through its parser here, as before. Every frame exact either way.
     from benchmarks.cameras import TsCamera, ts_chunks
 
-    rng = np.random.default_rng(0)
-    frames = [f // 2 + rng.integers(0, 128, (*SIZE, 3), dtype=np.uint8) for f in _frames(24)]
-    chunks = ts_chunks((f[:, :, ::-1] for f in frames), 8, codec=codec)
-    seen: list[tuple[int, float, np.ndarray]] = []
+    chunks = ts_chunks((f[:, :, ::-1] for f in _grainy(24)), 8, codec=codec)
     with TsCamera(chunks, 8) as camera, LiveStream(camera.url, timeout_s=5) as stream:
-        with pytest.raises(StreamEnded):
-            for frame in stream.frames():
-                seen.append((frame.number, time.time(), frame.pixels))
-        sent = camera.sent
-    late_ms = sorted((at - sent[n]) * 1000 for n, at, _ in seen if n >= 8)
+        seen = _take_timed(stream)
+    late_ms = _late_p50_ms(seen, camera.sent)
     if codec == "libx264":
-        assert 100 < late_ms[len(late_ms) // 2] < 190, late_ms  # one interval (125 ms), not two
+        assert 100 < late_ms < 190, late_ms  # one interval (125 ms), not two
     else:
-        assert late_ms[len(late_ms) // 2] > 200, late_ms  # the parser's, as before
+        assert late_ms > 200, late_ms  # the parser's, as before
     import io
 
     import av
@@ -422,18 +438,14 @@ def test_an_rtsp_cameras_frame_is_decoded_before_the_next_one_is_sent(codec: str
     # FFmpeg's parser held each frame until the next one began: a frame interval late (125 ms at 8 fps). Read
     # without it (detector/runtime/rtp_video.py), a frame is decoded once its last packet is in; every frame here
     # outgrows a packet (fresh grain in each), so the fragments' sizes are learned within the first frames.
-    rng = np.random.default_rng(0)
-    frames = [f // 2 + rng.integers(0, 128, (*SIZE, 3), dtype=np.uint8) for f in _frames(24)]
+    frames = _grainy(24)
     units = h264_rgb(frames, 8) if codec == "h264" else h265_rgb(frames, 8)
     assert all(sum(len(nal) for nal in nals) > 2 * RtspCamera.MTU for nals in units)
-    seen: list[tuple[int, float, np.ndarray]] = []
     with RtspCamera(units, 8, codec=codec) as camera, LiveStream(camera.url, timeout_s=5) as stream:
-        with pytest.raises(StreamEnded):
-            for frame in stream.frames():
-                seen.append((frame.number, time.time(), frame.pixels))
-        sent, connections = camera.sent, len(camera.connections)
-    late_ms = sorted((at - sent[n]) * 1000 for n, at, _ in seen if n >= 8)
-    assert late_ms[len(late_ms) // 2] < 40, late_ms  # the parser's way: >= 125 ms each
+        seen = _take_timed(stream)
+        connections = len(camera.connections)
+    late_ms = _late_p50_ms(seen, camera.sent)
+    assert late_ms < 40, late_ms  # the parser's way: >= 125 ms each
     assert stream.received == 24 and [n for n, _, _ in seen] == list(range(24))  # 8 fps: none dropped
     decoded = _decoded(units, "h264" if codec == "h264" else "hevc")
     assert all(np.array_equal(pixels, decoded[n]) for n, _, pixels in seen)
