@@ -33,7 +33,9 @@ import numpy as np
 import numpy.typing as npt
 
 from detector.errors import InvalidInputError
+from detector.runtime.live_bytes import RAW_PACKET_BYTES, SharedBytes
 from detector.runtime.rtp_video import Units, parserless
+from detector.runtime.ts_demux import PesPackets
 from detector.runtime.ts_video import PesPictures
 from detector.runtime.video import VideoInfo, lowres_for, upright
 
@@ -221,11 +223,21 @@ class LiveStream:
             # begins: H.264 and H.265 are joined by detector/runtime/rtp_video.py, a frame interval sooner.
             options["fflags"] = "+noparse"
         ts = url.lower().startswith(("tcp://", "udp://"))
+        self._bytes: SharedBytes | None = None
         if ts:
             # MPEG-TS as its PES packets come, not through FFmpeg's parser, which holds each frame one interval more
             # (detector/runtime/ts_video.py); a TCP camera may take one connection only, so it is never reopened.
             options["fflags"] = "+noparse"
-        self._container = self._open(url, options)
+            # FFmpeg's demuxer opens the stream from bytes read here, which ts_demux.py then goes on with, a frame
+            # interval sooner than the demuxer would give them (live_bytes.py).
+            raw = {"protocol_whitelist": LIVE_PROTOCOLS, "raw_packet_size": str(RAW_PACKET_BYTES)}
+            self._bytes = SharedBytes(self._open(url, raw, "data"))
+        try:
+            self._container = self._open(url if self._bytes is None else self._bytes, options)
+        except BaseException:
+            if self._bytes is not None:
+                self._bytes.close()
+            raise
         # Read parser-less: an RTSP camera's H.264 or H.265 NAL units joined for the decoder (rtp_video.py), MPEG-TS's
         # PES packets as they come while each begins a picture, else split by the codec's parser (ts_video.py).
         self._units: Units | None = parserless(_video_codec(self._container)) if rtsp else None
@@ -236,7 +248,7 @@ class LiveStream:
             del options["fflags"]
             self._container = self._open(url, options)
         if not self._container.streams.video:
-            self._container.close()
+            self._close_container()
             raise InvalidInputError(f"{self.name}: the stream has no video")
         self._stream = self._container.streams.video[0]
         context = self._stream.codec_context
@@ -248,8 +260,14 @@ class LiveStream:
         self._on_every_frame = on_every_frame
         self._reduce_to = None if on_every_frame else reduce_to
         lowres = lowres_for(context.width, context.height, self._reduce_to)
+        mpegts = self._container.format.name == "mpegts"
         if ts:
-            self._units = PesPictures(context, self._container.format.name == "mpegts")
+            self._units = PesPictures(context, mpegts)
+        # An MPEG-TS stream's H.264 or H.265 PES packets as soon as each is complete (ts_demux.py); else FFmpeg's
+        # demuxer reads on.
+        self._pes = PesPackets(self._stream.id) if mpegts and context.name in ("h264", "hevc") else None
+        if self._bytes is not None and self._pes is None:
+            self._bytes.let_go()
         decoder = {"lowres": str(lowres)} if lowres else {}
         if rtsp and self._units is not None and context.name == "h264":
             # H.264's decoder then gives a frame out once its last slice is in, not when the next frame begins.
@@ -264,15 +282,15 @@ class LiveStream:
         self.started = started  # what `time_s` counts from (0: when reading starts)
         self._reader = threading.Thread(target=self._read, name="live-reader", daemon=True)
 
-    def _open(self, url: str, options: dict[str, str]) -> Any:
-        """The container, or InvalidInputError saying why not. An RTSP camera that serves RTP over UDP only is asked
-        again over UDP (`options` then says so, for a later opening)."""
+    def _open(self, source: str | SharedBytes, options: dict[str, str], format: str | None = None) -> Any:
+        """The container of `source` (a URL, or the bytes read from one), or InvalidInputError saying why not. An RTSP
+        camera that serves RTP over UDP only is asked again over UDP (`options` then says so, for a later opening)."""
         import av
 
         timeout = (self.timeout_s, self.timeout_s)
         try:
             try:
-                return av.open(url, timeout=timeout, options=options)
+                return av.open(source, format=format, timeout=timeout, options=options)
             except av.FFmpegError as exc:
                 # A camera that serves RTP over UDP only answers SETUP with 461, which FFmpeg gives as this errno:
                 # asked again over UDP (read then, frames broken where packets are lost, rather than not at all).
@@ -282,11 +300,11 @@ class LiveStream:
                     "%s: the camera sends RTP over UDP only; read over UDP (a lost packet breaks frames)", self.name
                 )
                 options["rtsp_transport"] = "udp"
-                return av.open(url, timeout=timeout, options=options)
+                return av.open(source, timeout=timeout, options=options)
         except av.ProtocolNotFoundError:  # srt:// with PyAV's wheels, built without libsrt
             raise InvalidInputError(
                 f"{self.name}: cannot open the stream (this FFmpeg, PyAV's, was built without the "
-                f"{url.partition('://')[0].lower()} protocol)"
+                f"{self.name.partition('://')[0].lower()} protocol)"
             ) from None
         except av.FFmpegError as exc:
             raise InvalidInputError(f"{self.name}: cannot open the stream ({_why(exc)})") from None
@@ -338,7 +356,7 @@ class LiveStream:
 
         ended = StreamEnded("the stream ended", clean=True)
         try:
-            for packet in self._container.demux(self._stream):
+            for packet in self._pes_packets() if self._pes is not None else self._container.demux(self._stream):
                 if self._stop.is_set():
                     return
                 units = self._units.push(packet) if self._units is not None else (packet,)
@@ -364,6 +382,19 @@ class LiveStream:
         finally:
             self._newest.end(ended)
 
+    def _pes_packets(self) -> Iterator[Any]:
+        """An MPEG-TS stream's video PES packets (ts_demux.py) from its first byte, each as soon as it is complete,
+        then an empty packet (the end), as `demux` gives them."""
+        import av
+
+        assert self._bytes is not None and self._pes is not None
+        for chunk in self._bytes.rest():
+            for payload in self._pes.push(chunk):
+                yield av.Packet(payload)
+        for payload in self._pes.flush():
+            yield av.Packet(payload)
+        yield av.Packet()
+
     def _deliver(self, item: Any) -> None:
         number, self.received = self.received, self.received + 1
         arrived = time.monotonic() - self.started
@@ -379,7 +410,12 @@ class LiveStream:
         if self._reader.is_alive():
             self._reader.join(timeout=self.timeout_s + 1)
         if not self._reader.is_alive():  # never under a reader still in FFmpeg (the process ends it then)
-            self._container.close()
+            self._close_container()
+
+    def _close_container(self) -> None:
+        self._container.close()
+        if self._bytes is not None:
+            self._bytes.close()
 
     def __enter__(self) -> LiveStream:
         return self

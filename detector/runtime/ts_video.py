@@ -3,12 +3,12 @@
 Read through FFmpeg's parser, an MPEG-TS camera's frame waited two frame intervals (68.0 ms p50 for a 30 fps 720p
 x264 stream on loopback): one in the demuxer (a TS video packet has no length, so a PES packet is known complete only
 when the next one starts) and one more in the parser (which waits, the same way, for the next access unit to begin).
-Opened with `fflags=+noparse`, the demuxer's PES packets come as they are, and a camera's muxer puts one frame in
-each, so `PesPictures` gives each to the decoder at once (34.7 ms on the same stream) as long as it begins a picture
-(its first NAL unit starts an access unit: an access unit delimiter, a parameter set, an SEI, or a picture's first
-slice). A PES packet that does not (a muxer that cuts frames across packets), an H.264 or H.265 stream in another
-container, and any other codec are split by the codec's own parser here (`CodecContext.parse`), as FFmpeg would have.
-The demuxer's wait stays: it is the container's.
+Opened with `fflags=+noparse`, PES packets come as they are, and a camera's muxer puts one frame in each, so
+`PesPictures` gives each to the decoder at once (34.7 ms on the same stream) as long as it begins a picture (its
+first NAL unit starts an access unit: an access unit delimiter, a parameter set, an SEI, or a picture's first slice).
+A PES packet that does not (a muxer that cuts frames across packets), an H.264 or H.265 stream in another container,
+and any other codec are split by the codec's own parser here (`CodecContext.parse`), as FFmpeg would have. The
+demuxer's wait is taken away for H.264 and H.265 by ts_demux.py, which gives their PES packets (1.3 ms at 8 fps).
 """
 
 from __future__ import annotations
