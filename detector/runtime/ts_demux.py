@@ -12,7 +12,8 @@ PID's packets are read (FFmpeg's demuxer still opens the stream and says which P
 `PesPackets` relies on stuffing only after `CONFIRM` PES packets were seen to end so (the next TS packet on the PID
 began a PES packet); a muxer that stuffs inside a PES packet, caught while learning or by a TS packet that comes after
 its PES packet was given as complete (that frame may then decode damaged), is read FFmpeg's way from then on: never
-worse than before, a frame later. A PES packet whose header gives its length is complete when that much is in.
+worse than before, a frame later; TS packets lost before (a gap in the continuity counter, UDP) prove nothing. A PES
+packet whose header gives its length is complete when that much is in.
 """
 
 from __future__ import annotations
@@ -88,6 +89,8 @@ class PesPackets:
         cc = b3 & 0x0F
         if cc == self._last_cc:  # a duplicate packet (allowed once by the standard): its payload was had
             return
+        # Packets lost before this one (UDP): what follows a stuffed packet then says nothing about the muxer.
+        lost = self._last_cc >= 0 and cc != (self._last_cc + 1) % 16
         self._last_cc = cc
         at = 4 + (1 + packet[4] if b3 & 0x20 else 0)
         if at >= TS_SIZE:
@@ -99,12 +102,16 @@ class PesPackets:
             self._pes = bytearray()
             self._given_early = False
         elif self._pes is None:  # no PES packet open: bytes before the first start, or after one given early
-            if self._given_early:  # it was not complete: the frame it was may decode damaged
+            if self._given_early and not lost:  # it was not complete: the frame it was may decode damaged
                 self.broken += 1
-                self._given_early, self._never = False, True
+                self._never = True
+            self._given_early = False
             return
-        elif self._after_stuffing:  # a stuffed TS packet was not the end: this muxer stuffs inside PES packets
-            self._never = True
+        elif self._after_stuffing:
+            if lost:  # the next PES packet's start was lost: the one open ended at its stuffing; the rest dropped
+                self._give(out)
+                return
+            self._never = True  # a stuffed TS packet was not the end: this muxer stuffs inside PES packets
         self._pes.extend(packet[at:])
         self._after_stuffing = stuffed(packet)
         if len(self._pes) > MAX_PES:

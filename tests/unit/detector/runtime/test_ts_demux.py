@@ -202,3 +202,18 @@ def test_a_pes_packet_past_the_bound_is_dropped(monkeypatch: pytest.MonkeyPatch)
     demux = PesPackets(PID)
     stream = [packet for p in payloads for packet in muxer.mux(_pes(p))]
     assert [p for packet in stream for p in demux.push(packet)] + demux.flush() == [payloads[0], payloads[2]]
+
+
+def test_lost_packets_after_a_stuffed_one_do_not_end_trust() -> None:
+    # UDP: the datagram with the next PES packet's start is lost. The one before ended at its stuffing (given, at
+    # once if trusted); the lost one's rest is dropped; trust stays, so the ones after still come at their end.
+    payloads = _payloads(10)
+    muxer = Muxer()
+    per_pes = [muxer.mux(_pes(p)) for p in payloads]
+    for lost_at in (1, 6):  # while learning (the one before held until then), and once trusted
+        kept = [pes[2:] if i == lost_at else pes for i, pes in enumerate(per_pes)]
+        demux = PesPackets(PID)
+        out = [p for pes in kept for packet in pes for p in demux.push(packet)] + demux.flush()
+        assert out == payloads[:lost_at] + payloads[lost_at + 1 :] and demux.trusted and demux.broken == 0
+        given = _given_at(kept, demux := PesPackets(PID))
+        assert given[-1] == (8, 9), given  # the last given at its own last packet
