@@ -118,7 +118,7 @@ def ts_chunks(
 ) -> list[bytes]:
     """BGR frames (all one size) encoded with `codec` in MPEG-TS (or another `container`: "flv"), one chunk of bytes
     per frame, each what a camera sends for that frame. libx264 runs `veryfast` with `zerolatency` (no B-frames, each
-    frame's bytes at once, as cameras send) and a key frame a second."""
+    frame's bytes at once, as cameras send) and a key frame a second; libx265 `ultrafast` with `zerolatency`."""
     import av
 
     written = bytearray()
@@ -131,7 +131,10 @@ def ts_chunks(
     chunks: list[bytes] = []
     out = av.open(Sink(), "w", format=container, container_options={"flush_packets": "1"})
     try:
-        options = {"preset": "veryfast", "tune": "zerolatency"} if codec == "libx264" else {}
+        options = {
+            "libx264": {"preset": "veryfast", "tune": "zerolatency"},
+            "libx265": {"preset": "ultrafast", "tune": "zerolatency", "x265-params": "log-level=error"},
+        }.get(codec, {})
         stream: Any = None
         for frame in frames:
             if stream is None:
