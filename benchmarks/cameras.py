@@ -105,6 +105,15 @@ class MjpegCamera(HttpCamera):
         return b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(chunk) + chunk + b"\r\n"
 
 
+class UnsizedMjpegCamera(MjpegCamera):
+    """An HTTP MJPEG camera whose parts carry no `Content-Length` (the Flask "video streaming" pattern that many
+    Python-built and Raspberry Pi cameras copy): a reader knows a part is over by its JPEG's end or the next
+    boundary."""
+
+    def part(self, chunk: bytes) -> bytes:
+        return b"--frame\r\nContent-Type: image/jpeg\r\n\r\n" + chunk + b"\r\n"
+
+
 class HttpFlvCamera(HttpCamera):
     """HTTP-FLV, as live-streaming servers (SRS, nginx-http-flv) and many cameras serve it: the FLV chunks
     (`ts_chunks(..., container="flv")`, sent as they are), by default each once, then the connection closed."""

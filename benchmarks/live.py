@@ -5,7 +5,8 @@ same camera; writes reports/live.{json,md}.
 
 The camera is an HTTP MJPEG stream on loopback (what IP cameras serve): the "real" clip of benchmarks/video.py,
 1280x720 at 30 fps, each frame a JPEG (quality 85) carrying its own number as a barcode, sent at the camera's pace
-to the first client only. It notes when it sent each frame. A runner, a process of its own (so the CPU it reports is
+to the first client only (`--camera mjpeg-unsized`: its parts without their Content-Length, as Flask-style cameras
+send them). It notes when it sent each frame. A runner, a process of its own (so the CPU it reports is
 its own), answers frames until the stream ends; an answer's latency is when it was answered minus when the camera
 sent that frame: the frame's age at its answer, waiting included. Reported per runner: frames answered per second,
 latency p50 / p95, and the cores it kept busy. No tracking on either side. Runners take turns in rotating order,
@@ -21,7 +22,7 @@ cameras at once (each its own server, the same frames): ours answers them in one
 (a batch of the N newest frames a call); frames/s are then per camera.
 
     python -m benchmarks.live --model models/model.onnx [--sizes 640] [--rounds 3] [--seconds 20]
-        [--camera mjpeg|rtsp|rtsp-h265|rtmp|h264] [--fps 60] [--cameras 2]
+        [--camera mjpeg|mjpeg-unsized|rtsp|rtsp-h265|rtmp|h264] [--fps 60] [--cameras 2]
 """
 
 from __future__ import annotations
@@ -43,7 +44,16 @@ from typing import Any
 import cv2
 import numpy as np
 
-from benchmarks.cameras import MjpegCamera, RtmpCamera, RtspCamera, TsCamera, h264_frames, h265_frames, ts_chunks
+from benchmarks.cameras import (
+    MjpegCamera,
+    RtmpCamera,
+    RtspCamera,
+    TsCamera,
+    UnsizedMjpegCamera,
+    h264_frames,
+    h265_frames,
+    ts_chunks,
+)
 from benchmarks.inputs import export_variant
 from benchmarks.machine import machine_info, machine_line, usable_cores
 from benchmarks.peers import our_int8, ultralytics_openvino
@@ -116,6 +126,7 @@ def rtsp_h265_frames(clip: Path, count: int, fps: float) -> list[list[bytes]]:
 
 CAMERAS: dict[str, Callable[[Path, int, float], list[Any]]] = {
     "mjpeg": lambda clip, count, _fps: camera_frames(clip, count),
+    "mjpeg-unsized": lambda clip, count, _fps: camera_frames(clip, count),
     "rtsp": rtsp_frames,
     "rtsp-h265": rtsp_h265_frames,
     "rtmp": rtsp_frames,  # the same H.264 frames, in FLV video messages
@@ -195,6 +206,8 @@ def camera_for(kind: str, chunks: list[Any], fps: float) -> MjpegCamera | RtspCa
     """A camera of that kind (`CAMERAS`) sending `chunks` at `fps`, once (a reconnecting reader gets no second run)."""
     if kind == "mjpeg":
         return MjpegCamera(chunks, fps, once=True)
+    if kind == "mjpeg-unsized":
+        return UnsizedMjpegCamera(chunks, fps, once=True)
     if kind in ("rtsp", "rtsp-h265"):
         return RtspCamera(chunks, fps, once=True, codec="h265" if kind == "rtsp-h265" else "h264")
     if kind == "rtmp":
@@ -213,8 +226,9 @@ def one_round(
     cameras: int = 1,
 ) -> dict[str, float]:
     """`cameras` fresh cameras at `fps` (`camera_kind`, and `chunks` from its `CAMERAS` entry: "mjpeg", HTTP MJPEG
-    of these JPEGs; "rtsp", RTSP of these H.264 frames ("rtsp-h265": H.265); "rtmp", RTMP of them; "h264", MPEG-TS
-    over TCP of these chunks), one runner process against them; its cell for this round (frames/s per camera)."""
+    of these JPEGs ("mjpeg-unsized": without each part's Content-Length); "rtsp", RTSP of these H.264 frames
+    ("rtsp-h265": H.265); "rtmp", RTMP of them; "h264", MPEG-TS over TCP of these chunks), one runner process against
+    them; its cell for this round (frames/s per camera)."""
     started = [camera_for(camera_kind, chunks, fps) for _ in range(cameras)]
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "answers.json"
@@ -279,6 +293,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "threads": threads,
         "camera": {
             "mjpeg": "HTTP MJPEG on loopback, JPEG quality 85",
+            "mjpeg-unsized": "HTTP MJPEG on loopback, JPEG quality 85, parts without Content-Length",
             "rtsp": "RTSP on loopback, H.264 (x264 veryfast, zerolatency, a key frame a second) in RTP over TCP",
             "rtsp-h265": "RTSP on loopback, H.265 (x265 ultrafast, zerolatency, a key frame a second) in RTP over TCP",
             "rtmp": "RTMP on loopback, H.264 (x264 veryfast, zerolatency, a key frame a second), video only",
@@ -324,8 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--camera",
         choices=list(CAMERAS),
         default="mjpeg",
-        help="HTTP MJPEG (IP cameras), RTSP with H.264 (or H.265: rtsp-h265) in RTP over TCP, RTMP with H.264, or "
-        "H.264 in MPEG-TS over TCP",
+        help="HTTP MJPEG (IP cameras; mjpeg-unsized: parts without Content-Length), RTSP with H.264 (or H.265: "
+        "rtsp-h265) in RTP over TCP, RTMP with H.264, or H.264 in MPEG-TS over TCP",
     )
     p.add_argument("--cameras", type=int, default=1, help="that many cameras at once, answered by one process")
     p.add_argument("--threads", type=int, default=0, help="our inference threads (default: the usable cores)")

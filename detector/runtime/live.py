@@ -33,9 +33,10 @@ import numpy as np
 import numpy.typing as npt
 
 from detector.errors import InvalidInputError
-from detector.runtime.live_bytes import RAW_PACKET_BYTES, SharedBytes
+from detector.runtime.live_bytes import RAW_PACKET_BYTES, SharedBytes, Splits
+from detector.runtime.mjpeg_parts import JpegParts
 from detector.runtime.rtp_video import Units, parserless
-from detector.runtime.ts_demux import PesPackets
+from detector.runtime.ts_demux import TS_SIZE, PesPackets
 from detector.runtime.ts_video import PesPictures
 from detector.runtime.video import VideoInfo, lowres_for, upright
 
@@ -222,16 +223,11 @@ class LiveStream:
             # Each RTP packet as it came, not through FFmpeg's parser, which holds every frame until the next one
             # begins: H.264 and H.265 are joined by detector/runtime/rtp_video.py, a frame interval sooner.
             options["fflags"] = "+noparse"
-        ts = url.lower().startswith(("tcp://", "udp://"))
-        self._bytes: SharedBytes | None = None
+        self._bytes, ts = self._share(url, keep_all)
         if ts:
             # MPEG-TS as its PES packets come, not through FFmpeg's parser, which holds each frame one interval more
-            # (detector/runtime/ts_video.py); a TCP camera may take one connection only, so it is never reopened.
+            # (detector/runtime/ts_video.py).
             options["fflags"] = "+noparse"
-            # FFmpeg's demuxer opens the stream from bytes read here, which ts_demux.py then goes on with, a frame
-            # interval sooner than the demuxer would give them (live_bytes.py).
-            raw = {"protocol_whitelist": LIVE_PROTOCOLS, "raw_packet_size": str(RAW_PACKET_BYTES)}
-            self._bytes = SharedBytes(self._open(url, raw, "data"))
         try:
             self._container = self._open(url if self._bytes is None else self._bytes, options)
         except BaseException:
@@ -263,11 +259,16 @@ class LiveStream:
         mpegts = self._container.format.name == "mpegts"
         if ts:
             self._units = PesPictures(context, mpegts)
-        # An MPEG-TS stream's H.264 or H.265 PES packets as soon as each is complete (ts_demux.py); else FFmpeg's
-        # demuxer reads on.
-        self._pes = PesPackets(self._stream.id) if mpegts and context.name in ("h264", "hevc") else None
-        if self._bytes is not None and self._pes is None:
-            self._bytes.let_go()
+        # An MPEG-TS stream's H.264 or H.265 PES packets, an MJPEG camera's JPEGs, as soon as each is complete;
+        # else FFmpeg's demuxer reads on.
+        self._split: Splits | None = None
+        if self._bytes is not None:
+            if mpegts and context.name in ("h264", "hevc"):
+                self._split = PesPackets(self._stream.id)
+            elif self._container.format.name == "mpjpeg":
+                self._split = JpegParts()
+            else:
+                self._bytes.let_go()
         decoder = {"lowres": str(lowres)} if lowres else {}
         if rtsp and self._units is not None and context.name == "h264":
             # H.264's decoder then gives a frame out once its last slice is in, not when the next frame begins.
@@ -356,7 +357,7 @@ class LiveStream:
 
         ended = StreamEnded("the stream ended", clean=True)
         try:
-            for packet in self._pes_packets() if self._pes is not None else self._container.demux(self._stream):
+            for packet in self._split_packets() if self._split is not None else self._container.demux(self._stream):
                 if self._stop.is_set():
                     return
                 units = self._units.push(packet) if self._units is not None else (packet,)
@@ -382,18 +383,51 @@ class LiveStream:
         finally:
             self._newest.end(ended)
 
-    def _pes_packets(self) -> Iterator[Any]:
-        """An MPEG-TS stream's video PES packets (ts_demux.py) from its first byte, each as soon as it is complete,
-        then an empty packet (the end), as `demux` gives them."""
+    def _split_packets(self) -> Iterator[Any]:
+        """The video's packets split here from the stream's first byte (MPEG-TS's PES packets, MJPEG's JPEGs), each
+        as soon as it is complete, then an empty packet (the end), as `demux` gives them."""
         import av
 
-        assert self._bytes is not None and self._pes is not None
+        assert self._bytes is not None and self._split is not None
         for chunk in self._bytes.rest():
-            for payload in self._pes.push(chunk):
+            for payload in self._split.push(chunk):
                 yield av.Packet(payload)
-        for payload in self._pes.flush():
+        for payload in self._split.flush():
             yield av.Packet(payload)
         yield av.Packet()
+
+    def _share(self, url: str, keep_all: bool) -> tuple[SharedBytes | None, bool]:
+        """The stream's bytes, read here for FFmpeg's demuxer to open it from and then split here, each frame as soon
+        as its last byte is in, where FFmpeg's demuxer would wait for the next one to begin (live_bytes.py): MPEG-TS's
+        PES packets (ts_demux.py), an HTTP MJPEG camera's JPEGs (mjpeg_parts.py); and whether it is MPEG-TS. Over
+        HTTP only for a stream that starts as those do: any other (an HLS playlist, whose demuxer needs the URL) is
+        opened again the usual way (None). A TCP camera may take one connection only: TCP and UDP are never
+        reopened. Not for a file served over HTTP (`keep_all`) nor FLV."""
+        scheme = url.partition("://")[0].lower()
+        ts = scheme in ("tcp", "udp")
+        if not ts and (scheme not in ("http", "https") or carries_flv(url) or keep_all):
+            return None, False
+        raw = {"protocol_whitelist": LIVE_PROTOCOLS, "raw_packet_size": str(RAW_PACKET_BYTES)}
+        shared = SharedBytes(self._open(url, raw, "data"))
+        starts = self._peek(shared)
+        if ts or starts is not None:
+            return shared, ts or starts == "mpegts"
+        shared.close()
+        return None, False
+
+    def _peek(self, shared: SharedBytes) -> str | None:
+        """What the stream's first bytes look like: "mpegts" (a TS packet's sync byte, again 188 bytes on),
+        "multipart" (a boundary line), else None. InvalidInputError when nothing comes."""
+        import av
+
+        try:
+            first = shared.peek()
+        except av.FFmpegError as exc:
+            shared.close()
+            raise InvalidInputError(f"{self.name}: cannot open the stream ({_why(exc)})") from None
+        if first[:1] == b"\x47" and (len(first) <= TS_SIZE or first[TS_SIZE] == 0x47):
+            return "mpegts"
+        return "multipart" if first.lstrip().startswith(b"--") else None
 
     def _deliver(self, item: Any) -> None:
         number, self.received = self.received, self.received + 1

@@ -9,9 +9,18 @@ options: `?listen=1`, UDP multicast, the read timeout), so nothing about connect
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Protocol
 
 RAW_PACKET_BYTES = 65536  # the most bytes the data demuxer gives at once (it gives what has arrived, up to this)
+
+
+class Splits(Protocol):
+    """What cuts a stream's bytes into the video's packets: `push` the bytes as they come, it returns the packets
+    they complete; `flush` at the stream's end."""
+
+    def push(self, data: bytes) -> list[bytes]: ...
+
+    def flush(self) -> list[bytes]: ...
 
 
 class SharedBytes:
@@ -33,6 +42,12 @@ class SharedBytes:
         if self._read is not None:
             self._read.append(data)
         return data
+
+    def peek(self) -> bytes:
+        """The first bytes received (waiting for them), still to be read."""
+        if not self._left:
+            self._left = self._next()
+        return self._left
 
     def let_go(self) -> None:
         """FFmpeg's container reads on alone: what it reads is no longer kept."""

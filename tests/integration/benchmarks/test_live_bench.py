@@ -36,6 +36,8 @@ def test_both_runners_answer_the_camera(model_path: Path, tmp_path: Path, monkey
     assert [read_stamp(cv2.imdecode(np.frombuffer(j, np.uint8), cv2.IMREAD_COLOR)) for j in jpegs] == list(range(30))
     ours = one_round("ours", model_path, 128, 2, jpegs)  # a runner process, as the benchmark starts it
     assert 0 < ours["answered_share"] <= 1 and 0 < ours["latency_p50_ms"] <= ours["latency_p95_ms"] < 5000
+    unsized = one_round("ours", model_path, 128, 2, jpegs, camera_kind="mjpeg-unsized")  # no Content-Length
+    assert 0 < unsized["answered_share"] <= 1 and 0 < unsized["latency_p50_ms"] <= unsized["latency_p95_ms"] < 5000
     camera = MjpegCamera(jpegs, 30, once=True)
     try:
         answers = load_ultralytics([camera.url], model_path, 128, tmp_path)()  # Ultralytics runs the same ONNX here
