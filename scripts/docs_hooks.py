@@ -72,6 +72,8 @@ REPO_PAGES = (
     "reports/live_h264_ts_intel_vm.md",
     "reports/live_h264_ts_demux_intel_vm_before.md",
     "reports/live_h264_ts_demux_intel_vm.md",
+    "reports/live_mjpeg_unsized_intel_vm_before.md",
+    "reports/live_mjpeg_unsized_intel_vm.md",
     "reports/live_rtmp.md",
     "reports/live_2cameras.md",
     "reports/live_4cameras.md",

@@ -312,6 +312,29 @@ def test_an_mpegts_cameras_h264_or_h265_frame_is_decoded_before_the_next_one_is_
     assert all(np.array_equal(pixels, decoded[n]) for n, _, pixels in seen)
 
 
+def test_mpegts_over_http_is_split_here_as_over_tcp() -> None:
+    # An encoder or a media server serving MPEG-TS over HTTP (VLC, tvheadend): its PES packets taken here as soon as
+    # each is complete, as over TCP (FFmpeg's demuxer held each frame until the next began: 125 ms at 8 fps).
+    import io
+
+    import av
+
+    from benchmarks.cameras import HttpCamera, ts_chunks
+
+    class HttpTsCamera(HttpCamera):
+        CONTENT_TYPE = "video/mp2t"
+        PATH = "/live.ts"
+
+    chunks = ts_chunks((f[:, :, ::-1] for f in _grainy(24)), 8)
+    with HttpTsCamera(chunks, 8) as camera, LiveStream(camera.url, timeout_s=5) as stream:
+        seen = _take_timed(stream)
+    assert _late_p50_ms(seen, camera.sent) < 40 and len(camera.connections) == 1
+    with av.open(io.BytesIO(b"".join(chunks)), format="mpegts") as container:
+        decoded = [upright(f, None) for f in container.decode(video=0)]
+    assert stream.received == len(decoded) == 24 and len(seen) >= 22
+    assert all(np.array_equal(pixels, decoded[n]) for n, _, pixels in seen)
+
+
 def test_mpegts_over_udp_joined_mid_stream() -> None:
     # An encoder sending MPEG-TS to a UDP port, as broadcast gear does: the reader binds the port and joins whenever
     # it starts (mid-GOP: the frames before the next key frame cannot be decoded, and are not shown).
@@ -548,6 +571,23 @@ def test_nothing_listening_and_no_video() -> None:
     # SRT: PyAV's wheels carry no libsrt (the docs say so; this fails, and they must change, when a wheel does).
     with pytest.raises(InvalidInputError, match=r"this FFmpeg, PyAV's, was built without the srt protocol"):
         LiveStream("srt://127.0.0.1:9", timeout_s=1)
+
+
+def test_an_hls_playlist_is_opened_the_usual_way() -> None:
+    # Over HTTP only a stream that starts as MJPEG or MPEG-TS is split from the bytes read here; a playlist's demuxer
+    # needs its URL (the segments are named relative to it), so it is opened again the usual way.
+    from benchmarks.cameras import ts_chunks
+
+    frames = _frames(10)
+    segment = b"".join(ts_chunks((f[:, :, ::-1] for f in frames), 10))
+    playlist = b"#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1.0,\nseg0.ts\n#EXT-X-ENDLIST\n"
+    with (
+        http_files({"/live.m3u8": playlist, "/seg0.ts": segment}) as base,
+        LiveStream(f"{base}/live.m3u8", timeout_s=5) as stream,
+    ):
+        numbers, pixels, ended = _take_all(stream)
+    assert stream.received == 10 and ended.clean and numbers[-1] == 9
+    assert all(_which(p, frames) == n for n, p in zip(numbers, pixels, strict=True))
 
 
 def test_a_remote_playlist_cannot_read_local_files(tmp_path: Path) -> None:
