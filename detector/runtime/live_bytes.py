@@ -1,6 +1,6 @@
 """A live stream's bytes read once and shared: FFmpeg's demuxer opens the stream from them (its format, codecs,
-size and rate), then ts_demux.py goes on with the same bytes, from the first, where FFmpeg's demuxer would hold each
-frame back.
+size and rate), then the video's packets are cut from the same bytes, from the first, here (ts_demux.py for MPEG-TS,
+mjpeg_parts.py for an HTTP MJPEG camera), where FFmpeg's demuxer would hold each frame back until the next began.
 
 The connection is FFmpeg's own (its "data" demuxer gives a protocol's bytes as they arrive, whatever the protocol's
 options: `?listen=1`, UDP multicast, the read timeout), so nothing about connecting changes.

@@ -17,6 +17,7 @@ import re
 
 MAX_PART = 32 << 20  # bytes: a part longer than this is dropped (a 4K JPEG is a few MiB)
 _LENGTH = re.compile(rb"^content-length:\s*(\d+)\s*$", re.IGNORECASE | re.MULTILINE)
+_BLANK_LINE = re.compile(rb"\r?\n\r?\n")  # the headers' end (lines end in CRLF, or LF as some cameras write)
 
 
 class JpegParts:
@@ -57,9 +58,9 @@ class JpegParts:
         if jpeg_end is not None:
             return self._take(jpeg_end, jpeg_end)
         if self._walk.lost:  # not a JPEG it can follow: up to the next boundary line
-            at = buffer.find(b"\r\n" + self._boundary, self._body)
+            at = buffer.find(b"\n" + self._boundary, self._body)
             if at >= 0:
-                return self._take(at, at)
+                return self._take(at - (buffer[at - 1 : at] == b"\r"), at)
         return None
 
     def _headers(self) -> bool:
@@ -67,20 +68,20 @@ class JpegParts:
         buffer = self._buffer
         if not self._boundary:
             start = buffer.find(b"--")
-            line_end = buffer.find(b"\r\n", start)
-            if start < 0 or line_end < 0:
+            line_end = buffer.find(b"\n", start) if start >= 0 else -1
+            if line_end < 0:
                 return False
             self._boundary = bytes(buffer[start:line_end]).rstrip()
         start = buffer.find(self._boundary)
         if start < 0:
             del buffer[: max(0, len(buffer) - len(self._boundary))]  # (what cannot begin the boundary)
             return False
-        head_end = buffer.find(b"\r\n\r\n", start)
-        if head_end < 0:
+        head_end = _BLANK_LINE.search(buffer, start)
+        if head_end is None:
             return False
-        length = _LENGTH.search(bytes(buffer[start:head_end]))
+        length = _LENGTH.search(bytes(buffer[start : head_end.start()]))
         self._length = int(length.group(1)) if length else -1
-        self._body = head_end + 4
+        self._body = head_end.end()
         self._walk = _JpegEnd()
         return True
 

@@ -27,9 +27,9 @@ def _with_thumbnail(jpeg: bytes) -> bytes:
     return jpeg[:2] + b"\xff\xe1" + (len(app1) + 2).to_bytes(2, "big") + app1 + jpeg[2:]
 
 
-def _part(body: bytes, sized: bool, boundary: bytes = b"--frame") -> bytes:
-    length = b"content-LENGTH: %d\r\n" % len(body) if sized else b""
-    return boundary + b"\r\nContent-Type: image/jpeg\r\n" + length + b"\r\n" + body + b"\r\n"
+def _part(body: bytes, sized: bool, boundary: bytes = b"--frame", eol: bytes = b"\r\n") -> bytes:
+    length = b"content-LENGTH: %d" % len(body) + eol if sized else b""
+    return boundary + eol + b"Content-Type: image/jpeg" + eol + length + eol + body + eol
 
 
 @pytest.mark.parametrize("sized", [True, False])
@@ -63,6 +63,17 @@ def test_a_part_that_is_not_a_jpeg_ends_at_the_next_boundary_or_its_length() -> 
     stream = _part(jpegs[0], False) + _part(b"not a picture", False) + _part(jpegs[1], False) + _part(odd, True)
     parts = JpegParts()
     assert parts.push(stream + _part(jpegs[2], False)) == [jpegs[0], b"not a picture", jpegs[1], odd, jpegs[2]]
+
+
+def test_lines_ending_in_lf_alone() -> None:
+    # Some cameras end their multipart lines in LF only (FFmpeg's reader takes them too).
+    jpegs = _jpegs(3)
+    odd = b"text\n--frame inside"
+    sized = (False, True, False)
+    stream = b"".join(_part(j, s, eol=b"\n") for j, s in zip(jpegs, sized, strict=True))
+    stream += _part(odd, True, eol=b"\n") + b"--frame\n\nplain\n--frame\n\n"
+    parts = JpegParts()
+    assert parts.push(stream) == [*jpegs, odd, b"plain"]
 
 
 def test_bytes_after_a_jpegs_end_and_another_boundary_name() -> None:
