@@ -282,7 +282,9 @@ def test_an_mpegts_stream_opens_without_reading_frames_to_guess_its_rate(codec: 
     with TsCamera(chunks, 15) as camera, LiveStream(camera.url, timeout_s=5) as stream:
         first = next(stream.frames())
         sent_before = len(camera.sent)
-    assert stream.info.fps == 15 and first.number == 0 and _which(first.pixels, frames) == 0
+    # The first frame taken is the newest read while it opened: frame 0, or a later one when the opening read more
+    # (frame 1 in a loaded CI run, where the bytes read while opening held three frames' PES packets).
+    assert stream.info.fps == 15 and first.number < sent_before and _which(first.pixels, frames) == first.number
     assert sent_before <= 10, sent_before
 
 
