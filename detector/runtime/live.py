@@ -36,7 +36,7 @@ from detector.errors import InvalidInputError
 from detector.runtime.live_bytes import RAW_PACKET_BYTES, SharedBytes, Splits
 from detector.runtime.mjpeg_parts import JpegParts
 from detector.runtime.rtp_video import Units, parserless
-from detector.runtime.ts_demux import TS_SIZE, PesPackets
+from detector.runtime.ts_demux import PesPackets, begins_ts
 from detector.runtime.ts_video import PesPictures
 from detector.runtime.video import VideoInfo, lowres_for, upright
 
@@ -409,9 +409,11 @@ class LiveStream:
             return None, False
         raw = {"protocol_whitelist": LIVE_PROTOCOLS, "raw_packet_size": str(RAW_PACKET_BYTES)}
         shared = SharedBytes(self._open(url, raw, "data"))
+        if ts:  # (whatever it carries: FFmpeg's demuxer says, and reads on where it is not MPEG-TS)
+            return shared, True
         starts = self._peek(shared)
-        if ts or starts is not None:
-            return shared, ts or starts == "mpegts"
+        if starts is not None:
+            return shared, starts == "mpegts"
         shared.close()
         return None, False
 
@@ -425,7 +427,7 @@ class LiveStream:
         except av.FFmpegError as exc:
             shared.close()
             raise InvalidInputError(f"{self.name}: cannot open the stream ({_why(exc)})") from None
-        if first[:1] == b"\x47" and (len(first) <= TS_SIZE or first[TS_SIZE] == 0x47):
+        if begins_ts(first):
             return "mpegts"
         return "multipart" if first.lstrip().startswith(b"--") else None
 

@@ -142,12 +142,22 @@ def _declared_complete(pes: bytearray) -> bool:
     return len(pes) >= 6 and (pes[4] or pes[5]) != 0 and len(pes) >= _length(pes)
 
 
+def begins_ts(data: bytes) -> bool:
+    """Whether `data` starts as an MPEG-TS stream does: a TS packet's sync byte, and another one packet on (when
+    that far is in)."""
+    return _lines_up(data, 0)
+
+
+def _lines_up(buffer: bytes, at: int) -> bool:
+    return buffer[at : at + 1] == b"\x47" and (at + TS_SIZE >= len(buffer) or buffer[at + TS_SIZE] == SYNC)
+
+
 def _resync(buffer: bytes, at: int) -> int:
     """The next offset from `at` where a sync byte has another one TS_SIZE after it (or is the last one in)."""
     while True:
         at = buffer.find(b"\x47", at)
         if at < 0:
             return len(buffer)
-        if at + TS_SIZE >= len(buffer) or buffer[at + TS_SIZE] == SYNC:
+        if _lines_up(buffer, at):
             return at
         at += 1
