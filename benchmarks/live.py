@@ -124,9 +124,14 @@ def rtsp_h265_frames(clip: Path, count: int, fps: float) -> list[list[bytes]]:
     return h265_frames(_stamped(clip, count), fps)
 
 
+def mjpeg_frames(clip: Path, count: int, _fps: float) -> list[bytes]:
+    """An HTTP MJPEG camera's JPEGs (`camera_frames`), with or without their parts' Content-Length."""
+    return camera_frames(clip, count)
+
+
 CAMERAS: dict[str, Callable[[Path, int, float], list[Any]]] = {
-    "mjpeg": lambda clip, count, _fps: camera_frames(clip, count),
-    "mjpeg-unsized": lambda clip, count, _fps: camera_frames(clip, count),
+    "mjpeg": mjpeg_frames,
+    "mjpeg-unsized": mjpeg_frames,
     "rtsp": rtsp_frames,
     "rtsp-h265": rtsp_h265_frames,
     "rtmp": rtsp_frames,  # the same H.264 frames, in FLV video messages

@@ -304,12 +304,7 @@ def test_an_mpegts_cameras_h264_or_h265_frame_is_decoded_before_the_next_one_is_
         assert late_ms < 40, late_ms  # not one interval (125 ms), nor two
     else:
         assert late_ms > 200, late_ms  # the parser's, as before
-    import io
-
-    import av
-
-    with av.open(io.BytesIO(b"".join(chunks)), format="mpegts") as container:
-        decoded = [upright(f, None) for f in container.decode(video=0)]
+    decoded = _decoded_from(b"".join(chunks), "mpegts")
     numbers = [n for n, _, _ in seen]  # at the end a parser gives its last two at once: the older one dropped
     assert stream.received == len(decoded) == 24 and numbers == sorted(set(numbers)) and len(numbers) >= 22
     assert all(np.array_equal(pixels, decoded[n]) for n, _, pixels in seen)
@@ -318,10 +313,6 @@ def test_an_mpegts_cameras_h264_or_h265_frame_is_decoded_before_the_next_one_is_
 def test_mpegts_over_http_is_split_here_as_over_tcp() -> None:
     # An encoder or a media server serving MPEG-TS over HTTP (VLC, tvheadend): its PES packets taken here as soon as
     # each is complete, as over TCP (FFmpeg's demuxer held each frame until the next began: 125 ms at 8 fps).
-    import io
-
-    import av
-
     from benchmarks.cameras import HttpCamera, ts_chunks
 
     class HttpTsCamera(HttpCamera):
@@ -332,8 +323,7 @@ def test_mpegts_over_http_is_split_here_as_over_tcp() -> None:
     with HttpTsCamera(chunks, 8) as camera, LiveStream(camera.url, timeout_s=5) as stream:
         seen = _take_timed(stream)
     assert _late_p50_ms(seen, camera.sent) < 40 and len(camera.connections) == 1
-    with av.open(io.BytesIO(b"".join(chunks)), format="mpegts") as container:
-        decoded = [upright(f, None) for f in container.decode(video=0)]
+    decoded = _decoded_from(b"".join(chunks), "mpegts")
     assert stream.received == len(decoded) == 24 and len(seen) >= 22
     assert all(np.array_equal(pixels, decoded[n]) for n, _, pixels in seen)
 
@@ -450,11 +440,16 @@ def test_a_video_only_flv_stream_opens_after_a_second_not_five(kind: str) -> Non
 def _decoded(units: list[list[bytes]], codec: str = "h264") -> list[np.ndarray]:
     """The frames of that H.264 (or H.265: "hevc") bitstream read as a raw file, converted to RGB as `LiveStream`
     converts them."""
+    return _decoded_from(annex_b(units), codec)
+
+
+def _decoded_from(data: bytes, format: str) -> list[np.ndarray]:
+    """The frames of `data` read from memory as a file of that format, converted to RGB as `LiveStream` does."""
     import io
 
     import av
 
-    with av.open(io.BytesIO(annex_b(units)), format=codec) as container:
+    with av.open(io.BytesIO(data), format=format) as container:
         return [upright(f, None) for f in container.decode(video=0)]
 
 

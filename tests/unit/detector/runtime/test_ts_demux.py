@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import itertools
+from collections.abc import Iterable
 
 import av
 import numpy as np
@@ -63,6 +64,11 @@ def _payloads(n: int, size: int = 1000) -> list[bytes]:
     return [rng.integers(0, 256, size + 37 * i, dtype=np.uint8).tobytes() for i in range(n)]
 
 
+def _fed(demux: PesPackets, pieces: Iterable[bytes]) -> list[bytes]:
+    """Every payload `demux` gives for these bytes, in order, then what its flush gives."""
+    return [p for piece in pieces for p in demux.push(piece)] + demux.flush()
+
+
 def _given_at(packets_per_pes: list[list[bytes]], demux: PesPackets) -> list[tuple[int, int]]:
     """(the PES packet given, the one being fed when it was) for each given."""
     given = []
@@ -92,8 +98,7 @@ def test_the_payloads_are_ffmpegs_for_any_split_of_the_bytes() -> None:
     assert len(expected) == 20
     for split in (len(stream), 7, 100, 1316, 4096):
         demux = PesPackets(pid)
-        got = [p for at in range(0, len(stream), split) for p in demux.push(stream[at : at + split])]
-        assert got + demux.flush() == expected, split
+        assert _fed(demux, (stream[at : at + split] for at in range(0, len(stream), split))) == expected, split
     # Each camera chunk (one frame's TS packets) completes its own frame once stuffing is trusted.
     demux = PesPackets(pid)
     per_chunk = [len(demux.push(chunk)) for chunk in chunks]
@@ -111,7 +116,7 @@ def test_stuffing_ends_a_pes_packet_once_seen_to_and_the_next_start_before() -> 
     assert given == [(i, i + 1) for i in range(CONFIRM)] + [(i, i) for i in range(CONFIRM, 8)]
     assert demux.trusted and demux.broken == 0
     demux = PesPackets(PID)
-    assert [p for pes in per_pes for packet in pes for p in demux.push(packet)] + demux.flush() == payloads
+    assert _fed(demux, itertools.chain.from_iterable(per_pes)) == payloads
 
 
 def test_a_muxer_that_stuffs_inside_a_pes_packet_is_never_trusted() -> None:
@@ -122,7 +127,7 @@ def test_a_muxer_that_stuffs_inside_a_pes_packet_is_never_trusted() -> None:
     given = _given_at(per_pes, demux)
     assert given == [(i, i + 1) for i in range(8)] and not demux.trusted
     demux = PesPackets(PID)
-    assert [p for pes in per_pes for packet in pes for p in demux.push(packet)] + demux.flush() == payloads
+    assert _fed(demux, itertools.chain.from_iterable(per_pes)) == payloads
 
 
 def test_stuffing_inside_after_trust_breaks_that_frame_and_ends_trust() -> None:
@@ -134,7 +139,7 @@ def test_stuffing_inside_after_trust_breaks_that_frame_and_ends_trust() -> None:
     muxer.stuff_inside = False
     per_pes += [muxer.mux(_pes(p)) for p in payloads[7:]]
     demux = PesPackets(PID)
-    out = [p for pes in per_pes for packet in pes for p in demux.push(packet)] + demux.flush()
+    out = _fed(demux, itertools.chain.from_iterable(per_pes))
     assert demux.broken == 1 and not demux.trusted
     # The broken one is its first two packets' bytes; those after it come whole, at the next start.
     assert out[:6] == payloads[:6] and payloads[6].startswith(out[6]) and len(out[6]) < len(payloads[6])
@@ -162,7 +167,7 @@ def test_other_pids_duplicates_errors_and_lost_sync() -> None:
         stream += packets[1:]
         stream.append(b"garbage")  # a datagram cut short: the packets after it found again
     demux = PesPackets(PID)
-    assert [p for packet in stream for p in demux.push(packet)] + demux.flush() == payloads
+    assert _fed(demux, stream) == payloads
 
 
 @pytest.mark.parametrize(
@@ -189,8 +194,7 @@ def test_chunks_split_anywhere_give_the_same() -> None:
     stream = b"".join(itertools.chain.from_iterable(muxer.mux(_pes(p)) for p in payloads))
     demux = PesPackets(PID)
     cuts = [0, 1, 2, 187, 188, 189, 500, 2000, len(stream)]
-    got = [p for a, b in itertools.pairwise(cuts) for p in demux.push(stream[a:b])]
-    assert got + demux.flush() == payloads
+    assert _fed(demux, (stream[a:b] for a, b in itertools.pairwise(cuts))) == payloads
 
 
 def test_a_pes_packet_past_the_bound_is_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -201,7 +205,7 @@ def test_a_pes_packet_past_the_bound_is_dropped(monkeypatch: pytest.MonkeyPatch)
     muxer = Muxer()
     demux = PesPackets(PID)
     stream = [packet for p in payloads for packet in muxer.mux(_pes(p))]
-    assert [p for packet in stream for p in demux.push(packet)] + demux.flush() == [payloads[0], payloads[2]]
+    assert _fed(demux, stream) == [payloads[0], payloads[2]]
 
 
 def test_lost_packets_after_a_stuffed_one_do_not_end_trust() -> None:
@@ -213,7 +217,7 @@ def test_lost_packets_after_a_stuffed_one_do_not_end_trust() -> None:
     for lost_at in (1, 6):  # while learning (the one before held until then), and once trusted
         kept = [pes[2:] if i == lost_at else pes for i, pes in enumerate(per_pes)]
         demux = PesPackets(PID)
-        out = [p for pes in kept for packet in pes for p in demux.push(packet)] + demux.flush()
+        out = _fed(demux, itertools.chain.from_iterable(kept))
         assert out == payloads[:lost_at] + payloads[lost_at + 1 :] and demux.trusted and demux.broken == 0
         given = _given_at(kept, demux := PesPackets(PID))
         assert given[-1] == (8, 9), given  # the last given at its own last packet
