@@ -123,11 +123,18 @@ class HttpFlvCamera(HttpCamera):
 
 
 def ts_chunks(
-    frames: Iterable[np.ndarray], fps: float, codec: str = "libx264", container: str = "mpegts"
+    frames: Iterable[np.ndarray],
+    fps: float,
+    codec: str = "libx264",
+    container: str = "mpegts",
+    audio: bool = False,
 ) -> list[bytes]:
     """BGR frames (all one size) encoded with `codec` in MPEG-TS (or another `container`: "flv"), one chunk of bytes
     per frame, each what a camera sends for that frame. libx264 runs `veryfast` with `zerolatency` (no B-frames, each
-    frame's bytes at once, as cameras send) and a key frame a second; libx265 `ultrafast` with `zerolatency`."""
+    frame's bytes at once, as cameras send) and a key frame a second; libx265 `ultrafast` with `zerolatency`. With
+    `audio`, an AAC track too (16 kHz mono silence, as cameras send), encoded `_Silence.LEAD_S` ahead of the video:
+    the muxer holds a packet until every track has one as late, and the AAC encoder holds back its first frames, so
+    audio behind would hold each video frame (a camera muxes what it has at once)."""
     import av
 
     written = bytearray()
@@ -138,19 +145,25 @@ def ts_chunks(
             return len(data)
 
     chunks: list[bytes] = []
-    out = av.open(Sink(), "w", format=container, container_options={"flush_packets": "1"})
+    muxing = {"flush_packets": "1"}
+    if audio and container == "mpegts":
+        muxing["pes_payload_size"] = "0"  # an audio frame a PES packet, as cameras send (not 2930 bytes' worth)
+    out = av.open(Sink(), "w", format=container, container_options=muxing)
     try:
         options = {
             "libx264": {"preset": "veryfast", "tune": "zerolatency"},
             "libx265": {"preset": "ultrafast", "tune": "zerolatency", "x265-params": "log-level=error"},
         }.get(codec, {})
         stream: Any = None
-        for frame in frames:
+        sound = _Silence(out) if audio else None
+        for n, frame in enumerate(frames):
             if stream is None:
                 stream = out.add_stream(codec, rate=round(fps), options=options)
                 stream.height, stream.width = frame.shape[:2]
                 stream.pix_fmt = "yuv420p"
                 stream.codec_context.gop_size = round(fps)
+            if sound is not None:
+                sound.until((n + 1) / fps + sound.LEAD_S)
             for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="bgr24")):
                 out.mux(packet)
             chunks.append(bytes(written))
@@ -158,11 +171,39 @@ def ts_chunks(
         if stream is not None:
             for packet in stream.encode():
                 out.mux(packet)
+        if sound is not None:
+            sound.end()
     finally:
         out.close()
     if chunks:
         chunks[-1] += bytes(written)
     return chunks
+
+
+class _Silence:
+    """An AAC track of silence in `out` (16 kHz mono, 1024 samples a frame), encoded on demand."""
+
+    RATE, SAMPLES = 16000, 1024
+    LEAD_S = 0.25  # over the encoder's delay (1024 samples and its look-ahead)
+
+    def __init__(self, out: Any) -> None:
+        self._out = out
+        self._stream = out.add_stream("aac", rate=self.RATE, layout="mono")
+        self._sent = 0  # samples encoded
+
+    def until(self, seconds: float) -> None:
+        import av
+
+        while self._sent < seconds * self.RATE:
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, self.SAMPLES), np.float32), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = self.RATE, self._sent
+            for packet in self._stream.encode(frame):
+                self._out.mux(packet)
+            self._sent += self.SAMPLES
+
+    def end(self) -> None:
+        for packet in self._stream.encode():
+            self._out.mux(packet)
 
 
 class TsCamera:
@@ -245,6 +286,10 @@ def _parameter_sets(nals: list[bytes], codec: str = "h264") -> list[bytes]:
     return [next(n for n in nals if n[0] & 0x1F == kind) for kind in (7, 8)]
 
 
+def _is_parameter_set(nal: bytes, codec: str) -> bool:
+    return (nal[0] >> 1) & 0x3F in (32, 33, 34) if codec == "h265" else nal[0] & 0x1F in (7, 8)
+
+
 def _nal_units(annex_b: bytes) -> list[bytes]:
     """The NAL units of an Annex B bitstream, without their start codes (3 or 4 bytes: the 4th is a zero left at
     the end of the unit before, which never ends in zero)."""
@@ -261,7 +306,10 @@ class RtspCamera:
     "bye" (an RTCP BYE: the stream's end), "close" (the connection dropped) or "stall" (kept open, nothing sent). With
     `user` and `password` every request needs them (`auth`: "basic", or "digest" as most IP cameras ask, RFC 2617
     without qop; 401 without them); `url` carries them. With `once`, after one client got every frame the next ones get
-    a 503. `sent`: when each frame went, on the connection that got the most. Written here because no package of the
+    a 503. With `audio`, a second track as most IP cameras have by default: G.711 mu-law (PCMU, payload type 0), 20 ms
+    packets of silence while the video plays. With `inline_sets=False` the frames go without their parameter sets,
+    which only the session description carries (as some cameras send). `sent`: when each frame went, on the
+    connection that got the most. Written here because no package of the
     registries serves RTSP (GStreamer's server and mediamtx are not pip-installable); it speaks just what FFmpeg's
     client needs."""
 
@@ -278,9 +326,15 @@ class RtspCamera:
         auth: str = "basic",
         transports: tuple[str, ...] = ("tcp",),
         codec: str = "h264",
+        audio: bool = False,
+        inline_sets: bool = True,
     ) -> None:
         self.connections: list[list[float]] = []
+        self._sets = _parameter_sets(frames[0], codec)  # the first frame's, for the session description
+        if not inline_sets:
+            frames = [[nal for nal in nals if not _is_parameter_set(nal, codec)] for nals in frames]
         self._frames, self._fps, self._then, self._once, self._codec = frames, fps, then, once, codec
+        self._audio = audio
         self._transports = transports
         self._user, self._password, self._digest = user, password, auth == "digest"
         self._done, self._finished = threading.Event(), threading.Event()
@@ -297,7 +351,7 @@ class RtspCamera:
 
     def sdp(self) -> str:
         """The session description: the first frame's parameter sets (so a client knows the size before a frame)."""
-        raw = _parameter_sets(self._frames[0], self._codec)
+        raw = self._sets
         sets = [base64.b64encode(n).decode() for n in raw]
         if self._codec == "h265":
             vps, sps, pps = sets
@@ -306,9 +360,10 @@ class RtspCamera:
             profile = raw[0][1:4].hex()  # the SPS's profile, constraints and level
             media = "a=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=1;"
             media += f"profile-level-id={profile};sprop-parameter-sets={','.join(sets)}\r\n"
+        audio = "m=audio 0 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=control:track2\r\n" if self._audio else ""
         return (
             "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=camera\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\na=control:*\r\n"
-            f"m=video 0 RTP/AVP 96\r\n{media}a=framerate:{self._fps:g}\r\na=control:track1\r\n"
+            f"m=video 0 RTP/AVP 96\r\n{media}a=framerate:{self._fps:g}\r\na=control:track1\r\n{audio}"
         )
 
     def _accept(self) -> None:
@@ -329,7 +384,7 @@ class RtspCamera:
             with lock:
                 conn.sendall((head + "\r\n" + body).encode())
 
-        udp: _UdpPeer | None = None  # RTP over UDP, when SETUP asked for it
+        udp: dict[int, _UdpPeer] = {}  # RTP over UDP by track (0 video, 1 audio), when SETUP asked for it
         with conn, contextlib.ExitStack() as stack, contextlib.suppress(OSError, ValueError):
             rfile = conn.makefile("rb")
             while not self._done.is_set():
@@ -340,7 +395,7 @@ class RtspCamera:
                     head = rfile.read(3)
                     rfile.read(int.from_bytes(head[1:3], "big"))
                     continue
-                method = (first + rfile.readline()).decode().split(" ", 1)[0]
+                method, target, *_ = (first + rfile.readline()).decode().split(" ")
                 headers: dict[str, str] = {}
                 while line := rfile.readline().decode().strip():
                     key, _, value = line.partition(":")
@@ -359,12 +414,13 @@ class RtspCamera:
                 elif method == "SETUP":
                     asked = headers.get("transport", "")
                     ports = re.search(r"client_port=(\d+)-(\d+)", asked)
+                    track = 1 if target.endswith("track2") else 0
                     if "/TCP" in asked and "tcp" in self._transports:
-                        transport = "RTP/AVP/TCP;unicast;interleaved=0-1"
+                        transport = f"RTP/AVP/TCP;unicast;interleaved={2 * track}-{2 * track + 1}"
                     elif ports and "/TCP" not in asked and "udp" in self._transports:
-                        udp = _UdpPeer(conn.getpeername()[0], int(ports[1]), int(ports[2]))
-                        stack.callback(udp.close)
-                        transport = f"RTP/AVP;unicast;client_port={ports[1]}-{ports[2]};server_port={udp.ports}"
+                        peer = udp[track] = _UdpPeer(conn.getpeername()[0], int(ports[1]), int(ports[2]))
+                        stack.callback(peer.close)
+                        transport = f"RTP/AVP;unicast;client_port={ports[1]}-{ports[2]};server_port={peer.ports}"
                     else:
                         reply("461 Unsupported Transport", cseq)
                         continue
@@ -394,41 +450,46 @@ class RtspCamera:
         known = md5(f"{self._user}:camera:{self._password}")
         return fields.get("response") == md5(f"{known}:{nonce}:{md5(method + ':' + fields.get('uri', ''))}")
 
-    def _play(self, conn: socket.socket, lock: threading.Lock, udp: _UdpPeer | None) -> None:
+    def _play(self, conn: socket.socket, lock: threading.Lock, udp: dict[int, _UdpPeer]) -> None:
         sent: list[float] = []
         self.connections.append(sent)
-        ssrc, seq = secrets.randbits(32), secrets.randbits(16)
+        playing = threading.Event()  # ends the audio track's thread with the video
+        tracks = [_RtpTrack(0, udp.get(0), conn, lock)]
+        if self._audio:
+            tracks.append(_RtpTrack(1, udp.get(1), conn, lock))
+            threading.Thread(target=self._play_audio, args=(tracks[1], playing), daemon=True).start()
+        video = tracks[0]
         start = time.monotonic()
         with contextlib.suppress(OSError):  # the client left
-            for i, nals in enumerate(self._frames):
-                if self._done.is_set():
-                    return
-                time.sleep(max(0.0, start + i / self._fps - time.monotonic()))
-                timestamp = round(i * 90000 / self._fps) & 0xFFFFFFFF
-                packets = []
-                for last, payload in _rtp_payloads(nals, self.MTU, self._codec):
-                    head = bytes([0x80, 96 | (0x80 if last else 0)]) + seq.to_bytes(2, "big")
-                    packets.append(head + timestamp.to_bytes(4, "big") + ssrc.to_bytes(4, "big") + payload)
-                    seq = (seq + 1) & 0xFFFF
-                sent.append(time.time())
-                if udp is not None:
-                    udp.send_rtp(packets)
-                else:
-                    with lock:
-                        conn.sendall(b"".join(b"$\0" + len(p).to_bytes(2, "big") + p for p in packets))
+            try:
+                for i, nals in enumerate(self._frames):
+                    if self._done.is_set():
+                        return
+                    time.sleep(max(0.0, start + i / self._fps - time.monotonic()))
+                    timestamp = round(i * 90000 / self._fps)
+                    packets = [
+                        video.packet(96, last, timestamp, p) for last, p in _rtp_payloads(nals, self.MTU, self._codec)
+                    ]
+                    sent.append(time.time())
+                    video.send(packets)
+            finally:
+                playing.set()
             self._finished.set()
-            if self._then == "bye":  # RTCP BYE on the RTCP channel: FFmpeg's client ends the stream cleanly
-                # (with a reason: FFmpeg drops an RTCP packet shorter than an RTP header, 12 bytes)
-                bye = bytes([0x81, 203, 0, 2]) + ssrc.to_bytes(4, "big") + b"\3end"
-                if udp is not None:
-                    udp.send_rtcp(bye)
-                else:
-                    with lock:
-                        conn.sendall(b"$\1" + len(bye).to_bytes(2, "big") + bye)
+            if self._then == "bye":  # RTCP BYE on each track's RTCP channel: FFmpeg's client ends the stream cleanly
+                for track in tracks:  # once every track said it
+                    track.bye()
             elif self._then == "close":
                 conn.shutdown(socket.SHUT_RDWR)
             else:
                 self._done.wait(60)
+
+    def _play_audio(self, track: _RtpTrack, playing: threading.Event) -> None:
+        """20 ms of G.711 mu-law silence (160 samples at 8 kHz) every 20 ms, until the video is done."""
+        with contextlib.suppress(OSError):
+            n, start = 0, time.monotonic()
+            while not playing.wait(max(0.0, start + n * 0.02 - time.monotonic())) and not self._done.is_set():
+                track.send([track.packet(0, n == 0, n * 160, b"\xff" * 160)])
+                n += 1
 
     def close(self) -> None:
         self._done.set()
@@ -439,6 +500,37 @@ class RtspCamera:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _RtpTrack:
+    """One track's RTP packets (its own SSRC and sequence numbers), sent over UDP or interleaved on the RTSP
+    connection (channels 2 * `index` for RTP, the next for RTCP)."""
+
+    def __init__(self, index: int, udp: _UdpPeer | None, conn: socket.socket, lock: threading.Lock) -> None:
+        self._channel, self._udp, self._conn, self._lock = 2 * index, udp, conn, lock
+        self._ssrc, self._seq = secrets.randbits(32), secrets.randbits(16)
+
+    def packet(self, payload_type: int, marker: bool, timestamp: int, payload: bytes) -> bytes:
+        head = bytes([0x80, payload_type | (0x80 if marker else 0)]) + self._seq.to_bytes(2, "big")
+        self._seq = (self._seq + 1) & 0xFFFF
+        return head + (timestamp & 0xFFFFFFFF).to_bytes(4, "big") + self._ssrc.to_bytes(4, "big") + payload
+
+    def send(self, packets: list[bytes]) -> None:
+        if self._udp is not None:
+            self._udp.send_rtp(packets)
+        else:
+            framed = b"".join(bytes([0x24, self._channel]) + len(p).to_bytes(2, "big") + p for p in packets)
+            with self._lock:
+                self._conn.sendall(framed)
+
+    def bye(self) -> None:
+        """An RTCP BYE, with a reason: FFmpeg drops an RTCP packet shorter than an RTP header (12 bytes)."""
+        bye = bytes([0x81, 203, 0, 2]) + self._ssrc.to_bytes(4, "big") + b"\3end"
+        if self._udp is not None:
+            self._udp.send_rtcp(bye)
+        else:
+            with self._lock:
+                self._conn.sendall(bytes([0x24, self._channel + 1]) + len(bye).to_bytes(2, "big") + bye)
 
 
 class _UdpPeer:

@@ -212,7 +212,7 @@ class LiveStream:
             # and video), so FFmpeg reads on for `analyzeduration` (5 s by default) waiting for an audio track that a
             # video-only camera never sends: HTTP-FLV at 30 fps opened after 5.0 s and 151 frames, all but the newest
             # then dropped (measured). 1 s of stream is enough for its video track (the servers' GOP caches start
-            # at a key frame, whose SPS gives the size); with an audio track the wait ends when both have come.
+            # at a key frame, whose SPS gives the size); a camera with an AAC track opened after 0.67 s (measured).
             options["analyzeduration"] = str(FLV_ANALYZE_US)
         rtsp = url.lower().startswith(("rtsp://", "rtsps://"))
         if rtsp:

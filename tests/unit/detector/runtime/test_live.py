@@ -310,6 +310,27 @@ def test_an_mpegts_cameras_h264_or_h265_frame_is_decoded_before_the_next_one_is_
     assert all(np.array_equal(pixels, decoded[n]) for n, _, pixels in seen)
 
 
+def test_an_mpegts_camera_with_an_audio_track() -> None:
+    # AAC beside the video, as camera and encoder streams carry it: the video's PES packets are still taken as each
+    # is complete (the audio PID's are not read), every frame exact.
+    import io
+
+    import av
+
+    from benchmarks.cameras import TsCamera, ts_chunks
+
+    chunks = ts_chunks((f[:, :, ::-1] for f in _grainy(24)), 8, audio=True)
+    with TsCamera(chunks, 8) as camera, LiveStream(camera.url, timeout_s=5) as stream:
+        assert stream.info.fps == 8 and (stream.info.width, stream.info.height) == (SIZE[1], SIZE[0])
+        seen = _take_timed(stream)
+    assert _late_p50_ms(seen, camera.sent) < 40
+    with av.open(io.BytesIO(b"".join(chunks)), format="mpegts") as container:
+        assert sorted(s.type for s in container.streams) == ["audio", "video"]
+    decoded = _decoded_from(b"".join(chunks), "mpegts")
+    assert stream.received == len(decoded) == 24 and len(seen) >= 22
+    assert all(np.array_equal(pixels, decoded[n]) for n, _, pixels in seen)
+
+
 def test_mpegts_over_http_is_split_here_as_over_tcp() -> None:
     # An encoder or a media server serving MPEG-TS over HTTP (VLC, tvheadend): its PES packets taken here as soon as
     # each is complete, as over TCP (FFmpeg's demuxer held each frame until the next began: 125 ms at 8 fps).
@@ -437,6 +458,23 @@ def test_a_video_only_flv_stream_opens_after_a_second_not_five(kind: str) -> Non
     assert all(_which(got, frames) == n % 16 for n, got in taken)
 
 
+def test_an_flv_stream_with_an_audio_track() -> None:
+    # An FLV camera with AAC beside the video (the tracks' tags interleaved): read within the same second's wait
+    # (0.67 s here, 20 frames), every frame.
+    from benchmarks.cameras import HttpFlvCamera, ts_chunks
+
+    frames = _frames(60)
+    chunks = ts_chunks((f[:, :, ::-1] for f in frames), 30, container="flv", audio=True)
+    with HttpFlvCamera(chunks, 30) as camera, LiveStream(camera.url, timeout_s=5) as stream:
+        first = next(stream.frames())
+        sent_before = len(camera.sent)
+        numbers, pixels, _ = _take_all(stream)
+    assert first.number < sent_before <= 45, (first.number, sent_before)
+    assert stream.received == 60 and round(stream.info.fps) == 30
+    taken = zip([first.number, *numbers], [first.pixels, *pixels], strict=True)
+    assert all(_which(got, frames) == n % 16 for n, got in taken)
+
+
 def _decoded(units: list[list[bytes]], codec: str = "h264") -> list[np.ndarray]:
     """The frames of that H.264 (or H.265: "hevc") bitstream read as a raw file, converted to RGB as `LiveStream`
     converts them."""
@@ -498,6 +536,25 @@ def test_an_rtsp_cameras_frame_is_decoded_before_the_next_one_is_sent(codec: str
     decoded = _decoded(units, "h264" if codec == "h264" else "hevc")
     assert all(np.array_equal(pixels, decoded[n]) for n, _, pixels in seen)
     assert connections == 1  # opened once
+
+
+@pytest.mark.parametrize("codec", ["h264", "h265"])
+def test_an_rtsp_camera_with_an_audio_track_and_its_parameter_sets_in_the_sdp_only(codec: str) -> None:
+    # What many IP cameras send by default: a G.711 audio track beside the video (RTP on its own interleaved
+    # channels, its own BYE), and the parameter sets in the session description only, not before each key frame.
+    # The video's packets are still joined here and decoded as they come, every frame exact, on one connection.
+    frames = _grainy(24)
+    units = h264_rgb(frames, 8) if codec == "h264" else h265_rgb(frames, 8)
+    with RtspCamera(units, 8, codec=codec, audio=True, inline_sets=False) as camera:
+        with LiveStream(camera.url, timeout_s=5) as stream:
+            seen = _take_timed(stream)
+        connections = len(camera.connections)
+    assert _late_p50_ms(seen, camera.sent) < 40  # the parser's way: >= 125 ms each
+    numbers = [n for n, _, _ in seen]
+    assert stream.received == 24 and numbers == sorted(set(numbers)) and numbers[-16:] == list(range(8, 24)), numbers
+    decoded = _decoded(units, "h264" if codec == "h264" else "hevc")  # the same frames with their sets inline
+    assert all(np.array_equal(pixels, decoded[n]) for n, _, pixels in seen)
+    assert connections == 1
 
 
 def test_an_h265_camera_with_pictures_of_several_slices_is_read_whole_pictures() -> None:
