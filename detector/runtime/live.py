@@ -388,12 +388,19 @@ class LiveStream:
         as soon as it is complete, then an empty packet (the end), as `demux` gives them."""
         import av
 
-        assert self._bytes is not None and self._split is not None
-        for chunk in self._bytes.rest():
-            for payload in self._split.push(chunk):
+        shared, split = self._bytes, self._split
+        assert shared is not None and split is not None
+
+        def payloads() -> Iterator[bytes]:
+            for chunk in shared.rest():
+                yield from split.push(chunk)
+            yield from split.flush()
+
+        for payload in payloads():
+            # An empty one (an MJPEG part with Content-Length: 0, a PES packet with only its header) would read as
+            # the end: the decoder's flush, after which it decodes nothing more (a recording's stream then ended).
+            if payload:
                 yield av.Packet(payload)
-        for payload in self._split.flush():
-            yield av.Packet(payload)
         yield av.Packet()
 
     def _share(self, url: str, keep_all: bool) -> tuple[SharedBytes | None, bool]:

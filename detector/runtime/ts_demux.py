@@ -127,9 +127,7 @@ class PesPackets:
         pes, self._pes = self._pes, None
         self._after_stuffing = False
         if pes is not None and len(pes) >= 9 and pes[:3] == b"\0\0\1":
-            payload = bytes(pes[9 + pes[8] : _length(pes)])
-            if payload:  # (an empty packet would read as the stream's end)
-                out.append(payload)
+            out.append(bytes(pes[9 + pes[8] : _length(pes)]))
 
 
 def _length(pes: bytearray) -> int:

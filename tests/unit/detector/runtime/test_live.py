@@ -186,6 +186,29 @@ def test_an_mjpeg_cameras_frame_is_decoded_before_the_next_one_is_sent(sized: bo
         assert np.array_equal(pixels, upright(frame, None))
 
 
+@pytest.mark.parametrize("sized", [True, False])
+def test_an_empty_mjpeg_part_is_skipped_and_the_recording_goes_on(sized: bool) -> None:
+    # A part with no bytes (Content-Length: 0, as a camera may send between frames): given to the decoder it was its
+    # flush, and with a recording (every frame decoded) the stream ended there, "broke off (End of file)", after
+    # frame 3 of 12. Now it is skipped: the other 11 are received and recorded, and the stream ends where the camera
+    # stops.
+    from benchmarks.cameras import MjpegCamera, UnsizedMjpegCamera
+
+    frames = _frames(12)
+    jpegs = _jpegs(frames)
+    jpegs[3] = b""
+    recorded: list[np.ndarray] = []
+    kind = MjpegCamera if sized else UnsizedMjpegCamera
+    with (
+        kind(jpegs, 20) as camera,
+        LiveStream(camera.url, timeout_s=5, on_every_frame=lambda pixels, _: recorded.append(pixels)) as stream,
+    ):
+        _, _, ended = _take_all(stream)
+    assert stream.received == 11 and len(recorded) == 11 and stream.damaged == 0, ended
+    assert [_which(p, frames) for p in recorded] == [0, 1, 2, 4, 5, 6, 7, 8, 9, 10, 11]
+    assert "End of file" not in ended.reason
+
+
 def test_the_rate_of_a_stream_that_declares_none_is_measured() -> None:
     # HTTP MJPEG declares no rate: FFmpeg's guess is 25 fps whatever the camera sends; the arrivals say 12.
     with mjpeg_camera(_jpegs(_frames(12)), fps=12, frames=24) as url, LiveStream(url, timeout_s=5) as stream:
