@@ -255,7 +255,7 @@ class LiveStream:
         self._arrivals: deque[float] = deque(maxlen=RATE_WINDOW)  # the latest frames' `time_s`, for the rate
         self._on_every_frame = on_every_frame
         self._reduce_to = None if on_every_frame else reduce_to
-        lowres = lowres_for(context.width, context.height, self._reduce_to)
+        lowres = self._lowres = lowres_for(context.width, context.height, self._reduce_to)
         mpegts = self._container.format.name == "mpegts"
         if ts:
             self._units = PesPictures(context, mpegts)
@@ -342,7 +342,7 @@ class LiveStream:
             if isinstance(item, np.ndarray):  # converted whole on the reading thread (a recording)
                 yield LiveFrame(number, item, arrived, item.shape[1], item.shape[0])
                 continue
-            width, height = self.info.width or item.width, self.info.height or item.height
+            width, height = self._sent_size(item.width, self.info.width), self._sent_size(item.height, self.info.height)
             if round(float(getattr(item, "rotation", 0) or 0) / 90) % 2:  # shown turned a quarter (as `upright`)
                 width, height = height, width
             yield LiveFrame(number, upright(item, self._reduce_to), arrived, width, height)
@@ -382,6 +382,11 @@ class LiveStream:
             ended = StreamEnded(f"reading the stream failed ({exc})", clean=False)
         finally:
             self._newest.end(ended)
+
+    def _sent_size(self, decoded: int, opened: int) -> int:
+        """A side of a frame as sent, from its `decoded` side (smaller by 2 ** lowres where decoded at a reduced
+        size): the stream's (`opened`) where the frame is that size, else the frame's own (the stream changed size)."""
+        return opened if opened and -(-opened >> self._lowres) == decoded else decoded << self._lowres
 
     def _split_packets(self) -> Iterator[Any]:
         """The video's packets split here from the stream's first byte (MPEG-TS's PES packets, MJPEG's JPEGs), each

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,8 @@ from detector.runtime.detector import Detector
 from detector.runtime.images import DecodedImage
 from detector.runtime.live import LiveFrame, LiveStream, StreamEnded
 from detector.runtime.live_recording import LiveRecording, Saving, Segment
+from detector.runtime.postprocess import letterboxed_boxes
+from detector.runtime.preprocess import letterbox_params
 from detector.runtime.tiling import Tiling
 from detector.runtime.tracking import Tracker
 from detector.runtime.video import VideoInfo
@@ -115,7 +117,8 @@ def detect_live(
     """Detect (and with `track` track) the newest frame of the live stream at `url`, again and again, until it ends (or
     `max_frames` frames are detected, 0: no limit, or Ctrl-C). With `save` (.mp4, .mkv, .mov; a `Saving` for segments),
     every frame received is written with the newest boxes at the time it arrived (`LiveRecording`). `on_frame` gets each
-    detected frame's answer (index: the frame's number among those received; time: when it arrived), `on_progress` each
+    detected frame's answer (index: the frame's number among those received; time: when it arrived; boxes in the
+    stream's size, `in_stream`), `on_progress` each
     detected frame. `predict`: keyword arguments of `Detector.predict`. `reading`: how the stream is read (`Reading`).
     `stop`: how another thread stops this run (`Stop`; on the main thread Ctrl-C does)."""
     if max_frames < 0:
@@ -134,12 +137,13 @@ def detect_live(
         nonlocal processed
         found = detect_frames([frame.pixels])[0]
         dets = filter_classes(DecodedImage(frame.pixels, frame.width, frame.height).to_sent(found), classes)
+        shown = in_stream(dets, frame, info)
         # The frame's number among those received: the frames dropped since the last answer are predicted over.
-        track_ids = tracker.update(dets, number) if tracker else None
-        recording.last = dets, track_ids
+        track_ids = tracker.update(shown, number) if tracker else None
+        recording.last = dets, track_ids  # drawn on the frame at its own size, then fitted into the recording
         processed += 1
         if on_frame:
-            on_frame(number, frame.time_s, dets, track_ids)
+            on_frame(number, frame.time_s, shown, track_ids)
         if on_progress:
             on_progress()
         if max_frames and processed >= max_frames:
@@ -188,6 +192,17 @@ def detect_live(
     written, segments = recording.written, tuple(recording.kept())
     measured = None if stream.rate_declared else stream.measured_fps  # over the last connection
     return LiveRun(info, received, processed, dropped, damaged, written, ended, clean, reconnects, segments, measured)
+
+
+def in_stream(dets: Detections, frame: LiveFrame, info: VideoInfo) -> Detections:
+    """`dets` of `frame` in the stream's size (`info`: its first frame's, what the run's summary gives): a frame of
+    another size (a camera's profile or resolution changed mid-stream) is fitted into it as the recording shows it,
+    its aspect kept between black bars, and its boxes with it. So every answer of a run is in one size, and a track
+    goes on across the change where the camera's view did not change (640x480 then 1280x960: the same boxes)."""
+    if (frame.width, frame.height) == (info.width, info.height) or not len(dets) or info.width <= 0:
+        return dets
+    _, placed = letterbox_params((frame.height, frame.width), (info.height, info.width))
+    return replace(dets, xyxy=letterboxed_boxes(dets.xyxy, placed))
 
 
 def _next_connection(

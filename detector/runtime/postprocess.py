@@ -116,6 +116,15 @@ def _decode_end2end(
     return rows[:, :4].astype(np.float32), rows[:, 4].astype(np.float32), rows[:, 5].astype(np.int64)
 
 
+def letterboxed_boxes(boxes: npt.NDArray[np.float32], info: LetterboxInfo) -> npt.NDArray[np.float32]:
+    """Map xyxy boxes from original-image pixels into the letterbox `info` describes (`scale_boxes`' inverse)."""
+    out = boxes.astype(np.float32, copy=True)
+    (gx, gy), (left, top) = info.gain, info.pad
+    out[:, [0, 2]] = out[:, [0, 2]] * gx + left
+    out[:, [1, 3]] = out[:, [1, 3]] * gy + top
+    return out
+
+
 def scale_boxes(boxes: npt.NDArray[np.float32], info: LetterboxInfo) -> npt.NDArray[np.float32]:
     """Map xyxy boxes from network-input pixels back to original-image pixels, clipped to the image."""
     out = boxes.astype(np.float32, copy=True)
