@@ -25,27 +25,67 @@ from typing import Any
 import numpy as np
 
 
+class Login:
+    """A camera's user and password, asked as HTTP asks (RFC 2617, which RTSP borrows): "basic", or "digest" as most
+    IP cameras ask (without qop)."""
+
+    def __init__(self, user: str, password: str | None, auth: str = "basic") -> None:
+        self.user, self.password, self.digest = user, password or "", auth == "digest"
+
+    def challenge(self, nonce: str) -> str:
+        """The WWW-Authenticate header of a 401."""
+        return f'Digest realm="camera", nonce="{nonce}"' if self.digest else 'Basic realm="camera"'
+
+    def accepts(self, method: str, given: str, nonce: str) -> bool:
+        """Whether the Authorization header `given` carries this user and password."""
+        if not self.digest:
+            return given == f"Basic {base64.b64encode(f'{self.user}:{self.password}'.encode()).decode()}"
+        fields = dict(re.findall(r'(\w+)="([^"]*)"', given))
+        if not given.startswith("Digest ") or fields.get("username") != self.user or fields.get("nonce") != nonce:
+            return False
+
+        def md5(text: str) -> str:
+            return hashlib.md5(text.encode()).hexdigest()
+
+        known = md5(f"{self.user}:camera:{self.password}")
+        return fields.get("response") == md5(f"{known}:{nonce}:{md5(method + ':' + fields.get('uri', ''))}")
+
+
 class HttpCamera:
     """A stream over HTTP at `fps` to each client from chunk 0: `chunks` over and over, `frames` in all (None: each
     chunk once; 0: until closed), each sent as `part` makes it, then `then`: "close" the connection or "stall" (keep it
     open, sending nothing). With `once`, after one client got every frame the next ones get a 503 (Ultralytics' loader
-    reconnects at a stream's end). `sent`: when each frame went, on the connection that got the most; `url`: the
-    stream's. Subclasses say what the stream is (`CONTENT_TYPE`, `PATH`, `part`)."""
+    reconnects at a stream's end). With `login`, a request without its user and password gets a 401 (and `url`
+    carries them). `sent`: when each frame went, on the connection that got the most; `url`: the stream's.
+    Subclasses say what the stream is (`CONTENT_TYPE`, `PATH`, `part`)."""
 
     CONTENT_TYPE = "application/octet-stream"
     PATH = "/stream"
 
     def __init__(
-        self, chunks: list[bytes], fps: float, frames: int | None = None, then: str = "close", once: bool = False
+        self,
+        chunks: list[bytes],
+        fps: float,
+        frames: int | None = None,
+        then: str = "close",
+        once: bool = False,
+        login: Login | None = None,
     ) -> None:
         self.connections: list[list[float]] = []
         self._done = threading.Event()
         finished = threading.Event()
         total = len(chunks) if frames is None else frames
         camera = self
+        nonce = secrets.token_hex(8)
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                if login and not login.accepts("GET", self.headers.get("Authorization", ""), nonce):
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate", login.challenge(nonce))
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 if once and finished.is_set():
                     self.send_error(503)
                     return
@@ -72,7 +112,8 @@ class HttpCamera:
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}{self.PATH}"
+        credentials = f"{login.user}:{login.password}@" if login else ""
+        self.url = f"http://{credentials}127.0.0.1:{self._server.server_address[1]}{self.PATH}"
 
     def part(self, chunk: bytes) -> bytes:
         """What goes on the wire for one chunk."""
@@ -336,7 +377,7 @@ class RtspCamera:
         self._frames, self._fps, self._then, self._once, self._codec = frames, fps, then, once, codec
         self._audio = audio
         self._transports = transports
-        self._user, self._password, self._digest = user, password, auth == "digest"
+        self._login = Login(user, password, auth) if user else None
         self._done, self._finished = threading.Event(), threading.Event()
         self._listener = socket.create_server(("127.0.0.1", 0))
         port = self._listener.getsockname()[1]
@@ -402,8 +443,8 @@ class RtspCamera:
                     headers[key.strip().lower()] = value.strip()
                 rfile.read(int(headers.get("content-length", 0)))
                 cseq = headers.get("cseq", "0")
-                if self._user and not self._authorized(method, headers.get("authorization", ""), session):
-                    challenge = f'Digest realm="camera", nonce="{session}"' if self._digest else 'Basic realm="camera"'
+                if self._login and not self._login.accepts(method, headers.get("authorization", ""), session):
+                    challenge = self._login.challenge(session)
                     reply("401 Unauthorized", cseq, {"WWW-Authenticate": challenge})
                 elif method == "OPTIONS":
                     reply("200 OK", cseq, {"Public": "OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN, GET_PARAMETER"})
@@ -435,20 +476,6 @@ class RtspCamera:
                     reply("200 OK", cseq, {"Session": session})
                 else:
                     reply("501 Not Implemented", cseq)
-
-    def _authorized(self, method: str, given: str, nonce: str) -> bool:
-        """Whether the Authorization header `given` carries this camera's user and password."""
-        if not self._digest:
-            return given == f"Basic {base64.b64encode(f'{self._user}:{self._password}'.encode()).decode()}"
-        fields = dict(re.findall(r'(\w+)="([^"]*)"', given))
-        if not given.startswith("Digest ") or fields.get("username") != self._user or fields.get("nonce") != nonce:
-            return False
-
-        def md5(text: str) -> str:
-            return hashlib.md5(text.encode()).hexdigest()
-
-        known = md5(f"{self._user}:camera:{self._password}")
-        return fields.get("response") == md5(f"{known}:{nonce}:{md5(method + ':' + fields.get('uri', ''))}")
 
     def _play(self, conn: socket.socket, lock: threading.Lock, udp: dict[int, _UdpPeer]) -> None:
         sent: list[float] = []

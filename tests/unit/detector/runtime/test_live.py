@@ -209,6 +209,25 @@ def test_an_empty_mjpeg_part_is_skipped_and_the_recording_goes_on(sized: bool) -
     assert "End of file" not in ended.reason
 
 
+@pytest.mark.parametrize("auth", ["digest", "basic"])
+def test_an_http_mjpeg_camera_behind_a_password(auth: str) -> None:
+    # What IP cameras' MJPEG endpoints ask (Digest for most): the URL's credentials answer the 401, the stream is
+    # read on one connection (the first bytes FFmpeg reads are shared, not fetched again), the password never shown.
+    from benchmarks.cameras import Login, UnsizedMjpegCamera
+
+    frames = _frames(10)
+    with UnsizedMjpegCamera(_jpegs(frames), 10, login=Login("admin", "s3cret", auth)) as camera:
+        with LiveStream(camera.url, timeout_s=5) as stream:
+            assert "s3cret" not in stream.name and stream.name.startswith("http://admin:***@")
+            numbers, pixels, _ = _take_all(stream)
+        with pytest.raises(InvalidInputError, match=r"cannot open the stream \(.*401") as refused:
+            LiveStream(camera.url.replace("s3cret", "guess"), timeout_s=2)
+        connections = len(camera.connections)
+    assert "guess" not in str(refused.value) and connections == 1
+    assert stream.received == 10 and numbers[-1] == 9
+    assert all(_which(got, frames) == n % 16 for n, got in zip(numbers, pixels, strict=True))
+
+
 def test_the_rate_of_a_stream_that_declares_none_is_measured() -> None:
     # HTTP MJPEG declares no rate: FFmpeg's guess is 25 fps whatever the camera sends; the arrivals say 12.
     with mjpeg_camera(_jpegs(_frames(12)), fps=12, frames=24) as url, LiveStream(url, timeout_s=5) as stream:
