@@ -1,7 +1,8 @@
 """A live stream that changes size mid-run (a camera's resolution or profile changed): every answer is in the
-stream's size, the one the run's summary gives, as the recording shows the frame; and a track goes on across the
-change where the camera's view did not change. Before, the answers after the change were in the new frame's pixels
-(boxes up to 320x240 in a run whose summary said 128x96), and the tracks started again."""
+stream's size, the one the run's summary gives, its boxes fitted as the frame would be (aspect kept, black bars); and
+a track goes on across the change where the camera's view did not change. Before, with a recording (frames decoded
+whole) the answers after the change were in the new frame's pixels (boxes up to 320x240 in a run whose summary said
+128x96) and the tracks started again; without one they were stretched into the stream's size."""
 
 from __future__ import annotations
 
