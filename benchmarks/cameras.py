@@ -344,13 +344,13 @@ class RtspCamera:
     "udp": RTP and RTCP to the client's two UDP ports; another gets 461 Unsupported Transport), PLAY sends
     frame i at i/`fps` in RTP packets (RFC 6184, RFC 7798 for H.265: a NAL unit a packet, fragmentation units above
     `MTU` bytes, cut at that size as camera packetizers cut), then `then`:
-    "bye" (an RTCP BYE: the stream's end), "close" (the connection dropped) or "stall" (kept open, nothing sent). With
-    `user` and `password` every request needs them (`auth`: "basic", or "digest" as most IP cameras ask, RFC 2617
-    without qop; 401 without them); `url` carries them. With `once`, after one client got every frame the next ones get
-    a 503. With `audio`, a second track as most IP cameras have by default: G.711 mu-law (PCMU, payload type 0), 20 ms
-    packets of silence while the video plays. With `inline_sets=False` the frames go without their parameter sets,
-    which only the session description carries (as some cameras send). `sent`: when each frame went, on the
-    connection that got the most. Written here because no package of the
+    "bye" (an RTCP BYE: the stream's end), "close" (the connection dropped) or "stall" (kept open, no more video).
+    With `user` and `password` every request needs them (`auth`: "basic", or "digest" as most IP cameras ask, RFC 2617
+    without qop; 401 without them); `url` carries them. With `once`, after one client got every frame the next ones
+    get a 503. With `audio`, a second track as most IP cameras have by default: G.711 mu-law (PCMU, payload type 0),
+    20 ms packets of silence while the video plays (and on after it, with "stall"). With `inline_sets=False` the
+    frames go without their parameter sets, which only the session description carries (as some cameras send).
+    `sent`: when each frame went, on the connection that got the most. Written here because no package of the
     registries serves RTSP (GStreamer's server and mediamtx are not pip-installable); it speaks just what FFmpeg's
     client needs."""
 
@@ -500,7 +500,8 @@ class RtspCamera:
                     sent.append(time.time())
                     video.send(packets)
             finally:
-                playing.set()
+                if self._then != "stall":  # a stalled camera's audio goes on: its encoder stopped, not the camera
+                    playing.set()
             self._finished.set()
             if self._then == "bye":  # RTCP BYE on each track's RTCP channel: FFmpeg's client ends the stream cleanly
                 for track in tracks:  # once every track said it
@@ -511,7 +512,8 @@ class RtspCamera:
                 self._done.wait(60)
 
     def _play_audio(self, track: _RtpTrack, playing: threading.Event) -> None:
-        """20 ms of G.711 mu-law silence (160 samples at 8 kHz) every 20 ms, until the video is done."""
+        """20 ms of G.711 mu-law silence (160 samples at 8 kHz) every 20 ms, until `playing` is set or the camera
+        closes."""
         with contextlib.suppress(OSError):
             n, start = 0, time.monotonic()
             while not playing.wait(max(0.0, start + n * 0.02 - time.monotonic())) and not self._done.is_set():

@@ -131,6 +131,10 @@ class LiveFrame(NamedTuple):
     height: int
 
 
+class _NoVideo(Exception):
+    """Other data came for `timeout_s`, but no video (`LiveStream._video_packets`)."""
+
+
 class StreamEnded(Exception):  # not an error: why a live stream stopped giving frames
     """Raised by `LiveStream.frames` when the stream stops: `clean` for its end, else broken off or stalled."""
 
@@ -357,7 +361,7 @@ class LiveStream:
 
         ended = StreamEnded("the stream ended", clean=True)
         try:
-            for packet in self._split_packets() if self._split is not None else self._container.demux(self._stream):
+            for packet in self._video_packets():
                 if self._stop.is_set():
                     return
                 units = self._units.push(packet) if self._units is not None else (packet,)
@@ -376,6 +380,8 @@ class LiveStream:
                         self._deliver(frame)
         except av.ExitError:  # PyAV's read timeout
             ended = StreamEnded(f"no data for {self.timeout_s:g} s: the stream stalled", clean=False)
+        except _NoVideo:
+            ended = StreamEnded(f"no video for {self.timeout_s:g} s (other data still came): the stream stalled", False)
         except (av.FFmpegError, OSError) as exc:
             ended = StreamEnded(f"the stream broke off ({_why(exc)})", clean=False)
         except BaseException as exc:  # a recording that fails (a full disk): the run ends with it
@@ -388,9 +394,29 @@ class LiveStream:
         size): the stream's (`opened`) where the frame is that size, else the frame's own (the stream changed size)."""
         return opened if opened and -(-opened >> self._lowres) == decoded else decoded << self._lowres
 
+    def _video_packets(self) -> Iterator[Any]:
+        """The video's packets, as `demux` gives them (an empty one last). `_NoVideo` once other data kept coming
+        for `timeout_s` without one: a camera whose encoder stopped while its connection goes on (an audio track,
+        MPEG-TS's other PIDs and tables) never stalled the read's timeout, and was waited for forever (measured: an
+        RTSP camera's audio going on after its video stopped), so `--reconnect` never opened it again."""
+        last = time.monotonic()
+        for packet in self._split_packets() if self._split is not None else self._demuxed():
+            if packet is not None:
+                yield packet
+                last = time.monotonic()  # from when reading goes on (a `keep_all` reader waits for the detector)
+            elif time.monotonic() - last > self.timeout_s:
+                raise _NoVideo
+
+    def _demuxed(self) -> Iterator[Any]:
+        """The container's packets: the video's, None for any other track's (so `_video_packets` sees time pass)."""
+        index = self._stream.index
+        for packet in self._container.demux():
+            yield packet if packet.stream_index == index else None
+
     def _split_packets(self) -> Iterator[Any]:
         """The video's packets split here from the stream's first byte (MPEG-TS's PES packets, MJPEG's JPEGs), each
-        as soon as it is complete, then an empty packet (the end), as `demux` gives them."""
+        as soon as it is complete, then an empty packet (the end), as `demux` gives them; None for bytes that
+        complete none."""
         import av
 
         shared, split = self._bytes, self._split
@@ -398,14 +424,14 @@ class LiveStream:
 
         def payloads() -> Iterator[bytes]:
             for chunk in shared.rest():
+                yield b""  # time passes (none of the payloads it completes may be the video's)
                 yield from split.push(chunk)
             yield from split.flush()
 
         for payload in payloads():
             # An empty one (an MJPEG part with Content-Length: 0, a PES packet with only its header) would read as
             # the end: the decoder's flush, after which it decodes nothing more (a recording's stream then ended).
-            if payload:
-                yield av.Packet(payload)
+            yield av.Packet(payload) if payload else None
         yield av.Packet()
 
     def _share(self, url: str, keep_all: bool) -> tuple[SharedBytes | None, bool]:

@@ -650,6 +650,38 @@ def test_an_rtsp_camera_that_sends_over_udp_only(transports: tuple[str, ...], ca
     assert over_udp == ("tcp" not in transports), caplog.text
 
 
+@pytest.mark.parametrize("kind", ["rtsp", "mpegts"])
+def test_a_camera_whose_video_stops_while_its_audio_goes_on_is_a_stall(kind: str) -> None:
+    # The camera's encoder stopped, its connection did not (its audio track, MPEG-TS's other PIDs): the read's own
+    # timeout never came, and the stream was waited for as long as the audio went on (forever for RTSP; to the
+    # camera's close, then "the stream ended", for MPEG-TS), so --reconnect never opened it again. Now no video for
+    # the timeout is a stall.
+    import io
+
+    import av
+
+    from benchmarks.cameras import TsCamera, ts_chunks
+
+    camera: RtspCamera | TsCamera
+    if kind == "rtsp":  # (frames that outgrow a packet: the last one is known whole by its size, not held)
+        camera = RtspCamera(h264_rgb(_grainy(10), 10), 10, audio=True, then="stall")
+    else:  # 10 frames, then 3 s of its audio and tables only
+        chunks = ts_chunks((f[:, :, ::-1] for f in _frames(40)), 10, audio=True)
+        with av.open(io.BytesIO(b"".join(chunks)), format="mpegts") as container:
+            video = container.streams.video[0].id
+
+        def without_video(chunk: bytes) -> bytes:
+            packets = (chunk[i : i + 188] for i in range(0, len(chunk), 188))
+            return b"".join(p for p in packets if (p[1] & 0x1F) << 8 | p[2] != video)
+
+        camera = TsCamera([*chunks[:10], *map(without_video, chunks[10:])], 10)
+    with camera, LiveStream(camera.url, timeout_s=1) as stream:
+        numbers, _, ended = _take_all(stream)
+        after = time.time() - camera.sent[9]
+    assert not ended.clean and ended.reason == "no video for 1 s (other data still came): the stream stalled"
+    assert stream.received == 10 and numbers[-1] == 9 and 1.0 < after < 2.5, after
+
+
 def test_an_rtsp_connection_that_drops_ends_the_stream_at_once() -> None:
     # FFmpeg's RTSP reader reports a connection closed without a BYE as the stream's end (it cannot tell a camera
     # that stopped from one that fell over), so `--reconnect` is what keeps a camera that reboots: documented.
