@@ -23,11 +23,11 @@ from detector.runtime.detector import Detector
 from detector.runtime.images import DecodedImage
 from detector.runtime.live import LiveFrame, LiveStream, StreamEnded
 from detector.runtime.live_recording import LiveRecording, Saving, Segment
-from detector.runtime.postprocess import letterboxed_boxes
+from detector.runtime.postprocess import letterboxed_boxes, scale_boxes
 from detector.runtime.preprocess import letterbox_params
 from detector.runtime.tiling import Tiling
 from detector.runtime.tracking import Tracker
-from detector.runtime.video import VideoInfo
+from detector.runtime.video import VideoInfo, letterboxed_frame
 from detector.runtime.video_detect import OnFrame, frames_detector
 
 log = logging.getLogger("detector.runtime.live_detect")
@@ -135,9 +135,7 @@ def detect_live(
     def answer(frame: LiveFrame, number: int) -> str:
         """Detect, track and report a frame (`number`: among all received); why the run ends after it, or ""."""
         nonlocal processed
-        found = detect_frames([frame.pixels])[0]
-        dets = filter_classes(DecodedImage(frame.pixels, frame.width, frame.height).to_sent(found), classes)
-        shown = in_stream(dets, frame, info)
+        dets, shown = _detected(frame, info, detect_frames, tiles is not None, classes)
         # The frame's number among those received: the frames dropped since the last answer are predicted over.
         track_ids = tracker.update(shown, number) if tracker else None
         recording.last = dets, track_ids  # drawn on the frame at its own size, then fitted into the recording
@@ -192,6 +190,27 @@ def detect_live(
     written, segments = recording.written, tuple(recording.kept())
     measured = None if stream.rate_declared else stream.measured_fps  # over the last connection
     return LiveRun(info, received, processed, dropped, damaged, written, ended, clean, reconnects, segments, measured)
+
+
+def _detected(
+    frame: LiveFrame,
+    info: VideoInfo,
+    detect_frames: Callable[[list[Any]], list[Detections]],
+    tiled: bool,
+    classes: frozenset[int] | None,
+) -> tuple[Detections, Detections]:
+    """`frame`'s boxes in its own pixels (where the recording draws them) and in the stream's size (`in_stream`)."""
+    if tiled and (frame.width, frame.height) != (info.width, info.height):
+        # Tiles are cut from the stream's size (the grid was checked against it when it opened): a frame of another
+        # size is fitted into it first, so a camera switched below the tile's size goes on being detected (it ended
+        # the run with the tile's error) and one switched above it costs no more tiles.
+        fitted, placed = letterboxed_frame(frame.pixels, (info.width, info.height))
+        shown = filter_classes(detect_frames([fitted])[0], classes)
+        own = replace(shown, xyxy=scale_boxes(shown.xyxy, placed)) if placed is not None and len(shown) else shown
+        return own, shown
+    found = detect_frames([frame.pixels])[0]
+    own = filter_classes(DecodedImage(frame.pixels, frame.width, frame.height).to_sent(found), classes)
+    return own, in_stream(own, frame, info)
 
 
 def in_stream(dets: Detections, frame: LiveFrame, info: VideoInfo) -> Detections:

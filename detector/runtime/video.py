@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from detector.errors import ImageTooLargeError, InvalidInputError
 from detector.runtime.display_order import display_ranks
-from detector.runtime.preprocess import halvings_for, letterbox_params
+from detector.runtime.preprocess import LetterboxInfo, halvings_for, letterbox_params
 
 T = TypeVar("T")
 
@@ -503,15 +503,7 @@ class StampedVideoWriter:
         """`frame_rgb` at the recording's size (itself when it is), its aspect kept: a live stream may change size
         mid-recording (a phone turned, a camera's profile changed), and a portrait frame squeezed into a landscape
         recording would be unrecognisable; it gets black bars instead. Boxes go on the frame before this."""
-        if (frame_rgb.shape[1], frame_rgb.shape[0]) == self.size:
-            return frame_rgb
-        import cv2
-
-        (w, h), placed = letterbox_params(frame_rgb.shape[:2], (self.size[1], self.size[0]))
-        left, top = placed.pad
-        out = np.zeros((self.size[1], self.size[0], 3), np.uint8)
-        out[top : top + h, left : left + w] = cv2.resize(frame_rgb, (w, h), interpolation=cv2.INTER_AREA)
-        return out
+        return letterboxed_frame(frame_rgb, self.size)[0]
 
     def write(self, frame_rgb: npt.NDArray[np.uint8], time_s: float) -> None:
         """Write a frame shown from `time_s` (seconds on any clock: the first frame is the recording's 0)."""
@@ -548,6 +540,22 @@ def check_stamped_path(path: Path) -> None:
             f"cannot record a live stream to {path.name}: use {', '.join(StampedVideoWriter.SUFFIXES)} "
             "(each frame keeps the time it arrived; AVI has one rate for all)"
         )
+
+
+def letterboxed_frame(
+    frame_rgb: npt.NDArray[np.uint8], size: tuple[int, int]
+) -> tuple[npt.NDArray[np.uint8], LetterboxInfo | None]:
+    """`frame_rgb` fitted into `size` (width, height) with its aspect kept, black bars around it, and how its pixels
+    map there (`postprocess.letterboxed_boxes`); itself and None when it is that size."""
+    if (frame_rgb.shape[1], frame_rgb.shape[0]) == size:
+        return frame_rgb, None
+    import cv2
+
+    (w, h), placed = letterbox_params(frame_rgb.shape[:2], (size[1], size[0]))
+    left, top = placed.pad
+    out = np.zeros((size[1], size[0], 3), np.uint8)
+    out[top : top + h, left : left + w] = cv2.resize(frame_rgb, (w, h), interpolation=cv2.INTER_AREA)
+    return out, placed
 
 
 def _fit(frame_rgb: npt.NDArray[np.uint8], size: tuple[int, int]) -> npt.NDArray[np.uint8]:

@@ -52,6 +52,33 @@ def test_answers_after_a_size_change_are_in_the_streams_size(
     assert len(kept) >= 0.8 * sum(last_ids[i] is not None for i, _ in matched), (last_ids, first_ids, matched)
 
 
+@pytest.mark.parametrize("recording", [False, True])
+def test_a_stream_in_tiles_that_shrinks_below_the_tile_goes_on(
+    recording: bool, model_path: Path, dataset_dir: Path, tmp_path: Path
+) -> None:
+    # Tiles are cut from the stream's size: a frame of another size is fitted into it first. Before, a camera switched
+    # to frames smaller than the tile ended the run ("tile: 128x128 is larger than the image (96x96)").
+    from detector.runtime.tiling import Tiling
+
+    scene = cv2.imread(str(sorted((dataset_dir / "images" / "test").glob("*.jpg"))[0]))
+    big, small = cv2.resize(scene, (256, 256)), cv2.resize(scene, (96, 96), interpolation=cv2.INTER_AREA)
+    jpegs = [cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, 98])[1].tobytes() for f in [big] * 4 + [small] * 4]
+    answers: list[tuple[int, Detections]] = []
+    with mjpeg_camera(jpegs, fps=10, frames=8) as url, Detector.load(model_path, "openvino") as det:
+        run = detect_live(
+            det,
+            url,
+            tiles=Tiling.parse("128x128", 0.2),
+            save=tmp_path / "live.mp4" if recording else None,
+            reading=Reading(timeout_s=5),
+            on_frame=lambda n, _, d, __: answers.append((n, d)),
+        )
+    assert (run.info.width, run.info.height) == (256, 256) and run.received == 8 and "tile" not in run.ended
+    assert [n for n, _ in answers if n >= 4], answers  # frames of the small size answered
+    for _, dets in answers:
+        assert len(dets) == 0 or (dets.xyxy.min() >= 0 and dets.xyxy.max() <= 256)
+
+
 def test_a_frame_of_another_aspect_is_answered_as_the_recording_shows_it() -> None:
     # A 160x240 portrait frame in a 160x120 stream: at half scale between black bars 40 px wide, as the recording
     # fits it (tests/unit/detector/runtime/test_live_recording.py), so its boxes land where the recording shows them.
