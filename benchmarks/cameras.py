@@ -322,13 +322,18 @@ def _encoded(frames: Iterable[np.ndarray], fps: float, encoder: str, options: di
 def _parameter_sets(nals: list[bytes], codec: str = "h264") -> list[bytes]:
     """The parameter sets among a key frame's NAL units, which a client needs before a frame: H.264's SPS and PPS
     (types 7, 8), H.265's VPS, SPS and PPS (32, 33, 34)."""
-    if codec == "h265":
-        return [next(n for n in nals if (n[0] >> 1) & 0x3F == kind) for kind in (32, 33, 34)]
-    return [next(n for n in nals if n[0] & 0x1F == kind) for kind in (7, 8)]
+    return [next(n for n in nals if _nal_type(n, codec) == kind) for kind in _PARAMETER_SETS[codec]]
+
+
+_PARAMETER_SETS = {"h264": (7, 8), "h265": (32, 33, 34)}  # NAL unit types: (VPS,) SPS, PPS
+
+
+def _nal_type(nal: bytes, codec: str) -> int:
+    return (nal[0] >> 1) & 0x3F if codec == "h265" else nal[0] & 0x1F
 
 
 def _is_parameter_set(nal: bytes, codec: str) -> bool:
-    return (nal[0] >> 1) & 0x3F in (32, 33, 34) if codec == "h265" else nal[0] & 0x1F in (7, 8)
+    return _nal_type(nal, codec) in _PARAMETER_SETS[codec]
 
 
 def _nal_units(annex_b: bytes) -> list[bytes]:
@@ -548,9 +553,7 @@ class _RtpTrack:
         if self._udp is not None:
             self._udp.send_rtp(packets)
         else:
-            framed = b"".join(bytes([0x24, self._channel]) + len(p).to_bytes(2, "big") + p for p in packets)
-            with self._lock:
-                self._conn.sendall(framed)
+            self._interleaved(self._channel, packets)
 
     def bye(self) -> None:
         """An RTCP BYE, with a reason: FFmpeg drops an RTCP packet shorter than an RTP header (12 bytes)."""
@@ -558,8 +561,13 @@ class _RtpTrack:
         if self._udp is not None:
             self._udp.send_rtcp(bye)
         else:
-            with self._lock:
-                self._conn.sendall(bytes([0x24, self._channel + 1]) + len(bye).to_bytes(2, "big") + bye)
+            self._interleaved(self._channel + 1, [bye])
+
+    def _interleaved(self, channel: int, packets: list[bytes]) -> None:
+        """`packets` on the RTSP connection, each after "$", its channel and its length (RFC 2326 10.12)."""
+        framed = b"".join(bytes([0x24, channel]) + len(p).to_bytes(2, "big") + p for p in packets)
+        with self._lock:
+            self._conn.sendall(framed)
 
 
 class _UdpPeer:
