@@ -24,9 +24,9 @@ def test_answers_after_a_size_change_are_in_the_streams_size(
     recording: bool, model_path: Path, dataset_dir: Path, tmp_path: Path
 ) -> None:
     # With a recording every frame is decoded whole (else at the model's size): the same answers either way.
-    scene = cv2.imread(str(sorted((dataset_dir / "images" / "test").glob("*.jpg"))[0]))  # 128x128, with objects
+    scene = _scene(dataset_dir)
     twice = cv2.resize(scene, (256, 256), interpolation=cv2.INTER_LINEAR)  # the same view at twice the resolution
-    jpegs = [cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, 98])[1].tobytes() for f in [scene] * 6 + [twice] * 6]
+    jpegs = _jpegs([scene] * 6 + [twice] * 6)
     answers: list[tuple[int, Detections, list[int | None] | None]] = []
     with mjpeg_camera(jpegs, fps=10, frames=12) as url, Detector.load(model_path, "openvino") as det:
         run = detect_live(
@@ -60,9 +60,9 @@ def test_a_stream_in_tiles_that_shrinks_below_the_tile_goes_on(
     # to frames smaller than the tile ended the run ("tile: 128x128 is larger than the image (96x96)").
     from detector.runtime.tiling import Tiling
 
-    scene = cv2.imread(str(sorted((dataset_dir / "images" / "test").glob("*.jpg"))[0]))
+    scene = _scene(dataset_dir)
     big, small = cv2.resize(scene, (256, 256)), cv2.resize(scene, (96, 96), interpolation=cv2.INTER_AREA)
-    jpegs = [cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, 98])[1].tobytes() for f in [big] * 4 + [small] * 4]
+    jpegs = _jpegs([big] * 4 + [small] * 4)
     answers: list[tuple[int, Detections]] = []
     with mjpeg_camera(jpegs, fps=10, frames=8) as url, Detector.load(model_path, "openvino") as det:
         run = detect_live(
@@ -77,6 +77,15 @@ def test_a_stream_in_tiles_that_shrinks_below_the_tile_goes_on(
     assert [n for n, _ in answers if n >= 4], answers  # frames of the small size answered
     for _, dets in answers:
         assert len(dets) == 0 or (dets.xyxy.min() >= 0 and dets.xyxy.max() <= 256)
+
+
+def _scene(dataset_dir: Path) -> np.ndarray:
+    """The first test image of the quick pipeline's dataset (128x128, BGR, with objects)."""
+    return cv2.imread(str(sorted((dataset_dir / "images" / "test").glob("*.jpg"))[0]))
+
+
+def _jpegs(frames: list[np.ndarray]) -> list[bytes]:
+    return [cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, 98])[1].tobytes() for f in frames]
 
 
 def test_a_frame_of_another_aspect_is_answered_as_the_recording_shows_it() -> None:

@@ -8,6 +8,7 @@ import logging
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -355,10 +356,6 @@ def test_an_mpegts_cameras_h264_or_h265_frame_is_decoded_before_the_next_one_is_
 def test_an_mpegts_camera_with_an_audio_track() -> None:
     # AAC beside the video, as camera and encoder streams carry it: the video's PES packets are still taken as each
     # is complete (the audio PID's are not read), every frame exact.
-    import io
-
-    import av
-
     from benchmarks.cameras import TsCamera, ts_chunks
 
     chunks = ts_chunks((f[:, :, ::-1] for f in _grainy(24)), 8, audio=True)
@@ -366,7 +363,7 @@ def test_an_mpegts_camera_with_an_audio_track() -> None:
         assert stream.info.fps == 8 and (stream.info.width, stream.info.height) == (SIZE[1], SIZE[0])
         seen = _take_timed(stream)
     assert _late_p50_ms(seen, camera.sent) < 40
-    with av.open(io.BytesIO(b"".join(chunks)), format="mpegts") as container:
+    with _in_memory(b"".join(chunks), "mpegts") as container:
         assert sorted(s.type for s in container.streams) == ["audio", "video"]
     decoded = _decoded_from(b"".join(chunks), "mpegts")
     assert stream.received == len(decoded) == 24 and len(seen) >= 22
@@ -525,12 +522,17 @@ def _decoded(units: list[list[bytes]], codec: str = "h264") -> list[np.ndarray]:
 
 def _decoded_from(data: bytes, format: str) -> list[np.ndarray]:
     """The frames of `data` read from memory as a file of that format, converted to RGB as `LiveStream` does."""
+    with _in_memory(data, format) as container:
+        return [upright(f, None) for f in container.decode(video=0)]
+
+
+def _in_memory(data: bytes, format: str) -> Any:
+    """`data` opened from memory as a file of that format (a PyAV input container)."""
     import io
 
     import av
 
-    with av.open(io.BytesIO(data), format=format) as container:
-        return [upright(f, None) for f in container.decode(video=0)]
+    return av.open(io.BytesIO(data), format=format)
 
 
 @pytest.mark.parametrize("auth", ["digest", "basic"])
@@ -656,22 +658,19 @@ def test_a_camera_whose_video_stops_while_its_audio_goes_on_is_a_stall(kind: str
     # timeout never came, and the stream was waited for as long as the audio went on (forever for RTSP; to the
     # camera's close, then "the stream ended", for MPEG-TS), so --reconnect never opened it again. Now no video for
     # the timeout is a stall.
-    import io
-
-    import av
-
     from benchmarks.cameras import TsCamera, ts_chunks
+    from detector.runtime.ts_demux import TS_SIZE
 
     camera: RtspCamera | TsCamera
     if kind == "rtsp":  # (frames that outgrow a packet: the last one is known whole by its size, not held)
         camera = RtspCamera(h264_rgb(_grainy(10), 10), 10, audio=True, then="stall")
     else:  # 10 frames, then 3 s of its audio and tables only
         chunks = ts_chunks((f[:, :, ::-1] for f in _frames(40)), 10, audio=True)
-        with av.open(io.BytesIO(b"".join(chunks)), format="mpegts") as container:
+        with _in_memory(b"".join(chunks), "mpegts") as container:
             video = container.streams.video[0].id
 
         def without_video(chunk: bytes) -> bytes:
-            packets = (chunk[i : i + 188] for i in range(0, len(chunk), 188))
+            packets = (chunk[i : i + TS_SIZE] for i in range(0, len(chunk), TS_SIZE))
             return b"".join(p for p in packets if (p[1] & 0x1F) << 8 | p[2] != video)
 
         camera = TsCamera([*chunks[:10], *map(without_video, chunks[10:])], 10)
