@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -62,15 +63,31 @@ def run_cli(
 def quick_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder where the real quick pipeline ran: data/v1, models/{best.pt,model.onnx}, reports/, mlflow.db."""
     cache = os.environ.get("DETECTOR_TEST_CACHE")
-    workdir = Path(cache) if cache else tmp_path_factory.mktemp("pipeline")
+    if cache:
+        workdir = Path(cache)
+    elif os.environ.get("PYTEST_XDIST_WORKER"):
+        # Each pytest-xdist worker has a session of its own: they share one folder in the run's temporary root (the
+        # parent of each worker's own), so the pipeline runs once per run, not once per worker.
+        workdir = tmp_path_factory.getbasetemp().parent / "pipeline"
+    else:
+        workdir = tmp_path_factory.mktemp("pipeline")
     workdir.mkdir(parents=True, exist_ok=True)
-    if (workdir / "reports/metrics.json").exists():
-        return workdir
-    overrides = [*QUICK_OVERRIDES, f"train.mlflow.tracking_uri=sqlite:///{workdir / 'mlflow.db'}"]
-    for stage in STAGES:
-        proc = run_cli([*stage, *overrides], cwd=workdir)
-        if proc.returncode != 0:
-            pytest.fail(f"pipeline stage {' '.join(stage)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    # The first worker to need the model runs the pipeline; the others wait here, then read what it wrote (or its
+    # failure, rather than training again to fail the same way).
+    with FileLock(str(workdir) + ".lock"):
+        failed = workdir / "pipeline-failed.txt"
+        if failed.exists():
+            pytest.fail(failed.read_text())
+        if (workdir / "reports/metrics.json").exists():
+            return workdir
+        overrides = [*QUICK_OVERRIDES, f"train.mlflow.tracking_uri=sqlite:///{workdir / 'mlflow.db'}"]
+        for stage in STAGES:
+            proc = run_cli([*stage, *overrides], cwd=workdir)
+            if proc.returncode != 0:
+                message = f"pipeline stage {' '.join(stage)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+                if not cache:  # a kept cache is tried again on the next run
+                    failed.write_text(message)
+                pytest.fail(message)
     return workdir
 
 
