@@ -51,10 +51,11 @@ serve-ray: install-ray  ## the same service on a local Ray Serve cluster with $(
 	$(RUN) detector serve --engine ray --replicas $(REPLICAS)
 
 # Two pytest-xdist workers, each taking a whole test file at a time (a module's fixtures are built once), sharing the
-# trained test model: on a 2-core VM the suite took 791 s against 1366 s in one process, which kept one core busy
-# (its tests wait on servers, cameras and deadlines as much as they compute). TEST_WORKERS=0 runs it in one process.
+# trained test model (tests/conftest.py says how): on a 2-core VM the suite took 690-950 s against 1366 s in one
+# process, which kept one core busy (its tests wait on servers, cameras and deadlines as much as they compute).
+# TEST_WORKERS=0 runs it in one process.
 TEST_WORKERS ?= 2
-PYTEST_PARALLEL := -n $(TEST_WORKERS) --dist loadfile
+PYTEST_PARALLEL := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test: install-dev  ## the whole test suite (unit, integration, e2e)
 	$(RUN) pytest $(PYTEST_PARALLEL)

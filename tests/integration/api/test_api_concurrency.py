@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import pytest
 from fastapi.testclient import TestClient
 
 from api.model.slot import DetectorLike
@@ -112,6 +113,7 @@ def slow_factory(config: Config, delay_s: float) -> DetectorFactory:
     return lambda path, backend: SlowDetector(real(path, backend), delay_s)
 
 
+@pytest.mark.alone
 def test_overload_gets_fast_503_with_retry_after_while_health_answers(
     make_config: Any, run_app: Any, dataset_dir: Path
 ) -> None:

@@ -138,6 +138,7 @@ def test_mpo_photo_is_read_as_its_first_frame(server: Server) -> None:
     assert as_mpo.json()["detections"] == alone.json()["detections"]
 
 
+@pytest.mark.alone
 def test_health_stays_fast_during_a_burst_of_1080p_uploads(server: Server, tmp_path: Path) -> None:
     image = tmp_path / "1080p.jpg"
     image.write_bytes(probe.photo(1920, 1080, seed=4))

@@ -40,6 +40,7 @@ def server(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         yield srv
 
 
+@pytest.mark.alone
 def test_health_answers_while_one_client_holds_1023_sockets(server: Server) -> None:
     n = min(1023, resource.getrlimit(resource.RLIMIT_NOFILE)[0] - 100)  # the issue: 1,023 (uvicorn's cap 1,024)
     flood = probe.connection_flood(server.url, n, hold_s=3)
@@ -133,6 +134,7 @@ def test_error_bodies_stay_short(server: Server) -> None:
     assert 400 <= r.status_code < 500 and len(r.content) < 4096, (r.status_code, len(r.content))
 
 
+@pytest.mark.alone
 def test_big_json_bodies_do_not_stall_health(server: Server) -> None:
     body = probe.big_json(13.0)
 
@@ -150,6 +152,7 @@ def test_big_json_bodies_do_not_stall_health(server: Server) -> None:
     assert worst < 500, sorted(latencies)[-5:]  # before: 0.7-2.4 s
 
 
+@pytest.mark.alone
 def test_batches_do_not_starve_single_images(server: Server) -> None:
     idle, loaded, batch_codes = probe.normal_during_batches(server.url, batch_clients=4)
     assert batch_codes and set(batch_codes) <= {200, 503}, batch_codes
@@ -224,6 +227,7 @@ def test_a_keyed_server_on_loopback(keyed_server: tuple[Server, dict[str, str]])
     assert audit[-1]["who"] == "ops" and audit[-1]["result"] == 422 and audit[-1]["what"] == "POST /admin/reload"
 
 
+@pytest.mark.alone
 def test_video_streams_do_not_shed_single_images(server: Server) -> None:
     idle = probe.timed_predicts(server.url, probe.photo(320, 240, seed=1, fmt="PNG"), 20)
     loaded, video_codes = probe.normal_during_videos(server.url, probe.noise_clip(120), video_clients=9)
