@@ -72,8 +72,9 @@ def _needs_model(item: pytest.Item) -> bool:
     return "quick_pipeline" in getattr(item, "fixturenames", ())
 
 
-# Tests marked `alone` measure latency under a load they make themselves (a p50 under load within 3x its idle value):
-# under pytest-xdist another worker's test beside them is load they did not make (41 ms against a 40 ms bound, once).
+# Tests marked `alone` time themselves against a load they make (a p50 under load within 3x its idle value; a live
+# camera's frames, each from its send): under pytest-xdist another worker's test beside them is load they did not
+# make (41 ms against a 40 ms bound once; 3 of 24 frames dropped once, two trainings beside them).
 # Every test holds a shared lock on one file while it runs (setup and teardown included), an `alone` one an exclusive
 # lock; a second file is the turnstile every test passes through first, so that an `alone` test waiting for its turn
 # is not kept waiting by a stream of shared holders.
