@@ -183,9 +183,10 @@ def pipeline_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     one core (Ultralytics gives torch cpu_count - 1 threads, one on CI's two), so the first tests run beside it on the
     other instead of the session waiting for it at the first test that needs it (about 100 s of a worker's time)."""
     cache = os.environ.get("DETECTOR_TEST_CACHE")
+    in_worker = "PYTEST_XDIST_WORKER" in os.environ
     if cache:
         run = PipelineRun(Path(cache), cached=True)
-    elif os.environ.get("PYTEST_XDIST_WORKER"):
+    elif in_worker:
         # Each pytest-xdist worker has a session of its own: they share one folder in the run's temporary root (the
         # parent of each worker's own), so the pipeline runs once per run, not once per worker.
         run = PipelineRun(tmp_path_factory.getbasetemp().parent / "pipeline", cached=False)
@@ -198,7 +199,7 @@ def pipeline_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     yield run
     if thread is None:
         return
-    if os.environ.get("PYTEST_XDIST_WORKER"):
+    if in_worker:
         thread.join()  # the other worker may still need the model this one is building
     else:
         run.stop()  # a session cut short (-x, Ctrl-C) does not leave a training behind
