@@ -94,6 +94,9 @@ class TrainConfig(_Strict):
     optimizer: str = "auto"
     patience: int = Field(100, ge=0)
     workers: int = Field(2, ge=0, le=64)
+    # CPU threads a CPU training computes on: "auto" shares this machine's CPUs between the trainings running on it
+    # (all of a 2-core machine's when it runs alone; detector/training/threads.py says why and what was measured).
+    threads: int | Literal["auto"] = "auto"
     seed: int = 0
     device: str = "cpu"
     project: str = "runs/train"
@@ -101,6 +104,17 @@ class TrainConfig(_Strict):
     # Any further Ultralytics train() argument, passed through unchanged (Ultralytics validates them).
     ultralytics: dict[str, Any] = Field(default_factory=dict)
     mlflow: MlflowConfig = MlflowConfig()
+
+    @field_validator("threads", mode="before")
+    @classmethod
+    def _auto_or_count(cls, value: Any) -> Any:
+        # One message for both halves of the union (pydantic would report each half's failure on its own).
+        text = str(value).strip()
+        if text == "auto":
+            return text
+        if text.isdigit() and 1 <= int(text) <= 1024:
+            return int(text)
+        raise ValueError("give auto or a number of threads from 1 to 1024")
 
     @property
     def architecture(self) -> str:

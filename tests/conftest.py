@@ -20,7 +20,15 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
+from detector.training.threads import available_cpus, ultralytics_threads
+
 REPO = Path(__file__).resolve().parents[1]
+
+# The suite trains beside other tests (the quick pipeline in the background, the e2e trainings on two workers), where
+# `train.threads=auto` would let a training spin on every core the moment it is the only one: its trainings keep the
+# thread count Ultralytics sets (what they trained on before that key), so the tests' timing stays as measured. The
+# key's own tests (tests/integration/detector/training/test_cpu_share.py) give their own configuration.
+os.environ.setdefault("DETECTOR_TRAIN__THREADS", str(ultralytics_threads(available_cpus())))
 
 # The quick profile: small enough to train in about two and a half minutes on 2 CPU cores, good enough to find
 # objects with confidence on any CPU and seed. One optimizer step per batch of 8 (`nbs=8`): with Ultralytics' default

@@ -25,6 +25,7 @@ from detector.paths import BEST_WEIGHTS, TRAIN_REPORT
 from detector.provenance import git_commit
 from detector.runtime.metadata import sha256_file
 from detector.training import tracking
+from detector.training.threads import CpuShare, ThreadKeeper
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,12 @@ def train(config: Config) -> TrainResult:
 
     run_name = f"{tc.architecture}-{config.data.version}-e{tc.epochs}-{tc.imgsz}"
     # The run ends FAILED (KILLED on Ctrl-C) when anything below raises, Ultralytics' own errors included.
-    with tempfile.TemporaryDirectory(prefix="train-") as tmp, tracking.active_run(mlflow, run_name) as run_id:
+    with (
+        tempfile.TemporaryDirectory(prefix="train-") as tmp,
+        CpuShare() as share,
+        tracking.active_run(mlflow, run_name) as run_id,
+    ):
+        ThreadKeeper(share, pinned=None if tc.threads == "auto" else tc.threads).install(model)
         data_yaml = write_data_yaml(Path(tmp) / "data.yaml", names, present_splits(dataset_dir), dataset_dir)
         if mlflow:
             mlflow.log_params(_loggable(config_to_flat_dict(config), exclude=("inference.",)))

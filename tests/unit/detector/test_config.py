@@ -45,6 +45,8 @@ def test_environment_overrides_then_dotlist_wins() -> None:
         (["train.epochs=0"], "train.epochs: Input should be greater than or equal to 1"),
         (["inference.conf=1.5"], "inference.conf: Input should be less than or equal to 1"),
         (["inference.backend=tflite"], "inference.backend"),
+        (["train.threads=0"], "train.threads: Value error, give auto or a number of threads from 1 to 1024"),
+        (["train.threads=many"], "train.threads: Value error, give auto or a number of threads from 1 to 1024"),
         (["inference.server.port=70000"], "inference.server.port"),
         (["export.engine.min_batch=16"], "min_batch <= opt_batch <= max_batch"),
         (["export.engine.input_dtype=int8"], "export.engine.input_dtype"),
@@ -103,12 +105,14 @@ def test_environment_values_are_converted_where_the_schema_is_typed() -> None:
         "DETECTOR_EXPORT__IMGSZ": "320",
         "DETECTOR_TRAIN__ULTRALYTICS__FLIPLR": "0.25",  # untyped pass-through: parsed as a YAML scalar
         "detector_inference__threads": "3",  # names are case-insensitive
+        "DETECTOR_TRAIN__THREADS": "2",  # an int where the schema takes an int or "auto"
     }
     config = load_config(config_dir=REPO_CONFIGS, environ=env)
     assert config.inference.conf == 0.4 and config.train.mlflow.enabled is False
     assert config.export.imgsz == 320 and config.onnx_imgsz == 320
     assert config.train.ultralytics == {"fliplr": 0.25}
-    assert config.inference.threads == 3
+    assert config.inference.threads == 3 and config.train.threads == 2
+    assert load_config(config_dir=REPO_CONFIGS, environ={"DETECTOR_TRAIN__THREADS": "auto"}).train.threads == "auto"
     assert load_config(config_dir=REPO_CONFIGS, environ={"DETECTOR_EXPORT__IMGSZ": "null"}).export.imgsz is None
 
 

@@ -1,0 +1,144 @@
+"""How many CPU threads a CPU training computes on: this machine's CPUs shared between the trainings running on it.
+
+Why not Ultralytics' choice: it trains on `min(8, CPUs - 1)` threads, leaving a core to the data loader, which on a
+2-core machine is one thread and half the machine idle. Measured on a 2-core Intel Xeon (AMX) VM, `yolov8n.yaml`,
+3 epochs of 200 images at 256 px, batch 16, 2 loader workers: 60.5 s on one thread, 40.5 s on two (1.49x); two loader
+workers or one made no difference (35.7 s and 35.6 s), so the loader needs much less than a core at these sizes
+(`benchmarks/train_threads.py` measures it again).
+
+Why shared: PyTorch's OpenMP threads spin while they wait for work, so threads beyond the machine's CPUs are ruinous.
+Two such trainings at once on those 2 cores (2 threads each) took 102 s each against 22 s each on one thread (128 px);
+one on 2 threads beside one on 1 took 48 s and 34 s. With `OMP_WAIT_POLICY=PASSIVE` or `GOMP_SPINCOUNT=0` the
+threads no longer fight, but two threads then gain almost nothing on one (52-59 s against 60.5 s at 256 px). So each
+training registers itself here (a lock file held while it runs; a process that dies lets go of its lock) and computes
+on its share of the CPUs, asked again while it trains: one that starts beside another shrinks it within a second.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+# Ultralytics' ceiling (`ultralytics.utils.NUM_THREADS`), kept: nothing here measured more threads than 2.
+MAX_THREADS = 8
+RECHECK_S = 1.0
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity: a container's or `taskset`'s limit), else all of them."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS has no affinity
+        return os.cpu_count() or 1
+
+
+def ultralytics_threads(cpus: int) -> int:
+    """What Ultralytics trains on (`ultralytics.utils.NUM_THREADS`) with this many CPUs."""
+    return min(MAX_THREADS, max(1, cpus - 1))
+
+
+def threads_for(cpus: int, trainings: int) -> int:
+    """Threads for one of `trainings` trainings sharing `cpus` CPUs: the share whole when it is 1 or 2 CPUs (the
+    loader costs little, measured above), else Ultralytics' rule on the share (a CPU left to the loader, at most 8)."""
+    share = max(1, cpus // max(1, trainings))
+    return share if share <= 2 else ultralytics_threads(share)
+
+
+def default_registry() -> Path:
+    """Per user, in the system's temporary folder: the trainings one user runs share the machine."""
+    return Path(tempfile.gettempdir()) / f"detector-trainings-{os.getuid()}"
+
+
+class CpuShare:
+    """This training's entry in `registry` while the context is open; `threads()` is its current share."""
+
+    def __init__(self, registry: Path | None = None, cpus: int | None = None) -> None:
+        self.registry = registry or default_registry()
+        self.cpus = cpus or available_cpus()
+        self._fd: int | None = None
+
+    def __enter__(self) -> CpuShare:
+        self.registry.mkdir(parents=True, exist_ok=True)
+        # Locked under a hidden name, then renamed: a counter never sees the file before its lock is held, so it
+        # cannot take it for a dead training's and delete it.
+        fd, hidden = tempfile.mkstemp(prefix=".", suffix=".lock", dir=self.registry)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.rename(hidden, self.registry / f"{os.getpid()}-{Path(hidden).name[1:]}")
+        self._fd = fd
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # lets go of the lock; the next count removes the file
+            self._fd = None
+        self.trainings()
+
+    def trainings(self) -> int:
+        """How many registered trainings are alive, this one included; dead ones' files are removed."""
+        alive = 0
+        for path in self.registry.glob("[!.]*.lock"):
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                continue  # another counter removed it
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                alive += 1  # its training holds it (ours too: a second open file does not share our lock)
+            else:
+                path.unlink(missing_ok=True)  # its process ended without closing the context
+            finally:
+                os.close(fd)
+        return alive
+
+    def threads(self) -> int:
+        return threads_for(self.cpus, self.trainings())
+
+
+class ThreadKeeper:
+    """Ultralytics callbacks that keep PyTorch on `share`'s thread count on a CPU (asked at most once a second), or
+    on `pinned` threads where the configuration pins them (the training still counts in the others' shares).
+    Ultralytics sets its own count when it picks the device, after the model is built, so the count is set again
+    when the training routine starts."""
+
+    def __init__(self, share: CpuShare, pinned: int | None = None) -> None:
+        self.share = share
+        self.pinned = pinned
+        self._next_check = 0.0
+        self._said = 0  # the count last logged: Ultralytics' final validation sets its own again, and is set back
+
+    def install(self, model: Any) -> None:
+        for event in ("on_pretrain_routine_start", "on_train_batch_start", "on_val_batch_start"):
+            model.add_callback(event, self)
+
+    def __call__(self, owner: Any) -> None:
+        # `owner` is the trainer, or the validator (which has a device only once its run began)
+        device = getattr(owner, "device", None)
+        if device is None or getattr(device, "type", str(device)) != "cpu":
+            return
+        now = time.monotonic()
+        if now < self._next_check:
+            return
+        self._next_check = now + RECHECK_S
+        self.apply()
+
+    def apply(self) -> int:
+        import torch
+
+        wanted = self.pinned if self.pinned is not None else self.share.threads()
+        if torch.get_num_threads() != wanted:
+            torch.set_num_threads(wanted)
+        if wanted != self._said:
+            log.info("training on %d CPU thread(s)", wanted)
+            self._said = wanted
+        return wanted

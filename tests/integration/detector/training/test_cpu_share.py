@@ -1,0 +1,134 @@
+"""The CPU share of `train.threads=auto` with real processes and real locks: a training that starts beside another
+counts it, one whose process dies stops counting, and PyTorch is kept on the share."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from detector.training.threads import CpuShare, ThreadKeeper, threads_for, ultralytics_threads
+
+REPO = Path(__file__).resolve().parents[4]
+
+# A training's registration in another process: it holds its share until killed
+HOLDER = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from detector.training.threads import CpuShare
+    with CpuShare(Path(sys.argv[1])):
+        print("registered", flush=True)
+        time.sleep(60)
+    """
+)
+
+
+@pytest.fixture
+def holder(tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "registered"
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+@pytest.mark.parametrize(
+    ("cpus", "trainings", "threads"),
+    [(1, 1, 1), (2, 1, 2), (2, 2, 1), (2, 3, 1), (4, 1, 3), (4, 2, 2), (16, 1, 8), (16, 2, 7), (16, 3, 4), (3, 0, 2)],
+)
+def test_threads_for_a_share(cpus: int, trainings: int, threads: int) -> None:
+    assert threads_for(cpus, trainings) == threads
+
+
+def test_ultralytics_threads_is_what_ultralytics_sets() -> None:
+    from ultralytics.utils import NUM_THREADS
+
+    assert ultralytics_threads(os.cpu_count() or 1) == NUM_THREADS
+
+
+def test_a_training_beside_another_process_shares_and_takes_back_the_cpus(
+    tmp_path: Path, holder: subprocess.Popen[str]
+) -> None:
+    with CpuShare(tmp_path, cpus=2) as share:
+        assert share.trainings() == 2 and share.threads() == 1
+        holder.send_signal(signal.SIGKILL)  # dies without closing its context: its lock goes with it
+        holder.wait(timeout=10)
+        assert share.trainings() == 1 and share.threads() == 2
+        assert len(list(tmp_path.glob("*.lock"))) == 1, "the dead training's file is removed"
+    assert share.trainings() == 0 and not list(tmp_path.glob("*.lock"))
+
+
+def test_trainings_in_one_process_count_each(tmp_path: Path) -> None:
+    with CpuShare(tmp_path, cpus=4) as first:
+        assert first.threads() == 3
+        with CpuShare(tmp_path, cpus=4) as second:
+            assert first.trainings() == second.trainings() == 2 and first.threads() == 2
+        assert first.trainings() == 1
+
+
+class _Owner:
+    def __init__(self, device: str) -> None:
+        import torch
+
+        self.device = torch.device(device)
+
+
+@pytest.fixture
+def torch_threads() -> Iterator[int]:
+    import torch
+
+    before = torch.get_num_threads()
+    yield before
+    torch.set_num_threads(before)
+
+
+def test_the_keeper_sets_the_share_on_a_cpu_at_most_once_a_second(tmp_path: Path, torch_threads: int) -> None:
+    import torch
+
+    with CpuShare(tmp_path, cpus=2) as share:
+        keeper = ThreadKeeper(share)
+        torch.set_num_threads(1)  # what Ultralytics sets on 2 CPUs
+        keeper(_Owner("cpu"))
+        assert torch.get_num_threads() == 2
+        with CpuShare(tmp_path, cpus=2):
+            keeper(_Owner("cpu"))
+            assert torch.get_num_threads() == 2, "asked again only after RECHECK_S"
+            keeper._next_check = 0.0
+            keeper(_Owner("cpu"))
+            assert torch.get_num_threads() == 1
+        torch.set_num_threads(3)
+        keeper._next_check = 0.0
+        keeper(_Owner("meta"))  # not a CPU training (a GPU one): its threads are left alone
+        assert torch.get_num_threads() == 3
+
+
+def test_a_pinned_count_wins_over_the_share(tmp_path: Path, torch_threads: int) -> None:
+    import torch
+
+    with CpuShare(tmp_path, cpus=2) as share:
+        assert ThreadKeeper(share, pinned=1).apply() == 1 and torch.get_num_threads() == 1
+
+
+def test_the_keeper_is_installed_on_a_real_model(tmp_path: Path) -> None:
+    from ultralytics import YOLO
+
+    model = YOLO("yolov8n.yaml")
+    with CpuShare(tmp_path) as share:
+        keeper = ThreadKeeper(share)
+        keeper.install(model)
+    for event in ("on_pretrain_routine_start", "on_train_batch_start", "on_val_batch_start"):
+        assert keeper in model.callbacks[event]
