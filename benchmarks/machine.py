@@ -14,6 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from detector.training.threads import available_cpus
+
 LIBRARIES = ("onnxruntime", "openvino", "ultralytics", "torch", "numpy", "onnx", "opencv-python-headless", "tensorrt")
 
 
@@ -33,10 +35,7 @@ def cpu_model(cpuinfo: str | None = None) -> str:
 
 def usable_cores() -> int:
     """Cores this process may run on (the affinity mask, which containers and taskset narrow), not the host's."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+    return available_cpus()
 
 
 def gpus() -> list[str]:

@@ -4,7 +4,8 @@ Why not Ultralytics' choice: it trains on `min(8, CPUs - 1)` threads, leaving a 
 2-core machine is one thread and half the machine idle. Measured on a 2-core Intel Xeon (AMX) VM, `yolov8n.yaml`,
 3 epochs of 200 images at 256 px, batch 16, 2 loader workers: 60.5 s on one thread, 40.5 s on two (1.49x); two loader
 workers or one made no difference (35.7 s and 35.6 s), so the loader needs much less than a core at these sizes
-(`benchmarks/train_threads.py` measures it again).
+(`benchmarks/train_threads.py` measures it again). The default pipeline's 20 epochs: 756 s on one thread, 396 s on
+two (1.91x, one run after the other).
 
 Why shared: PyTorch's OpenMP threads spin while they wait for work, so threads beyond the machine's CPUs are ruinous.
 Two such trainings at once on those 2 cores (2 threads each) took 102 s each against 22 s each on one thread (128 px);
