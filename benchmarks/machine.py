@@ -34,7 +34,8 @@ def cpu_model(cpuinfo: str | None = None) -> str:
 
 
 def usable_cores() -> int:
-    """Cores this process may run on (the affinity mask, which containers and taskset narrow), not the host's."""
+    """Cores this process may use (the affinity mask, which containers and taskset narrow, lowered to a cgroup's CPU
+    quota), not the host's."""
     return available_cpus()
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import math
 import os
 import tempfile
 import time
@@ -31,14 +32,66 @@ log = logging.getLogger(__name__)
 # Ultralytics' ceiling (`ultralytics.utils.NUM_THREADS`), kept: nothing here measured more threads than 2.
 MAX_THREADS = 8
 RECHECK_S = 1.0
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+PROC_CGROUP = Path("/proc/self/cgroup")
 
 
-def available_cpus() -> int:
-    """The CPUs this process may run on (its affinity: a container's or `taskset`'s limit), else all of them."""
+def available_cpus(cgroup_root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_CGROUP) -> int:
+    """The CPUs this process may use: its affinity (`taskset`, `docker --cpuset-cpus`), lowered to its cgroup's CPU
+    quota where one is set (`docker --cpus=2`, a Kubernetes limit), rounded up. Threads beyond a quota are throttled:
+    the affinity alone would give a training on a 32-core host limited to 2 CPUs Ultralytics' 8 threads."""
     try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS has no affinity
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS has no affinity (nor cgroups)
         return os.cpu_count() or 1
+    quota = cgroup_cpu_quota(cgroup_root, proc_cgroup)
+    return cpus if quota is None else max(1, min(cpus, math.ceil(quota)))
+
+
+def cgroup_cpu_quota(root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_CGROUP) -> float | None:
+    """The smallest CPU quota, in CPUs, of this process' cgroup and its parents up to the mount (cgroup v2's
+    `cpu.max`, v1's `cpu.cfs_quota_us` over `cpu.cfs_period_us`); None where none is set or cgroups cannot be read."""
+    try:
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
+        return None
+    quotas: list[float] = []
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":  # cgroup v2's unified hierarchy
+            mount, read = root, _v2_quota
+        elif "cpu" in controllers.split(","):  # cgroup v1's cpu controller (its folder: "cpu" or a link to it)
+            mount, read = root / "cpu", _v1_quota
+        else:
+            continue
+        # The process' own folder and its parents; inside a container the mount is often the container's own
+        # cgroup while the path names the host's, so a path that is not there leaves the mount alone.
+        folder = mount / path.lstrip("/")
+        for candidate in [folder, *folder.parents]:
+            if candidate.is_relative_to(mount) and candidate.is_dir():
+                quota = read(candidate)
+                if quota is not None:
+                    quotas.append(quota)
+            if candidate == mount:
+                break
+    return min(quotas) if quotas else None
+
+
+def _v2_quota(folder: Path) -> float | None:
+    try:
+        quota, period = (folder / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        return None
+
+
+def _v1_quota(folder: Path) -> float | None:
+    try:
+        quota = int((folder / "cpu.cfs_quota_us").read_text())
+        period = int((folder / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return None if quota <= 0 or period <= 0 else quota / period
 
 
 def ultralytics_threads(cpus: int) -> int:

@@ -13,7 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from detector.training.threads import CpuShare, ThreadKeeper, threads_for, ultralytics_threads
+from detector.training.threads import (
+    CpuShare,
+    ThreadKeeper,
+    available_cpus,
+    cgroup_cpu_quota,
+    threads_for,
+    ultralytics_threads,
+)
 
 REPO = Path(__file__).resolve().parents[4]
 
@@ -132,3 +139,44 @@ def test_the_keeper_is_installed_on_a_real_model(tmp_path: Path) -> None:
         keeper.install(model)
     for event in ("on_pretrain_routine_start", "on_train_batch_start", "on_val_batch_start"):
         assert keeper in model.callbacks[event]
+
+
+def _tree(root: Path, files: dict[str, str], proc: str) -> Path:
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    (root / "proc_cgroup").write_text(proc)
+    return root / "proc_cgroup"
+
+
+@pytest.mark.parametrize(
+    ("files", "proc", "quota"),
+    [
+        ({"fs/cpu.max": "200000 100000\n"}, "0::/\n", 2.0),  # cgroup v2 in a container (`docker --cpus=2`)
+        ({"fs/cpu.max": "max 100000\n"}, "0::/\n", None),
+        # v2 on a host: the process' folder and its parents, the smallest quota wins
+        ({"fs/a/cpu.max": "150000 100000\n", "fs/a/b/cpu.max": "max 100000\n"}, "0::/a/b\n", 1.5),
+        # v1: cpu,cpuacct joined; the path names the host's cgroup, the mount is the container's own
+        (
+            {"fs/cpu/cpu.cfs_quota_us": "300000\n", "fs/cpu/cpu.cfs_period_us": "100000\n"},
+            "11:memory:/docker/x\n4:cpu,cpuacct:/docker/x\n0::/\n",
+            3.0,
+        ),
+        ({"fs/cpu/cpu.cfs_quota_us": "-1\n", "fs/cpu/cpu.cfs_period_us": "100000\n"}, "1:cpu:/\n", None),
+        ({"fs/cpu.max": "garbage\n"}, "0::/\n", None),
+    ],
+)
+def test_the_cgroup_cpu_quota_is_read_from_v1_and_v2(
+    tmp_path: Path, files: dict[str, str], proc: str, quota: float | None
+) -> None:
+    proc_cgroup = _tree(tmp_path, files, proc)
+    assert cgroup_cpu_quota(tmp_path / "fs", proc_cgroup) == quota
+
+
+def test_available_cpus_is_the_affinity_lowered_to_the_quota_rounded_up(tmp_path: Path) -> None:
+    affinity = len(os.sched_getaffinity(0))
+    assert available_cpus(tmp_path / "fs", tmp_path / "no-such-file") == affinity
+    proc_cgroup = _tree(tmp_path, {"fs/cpu.max": "50000 100000\n"}, "0::/\n")
+    assert available_cpus(tmp_path / "fs", proc_cgroup) == 1  # half a CPU: one thread
+    (tmp_path / "fs/cpu.max").write_text(f"{(affinity + 4) * 100000} 100000\n")
+    assert available_cpus(tmp_path / "fs", proc_cgroup) == affinity  # a quota above the affinity changes nothing
