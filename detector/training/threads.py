@@ -169,7 +169,9 @@ class ThreadKeeper:
         self.share = share
         self.pinned = pinned
         self._next_check = 0.0
-        self._said = 0  # the count last logged: Ultralytics' final validation sets its own again, and is set back
+        # The counts computed on, in order (auto's changes as trainings start and end beside this one): logged and
+        # kept with the run, as the thread count moves the floating-point sums a little
+        self.counts: list[int] = []
 
     def install(self, model: Any) -> None:
         for event in ("on_pretrain_routine_start", "on_train_batch_start", "on_val_batch_start"):
@@ -192,7 +194,7 @@ class ThreadKeeper:
         wanted = self.pinned if self.pinned is not None else self.share.threads()
         if torch.get_num_threads() != wanted:
             torch.set_num_threads(wanted)
-        if wanted != self._said:
+        if not self.counts or wanted != self.counts[-1]:
             log.info("training on %d CPU thread(s)", wanted)
-            self._said = wanted
+            self.counts.append(wanted)
         return wanted

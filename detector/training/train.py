@@ -74,7 +74,8 @@ def train(config: Config) -> TrainResult:
         CpuShare() as share,
         tracking.active_run(mlflow, run_name) as run_id,
     ):
-        ThreadKeeper(share, pinned=None if tc.threads == "auto" else tc.threads).install(model)
+        threads = ThreadKeeper(share, pinned=None if tc.threads == "auto" else tc.threads)
+        threads.install(model)
         data_yaml = write_data_yaml(Path(tmp) / "data.yaml", names, present_splits(dataset_dir), dataset_dir)
         if mlflow:
             mlflow.log_params(_loggable(config_to_flat_dict(config), exclude=("inference.",)))
@@ -124,6 +125,8 @@ def train(config: Config) -> TrainResult:
         )
         curves = _write_outputs(best, Path(trainer.save_dir) / "results.csv", result)
         if mlflow:
+            if threads.counts:  # a CPU training: the thread counts it computed on, in order
+                mlflow.set_tag("cpu_threads", ",".join(map(str, threads.counts)))
             mlflow.log_metrics({f"final_{k}": v for k, v in final.items()})
             mlflow.log_artifact(str(BEST_WEIGHTS), artifact_path="weights")
             mlflow.log_artifact(str(curves), artifact_path="reports")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -74,6 +75,9 @@ def test_mlflow_run_holds_config_data_and_artifacts(quick_pipeline: Path) -> Non
     assert "inference.conf" not in run.data.params  # serving config is not a training parameter
     tags = run.data.tags
     assert tags["data.version"] == "v1" and len(tags["data.sha256"]) == 64 and tags["git_commit"]
+    # The thread counts it trained on, set by its callbacks: the suite's (tests/conftest.py) unless one runs it on auto
+    given, counts = os.environ["DETECTOR_TRAIN__THREADS"], tags["cpu_threads"].split(",")
+    assert counts == [given] if given != "auto" else all(c.isdigit() for c in counts)
     history = client.get_metric_history(run.info.run_id, "val_mAP50-95")
     assert [m.step for m in history] == list(range(1, int(epochs) + 1))
     assert "final_val_mAP50-95" in run.data.metrics and "onnx_val_mAP50-95" in run.data.metrics

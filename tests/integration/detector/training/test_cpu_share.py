@@ -116,7 +116,7 @@ def test_the_keeper_sets_the_share_on_a_cpu_at_most_once_a_second(tmp_path: Path
             assert torch.get_num_threads() == 2, "asked again only after RECHECK_S"
             keeper._next_check = 0.0
             keeper(_Owner("cpu"))
-            assert torch.get_num_threads() == 1
+            assert torch.get_num_threads() == 1 and keeper.counts == [2, 1]
         torch.set_num_threads(3)
         keeper._next_check = 0.0
         keeper(_Owner("meta"))  # not a CPU training (a GPU one): its threads are left alone
