@@ -32,11 +32,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _cli(workdir: Path, *args: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "YOLO_OFFLINE": "1"}
     return subprocess.Popen(
         [sys.executable, "-m", "cli", *args],
         cwd=workdir,
-        env={**env, "PYTHONPATH": str(REPO)},
+        env={**os.environ, "YOLO_OFFLINE": "1", "PYTHONPATH": str(REPO)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )

@@ -68,7 +68,7 @@ def cgroup_cpu_quota(root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_CGROUP) 
         # cgroup while the path names the host's, so a path that is not there leaves the mount alone.
         folder = mount / path.lstrip("/")
         for candidate in [folder, *folder.parents]:
-            if candidate.is_relative_to(mount) and candidate.is_dir():
+            if candidate.is_dir():
                 quota = read(candidate)
                 if quota is not None:
                     quotas.append(quota)
