@@ -206,7 +206,7 @@ class LiveStream:
         self.timeout_s = timeout_s
         # FFmpeg reads 20 frames to estimate a rate before the stream opens (0.73 s of a 30 fps camera, 1.47 s at
         # 15 fps, all but the newest then dropped). Not needed: an RTSP stream's RTP timestamps give the rate (checked
-        # with and without the SDP's `a=framerate`; only H.264's 7-frame decoder-delay guess is left, 0.27 s), and an
+        # with and without the SDP's `a=framerate`; H.264's wait for a first decoding time is taken away below), and an
         # MPEG-TS stream's codec header does (H.264's or MPEG-2's: opened in 0.10-0.20 s; the stream's own guess is
         # then twice the rate, counting fields, so the codec's is taken before it below). An HTTP MJPEG stream opened at
         # once either way (it has no timestamps to measure).
@@ -224,6 +224,11 @@ class LiveStream:
             # OpenCV's reader (Ultralytics') asks for TCP too unless OPENCV_FFMPEG_CAPTURE_OPTIONS says otherwise.
             # (FFmpeg's "tcp+udp" tries UDP first, so a camera that serves both would be read over UDP.)
             options["rtsp_transport"] = "tcp"
+            # RTP gives a frame's presentation time, not its decoding time, which FFmpeg works out only once it has
+            # guessed the decoder's reordering delay from 7 decoded H.264 frames; until then it read on, the first
+            # timestamp not known (`max_ts_probe`: up to 50 packets). Nothing here needs it (frames are timed on
+            # arrival): the stream opens on its first frame.
+            options["max_ts_probe"] = "0"
             # Each RTP packet as it came, not through FFmpeg's parser, which holds every frame until the next one
             # begins: H.264 and H.265 are joined by detector/runtime/rtp_video.py, a frame interval sooner.
             options["fflags"] = "+noparse"
@@ -232,6 +237,10 @@ class LiveStream:
             # MPEG-TS as its PES packets come, not through FFmpeg's parser, which holds each frame one interval more
             # (detector/runtime/ts_video.py).
             options["fflags"] = "+noparse"
+            # FFmpeg's MPEG-TS demuxer probes an AAC or MPEG audio track's packets (ADTS or LATM?) before it trusts
+            # the track's type, and the stream does not open until it has: 5 AAC packets, 0.27 s of a camera's
+            # stream with audio (0.04 s without). The video's type is never probed; the audio is not read here.
+            options["max_probe_packets"] = "1"
         try:
             self._container = self._open(url if self._bytes is None else self._bytes, options)
         except BaseException:

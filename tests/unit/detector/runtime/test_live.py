@@ -358,6 +358,21 @@ def test_an_mpegts_cameras_h264_or_h265_frame_is_decoded_before_the_next_one_is_
     assert all(np.array_equal(pixels, decoded[n]) for n, _, pixels in seen)
 
 
+def test_an_mpegts_camera_with_an_audio_track_opens_on_its_first_frames() -> None:
+    # FFmpeg's MPEG-TS demuxer probed the AAC track's packets before it opened the stream (5 of them, 0.27 s: 7
+    # frames sent at 20 fps before the first came out). Now only the video decides: 2 frames sent here.
+    from benchmarks.cameras import TsCamera, ts_chunks
+
+    frames = _frames(30)
+    chunks = ts_chunks((f[:, :, ::-1] for f in frames), 20, audio=True)
+    with TsCamera(chunks, 20) as camera, LiveStream(camera.url, timeout_s=5) as stream:
+        first = next(stream.frames())
+        sent_before = len(camera.sent)
+        assert [s.type for s in stream._container.streams] == ["audio", "video"]
+    assert first.number <= 1 and _which(first.pixels, frames) == first.number
+    assert sent_before <= 5, sent_before  # 50 ms a frame: frame 5 is sent 250 ms after the stream began
+
+
 @TIMED
 def test_an_mpegts_camera_with_an_audio_track() -> None:
     # AAC beside the video, as camera and encoder streams carry it: the video's PES packets are still taken as each
@@ -372,10 +387,9 @@ def test_an_mpegts_camera_with_an_audio_track() -> None:
     with _in_memory(b"".join(chunks), "mpegts") as container:
         assert sorted(s.type for s in container.streams) == ["audio", "video"]
     decoded = _decoded_from(b"".join(chunks), "mpegts")
-    # FFmpeg probes a stream with audio for 0.3-0.4 s before it opens (three frames at 8 fps, more on a busy
-    # machine): the newest frame sent by then is shown first, and every frame after it.
+    # The stream opens on its first frames (below), and every frame after them is taken.
     numbers = [n for n, _, _ in seen]
-    assert stream.received == len(decoded) == 24 and numbers[-16:] == list(range(8, 24)), numbers
+    assert stream.received == len(decoded) == 24 and numbers[-21:] == list(range(3, 24)), numbers
     assert all(np.array_equal(pixels, decoded[n]) for n, _, pixels in seen)
 
 
@@ -592,6 +606,21 @@ def test_an_rtsp_cameras_frame_is_decoded_before_the_next_one_is_sent(codec: str
     decoded = _decoded(units, "h264" if codec == "h264" else "hevc")
     assert all(np.array_equal(pixels, decoded[n]) for n, _, pixels in seen)
     assert connections == 1  # opened once
+
+
+def test_an_rtsp_h264_camera_opens_on_its_first_frame() -> None:
+    # RTP carries no decoding times: FFmpeg read on until it had guessed H.264's reordering delay from its decoded
+    # frames (4 frames sent before the first came out at 5 fps, frames 0 and 1 then dropped as old). Now the stream
+    # opens on frame 0, which comes out as soon as frame 1 begins (nothing in these frames outgrows a packet, so
+    # rtp_video.py has not learned the packets' sizes: a NAL unit is known whole when the next one starts).
+    frames = _frames(12)
+    units = h264_rgb(frames, 5)
+    assert all(len(nal) < RtspCamera.MTU for nals in units for nal in nals)
+    with RtspCamera(units, 5) as camera, LiveStream(camera.url, timeout_s=5) as stream:
+        first = next(stream.frames())
+        sent_before = len(camera.sent)
+    assert first.number == 0 and _which(first.pixels, frames) == 0
+    assert sent_before <= 2, sent_before  # 200 ms a frame: frame 2 is sent 400 ms after the stream began
 
 
 @TIMED
