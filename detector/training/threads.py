@@ -17,10 +17,12 @@ on its share of the CPUs, asked again while it trains: one that starts beside an
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import math
 import os
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -111,6 +113,19 @@ def default_registry() -> Path:
     return Path(tempfile.gettempdir()) / f"detector-trainings-{os.getuid()}"
 
 
+def private_folder(path: Path) -> None:
+    """Make `path` a folder of this user's that only they may use (closing one of theirs that others could write in);
+    OSError where it is not theirs or not a folder. In a shared temporary folder anyone may take the name first: a
+    folder of theirs (where they could put links or FIFOs for the count to open) or a link to a folder of ours (whose
+    `*.lock` files, `uv.lock` among them, the count took for dead trainings' and deleted)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    found = os.lstat(path)
+    if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.getuid():
+        raise PermissionError(errno.EPERM, "not a folder of this user's (a link, or made by another user)", str(path))
+    if stat.S_IMODE(found.st_mode) != 0o700:
+        os.chmod(path, 0o700)  # (ours, in a sticky folder: nobody else can put another in its place)
+
+
 class CpuShare:
     """This training's entry in `registry` while the context is open; `threads()` is its current share."""
 
@@ -118,12 +133,19 @@ class CpuShare:
         self.registry = registry or default_registry()
         self.cpus = cpus or available_cpus()
         self._fd: int | None = None
+        self._usable = True  # False: the registry could not be used (`__enter__` says why)
 
     def __enter__(self) -> CpuShare:
-        self.registry.mkdir(parents=True, exist_ok=True)
-        # Locked under a hidden name, then renamed: a counter never sees the file before its lock is held, so it
-        # cannot take it for a dead training's and delete it.
-        fd, hidden = tempfile.mkstemp(prefix=".", suffix=".lock", dir=self.registry)
+        try:
+            private_folder(self.registry)
+            # Locked under a hidden name, then renamed: a counter never sees the file before its lock is held, so
+            # it cannot take it for a dead training's and delete it.
+            fd, hidden = tempfile.mkstemp(prefix=".", suffix=".lock", dir=self.registry)
+        except OSError as exc:
+            # The training goes on, counted as the only one (the count it had before this registry existed).
+            log.warning("cannot register this training in %s (%s): it counts as the only one", self.registry, exc)
+            self._usable = False
+            return self
         fcntl.flock(fd, fcntl.LOCK_EX)
         os.rename(hidden, self.registry / f"{os.getpid()}-{Path(hidden).name[1:]}")
         self._fd = fd
@@ -139,12 +161,15 @@ class CpuShare:
 
     def trainings(self) -> int:
         """How many registered trainings are alive, this one included; dead ones' files are removed."""
+        if not self._usable:
+            return 1
         alive = 0
         for path in self.registry.glob("[!.]*.lock"):
             try:
-                fd = os.open(path, os.O_RDONLY)
-            except FileNotFoundError:
-                continue  # another counter removed it
+                # (Never a link nor a FIFO in a folder of ours; but opening one must not follow it nor wait.)
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            except OSError:
+                continue  # another counter removed it (or it is not a file a training made)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

@@ -3,6 +3,7 @@ counts it, one whose process dies stops counting, and PyTorch is kept on the sha
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -85,6 +86,53 @@ def test_trainings_in_one_process_count_each(tmp_path: Path) -> None:
         with CpuShare(tmp_path, cpus=4) as second:
             assert first.trainings() == second.trainings() == 2 and first.threads() == 2
         assert first.trainings() == 1
+
+
+@pytest.mark.parametrize("taken_as", ["a link to a folder of ours", "another user's folder"])
+def test_a_registry_whose_name_someone_took_first_is_not_used(
+    taken_as: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # In a shared temporary folder another user may make the registry's name first. Through a link to one of our
+    # folders the count deleted every `*.lock` no training held there (uv.lock, poetry.lock...); in a folder of
+    # theirs it would open whatever they put there. The training now goes on as the only one, and says why.
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "uv.lock").write_text("version = 1\n")
+    registry = tmp_path / "detector-trainings"
+    if taken_as == "a link to a folder of ours":
+        registry.symlink_to(project)
+    elif os.getuid() == 0:
+        registry.mkdir(mode=0o777)
+        os.chown(registry, 65534, 65534)
+    else:
+        pytest.skip("making a folder another user's needs root")
+    with caplog.at_level(logging.WARNING, "detector.training.threads"), CpuShare(registry, cpus=2) as share:
+        assert share.trainings() == 1 and share.threads() == 2
+    assert "cannot register this training" in caplog.text and "counts as the only one" in caplog.text
+    assert sorted(p.name for p in project.iterdir()) == ["uv.lock"]
+    if taken_as != "a link to a folder of ours":
+        assert not list(registry.iterdir())
+
+
+def test_a_registry_of_ours_that_others_may_write_in_is_closed_first(tmp_path: Path) -> None:
+    registry = tmp_path / "registry"
+    registry.mkdir()
+    registry.chmod(0o777)
+    with CpuShare(registry, cpus=2) as share:
+        assert share.trainings() == 1 and len(list(registry.glob("*.lock"))) == 1
+    assert registry.stat().st_mode & 0o777 == 0o700
+
+
+def test_a_link_or_a_fifo_in_the_registry_neither_blocks_nor_is_followed(tmp_path: Path) -> None:
+    registry = tmp_path / "registry"
+    registry.mkdir(mode=0o700)
+    elsewhere = tmp_path / "elsewhere.lock"
+    elsewhere.write_text("")
+    (registry / "link.lock").symlink_to(elsewhere)
+    os.mkfifo(registry / "fifo.lock")
+    with CpuShare(registry, cpus=2) as share:
+        assert share.trainings() == 1  # this one; opening the FIFO did not wait for a writer
+    assert elsewhere.exists()
 
 
 class _Owner:
