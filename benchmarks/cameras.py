@@ -12,6 +12,7 @@ import base64
 import contextlib
 import hashlib
 import http.server
+import io
 import re
 import secrets
 import socket
@@ -298,6 +299,47 @@ def h265_frames(frames: Iterable[np.ndarray], fps: float, slices: int = 1) -> li
     return _encoded(frames, fps, "libx265", {"preset": "ultrafast", "tune": "zerolatency", "x265-params": params})
 
 
+def rtp_frames(frames: Iterable[np.ndarray], fps: float, codec: str) -> list[list[bytes]]:
+    """BGR frames (all one size) as an RTSP camera sends `codec` ("mjpeg": RFC 2435's JPEG, "mpeg4": RFC 6416's
+    MP4V-ES): each frame's RTP payloads, cut by FFmpeg's own packetizer (its RTP muxer), the last one of a frame the
+    one with the marker bit."""
+    import av
+
+    class Sink(io.RawIOBase):  # the muxer writes one RTP (or RTCP) packet at a time
+        def __init__(self) -> None:
+            self.packets: list[bytes] = []
+
+        def writable(self) -> bool:
+            return True
+
+        def write(self, data: Any) -> int:
+            self.packets.append(bytes(data))
+            return len(data)
+
+    sink = Sink()
+    out = av.open(sink, "w", format="rtp", options={"packetsize": str(RtspCamera.MTU)})
+    stream: Any = None
+    for n, frame in enumerate(frames):
+        if stream is None:
+            stream = out.add_stream(codec, rate=round(fps))
+            stream.height, stream.width = frame.shape[:2]
+            stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
+        picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="bgr24")
+        picture.pts = n
+        out.mux(stream.encode(picture))
+    if stream is not None:
+        out.mux(stream.encode(None))
+    out.close()
+    grouped: list[list[bytes]] = [[]]
+    for packet in sink.packets:
+        if 200 <= packet[1] <= 204:  # RTCP (sender reports)
+            continue
+        grouped[-1].append(packet[12:])  # (a fixed header: no CSRCs, no extension)
+        if packet[1] & 0x80:
+            grouped.append([])
+    return [payloads for payloads in grouped if payloads]
+
+
 def _encoded(frames: Iterable[np.ndarray], fps: float, encoder: str, options: dict[str, str]) -> list[list[bytes]]:
     """Each frame's NAL units, in the order the encoder gave them out (x265 with several slices keeps one back)."""
     import av
@@ -344,7 +386,7 @@ def _nal_units(annex_b: bytes) -> list[bytes]:
 
 class RtspCamera:
     """An RTSP camera (RFC 2326) on loopback: DESCRIBE gives an H.264 stream (`h264_frames`; with `codec="h265"`,
-    H.265 from `h265_frames`), SETUP takes the
+    H.265 from `h265_frames`; with "mjpeg" or "mpeg4", the RTP payloads of `rtp_frames`), SETUP takes the
     `transports` it serves ("tcp": RTP over the RTSP connection, interleaved, what `detector predict` asks for first;
     "udp": RTP and RTCP to the client's two UDP ports; another gets 461 Unsupported Transport), PLAY sends
     frame i at i/`fps` in RTP packets (RFC 6184, RFC 7798 for H.265: a NAL unit a packet, fragmentation units above
@@ -376,7 +418,9 @@ class RtspCamera:
         inline_sets: bool = True,
     ) -> None:
         self.connections: list[list[float]] = []
-        self._sets = _parameter_sets(frames[0], codec)  # the first frame's, for the session description
+        # The first frame's parameter sets, for the session description (H.264's and H.265's)
+        self._sets = _parameter_sets(frames[0], codec) if codec in _PARAMETER_SETS else []
+        self._payload_type = 26 if codec == "mjpeg" else 96  # JPEG's static type (RFC 3551), else a dynamic one
         if not inline_sets:
             frames = [[nal for nal in nals if not _is_parameter_set(nal, codec)] for nals in frames]
         self._frames, self._fps, self._then, self._once, self._codec = frames, fps, then, once, codec
@@ -399,7 +443,11 @@ class RtspCamera:
         """The session description: the first frame's parameter sets (so a client knows the size before a frame)."""
         raw = self._sets
         sets = [base64.b64encode(n).decode() for n in raw]
-        if self._codec == "h265":
+        if self._codec == "mjpeg":
+            media = "a=rtpmap:26 JPEG/90000\r\n"
+        elif self._codec == "mpeg4":  # (its configuration comes in the stream, before the first frame)
+            media = "a=rtpmap:96 MP4V-ES/90000\r\na=fmtp:96 profile-level-id=1\r\n"
+        elif self._codec == "h265":
             vps, sps, pps = sets
             media = f"a=rtpmap:96 H265/90000\r\na=fmtp:96 sprop-vps={vps};sprop-sps={sps};sprop-pps={pps}\r\n"
         else:
@@ -409,7 +457,7 @@ class RtspCamera:
         audio = "m=audio 0 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=control:track2\r\n" if self._audio else ""
         return (
             "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=camera\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\na=control:*\r\n"
-            f"m=video 0 RTP/AVP 96\r\n{media}a=framerate:{self._fps:g}\r\na=control:track1\r\n{audio}"
+            f"m=video 0 RTP/AVP {self._payload_type}\r\n{media}a=framerate:{self._fps:g}\r\na=control:track1\r\n{audio}"
         )
 
     def _accept(self) -> None:
@@ -500,7 +548,8 @@ class RtspCamera:
                     time.sleep(max(0.0, start + i / self._fps - time.monotonic()))
                     timestamp = round(i * 90000 / self._fps)
                     packets = [
-                        video.packet(96, last, timestamp, p) for last, p in _rtp_payloads(nals, self.MTU, self._codec)
+                        video.packet(self._payload_type, last, timestamp, p)
+                        for last, p in _rtp_payloads(nals, self.MTU, self._codec)
                     ]
                     sent.append(time.time())
                     video.send(packets)
@@ -600,7 +649,10 @@ def _rtp_payloads(nals: list[bytes], mtu: int, codec: str = "h264") -> Iterator[
     """RTP payloads of one frame's NAL units, each with whether it is the frame's last (the marker bit): a NAL unit
     whole where it fits, else fragmentation units of `mtu` bytes of it, the last one shorter: H.264's FU-A (RFC
     6184: an indicator byte, then S/E bits and the type), H.265's FU (RFC 7798: a two-byte payload header of type
-    49, then S/E bits and the type)."""
+    49, then S/E bits and the type). Any other codec's frame is its payloads already (`rtp_frames`)."""
+    if codec not in _PARAMETER_SETS:
+        yield from ((n == len(nals) - 1, payload) for n, payload in enumerate(nals))
+        return
     h265 = codec == "h265"
     header_size = 2 if h265 else 1
     for n, nal in enumerate(nals):

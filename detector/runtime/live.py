@@ -35,7 +35,7 @@ import numpy.typing as npt
 from detector.errors import InvalidInputError
 from detector.runtime.live_bytes import RAW_PACKET_BYTES, SharedBytes, Splits
 from detector.runtime.mjpeg_parts import JpegParts
-from detector.runtime.rtp_video import Units, parserless
+from detector.runtime.rtp_video import WHOLE_PICTURES, Units, parserless
 from detector.runtime.ts_demux import PesPackets, begins_ts
 from detector.runtime.ts_video import PesPictures
 from detector.runtime.video import VideoInfo, lowres_for, upright
@@ -247,15 +247,6 @@ class LiveStream:
             if self._bytes is not None:
                 self._bytes.close()
             raise
-        # Read parser-less: an RTSP camera's H.264 or H.265 NAL units joined for the decoder (rtp_video.py), MPEG-TS's
-        # PES packets as they come while each begins a picture, else split by the codec's parser (ts_video.py).
-        self._units: Units | None = parserless(_video_codec(self._container)) if rtsp else None
-        if rtsp and self._units is None:
-            # Any other codec (MJPEG, MPEG-4...) is read through the parser as before: opened again without the
-            # flag (the flag is the container's, given before the codec is known).
-            self._container.close()
-            del options["fflags"]
-            self._container = self._open(url, options)
         if not self._container.streams.video:
             self._close_container()
             raise InvalidInputError(f"{self.name}: the stream has no video")
@@ -270,6 +261,16 @@ class LiveStream:
         self._reduce_to = None if on_every_frame else reduce_to
         lowres = self._lowres = lowres_for(context.width, context.height, self._reduce_to)
         mpegts = self._container.format.name == "mpegts"
+        # Read parser-less: an RTSP camera's H.264 or H.265 NAL units joined for the decoder (rtp_video.py), its MJPEG
+        # or VP8 pictures as they come; MPEG-TS's PES packets as they come while each begins a picture; anything else
+        # split by the codec's own parser here (ts_video.py), as FFmpeg's reader would have. (An RTSP camera of
+        # another codec was opened a second time, through FFmpeg's parser: one more handshake at the start, and a
+        # camera may take one connection only.)
+        self._units: Units | None = None
+        if rtsp:
+            self._units = parserless(context.name)
+            if self._units is None and context.name not in WHOLE_PICTURES:
+                self._units = PesPictures(context, mpegts=False)
         if ts:
             self._units = PesPictures(context, mpegts)
         # An MPEG-TS stream's H.264 or H.265 PES packets, an MJPEG camera's JPEGs, as soon as each is complete;
@@ -505,12 +506,6 @@ class LiveStream:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _video_codec(container: Any) -> str:
-    """The name of the first video stream's codec (FFmpeg's: "h264", "hevc"...), "" without one."""
-    video = container.streams.video
-    return str(video[0].codec_context.name) if video else ""
 
 
 def _why(exc: BaseException) -> str:

@@ -35,10 +35,15 @@ class Units(Protocol):
     def push(self, packet: Any) -> list[Any]: ...
 
 
+# Codecs whose RTP packets FFmpeg's depacketizers join into whole pictures themselves, asking for no parser
+# (libavformat/rtpdec_jpeg.c, rtpdec_vpx.c): read as they come. (Every other video depacketizer asks for one.)
+WHOLE_PICTURES = ("mjpeg", "vp8")
+
+
 def parserless(codec: str) -> Units | None:
     """What joins the packets of an RTSP stream opened with `fflags=+noparse` for the decoder, by the codec's name
-    (FFmpeg's); None for a codec read through the parser (opened without the flag). H.264 also needs its decoder on
-    `flags2=+chunks`."""
+    (FFmpeg's); None for a codec this module does not join (`WHOLE_PICTURES` as they come, any other through its
+    parser: live.py). H.264 also needs its decoder on `flags2=+chunks`."""
     if codec == "h264":
         return NalUnits(header_size=1)
     if codec == "hevc":

@@ -14,9 +14,8 @@ import cv2
 import numpy as np
 import pytest
 
-from benchmarks.cameras import RtspCamera
+from benchmarks.cameras import RtspCamera, rtp_frames
 from detector.errors import InvalidInputError
-from detector.runtime import live
 from detector.runtime.live import (
     RATE_WINDOW,
     LiveStream,
@@ -658,19 +657,29 @@ def test_an_h265_camera_with_pictures_of_several_slices_is_read_whole_pictures()
     assert all(np.array_equal(got, decoded[n]) for n, got in zip(numbers, pixels, strict=True))
 
 
-def test_a_codec_not_joined_here_is_read_through_the_parser(monkeypatch: pytest.MonkeyPatch) -> None:
-    # A codec rtp_video.py does not join (MJPEG, MPEG-4... over RTSP; here H.264 taken for one) is opened a second
-    # time, through FFmpeg's parser: every frame, exact.
-    monkeypatch.setattr(live, "parserless", lambda codec: None)
-    grain = np.random.default_rng(0).integers(0, 30, (*SIZE, 3), dtype=np.uint8)
-    frames = [f + grain for f in _frames(20)]
-    units = h264_rgb(frames, 30)
-    with RtspCamera(units, 30) as camera, LiveStream(camera.url, timeout_s=5) as stream:
-        numbers, pixels, ended = _take_all(stream)
+@TIMED
+@pytest.mark.parametrize("codec", ["mjpeg", "mpeg4"])
+def test_an_rtsp_camera_of_another_codec_is_connected_to_once(codec: str) -> None:
+    # MJPEG (RFC 2435) and MPEG-4 (RFC 6416), packed by FFmpeg's own RTP muxer. Such a camera was opened a second
+    # time, through FFmpeg's parser; now its packets are read as for H.264: MJPEG's whole pictures as they come
+    # (FFmpeg's depacketizer joins them and asks for no parser), MPEG-4's split by its parser here. The frames are
+    # FFmpeg's own reading of the same camera, pixel for pixel.
+    import av
+
+    frames = _frames(16)
+    payloads = rtp_frames((f[:, :, ::-1] for f in frames), 8, codec)
+    with RtspCamera(payloads, 8, codec=codec) as camera, LiveStream(camera.url, timeout_s=5) as stream:
+        seen = _take_timed(stream)
         connections = len(camera.connections)
-    assert connections == 2 and ended.clean and stream.received == 20
-    decoded = _decoded(units)
-    assert all(np.array_equal(got, decoded[n]) for n, got in zip(numbers, pixels, strict=True))
+    assert connections == 1 and stream.received == 16 and stream.info.fps == 8
+    numbers = [n for n, _, _ in seen]  # (at the end a parser gives its last two at once: the older one dropped)
+    assert numbers == sorted(set(numbers)) and numbers[-1] == 15 and len(numbers) >= 13, numbers
+    with RtspCamera(payloads, 8, codec=codec) as again, av.open(again.url, options={"rtsp_transport": "tcp"}) as ffmpeg:
+        reference = [upright(f, None) for f in ffmpeg.decode(video=0)]
+    assert all(np.array_equal(pixels, reference[n]) for n, _, pixels in seen)
+    assert all(_which(pixels, frames) == n for n, _, pixels in seen)
+    if codec == "mjpeg":
+        assert _late_p50_ms(seen, camera.sent, after=2) < 40  # whole pictures: none waits for the next (125 ms)
 
 
 @pytest.mark.parametrize("transports", [("udp",), ("udp", "tcp")])

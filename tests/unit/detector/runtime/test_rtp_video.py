@@ -224,7 +224,7 @@ def test_a_second_slice_after_the_lesson_drops_the_rest_of_that_picture_then_joi
 def test_which_codecs_are_read_without_the_parser() -> None:
     assert isinstance(parserless("h264"), NalUnits)
     assert parserless("hevc") is not None
-    assert parserless("mjpeg") is None and parserless("mpeg4") is None and parserless("") is None
+    assert parserless("mjpeg") is None and parserless("mpeg4") is None and parserless("") is None  # (live.py's)
 
 
 def test_a_second_slice_right_when_the_lesson_ends_keeps_its_picture_whole() -> None:
