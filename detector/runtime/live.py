@@ -37,7 +37,7 @@ from detector.runtime.live_bytes import RAW_PACKET_BYTES, SharedBytes, Splits
 from detector.runtime.mjpeg_parts import JpegParts
 from detector.runtime.rtp_video import WHOLE_PICTURES, Units, parserless
 from detector.runtime.ts_demux import PesPackets, begins_ts
-from detector.runtime.ts_video import PesPictures
+from detector.runtime.ts_video import PES_PICTURES, PesPictures
 from detector.runtime.video import VideoInfo, lowres_for, upright
 
 log = logging.getLogger("detector.runtime.live")
@@ -273,11 +273,11 @@ class LiveStream:
                 self._units = PesPictures(context, mpegts=False)
         if ts:
             self._units = PesPictures(context, mpegts)
-        # An MPEG-TS stream's H.264 or H.265 PES packets, an MJPEG camera's JPEGs, as soon as each is complete;
-        # else FFmpeg's demuxer reads on.
+        # An MPEG-TS stream's PES packets (H.264, H.265, MPEG-2, MPEG-4 Part 2), an MJPEG camera's JPEGs, as soon as
+        # each is complete; else FFmpeg's demuxer reads on.
         self._split: Splits | None = None
         if self._bytes is not None:
-            if mpegts and context.name in ("h264", "hevc"):
+            if mpegts and context.name in PES_PICTURES:
                 self._split = PesPackets(self._stream.id)
             elif self._container.format.name == "mpjpeg":
                 self._split = JpegParts()

@@ -1,6 +1,6 @@
 """`PesPictures`: an MPEG-TS stream's PES packets, read without FFmpeg's parser, go to the decoder as they come while
 each begins a picture; otherwise (and for other codecs or containers) the codec's own parser splits them, as FFmpeg's
-would have. `begins_picture` on H.264 and H.265 access units."""
+would have. `begins_picture` on H.264 and H.265 access units, and MPEG-2 and MPEG-4 Part 2 pictures."""
 
 from __future__ import annotations
 
@@ -35,6 +35,19 @@ def test_access_units_begin_pictures_and_their_pieces_do_not() -> None:
     assert not begins_picture(b"", "h264") and not begins_picture(b"\0\0\1", "h264")
 
 
+def test_mpeg2_and_mpeg4_pictures_begin_at_their_headers() -> None:
+    # What an encoder puts first in a picture's PES packet: MPEG-2's sequence header, group of pictures or picture
+    # header; MPEG-4 Part 2's visual object sequence, video object (layer), group of VOPs or VOP. A slice does not.
+    for code in (0xB3, 0xB8, 0x00):
+        assert begins_picture(b"\0\0\1" + bytes([code, 0x10]), "mpeg2video")
+    assert not begins_picture(b"\0\0\1\x01\x10", "mpeg2video") and not begins_picture(b"\0\0\1\xb5", "mpeg2video")
+    for code in (0xB0, 0x00, 0x20, 0xB3, 0xB6):
+        assert begins_picture(b"\0\0\1" + bytes([code, 0x10]), "mpeg4")
+    assert not begins_picture(b"\0\0\1\xb2\x10", "mpeg4") and not begins_picture(b"\x12\x34", "mpeg4")
+    for codec in ("mpeg2video", "mpeg4"):
+        assert not PesPictures(av.CodecContext.create(codec, "r"), mpegts=True).parsing
+
+
 def test_whole_access_units_go_at_once_until_one_does_not_begin_a_picture() -> None:
     units = h264_rgb(_frames(6), 30)
     access_units = [annex_b([nals]) for nals in units]
@@ -60,7 +73,7 @@ def test_whole_access_units_go_at_once_until_one_does_not_begin_a_picture() -> N
 def test_other_codecs_and_containers_are_split_by_their_parser() -> None:
     units = h264_rgb(_frames(4), 30)
     stream = annex_b(units)
-    for context, mpegts in ((av.CodecContext.create("h264", "r"), False), (av.CodecContext.create("mpeg4", "r"), True)):
+    for context, mpegts in ((av.CodecContext.create("h264", "r"), False), (av.CodecContext.create("vc1", "r"), True)):
         pes = PesPictures(context, mpegts)
         assert pes.parsing
     pes = PesPictures(av.CodecContext.create("h264", "r"), mpegts=False)
