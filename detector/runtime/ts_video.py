@@ -45,8 +45,8 @@ def begins_picture(data: bytes, codec: str) -> bool:
 class PesPictures:
     """`push` each packet of a stream opened with `fflags=+noparse` (`context`: its decoder, `mpegts`: whether the
     container is MPEG-TS); it returns the packets to decode. `parsing`: whether the codec's parser splits them
-    (always for codecs other than H.264 and H.265, or another container, an RTSP camera's MPEG-4 among them; from
-    the first PES packet that does not begin a picture on)."""
+    (always for a codec not in `PES_PICTURES` or another container, an RTSP camera's MPEG-4 among them; from the
+    first PES packet that does not begin a picture on)."""
 
     def __init__(self, context: Any, mpegts: bool) -> None:
         self._context = context
